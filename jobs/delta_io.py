@@ -1,0 +1,39 @@
+"""Reading and writing the warehouse's Delta tables: `<warehouse>/tables/<table name>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+# Tables are read by deltalake and DuckDB as well as Spark; not all of them read deletion vectors.
+DELTA_TABLE_PROPERTIES = {"delta.enableDeletionVectors": "false"}
+
+
+def table_path(tables_dir: Path, name: str) -> Path:
+    return tables_dir / name
+
+
+def is_delta_table(path: Path) -> bool:
+    return (path / "_delta_log").is_dir()
+
+
+def overwrite_delta(df: DataFrame, path: Path, *, partition_by: tuple[str, ...] = ()) -> None:
+    """Replace the table's contents in one Delta commit: a rerun converges to the same table,
+    and a writer that dies before the commit leaves the previous version in place."""
+    writer = (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+    )
+    for key, value in DELTA_TABLE_PROPERTIES.items():
+        writer = writer.option(key, value)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(str(path))
+
+
+def read_delta(spark: SparkSession, path: Path) -> DataFrame:
+    if not is_delta_table(path):
+        raise FileNotFoundError(f"no Delta table at {path}; materialize its asset first")
+    return spark.read.format("delta").load(str(path))

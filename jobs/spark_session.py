@@ -1,0 +1,156 @@
+"""Spark sessions with Delta Lake, local by default and a cluster by configuration.
+
+The Delta jars are resolved once from Maven Central into a cache outside the repository
+(`resolve_delta_jars`, run by `make setup`) and handed to Spark as local files, so no session
+start needs the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+SCALA_BINARY_VERSION = "2.13"
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+class DeltaJarsError(RuntimeError):
+    """The Delta jars are not in the cache and could not be fetched."""
+
+
+def delta_maven_coordinate() -> tuple[str, str, str]:
+    """(organisation, artifact, revision) of the Delta jar matching the installed pyspark."""
+    import pyspark
+
+    spark_major_minor = ".".join(pyspark.__version__.split(".")[:2])
+    delta_version = metadata.version("delta-spark")
+    return "io.delta", f"delta-spark_{spark_major_minor}_{SCALA_BINARY_VERSION}", delta_version
+
+
+def _pyspark_jars_dir() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def _artifact_name(jar_file_name: str) -> str:
+    """`org.apache.parquet_parquet-column-1.16.0.jar` -> `parquet-column`."""
+    base = jar_file_name.split("_", 1)[-1] if "_" in jar_file_name else jar_file_name
+    return re.sub(r"-\d[\w.\-]*\.jar$", "", base)
+
+
+def jars_not_in_spark(jar_paths: list[Path], spark_jar_names: list[str]) -> list[Path]:
+    """Drop resolved jars whose artifact Spark already ships: Spark's own copy must win."""
+    shipped = {_artifact_name(name) for name in spark_jar_names}
+    return [p for p in jar_paths if _artifact_name(p.name) not in shipped]
+
+
+def _manifest_path(cache_dir: Path) -> Path:
+    org, artifact, revision = delta_maven_coordinate()
+    return cache_dir / "delta-jars" / f"{artifact}-{revision}.txt"
+
+
+def cached_delta_jars(cache_dir: Path) -> list[Path] | None:
+    """The cached Delta jar paths, or None when the cache is missing or incomplete."""
+    manifest = _manifest_path(cache_dir)
+    if not manifest.exists():
+        return None
+    paths = [Path(line) for line in manifest.read_text().splitlines() if line.strip()]
+    if not paths or not all(p.exists() for p in paths):
+        return None
+    return paths
+
+
+def resolve_delta_jars(cache_dir: Path) -> list[Path]:
+    """Resolve the Delta jars and their dependencies from Maven Central into `cache_dir`.
+
+    Idempotent: returns the cached list at once when it is complete. Uses the Ivy jar that
+    pyspark ships, which is what `spark.jars.packages` would use, but only once at set-up time.
+    """
+    cached = cached_delta_jars(cache_dir)
+    if cached is not None:
+        return cached
+    org, artifact, revision = delta_maven_coordinate()
+    spark_jars = _pyspark_jars_dir()
+    ivy_jar = next(iter(sorted(spark_jars.glob("ivy-*.jar"))), None)
+    if ivy_jar is None:
+        raise DeltaJarsError(f"no Ivy jar in {spark_jars}; is pyspark installed?")
+    retrieve_dir = cache_dir / "delta-jars" / f"{artifact}-{revision}"
+    retrieve_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        "java", "-jar", str(ivy_jar),
+        "-dependency", org, artifact, revision,
+        "-confs", "default",
+        "-types", "jar", "bundle",
+        "-cache", str(cache_dir / "ivy-cache"),
+        "-retrieve", str(retrieve_dir / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"),
+    ]
+    log.info("resolving %s:%s:%s from Maven Central into %s", org, artifact, revision, cache_dir)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DeltaJarsError(
+            f"could not resolve {org}:{artifact}:{revision} from Maven Central "
+            f"(exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+    resolved = sorted(retrieve_dir.glob("*.jar"))
+    needed = jars_not_in_spark(resolved, [p.name for p in spark_jars.glob("*.jar")])
+    if not any(p.name.startswith(f"{org}_{artifact}") for p in needed):
+        raise DeltaJarsError(f"Ivy finished but {artifact} is not among {resolved}")
+    _manifest_path(cache_dir).write_text("\n".join(str(p) for p in needed) + "\n")
+    return needed
+
+
+def delta_spark_conf(jar_paths: list[Path]) -> dict[str, str]:
+    return {
+        "spark.jars": ",".join(str(p) for p in jar_paths),
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        # Tables here are read by deltalake and DuckDB too, which do not all read deletion vectors.
+        "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    }
+
+
+BASE_SPARK_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+    "spark.ui.enabled": "false",
+}
+
+
+def build_spark_session(
+    *,
+    master: str,
+    jars_cache_dir: Path,
+    app_name: str = "homefeed",
+    driver_memory: str = "4g",
+    shuffle_partitions: int = 8,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """A Spark session with Delta, or the already running one (Spark allows one per process)."""
+    jar_paths = resolve_delta_jars(jars_cache_dir)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    conf = {
+        **BASE_SPARK_CONF,
+        "spark.driver.memory": driver_memory,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        **delta_spark_conf(jar_paths),
+        **(extra_conf or {}),
+    }
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session

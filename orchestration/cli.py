@@ -1,0 +1,307 @@
+"""The `homefeed` command: the edge of the program, where settings and flags are read."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import sys
+import time
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from orchestration.settings import HomefeedSettings, load_settings
+
+log = logging.getLogger("homefeed")
+
+DEFAULT_DEMO_DIR = Path("data/demo")
+
+
+def _settings(args: argparse.Namespace) -> HomefeedSettings:
+    return load_settings(
+        warehouse=getattr(args, "warehouse", None),
+        raw_input=getattr(args, "input", None),
+    )
+
+
+# --- setup -----------------------------------------------------------------------------------
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from jobs.spark_session import resolve_delta_jars
+    from orchestration.setup_checks import check_java, ensure_redis_server
+
+    settings = _settings(args)
+    print(f"java: {check_java()} (needs 17+)")
+    jars = resolve_delta_jars(settings.cache_dir)
+    print(f"delta jars: {len(jars)} in {jars[0].parent}")
+    print(f"redis-server: {ensure_redis_server()}")
+    return 0
+
+
+# --- worlds ----------------------------------------------------------------------------------
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from jobs.synthetic import WorldConfig, generate_world
+
+    summary = generate_world(WorldConfig(n_users=args.users, seed=args.seed), out_dir=Path(args.out))
+    _print_row_counts(f"generated {args.users} users (seed {args.seed}) into {args.out}/raw", summary.rows_per_table)
+    print(f"ground truth: {args.out}/truth   ({summary.seconds:.1f} s)")
+    return 0
+
+
+def cmd_import_higgs(args: argparse.Namespace) -> int:
+    from jobs.higgs_import import import_higgs
+
+    summary = import_higgs(src_dir=Path(args.src), out_dir=Path(args.out))
+    _print_row_counts(f"imported {args.src} into {args.out}/raw", summary.rows_per_table)
+    if summary.dropped:
+        print("dropped while converting: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.dropped.items())))
+    return 0
+
+
+def _print_row_counts(title: str, rows_per_table: dict[str, int]) -> None:
+    print(title)
+    width = max(len(name) for name in rows_per_table)
+    for name, rows in rows_per_table.items():
+        print(f"  {name:<{width}}  {rows:>12,}")
+
+
+# --- run -------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.raw_input.is_dir():
+        print(f"error: raw input {settings.raw_input} does not exist "
+              "(create one with `homefeed generate` or `homefeed import-higgs`)", file=sys.stderr)
+        return 2
+    return _run_and_report(settings, selection=args.select)
+
+
+def _dagster_instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+
+
+def _run_and_report(settings: HomefeedSettings, *, selection: str | None) -> int:
+    from orchestration.run import run_assets
+
+    started = time.monotonic()
+    print(f"building assets from {settings.raw_input} into {settings.tables_dir} "
+          f"(spark {settings.spark_master})", flush=True)
+    outcome = run_assets(settings, selection=selection, instance=_dagster_instance())
+    seconds = time.monotonic() - started
+    if not outcome.success:
+        for failure in outcome.failures:
+            print(f"FAILED step {failure.step}: {failure.message}", file=sys.stderr)
+        if outcome.skipped:
+            print(f"not run because of the failure: {', '.join(outcome.skipped)}", file=sys.stderr)
+        print(f"run failed after {seconds:.0f} s; tables from earlier runs are unchanged", file=sys.stderr)
+        return 1
+    print(f"\nmaterialized {len(outcome.materialized)} assets in {seconds:.0f} s")
+    print_warehouse_summary(settings.tables_dir)
+    return 0
+
+
+def print_warehouse_summary(tables_dir: Path) -> None:
+    from jobs.duckdb_catalog import connect_warehouse, find_delta_tables
+
+    con = connect_warehouse(tables_dir)
+    tables = find_delta_tables(tables_dir)
+    width = max((len(n) for n in tables), default=5)
+    print(f"\nDelta tables in {tables_dir}:")
+    for name in tables:
+        (rows,) = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+        print(f"  {name:<{width}}  {rows:>12,}")
+    if "quarantine" in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}:
+        by_rule = con.execute(
+            "SELECT source_table, rule, count(*) FROM quarantine GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        if by_rule:
+            print("\nquarantined rows by rule:")
+            for source, rule, count in by_rule:
+                print(f"  {source}.{rule}: {count:,}")
+    print('\nquery them: homefeed sql "SELECT count(*) FROM tweets"   |   homefeed duckdb')
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jobs.synthetic import WorldConfig, generate_world
+
+    out = Path(args.out)
+    settings = load_settings(warehouse=args.warehouse, raw_input=out / "raw")
+    print(f"== 1/2 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
+    summary = generate_world(WorldConfig(n_users=args.users, seed=args.seed), out_dir=out)
+    _print_row_counts(f"raw tables ({summary.seconds:.1f} s):", summary.rows_per_table)
+    print("\n== 2/2 running every asset through Dagster", flush=True)
+    return _run_and_report(settings, selection=None)
+
+
+# --- analysts --------------------------------------------------------------------------------
+
+def _jsonable(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def format_rows(columns: list[str], rows: list[tuple], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([{c: _jsonable(v) for c, v in zip(columns, row)} for row in rows], indent=None)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_jsonable(v) for v in row] for row in rows])
+        return buffer.getvalue().rstrip("\n")
+    cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(_jsonable(v)) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from jobs.duckdb_catalog import connect_warehouse, query_rows
+
+    settings = _settings(args)
+    con = connect_warehouse(settings.tables_dir)
+    try:
+        columns, rows = query_rows(con, args.query)
+    except duckdb.Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_rows(columns, rows, args.format))
+    return 0
+
+
+def cmd_duckdb(args: argparse.Namespace) -> int:
+    from jobs.duckdb_catalog import connect_warehouse, find_delta_tables
+
+    settings = _settings(args)
+    if args.db:
+        con = connect_warehouse(settings.tables_dir, database=args.db)
+        con.close()
+        names = ", ".join(find_delta_tables(settings.tables_dir)) or "none"
+        print(f"wrote {args.db}: views {names}, quarantine. Open it with any DuckDB client.")
+        return 0
+    con = connect_warehouse(settings.tables_dir)
+    return _interactive_shell(con, sorted(find_delta_tables(settings.tables_dir)))
+
+
+def _interactive_shell(con, table_names: list[str]) -> int:
+    import duckdb
+
+    try:
+        import readline  # noqa: F401 - line editing and history for input()
+    except ImportError:
+        pass
+    print(f"homefeed DuckDB shell. Views: {', '.join(table_names) or 'none'}.")
+    print("End statements with ';'. .tables lists views, .quit leaves.")
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("homefeed> " if not buffer else "      ...> ")
+        except EOFError:
+            print()
+            return 0
+        stripped = line.strip()
+        if not buffer and stripped in (".quit", ".exit"):
+            return 0
+        if not buffer and stripped == ".tables":
+            print("\n".join(table_names + ["quarantine"]))
+            continue
+        buffer.append(line)
+        if not stripped.endswith(";"):
+            continue
+        statement, buffer = "\n".join(buffer), []
+        try:
+            result = con.execute(statement)
+            if result.description:
+                columns = [d[0] for d in result.description]
+                print(format_rows(columns, result.fetchall(), "table"))
+        except duckdb.Error as exc:
+            print(f"error: {exc}")
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homefeed", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_warehouse(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--warehouse", help="warehouse root (default: $HOMEFEED_WAREHOUSE or ./warehouse)")
+        return p
+
+    p = sub.add_parser("setup", help="check Java, cache the Delta jars, make sure redis-server exists")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("generate", help="write a synthetic world (raw data-contract tables + ground truth)")
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("import-higgs", help="convert the Higgs Twitter dataset into the data contract")
+    p.add_argument("--src", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_import_higgs)
+
+    p = with_warehouse(sub.add_parser("run", help="ingest the raw input and build every asset through Dagster"))
+    p.add_argument("--input", help="raw input folder (default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
+    p.add_argument("--select", help="Dagster asset selection, e.g. 'users follows' or 'tag:...'")
+    p.set_defaults(func=cmd_run)
+
+    p = with_warehouse(sub.add_parser("demo", help="generate a world and build every asset from it"))
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", default=str(DEFAULT_DEMO_DIR))
+    p.set_defaults(func=cmd_demo)
+
+    p = with_warehouse(sub.add_parser("sql", help="run a DuckDB query over the warehouse's tables"))
+    p.add_argument("query")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_sql)
+
+    p = with_warehouse(sub.add_parser("duckdb", help="interactive DuckDB shell (or --db FILE) over the tables"))
+    p.add_argument("--db", help="write the views into this DuckDB database file instead of a shell")
+    p.set_defaults(func=cmd_duckdb)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except Exception as exc:  # the edge: one clear line instead of a traceback, unless -v
+        if args.verbose:
+            raise
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            print(f"error: bad configuration: {exc}", file=sys.stderr)
+        else:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Assembles homefeed's Dagster definitions; `dagster dev` loads `defs` from here."""
+
+import dagster as dg
+
+from orchestration.assets.ingestion import ingestion_assets
+from orchestration.jobs import build_all_job, ingest_job
+from orchestration.resources import resources_from_settings
+from orchestration.settings import HomefeedSettings, load_settings
+
+ALL_ASSETS = [*ingestion_assets]
+
+
+def build_definitions(settings: HomefeedSettings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[ingest_job, build_all_job],
+        resources=resources_from_settings(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_settings())

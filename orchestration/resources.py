@@ -1,0 +1,70 @@
+"""Dagster resources, configured from the one settings object."""
+
+
+from datetime import datetime, timezone
+from typing import Optional
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import SparkSession
+
+from jobs.spark_session import build_spark_session
+from orchestration.settings import HomefeedSettings
+
+
+class SparkResource(dg.ConfigurableResource):
+    """A Spark session with Delta: local by default, a cluster when `master` says so."""
+
+    master: str = "local[*]"
+    cache_dir: str
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 8
+
+    def get_session(self) -> SparkSession:
+        return build_spark_session(
+            master=self.master,
+            jars_cache_dir=Path(self.cache_dir),
+            driver_memory=self.driver_memory,
+            shuffle_partitions=self.shuffle_partitions,
+        )
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where the Delta tables live, and where the raw input of a run is read from."""
+
+    path: str
+    raw_input: str
+    # Rows stamped after this are in the future; None means the time the run starts.
+    as_of: Optional[str] = None
+
+    @property
+    def tables_dir(self) -> Path:
+        return Path(self.path).resolve() / "tables"
+
+    def table_path(self, name: str) -> Path:
+        return self.tables_dir / name
+
+    @property
+    def raw_dir(self) -> Path:
+        return Path(self.raw_input).resolve()
+
+    def now(self) -> datetime:
+        if self.as_of:
+            return datetime.fromisoformat(self.as_of).astimezone(timezone.utc)
+        return datetime.now(timezone.utc)
+
+
+def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "spark": SparkResource(
+            master=settings.spark_master,
+            cache_dir=str(settings.cache_dir),
+            driver_memory=settings.spark_driver_memory,
+            shuffle_partitions=settings.spark_shuffle_partitions,
+        ),
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse),
+            raw_input=str(settings.raw_input),
+            as_of=settings.as_of.isoformat() if settings.as_of else None,
+        ),
+    }

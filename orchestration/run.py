@@ -1,0 +1,67 @@
+"""Materialize assets in-process (what `homefeed run` does), reporting progress and the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from orchestration.definitions import ALL_ASSETS
+from orchestration.resources import resources_from_settings
+from orchestration.settings import HomefeedSettings
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    success: bool
+    materialized: tuple[str, ...]
+    failures: tuple[StepFailure, ...] = field(default=())
+    skipped: tuple[str, ...] = field(default=())
+
+
+def run_assets(
+    settings: HomefeedSettings,
+    *,
+    selection: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "INFO",
+) -> RunOutcome:
+    """Materialize every asset (or `selection`, a Dagster asset selection string) in this process."""
+    result = dg.materialize(
+        ALL_ASSETS,
+        resources=resources_from_settings(settings),
+        selection=selection,
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    materialized = tuple(
+        sorted(
+            event.asset_key.to_user_string()
+            for event in result.get_asset_materialization_events()
+            if event.asset_key is not None
+        )
+    )
+    failures = tuple(
+        StepFailure(event.step_key or "?", _failure_message(event))
+        for event in result.all_node_events
+        if event.is_step_failure
+    )
+    skipped = tuple(event.step_key or "?" for event in result.all_node_events if event.is_step_skipped)
+    return RunOutcome(result.success, materialized, failures, skipped)
+
+
+def _failure_message(event: dg.DagsterEvent) -> str:
+    error = event.step_failure_data.error if event.step_failure_data else None
+    if error is None:
+        return "unknown error"
+    # The user's exception is the innermost cause; Dagster wraps it in its own.
+    while error.cause is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message.strip()}"

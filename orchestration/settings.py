@@ -1,0 +1,70 @@
+"""The one settings object: every `HOMEFEED_*` environment variable is read here and nowhere else.
+
+Programs read it once at their edge (`load_settings()`), hand it to Dagster resources, and
+those pass explicit arguments to the functions below them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.\-]+:\d+(,[\w.\-]+:\d+)*|yarn|k8s://.+)$")
+_REDIS_URL = re.compile(r"^(redis|rediss|unix)://.+")
+
+
+class HomefeedSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEFEED_", frozen=True, extra="ignore")
+
+    warehouse: Path = Field(Path("warehouse"), description="Root of the Delta tables.")
+    spark_master: str = Field("local[*]", description="Spark master URL.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis the feeds are published to.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "homefeed",
+        description="Downloaded Delta jars (outside the repository).",
+    )
+    raw_input: Path = Field(
+        Path("data/demo/raw"), description="The raw input (data-contract folders) a run ingests."
+    )
+    as_of: datetime | None = Field(
+        None, description="The build time; rows stamped later are quarantined. Default: now."
+    )
+    spark_driver_memory: str = Field("4g", description="spark.driver.memory")
+    spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions")
+
+    @field_validator("spark_master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        if not _SPARK_MASTER.match(value):
+            raise ValueError(
+                f"HOMEFEED_SPARK_MASTER={value!r} is not a Spark master URL "
+                "(local[*], local[N], spark://host:port, yarn, k8s://...)"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not _REDIS_URL.match(value):
+            raise ValueError(f"HOMEFEED_REDIS_URL={value!r} must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("spark_driver_memory")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kmgt]?", value.lower()):
+            raise ValueError(f"HOMEFEED_SPARK_DRIVER_MEMORY={value!r} is not a JVM memory size like 4g")
+        return value
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.warehouse.resolve() / "tables"
+
+
+def load_settings(**overrides) -> HomefeedSettings:
+    """Read the environment once; `overrides` (e.g. from command-line flags) win over it."""
+    return HomefeedSettings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,39 @@
+"""Shared fixtures: one Spark session with Delta for the whole test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HIGGS_DIR = REPO_ROOT.parent / "shared" / "datasets" / "higgs-twitter"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory):
+    from orchestration.settings import load_settings
+
+    # Tests get their own warehouse; the jar cache is the user's (filled by `make setup`).
+    return load_settings(
+        warehouse=tmp_path_factory.mktemp("warehouse"),
+        spark_master=os.environ.get("HOMEFEED_SPARK_MASTER", "local[2]"),
+        spark_shuffle_partitions=2,
+        spark_driver_memory="2g",
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(settings):
+    from jobs.spark_session import build_spark_session
+
+    session = build_spark_session(
+        master=settings.spark_master,
+        jars_cache_dir=settings.cache_dir,
+        app_name="homefeed-tests",
+        driver_memory=settings.spark_driver_memory,
+        shuffle_partitions=settings.spark_shuffle_partitions,
+    )
+    yield session
+    session.stop()
