@@ -132,7 +132,7 @@ def apply_row_rules(raw: DataFrame, *, table: RawTable, now: datetime) -> DataFr
     """
     source_types = {f.name: f.dataType for f in raw.schema.fields}
     raw_cols = {c.name: F.col(f"`{c.name}`") for c in table.columns}
-    record = F.to_json(F.struct(*[raw_cols[c.name].cast("string").alias(c.name) for c in table.columns]))
+    record = _row_json([raw_cols[c.name].cast("string").alias(c.name) for c in table.columns])
     typed = {c.name: _try_cast(raw_cols[c.name], source_types[c.name], c.dtype) for c in table.columns}
 
     checks: list[tuple[SparkColumn, str, SparkColumn]] = []
@@ -195,6 +195,12 @@ def apply_row_rules(raw: DataFrame, *, table: RawTable, now: datetime) -> DataFr
     )
 
 
+def _row_json(columns: list[SparkColumn]) -> SparkColumn:
+    """The row as a JSON object of strings, nulls kept, so a quarantined row can be inspected
+    and replayed whichever stage quarantined it."""
+    return F.to_json(F.struct(*columns), {"ignoreNullFields": "false"})
+
+
 def _try_cast(column: SparkColumn, source: T.DataType, dtype: str) -> SparkColumn:
     """`column` as the contract type, or null where its value cannot be read as that type."""
     target = SPARK_TYPES[dtype]
@@ -223,7 +229,7 @@ def split_quarantined(tagged: DataFrame, *, table: RawTable) -> tuple[DataFrame,
     if _RECORD in tagged.columns:
         record = F.col(_RECORD)
     else:
-        record = F.to_json(F.struct(*[F.col(c) for c in table.column_names]))
+        record = _row_json([F.col(c).cast("string").alias(c) for c in table.column_names])
     valid = tagged.where(F.col(_RULE).isNull()).select(*table.column_names)
     quarantined = tagged.where(F.col(_RULE).isNotNull()).select(
         F.lit(table.name).alias("source_table"),

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
+
+# Spark returns naive timestamps in the process's local zone; make that UTC like the session's.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HIGGS_DIR = REPO_ROOT.parent / "shared" / "datasets" / "higgs-twitter"

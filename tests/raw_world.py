@@ -21,6 +21,11 @@ def at(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
+def as_utc(value: datetime) -> datetime:
+    """Spark hands timestamps back naive, in the session time zone (UTC here)."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
 def tiny_world() -> dict[str, list[dict]]:
     """Three users, a few follows and tweets, every table non-empty, every row valid."""
     users = [

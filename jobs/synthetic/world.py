@@ -1,0 +1,132 @@
+"""generate_world: users -> follows -> tweets -> social actions/lists -> impressions/engagements.
+
+Stages draw from independent seed streams (config.stream), the big tables are written in
+chunks with deterministic Parquet settings, and impressions/engagements are generated per block
+of users so memory stays bounded by the graph and tweet arrays, not by the event log.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+from jobs.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
+from jobs.synthetic import tables
+from jobs.synthetic.config import STAGE_IMPRESSIONS, GenerationSummary, WorldConfig, stream
+from jobs.synthetic.engagements import draw_engagements, merge_sorted, unlogged_likes
+from jobs.synthetic.graph import CommunitySampler, make_follows
+from jobs.synthetic.impressions import (
+    build_context,
+    model_features,
+    policy_json,
+    sample_impressions,
+)
+from jobs.synthetic.model import model_json, probabilities
+from jobs.synthetic.social import make_lists, make_social_actions
+from jobs.synthetic.truth import (
+    IMPRESSIONS_SCHEMA,
+    communities_truth,
+    impressions_truth,
+    lists_truth,
+    metadata,
+    tweets_truth,
+    users_truth,
+    write_metadata,
+)
+from jobs.synthetic.tweets import author_index, make_tweets
+from jobs.synthetic.users import make_communities, make_users
+from jobs.synthetic.writer import PartWriter, reset_dir, write_single
+
+CHUNK_ROWS = 5_000_000  # rows converted to Arrow at a time for the big static tables
+
+
+def _writer(raw: Path, name: str, cfg: WorldConfig) -> PartWriter:
+    return PartWriter(raw / name, arrow_schema(RAW_TABLES_BY_NAME[name]), cfg)
+
+
+def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
+    """Generate a synthetic world; write out_dir/raw/<table>/part-*.parquet for every contract
+    table and the ground truth under out_dir/truth/. Same config => byte-identical files."""
+    t0 = time.perf_counter()
+    cfg = config
+    out_dir = Path(out_dir)
+    raw, truth = out_dir / "raw", out_dir / "truth"
+    for t in RAW_TABLES:
+        reset_dir(raw / t.name)
+    reset_dir(truth)
+    rows: dict[str, int] = {}
+    truth_rows: dict[str, int] = {}
+
+    com = make_communities(cfg)
+    users = make_users(cfg, com)
+    handles = users.handles(cfg.seed)
+    w = _writer(raw, "users", cfg)
+    w.write(tables.users_table(users, handles))
+    rows["users"] = w.close()
+
+    sampler = CommunitySampler(users, com.k)
+    follows = make_follows(cfg, users, sampler)
+    w = _writer(raw, "follows", cfg)
+    for lo in range(0, len(follows), CHUNK_ROWS):
+        w.write(tables.follows_table(users, follows, lo, min(lo + CHUNK_ROWS, len(follows))))
+    rows["follows"] = w.close()
+
+    tweets = make_tweets(cfg, users, com, handles)
+    w = _writer(raw, "tweets", cfg)
+    tw_truth = PartWriter(truth / "tweets", tweets_truth(tweets, 0, 0).schema, cfg)
+    for lo in range(0, tweets.n, CHUNK_ROWS):
+        hi = min(lo + CHUNK_ROWS, tweets.n)
+        w.write(tables.tweets_table(users, tweets, lo, hi))
+        tw_truth.write(tweets_truth(tweets, lo, hi))
+    rows["tweets"] = w.close()
+    truth_rows["tweets"] = tw_truth.close()
+    tweets.text = None  # the largest array; not needed any more
+    del handles
+    gc.collect()
+
+    social = make_social_actions(cfg, users, follows)
+    lists = make_lists(cfg, users, com, sampler)
+
+    # Impressions and engagements, block by block of users.
+    authors = author_index(tweets, cfg.tweet_start_us)
+    ctx = build_context(cfg, users, follows, tweets, authors, *social.pair_index(users.n))
+    w = _writer(raw, "engagements", cfg)
+    imp_truth = PartWriter(truth / "impressions", IMPRESSIONS_SCHEMA, cfg)
+    for b, lo in enumerate(range(0, users.n, cfg.users_per_block)):
+        hi = min(lo + cfg.users_per_block, users.n)
+        rng = stream(cfg.seed, STAGE_IMPRESSIONS, b)
+        imp = sample_impressions(rng, cfg, ctx, users, tweets, lo, hi)
+        feats = model_features(ctx, users, tweets, imp)
+        probs = probabilities(feats, tweets.has_video[imp.tweet])
+        logged = draw_engagements(rng, cfg, tweets, imp, feats, probs)
+        extra = unlogged_likes(rng, cfg, ctx, users, tweets, lo, hi, logged)
+        w.write(tables.engagements_table(users, tweets, merge_sorted(logged, extra)))
+        imp_truth.write(impressions_truth(users, tweets, imp, feats, probs))
+        del imp, feats, probs, logged, extra
+    rows["engagements"] = w.close()
+    truth_rows["impressions"] = imp_truth.close()
+
+    for name, table in (
+        ("social_actions", tables.social_actions_table(users, social)),
+        ("lists", tables.lists_table(users, lists)),
+        ("list_members", tables.list_members_table(users, lists)),
+    ):
+        w = _writer(raw, name, cfg)
+        w.write(table)
+        rows[name] = w.close()
+
+    truth_rows["communities"] = write_single(truth / "communities.parquet", communities_truth(com), cfg)
+    truth_rows["users"] = write_single(
+        truth / "users.parquet", users_truth(users, com.k, follows.in_degree()), cfg
+    )
+    truth_rows["lists"] = write_single(truth / "lists.parquet", lists_truth(lists), cfg)
+    rows = {t.name: rows[t.name] for t in RAW_TABLES}
+    write_metadata(
+        truth / "metadata.json",
+        metadata(cfg, com, policy_json(cfg), model_json(), rows, truth_rows),
+    )
+    return GenerationSummary(
+        out_dir=out_dir, rows_per_table=rows, truth_rows=truth_rows,
+        seconds=time.perf_counter() - t0, n_communities=com.k, config=cfg,
+    )
