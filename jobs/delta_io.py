@@ -37,3 +37,11 @@ def read_delta(spark: SparkSession, path: Path) -> DataFrame:
     if not is_delta_table(path):
         raise FileNotFoundError(f"no Delta table at {path}; materialize its asset first")
     return spark.read.format("delta").load(str(path))
+
+
+def rows_written_by_last_commit(path: Path) -> int:
+    """Rows the table's latest commit wrote, from the Delta log (no Spark job)."""
+    from deltalake import DeltaTable
+
+    metrics = DeltaTable(str(path)).history(1)[0].get("operationMetrics") or {}
+    return int(metrics.get("numOutputRows", 0))

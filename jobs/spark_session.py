@@ -146,6 +146,8 @@ def build_spark_session(
         **BASE_SPARK_CONF,
         "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        # Delta rebuilds table state with 50 tasks by default: far too many for small tables.
+        "spark.databricks.delta.snapshotPartitions": str(shuffle_partitions),
         **delta_spark_conf(jar_paths),
         **(extra_conf or {}),
     }

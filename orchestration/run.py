@@ -61,7 +61,12 @@ def _failure_message(event: dg.DagsterEvent) -> str:
     error = event.step_failure_data.error if event.step_failure_data else None
     if error is None:
         return "unknown error"
-    # The user's exception is the innermost cause; Dagster wraps it in its own.
-    while error.cause is not None:
+    # Dagster wraps the asset's own exception in its errors; report the asset's.
+    while error.cls_name and error.cls_name.startswith("Dagster") and error.cause is not None:
         error = error.cause
-    return f"{error.cls_name}: {error.message.strip()}"
+    message = error.message.strip()
+    # Messages read "package.module.ClassName: text"; keep the class's short name only.
+    head, _, text = message.partition(": ")
+    if text and head.split(".")[-1] == error.cls_name:
+        message = text
+    return f"{error.cls_name}: {message}"

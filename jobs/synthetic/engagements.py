@@ -8,7 +8,13 @@ import numpy as np
 
 from jobs.contract import ENGAGEMENT_ACTIONS
 from jobs.synthetic.config import US_PER_S, WorldConfig
-from jobs.synthetic.impressions import Impressions, PolicyContext, blocked, in_network
+from jobs.synthetic.impressions import (
+    Impressions,
+    PolicyContext,
+    by_user_time,
+    blocked,
+    in_network,
+)
 from jobs.synthetic.model import ACTIONS, DELAY_MEDIAN_S, click_dwell_ms, impression_dwell_ms
 from jobs.synthetic.sampling import diurnal_times, lookup, pair_keys, sample_from_cdf
 from jobs.synthetic.tweets import Tweets
@@ -100,9 +106,9 @@ def _concat(parts) -> EngagementRows:
 
 
 def merge_sorted(a: EngagementRows, b: EngagementRows) -> EngagementRows:
-    """All rows, sorted by (user, time, action, tweet)."""
+    """All rows, sorted by (user, time); ties keep a's order then b's (deterministic)."""
     rows = _concat([(a.user, a.tweet, a.action, a.t_us, a.dwell_ms),
                     (b.user, b.tweet, b.action, b.t_us, b.dwell_ms)])
-    order = np.lexsort((rows.tweet, rows.action, rows.t_us, rows.user))
+    order = by_user_time(rows.user, rows.t_us)
     return EngagementRows(rows.user[order], rows.tweet[order], rows.action[order],
                           rows.t_us[order], rows.dwell_ms[order])

@@ -44,7 +44,11 @@ OVERSAMPLE = 2  # candidates drawn per slot, so repeats can be skipped
 
 def policy_json(cfg: WorldConfig) -> dict:
     return {
-        "description": __doc__.split("Policy (also written to truth/metadata.json):")[1].strip(),
+        "description": [
+            " ".join(item.split())
+            for item in __doc__.split("Policy (also written to truth/metadata.json):")[1].split("\n  * ")
+            if item.strip()
+        ],
         "exploration_share": cfg.exploration_share,
         "explore_popular_share": cfg.explore_popular_share,
         "impressions_per_user": cfg.impressions_per_user,
@@ -212,7 +216,7 @@ def sample_impressions(rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, 
     cand = np.flatnonzero(ok)  # in (session, candidate) order
 
     # First impression per (user, tweet): earliest session wins.
-    order = cand[np.lexsort((cand, t_ref[cand], user[cand]))]
+    order = cand[by_user_time(user[cand], t_ref[cand])]
     _, first = np.unique(user[order] * np.int64(tweets.n) + tweet[order], return_index=True)
     cand = np.sort(order[first])
     sess = cand_sess[cand]
@@ -231,8 +235,19 @@ def sample_impressions(rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, 
     user, tweet, source = user[cand], tweet[cand], source[cand]
     ok = _showable(cfg, ctx, users, tweets, user, tweet, t)
     user, tweet, t, source = user[ok], tweet[ok], t[ok], source[ok]
-    order = np.lexsort((tweet, t, user))
+    order = by_user_time(user, t)
     return Impressions(user=user[order], tweet=tweet[order], t_us=t[order], source=source[order])
+
+
+def by_user_time(user: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Stable order by (user, t): one int64 sort key when it fits, else a lexsort."""
+    if len(user) == 0:
+        return np.zeros(0, dtype=np.int64)
+    u0, t0 = user.min(), t.min()
+    span = int(t.max() - t0) + 1
+    if (int(user.max() - u0) + 1) * span < 2**62:
+        return np.argsort((user - u0) * np.int64(span) + (t - t0), kind="stable")
+    return np.lexsort((t, user))
 
 
 def _showable(cfg, ctx, users, tweets, user, tweet, t) -> np.ndarray:

@@ -8,8 +8,11 @@ of users so memory stays bounded by the graph and tweet arrays, not by the event
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from pathlib import Path
+
+import numpy as np
 
 from jobs.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
 from jobs.synthetic import tables
@@ -17,6 +20,7 @@ from jobs.synthetic.config import STAGE_IMPRESSIONS, GenerationSummary, WorldCon
 from jobs.synthetic.engagements import draw_engagements, merge_sorted, unlogged_likes
 from jobs.synthetic.graph import CommunitySampler, make_follows
 from jobs.synthetic.impressions import (
+    SOURCE_NAMES,
     build_context,
     model_features,
     policy_json,
@@ -38,6 +42,8 @@ from jobs.synthetic.tweets import author_index, make_tweets
 from jobs.synthetic.users import make_communities, make_users
 from jobs.synthetic.writer import PartWriter, reset_dir, write_single
 
+log = logging.getLogger(__name__)
+
 CHUNK_ROWS = 5_000_000  # rows converted to Arrow at a time for the big static tables
 
 
@@ -58,12 +64,16 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     rows: dict[str, int] = {}
     truth_rows: dict[str, int] = {}
 
+    def done(stage: str) -> None:
+        log.info("%s done after %.1fs", stage, time.perf_counter() - t0)
+
     com = make_communities(cfg)
     users = make_users(cfg, com)
     handles = users.handles(cfg.seed)
     w = _writer(raw, "users", cfg)
     w.write(tables.users_table(users, handles))
     rows["users"] = w.close()
+    done("users")
 
     sampler = CommunitySampler(users, com.k)
     follows = make_follows(cfg, users, sampler)
@@ -71,6 +81,7 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     for lo in range(0, len(follows), CHUNK_ROWS):
         w.write(tables.follows_table(users, follows, lo, min(lo + CHUNK_ROWS, len(follows))))
     rows["follows"] = w.close()
+    done("follows")
 
     tweets = make_tweets(cfg, users, com, handles)
     w = _writer(raw, "tweets", cfg)
@@ -84,26 +95,32 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     tweets.text = None  # the largest array; not needed any more
     del handles
     gc.collect()
+    done("tweets")
 
     social = make_social_actions(cfg, users, follows)
     lists = make_lists(cfg, users, com, sampler)
+    done("social actions and lists")
 
     # Impressions and engagements, block by block of users.
     authors = author_index(tweets, cfg.tweet_start_us)
     ctx = build_context(cfg, users, follows, tweets, authors, *social.pair_index(users.n))
+    done("policy context")
     w = _writer(raw, "engagements", cfg)
     imp_truth = PartWriter(truth / "impressions", IMPRESSIONS_SCHEMA, cfg)
+    source_counts = np.zeros(len(SOURCE_NAMES), dtype=np.int64)
     for b, lo in enumerate(range(0, users.n, cfg.users_per_block)):
         hi = min(lo + cfg.users_per_block, users.n)
         rng = stream(cfg.seed, STAGE_IMPRESSIONS, b)
         imp = sample_impressions(rng, cfg, ctx, users, tweets, lo, hi)
         feats = model_features(ctx, users, tweets, imp)
+        source_counts += np.bincount(imp.source, minlength=len(SOURCE_NAMES))
         probs = probabilities(feats, tweets.has_video[imp.tweet])
         logged = draw_engagements(rng, cfg, tweets, imp, feats, probs)
         extra = unlogged_likes(rng, cfg, ctx, users, tweets, lo, hi, logged)
         w.write(tables.engagements_table(users, tweets, merge_sorted(logged, extra)))
         imp_truth.write(impressions_truth(users, tweets, imp, feats, probs))
         del imp, feats, probs, logged, extra
+        done(f"impressions block {b}")
     rows["engagements"] = w.close()
     truth_rows["impressions"] = imp_truth.close()
 
@@ -122,10 +139,12 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     )
     truth_rows["lists"] = write_single(truth / "lists.parquet", lists_truth(lists), cfg)
     rows = {t.name: rows[t.name] for t in RAW_TABLES}
-    write_metadata(
-        truth / "metadata.json",
-        metadata(cfg, com, policy_json(cfg), model_json(), rows, truth_rows),
-    )
+    policy = policy_json(cfg)
+    total = max(int(source_counts.sum()), 1)
+    policy["measured_source_share"] = {
+        name: round(int(c) / total, 4) for name, c in zip(SOURCE_NAMES, source_counts)
+    }
+    write_metadata(truth / "metadata.json", metadata(cfg, com, policy, model_json(), rows, truth_rows))
     return GenerationSummary(
         out_dir=out_dir, rows_per_table=rows, truth_rows=truth_rows,
         seconds=time.perf_counter() - t0, n_communities=com.k, config=cfg,

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from jobs.contract import RAW_TABLES, RawTable
-from jobs.delta_io import overwrite_delta, read_delta
+from jobs.delta_io import overwrite_delta, read_delta, rows_written_by_last_commit
 from jobs.ingest import count_by_rule, ingest_raw_table, read_raw_table
 from orchestration.resources import SparkResource, WarehouseResource
 
@@ -55,7 +55,7 @@ def build_ingestion_asset(table: RawTable) -> dg.AssetsDefinition:
         result.valid.unpersist()
         result.quarantined.unpersist()
 
-        valid_rows = read_delta(session, table_path).count()
+        valid_rows = rows_written_by_last_commit(table_path)
         quarantined_rows = sum(by_rule.values())
         context.log.info(
             f"{table.name}: {valid_rows} valid rows, {quarantined_rows} quarantined {by_rule or ''}"

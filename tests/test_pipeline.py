@@ -1,0 +1,146 @@
+"""The ingestion assets through Dagster on a tiny world: materialization, quarantine, idempotent
+rerun, and the same tables seen by Spark, deltalake and DuckDB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from deltalake import DeltaTable
+
+from jobs.contract import RAW_TABLES
+from jobs.duckdb_catalog import connect_warehouse
+from orchestration import cli
+from orchestration.run import run_assets
+from raw_world import AS_OF, at, tiny_world, write_world
+
+BROKEN_FOLLOW = dict(follower_id=3, followee_id=3, created_at=at(0))
+DANGLING_ENGAGEMENT = dict(user_id=1, tweet_id=4242, action="like", created_at=at(1), dwell_ms=None)
+
+
+def _world_with_broken_rows() -> dict[str, list[dict]]:
+    world = tiny_world()
+    world["follows"].append(BROKEN_FOLLOW)
+    world["engagements"].append(DANGLING_ENGAGEMENT)
+    return world
+
+
+def _table_rows(spark, path: Path) -> list[tuple]:
+    return sorted(tuple(r) for r in spark.read.format("delta").load(str(path)).collect())
+
+
+@pytest.fixture(scope="module")
+def built(settings, spark, tmp_path_factory):
+    """Run every asset once on the tiny world; returns (settings, outcome)."""
+    raw = write_world(tmp_path_factory.mktemp("raw") / "raw", _world_with_broken_rows())
+    run_settings = settings.model_copy(update={"raw_input": raw, "as_of": AS_OF})
+    outcome = run_assets(run_settings)
+    return run_settings, outcome
+
+
+def test_every_asset_materializes(built):
+    run_settings, outcome = built
+    assert outcome.success, outcome.failures
+    expected = {t.name for t in RAW_TABLES} | {f"quarantine_{t.name}" for t in RAW_TABLES}
+    assert set(outcome.materialized) == expected
+
+
+def test_tables_hold_the_valid_rows_and_quarantine_the_rest(built, spark):
+    run_settings, _ = built
+    world = tiny_world()
+    for table in RAW_TABLES:
+        path = run_settings.tables_dir / table.name
+        assert spark.read.format("delta").load(str(path)).count() == len(world[table.name]), table.name
+    con = connect_warehouse(run_settings.tables_dir)
+    rules = con.execute("SELECT source_table, rule, record FROM quarantine ORDER BY ALL").fetchall()
+    assert [(s, r) for s, r, _ in rules] == [
+        ("engagements", "dangling_tweet_id"),
+        ("follows", "self_reference:follower_id=followee_id"),
+    ]
+    assert json.loads(rules[0][2])["tweet_id"] == "4242"
+
+
+def test_spark_deltalake_and_duckdb_agree(built, spark):
+    run_settings, _ = built
+    con = connect_warehouse(run_settings.tables_dir)
+    for table in RAW_TABLES:
+        path = run_settings.tables_dir / table.name
+        spark_count = spark.read.format("delta").load(str(path)).count()
+        delta_count = DeltaTable(str(path)).to_pyarrow_table().num_rows
+        (duck_count,) = con.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()
+        assert spark_count == delta_count == duck_count, table.name
+        protocol = DeltaTable(str(path)).protocol()
+        assert "deletionVectors" not in (protocol.writer_features or []), table.name
+
+
+def test_rerun_leaves_every_table_identical(built, spark):
+    run_settings, _ = built
+    paths = [p for p in sorted(run_settings.tables_dir.iterdir()) if (p / "_delta_log").is_dir()]
+    before = {p.name: _table_rows(spark, p) for p in paths}
+
+    outcome = run_assets(run_settings)
+
+    assert outcome.success, outcome.failures
+    assert {p.name: _table_rows(spark, p) for p in paths} == before
+
+
+def test_failed_run_names_the_step_and_keeps_old_tables(built, spark, tmp_path, capsys):
+    run_settings, _ = built
+    warehouse = tmp_path / "warehouse"
+    shutil.copytree(run_settings.warehouse, warehouse)
+    raw = write_world(tmp_path / "raw", tiny_world())
+    for part in (raw / "follows").iterdir():
+        part.write_bytes(b"not parquet at all")
+    follows = warehouse / "tables" / "follows"
+    follows_before = (DeltaTable(str(follows)).version(), _table_rows(spark, follows))
+
+    code = cli.main(["run", "--input", str(raw), "--warehouse", str(warehouse)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "FAILED step ingest_follows: RawInputError: follows:" in err, err[-2000:]
+    assert "not a readable Parquet file" in err
+    assert (DeltaTable(str(follows)).version(), _table_rows(spark, follows)) == follows_before
+
+
+def test_sql_command_prints_json_rows(built, capsys):
+    run_settings, _ = built
+    code = cli.main(["sql", "SELECT user_id, handle FROM users ORDER BY user_id",
+                     "--warehouse", str(run_settings.warehouse), "--format", "json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"user_id": u["user_id"], "handle": u["handle"]} for u in tiny_world()["users"]
+    ]
+
+
+def test_sql_command_reports_a_bad_query(built, capsys):
+    run_settings, _ = built
+    code = cli.main(["sql", "SELECT nope FROM users", "--warehouse", str(run_settings.warehouse)])
+    assert code == 1
+    assert "nope" in capsys.readouterr().err
+
+
+def test_duckdb_database_file_keeps_the_views(built, tmp_path):
+    import duckdb
+
+    run_settings, _ = built
+    db = tmp_path / "homefeed.duckdb"
+    assert cli.main(["duckdb", "--warehouse", str(run_settings.warehouse), "--db", str(db)]) == 0
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM tweets").fetchone() == (len(tiny_world()["tweets"]),)
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (2,)
+
+
+def test_definitions_load_with_resources():
+    from orchestration.definitions import defs
+
+    definitions = defs()
+    assert isinstance(definitions, dg.Definitions)
+    graph = definitions.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"users", "follows", "tweets", "engagements", "quarantine_users"} <= keys
+    assert dg.AssetKey("users") in graph.get(dg.AssetKey("engagements")).parent_keys
+    assert definitions.resolve_job_def("build_all") is not None
