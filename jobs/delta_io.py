@@ -45,3 +45,11 @@ def rows_written_by_last_commit(path: Path) -> int:
 
     metrics = DeltaTable(str(path)).history(1)[0].get("operationMetrics") or {}
     return int(metrics.get("numOutputRows", 0))
+
+
+def rows_in_table(path: Path) -> int:
+    """Rows in the table's current version, from the per-file statistics in the Delta log."""
+    from deltalake import DeltaTable
+
+    actions = DeltaTable(str(path)).get_add_actions(flatten=True)
+    return int(sum(actions.column("num_records").to_pylist() or [0]))

@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: raw input {settings.raw_input} does not exist "
               "(create one with `homefeed generate` or `homefeed import-higgs`)", file=sys.stderr)
         return 2
-    return _run_and_report(settings, selection=args.select)
+    return _run_and_report(settings, selection=args.select, report=args.report)
 
 
 def _dagster_instance():
@@ -87,7 +87,7 @@ def _dagster_instance():
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
 
 
-def _run_and_report(settings: HomefeedSettings, *, selection: str | None) -> int:
+def _run_and_report(settings: HomefeedSettings, *, selection: str | None, report: str | None = None) -> int:
     from orchestration.run import run_assets
 
     started = time.monotonic()
@@ -95,6 +95,8 @@ def _run_and_report(settings: HomefeedSettings, *, selection: str | None) -> int
           f"(spark {settings.spark_master})", flush=True)
     outcome = run_assets(settings, selection=selection, instance=_dagster_instance())
     seconds = time.monotonic() - started
+    if report:
+        _write_run_report(Path(report), outcome, seconds, settings.tables_dir)
     if not outcome.success:
         for failure in outcome.failures:
             print(f"FAILED step {failure.step}: {failure.message}", file=sys.stderr)
@@ -102,9 +104,28 @@ def _run_and_report(settings: HomefeedSettings, *, selection: str | None) -> int
             print(f"not run because of the failure: {', '.join(outcome.skipped)}", file=sys.stderr)
         print(f"run failed after {seconds:.0f} s; tables from earlier runs are unchanged", file=sys.stderr)
         return 1
-    print(f"\nmaterialized {len(outcome.materialized)} assets in {seconds:.0f} s")
+    print(f"\nmaterialized {len(outcome.materialized)} assets in {seconds:.0f} s; per step: "
+          + ", ".join(f"{step} {secs:.1f}s" for step, secs in outcome.step_seconds.items()))
     print_warehouse_summary(settings.tables_dir)
     return 0
+
+
+def _write_run_report(path: Path, outcome, seconds: float, tables_dir: Path) -> None:
+    """The run's outcome as JSON, for schedulers and benchmarks."""
+    from jobs.duckdb_catalog import find_delta_tables
+    from jobs.delta_io import rows_in_table
+
+    document = {
+        "success": outcome.success,
+        "seconds": round(seconds, 2),
+        "materialized": list(outcome.materialized),
+        "failures": [{"step": f.step, "message": f.message} for f in outcome.failures],
+        "skipped": list(outcome.skipped),
+        "step_seconds": outcome.step_seconds,
+        "rows": {name: rows_in_table(p) for name, p in find_delta_tables(tables_dir).items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2))
 
 
 def print_warehouse_summary(tables_dir: Path) -> None:
@@ -264,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_warehouse(sub.add_parser("run", help="ingest the raw input and build every asset through Dagster"))
     p.add_argument("--input", help="raw input folder (default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
     p.add_argument("--select", help="Dagster asset selection, e.g. 'users follows' or 'tag:...'")
+    p.add_argument("--report", help="also write the outcome (steps, timings, row counts) as JSON here")
     p.set_defaults(func=cmd_run)
 
     p = with_warehouse(sub.add_parser("demo", help="generate a world and build every asset from it"))

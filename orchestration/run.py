@@ -23,6 +23,7 @@ class RunOutcome:
     materialized: tuple[str, ...]
     failures: tuple[StepFailure, ...] = field(default=())
     skipped: tuple[str, ...] = field(default=())
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run_assets(
@@ -33,6 +34,7 @@ def run_assets(
     log_level: str = "INFO",
 ) -> RunOutcome:
     """Materialize every asset (or `selection`, a Dagster asset selection string) in this process."""
+    instance = instance or dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         ALL_ASSETS,
         resources=resources_from_settings(settings),
@@ -54,7 +56,12 @@ def run_assets(
         if event.is_step_failure
     )
     skipped = tuple(event.step_key or "?" for event in result.all_node_events if event.is_step_skipped)
-    return RunOutcome(result.success, materialized, failures, skipped)
+    step_seconds = {
+        stats.step_key: round(stats.end_time - stats.start_time, 3)
+        for stats in instance.get_run_step_stats(result.run_id)
+        if stats.start_time is not None and stats.end_time is not None
+    }
+    return RunOutcome(result.success, materialized, failures, skipped, step_seconds)
 
 
 def _failure_message(event: dg.DagsterEvent) -> str:

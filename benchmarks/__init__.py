@@ -1,0 +1,1 @@
+"""Benchmarks: each prints one JSON document (see README, Benchmarks)."""
