@@ -7,7 +7,7 @@ those pass explicit arguments to the functions below them.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -58,6 +58,13 @@ class HomefeedSettings(BaseSettings):
     def _memory_size(cls, value: str) -> str:
         if not re.fullmatch(r"\d+[kmgt]?", value.lower()):
             raise ValueError(f"HOMEFEED_SPARK_DRIVER_MEMORY={value!r} is not a JVM memory size like 4g")
+        return value
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
         return value
 
     @property
