@@ -8,6 +8,7 @@ start needs the network.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 from importlib import metadata
@@ -141,6 +142,9 @@ def build_spark_session(
 ) -> SparkSession:
     """A Spark session with Delta, or the already running one (Spark allows one per process)."""
     jar_paths = resolve_delta_jars(jars_cache_dir)
+    if master.startswith("local"):
+        # A local driver talks only to itself; without this Spark picks an external interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(master).appName(app_name)
     conf = {
         **BASE_SPARK_CONF,

@@ -308,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for ours in ("homefeed", "jobs", "orchestration"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
     except Exception as exc:  # the edge: one clear line instead of a traceback, unless -v
