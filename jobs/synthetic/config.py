@@ -83,8 +83,8 @@ class WorldConfig:
     mean_follows: float = 40.0  # mean out-degree drawn (before dedup; celebrities come on top)
     follows_sigma: float = 1.0  # lognormal sigma of the out-degree
     max_follows: int = 5_000
-    fitness_sigma: float = 1.3  # lognormal sigma of account popularity ("fitness")
-    follow_in_interest_share: float = 0.8  # followees drawn inside one of the follower's communities
+    fitness_sigma: float = 1.6  # lognormal sigma of account popularity ("fitness")
+    follow_in_interest_share: float = 0.8  # followees drawn in one of the follower's communities
     popularity_exponent: float = 1.0  # P(followee) ~ popularity^a * interest match
     attachment_rounds: int = 3  # preferential attachment: popularity grows with followers so far
     attachment_exponent: float = 0.5
@@ -102,7 +102,7 @@ class WorldConfig:
     share_null_text: float = 0.02
 
     # Impressions (the logging policy) and engagements.
-    impressions_per_user: float = 80.0  # mean over all users, inactive ones included
+    impressions_per_user: float = 80.0  # slots per user (inactive included), before dedup/drops
     share_inactive_viewers: float = 0.10
     consumption_sigma: float = 0.9
     mean_session_length: float = 15.0

@@ -21,7 +21,8 @@ from jobs.synthetic.users import Users, sample_interest
 
 
 class CommunitySampler:
-    """Draws accounts inside a community ∝ popularity × interest weight, or anywhere ∝ popularity."""
+    """Draws accounts inside a community ∝ popularity × interest weight, or anywhere ∝
+    popularity."""
 
     def __init__(self, users: Users, k: int) -> None:
         n = users.n

@@ -28,7 +28,7 @@ import numpy as np
 
 from jobs.synthetic.config import US_PER_HOUR, US_PER_S, WorldConfig
 from jobs.synthetic.graph import Follows
-from jobs.synthetic.sampling import diurnal_times, gumbel, lookup, pair_keys
+from jobs.synthetic.sampling import diurnal_times, gumbel, lookup, pair_keys, searchsorted
 from jobs.synthetic.tweets import KIND_ORIGINAL, KIND_QUOTE, AuthorIndex, Tweets
 from jobs.synthetic.users import Users, sample_interest
 
@@ -42,11 +42,14 @@ SLOT_GAP_S = 6.0
 OVERSAMPLE = 2  # candidates drawn per slot, so repeats can be skipped
 
 
+_POLICY_HEADER = "Policy (also written to truth/metadata.json):"
+
+
 def policy_json(cfg: WorldConfig) -> dict:
     return {
         "description": [
             " ".join(item.split())
-            for item in __doc__.split("Policy (also written to truth/metadata.json):")[1].split("\n  * ")
+            for item in __doc__.split(_POLICY_HEADER)[1].split("\n  * ")
             if item.strip()
         ],
         "exploration_share": cfg.exploration_share,
@@ -95,8 +98,9 @@ def build_context(cfg, users: Users, follows: Follows, tweets: Tweets, authors: 
     posts = np.bincount(tweets.author, minlength=n).astype(np.float64)
     cw = np.cumsum(posts[follows.followee] + 0.1)
     eligible = (tweets.kind == KIND_ORIGINAL) | (tweets.kind == KIND_QUOTE)
-    by_topic = np.argsort(np.where(eligible, tweets.topic, cfg.k), kind="stable")
-    bounds = np.searchsorted(np.where(eligible, tweets.topic, cfg.k)[by_topic], np.arange(cfg.k + 1))
+    topic = np.where(eligible, tweets.topic, cfg.k)  # k: not eligible, sorts last
+    by_topic = np.argsort(topic, kind="stable")
+    bounds = np.searchsorted(topic[by_topic], np.arange(cfg.k + 1))
     rows = by_topic[: bounds[-1]]
     followers = follows.in_degree()
     volume = np.diff(bounds).astype(np.float64)
@@ -123,13 +127,13 @@ def in_network(rng, ctx: PolicyContext, user: np.ndarray, t: np.ndarray, tweets:
     lo, hi = offs[user], offs[user + 1]
     out = np.full(len(user), -1, dtype=np.int64)
     has = hi > lo
-    if not has.any():
+    if not has.any() or tweets.n == 0:
         return out
     cw = ctx.followee_cw
     lo_h, hi_h = lo[has], hi[has]
     base = np.where(lo_h > 0, cw[np.maximum(lo_h - 1, 0)], 0.0)
     target = base + rng.random(len(lo_h)) * (cw[hi_h - 1] - base)
-    e = np.clip(np.searchsorted(cw, target, side="right"), lo_h, hi_h - 1)
+    e = np.clip(searchsorted(cw, target, side="right"), lo_h, hi_h - 1)
     t_h = t[has]
     followed = ctx.follows.created_us[e] <= t_h
     horizon = int(IN_NETWORK_HORIZON_H * US_PER_HOUR)
@@ -164,7 +168,7 @@ def explore(rng, cfg, ctx: PolicyContext, users: Users, user: np.ndarray, t: np.
         if len(rows) == 0 or p1 == p0:
             continue
         times = ctx.pool_times[p0:p1]
-        ci = np.searchsorted(times, (t[rows][:, None] - lag[rows]).astype(np.int64), side="right") - 1
+        ci = searchsorted(times, (t[rows][:, None] - lag[rows]).astype(np.int64), side="right") - 1
         ok = ci >= 0
         ci = np.maximum(ci, 0) + p0
         score = ctx.pool_quality[ci] + pop_w[rows][:, None] * ctx.pool_pop[ci] + noise[rows]
@@ -177,8 +181,7 @@ def explore(rng, cfg, ctx: PolicyContext, users: Users, user: np.ndarray, t: np.
 
 
 def blocked(ctx: PolicyContext, n: int, user: np.ndarray, author: np.ndarray, t: np.ndarray):
-    pos = lookup(ctx.muted_keys, pair_keys(user, author, n))
-    return (pos >= 0) & (ctx.muted_since[np.maximum(pos, 0)] <= t)
+    return _active_pair(ctx.muted_keys, ctx.muted_since, pair_keys(user, author, n), t)
 
 
 @dataclass
@@ -195,6 +198,8 @@ def sample_impressions(rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, 
                        lo: int, hi: int) -> Impressions:
     """The impressions of users [lo, hi): sessions of slots filled by the policy."""
     level = users.consume_activity[lo:hi]
+    if tweets.n == 0:
+        level = np.zeros_like(level)  # nothing to show
     n_sess = rng.poisson(cfg.impressions_per_user * level / cfg.mean_session_length)
     sess_user = np.repeat(np.arange(lo, hi, dtype=np.int64), n_sess)
     start = diurnal_times(rng, users.utc_offset_h[sess_user], cfg.window_start_us, cfg.window_days)
@@ -263,16 +268,22 @@ def _showable(cfg, ctx, users, tweets, user, tweet, t) -> np.ndarray:
     return ok
 
 
+def _active_pair(sorted_keys, since, keys, t) -> np.ndarray:
+    """Whether each pair key is in `sorted_keys` with its `since` time at or before t."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    pos = lookup(sorted_keys, keys)
+    return (pos >= 0) & (since[np.maximum(pos, 0)] <= t)
+
+
 def model_features(ctx: PolicyContext, users: Users, tweets: Tweets, imp: Impressions) -> dict:
     """The ground-truth model's inputs for each impression."""
     n = users.n
     u, tw, t = imp.user, imp.tweet, imp.t_us
     author = tweets.author[tw].astype(np.int64)
     keys = pair_keys(u, author, n)
-    pos = lookup(ctx.follow_keys, keys)
-    follows = (pos >= 0) & (ctx.follows.created_us[np.maximum(pos, 0)] <= t)
-    pos = lookup(ctx.past_keys, keys)
-    past = (pos >= 0) & (ctx.past_since[np.maximum(pos, 0)] < t)
+    follows = _active_pair(ctx.follow_keys, ctx.follows.created_us, keys, t)
+    past = _active_pair(ctx.past_keys, ctx.past_since + 1, keys, t)  # strictly before
     age_h = (t - tweets.created_us[tw]) / US_PER_HOUR
     return {
         "interest": users.interest(u, tweets.topic[tw]),

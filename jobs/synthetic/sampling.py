@@ -30,11 +30,24 @@ def diurnal_times(
 
 
 def categorical_rows(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
-    """For each row of a (n, m) non-negative weight matrix, the column index drawn ∝ its weights."""
+    """For each row of a (n, m) non-negative weight matrix, a column index drawn ∝ weights."""
     cum = np.cumsum(weights, axis=1)
     u = rng.random(len(weights)) * cum[:, -1]
     j = (cum <= u[:, None]).sum(axis=1)
     return np.minimum(j, weights.shape[1] - 1)
+
+
+def searchsorted(a: np.ndarray, v, side: str = "left") -> np.ndarray:
+    """np.searchsorted(a, v, side), same result, but several times faster for many unsorted
+    needles: they are sorted first so the binary searches walk `a` in order (cache friendly)."""
+    v = np.asarray(v)
+    if v.size < 50_000:
+        return np.searchsorted(a, v, side=side)
+    flat = v.ravel()
+    order = np.argsort(flat)
+    out = np.empty(flat.shape, dtype=np.intp)
+    out[order] = np.searchsorted(a, flat[order], side=side)
+    return out.reshape(v.shape)
 
 
 def sample_from_cdf(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
@@ -42,7 +55,7 @@ def sample_from_cdf(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.nda
     if n == 0 or len(cdf) == 0:
         return np.zeros(0, dtype=np.int64)
     u = rng.random(n) * cdf[-1]
-    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+    return np.minimum(searchsorted(cdf, u, side="right"), len(cdf) - 1)
 
 
 def lognormal_mean1(rng: np.random.Generator, sigma: float, n: int) -> np.ndarray:
@@ -68,7 +81,7 @@ def lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Position of each key in `sorted_keys`, or -1 where absent."""
     if len(sorted_keys) == 0:
         return np.full(len(keys), -1, dtype=np.int64)
-    pos = np.searchsorted(sorted_keys, keys)
+    pos = searchsorted(sorted_keys, keys)
     pos_c = np.minimum(pos, len(sorted_keys) - 1)
     return np.where(sorted_keys[pos_c] == keys, pos_c, -1)
 

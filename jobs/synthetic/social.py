@@ -62,7 +62,8 @@ def make_social_actions(cfg: WorldConfig, users: Users, follows: Follows) -> Soc
             offs = follows.offsets()
             deg = offs[user + 1] - offs[user]
             pick = (mode >= 0.5) & (deg > 0)
-            e = offs[user[pick]] + np.floor(rng.random(int(pick.sum())) * deg[pick]).astype(np.int64)
+            step = np.floor(rng.random(int(pick.sum())) * deg[pick]).astype(np.int64)
+            e = offs[user[pick]] + step
             target[pick] = follows.followee[e]
             keep = user != target
         else:

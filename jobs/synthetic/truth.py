@@ -116,7 +116,8 @@ def write_metadata(path: Path, meta: dict) -> None:
     path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def metadata(cfg, com: Communities, policy: dict, model: dict, rows: dict, truth_rows: dict) -> dict:
+def metadata(cfg, com: Communities, policy: dict, model: dict, rows: dict,
+             truth_rows: dict) -> dict:
     return {
         "generator": "jobs.synthetic",
         "contract_version": CONTRACT_VERSION,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.synthetic.config import STAGE_TWEETS, US_PER_HOUR, WorldConfig, stream
-from jobs.synthetic.sampling import diurnal_times, gumbel
+from jobs.synthetic.sampling import diurnal_times, gumbel, searchsorted
 from jobs.synthetic.users import Communities, Users, sample_interest
 
 KIND_ORIGINAL, KIND_REPLY, KIND_RETWEET, KIND_QUOTE = 0, 1, 2, 3
@@ -71,7 +71,9 @@ class AuthorIndex:
 
     def latest_before(self, author: np.ndarray, t_us: np.ndarray) -> np.ndarray:
         """Row of `author`'s latest tweet created at or before t_us (ms resolution), or -1."""
-        pos = np.searchsorted(self.keys, self.key(author, t_us), side="right") - 1
+        if len(self.keys) == 0:
+            return np.full(len(author), -1, dtype=np.int64)
+        pos = searchsorted(self.keys, self.key(author, t_us), side="right") - 1
         ok = pos >= 0
         pos_c = np.maximum(pos, 0)
         ok &= (self.keys[pos_c] >> AUTHOR_KEY_SHIFT) == author
@@ -81,11 +83,13 @@ class AuthorIndex:
                horizon_us: int) -> np.ndarray:
         """One of `author`'s tweets posted in (t - horizon, t], recency weighted (density
         falling linearly with age rank); the latest before t if none is that recent; else -1."""
-        hi = np.searchsorted(self.keys, self.key(author, t_us), side="right") - 1
+        if len(self.keys) == 0:
+            return np.full(len(author), -1, dtype=np.int64)
+        hi = searchsorted(self.keys, self.key(author, t_us), side="right") - 1
         ok = hi >= 0
         hi_c = np.maximum(hi, 0)
         ok &= (self.keys[hi_c] >> AUTHOR_KEY_SHIFT) == author
-        lo = np.searchsorted(self.keys, self.key(author, t_us - horizon_us), side="right")
+        lo = searchsorted(self.keys, self.key(author, t_us - horizon_us), side="right")
         count = np.maximum(hi_c - lo + 1, 1)
         back = np.floor(count * (1.0 - np.sqrt(1.0 - rng.random(len(author))))).astype(np.int64)
         pos = hi_c - np.minimum(back, count - 1)
@@ -160,7 +164,7 @@ def make_tweets(cfg: WorldConfig, users: Users, com: Communities, handles: pa.Ar
         pool_t = created[pool]
         mean_lag = np.where(kind[derived] == KIND_REPLY, 3.0, 8.0) * US_PER_HOUR
         lag = rng.exponential(1.0, size=(len(derived), n_cand)) * mean_lag[:, None]
-        ci = np.searchsorted(pool_t, created[derived][:, None] - lag, side="right") - 1
+        ci = searchsorted(pool_t, created[derived][:, None] - lag, side="right") - 1
         ci = np.clip(ci, 0, (n_before - 1)[:, None])
         cand = pool[ci]
         score = quality[cand] + 0.5 * log_fit[author[cand]] + gumbel(rng, cand.shape)

@@ -57,10 +57,8 @@ def make_communities(cfg: WorldConfig) -> Communities:
     lang = rng.choice(len(LANGS), size=k, p=LANG_P)
     lang[0] = 0  # the largest community speaks English
     offsets = np.array([rng.choice(LANG_OFFSETS[LANGS[li]]) for li in lang], dtype=np.float64)
-    names = tuple(
-        TOPIC_NAMES[i % len(TOPIC_NAMES)] + ("" if i < len(TOPIC_NAMES) else str(i // len(TOPIC_NAMES)))
-        for i in range(k)
-    )
+    t = len(TOPIC_NAMES)
+    names = tuple(TOPIC_NAMES[i % t] + ("" if i < t else str(i // t)) for i in range(k))
     return Communities(k=k, names=names, share=share, lang=lang, utc_offset_h=offsets)
 
 
@@ -139,7 +137,7 @@ def make_users(cfg: WorldConfig, com: Communities) -> Users:
         # Celebrities are drawn among the oldest half of the accounts.
         celebs = rng.choice(n // 2, size=n_celeb, replace=False)
         is_celebrity[celebs] = True
-        fitness[celebs] = np.maximum(fitness[celebs], np.quantile(fitness, 0.999)) * 3.0
+        fitness[celebs] = np.maximum(fitness[celebs], np.quantile(fitness, 0.995))
 
     z_post = rng.normal(size=n)
     z_cons = 0.5 * z_post + np.sqrt(0.75) * rng.normal(size=n)

@@ -133,7 +133,9 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
         w.write(table)
         rows[name] = w.close()
 
-    truth_rows["communities"] = write_single(truth / "communities.parquet", communities_truth(com), cfg)
+    truth_rows["communities"] = write_single(
+        truth / "communities.parquet", communities_truth(com), cfg
+    )
     truth_rows["users"] = write_single(
         truth / "users.parquet", users_truth(users, com.k, follows.in_degree()), cfg
     )
@@ -144,7 +146,9 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     policy["measured_source_share"] = {
         name: round(int(c) / total, 4) for name, c in zip(SOURCE_NAMES, source_counts)
     }
-    write_metadata(truth / "metadata.json", metadata(cfg, com, policy, model_json(), rows, truth_rows))
+    write_metadata(
+        truth / "metadata.json", metadata(cfg, com, policy, model_json(), rows, truth_rows)
+    )
     return GenerationSummary(
         out_dir=out_dir, rows_per_table=rows, truth_rows=truth_rows,
         seconds=time.perf_counter() - t0, n_communities=com.k, config=cfg,
