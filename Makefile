@@ -32,7 +32,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python benchmarks/generate_ingest.py
+	$(BIN)/python -m benchmarks.generate_ingest
 
 # The Dagster UI over the same definitions (http://127.0.0.1:3000).
 dagster: setup

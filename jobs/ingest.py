@@ -12,6 +12,7 @@ is judged in, and a quarantined row carries the first rule it broke:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.contract import EARLIEST_VALID_TIME, RawTable, Reference
+
+log = logging.getLogger(__name__)
 
 SPARK_TYPES = {
     "bigint": T.LongType(),
@@ -44,7 +47,6 @@ QUARANTINE_SCHEMA = T.StructType(
 _RULE = "_rule"
 _DETAIL = "_detail"
 _RECORD = "_record"
-MAX_SELF_REFERENCE_PASSES = 10
 
 
 class RawInputError(ValueError):
@@ -324,32 +326,49 @@ def ingest_raw_table(
 
     self_references = [r for r in table.references if r.target_table == table.name]
     if self_references:
-        valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
-        for _ in range(MAX_SELF_REFERENCE_PASSES):
-            pass_quarantine = []
-            current = valid
-            for reference in self_references:
-                checked = tag_dangling_references(current, reference=reference, target=valid)
-                current, dangling = split_quarantined(checked, table=table)
-                pass_quarantine.append(dangling)
-            current = current.persist(StorageLevel.MEMORY_AND_DISK)
-            removed = valid.count() - current.count()
-            if removed == 0:
-                current.unpersist()
-                break
-            quarantine_parts.extend(q.persist(StorageLevel.MEMORY_AND_DISK) for q in pass_quarantine)
-            for q in quarantine_parts[-len(pass_quarantine):]:
-                q.count()
-            valid.unpersist()
-            valid = current
+        valid, self_dangling = drop_dangling_self_references(valid, table=table, references=self_references)
+        quarantine_parts.extend(self_dangling)
 
     quarantined = quarantine_parts[0]
     for part in quarantine_parts[1:]:
         quarantined = quarantined.unionByName(part)
     return IngestResult(
-        valid=valid.persist(StorageLevel.MEMORY_AND_DISK),
+        valid=valid if valid.is_cached else valid.persist(StorageLevel.MEMORY_AND_DISK),
         quarantined=quarantined.persist(StorageLevel.MEMORY_AND_DISK),
     )
+
+
+def drop_dangling_self_references(
+    valid: DataFrame, *, table: RawTable, references: list[Reference]
+) -> tuple[DataFrame, list[DataFrame]]:
+    """Check references of a table to itself against its own valid rows until none dangles.
+
+    Each pass removes the rows whose target was removed by the pass before (a reply to a
+    quarantined reply), so it ends after at most the depth of the longest broken chain.
+    Returns the remaining rows (persisted) and the quarantined parts (persisted, materialized).
+    """
+    valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
+    valid_rows = valid.count()
+    quarantined: list[DataFrame] = []
+    passes = 0
+    while True:
+        passes += 1
+        remaining, removed = valid, []
+        for reference in references:
+            checked = tag_dangling_references(remaining, reference=reference, target=valid)
+            remaining, dangling = split_quarantined(checked, table=table)
+            removed.append(dangling)
+        remaining = remaining.persist(StorageLevel.MEMORY_AND_DISK)
+        remaining_rows = remaining.count()
+        if remaining_rows == valid_rows:
+            remaining.unpersist()
+            log.info("%s: self references stable after %d pass(es)", table.name, passes)
+            return valid, quarantined
+        for part in removed:
+            quarantined.append(part.persist(StorageLevel.MEMORY_AND_DISK))
+            quarantined[-1].count()  # materialize before the frame it derives from is released
+        valid.unpersist()
+        valid, valid_rows = remaining, remaining_rows
 
 
 def count_by_rule(quarantined: DataFrame) -> dict[str, int]:

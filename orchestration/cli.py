@@ -146,7 +146,22 @@ def print_warehouse_summary(tables_dir: Path) -> None:
             print("\nquarantined rows by rule:")
             for source, rule, count in by_rule:
                 print(f"  {source}.{rule}: {count:,}")
-    print('\nquery them: homefeed sql "SELECT count(*) FROM tweets"   |   homefeed duckdb')
+    me = _command_name()
+    print(f'\nquery them:   {me} sql "SELECT action, count(*) FROM engagements GROUP BY ALL"   |   {me} duckdb')
+    print("asset graph:  make dagster   (Dagster UI on http://127.0.0.1:3000)")
+
+
+def _command_name() -> str:
+    """How the user can call this command again: `homefeed` if it is on PATH, else its path."""
+    import shutil
+
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "homefeed" and shutil.which("homefeed") != str(argv0.resolve()):
+        try:
+            return str(argv0.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(argv0)
+    return "homefeed"
 
 
 # --- demo ------------------------------------------------------------------------------------
