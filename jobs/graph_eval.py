@@ -112,3 +112,15 @@ def normalized_mutual_information(labels_true: np.ndarray, labels_pred: np.ndarr
         return 1.0
     denominator = (h_true + h_pred) / 2
     return mi / denominator if denominator > 0 else 0.0
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, dtype=float))
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))

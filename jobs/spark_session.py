@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -142,6 +143,9 @@ def build_spark_session(
 ) -> SparkSession:
     """A Spark session with Delta, or the already running one (Spark allows one per process)."""
     jar_paths = resolve_delta_jars(jars_cache_dir)
+    # Python workers (mapInPandas, model scoring) must run this interpreter, with this venv's
+    # packages; PySpark reads the variable, not a conf, when it starts them.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if master.startswith("local"):
         # A local driver talks only to itself; without this Spark picks an external interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -46,8 +46,8 @@ def test_every_asset_materializes(built):
     run_settings, outcome = built
     assert outcome.success, outcome.failures
     expected = {t.name for t in RAW_TABLES} | {f"quarantine_{t.name}" for t in RAW_TABLES}
-    assert set(outcome.materialized) == expected
-    assert set(outcome.step_seconds) == {f"ingest_{t.name}" for t in RAW_TABLES}
+    assert expected <= set(outcome.materialized)
+    assert {f"ingest_{t.name}" for t in RAW_TABLES} <= set(outcome.step_seconds)
 
 
 def test_tables_hold_the_valid_rows_and_quarantine_the_rest(built, spark):

@@ -1,0 +1,124 @@
+"""Follow-graph expansions and RealGraph: user -> user representations read by candidate sources."""
+
+import dagster as dg
+
+from jobs.delta_io import overwrite_delta, read_delta, rows_written_by_last_commit
+from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
+from jobs.realgraph import (
+    RealGraphConfig,
+    interaction_features,
+    top_k_per_user,
+    user_author_interactions,
+)
+from models.realgraph_model import score_pairs, train_on_last_period
+from orchestration.resources import SparkResource, WarehouseResource
+
+GRAPH_GROUP = "graph"
+
+
+def _written(warehouse: WarehouseResource, name: str, **metadata) -> dg.MaterializeResult:
+    path = warehouse.table_path(name)
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": rows_written_by_last_commit(path), "path": dg.MetadataValue.path(str(path)),
+                  **metadata}
+    )
+
+
+class TwoHopParams(dg.Config):
+    max_intermediates_per_user: int = TwoHopConfig.max_intermediates_per_user
+    max_followees_per_intermediate: int = TwoHopConfig.max_followees_per_intermediate
+    max_proofs: int = TwoHopConfig.max_proofs
+    top_k: int = TwoHopConfig.top_k
+
+
+@dg.asset(name="follow_graph_two_hop", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["follows"])
+def follow_graph_two_hop_asset(
+    config: TwoHopParams, spark: SparkResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Accounts followed by a user's followees, with social proof, top-k per user (bounded fan-out)."""
+    session = spark.get_session()
+    follows = read_delta(session, warehouse.table_path("follows"))
+    two_hop = follow_graph_two_hop(follows, config=TwoHopConfig(**config.model_dump()))
+    overwrite_delta(two_hop, warehouse.table_path("follow_graph_two_hop"))
+    return _written(warehouse, "follow_graph_two_hop", **config.model_dump())
+
+
+@dg.asset(name="mutual_follows", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["follows"])
+def mutual_follows_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Pairs who follow each other, one row per direction."""
+    session = spark.get_session()
+    overwrite_delta(mutual_follows(read_delta(session, warehouse.table_path("follows"))),
+                    warehouse.table_path("mutual_follows"))
+    return _written(warehouse, "mutual_follows")
+
+
+@dg.asset(name="user_follow_counts", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["users", "follows", "mutual_follows"])
+def user_follow_counts_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Per user: accounts followed, followers, mutual follows."""
+    session = spark.get_session()
+    counts = user_follow_counts(
+        read_delta(session, warehouse.table_path("users")),
+        read_delta(session, warehouse.table_path("follows")),
+        read_delta(session, warehouse.table_path("mutual_follows")),
+    )
+    overwrite_delta(counts, warehouse.table_path("user_follow_counts"))
+    return _written(warehouse, "user_follow_counts")
+
+
+class RealGraphParams(dg.Config):
+    half_life_days: float = RealGraphConfig.half_life_days
+    label_days: float = RealGraphConfig.label_days
+    top_k: int = RealGraphConfig.top_k
+    seed: int = 7
+
+
+def _realgraph_config(params: RealGraphParams) -> RealGraphConfig:
+    return RealGraphConfig(half_life_days=params.half_life_days, label_days=params.label_days, top_k=params.top_k)
+
+
+@dg.asset(name="realgraph_features", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["engagements", "tweets"])
+def realgraph_features_asset(
+    config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Per (user, author): counts of each action in several windows and decayed counts, as of the build."""
+    session = spark.get_session()
+    rg_config = _realgraph_config(config)
+    interactions = user_author_interactions(
+        read_delta(session, warehouse.table_path("engagements")),
+        read_delta(session, warehouse.table_path("tweets")),
+        actions=rg_config.actions,
+    )
+    features = interaction_features(interactions, cutoff=warehouse.now(), config=rg_config)
+    overwrite_delta(features, warehouse.table_path("realgraph_features"))
+    return _written(warehouse, "realgraph_features", half_life_days=config.half_life_days)
+
+
+@dg.asset(name="realgraph", group_name=GRAPH_GROUP, kinds={"spark", "xgboost", "delta"},
+          deps=["realgraph_features", "engagements", "tweets"])
+def realgraph_asset(
+    config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """User -> author interaction strength: a model of next-period interaction over the counts, top-k per user."""
+    session = spark.get_session()
+    rg_config = _realgraph_config(config)
+    interactions = user_author_interactions(
+        read_delta(session, warehouse.table_path("engagements")),
+        read_delta(session, warehouse.table_path("tweets")),
+        actions=rg_config.actions,
+    ).cache()
+    model = train_on_last_period(interactions, as_of=warehouse.now(), config=rg_config, seed=config.seed)
+    interactions.unpersist()
+    scored = score_pairs(read_delta(session, warehouse.table_path("realgraph_features")), model)
+    overwrite_delta(top_k_per_user(scored, k=rg_config.top_k), warehouse.table_path("realgraph"))
+    return _written(
+        warehouse, "realgraph",
+        train_rows=model.train_rows,
+        train_positive_rate=round(model.positive_rate, 4),
+        top_features=dg.MetadataValue.json(model.feature_importance),
+    )
+
+
+graph_assets = [
+    follow_graph_two_hop_asset, mutual_follows_asset, user_follow_counts_asset,
+    realgraph_features_asset, realgraph_asset,
+]
