@@ -1,0 +1,107 @@
+"""Follow-graph expansions and RealGraph on tiny hand-made graphs, expected values worked by hand."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from jobs.contract import RAW_TABLES_BY_NAME
+from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
+from jobs.graph_eval import follow_recall_at_k, normalized_mutual_information, roc_auc
+from jobs.ingest import spark_schema
+from jobs.realgraph import (
+    RealGraphConfig,
+    fixed_weight_score,
+    interaction_features,
+    next_period_labels,
+    user_author_interactions,
+)
+from raw_world import AS_OF, at
+
+
+def _follows(spark, pairs, hours=None):
+    rows = [dict(follower_id=a, followee_id=b, created_at=at(hours[i] if hours else i)) for i, (a, b) in enumerate(pairs)]
+    return spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME["follows"]))
+
+
+def test_two_hop_counts_proofs_and_exclusions(spark):
+    # 1 follows 2, 3, 4; 2 and 3 follow 5; 4 follows 5 and 6; 2 follows 3 (already followed by 1);
+    # 3 follows 1 (the user itself).
+    follows = _follows(spark, [(1, 2), (1, 3), (1, 4), (2, 5), (3, 5), (4, 5), (4, 6), (2, 3), (3, 1)])
+    rows = {(r["user_id"], r["candidate_id"]): r for r in follow_graph_two_hop(follows).collect()}
+    user_1 = sorted((c, r["social_proof_count"], list(r["proof_user_ids"]), r["rank"])
+                    for (u, c), r in rows.items() if u == 1)
+    assert user_1 == [(5, 3, [2, 3, 4], 1), (6, 1, [4], 2)]
+    # 2 reaches 1 through 3; 5 follows nobody.
+    assert sorted(c for (u, c) in rows if u == 2) == [1]
+
+
+def test_two_hop_caps_bound_the_fan_out(spark):
+    # A celebrity 100 followed by users 1..3, following 10 accounts; each user also follows 200.
+    pairs = [(u, 100) for u in (1, 2, 3)] + [(100, 1000 + i) for i in range(10)] + [(u, 200) for u in (1, 2, 3)]
+    pairs += [(200, 2000)]
+    follows = _follows(spark, pairs)
+    config = TwoHopConfig(max_intermediates_per_user=1, max_followees_per_intermediate=4, max_proofs=2)
+    result = follow_graph_two_hop(follows, config=config).collect()
+    per_user = {u: [r for r in result if r["user_id"] == u] for u in (1, 2, 3)}
+    for user, rows in per_user.items():
+        # One intermediate (the most recent follow: 200), whose one followee is 2000.
+        assert [(r["candidate_id"], r["proof_user_ids"]) for r in rows] == [(2000, [200])], user
+    config = TwoHopConfig(max_intermediates_per_user=2, max_followees_per_intermediate=4)
+    via_celebrity = [r for r in follow_graph_two_hop(follows, config=config).collect() if r["user_id"] == 1]
+    assert len([r for r in via_celebrity if r["candidate_id"] >= 1000 and r["candidate_id"] < 2000]) == 4
+    sampled = {frozenset(r["candidate_id"] for r in follow_graph_two_hop(follows, config=config).collect()
+                         if r["user_id"] == u and r["candidate_id"] < 2000) for u in (1, 2, 3)}
+    assert len(sampled) == 1  # every follower of the celebrity sees the same sample
+
+
+def test_mutuals_and_counts(spark):
+    follows = _follows(spark, [(1, 2), (2, 1), (1, 3), (3, 2)], hours=[0, 5, 1, 2])
+    mutual = sorted((r["user_id"], r["mutual_id"], r["since"]) for r in mutual_follows(follows).collect())
+    assert [(u, m) for u, m, _ in mutual] == [(1, 2), (2, 1)]
+    assert all(since.hour == 5 for _, _, since in mutual)
+    users = spark.createDataFrame([(i,) for i in (1, 2, 3, 4)], "user_id bigint")
+    counts = {r["user_id"]: (r["following_count"], r["follower_count"], r["mutual_count"])
+              for r in user_follow_counts(users, follows, mutual_follows(follows)).collect()}
+    assert counts == {1: (2, 1, 1), 2: (1, 2, 1), 3: (1, 1, 0), 4: (0, 0, 0)}
+
+
+def test_realgraph_windows_and_decay_arithmetic(spark):
+    tweets = spark.createDataFrame([(10, 2), (11, 2), (12, 1)], "tweet_id bigint, author_id bigint")
+    cutoff = AS_OF
+    rows = [
+        (1, 10, "like", cutoff - timedelta(days=7)),     # exactly one half-life old: weight 0.5
+        (1, 11, "like", cutoff - timedelta(hours=12)),   # within 1 day: 0.5 ** (0.5 / 7)
+        (1, 10, "retweet", cutoff - timedelta(days=14)), # two half-lives: 0.25; outside 7d, inside 28d
+        (1, 12, "like", cutoff - timedelta(days=1)),     # own tweet: not an interaction
+        (1, 10, "impression", cutoff - timedelta(days=1)),
+        (1, 10, "like", cutoff + timedelta(hours=1)),    # after the cutoff: not counted
+    ]
+    engagements = spark.createDataFrame(rows, "user_id bigint, tweet_id bigint, action string, created_at timestamp")
+    config = RealGraphConfig(half_life_days=7.0, windows_days=(1, 7, 28))
+    interactions = user_author_interactions(engagements, tweets, actions=config.actions)
+    (row,) = interaction_features(interactions, cutoff=cutoff, config=config).collect()
+    assert (row["user_id"], row["author_id"]) == (1, 2)
+    assert (row["like_1d"], row["like_7d"], row["like_28d"]) == (1.0, 2.0, 2.0)
+    assert (row["retweet_1d"], row["retweet_7d"], row["retweet_28d"]) == (0.0, 0.0, 1.0)
+    assert row["like_decayed"] == pytest.approx(0.5 + 0.5 ** (0.5 / 7))
+    assert row["retweet_decayed"] == pytest.approx(0.25)
+    assert row["total_decayed"] == pytest.approx(0.75 + 0.5 ** (0.5 / 7))
+    assert row["hours_since_last"] == pytest.approx(12.0)
+    (score,) = fixed_weight_score(interaction_features(interactions, cutoff=cutoff, config=config), config=config).collect()
+    assert score["score"] == pytest.approx(1.0 * (0.5 + 0.5 ** (0.5 / 7)) + 2.0 * 0.25)
+    labels = next_period_labels(interactions, start=cutoff, end=cutoff + timedelta(days=1)).collect()
+    assert [(r["user_id"], r["author_id"], r["label"]) for r in labels] == [(1, 2, 1)]
+
+
+def test_recall_auc_and_nmi_by_hand():
+    import pyarrow as pa
+
+    candidates = pa.table({"user_id": [1, 1, 1, 2], "candidate_id": [5, 6, 7, 5], "score": [3.0, 2.0, 1.0, 1.0]})
+    heldout = pa.table({"follower_id": [1, 1, 2, 3], "followee_id": [7, 5, 5, 5]})
+    assert follow_recall_at_k(candidates, heldout, k=2) == pytest.approx(2 / 4)  # (1,5) and (2,5)
+    assert roc_auc(np.array([1, 0, 0, 1]), np.array([0.8, 0.4, 0.6, 0.3])) == pytest.approx(0.5)
+    assert normalized_mutual_information(np.array([0, 0, 1, 1]), np.array([5, 5, 7, 7])) == pytest.approx(1.0)
+    assert normalized_mutual_information(np.array([0, 0, 1, 1]), np.array([5, 7, 5, 7])) == pytest.approx(0.0)
