@@ -21,20 +21,20 @@ from benchmarks.measure import measure_command
 AS_OF = "2026-11-01T00:00:00+00:00"
 
 
-def _homefeed() -> str:
-    return str(Path(sys.executable).with_name("homefeed"))
+def homefeed_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("homefeed")), *args]
 
 
 def bench_size(users: int, workdir: Path, seed: int) -> dict:
     world = workdir / f"world-{users}"
     shutil.rmtree(world, ignore_errors=True)
-    generate = measure_command([_homefeed(), "generate", "--users", str(users), "--seed", str(seed), "--out", str(world)])
+    generate = measure_command(homefeed_command("generate", "--users", str(users), "--seed", str(seed), "--out", str(world)))
     if generate.returncode != 0:
         raise SystemExit(f"generate {users} failed:\n{generate.stderr[-3000:]}")
     report = world / "run-report.json"
     ingest = measure_command(
-        [_homefeed(), "run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
-         "--report", str(report)],
+        homefeed_command("run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
+                         "--select", "group:bronze", "--report", str(report)),
         env={"HOMEFEED_AS_OF": AS_OF},
     )
     if ingest.returncode != 0:

@@ -178,6 +178,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_and_report(settings, selection=None)
 
 
+# --- evaluation ------------------------------------------------------------------------------
+
+def cmd_eval_graph(args: argparse.Namespace) -> int:
+    from orchestration.evaluation import evaluate_graph
+
+    settings = load_settings()
+    world = Path(args.world)
+    if not (world / "truth" / "metadata.json").exists():
+        print(f"error: {world} is not a `homefeed generate` output (no truth/metadata.json)", file=sys.stderr)
+        return 2
+    result = evaluate_graph(settings, world, Path(args.warehouse) if args.warehouse else None, rebuild=args.rebuild)
+    print(json.dumps(result, indent=None if args.json else 2, default=str))
+    return 0
+
+
 # --- analysts --------------------------------------------------------------------------------
 
 def _jsonable(value):
@@ -308,6 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(DEFAULT_DEMO_DIR))
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("eval", help="measure against a synthetic world's ground truth")
+    eval_sub = p.add_subparsers(dest="what", required=True)
+    p = eval_sub.add_parser("graph", help="KnownFor NMI, held-out follow recall@50, RealGraph next-period AUC (JSON)")
+    p.add_argument("--world", required=True, help="a `homefeed generate` output directory")
+    p.add_argument("--warehouse", help="where the evaluation build goes (default: WORLD/eval/warehouse)")
+    p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
+    p.set_defaults(func=cmd_eval_graph)
 
     p = with_warehouse(sub.add_parser("sql", help="run a DuckDB query over the warehouse's tables"))
     p.add_argument("query")

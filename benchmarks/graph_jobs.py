@@ -1,0 +1,91 @@
+"""Graph and representation jobs at several sizes: per-job wall time and peak memory, as JSON.
+
+    python -m benchmarks.graph_jobs [--sizes 10000 100000] [--workdir DIR]
+
+Each size: generate a world, ingest it (not measured here: see generate_ingest), then run each
+graph asset in its own `homefeed run --select ASSET` process, so that each job's peak memory (the
+whole process tree, Spark's JVM included) is its own. `job_seconds` is Dagster's step time (without
+the process start); `process_seconds` includes starting Python and the JVM. The growth between
+sizes is the time ratio divided by the user ratio: 1.0 is linear, 10 would be quadratic at 10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmarks.generate_ingest import AS_OF, homefeed_command
+from benchmarks.measure import measure_command
+
+# In dependency order.
+GRAPH_JOBS = (
+    "follow_graph_two_hop", "mutual_follows", "user_follow_counts", "realgraph_features", "realgraph",
+    "simclusters_producer_similarity", "simclusters_known_for", "simclusters_interested_in",
+    "simclusters_producer_embeddings", "simclusters_tweet_embeddings", "simclusters_top_tweets_per_cluster",
+    "twhin_user_embeddings",
+)
+
+
+def _run(world: Path, selection: str) -> tuple[dict, dict]:
+    report = world / f"report-{selection.replace(' ', '_').replace(':', '_')}.json"
+    measured = measure_command(
+        homefeed_command("run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
+                         "--select", selection, "--report", str(report)),
+        env={"HOMEFEED_AS_OF": AS_OF},
+    )
+    if measured.returncode != 0:
+        raise SystemExit(f"`homefeed run --select {selection}` failed:\n{measured.stderr[-3000:]}")
+    return {"process_seconds": measured.seconds, "peak_rss_mb": measured.peak_rss_mb}, json.loads(report.read_text())
+
+
+def bench_size(users: int, workdir: Path, seed: int, jobs: tuple[str, ...]) -> dict:
+    world = workdir / f"world-{users}"
+    shutil.rmtree(world, ignore_errors=True)
+    generated = measure_command(homefeed_command("generate", "--users", str(users), "--seed", str(seed), "--out", str(world)))
+    if generated.returncode != 0:
+        raise SystemExit(generated.stderr[-3000:])
+    _run(world, "group:bronze")
+    results = {}
+    for job in jobs:
+        measured, report = _run(world, job)
+        step_seconds = sum(report["step_seconds"].values())
+        results[job] = {**measured, "job_seconds": round(step_seconds, 2), "rows": report["rows"].get(job)}
+    return {"users": users, "jobs": results}
+
+
+def growth(results: list[dict]) -> list[dict]:
+    out = []
+    for small, large in zip(results, results[1:]):
+        ratio = large["users"] / small["users"]
+        out.append({
+            "from_users": small["users"], "to_users": large["users"],
+            "job_time_ratio_per_user_ratio": {
+                job: round(large["jobs"][job]["job_seconds"] / max(small["jobs"][job]["job_seconds"], 1e-9) / ratio, 3)
+                for job in large["jobs"]
+            },
+        })
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--jobs", nargs="+", default=list(GRAPH_JOBS))
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="homefeed-graph-bench-"))
+    try:
+        results = [bench_size(n, workdir, args.seed, tuple(args.jobs)) for n in sorted(args.sizes)]
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"benchmark": "graph_jobs", "sizes": results, "growth": growth(results)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
