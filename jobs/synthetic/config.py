@@ -47,9 +47,11 @@ def stream(seed: int, *key: int) -> np.random.Generator:
 
 
 def default_communities(n_users: int) -> int:
-    """K grows slowly with the world: ~11 at 10K users, 20 at 100K, ~36 at 1M (at most n/25)."""
-    k = int(round(20.0 * (n_users / 100_000) ** 0.25))
-    return int(max(2, min(64, k, max(2, n_users // 25))))
+    """K grows with the square root of the world: 30 at 5K users, 42 at 10K, 133 at 100K, 420 at 1M
+    (at most n/25). Communities of a few hundred accounts keep "popular in my communities" far
+    from "popular everywhere", as on a real network with many topics."""
+    k = int(round(0.42 * math.sqrt(n_users)))
+    return int(max(2, min(512, k, max(2, n_users // 25))))
 
 
 def default_celebrities(n_users: int) -> int:
@@ -83,11 +85,12 @@ class WorldConfig:
     mean_follows: float = 40.0  # mean out-degree drawn (before dedup; celebrities come on top)
     follows_sigma: float = 1.0  # lognormal sigma of the out-degree
     max_follows: int = 5_000
-    fitness_sigma: float = 1.6  # lognormal sigma of account popularity ("fitness")
+    fitness_sigma: float = 1.2  # lognormal sigma of account popularity ("fitness")
     follow_in_interest_share: float = 0.8  # followees drawn in one of the follower's communities
     popularity_exponent: float = 1.0  # P(followee) ~ popularity^a * interest match
     attachment_rounds: int = 3  # preferential attachment: popularity grows with followers so far
     attachment_exponent: float = 0.5
+    triadic_closure_share: float = 0.3  # extra follows of followees' followees, per follow
     reciprocity: float = 0.25  # chance an ordinary account follows back (less for popular ones)
 
     # Tweets.

@@ -6,7 +6,9 @@ followee v with probability ∝ popularity_v^a × interest_v(c) (anywhere: ∝ p
 Popularity is a heavy-tailed latent fitness times (1 + followers so far / mean)^b, updated over
 `attachment_rounds` rounds (preferential attachment). Celebrities are additionally followed by a
 share of all users (more within their community). Then ordinary accounts follow back with a
-probability that decays with their follower count. Self-follows and duplicate pairs are dropped.
+probability that decays with their follower count. Last, triadic closure: users follow some
+accounts their followees follow (`triadic_closure_share` of their out-degree), which is what makes
+friends-of-friends a signal, as on real networks. Self-follows and duplicate pairs are dropped.
 """
 
 from __future__ import annotations
@@ -156,4 +158,29 @@ def make_follows(cfg: WorldConfig, users: Users, sampler: CommunitySampler) -> F
         np.concatenate([created, back_created]),
         n,
     )
+    # Triadic closure: people follow accounts their followees follow.
+    if cfg.triadic_closure_share > 0:
+        follower, followee, created = _dedup(*_close_triads(rng, follower, followee, created, n, cfg), n)
     return Follows(follower=follower, followee=followee, created_us=created, n_users=n)
+
+
+def _close_triads(rng, follower, followee, created, n, cfg: WorldConfig):
+    """Add about `triadic_closure_share` x out-degree follows per user, each to a followee of a
+    followee (a followee drawn uniformly, then one of its followees uniformly), made after both."""
+    offsets = csr_offsets(follower.astype(np.int64), n)
+    outdeg = np.diff(offsets)
+    extra = rng.binomial(outdeg, cfg.triadic_closure_share)
+    user = np.repeat(np.arange(n, dtype=np.int64), extra)
+    first = offsets[user] + (rng.random(len(user)) * outdeg[user]).astype(np.int64)
+    middle = followee[first].astype(np.int64)
+    reachable = outdeg[middle] > 0
+    user, first, middle = user[reachable], first[reachable], middle[reachable]
+    second = offsets[middle] + (rng.random(len(middle)) * outdeg[middle]).astype(np.int64)
+    target = followee[second].astype(np.int64)
+    delay = np.floor(rng.exponential(US_PER_DAY, size=len(user))).astype(np.int64)
+    when = np.minimum(np.maximum(created[first], created[second]) + delay, cfg.end_us)
+    return (
+        np.concatenate([follower, user]),
+        np.concatenate([followee, target]),
+        np.concatenate([created, when]),
+    )
