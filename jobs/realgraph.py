@@ -20,6 +20,9 @@ POSITIVE_ACTIONS = (
     "like", "retweet", "reply", "quote", "click", "profile_click", "video_playback50", "bookmark", "share",
 )
 NEGATIVE_ACTIONS = ("not_interested", "report")
+# Exposure: how often the author's tweets were shown to the user. Not an interaction, but what the
+# next period's interactions depend on most (the timeline shows followed authors).
+EXPOSURE_ACTIONS = ("impression",)
 # Heuristic weights of the fallback score, in the spirit of the heavy ranker's action weights.
 DEFAULT_ACTION_WEIGHTS = {
     "like": 1.0, "retweet": 2.0, "reply": 3.0, "quote": 2.0, "click": 0.5, "profile_click": 2.0,
@@ -31,8 +34,10 @@ DEFAULT_ACTION_WEIGHTS = {
 class RealGraphConfig:
     windows_days: tuple[int, ...] = (1, 7, 28)
     half_life_days: float = 7.0
-    actions: tuple[str, ...] = POSITIVE_ACTIONS + NEGATIVE_ACTIONS
+    actions: tuple[str, ...] = POSITIVE_ACTIONS + NEGATIVE_ACTIONS + EXPOSURE_ACTIONS
     label_days: float = 1.0
+    # The model learns from this many consecutive periods before the one it predicts.
+    training_periods: int = 3
     top_k: int = 1000
     action_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ACTION_WEIGHTS))
 
@@ -41,7 +46,7 @@ def feature_columns(config: RealGraphConfig) -> list[str]:
     columns = []
     for action in config.actions:
         columns += [f"{action}_{w}d" for w in config.windows_days] + [f"{action}_decayed"]
-    return columns + ["total_decayed", "hours_since_last"]
+    return columns + ["total_decayed", "hours_since_last", "follows_author", "follow_age_days"]
 
 
 def user_author_interactions(engagements: DataFrame, tweets: DataFrame, *, actions: tuple[str, ...]) -> DataFrame:
@@ -55,9 +60,12 @@ def user_author_interactions(engagements: DataFrame, tweets: DataFrame, *, actio
     )
 
 
-def interaction_features(interactions: DataFrame, *, cutoff: datetime, config: RealGraphConfig) -> DataFrame:
-    """One row per (user, author) with any interaction before `cutoff`; the columns of
-    `feature_columns(config)`. Windows and decay are measured back from `cutoff`."""
+def interaction_features(
+    interactions: DataFrame, follows: DataFrame, *, cutoff: datetime, config: RealGraphConfig
+) -> DataFrame:
+    """One row per (user, author) with any interaction or exposure before `cutoff`; the columns of
+    `feature_columns(config)`. Windows and decay are measured back from `cutoff`; the follow edge
+    counts only if it existed at `cutoff`."""
     before = interactions.where(F.col("created_at") < F.lit(cutoff))
     age_hours = (F.lit(cutoff).cast("long") - F.col("created_at").cast("long")) / 3600.0
     decay = F.pow(F.lit(0.5), age_hours / F.lit(config.half_life_days * 24.0))
@@ -70,8 +78,23 @@ def interaction_features(interactions: DataFrame, *, cutoff: datetime, config: R
         aggregations.append(F.sum(F.when(is_action, decay).otherwise(0.0)).alias(f"{action}_decayed"))
     positive = F.col("action").isin(*POSITIVE_ACTIONS)
     aggregations.append(F.sum(F.when(positive, decay).otherwise(0.0)).alias("total_decayed"))
-    aggregations.append(F.min(age_hours).alias("hours_since_last"))
-    return before.groupBy("user_id", "author_id").agg(*aggregations)
+    aggregations.append(F.min(F.when(positive, age_hours)).alias("hours_since_last"))
+    edges = follows.where(F.col("created_at") < F.lit(cutoff)).select(
+        F.col("follower_id").alias("user_id"),
+        F.col("followee_id").alias("author_id"),
+        ((F.lit(cutoff).cast("long") - F.col("created_at").cast("long")) / 86400.0).alias("follow_age_days"),
+    )
+    return (
+        before.groupBy("user_id", "author_id")
+        .agg(*aggregations)
+        .join(edges, on=["user_id", "author_id"], how="left")
+        .select(
+            "*",
+            F.when(F.col("follow_age_days").isNotNull(), 1.0).otherwise(0.0).alias("follows_author"),
+        )
+        .select(*(["user_id", "author_id"] + feature_columns(config)))
+        .fillna(-1.0, subset=["follow_age_days", "hours_since_last"])
+    )
 
 
 def next_period_labels(interactions: DataFrame, *, start: datetime, end: datetime) -> DataFrame:

@@ -89,25 +89,34 @@ def score_pairs(features: DataFrame, model: TrainedRealGraph) -> DataFrame:
     return features.select("user_id", "author_id", *names).mapInPandas(predict, schema=SCORE_SCHEMA)
 
 
-def train_on_last_period(interactions: DataFrame, *, as_of: datetime, config: RealGraphConfig, seed: int) -> TrainedRealGraph:
-    """Features as of `as_of - label_days`, labels: interactions in the last `label_days`."""
-    cutoff = as_of - timedelta(days=config.label_days)
-    features = interaction_features(interactions, cutoff=cutoff, config=config)
-    labels = next_period_labels(interactions, start=cutoff, end=as_of)
-    training = labelled_features(features, labels).toPandas()
+def train_on_recent_periods(
+    interactions: DataFrame, follows: DataFrame, *, as_of: datetime, config: RealGraphConfig, seed: int
+) -> TrainedRealGraph:
+    """Learn next-period interaction from the last `training_periods` periods before `as_of`:
+    for each, features as of its start and labels from within it."""
+    period = timedelta(days=config.label_days)
+    frames = []
+    for back in range(1, config.training_periods + 1):
+        cutoff = as_of - back * period
+        features = interaction_features(interactions, follows, cutoff=cutoff, config=config)
+        labels = next_period_labels(interactions, start=cutoff, end=cutoff + period)
+        frames.append(labelled_features(features, labels).toPandas())
+    training = pd.concat(frames, ignore_index=True)
     return train_realgraph_model(training, feature_names=feature_columns(config), seed=seed)
 
 
-def evaluate_next_period(interactions: DataFrame, *, as_of: datetime, config: RealGraphConfig, seed: int) -> dict:
+def evaluate_next_period(
+    interactions: DataFrame, follows: DataFrame, *, as_of: datetime, config: RealGraphConfig, seed: int
+) -> dict:
     """Next-period interaction prediction, RealGraph vs raw recent counts, by ROC AUC.
 
-    The model is trained one period earlier (features at as_of - 2 periods, labels from the period
-    after), then both scorers rank the pairs known at as_of - 1 period against what happened in
-    the last period: nothing from the test period is seen in training.
+    The model is trained on the periods before the last one, then both scorers rank the pairs
+    known at as_of - 1 period against what happened in the last period: nothing from the test
+    period is seen in training.
     """
     test_cutoff = as_of - timedelta(days=config.label_days)
-    model = train_on_last_period(interactions, as_of=test_cutoff, config=config, seed=seed)
-    test_features = interaction_features(interactions, cutoff=test_cutoff, config=config).cache()
+    model = train_on_recent_periods(interactions, follows, as_of=test_cutoff, config=config, seed=seed)
+    test_features = interaction_features(interactions, follows, cutoff=test_cutoff, config=config).cache()
     labels = next_period_labels(interactions, start=test_cutoff, end=as_of)
     learned = labelled_features(score_pairs(test_features, model), labels).toPandas()
     counts = labelled_features(recent_count_score(test_features), labels).toPandas()

@@ -133,7 +133,8 @@ def evaluate_graph(settings: HomefeedSettings, world_dir: Path, warehouse: Path 
     interactions = user_author_interactions(
         read_delta(spark, tables / "engagements"), read_delta(spark, tables / "tweets"), actions=config.actions
     ).cache()
-    realgraph = evaluate_next_period(interactions, as_of=world.as_of, config=config, seed=7)
+    follows = read_delta(spark, tables / "follows")
+    realgraph = evaluate_next_period(interactions, follows, as_of=world.as_of, config=config, seed=7)
     interactions.unpersist()
 
     return {

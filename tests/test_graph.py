@@ -80,9 +80,10 @@ def test_realgraph_windows_and_decay_arithmetic(spark):
         (1, 10, "like", cutoff + timedelta(hours=1)),    # after the cutoff: not counted
     ]
     engagements = spark.createDataFrame(rows, "user_id bigint, tweet_id bigint, action string, created_at timestamp")
+    follows = _follows(spark, [(1, 2), (1, 3)], hours=[-48 + (AS_OF - at(0)).total_seconds() / 3600, 10_000])
     config = RealGraphConfig(half_life_days=7.0, windows_days=(1, 7, 28))
     interactions = user_author_interactions(engagements, tweets, actions=config.actions)
-    (row,) = interaction_features(interactions, cutoff=cutoff, config=config).collect()
+    (row,) = interaction_features(interactions, follows, cutoff=cutoff, config=config).collect()
     assert (row["user_id"], row["author_id"]) == (1, 2)
     assert (row["like_1d"], row["like_7d"], row["like_28d"]) == (1.0, 2.0, 2.0)
     assert (row["retweet_1d"], row["retweet_7d"], row["retweet_28d"]) == (0.0, 0.0, 1.0)
@@ -90,7 +91,10 @@ def test_realgraph_windows_and_decay_arithmetic(spark):
     assert row["retweet_decayed"] == pytest.approx(0.25)
     assert row["total_decayed"] == pytest.approx(0.75 + 0.5 ** (0.5 / 7))
     assert row["hours_since_last"] == pytest.approx(12.0)
-    (score,) = fixed_weight_score(interaction_features(interactions, cutoff=cutoff, config=config), config=config).collect()
+    assert (row["impression_1d"], row["impression_decayed"]) == (1.0, pytest.approx(0.5 ** (1 / 7)))
+    assert (row["follows_author"], row["follow_age_days"]) == (1.0, pytest.approx(2.0))
+    features = interaction_features(interactions, follows, cutoff=cutoff, config=config)
+    (score,) = fixed_weight_score(features, config=config).collect()
     assert score["score"] == pytest.approx(1.0 * (0.5 + 0.5 ** (0.5 / 7)) + 2.0 * 0.25)
     labels = next_period_labels(interactions, start=cutoff, end=cutoff + timedelta(days=1)).collect()
     assert [(r["user_id"], r["author_id"], r["label"]) for r in labels] == [(1, 2, 1)]

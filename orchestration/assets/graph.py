@@ -10,7 +10,7 @@ from jobs.realgraph import (
     top_k_per_user,
     user_author_interactions,
 )
-from models.realgraph_model import score_pairs, train_on_last_period
+from models.realgraph_model import score_pairs, train_on_recent_periods
 from orchestration.resources import SparkResource, WarehouseResource
 
 GRAPH_GROUP = "graph"
@@ -76,11 +76,12 @@ def _realgraph_config(params: RealGraphParams) -> RealGraphConfig:
     return RealGraphConfig(half_life_days=params.half_life_days, label_days=params.label_days, top_k=params.top_k)
 
 
-@dg.asset(name="realgraph_features", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["engagements", "tweets"])
+@dg.asset(name="realgraph_features", group_name=GRAPH_GROUP, kinds={"spark", "delta"},
+          deps=["engagements", "tweets", "follows"])
 def realgraph_features_asset(
     config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """Per (user, author): counts of each action in several windows and decayed counts, as of the build."""
+    """Per (user, author): counts of each action and of exposures in several windows, decayed counts, the follow edge."""
     session = spark.get_session()
     rg_config = _realgraph_config(config)
     interactions = user_author_interactions(
@@ -88,13 +89,14 @@ def realgraph_features_asset(
         read_delta(session, warehouse.table_path("tweets")),
         actions=rg_config.actions,
     )
-    features = interaction_features(interactions, cutoff=warehouse.now(), config=rg_config)
+    follows = read_delta(session, warehouse.table_path("follows"))
+    features = interaction_features(interactions, follows, cutoff=warehouse.now(), config=rg_config)
     overwrite_delta(features, warehouse.table_path("realgraph_features"))
     return _written(warehouse, "realgraph_features", half_life_days=config.half_life_days)
 
 
 @dg.asset(name="realgraph", group_name=GRAPH_GROUP, kinds={"spark", "xgboost", "delta"},
-          deps=["realgraph_features", "engagements", "tweets"])
+          deps=["realgraph_features", "engagements", "tweets", "follows"])
 def realgraph_asset(
     config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -106,7 +108,8 @@ def realgraph_asset(
         read_delta(session, warehouse.table_path("tweets")),
         actions=rg_config.actions,
     ).cache()
-    model = train_on_last_period(interactions, as_of=warehouse.now(), config=rg_config, seed=config.seed)
+    follows = read_delta(session, warehouse.table_path("follows"))
+    model = train_on_recent_periods(interactions, follows, as_of=warehouse.now(), config=rg_config, seed=config.seed)
     interactions.unpersist()
     scored = score_pairs(read_delta(session, warehouse.table_path("realgraph_features")), model)
     overwrite_delta(top_k_per_user(scored, k=rg_config.top_k), warehouse.table_path("realgraph"))
