@@ -76,6 +76,15 @@ def _realgraph_config(params: RealGraphParams) -> RealGraphConfig:
     return RealGraphConfig(half_life_days=params.half_life_days, label_days=params.label_days, top_k=params.top_k)
 
 
+def _interactions_and_follows(session, warehouse: WarehouseResource, config: RealGraphConfig):
+    interactions = user_author_interactions(
+        read_delta(session, warehouse.table_path("engagements")),
+        read_delta(session, warehouse.table_path("tweets")),
+        actions=config.actions,
+    )
+    return interactions, read_delta(session, warehouse.table_path("follows"))
+
+
 @dg.asset(name="realgraph_features", group_name=GRAPH_GROUP, kinds={"spark", "delta"},
           deps=["engagements", "tweets", "follows"])
 def realgraph_features_asset(
@@ -84,12 +93,7 @@ def realgraph_features_asset(
     """Per (user, author): counts of each action and of exposures in several windows, decayed counts, the follow edge."""
     session = spark.get_session()
     rg_config = _realgraph_config(config)
-    interactions = user_author_interactions(
-        read_delta(session, warehouse.table_path("engagements")),
-        read_delta(session, warehouse.table_path("tweets")),
-        actions=rg_config.actions,
-    )
-    follows = read_delta(session, warehouse.table_path("follows"))
+    interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
     features = interaction_features(interactions, follows, cutoff=warehouse.now(), config=rg_config)
     overwrite_delta(features, warehouse.table_path("realgraph_features"))
     return _written(warehouse, "realgraph_features", half_life_days=config.half_life_days)
@@ -103,12 +107,8 @@ def realgraph_asset(
     """User -> author interaction strength: a model of next-period interaction over the counts, top-k per user."""
     session = spark.get_session()
     rg_config = _realgraph_config(config)
-    interactions = user_author_interactions(
-        read_delta(session, warehouse.table_path("engagements")),
-        read_delta(session, warehouse.table_path("tweets")),
-        actions=rg_config.actions,
-    ).cache()
-    follows = read_delta(session, warehouse.table_path("follows"))
+    interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
+    interactions = interactions.cache()
     model = train_on_recent_periods(interactions, follows, as_of=warehouse.now(), config=rg_config, seed=config.seed)
     interactions.unpersist()
     scored = score_pairs(read_delta(session, warehouse.table_path("realgraph_features")), model)
