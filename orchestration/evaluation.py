@@ -149,12 +149,41 @@ def evaluate_graph(settings: HomefeedSettings, world_dir: Path, warehouse: Path 
 
 
 def _simclusters_recall(spark, world: EvalWorld) -> dict[str, float]:
-    return {}
+    from jobs.delta_io import read_delta
+    from jobs.simclusters import simclusters_follow_candidates
+
+    tables = world.warehouse / "tables"
+    candidates = simclusters_follow_candidates(
+        read_delta(spark, tables / "simclusters_interested_in"),
+        read_delta(spark, tables / "simclusters_producer_embeddings"),
+        read_delta(spark, tables / "follows"),
+        k=EVAL_K,
+    ).toArrow()
+    return {"simclusters": follow_recall_at_k(candidates, world.heldout, k=EVAL_K)}
 
 
 def _twhin_recall(world: EvalWorld) -> dict[str, float]:
-    return {}
+    from models.twhin.candidates import twhin_follow_candidates
+    from models.twhin.export import read_embeddings, read_translations
+
+    tables = world.warehouse / "tables"
+    candidates = twhin_follow_candidates(
+        read_embeddings(tables / "twhin_user_embeddings", "user_id"),
+        read_translations(tables / "twhin_relations")["follow"],
+        world.train_follows,
+        k=EVAL_K,
+    )
+    return {"twhin": follow_recall_at_k(candidates, world.heldout, k=EVAL_K)}
 
 
 def _known_for_quality(world: EvalWorld) -> dict:
-    return {}
+    from jobs.simclusters import known_for_quality
+
+    quality = known_for_quality(
+        _delta(world.warehouse, "simclusters_known_for"),
+        pq.read_table(world.world_dir / "truth" / "users.parquet", columns=["user_id", "home_community"]),
+        follows=world.train_follows,
+    )
+    return {"known_for_nmi": round(quality["known_for_nmi"], 4),
+            "known_for_coverage": round(quality["known_for_coverage"], 4),
+            **{k: v for k, v in quality.items() if k not in ("known_for_nmi", "known_for_coverage")}}
