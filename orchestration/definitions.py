@@ -4,11 +4,13 @@ import dagster as dg
 
 from orchestration.assets.graph import graph_assets
 from orchestration.assets.ingestion import ingestion_assets
+from orchestration.assets.simclusters import simclusters_assets
+from orchestration.assets.twhin import twhin_assets
 from orchestration.jobs import build_all_job, ingest_job
 from orchestration.resources import resources_from_settings
 from orchestration.settings import HomefeedSettings, load_settings
 
-ALL_ASSETS = [*ingestion_assets, *graph_assets]
+ALL_ASSETS = [*ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets]
 
 
 def build_definitions(settings: HomefeedSettings) -> dg.Definitions:

@@ -54,6 +54,16 @@ class WarehouseResource(dg.ConfigurableResource):
         return datetime.now(timezone.utc)
 
 
+class TwhinResource(dg.ConfigurableResource):
+    """How TwHIN embeddings train (models/twhin): torch device and threads, size and length."""
+
+    device: str = "cpu"  # cpu | cuda | auto
+    threads: int = 1
+    dim: int = 64
+    epochs: int = 5
+    seed: int = 0
+
+
 def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.ConfigurableResource]:
     return {
         "spark": SparkResource(
@@ -67,4 +77,5 @@ def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.Configur
             raw_input=str(settings.raw_input),
             as_of=settings.as_of.isoformat() if settings.as_of else None,
         ),
+        "twhin": TwhinResource(device=settings.twhin_device, threads=settings.twhin_threads),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,10 @@ class HomefeedSettings(BaseSettings):
     )
     spark_driver_memory: str = Field("4g", description="spark.driver.memory")
     spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions")
+    twhin_device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="Torch device TwHIN trains on: cpu, cuda, or auto (cuda when present)."
+    )
+    twhin_threads: int = Field(1, ge=1, description="Torch CPU threads TwHIN trains with (fixed: reproducible).")
 
     @field_validator("spark_master")
     @classmethod
