@@ -18,6 +18,7 @@ defaults live in `SimClustersConfig`; reading and writing happen in
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,6 +61,8 @@ class SimClustersConfig:
 
 
 DEFAULTS = SimClustersConfig()
+
+log = logging.getLogger(__name__)
 
 # Salts of the deterministic hashes (fixed: a rerun samples the same pairs).
 _FANOUT_SALT = 0x51C1_0001
@@ -230,8 +233,9 @@ def known_for(
     A seeded, fixed-K local-moving community detection on the symmetrised similarity graph, in the
     spirit of SimClusters' Metropolis-Hastings sampler (which also proposes neighbours' communities
     and maximises within-community similarity), made deterministic: K seeds (`_seed_producers`),
-    then `iterations` rounds in which every unassigned producer and a seeded random half of the
-    assigned ones move to the neighbour community with the largest modularity gain
+    then at most `iterations` rounds (fewer once no producer would move) in which every unassigned
+    producer and a seeded random half of the assigned ones move to the neighbour community with
+    the largest modularity gain
 
         gain(i, c) = w(i, c) - resolution * d(i) * D(c \\ i) / 2m
 
@@ -243,93 +247,101 @@ def known_for(
     """
     spark = similarity.sparkSession
     graph = _undirected(similarity).persist()
-    degrees = graph.groupBy(F.col("src").alias("producer_id")).agg(F.sum("w").alias("degree")).persist()
+    degrees = graph.groupBy(F.col("src").alias("producer_id")).agg(F.sum("w").alias("degree")).localCheckpoint()
     total = degrees.agg(F.sum("degree")).first()[0]
     if not total:
         graph.unpersist()
-        degrees.unpersist()
         return spark.createDataFrame([], "producer_id bigint, cluster_id int, score double")
     two_m = float(total)
-    labels = _seed_producers(graph, degrees, k=k, seed=seed).localCheckpoint()
+    seeds = _seed_producers(graph, degrees, k=k, seed=seed)
+    # One row per producer: its weighted degree and community (null: none). Small (one row per
+    # producer), so it is broadcast into the joins with the edges.
+    state = (
+        degrees.join(seeds.withColumnRenamed("cluster_id", "current"), on="producer_id", how="left")
+        .localCheckpoint()
+    )
 
-    def neighbour_weights(current: DataFrame) -> DataFrame:
-        """(producer_id, cluster_id, w_in): similarity from each producer to each neighbouring community."""
-        return (
-            graph.join(
-                F.broadcast(current.select(F.col("producer_id").alias("dst"), "cluster_id")), on="dst", how="inner"
-            )
-            .groupBy(F.col("src").alias("producer_id"), "cluster_id")
-            .agg(F.sum("w").alias("w_in"))
+    def edge_weights(state: DataFrame) -> DataFrame:
+        """(src, cluster_id, w): one row per edge into a producer with a community."""
+        members = state.filter(F.col("current").isNotNull()).select(
+            F.col("producer_id").alias("dst"), F.col("current").alias("cluster_id")
         )
+        return graph.join(F.broadcast(members), on="dst", how="inner").select("src", "cluster_id", "w")
 
     for iteration in range(iterations):
         cluster_degree = (
-            labels.join(degrees, on="producer_id", how="inner")
-            .groupBy("cluster_id")
+            state.filter(F.col("current").isNotNull())
+            .groupBy(F.col("current").alias("cluster_id"))
             .agg(F.sum("degree").alias("cluster_degree"))
         )
-        current = labels.select("producer_id", F.col("cluster_id").alias("current"))
-        # Candidates: the neighbours' communities and the producer's own (w_in 0 when no
-        # neighbour is in it, so that a seed is not left before its neighbours join).
+        # Candidates: the neighbours' communities and the producer's own (w 0 when no neighbour
+        # is in it, so that a seed is not left before its neighbours join). Partitioned by src
+        # once, for both aggregations.
+        own = state.filter(F.col("current").isNotNull()).select(
+            F.col("producer_id").alias("src"), F.col("current").alias("cluster_id"), F.lit(0.0).alias("w")
+        )
         candidates = (
-            neighbour_weights(labels)
-            .unionByName(labels.select("producer_id", "cluster_id", F.lit(0.0).alias("w_in")))
-            .groupBy("producer_id", "cluster_id")
-            .agg(F.sum("w_in").alias("w_in"))
+            edge_weights(state)
+            .unionByName(own)
+            .repartition("src")
+            .groupBy("src", "cluster_id")
+            .agg(F.sum("w").alias("w_in"))
         )
-        gains = (
+        node = state.select(F.col("producer_id").alias("src"), "degree", "current")
+        is_current = F.coalesce(F.col("current") == F.col("cluster_id"), F.lit(False))
+        # Rounded so that the float summation order cannot flip a comparison between runs.
+        gain = F.round(
+            F.col("w_in")
+            - F.lit(resolution) * F.col("degree")
+            * (F.col("cluster_degree") - F.when(is_current, F.col("degree")).otherwise(0.0))
+            / F.lit(two_m),
+            12,
+        )
+        # The best community (largest gain, then the own one, then the lowest id) if its gain is
+        # positive, or the own one at gain 0 (no better move); else none.
+        best = (
             candidates.join(F.broadcast(cluster_degree), on="cluster_id", how="inner")
-            .join(degrees, on="producer_id", how="inner")
-            .join(current, on="producer_id", how="left")
-            .select(
-                "producer_id",
-                "cluster_id",
-                F.coalesce(F.col("current") == F.col("cluster_id"), F.lit(False)).alias("is_current"),
-                # Rounded so that the float summation order cannot flip a comparison between runs.
-                F.round(
-                    F.col("w_in")
-                    - F.lit(resolution) * F.col("degree")
-                    * (F.col("cluster_degree") - F.when(F.col("current") == F.col("cluster_id"), F.col("degree")).otherwise(0.0))
-                    / F.lit(two_m),
-                    12,
-                ).alias("gain"),
-            )
-        )
-        best = Window.partitionBy("producer_id").orderBy(
-            F.col("gain").desc(), F.col("is_current").desc(), F.col("cluster_id")
-        )
-        # The best community if its gain is positive, or the own one at gain 0 (no better move);
-        # else none.
-        proposals = (
-            gains.withColumn("_rank", F.row_number().over(best))
-            .filter((F.col("_rank") == 1) & ((F.col("gain") > 0) | ((F.col("gain") == 0) & F.col("is_current"))))
-            .select("producer_id", F.col("cluster_id").alias("proposed"))
+            .join(F.broadcast(node), on="src", how="inner")
+            .select("src", F.struct(gain.alias("gain"), is_current.alias("is_current"),
+                                    (-F.col("cluster_id")).alias("neg_id")).alias("option"))
+            .groupBy("src")
+            .agg(F.max("option").alias("best"))
+            .filter((F.col("best.gain") > 0) | ((F.col("best.gain") == 0) & F.col("best.is_current")))
+            .select(F.col("src").alias("producer_id"), (-F.col("best.neg_id")).alias("proposed"))
         )
         # Unassigned producers may always join; assigned ones move in a seeded random half of the
         # rounds (asynchronous updates, so that neighbours do not swap communities back and forth).
         moving = F.col("current").isNull() | (_hash01(seed, _UPDATE_SALT + iteration, F.col("producer_id")) < 0.5)
-        labels = (
-            degrees.select("producer_id")
-            .join(current, on="producer_id", how="left")
-            .join(proposals, on="producer_id", how="left")
-            .select("producer_id", F.when(moving, F.col("proposed")).otherwise(F.col("current")).alias("cluster_id"))
-            .filter(F.col("cluster_id").isNotNull())
+        step = (
+            state.join(best, on="producer_id", how="left")
+            .select(
+                "producer_id",
+                "degree",
+                F.when(moving, F.col("proposed")).otherwise(F.col("current")).alias("current"),
+                (~F.col("proposed").eqNullSafe(F.col("current"))).alias("unsettled"),
+            )
             .localCheckpoint()
         )
+        state = step.drop("unsettled")
+        # A fixed point: no producer would move, whichever of them were drawn; stop early.
+        if step.filter(F.col("unsettled")).isEmpty():
+            log.info("known_for: no producer moves after round %d of %d", iteration + 1, iterations)
+            break
 
     result = (
-        neighbour_weights(labels)
-        .join(labels, on=["producer_id", "cluster_id"], how="inner")
-        .join(degrees, on="producer_id", how="inner")
+        edge_weights(state)
+        .join(F.broadcast(state.select(F.col("producer_id").alias("src"), "degree", "current")), on="src", how="inner")
+        .filter(F.col("cluster_id") == F.col("current"))
+        .groupBy("src", "cluster_id", "degree")
+        .agg(F.sum("w").alias("w_in"))
         .select(
-            F.col("producer_id").cast("bigint"),
+            F.col("src").cast("bigint").alias("producer_id"),
             F.col("cluster_id").cast("int"),
             (F.col("w_in") / F.col("degree")).cast("double").alias("score"),
         )
         .localCheckpoint()
     )
     graph.unpersist()
-    degrees.unpersist()
     return result
 
 
@@ -557,3 +569,4 @@ def known_for_quality(known_for, truth_users, *, follows, min_followers: int = D
         "producers_with_cluster": int(len(kf)),
         "eligible_producers": int(len(eligible)),
     }
+
