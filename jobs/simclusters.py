@@ -1,5 +1,6 @@
 """SimClusters v2 as Spark transforms: producer similarity, KnownFor, InterestedIn, producer and tweet
-embeddings, the per-cluster tweet index, and the evaluation helpers.
+embeddings, the per-cluster tweet index, and the evaluation helpers (follow candidates, KnownFor
+quality).
 
 After Twitter's SimClusters (KDD 2020; twitter/the-algorithm `src/scala/com/twitter/simclusters_v2`):
 
@@ -42,7 +43,7 @@ class SimClustersConfig:
     min_cosine: float = 0.05
     max_neighbors: int = 100
     # --- KnownFor ---
-    k: int = 20
+    k: int = 1000
     seed: int = 7
     iterations: int = 12
     # Modularity resolution: higher makes smaller, more numerous-in-effect communities.
@@ -108,7 +109,7 @@ def producer_similarity(
 
     Producers are `producers(...)`. Each follower's row of the follower x producer matrix is cut to
     at most `max_producers_per_follower` producers (those with the smallest salted hash of the
-    pair: deterministic, unbiased with respect to the producers), and the cosine is exact on that
+    pair: a deterministic uniform sample), and the cosine is exact on that
     bounded matrix: |F'(a) & F'(b)| / sqrt(|F'(a)| |F'(b)|) with F' the sampled follower sets.
     Both directions of an edge are rows; edges below `min_cosine` are dropped and each producer
     keeps its `max_neighbors` best (ties by neighbour id).
@@ -123,7 +124,8 @@ def producer_similarity(
         .withColumn("_r", F.row_number().over(by_hash))
         .filter(F.col("_r") <= max_producers_per_follower)
         .select("follower_id", "producer_id")
-        .persist()
+        # Read three times below; a local checkpoint (unlike a cache) is freed once unreferenced.
+        .localCheckpoint()
     )
     norms = sampled.groupBy("producer_id").agg(F.count(F.lit(1)).alias("n"))
     left = sampled.select(F.col("follower_id"), F.col("producer_id").alias("a"))
