@@ -1,1 +1,15 @@
 """Dagster assets, one module per layer."""
+
+import dagster as dg
+
+from jobs.delta_io import rows_written_by_last_commit
+from orchestration.resources import WarehouseResource
+
+
+def written_table_result(warehouse: WarehouseResource, name: str, **metadata) -> dg.MaterializeResult:
+    """The result of an asset that just wrote Delta table `name`: its row count, path and `metadata`."""
+    path = warehouse.table_path(name)
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": rows_written_by_last_commit(path), "path": dg.MetadataValue.path(str(path)),
+                  **metadata}
+    )

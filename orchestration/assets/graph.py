@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from jobs.delta_io import overwrite_delta, read_delta, rows_written_by_last_commit
+from jobs.delta_io import overwrite_delta, read_delta
 from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
 from jobs.realgraph import (
     RealGraphConfig,
@@ -11,17 +11,12 @@ from jobs.realgraph import (
     user_author_interactions,
 )
 from models.realgraph_model import score_pairs, train_on_recent_periods
+from orchestration.assets import written_table_result
 from orchestration.resources import SparkResource, WarehouseResource
 
 GRAPH_GROUP = "graph"
 
 
-def _written(warehouse: WarehouseResource, name: str, **metadata) -> dg.MaterializeResult:
-    path = warehouse.table_path(name)
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows_written_by_last_commit(path), "path": dg.MetadataValue.path(str(path)),
-                  **metadata}
-    )
 
 
 class TwoHopParams(dg.Config):
@@ -40,7 +35,7 @@ def follow_graph_two_hop_asset(
     follows = read_delta(session, warehouse.table_path("follows"))
     two_hop = follow_graph_two_hop(follows, config=TwoHopConfig(**config.model_dump()))
     overwrite_delta(two_hop, warehouse.table_path("follow_graph_two_hop"))
-    return _written(warehouse, "follow_graph_two_hop", **config.model_dump())
+    return written_table_result(warehouse, "follow_graph_two_hop", **config.model_dump())
 
 
 @dg.asset(name="mutual_follows", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["follows"])
@@ -49,7 +44,7 @@ def mutual_follows_asset(spark: SparkResource, warehouse: WarehouseResource) -> 
     session = spark.get_session()
     overwrite_delta(mutual_follows(read_delta(session, warehouse.table_path("follows"))),
                     warehouse.table_path("mutual_follows"))
-    return _written(warehouse, "mutual_follows")
+    return written_table_result(warehouse, "mutual_follows")
 
 
 @dg.asset(name="user_follow_counts", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["users", "follows", "mutual_follows"])
@@ -62,7 +57,7 @@ def user_follow_counts_asset(spark: SparkResource, warehouse: WarehouseResource)
         read_delta(session, warehouse.table_path("mutual_follows")),
     )
     overwrite_delta(counts, warehouse.table_path("user_follow_counts"))
-    return _written(warehouse, "user_follow_counts")
+    return written_table_result(warehouse, "user_follow_counts")
 
 
 class RealGraphParams(dg.Config):
@@ -96,7 +91,7 @@ def realgraph_features_asset(
     interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
     features = interaction_features(interactions, follows, cutoff=warehouse.now(), config=rg_config)
     overwrite_delta(features, warehouse.table_path("realgraph_features"))
-    return _written(warehouse, "realgraph_features", half_life_days=config.half_life_days)
+    return written_table_result(warehouse, "realgraph_features", half_life_days=config.half_life_days)
 
 
 @dg.asset(name="realgraph", group_name=GRAPH_GROUP, kinds={"spark", "xgboost", "delta"},
@@ -113,7 +108,7 @@ def realgraph_asset(
     interactions.unpersist()
     scored = score_pairs(read_delta(session, warehouse.table_path("realgraph_features")), model)
     overwrite_delta(top_k_per_user(scored, k=rg_config.top_k), warehouse.table_path("realgraph"))
-    return _written(
+    return written_table_result(
         warehouse, "realgraph",
         train_rows=model.train_rows,
         train_positive_rate=round(model.positive_rate, 4),

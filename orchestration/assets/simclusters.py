@@ -7,22 +7,14 @@ Parameters are `jobs.simclusters.DEFAULTS`; the method is described in docs/simc
 import dagster as dg
 
 from jobs import simclusters as sc
-from jobs.delta_io import overwrite_delta, read_delta, rows_written_by_last_commit
+from jobs.delta_io import overwrite_delta, read_delta
+from orchestration.assets import written_table_result
 from orchestration.resources import SparkResource, WarehouseResource
 
 SIMCLUSTERS_GROUP = "simclusters"
 CONFIG = sc.DEFAULTS
 
 
-def _result(warehouse: WarehouseResource, name: str, **metadata) -> dg.MaterializeResult:
-    path = warehouse.table_path(name)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows_written_by_last_commit(path),
-            "path": dg.MetadataValue.path(str(path)),
-            **metadata,
-        }
-    )
 
 
 @dg.asset(group_name=SIMCLUSTERS_GROUP, kinds={"spark", "delta"}, deps=["follows"])
@@ -39,7 +31,7 @@ def simclusters_producer_similarity(spark: SparkResource, warehouse: WarehouseRe
         max_producers_per_follower=CONFIG.max_producers_per_follower,
     )
     overwrite_delta(similarity, warehouse.table_path("simclusters_producer_similarity"))
-    return _result(
+    return written_table_result(
         warehouse,
         "simclusters_producer_similarity",
         min_followers=CONFIG.min_followers,
@@ -60,7 +52,7 @@ def simclusters_known_for(spark: SparkResource, warehouse: WarehouseResource) ->
     path = warehouse.table_path("simclusters_known_for")
     overwrite_delta(known_for, path)
     clusters = read_delta(session, path).select("cluster_id").distinct().count()
-    return _result(warehouse, "simclusters_known_for", k=CONFIG.k, nonempty_clusters=clusters, seed=CONFIG.seed)
+    return written_table_result(warehouse, "simclusters_known_for", k=CONFIG.k, nonempty_clusters=clusters, seed=CONFIG.seed)
 
 
 @dg.asset(group_name=SIMCLUSTERS_GROUP, kinds={"spark", "delta"}, deps=["follows", "simclusters_known_for"])
@@ -74,7 +66,7 @@ def simclusters_interested_in(spark: SparkResource, warehouse: WarehouseResource
         min_social_proof=CONFIG.min_social_proof,
     )
     overwrite_delta(interested, warehouse.table_path("simclusters_interested_in"))
-    return _result(warehouse, "simclusters_interested_in", min_social_proof=CONFIG.min_social_proof)
+    return written_table_result(warehouse, "simclusters_interested_in", min_social_proof=CONFIG.min_social_proof)
 
 
 @dg.asset(group_name=SIMCLUSTERS_GROUP, kinds={"spark", "delta"}, deps=["follows", "simclusters_interested_in"])
@@ -88,7 +80,7 @@ def simclusters_producer_embeddings(spark: SparkResource, warehouse: WarehouseRe
         min_followers=CONFIG.producer_min_followers,
     )
     overwrite_delta(embeddings, warehouse.table_path("simclusters_producer_embeddings"))
-    return _result(warehouse, "simclusters_producer_embeddings")
+    return written_table_result(warehouse, "simclusters_producer_embeddings")
 
 
 @dg.asset(
@@ -110,7 +102,7 @@ def simclusters_tweet_embeddings(spark: SparkResource, warehouse: WarehouseResou
         tweets=read_delta(session, warehouse.table_path("tweets")),
     )
     overwrite_delta(embeddings, warehouse.table_path("simclusters_tweet_embeddings"))
-    return _result(
+    return written_table_result(
         warehouse,
         "simclusters_tweet_embeddings",
         as_of=as_of.isoformat(),
@@ -128,7 +120,7 @@ def simclusters_top_tweets_per_cluster(spark: SparkResource, warehouse: Warehous
         per_cluster=CONFIG.tweets_per_cluster,
     )
     overwrite_delta(index, warehouse.table_path("simclusters_top_tweets_per_cluster"))
-    return _result(warehouse, "simclusters_top_tweets_per_cluster", per_cluster=CONFIG.tweets_per_cluster)
+    return written_table_result(warehouse, "simclusters_top_tweets_per_cluster", per_cluster=CONFIG.tweets_per_cluster)
 
 
 simclusters_assets = [
