@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -180,15 +180,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- evaluation ------------------------------------------------------------------------------
 
+def _synthetic_world(path: str) -> Path | None:
+    world = Path(path)
+    if not (world / "truth" / "metadata.json").exists():
+        print(f"error: {world} is not a `homefeed generate` output (no truth/metadata.json)", file=sys.stderr)
+        return None
+    return world
+
+
 def cmd_eval_graph(args: argparse.Namespace) -> int:
     from orchestration.evaluation import evaluate_graph
 
-    settings = load_settings()
-    world = Path(args.world)
-    if not (world / "truth" / "metadata.json").exists():
-        print(f"error: {world} is not a `homefeed generate` output (no truth/metadata.json)", file=sys.stderr)
+    world = _synthetic_world(args.world)
+    if world is None:
         return 2
-    result = evaluate_graph(settings, world, Path(args.warehouse) if args.warehouse else None, rebuild=args.rebuild)
+    result = evaluate_graph(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
+                            rebuild=args.rebuild)
+    print(json.dumps(result, indent=None if args.json else 2, default=str))
+    return 0
+
+
+def cmd_eval_candidates(args: argparse.Namespace) -> int:
+    from orchestration.candidate_evaluation import evaluate_candidates
+
+    world = _synthetic_world(args.world)
+    if world is None:
+        return 2
+    result = evaluate_candidates(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
+                                 horizon=timedelta(hours=args.horizon_hours), rebuild=args.rebuild)
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 
@@ -332,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
     p.set_defaults(func=cmd_eval_graph)
+    p = eval_sub.add_parser("candidates", help="pool recall of next-day engagements per source vs popularity (JSON)")
+    p.add_argument("--world", required=True, help="a `homefeed generate` output directory")
+    p.add_argument("--warehouse", help="where the evaluation build goes (default: WORLD/eval-candidates/warehouse)")
+    p.add_argument("--horizon-hours", type=float, default=24.0,
+                   help="the build is cut this long before the world's end; what follows is held out")
+    p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
+    p.set_defaults(func=cmd_eval_candidates)
 
     p = with_warehouse(sub.add_parser("sql", help="run a DuckDB query over the warehouse's tables"))
     p.add_argument("query")

@@ -52,7 +52,7 @@ def prepare_holdout_input(world_dir: Path, eval_dir: Path) -> tuple[Path, pa.Tab
         shutil.rmtree(raw_dir)
     for table in RAW_TABLES:
         if table.name != "follows":
-            shutil.copytree(world_dir / "raw" / table.name, raw_dir / table.name, copy_function=_link_or_copy)
+            shutil.copytree(world_dir / "raw" / table.name, raw_dir / table.name, copy_function=link_or_copy)
     follows = pq.read_table(world_dir / "raw" / "follows")
     train, heldout = split_follows(follows)
     (raw_dir / "follows").mkdir(parents=True)
@@ -64,7 +64,7 @@ def prepare_holdout_input(world_dir: Path, eval_dir: Path) -> tuple[Path, pa.Tab
     return raw_dir, train, heldout, fingerprint
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+def link_or_copy(src: str, dst: str) -> None:
     import os
 
     try:
@@ -73,15 +73,12 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def build_eval_world(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None, *,
-                     rebuild: bool = False) -> EvalWorld:
-    """Split the follows, and build every asset from the split unless this warehouse has it already."""
+def build_eval_warehouse(settings: HomefeedSettings, *, raw_dir: Path, warehouse: Path, as_of: datetime,
+                         fingerprint: str, rebuild: bool = False) -> None:
+    """Build every asset from `raw_dir` into `warehouse` as of `as_of`, unless the warehouse's marker
+    says it was built from the same input (`fingerprint`) already."""
     from orchestration.run import run_assets
 
-    eval_dir = world_dir / "eval"
-    warehouse = (warehouse or eval_dir / "warehouse").resolve()
-    raw_dir, train, heldout, fingerprint = prepare_holdout_input(world_dir, eval_dir)
-    as_of = world_end_time(world_dir)
     marker = warehouse / BUILD_MARKER
     built = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
     if rebuild or not built:
@@ -90,17 +87,28 @@ def build_eval_world(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
         if not outcome.success:
             failures = "; ".join(f"{f.step}: {f.message}" for f in outcome.failures)
             raise RuntimeError(f"building the evaluation warehouse failed: {failures}")
-        marker.write_text(json.dumps({"fingerprint": fingerprint, "world": str(world_dir.resolve()),
+        marker.write_text(json.dumps({"fingerprint": fingerprint, "as_of": as_of.isoformat(),
                                       "step_seconds": outcome.step_seconds}))
+
+
+def build_eval_world(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None, *,
+                     rebuild: bool = False) -> EvalWorld:
+    """Split the follows, and build every asset from the split unless this warehouse has it already."""
+    eval_dir = world_dir / "eval"
+    warehouse = (warehouse or eval_dir / "warehouse").resolve()
+    raw_dir, train, heldout, fingerprint = prepare_holdout_input(world_dir, eval_dir)
+    as_of = world_end_time(world_dir)
+    build_eval_warehouse(settings, raw_dir=raw_dir, warehouse=warehouse, as_of=as_of, fingerprint=fingerprint,
+                         rebuild=rebuild)
     return EvalWorld(world_dir, raw_dir, warehouse, heldout, train, as_of)
 
 
-def _delta(warehouse: Path, name: str, columns: list[str] | None = None) -> pa.Table:
+def read_warehouse_table(warehouse: Path, name: str, columns: list[str] | None = None) -> pa.Table:
     return DeltaTable(str(warehouse / "tables" / name)).to_pyarrow_table(columns=columns)
 
 
 def two_hop_candidates(warehouse: Path) -> pa.Table:
-    table = _delta(warehouse, "follow_graph_two_hop", ["user_id", "candidate_id", "social_proof_count", "rank"])
+    table = read_warehouse_table(warehouse, "follow_graph_two_hop", ["user_id", "candidate_id", "social_proof_count", "rank"])
     # Rank breaks ties in social proof the way the job does (smaller id first).
     score = pa.compute.subtract(pa.compute.cast(table["social_proof_count"], pa.float64()),
                                 pa.compute.multiply(pa.compute.cast(table["rank"], pa.float64()), 1e-6))
@@ -180,7 +188,7 @@ def _known_for_quality(world: EvalWorld) -> dict:
     from jobs.simclusters import known_for_quality
 
     quality = known_for_quality(
-        _delta(world.warehouse, "simclusters_known_for"),
+        read_warehouse_table(world.warehouse, "simclusters_known_for"),
         pq.read_table(world.world_dir / "truth" / "users.parquet", columns=["user_id", "home_community"]),
         follows=world.train_follows,
     )
