@@ -38,6 +38,9 @@ class RealGraphConfig:
     label_days: float = 1.0
     # The model learns from this many consecutive periods before the one it predicts.
     training_periods: int = 3
+    # At most this many (user, author) rows of each period are collected to train on (a uniform,
+    # deterministic sample by pair hash): the driver holds them all at once.
+    max_training_rows_per_period: int = 300_000
     top_k: int = 1000
     action_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ACTION_WEIGHTS))
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.graph_eval import roc_auc
@@ -89,6 +90,18 @@ def score_pairs(features: DataFrame, model: TrainedRealGraph) -> DataFrame:
     return features.select("user_id", "author_id", *names).mapInPandas(predict, schema=SCORE_SCHEMA)
 
 
+def sample_pairs(pairs: DataFrame, *, max_rows: int, seed: int) -> DataFrame:
+    """About `max_rows` of `pairs`, chosen by a hash of (user_id, author_id, seed): the same rows every
+    run, each pair in or out independently of the others, so the label rate is kept."""
+    total = pairs.count()
+    if total <= max_rows:
+        return pairs
+    buckets = 1_000_000
+    keep = int(buckets * max_rows / total)
+    bucket = F.pmod(F.xxhash64("user_id", "author_id", F.lit(seed)), F.lit(buckets))
+    return pairs.where(bucket < keep)
+
+
 def train_on_recent_periods(
     interactions: DataFrame, follows: DataFrame, *, as_of: datetime, config: RealGraphConfig, seed: int
 ) -> TrainedRealGraph:
@@ -100,7 +113,9 @@ def train_on_recent_periods(
         cutoff = as_of - back * period
         features = interaction_features(interactions, follows, cutoff=cutoff, config=config)
         labels = next_period_labels(interactions, start=cutoff, end=cutoff + period)
-        frames.append(labelled_features(features, labels).toPandas())
+        labelled = labelled_features(features, labels).cache()
+        frames.append(sample_pairs(labelled, max_rows=config.max_training_rows_per_period, seed=seed).toPandas())
+        labelled.unpersist()
     training = pd.concat(frames, ignore_index=True)
     return train_realgraph_model(training, feature_names=feature_columns(config), seed=seed)
 

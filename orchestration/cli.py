@@ -212,6 +212,28 @@ def cmd_eval_candidates(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- features --------------------------------------------------------------------------------
+
+FEATURE_FIELDS = ("name", "entity", "dtype", "default", "description", "asset")
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from features.registry import FEATURES, registry_hash
+
+    listed = [{field: getattr(f, field) for field in FEATURE_FIELDS} for f in FEATURES]
+    if args.json:
+        print(json.dumps({"registry_hash": registry_hash(), "features": listed}))
+        return 0
+    columns = ["entity", "name", "dtype", "default", "asset", "description"]
+    print(format_rows(columns, [tuple(f[c] for c in columns) for f in listed], "table"))
+    per_entity: dict[str, int] = {}
+    for f in FEATURES:
+        per_entity[f.entity] = per_entity.get(f.entity, 0) + 1
+    print("per entity: " + ", ".join(f"{entity} {n}" for entity, n in per_entity.items()))
+    print(f"registry hash: {registry_hash()}")
+    return 0
+
+
 # --- analysts --------------------------------------------------------------------------------
 
 def _jsonable(value):
@@ -333,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_warehouse(sub.add_parser("run", help="ingest the raw input and build every asset through Dagster"))
     p.add_argument("--input", help="raw input folder (default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
-    p.add_argument("--select", help="Dagster asset selection, e.g. 'users follows' or 'tag:...'")
+    p.add_argument("--select", help="Dagster asset selection, e.g. 'follows', 'key:users or key:follows', 'group:graph'")
     p.add_argument("--report", help="also write the outcome (steps, timings, row counts) as JSON here")
     p.set_defaults(func=cmd_run)
 
@@ -359,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
     p.set_defaults(func=cmd_eval_candidates)
+
+    p = sub.add_parser("features", help="list the feature registry (every feature table's columns)")
+    p.add_argument("--json", action="store_true", help="JSON: the registry hash and one object per feature")
+    p.set_defaults(func=cmd_features)
 
     p = with_warehouse(sub.add_parser("sql", help="run a DuckDB query over the warehouse's tables"))
     p.add_argument("query")

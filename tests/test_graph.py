@@ -109,3 +109,16 @@ def test_recall_auc_and_nmi_by_hand():
     assert roc_auc(np.array([1, 0, 0, 1]), np.array([0.8, 0.4, 0.6, 0.3])) == pytest.approx(0.5)
     assert normalized_mutual_information(np.array([0, 0, 1, 1]), np.array([5, 5, 7, 7])) == pytest.approx(1.0)
     assert normalized_mutual_information(np.array([0, 0, 1, 1]), np.array([5, 7, 5, 7])) == pytest.approx(0.0)
+
+
+def test_realgraph_training_sample_is_bounded_deterministic_and_uniform(spark):
+    from models.realgraph_model import sample_pairs
+
+    pairs = spark.range(20_000).selectExpr("id % 200 AS user_id", "id AS author_id", "CAST(id % 4 = 0 AS INT) AS label")
+    first = sample_pairs(pairs, max_rows=5_000, seed=7)
+    rows = first.collect()
+    assert 4_500 <= len(rows) <= 5_500  # a quarter in expectation (binomial sd ~ 61)
+    assert sorted(r["author_id"] for r in sample_pairs(pairs, max_rows=5_000, seed=7).collect()) == \
+        sorted(r["author_id"] for r in rows)
+    assert abs(sum(r["label"] for r in rows) / len(rows) - 0.25) < 0.03  # the label rate is kept
+    assert sample_pairs(pairs, max_rows=50_000, seed=7).count() == 20_000  # small tables untouched
