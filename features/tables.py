@@ -1,0 +1,508 @@
+"""The batch feature tables: one pure Spark transform per entity, each as of an explicit moment.
+
+Point-in-time rule. Every function takes a keyword-only `as_of` and uses only events stamped
+strictly before it (accounts, follows, tweets, engagements, social actions); windows are measured
+back from it ([as_of - window, as_of)); a tweet deleted before `as_of` counts as deleted. Rows
+stamped at or after `as_of` change nothing, so the training-set builder calls these same functions
+once per daily snapshot to join features to historical impressions without leaking the future.
+Inputs without event times (`realgraph`, the SimClusters and TwHIN tables, the candidate pairs) are
+snapshots: the caller passes the ones that belong to `as_of`.
+
+Every function ends with `registered(df, asset)`: exactly the registry's columns for its table, in
+declaration order, cast to the declared types, nulls replaced by the declared defaults.
+Engagements are aggregated once per table with conditional sums, not one join per feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from features.registry import features_of_asset, keys_of_asset
+from jobs.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
+
+NEGATIVE_ACTIONS = ("not_interested", "report")
+# Candidate sources, in the order of the user_tweet flags; a source's score column is `<source>_score`.
+CANDIDATE_SOURCES = ("in_network", "uteg", "simclusters", "twhin", "frs", "popular")
+# The candidate columns user_tweet_features reads, with their types; an absent one is all nulls.
+CANDIDATE_COLUMNS: dict[str, str] = {
+    "sources": "array<string>",
+    **{f"{source}_score": "double" for source in CANDIDATE_SOURCES},
+    "social_proof_count": "int",
+    "is_in_network": "boolean",
+    "pool_rank": "int",
+}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    # tweet_features covers tweets created this long before as_of (and not deleted by then).
+    tweet_lookback_days: float = 7.0
+    # Decayed counts: each event weighs 0.5 ** (age / half-life), as in RealGraph.
+    half_life_days: float = RealGraphConfig.half_life_days
+    # Author reputation: a smoothed rate over this window, with this many prior impressions at the
+    # global rates, minus the smoothed negative rate times this weight.
+    reputation_window_days: float = 28.0
+    reputation_prior_impressions: float = 100.0
+    reputation_negative_weight: float = 5.0
+
+
+DEFAULT_CONFIG = FeatureConfig()
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+def registered(df: DataFrame, asset: str) -> DataFrame:
+    """The output contract of a feature table: keys, then every feature of `asset` in declaration
+    order, cast to its dtype, nulls (and absent inputs) replaced by its default."""
+    keys = [F.col(key).cast("bigint").alias(key) for key in keys_of_asset(asset)]
+    values = [
+        F.coalesce(F.col(f.name).cast(f.dtype), F.lit(f.default).cast(f.dtype)).alias(f.name)
+        for f in features_of_asset(asset)
+    ]
+    return df.select(*keys, *values)
+
+
+def _check_as_of(as_of: datetime) -> None:
+    if as_of.tzinfo is None:
+        raise ValueError(f"as_of must be timezone-aware (got {as_of!r})")
+
+
+def _before(df: DataFrame, as_of: datetime, column: str = "created_at") -> DataFrame:
+    return df.where(F.col(column) < F.lit(as_of))
+
+
+def _in_last(as_of: datetime, hours: float, column: str = "created_at") -> Column:
+    """The event lies in [as_of - hours, as_of) (given it is before as_of)."""
+    return F.col(column) >= F.lit(as_of - timedelta(hours=hours))
+
+
+def _age_hours(as_of: datetime, column: str = "created_at") -> Column:
+    return (F.lit(as_of).cast("double") - F.col(column).cast("double")) / 3600.0
+
+
+def _count(condition: Column, name: str) -> Column:
+    return F.sum(F.when(condition, 1.0).otherwise(0.0)).alias(name)
+
+
+def _is(*actions: str) -> Column:
+    return F.col("action").isin(*actions)
+
+
+def _follow_counts(follows: DataFrame, *, as_of: datetime, key: str) -> DataFrame:
+    """(key, followee_count, follower_count) over follows made before as_of; one shuffle."""
+    edges = _before(follows, as_of)
+    ends = edges.select(F.col("follower_id").alias(key), F.lit(1.0).alias("_out"), F.lit(0.0).alias("_in")).unionByName(
+        edges.select(F.col("followee_id").alias(key), F.lit(0.0).alias("_out"), F.lit(1.0).alias("_in"))
+    )
+    return ends.groupBy(key).agg(F.sum("_out").alias("followee_count"), F.sum("_in").alias("follower_count"))
+
+
+def _decay(as_of: datetime, half_life_days: float) -> Column:
+    return F.pow(F.lit(0.5), _age_hours(as_of) / F.lit(half_life_days * 24.0))
+
+
+# --- user ------------------------------------------------------------------------------------
+
+def user_features(
+    users: DataFrame,
+    follows: DataFrame,
+    mutual_follows: DataFrame,
+    tweets: DataFrame,
+    engagements: DataFrame,
+    social_actions: DataFrame,
+    *,
+    as_of: datetime,
+) -> DataFrame:
+    """One row per account created before as_of: the `user_features` table.
+
+    `mutual_follows` is the graph table (user_id, mutual_id, since); a mutual pair counts once
+    both follows exist, i.e. when `since` < as_of.
+    """
+    _check_as_of(as_of)
+    accounts = _before(users, as_of).select(
+        "user_id", (_age_hours(as_of) / 24.0).alias("account_age_days"), "is_verified", "allow_nsfw"
+    )
+    mutuals = (
+        _before(mutual_follows, as_of, "since").groupBy("user_id").agg(F.count(F.lit(1)).cast("double").alias("mutual_count"))
+    )
+    posted = (
+        _before(tweets, as_of).where(_in_last(as_of, 7 * 24))
+        .groupBy(F.col("author_id").alias("user_id"))
+        .agg(_count(_in_last(as_of, 24), "tweets_1d"), F.count(F.lit(1)).alias("tweets_7d"))
+    )
+    age = _age_hours(as_of)
+    last_7d = _in_last(as_of, 7 * 24)
+    positive = _is(*POSITIVE_ACTIONS)
+    # One bit per 24-hour bucket back from as_of (0 = the last day); days_active counts the bits set.
+    day_bit = F.pow(F.lit(2.0), F.least(F.floor(age / 24.0), F.lit(6))).cast("long")
+    dwell = last_7d & _is("impression", "click") & F.col("dwell_ms").isNotNull()
+    acted = (
+        _before(engagements, as_of)
+        .groupBy("user_id")
+        .agg(
+            _count(_is("impression") & _in_last(as_of, 24), "impressions_1d"),
+            _count(_is("impression") & last_7d, "impressions_7d"),
+            _count(_is("like") & last_7d, "likes_given_7d"),
+            _count(_is("retweet") & last_7d, "retweets_given_7d"),
+            _count(_is("reply") & last_7d, "replies_given_7d"),
+            _count(_is("quote") & last_7d, "quotes_given_7d"),
+            _count(_is("click") & last_7d, "clicks_7d"),
+            _count(_is("profile_click") & last_7d, "profile_clicks_7d"),
+            _count(_is("not_interested") & last_7d, "not_interested_7d"),
+            _count(_is("report") & last_7d, "reports_7d"),
+            _count(positive & last_7d, "_engagements_7d"),
+            F.sum(F.when(dwell, F.col("dwell_ms").cast("double"))).alias("_dwell_ms_7d"),
+            _count(dwell, "_dwells_7d"),
+            F.bit_count(F.bit_or(F.when(positive & last_7d, day_bit))).alias("days_active_7d"),
+            F.min(F.when(positive, age)).alias("hours_since_last_engagement"),
+        )
+    )
+    blocked = (
+        _before(social_actions, as_of).groupBy("user_id")
+        .agg(F.count(F.lit(1)).cast("double").alias("blocks_mutes_given"))
+    )
+    joined = (
+        accounts.join(_follow_counts(follows, as_of=as_of, key="user_id"), on="user_id", how="left")
+        .join(mutuals, on="user_id", how="left")
+        .join(posted, on="user_id", how="left")
+        .join(acted, on="user_id", how="left")
+        .join(blocked, on="user_id", how="left")
+    )
+    return registered(
+        joined.select(
+            "*",
+            F.try_divide("likes_given_7d", "impressions_7d").alias("like_rate_7d"),
+            F.try_divide("_engagements_7d", "impressions_7d").alias("engagement_rate_7d"),
+            (F.try_divide("_dwell_ms_7d", "_dwells_7d") / 1000.0).alias("avg_dwell_seconds_7d"),
+        ),
+        "user_features",
+    )
+
+
+# --- author ----------------------------------------------------------------------------------
+
+def author_features(
+    users: DataFrame,
+    follows: DataFrame,
+    tweets: DataFrame,
+    engagements: DataFrame,
+    social_actions: DataFrame,
+    *,
+    as_of: datetime,
+    config: FeatureConfig = DEFAULT_CONFIG,
+) -> DataFrame:
+    """One row per account created before as_of, as the author of tweets: the `author_features`
+    table. "Received" counts engagements by others (not the author) with any of the author's tweets.
+
+    reputation = (E + m·ē) / (I + m) − w · (N + m·n̄) / (I + m) over the last
+    `reputation_window_days`: E engagements, N negatives, I impressions received; ē and n̄ the
+    rates over all authors; m = `reputation_prior_impressions`, w = `reputation_negative_weight`.
+    An author with little exposure sits near the global rates; one with much, at its own.
+    """
+    _check_as_of(as_of)
+    authors = _before(users, as_of).select(
+        F.col("user_id").alias("author_id"),
+        (_age_hours(as_of) / 24.0).alias("account_age_days"),
+        "is_verified",
+    )
+    past_tweets = _before(tweets, as_of)
+    own = past_tweets.groupBy("author_id").agg(
+        _count(_in_last(as_of, 24), "tweets_1d"),
+        _count(_in_last(as_of, 7 * 24), "tweets_7d"),
+        F.avg(F.col("in_reply_to_tweet_id").isNotNull().cast("double")).alias("reply_share"),
+        F.avg(F.col("retweet_of_tweet_id").isNotNull().cast("double")).alias("retweet_share"),
+        F.avg(F.col("has_media").cast("double")).alias("media_share"),
+    )
+    last_7d = _in_last(as_of, 7 * 24)
+    received = (
+        _before(engagements, as_of)
+        .where(_in_last(as_of, config.reputation_window_days * 24))
+        .select("user_id", "tweet_id", "action", "created_at")
+        .join(past_tweets.select("tweet_id", "author_id"), on="tweet_id", how="inner")
+        .where(F.col("user_id") != F.col("author_id"))
+        .groupBy("author_id")
+        .agg(
+            _count(_is("impression") & last_7d, "impressions_received_7d"),
+            _count(_is("like") & last_7d, "likes_received_7d"),
+            _count(_is("retweet") & last_7d, "retweets_received_7d"),
+            _count(_is("reply") & last_7d, "replies_received_7d"),
+            _count(_is("click") & last_7d, "clicks_received_7d"),
+            _count(_is(*NEGATIVE_ACTIONS) & last_7d, "_negatives_7d"),
+            _count(_is("impression"), "_impressions_w"),
+            _count(_is(*POSITIVE_ACTIONS), "_engagements_w"),
+            _count(_is(*NEGATIVE_ACTIONS), "_negatives_w"),
+        )
+    )
+    overall = received.agg(
+        F.coalesce(F.try_divide(F.sum("_engagements_w"), F.sum("_impressions_w")), F.lit(0.0)).alias("_engagement_prior"),
+        F.coalesce(F.try_divide(F.sum("_negatives_w"), F.sum("_impressions_w")), F.lit(0.0)).alias("_negative_prior"),
+    )
+    social = (
+        _before(social_actions, as_of)
+        .groupBy(F.col("target_user_id").alias("author_id"))
+        .agg(_count(_is("block"), "blocked_by_count"), _count(_is("mute"), "muted_by_count"))
+    )
+    joined = (
+        authors.join(_follow_counts(follows, as_of=as_of, key="author_id"), on="author_id", how="left")
+        .join(own, on="author_id", how="left")
+        .join(received, on="author_id", how="left")
+        .join(social, on="author_id", how="left")
+        .crossJoin(F.broadcast(overall))
+    )
+    m = F.lit(config.reputation_prior_impressions)
+    impressions = F.coalesce(F.col("_impressions_w"), F.lit(0.0)) + m
+    smoothed_engagement = (F.coalesce(F.col("_engagements_w"), F.lit(0.0)) + m * F.col("_engagement_prior")) / impressions
+    smoothed_negative = (F.coalesce(F.col("_negatives_w"), F.lit(0.0)) + m * F.col("_negative_prior")) / impressions
+    impressions_7d = F.col("impressions_received_7d")
+    return registered(
+        joined.select(
+            "*",
+            F.try_divide("likes_received_7d", impressions_7d).alias("like_rate_7d"),
+            F.try_divide("retweets_received_7d", impressions_7d).alias("retweet_rate_7d"),
+            F.try_divide("replies_received_7d", impressions_7d).alias("reply_rate_7d"),
+            F.try_divide("_negatives_7d", impressions_7d).alias("negative_rate_7d"),
+            (smoothed_engagement - F.lit(config.reputation_negative_weight) * smoothed_negative).alias("reputation"),
+        ),
+        "author_features",
+    )
+
+
+# --- tweet -----------------------------------------------------------------------------------
+
+def tweet_features(
+    users: DataFrame,
+    follows: DataFrame,
+    tweets: DataFrame,
+    engagements: DataFrame,
+    *,
+    as_of: datetime,
+    config: FeatureConfig = DEFAULT_CONFIG,
+) -> DataFrame:
+    """One row per tweet created in the last `tweet_lookback_days` before as_of and not deleted
+    before as_of: the `tweet_features` table. Engagement counts include every engager."""
+    _check_as_of(as_of)
+    live = (
+        _before(tweets, as_of)
+        .where(_in_last(as_of, config.tweet_lookback_days * 24))
+        .where(F.col("deleted_at").isNull() | (F.col("deleted_at") >= F.lit(as_of)))
+        .select(
+            "tweet_id",
+            "author_id",
+            _age_hours(as_of).alias("age_hours"),
+            "has_media",
+            "has_video",
+            F.col("in_reply_to_tweet_id").isNotNull().alias("is_reply"),
+            F.col("quoted_tweet_id").isNotNull().alias("is_quote"),
+            F.col("retweet_of_tweet_id").isNotNull().alias("is_retweet"),
+            "is_nsfw",
+            F.length("text").alias("text_length"),
+        )
+    )
+    recent = (
+        _before(engagements, as_of)
+        .where(_in_last(as_of, 24))
+        .groupBy("tweet_id")
+        .agg(
+            _count(_is("impression") & _in_last(as_of, 1), "impressions_1h"),
+            _count(_is("impression") & _in_last(as_of, 6), "impressions_6h"),
+            _count(_is("impression"), "impressions_24h"),
+            _count(_is("like") & _in_last(as_of, 1), "likes_1h"),
+            _count(_is("like") & _in_last(as_of, 6), "likes_6h"),
+            _count(_is("like"), "likes_24h"),
+            _count(_is("retweet"), "retweets_24h"),
+            _count(_is("reply"), "replies_24h"),
+            _count(_is("click"), "clicks_24h"),
+            _count(_is(*NEGATIVE_ACTIONS), "negative_24h"),
+        )
+    )
+    followers = (
+        _before(follows, as_of)
+        .groupBy(F.col("followee_id").alias("author_id"))
+        .agg(F.count(F.lit(1)).cast("double").alias("author_follower_count"))
+    )
+    verified = _before(users, as_of).select(F.col("user_id").alias("author_id"), F.col("is_verified").alias("author_is_verified"))
+    joined = (
+        live.join(recent, on="tweet_id", how="left")
+        .join(followers, on="author_id", how="left")
+        .join(verified, on="author_id", how="left")
+    )
+    return registered(
+        joined.select("*", F.try_divide("likes_24h", "impressions_24h").alias("like_rate_24h")),
+        "tweet_features",
+    )
+
+
+# --- user x author ---------------------------------------------------------------------------
+
+_PAIR_ACTIONS = {  # feature stem -> contract action
+    "likes": "like", "retweets": "retweet", "replies": "reply", "clicks": "click",
+    "profile_clicks": "profile_click", "not_interested": "not_interested", "impressions": "impression",
+}
+_FOLLOWS, _FOLLOWED_BY, _REALGRAPH = "_follows", "_followed_by", "_realgraph"
+
+
+def user_author_features(
+    follows: DataFrame,
+    tweets: DataFrame,
+    engagements: DataFrame,
+    realgraph: DataFrame,
+    *,
+    as_of: datetime,
+    config: FeatureConfig = DEFAULT_CONFIG,
+) -> DataFrame:
+    """One row per (user, author) pair related before as_of, the `user_author_features` table: the
+    user follows the author or the author the user, the user engaged with or was shown the
+    author's tweets, or the pair is in `realgraph` (user_id, author_id, score). So for a pair not
+    in the table every feature is rightly its default.
+
+    Follows, interactions and scores are unioned into one event list and aggregated once.
+    """
+    _check_as_of(as_of)
+    interactions = user_author_interactions(
+        _before(engagements, as_of),
+        _before(tweets, as_of),
+        actions=tuple(sorted(set(POSITIVE_ACTIONS) | set(_PAIR_ACTIONS.values()))),
+    )
+    columns = ["user_id", "author_id", "action", "created_at", "score"]
+    no_score = F.lit(None).cast("double").alias("score")
+    edges = _before(follows, as_of)
+    events = (
+        interactions.select("user_id", "author_id", "action", "created_at", no_score)
+        .unionByName(edges.select(F.col("follower_id").alias("user_id"), F.col("followee_id").alias("author_id"),
+                                  F.lit(_FOLLOWS).alias("action"), "created_at", no_score))
+        .unionByName(edges.select(F.col("followee_id").alias("user_id"), F.col("follower_id").alias("author_id"),
+                                  F.lit(_FOLLOWED_BY).alias("action"), "created_at", no_score))
+        .unionByName(realgraph.select("user_id", "author_id", F.lit(_REALGRAPH).alias("action"),
+                                      F.lit(None).cast("timestamp").alias("created_at"),
+                                      F.col("score").cast("double").alias("score")))
+        .select(*columns)
+    )
+    age = _age_hours(as_of)
+    decay = _decay(as_of, config.half_life_days)
+    last_7d = _in_last(as_of, 7 * 24)
+    positive = _is(*POSITIVE_ACTIONS)
+    counts = []
+    for stem, action in _PAIR_ACTIONS.items():
+        counts.append(_count(_is(action) & last_7d, f"{stem}_7d"))
+        counts.append(F.sum(F.when(_is(action), decay).otherwise(0.0)).alias(f"{stem}_decayed"))
+    pairs = events.groupBy("user_id", "author_id").agg(
+        F.max("score").alias("realgraph_score"),
+        F.bool_or(_is(_FOLLOWS)).alias("follows_author"),
+        F.bool_or(_is(_FOLLOWED_BY)).alias("author_follows_user"),
+        F.max(F.when(_is(_FOLLOWS), age / 24.0)).alias("follow_age_days"),
+        *counts,
+        F.sum(F.when(positive, decay).otherwise(0.0)).alias("engagements_decayed"),
+        F.min(F.when(positive, age)).alias("hours_since_last_engagement"),
+    )
+    return registered(
+        pairs.select("*", (F.col("follows_author") & F.col("author_follows_user")).alias("is_mutual")),
+        "user_author_features",
+    )
+
+
+# --- user x tweet ----------------------------------------------------------------------------
+
+def _with_candidate_columns(pairs: DataFrame) -> DataFrame:
+    """`pairs` with every CANDIDATE_COLUMNS column, the absent ones as typed nulls."""
+    present = set(pairs.columns)
+    missing = [F.lit(None).cast(dtype).alias(name) for name, dtype in CANDIDATE_COLUMNS.items() if name not in present]
+    return pairs.select("*", *missing)
+
+
+def _balanced_sum(terms: list[Column]) -> Column:
+    """t0 + t1 + ... as a balanced tree (shallow expressions for Spark's code generation)."""
+    if not terms:
+        return F.lit(0.0)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _longest(df: DataFrame, column: str) -> int:
+    """The largest array or map size in `column` (a small aggregation; 0 for an empty table)."""
+    return int(df.select(F.max(F.size(column))).first()[0] or 0)
+
+
+def _dense_dot(left: str, right: str, dim: int) -> Column:
+    """Σ_i left[i] · right[i] over the first `dim` elements, as one expression per element: Spark
+    compiles it, where a higher-order function (zip_with, aggregate) is interpreted per element.
+    Null if either array is null or shorter than `dim`."""
+    return _balanced_sum([F.get(F.col(left), i).cast("double") * F.get(F.col(right), i).cast("double")
+                          for i in range(dim)])
+
+
+def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
+    """Σ_c user_map[c] · score over the (cluster_id, score) entries of `tweet_entries` (at most
+    `length`), looking each cluster up in the user's map; 0 when either side is missing."""
+    terms = []
+    for i in range(length):
+        entry = F.get(F.col(tweet_entries), i)
+        terms.append(F.coalesce(F.try_element_at(F.col(user_map), entry["cluster_id"]) * entry["score"], F.lit(0.0)))
+    return _balanced_sum(terms)
+
+
+def user_tweet_features(
+    pairs: DataFrame,
+    simclusters_interested_in: DataFrame,
+    simclusters_tweet_embeddings: DataFrame,
+    twhin_user_embeddings: DataFrame,
+    twhin_tweet_embeddings: DataFrame,
+    *,
+    as_of: datetime,
+) -> DataFrame:
+    """One row per row of `pairs` (user_id, tweet_id, author_id and any of CANDIDATE_COLUMNS: the
+    `candidates` table, or historical impressions without them), the `user_tweet_features` table.
+
+    simclusters_dot = Σ_c InterestedIn(user, c) · TweetEmbedding(tweet, c); twhin_cosine = the
+    cosine of the two TwHIN embeddings (norms once per user and per tweet, a dot product per
+    pair). Both are compiled Spark expressions over the longest vector found in the inputs (one
+    small aggregation each), not Python and not per-element lambdas. A source flag is set when
+    `sources` names the source (case, `_`, `-` and spaces ignored: "in_network", "InNetwork") or
+    its score is not null. The inputs carry no event times: `as_of` is checked, and the caller
+    passes the snapshot of each input that belongs to it.
+    """
+    _check_as_of(as_of)
+    twhin_dim = max(_longest(twhin_user_embeddings, "embedding"), _longest(twhin_tweet_embeddings, "embedding"))
+    entries = F.struct(F.col("cluster_id").cast("int").alias("cluster_id"), F.col("score").cast("double").alias("score"))
+    user_clusters = simclusters_interested_in.groupBy("user_id").agg(
+        F.map_from_entries(F.collect_list(entries)).alias("_user_sc")
+    )
+    tweet_clusters = simclusters_tweet_embeddings.groupBy("tweet_id").agg(F.collect_list(entries).alias("_tweet_sc"))
+    tweet_length = _longest(tweet_clusters, "_tweet_sc")
+
+    def with_norm(embeddings: DataFrame, key: str, name: str) -> DataFrame:
+        norm = F.sqrt(_dense_dot("embedding", "embedding", twhin_dim))
+        return embeddings.select(key, F.col("embedding").alias(name), norm.alias(f"{name}_norm"))
+
+    users = user_clusters.join(with_norm(twhin_user_embeddings, "user_id", "_user_tw"), on="user_id", how="full")
+    tweets = tweet_clusters.join(with_norm(twhin_tweet_embeddings, "tweet_id", "_tweet_tw"), on="tweet_id", how="full")
+    joined = (
+        _with_candidate_columns(pairs)
+        .join(users, on="user_id", how="left")
+        .join(tweets, on="tweet_id", how="left")
+    )
+    simclusters_dot = _sparse_dot("_user_sc", "_tweet_sc", tweet_length)
+    twhin_cosine = _dense_dot("_user_tw", "_tweet_tw", twhin_dim) / (F.col("_user_tw_norm") * F.col("_tweet_tw_norm"))
+    # ",innetwork,uteg," : one normalised string per row, then a substring test per source.
+    names = F.concat(F.lit(","), F.lower(F.regexp_replace(F.array_join(F.col("sources"), ","), "[_\\- ]", "")), F.lit(","))
+    flags = {
+        source: F.coalesce(names.contains("," + source.replace("_", "") + ","), F.lit(False))
+        | F.col(f"{source}_score").isNotNull()
+        for source in CANDIDATE_SOURCES
+    }
+    has_twhin = F.coalesce((F.col("_user_tw_norm") > 0) & (F.col("_tweet_tw_norm") > 0), F.lit(False))
+    return registered(
+        joined.select(
+            "*",
+            simclusters_dot.alias("simclusters_dot"),
+            F.when(has_twhin, twhin_cosine).alias("twhin_cosine"),
+            has_twhin.alias("has_twhin_embedding"),
+            *[flag.alias(f"from_{source}") for source, flag in flags.items()],
+            sum((flag.cast("int") for flag in flags.values()), F.lit(0)).alias("source_count"),
+        ),
+        "user_tweet_features",
+    )

@@ -1,0 +1,424 @@
+"""Candidate generation on tiny hand-made inputs; every expected value is worked out by hand here
+(and the TwHIN top-k against a brute-force numpy computation)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from jobs import candidates as cand
+from jobs.contract import RAW_TABLES_BY_NAME
+from jobs.ingest import spark_schema
+
+AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+HALF = 0.5 ** 0.5  # decay factor of half a half-life
+
+
+def ago(hours: float | None) -> datetime | None:
+    return None if hours is None else AS_OF - timedelta(hours=hours)
+
+
+# --- input builders (hours are "hours before AS_OF"; negative = after it) ----------------------
+
+def _tweets(spark, rows):
+    """rows: (tweet_id, author_id, hours_ago[, deleted_hours_ago])"""
+    base = dict(text=None, in_reply_to_tweet_id=None, quoted_tweet_id=None, retweet_of_tweet_id=None,
+                has_media=False, has_video=False, is_nsfw=False, lang="en")
+    records = [{**base, "tweet_id": r[0], "author_id": r[1], "created_at": ago(r[2]),
+                "deleted_at": ago(r[3]) if len(r) > 3 else None} for r in rows]
+    return spark.createDataFrame(records, schema=spark_schema(RAW_TABLES_BY_NAME["tweets"]))
+
+
+def _follows(spark, rows):
+    """rows: (follower_id, followee_id, hours_ago)"""
+    return spark.createDataFrame([(a, b, ago(h)) for a, b, h in rows],
+                                 "follower_id bigint, followee_id bigint, created_at timestamp")
+
+
+def _engagements(spark, rows):
+    """rows: (user_id, tweet_id, action, hours_ago)"""
+    return spark.createDataFrame([(u, t, a, ago(h), None) for u, t, a, h in rows],
+                                 "user_id bigint, tweet_id bigint, action string, created_at timestamp, dwell_ms int")
+
+
+def _social(spark, rows):
+    return spark.createDataFrame([(u, t, a, ago(h)) for u, t, a, h in rows],
+                                 "user_id bigint, target_user_id bigint, action string, created_at timestamp")
+
+
+def _realgraph(spark, rows):
+    return spark.createDataFrame([(u, a, float(s), i + 1) for i, (u, a, s) in enumerate(rows)],
+                                 "user_id bigint, author_id bigint, score double, rank int")
+
+
+def _interested_in(spark, rows):
+    return spark.createDataFrame([(u, c, float(s)) for u, c, s in rows], "user_id bigint, cluster_id int, score double")
+
+
+def _index(spark, rows):
+    """rows: (cluster_id, tweet_id, score, rank)"""
+    return spark.createDataFrame([(c, t, float(s), r) for c, t, s, r in rows],
+                                 "cluster_id int, tweet_id bigint, score double, rank int")
+
+
+def _two_hop(spark, rows):
+    return spark.createDataFrame(rows, "user_id bigint, candidate_id bigint, social_proof_count int, "
+                                       "proof_user_ids array<bigint>, rank int")
+
+
+def _embeddings(spark, id_column, ids, matrix):
+    return spark.createDataFrame([(int(i), [float(x) for x in row]) for i, row in zip(ids, matrix)],
+                                 f"{id_column} bigint, embedding array<float>")
+
+
+def _pool(spark, rows):
+    return cand.tweet_pool(_tweets(spark, rows), as_of=AS_OF)
+
+
+def _by_user(df, *columns):
+    """{user_id: [(columns...) in rank order]}"""
+    out: dict[int, list] = {}
+    for r in sorted(df.collect(), key=lambda r: (r["user_id"], r["rank"])):
+        out.setdefault(r["user_id"], []).append(tuple(r[c] for c in columns))
+    return out
+
+
+# --- the tweet pool ------------------------------------------------------------------------------
+
+def test_tweet_pool_keeps_fresh_undeleted_tweets_up_to_as_of(spark):
+    rows = [
+        (1, 9, 10),          # fresh
+        (2, 9, 73),          # older than 72 h: stale
+        (3, 9, -1),          # created after AS_OF
+        (4, 9, 10, 5),       # deleted 5 h before AS_OF
+        (5, 9, 10, -2),      # deleted only after AS_OF: still there at AS_OF
+        (6, 9, 72),          # exactly 72 h old: kept
+    ]
+    tweets = _tweets(spark, rows)
+    assert sorted(r["tweet_id"] for r in cand.tweet_pool(tweets, as_of=AS_OF).collect()) == [1, 5, 6]
+    counts = cand.tweet_pool_exclusions(tweets, as_of=AS_OF).first().asDict()
+    assert counts == {"future": 1, "stale": 1, "deleted": 1, "eligible": 3}
+
+
+# --- sources ---------------------------------------------------------------------------------------
+
+def test_in_network_scores_realgraph_weight_times_recency(spark):
+    # User 1 follows 2 (RealGraph 0.8) and 3 (not in RealGraph: floor 0.01); the follow of 4 is
+    # after AS_OF. Half-life 24 h.
+    follows = _follows(spark, [(1, 2, 100), (1, 3, 100), (1, 4, -1)])
+    realgraph = _realgraph(spark, [(1, 2, 0.8), (1, 9, 0.9)])
+    pool = _pool(spark, [(20, 2, 24), (21, 2, 0), (22, 3, 12), (23, 2, 50), (24, 4, 1)])
+    followed = cand.followed_authors(follows, realgraph, as_of=AS_OF, floor=0.01)
+    got = _by_user(cand.in_network_source(followed, pool, as_of=AS_OF), "tweet_id", "score", "rank")
+    # 21: 0.8 * 1; 20: 0.8 * 0.5 (one half-life); 22: 0.01 * 0.5 ** 0.5; 23 is older than 48 h,
+    # 24's author was followed after AS_OF.
+    assert [t for t, _, _ in got[1]] == [21, 20, 22]
+    assert [s for _, s, _ in got[1]] == pytest.approx([0.8, 0.4, 0.01 * HALF])
+    assert [r for _, _, r in got[1]] == [1, 2, 3]
+    capped = cand.in_network_source(followed, pool, as_of=AS_OF, config=cand.CandidatesConfig(in_network_top_k=2))
+    assert sorted(r["tweet_id"] for r in capped.collect()) == [20, 21]
+
+
+def test_uteg_sums_strongest_followees_and_keeps_them_as_proof(spark):
+    # User 1 follows 2 (0.9), 3 (0.5) and 4 (0.1); the 2 strongest are 2 and 3.
+    follows = _follows(spark, [(1, 2, 100), (1, 3, 100), (1, 4, 100)])
+    realgraph = _realgraph(spark, [(1, 2, 0.9), (1, 3, 0.5), (1, 4, 0.1)])
+    followed = cand.followed_authors(follows, realgraph, as_of=AS_OF)
+    engagements = _engagements(spark, [
+        (3, 30, "retweet", 2), (2, 30, "like", 1), (3, 30, "reply", 1),  # 30: engaged by 3 and 2
+        (2, 31, "like", 5),                                               # 31: by 2
+        (4, 32, "like", 1),      # 4 is not among the 2 strongest
+        (2, 33, "like", 30),     # outside the 24 h window
+        (3, 34, "click", 1),     # not an engagement UTEG counts
+        (2, 35, "like", 1),      # 35 is stale: not in the pool
+        (2, 36, "like", -1),     # after AS_OF
+    ])
+    pool = _pool(spark, [(30, 7, 10), (31, 7, 10), (32, 7, 10), (33, 7, 40), (34, 7, 10), (35, 7, 80), (36, 7, 3)])
+    config = cand.CandidatesConfig(uteg_followees=2)
+    got = _by_user(cand.uteg_source(followed, engagements, pool, as_of=AS_OF, config=config),
+                   "tweet_id", "score", "proof_user_ids", "proof_count", "rank")
+    # 30: 0.9 + 0.5 (3 counted once), proofs strongest first; 31: 0.9.
+    assert [(t, p, c, r) for t, _, p, c, r in got[1]] == [(30, [2, 3], 2, 1), (31, [2], 1, 2)]
+    assert [s for _, s, _, _, _ in got[1]] == pytest.approx([1.4, 0.9])
+
+
+def test_frs_scores_social_proof_with_recency(spark):
+    two_hop = _two_hop(spark, [(1, 7, 3, [2, 3, 4], 1), (1, 8, 1, [5], 2), (1, 9, 5, [2], 3)])
+    pool = _pool(spark, [(40, 7, 24), (41, 8, 0), (42, 9, 0), (43, 7, 60)])
+    got = _by_user(cand.frs_source(two_hop, pool, as_of=AS_OF, config=cand.CandidatesConfig(frs_accounts=2)),
+                   "tweet_id", "score", "proof_user_ids", "proof_count")
+    # 40: 3 * 0.5; 41: 1 * 1; account 9 has two-hop rank 3 > 2; 43 is older than 48 h.
+    assert [(t, p, c) for t, _, p, c in got[1]] == [(40, [2, 3, 4], 3), (41, [5], 1)]
+    assert [s for _, s, _, _ in got[1]] == pytest.approx([1.5, 1.0])
+
+
+SIMCLUSTERS_INTERESTS = [
+    (1, 1, 0.8), (1, 2, 0.6), (1, 3, 0.1),  # user 1's two best clusters: 1 and 2
+    (2, 4, 1.0),                             # user 2: tie between tweets 60 and 61
+    (3, 5, 1.0), (3, 6, 1.0),                # user 3: tweet 70 gets equal shares from 5 and 6
+]
+SIMCLUSTERS_INDEX = [
+    (1, 50, 1.0, 1), (1, 51, 0.5, 2), (1, 55, 0.1, 3), (1, 54, 0.4, 4),
+    (2, 51, 2.0, 1), (2, 52, 0.5, 2),
+    (3, 53, 10.0, 1),
+    (4, 61, 1.0, 1), (4, 60, 1.0, 2),
+    (5, 70, 0.5, 1), (6, 70, 0.5, 1),
+]
+SIMCLUSTERS_TWEETS = [(50, 9, 1), (51, 9, 1), (52, 9, 1), (53, 9, 1), (54, 9, 80), (55, 9, 1), (60, 9, 1),
+                      (61, 9, 1), (70, 9, 1)]
+
+
+@pytest.mark.parametrize("block_elements", [3, 4_000_000])
+def test_simclusters_sums_interest_times_index_score(spark, block_elements):
+    config = cand.CandidatesConfig(simclusters_clusters=2, block_elements=block_elements)
+    source = cand.simclusters_source(_interested_in(spark, SIMCLUSTERS_INTERESTS), _index(spark, SIMCLUSTERS_INDEX),
+                                     _pool(spark, SIMCLUSTERS_TWEETS), config=config)
+    got = _by_user(source, "tweet_id", "score", "cluster_id", "author_id")
+    # User 1: 51 = 0.8 * 0.5 + 0.6 * 2.0 = 1.6 (mostly cluster 2); 50 = 0.8 * 1.0; 52 = 0.6 * 0.5;
+    # 55 = 0.8 * 0.1; 53 is in cluster 3 (not among the best two); 54 is stale.
+    assert [(t, c) for t, _, c, _ in got[1]] == [(51, 2), (50, 1), (52, 2), (55, 1)]
+    assert [s for _, s, _, _ in got[1]] == pytest.approx([1.6, 0.8, 0.3, 0.08])
+    assert {a for _, _, _, a in got[1]} == {9}
+    assert [(t, s) for t, s, _, _ in got[2]] == [(60, 1.0), (61, 1.0)]  # tie: smaller tweet id first
+    assert [(t, s, c) for t, s, c, _ in got[3]] == [(70, 1.0, 5)]  # tie: smaller cluster id
+    assert {r["rank"] for r in source.where("user_id = 1").collect()} == {1, 2, 3, 4}
+
+
+def test_simclusters_index_depth_and_cap(spark):
+    config = cand.CandidatesConfig(simclusters_clusters=2, simclusters_tweets_per_cluster=2, simclusters_top_k=2)
+    source = cand.simclusters_source(_interested_in(spark, SIMCLUSTERS_INTERESTS), _index(spark, SIMCLUSTERS_INDEX),
+                                     _pool(spark, SIMCLUSTERS_TWEETS), config=config)
+    # 55 (rank 3 in cluster 1) is below the depth; the cap keeps 51 and 50.
+    assert [t for (t,) in _by_user(source, "tweet_id")[1]] == [51, 50]
+
+
+def test_top_k_per_row_is_exact_with_ties_by_column():
+    scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.5, -np.inf, -np.inf, -np.inf, -np.inf]], dtype=np.float32)
+    rows, cols, values, ranks = cand.top_k_per_row(scores, 2)
+    assert rows.tolist() == [0, 0, 1]
+    assert cols.tolist() == [1, 2, 0]  # three 3.0s: the two lowest columns; -inf never selected
+    assert values.tolist() == [3.0, 3.0, 0.5]
+    assert ranks.tolist() == [1, 2, 1]
+
+
+def test_twhin_exact_top_k_matches_brute_force(spark):
+    rng = np.random.default_rng(3)
+    users = np.arange(1, 8)
+    tweet_ids = np.arange(100, 160)
+    authors = rng.choice(np.arange(1, 12), size=tweet_ids.shape[0])  # some by the users themselves
+    hours = rng.choice([1.0, 30.0, 100.0], size=tweet_ids.shape[0])  # 100 h: not in the pool
+    dim = 8
+    user_matrix = rng.standard_normal((users.shape[0], dim)).astype(np.float32)
+    tweet_matrix = rng.standard_normal((tweet_ids.shape[0], dim)).astype(np.float32)
+    pool = _pool(spark, [(int(t), int(a), float(h)) for t, a, h in zip(tweet_ids, authors, hours)])
+    k = 5
+    # Two users per block: the blocking must not change the result.
+    config = cand.CandidatesConfig(twhin_top_k=k, block_elements=2 * int((hours <= 72).sum()))
+    source = cand.twhin_source(_embeddings(spark, "user_id", users, user_matrix),
+                               _embeddings(spark, "tweet_id", tweet_ids, tweet_matrix), pool, config=config)
+    got = _by_user(source, "tweet_id", "score", "author_id")
+    for i, user in enumerate(users):
+        eligible = (hours <= 72) & (authors != user)
+        scores = tweet_matrix[eligible].astype(np.float64) @ user_matrix[i].astype(np.float64)
+        ids = tweet_ids[eligible]
+        best = sorted(zip(-scores, ids))[:k]
+        assert [t for t, _, _ in got[user]] == [int(t) for _, t in best], user
+        assert [s for _, s, _ in got[user]] == pytest.approx([-s for s, _ in best], rel=1e-5)
+        assert all(a != user for _, _, a in got[user])
+
+
+def test_popular_global_and_community_backfill(spark):
+    users = spark.createDataFrame([(1, ago(500)), (2, ago(500)), (3, ago(500)), (4, ago(-1))],
+                                  "user_id bigint, created_at timestamp")
+    # Authors 100 (cluster 1), 101 and 102 (cluster 2), 103 (no cluster). Half-life 12 h.
+    pool = _pool(spark, [(80, 100, 20), (81, 101, 20), (82, 102, 20), (83, 103, 20), (84, 100, 80)])
+    engagements = _engagements(spark, [
+        (5, 80, "like", 0), (6, 80, "like", 0), (7, 80, "quote", 0),   # 80: 3.0
+        (5, 81, "like", 12), (6, 81, "like", 12),                      # 81: 2 * 0.5 = 1.0
+        (5, 82, "retweet", 0), (6, 82, "impression", 0),               # 82: 1.0 (impressions do not count)
+        (5, 83, "reply", 0), (6, 83, "like", -1),                      # 83: 1.0 (the later like does not count)
+        (5, 84, "like", 0),                                            # 84 is stale
+    ])
+    known_for = spark.createDataFrame([(100, 1, 1.0), (101, 2, 1.0), (102, 2, 1.0)],
+                                      "producer_id bigint, cluster_id int, score double")
+    interested_in = _interested_in(spark, [(1, 2, 0.9), (1, 1, 0.5), (2, 1, 1.0)])
+    config = cand.CandidatesConfig(popular_global_k=1, popular_per_community_k=1, popular_user_communities=1)
+    scores = {r["tweet_id"]: r["score"] for r in
+              cand.popular_tweet_scores(engagements, pool, as_of=AS_OF, config=config).collect()}
+    assert scores == pytest.approx({80: 3.0, 81: 1.0, 82: 1.0, 83: 1.0})
+    source = cand.popular_source(users, engagements, known_for, interested_in, pool, as_of=AS_OF, config=config)
+    got = _by_user(source, "tweet_id", "score", "rank")
+    # Global top 1: 80. Community 1's best: 80; community 2's: 81 (tie with 82, smaller id).
+    # User 1's best community is 2; user 2's is 1 (80 again, once); user 3 has none; user 4 does
+    # not exist yet at AS_OF.
+    assert got == {1: [(80, 3.0, 1), (81, 1.0, 2)], 2: [(80, 3.0, 1)], 3: [(80, 3.0, 1)]}
+
+
+# --- merge, filters, caps --------------------------------------------------------------------------
+
+def _source_rows(spark, rows):
+    """rows: (user_id, tweet_id, author_id, rank, proofs, proof_count, cluster_id); score = 10 - rank."""
+    return spark.createDataFrame(
+        [(u, t, a, ago(1), float(10 - r), r, p, c, cl) for u, t, a, r, p, c, cl in rows], cand.SOURCE_SCHEMA
+    )
+
+
+def test_merge_filters_caps_and_interleaving(spark):
+    config = cand.CandidatesConfig(in_network_top_k=8, twhin_top_k=2, uteg_top_k=3, frs_top_k=1, max_proofs=2,
+                                   max_candidates_per_user=3)
+    sources = {
+        "in_network": _source_rows(spark, [
+            (1, 1, 30, 1, None, None, None), (1, 2, 31, 2, None, None, None), (1, 3, 32, 3, None, None, None),
+            (1, 5, 1, 4, None, None, None),    # the user's own tweet
+            (1, 6, 20, 5, None, None, None),   # blocked author
+            (1, 7, 21, 6, None, None, None),   # muted author
+            (1, 8, 33, 7, None, None, None),   # seen (impression)
+            (1, 9, 33, 8, None, None, None),   # liked
+        ]),
+        "twhin": _source_rows(spark, [(1, 2, 31, 1, None, None, None), (1, 4, 34, 2, None, None, None),
+                                      (1, 10, 22, 3, None, None, None), (1, 11, 35, 4, None, None, None)]),
+        "uteg": _source_rows(spark, [(1, 3, 32, 1, [7, 8], 2, None)]),
+        "frs": _source_rows(spark, [(1, 3, 32, 1, [8, 9], 4, None)]),
+    }
+    follows = _follows(spark, [(1, 30, 10), (1, 31, -1)])  # 31 followed only after AS_OF
+    social = _social(spark, [(1, 20, "block", 5), (1, 21, "mute", 5), (1, 22, "block", -1)])  # 22: after AS_OF
+    engagements = _engagements(spark, [(1, 8, "impression", 2), (1, 9, "like", 1), (1, 11, "impression", -1),
+                                       (1, 4, "click", 1)])  # a click is not "seen"
+    merged = cand.merge_sources(sources, config=config)
+    viewer = cand.viewer_context(follows, social, engagements, as_of=AS_OF, config=config)
+    tagged = cand.tag_filters(merged, viewer, config=config)
+    reasons = {r["tweet_id"]: r["filtered_by"] for r in tagged.collect()}
+    assert reasons == {1: None, 2: None, 3: None, 4: None, 5: "self_tweet", 6: "blocked_or_muted",
+                       7: "blocked_or_muted", 8: "previously_seen", 9: "previously_seen", 10: None, 11: None}
+
+    rows = {r["tweet_id"]: r for r in tagged.collect()}
+    three = rows[3]
+    assert three["sources"] == ["frs", "in_network", "uteg"]
+    assert (three["in_network_score"], three["uteg_score"], three["frs_score"], three["twhin_score"]) == (7.0, 9.0, 9.0, None)
+    assert (three["in_network_rank"], three["uteg_rank"], three["frs_rank"]) == (3, 1, 1)
+    # Proofs: uteg's [7, 8] then frs's [8, 9], deduplicated and cut at 2; the count is the larger
+    # of the union's size (3) and frs's own count (4).
+    assert (three["social_proof_user_ids"], three["social_proof_count"]) == ([7, 8], 4)
+    assert rows[1]["is_in_network"] is True and rows[2]["is_in_network"] is False
+    assert rows[1]["social_proof_user_ids"] == [] and rows[1]["social_proof_count"] == 0
+
+    # Interleaving key = min over sources of rank / cap:
+    #   1: 1/8;  2: min(2/8, 1/2) = 1/4;  3: min(3/8, 1/3, 1/1) = 1/3;  4: 2/2 = 1;
+    #   10: 3/2;  11: 4/2.   Kept in that order, capped at 3.
+    final = cand.select_candidates(tagged, as_of=AS_OF, config=config)
+    assert [(f.name, f.dataType) for f in final.schema] == [(f.name, f.dataType) for f in cand.CANDIDATES_SCHEMA]
+    ranked = sorted((r["pool_rank"], r["tweet_id"]) for r in final.collect())
+    assert ranked == [(1, 1), (2, 2), (3, 3)]
+    assert {r["built_at"].replace(tzinfo=timezone.utc) for r in final.collect()} == {AS_OF}
+    uncapped = cand.select_candidates(tagged, as_of=AS_OF, config=cand.CandidatesConfig(
+        in_network_top_k=8, twhin_top_k=2, uteg_top_k=3, frs_top_k=1))
+    assert [t for _, t in sorted((r["pool_rank"], r["tweet_id"]) for r in uncapped.collect())] == [1, 2, 3, 4, 10, 11]
+
+    keep_seen = cand.CandidatesConfig(exclude_seen=False)
+    tagged_all = cand.tag_filters(merged, cand.viewer_context(follows, social, engagements, as_of=AS_OF,
+                                                              config=keep_seen), config=keep_seen)
+    assert {r["tweet_id"] for r in tagged_all.collect() if r["filtered_by"] is None} == {1, 2, 3, 4, 8, 9, 10, 11}
+
+
+def test_interleaving_ties_break_by_tweet_id(spark):
+    # 2/6 and 1/3 are the same key: the smaller tweet id goes first.
+    config = cand.CandidatesConfig(in_network_top_k=6, uteg_top_k=3)
+    sources = {
+        "in_network": _source_rows(spark, [(1, 9, 30, 1, None, None, None), (1, 8, 30, 2, None, None, None)]),
+        "uteg": _source_rows(spark, [(1, 7, 30, 1, [5], 1, None)]),
+    }
+    viewer = cand.viewer_context(_follows(spark, []), _social(spark, []), _engagements(spark, []), as_of=AS_OF)
+    final = cand.select_candidates(cand.tag_filters(cand.merge_sources(sources, config=config), viewer),
+                                   as_of=AS_OF, config=config)
+    assert sorted((r["pool_rank"], r["tweet_id"]) for r in final.collect()) == [(1, 9), (2, 7), (3, 8)]
+
+
+# --- the asset -----------------------------------------------------------------------------------
+
+def test_asset_is_one_table_with_its_inputs_as_deps():
+    from orchestration.assets.candidates import CANDIDATE_ASSETS
+
+    specs = {spec.key.to_user_string(): spec for a in CANDIDATE_ASSETS for spec in a.specs}
+    assert set(specs) == {"candidates"}
+    assert specs["candidates"].group_name == "candidates"
+    assert {d.asset_key.to_user_string() for d in specs["candidates"].deps} == {
+        "tweets", "follows", "engagements", "social_actions", "users", "realgraph", "follow_graph_two_hop",
+        "simclusters_interested_in", "simclusters_top_tweets_per_cluster", "simclusters_known_for",
+        "twhin_user_embeddings", "twhin_tweet_embeddings",
+    }
+
+
+def test_asset_materializes_on_a_tiny_warehouse(spark, settings, tmp_path):
+    """Users 1-5; 1 follows 2 and 3, 2 follows 1 and muted 3. Every source finds something for 1."""
+    from jobs.delta_io import read_delta
+    from models.twhin.export import embeddings_table, write_delta
+    from orchestration.assets.candidates import CANDIDATE_ASSETS
+    from orchestration.resources import resources_from_settings
+
+    run_settings = settings.model_copy(update={"warehouse": tmp_path, "as_of": AS_OF})
+    tables = run_settings.tables_dir
+
+    def write_table(df, path):  # deltalake writes the inputs faster than Spark's Delta writer
+        write_delta(path, df.toArrow())
+
+    users = [(u, ago(500)) for u in (1, 2, 3, 4, 5)]
+    write_table(spark.createDataFrame(users, "user_id bigint, created_at timestamp"), tables / "users")
+    write_table(_follows(spark, [(1, 2, 100), (1, 3, 100), (2, 1, 100)]), tables / "follows")
+    write_table(_tweets(spark, [
+        (10, 2, 1),        # in-network for 1, but 1 has seen it
+        (11, 3, 2),        # in-network for 1, liked by 2 (uteg for 1), the only popular tweet
+        (12, 4, 3),        # by 4, 1's two-hop account (frs), and in the SimClusters index
+        (13, 1, 1),        # user 1's own tweet: in-network for 2
+        (14, 2, 5, 1),     # deleted (liked by 2, in the index)
+        (15, 2, 80),       # stale (liked by 2)
+        (16, 5, 4),        # only TwHIN finds it
+    ]), tables / "tweets")
+    write_table(_engagements(spark, [(2, 11, "like", 1), (2, 14, "like", 2), (2, 15, "like", 3),
+                                         (1, 10, "impression", 0.5)]), tables / "engagements")
+    write_table(_social(spark, [(2, 3, "mute", 10)]), tables / "social_actions")
+    write_table(_realgraph(spark, [(1, 2, 0.9), (1, 3, 0.2)]), tables / "realgraph")
+    write_table(_two_hop(spark, [(1, 4, 1, [2], 1)]), tables / "follow_graph_two_hop")
+    write_table(_interested_in(spark, [(1, 7, 1.0)]), tables / "simclusters_interested_in")
+    write_table(_index(spark, [(7, 12, 0.5, 1), (7, 14, 0.9, 2)]), tables / "simclusters_top_tweets_per_cluster")
+    write_table(spark.createDataFrame([(3, 7, 1.0)], "producer_id bigint, cluster_id int, score double"),
+                    tables / "simclusters_known_for")
+    # User 1's vector scores 16 at 2, its own 13 at 5 (excluded), 10-12 at -1 (ties: by tweet id).
+    write_delta(tables / "twhin_user_embeddings", embeddings_table(np.array([1]), np.array([[1.0, 0.0]]), "user_id"))
+    write_delta(tables / "twhin_tweet_embeddings", embeddings_table(
+        np.array([10, 11, 12, 13, 16]), np.array([[-1.0, 0], [-1.0, 0], [-1.0, 0], [5.0, 0], [2.0, 0]]), "tweet_id"))
+
+    result = dg.materialize(CANDIDATE_ASSETS, resources=resources_from_settings(run_settings))
+    assert result.success
+    got = {(r["user_id"], r["tweet_id"]): r for r in read_delta(spark, tables / "candidates").collect()}
+    # (1, 10) seen; (2, 11) muted author; (3, 11) own tweet.
+    assert sorted(got) == [(1, 11), (1, 12), (1, 16), (2, 13), (4, 11), (5, 11)]
+    one = got[(1, 11)]
+    assert one["sources"] == ["in_network", "popular", "twhin", "uteg"]
+    assert (one["in_network_rank"], one["twhin_rank"], one["uteg_rank"], one["popular_rank"]) == (2, 3, 1, 1)
+    assert one["uteg_score"] == pytest.approx(0.9)
+    assert one["popular_score"] == pytest.approx(0.5 ** (1 / 12))
+    assert one["in_network_score"] == pytest.approx(0.2 * 0.5 ** (2 / 24))
+    assert (one["social_proof_user_ids"], one["social_proof_count"], one["is_in_network"]) == ([2], 1, True)
+    twelve = got[(1, 12)]
+    assert twelve["sources"] == ["frs", "simclusters", "twhin"]
+    assert (twelve["simclusters_cluster_id"], twelve["simclusters_score"]) == (7, 0.5)
+    assert (twelve["social_proof_user_ids"], twelve["is_in_network"]) == ([2], False)
+    assert got[(1, 16)]["sources"] == ["twhin"] and got[(1, 16)]["twhin_score"] == pytest.approx(2.0)
+    assert got[(2, 13)]["is_in_network"] is True
+    # Keys: 12 = min(twhin 4/400, simclusters 1/400, frs 1/100) = 1/400; 16 = twhin 1/400 (tie:
+    # smaller id first); 11 = min(in_network 2/600, twhin 3/400, uteg 1/300, popular 1/200) = 1/300.
+    assert sorted((r["pool_rank"], t) for (u, t), r in got.items() if u == 1) == [(1, 12), (2, 16), (3, 11)]
+    assert {r["built_at"].replace(tzinfo=timezone.utc) for r in got.values()} == {AS_OF}
+
+    metadata = result.asset_materializations_for_node("candidates")[0].metadata
+    assert metadata["dagster/row_count"].value == 6
+    assert metadata["removed_by_filter"].value == {"self_tweet": 1, "blocked_or_muted": 1, "previously_seen": 1,
+                                                   "total_cap": 0}
+    assert metadata["retrieved_per_source"].value == {"in_network": 3, "uteg": 1, "simclusters": 1, "twhin": 4,
+                                                      "frs": 1, "popular": 5}
+    assert metadata["kept_per_source"].value == {"in_network": 2, "uteg": 1, "simclusters": 1, "twhin": 3,
+                                                 "frs": 1, "popular": 3}
+    assert metadata["tweet_pool"].value == {"future": 0, "stale": 1, "deleted": 1, "eligible": 5}
