@@ -17,9 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Iterator
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from features.registry import features_of_asset, keys_of_asset
 from jobs.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
@@ -48,6 +53,9 @@ class FeatureConfig:
     reputation_window_days: float = 28.0
     reputation_prior_impressions: float = 100.0
     reputation_negative_weight: float = 5.0
+    # user_tweet_features broadcasts the per-user vectors (SimClusters map + TwHIN embedding,
+    # about 600 bytes a user) when there are at most this many TwHIN users.
+    broadcast_user_vectors_max: int = 250_000
 
 
 DEFAULT_CONFIG = FeatureConfig()
@@ -422,17 +430,47 @@ def _balanced_sum(terms: list[Column]) -> Column:
     return terms[0]
 
 
-def _longest(df: DataFrame, column: str) -> int:
-    """The largest array or map size in `column` (a small aggregation; 0 for an empty table)."""
-    return int(df.select(F.max(F.size(column))).first()[0] or 0)
+TWHIN_VECTORS = ("_user_tw", "_tweet_tw")
 
 
-def _dense_dot(left: str, right: str, dim: int) -> Column:
-    """Σ_i left[i] · right[i] over the first `dim` elements, as one expression per element: Spark
-    compiles it, where a higher-order function (zip_with, aggregate) is interpreted per element.
-    Null if either array is null or shorter than `dim`."""
-    return _balanced_sum([F.get(F.col(left), i).cast("double") * F.get(F.col(right), i).cast("double")
-                          for i in range(dim)])
+def _flat_lists(lists: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values as float64, start of each row's list in them, each row's length; 0 for null)."""
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(np.float64)
+    return values, np.cumsum(lengths) - lengths, lengths
+
+
+def twhin_cosines(users: pa.Array, tweets: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine, present) per row of two list<float> arrays; present is False (cosine 0) where a
+    vector is null, zero, not finite, or the two lengths differ."""
+    user_values, user_starts, user_lengths = _flat_lists(users)
+    tweet_values, tweet_starts, tweet_lengths = _flat_lists(tweets)
+    cosine = np.zeros(len(users))
+    present = np.zeros(len(users), dtype=bool)
+    comparable = (user_lengths == tweet_lengths) & (user_lengths > 0)
+    for length in np.unique(user_lengths[comparable]):
+        rows = np.flatnonzero(comparable & (user_lengths == length))
+        offsets = np.arange(length)
+        u = user_values[user_starts[rows, None] + offsets]
+        t = tweet_values[tweet_starts[rows, None] + offsets]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.einsum("ij,ij->i", u, t) / (np.linalg.norm(u, axis=1) * np.linalg.norm(t, axis=1))
+        good = np.isfinite(values)
+        cosine[rows[good]] = values[good]
+        present[rows[good]] = True
+    return cosine, present
+
+
+def _twhin_cosine_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow: the batch with its two TwHIN vector columns replaced by twhin_cosine and
+    has_twhin_embedding (numpy on whole batches; the vectors never become Python objects)."""
+    for batch in batches:
+        cosine, present = twhin_cosines(batch.column(TWHIN_VECTORS[0]), batch.column(TWHIN_VECTORS[1]))
+        rest = [name for name in batch.schema.names if name not in TWHIN_VECTORS]
+        yield pa.RecordBatch.from_arrays(
+            [batch.column(name) for name in rest] + [pa.array(cosine), pa.array(present)],
+            names=rest + ["twhin_cosine", "has_twhin_embedding"],
+        )
 
 
 def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
@@ -453,40 +491,46 @@ def user_tweet_features(
     twhin_tweet_embeddings: DataFrame,
     *,
     as_of: datetime,
+    config: FeatureConfig = DEFAULT_CONFIG,
 ) -> DataFrame:
     """One row per row of `pairs` (user_id, tweet_id, author_id and any of CANDIDATE_COLUMNS: the
     `candidates` table, or historical impressions without them), the `user_tweet_features` table.
 
-    simclusters_dot = Σ_c InterestedIn(user, c) · TweetEmbedding(tweet, c); twhin_cosine = the
-    cosine of the two TwHIN embeddings (norms once per user and per tweet, a dot product per
-    pair). Both are compiled Spark expressions over the longest vector found in the inputs (one
-    small aggregation each), not Python and not per-element lambdas. A source flag is set when
-    `sources` names the source (case, `_`, `-` and spaces ignored: "in_network", "InNetwork") or
-    its score is not null. The inputs carry no event times: `as_of` is checked, and the caller
-    passes the snapshot of each input that belongs to it.
+    simclusters_dot = Σ_c InterestedIn(user, c) · TweetEmbedding(tweet, c): a compiled Spark
+    expression unrolled over the longest tweet vector in the input (20 clusters by SimClusters'
+    defaults), each cluster looked up in the user's map. twhin_cosine: numpy on Arrow batches
+    (`mapInArrow`), since per-element Spark expressions over 64 dimensions are several times
+    slower (a higher-order function is interpreted per element; an unrolled sum makes a method too
+    large for the JIT). has_twhin_embedding: both vectors exist, are non-zero and have the same
+    length. A source flag is set when `sources` names the source (case, `_`, `-` and spaces
+    ignored: "in_network", "InNetwork") or its score is not null.
+
+    Two small aggregations run while the plan is built: the longest tweet vector and the number
+    of TwHIN users (the user vectors are broadcast when there are at most
+    `broadcast_user_vectors_max`). The inputs carry no event times: `as_of` is checked, and the
+    caller passes the snapshot of each input that belongs to it.
     """
     _check_as_of(as_of)
-    twhin_dim = max(_longest(twhin_user_embeddings, "embedding"), _longest(twhin_tweet_embeddings, "embedding"))
     entries = F.struct(F.col("cluster_id").cast("int").alias("cluster_id"), F.col("score").cast("double").alias("score"))
     user_clusters = simclusters_interested_in.groupBy("user_id").agg(
         F.map_from_entries(F.collect_list(entries)).alias("_user_sc")
     )
     tweet_clusters = simclusters_tweet_embeddings.groupBy("tweet_id").agg(F.collect_list(entries).alias("_tweet_sc"))
-    tweet_length = _longest(tweet_clusters, "_tweet_sc")
-
-    def with_norm(embeddings: DataFrame, key: str, name: str) -> DataFrame:
-        norm = F.sqrt(_dense_dot("embedding", "embedding", twhin_dim))
-        return embeddings.select(key, F.col("embedding").alias(name), norm.alias(f"{name}_norm"))
-
-    users = user_clusters.join(with_norm(twhin_user_embeddings, "user_id", "_user_tw"), on="user_id", how="full")
-    tweets = tweet_clusters.join(with_norm(twhin_tweet_embeddings, "tweet_id", "_tweet_tw"), on="tweet_id", how="full")
+    tweet_length = int(simclusters_tweet_embeddings.groupBy("tweet_id").count().agg(F.max("count")).first()[0] or 0)
+    users = user_clusters.join(
+        twhin_user_embeddings.select("user_id", F.col("embedding").alias(TWHIN_VECTORS[0])), on="user_id", how="full"
+    )
+    tweets = tweet_clusters.join(
+        twhin_tweet_embeddings.select("tweet_id", F.col("embedding").alias(TWHIN_VECTORS[1])), on="tweet_id", how="full"
+    )
+    if twhin_user_embeddings.count() <= config.broadcast_user_vectors_max:
+        users = F.broadcast(users)  # then the pairs are shuffled once, slim, by tweet_id
     joined = (
         _with_candidate_columns(pairs)
-        .join(users, on="user_id", how="left")
+        .select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
         .join(tweets, on="tweet_id", how="left")
+        .join(users, on="user_id", how="left")
     )
-    simclusters_dot = _sparse_dot("_user_sc", "_tweet_sc", tweet_length)
-    twhin_cosine = _dense_dot("_user_tw", "_tweet_tw", twhin_dim) / (F.col("_user_tw_norm") * F.col("_tweet_tw_norm"))
     # ",innetwork,uteg," : one normalised string per row, then a substring test per source.
     names = F.concat(F.lit(","), F.lower(F.regexp_replace(F.array_join(F.col("sources"), ","), "[_\\- ]", "")), F.lit(","))
     flags = {
@@ -494,15 +538,20 @@ def user_tweet_features(
         | F.col(f"{source}_score").isNotNull()
         for source in CANDIDATE_SOURCES
     }
-    has_twhin = F.coalesce((F.col("_user_tw_norm") > 0) & (F.col("_tweet_tw_norm") > 0), F.lit(False))
+    scored = joined.select(
+        *keys_of_asset("user_tweet_features"),
+        _sparse_dot("_user_sc", "_tweet_sc", tweet_length).alias("simclusters_dot"),
+        *[flag.alias(f"from_{source}") for source, flag in flags.items()],
+        sum((flag.cast("int") for flag in flags.values()), F.lit(0)).alias("source_count"),
+        *[F.col(f"{source}_score") for source in CANDIDATE_SOURCES],
+        "social_proof_count", "pool_rank", "is_in_network",
+        *TWHIN_VECTORS,
+    )
+    with_cosine = T.StructType(
+        [T.StructField(f.name, f.dataType, True) for f in scored.schema.fields if f.name not in TWHIN_VECTORS]
+        + [T.StructField("twhin_cosine", T.DoubleType(), True), T.StructField("has_twhin_embedding", T.BooleanType(), True)]
+    )
     return registered(
-        joined.select(
-            "*",
-            simclusters_dot.alias("simclusters_dot"),
-            F.when(has_twhin, twhin_cosine).alias("twhin_cosine"),
-            has_twhin.alias("has_twhin_embedding"),
-            *[flag.alias(f"from_{source}") for source, flag in flags.items()],
-            sum((flag.cast("int") for flag in flags.values()), F.lit(0)).alias("source_count"),
-        ),
+        scored.mapInArrow(_twhin_cosine_batches, with_cosine),
         "user_tweet_features",
     )

@@ -372,6 +372,15 @@ def test_user_tweet_pairs_without_candidate_columns_get_defaults(spark, world):
     assert (row["source_count"], row["pool_rank"], row["from_uteg"], row["uteg_score"]) == (0, -1, False, 0.0)
 
 
+def test_user_tweet_features_are_the_same_without_broadcasting_user_vectors(world, tables):
+    shuffled = ft.user_tweet_features(
+        world["candidates"], world["simclusters_interested_in"], world["simclusters_tweet_embeddings"],
+        world["twhin_user_embeddings"], world["twhin_tweet_embeddings"], as_of=AS_OF,
+        config=ft.FeatureConfig(broadcast_user_vectors_max=0),
+    )
+    assertDataFrameEqual(shuffled, tables["user_tweet_features"], rtol=1e-12)
+
+
 def test_future_rows_change_nothing(spark, tables):
     """The point-in-time rule: rows stamped at or after as_of, in every timed input, are invisible."""
     future = _frames(spark, USERS + FUTURE_USERS, FOLLOWS + FUTURE_FOLLOWS, TWEETS + FUTURE_TWEETS,
@@ -389,13 +398,15 @@ def test_naive_as_of_is_refused(world):
 # --- assets and CLI --------------------------------------------------------------------------
 
 def test_feature_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_path, world):
-    from jobs.delta_io import overwrite_delta, read_delta
+    from deltalake import write_deltalake
+
+    from jobs.delta_io import read_delta
     from orchestration.assets.features import FEATURE_ASSETS
     from orchestration.resources import resources_from_settings
 
     run_settings = settings.model_copy(update={"warehouse": tmp_path, "as_of": AS_OF})
-    for name, df in world.items():
-        overwrite_delta(df, run_settings.tables_dir / name)
+    for name, df in world.items():  # deltalake writes the inputs without a Spark job each
+        write_deltalake(str(run_settings.tables_dir / name), df.toArrow())
     result = dg.materialize(FEATURE_ASSETS, resources=resources_from_settings(run_settings))
     assert result.success
     events = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
@@ -428,3 +439,13 @@ def test_features_command_lists_the_registry(capsys):
     assert cli.main(["features"]) == 0
     table = capsys.readouterr().out
     assert "twhin_cosine" in table and "user_tweet_features" in table and reg.registry_hash() in table
+
+
+def test_docs_list_every_feature_in_its_table_section():
+    from conftest import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "features.md").read_text()
+    for asset in reg.ASSETS:
+        section = doc.split(f"#### {asset}\n")[1].split("\n#### ")[0]
+        for feature in reg.features_of_asset(asset):
+            assert f"| `{feature.name}` | {feature.dtype} |" in section, f"{asset}.{feature.name} missing from docs/features.md"
