@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from jobs import candidates as cand
@@ -74,19 +75,52 @@ def _embeddings(spark, id_column, ids, matrix):
                                  f"{id_column} bigint, embedding array<float>")
 
 
-def _pool(spark, rows):
-    return cand.tweet_pool(_tweets(spark, rows), as_of=AS_OF)
+EMPTY_SCHEMAS = {
+    "follows": "follower_id bigint, followee_id bigint, created_at timestamp",
+    "engagements": "user_id bigint, tweet_id bigint, action string, created_at timestamp, dwell_ms int",
+    "social_actions": "user_id bigint, target_user_id bigint, action string, created_at timestamp",
+    "users": "user_id bigint, created_at timestamp",
+    "realgraph": "user_id bigint, author_id bigint, score double, rank int",
+    "follow_graph_two_hop": "user_id bigint, candidate_id bigint, social_proof_count int, proof_user_ids array<bigint>, "
+                            "rank int",
+    "simclusters_interested_in": "user_id bigint, cluster_id int, score double",
+    "simclusters_top_tweets_per_cluster": "cluster_id int, tweet_id bigint, score double, rank int",
+    "simclusters_known_for": "producer_id bigint, cluster_id int, score double",
+    "twhin_user_embeddings": "user_id bigint, embedding array<float>",
+    "twhin_tweet_embeddings": "tweet_id bigint, embedding array<float>",
+}
 
 
-def _by_user(df, *columns):
-    """{user_id: [(columns...) in rank order]}"""
+def _users(spark, ids, hours=500):
+    return spark.createDataFrame([(u, ago(hours)) for u in ids], EMPTY_SCHEMAS["users"])
+
+
+def _inputs(spark, **tables) -> cand.CandidateInputs:
+    """The given tables; the others empty (users: 1-9, created long before AS_OF)."""
+    tables.setdefault("users", _users(spark, range(1, 10)))
+    tables.setdefault("tweets", _tweets(spark, []))
+    for name, schema in EMPTY_SCHEMAS.items():
+        tables.setdefault(name, spark.createDataFrame([], schema))
+    return cand.CandidateInputs(**tables)
+
+
+def _retrieve(spark, config, **tables):
+    """{user_id: [row, ...] in rank order} of the sources in `config.sources`, before the merge."""
+    inputs = _inputs(spark, **tables)
+    indexes = cand.collect_indexes(inputs, as_of=AS_OF, config=config)
+    requests = cand.candidate_requests(inputs, as_of=AS_OF, config=config)
     out: dict[int, list] = {}
-    for r in sorted(df.collect(), key=lambda r: (r["user_id"], r["rank"])):
-        out.setdefault(r["user_id"], []).append(tuple(r[c] for c in columns))
+    for r in sorted(cand.retrieved_candidates(requests, indexes, config=config).collect(),
+                    key=lambda r: (r["user_id"], r["source"], r["rank"])):
+        out.setdefault(r["user_id"], []).append(r)
     return out
 
 
-# --- the tweet pool ------------------------------------------------------------------------------
+def _only(source, **overrides):
+    return cand.CandidatesConfig(sources=(source,), **overrides)
+
+
+# --- the tweet pool and the requests -------------------------------------------------------------
 
 def test_tweet_pool_keeps_fresh_undeleted_tweets_up_to_as_of(spark):
     rows = [
@@ -103,56 +137,85 @@ def test_tweet_pool_keeps_fresh_undeleted_tweets_up_to_as_of(spark):
     assert counts == {"future": 1, "stale": 1, "deleted": 1, "eligible": 3}
 
 
+def test_requests_hold_what_each_user_had_at_as_of(spark):
+    inputs = _inputs(
+        spark,
+        users=_users(spark, [1, 2]).unionByName(_users(spark, [3], hours=-1)),  # 3 joins after AS_OF
+        follows=_follows(spark, [(1, 30, 10), (1, 31, -1), (1, 32, 10)]),  # 31: followed after AS_OF
+        realgraph=_realgraph(spark, [(1, 30, 0.7)]),
+        social_actions=_social(spark, [(1, 20, "block", 5), (1, 21, "mute", 5), (1, 22, "block", -1)]),
+        engagements=_engagements(spark, [(1, 8, "impression", 2), (1, 9, "like", 1), (1, 11, "impression", -1),
+                                         (1, 4, "click", 1), (1, 7, "impression", 80)]),
+        follow_graph_two_hop=_two_hop(spark, [(1, 41, 2, [30, 32], 1), (1, 42, 1, [30], 2), (1, 43, 1, [32], 3)]),
+        simclusters_interested_in=_interested_in(spark, [(1, 5, 0.2), (1, 6, 0.9), (1, 7, 0.2)]),
+    )
+    config = cand.CandidatesConfig(frs_accounts=2, simclusters_clusters=2, popular_user_communities=1)
+    rows = {r["user_id"]: r for r in cand.candidate_requests(inputs, as_of=AS_OF, config=config).collect()}
+    assert sorted(rows) == [1, 2]
+    one = rows[1]
+    assert (one["followed_ids"], one["followed_weights"]) == ([30, 32], [0.7, 0.01])  # RealGraph, else the floor
+    assert sorted(one["hidden_author_ids"]) == [20, 21]
+    # The click is not "seen"; 11 after AS_OF and 7 (before the freshness window) do not count.
+    assert sorted(one["seen_tweet_ids"]) == [8, 9]
+    assert (one["two_hop_ids"], one["two_hop_counts"], one["two_hop_proofs"]) == ([41, 42], [2, 1], [[30, 32], [30]])
+    assert (one["cluster_ids"], one["cluster_scores"]) == ([6, 5], [0.9, 0.2])  # ties by cluster id
+    assert rows[2]["followed_ids"] is None and rows[2]["embedding"] is None
+
+
 # --- sources ---------------------------------------------------------------------------------------
 
 def test_in_network_scores_realgraph_weight_times_recency(spark):
     # User 1 follows 2 (RealGraph 0.8) and 3 (not in RealGraph: floor 0.01); the follow of 4 is
     # after AS_OF. Half-life 24 h.
-    follows = _follows(spark, [(1, 2, 100), (1, 3, 100), (1, 4, -1)])
-    realgraph = _realgraph(spark, [(1, 2, 0.8), (1, 9, 0.9)])
-    pool = _pool(spark, [(20, 2, 24), (21, 2, 0), (22, 3, 12), (23, 2, 50), (24, 4, 1)])
-    followed = cand.followed_authors(follows, realgraph, as_of=AS_OF, floor=0.01)
-    got = _by_user(cand.in_network_source(followed, pool, as_of=AS_OF), "tweet_id", "score", "rank")
+    tables = dict(
+        follows=_follows(spark, [(1, 2, 100), (1, 3, 100), (1, 4, -1)]),
+        realgraph=_realgraph(spark, [(1, 2, 0.8), (1, 9, 0.9)]),
+        tweets=_tweets(spark, [(20, 2, 24), (21, 2, 0), (22, 3, 12), (23, 2, 50), (24, 4, 1), (25, 2, 10, 2)]),
+    )
+    got = _retrieve(spark, _only("in_network"), **tables)
     # 21: 0.8 * 1; 20: 0.8 * 0.5 (one half-life); 22: 0.01 * 0.5 ** 0.5; 23 is older than 48 h,
-    # 24's author was followed after AS_OF.
-    assert [t for t, _, _ in got[1]] == [21, 20, 22]
-    assert [s for _, s, _ in got[1]] == pytest.approx([0.8, 0.4, 0.01 * HALF])
-    assert [r for _, _, r in got[1]] == [1, 2, 3]
-    capped = cand.in_network_source(followed, pool, as_of=AS_OF, config=cand.CandidatesConfig(in_network_top_k=2))
-    assert sorted(r["tweet_id"] for r in capped.collect()) == [20, 21]
+    # 24's author was followed after AS_OF, 25 was deleted.
+    assert [(r["tweet_id"], r["rank"], r["author_id"]) for r in got[1]] == [(21, 1, 2), (20, 2, 2), (22, 3, 3)]
+    assert [r["score"] for r in got[1]] == pytest.approx([0.8, 0.4, 0.01 * HALF])
+    assert got[1][0]["tweet_created_at"].replace(tzinfo=timezone.utc) == AS_OF
+    capped = _retrieve(spark, _only("in_network", in_network_top_k=2), **tables)
+    assert [r["tweet_id"] for r in capped[1]] == [21, 20]
 
 
 def test_uteg_sums_strongest_followees_and_keeps_them_as_proof(spark):
     # User 1 follows 2 (0.9), 3 (0.5) and 4 (0.1); the 2 strongest are 2 and 3.
-    follows = _follows(spark, [(1, 2, 100), (1, 3, 100), (1, 4, 100)])
-    realgraph = _realgraph(spark, [(1, 2, 0.9), (1, 3, 0.5), (1, 4, 0.1)])
-    followed = cand.followed_authors(follows, realgraph, as_of=AS_OF)
-    engagements = _engagements(spark, [
-        (3, 30, "retweet", 2), (2, 30, "like", 1), (3, 30, "reply", 1),  # 30: engaged by 3 and 2
-        (2, 31, "like", 5),                                               # 31: by 2
-        (4, 32, "like", 1),      # 4 is not among the 2 strongest
-        (2, 33, "like", 30),     # outside the 24 h window
-        (3, 34, "click", 1),     # not an engagement UTEG counts
-        (2, 35, "like", 1),      # 35 is stale: not in the pool
-        (2, 36, "like", -1),     # after AS_OF
-    ])
-    pool = _pool(spark, [(30, 7, 10), (31, 7, 10), (32, 7, 10), (33, 7, 40), (34, 7, 10), (35, 7, 80), (36, 7, 3)])
-    config = cand.CandidatesConfig(uteg_followees=2)
-    got = _by_user(cand.uteg_source(followed, engagements, pool, as_of=AS_OF, config=config),
-                   "tweet_id", "score", "proof_user_ids", "proof_count", "rank")
+    got = _retrieve(
+        spark, _only("uteg", uteg_followees=2),
+        follows=_follows(spark, [(1, 2, 100), (1, 3, 100), (1, 4, 100)]),
+        realgraph=_realgraph(spark, [(1, 2, 0.9), (1, 3, 0.5), (1, 4, 0.1)]),
+        engagements=_engagements(spark, [
+            (3, 30, "retweet", 2), (2, 30, "like", 1), (3, 30, "reply", 1),  # 30: engaged by 3 and 2
+            (2, 31, "like", 5),                                               # 31: by 2
+            (4, 32, "like", 1),      # 4 is not among the 2 strongest
+            (2, 33, "like", 30),     # outside the 24 h window
+            (3, 34, "click", 1),     # not an engagement UTEG counts
+            (2, 35, "like", 1),      # 35 is stale: not in the pool
+            (2, 36, "like", -1),     # after AS_OF
+        ]),
+        tweets=_tweets(spark, [(30, 7, 10), (31, 7, 10), (32, 7, 10), (33, 7, 40), (34, 7, 10), (35, 7, 80),
+                               (36, 7, 3)]),
+    )
     # 30: 0.9 + 0.5 (3 counted once), proofs strongest first; 31: 0.9.
-    assert [(t, p, c, r) for t, _, p, c, r in got[1]] == [(30, [2, 3], 2, 1), (31, [2], 1, 2)]
-    assert [s for _, s, _, _, _ in got[1]] == pytest.approx([1.4, 0.9])
+    assert [(r["tweet_id"], r["proof_user_ids"], r["proof_count"], r["rank"]) for r in got[1]] == [
+        (30, [2, 3], 2, 1), (31, [2], 1, 2)]
+    assert [r["score"] for r in got[1]] == pytest.approx([1.4, 0.9])
 
 
 def test_frs_scores_social_proof_with_recency(spark):
-    two_hop = _two_hop(spark, [(1, 7, 3, [2, 3, 4], 1), (1, 8, 1, [5], 2), (1, 9, 5, [2], 3)])
-    pool = _pool(spark, [(40, 7, 24), (41, 8, 0), (42, 9, 0), (43, 7, 60)])
-    got = _by_user(cand.frs_source(two_hop, pool, as_of=AS_OF, config=cand.CandidatesConfig(frs_accounts=2)),
-                   "tweet_id", "score", "proof_user_ids", "proof_count")
+    got = _retrieve(
+        spark, _only("frs", frs_accounts=2),
+        follow_graph_two_hop=_two_hop(spark, [(1, 7, 3, [2, 3, 4], 1), (1, 8, 1, [5], 2), (1, 9, 5, [2], 3)]),
+        tweets=_tweets(spark, [(40, 7, 24), (41, 8, 0), (42, 9, 0), (43, 7, 60)]),
+    )
     # 40: 3 * 0.5; 41: 1 * 1; account 9 has two-hop rank 3 > 2; 43 is older than 48 h.
-    assert [(t, p, c) for t, _, p, c in got[1]] == [(40, [2, 3, 4], 3), (41, [5], 1)]
-    assert [s for _, s, _, _ in got[1]] == pytest.approx([1.5, 1.0])
+    assert [(r["tweet_id"], r["proof_user_ids"], r["proof_count"]) for r in got[1]] == [
+        (40, [2, 3, 4], 3), (41, [5], 1)]
+    assert [r["score"] for r in got[1]] == pytest.approx([1.5, 1.0])
 
 
 SIMCLUSTERS_INTERESTS = [
@@ -171,28 +234,51 @@ SIMCLUSTERS_TWEETS = [(50, 9, 1), (51, 9, 1), (52, 9, 1), (53, 9, 1), (54, 9, 80
                       (61, 9, 1), (70, 9, 1)]
 
 
-@pytest.mark.parametrize("block_elements", [3, 4_000_000])
-def test_simclusters_sums_interest_times_index_score(spark, block_elements):
-    config = cand.CandidatesConfig(simclusters_clusters=2, block_elements=block_elements)
-    source = cand.simclusters_source(_interested_in(spark, SIMCLUSTERS_INTERESTS), _index(spark, SIMCLUSTERS_INDEX),
-                                     _pool(spark, SIMCLUSTERS_TWEETS), config=config)
-    got = _by_user(source, "tweet_id", "score", "cluster_id", "author_id")
+def test_simclusters_sums_interest_times_index_score(spark):
+    tables = dict(simclusters_interested_in=_interested_in(spark, SIMCLUSTERS_INTERESTS),
+                  simclusters_top_tweets_per_cluster=_index(spark, SIMCLUSTERS_INDEX),
+                  tweets=_tweets(spark, SIMCLUSTERS_TWEETS))
+    got = _retrieve(spark, _only("simclusters", simclusters_clusters=2, block_users=1), **tables)
     # User 1: 51 = 0.8 * 0.5 + 0.6 * 2.0 = 1.6 (mostly cluster 2); 50 = 0.8 * 1.0; 52 = 0.6 * 0.5;
     # 55 = 0.8 * 0.1; 53 is in cluster 3 (not among the best two); 54 is stale.
-    assert [(t, c) for t, _, c, _ in got[1]] == [(51, 2), (50, 1), (52, 2), (55, 1)]
-    assert [s for _, s, _, _ in got[1]] == pytest.approx([1.6, 0.8, 0.3, 0.08])
-    assert {a for _, _, _, a in got[1]} == {9}
-    assert [(t, s) for t, s, _, _ in got[2]] == [(60, 1.0), (61, 1.0)]  # tie: smaller tweet id first
-    assert [(t, s, c) for t, s, c, _ in got[3]] == [(70, 1.0, 5)]  # tie: smaller cluster id
-    assert {r["rank"] for r in source.where("user_id = 1").collect()} == {1, 2, 3, 4}
-
-
-def test_simclusters_index_depth_and_cap(spark):
-    config = cand.CandidatesConfig(simclusters_clusters=2, simclusters_tweets_per_cluster=2, simclusters_top_k=2)
-    source = cand.simclusters_source(_interested_in(spark, SIMCLUSTERS_INTERESTS), _index(spark, SIMCLUSTERS_INDEX),
-                                     _pool(spark, SIMCLUSTERS_TWEETS), config=config)
+    assert [(r["tweet_id"], r["cluster_id"], r["rank"]) for r in got[1]] == [(51, 2, 1), (50, 1, 2), (52, 2, 3),
+                                                                              (55, 1, 4)]
+    assert [r["score"] for r in got[1]] == pytest.approx([1.6, 0.8, 0.3, 0.08])
+    assert [(r["tweet_id"], r["score"]) for r in got[2]] == [(60, 1.0), (61, 1.0)]  # tie: smaller tweet id first
+    assert [(r["tweet_id"], r["score"], r["cluster_id"]) for r in got[3]] == [(70, 1.0, 5)]  # tie: smaller cluster
+    shallow = _retrieve(spark, _only("simclusters", simclusters_clusters=2, simclusters_tweets_per_cluster=2,
+                                     simclusters_top_k=2), **tables)
     # 55 (rank 3 in cluster 1) is below the depth; the cap keeps 51 and 50.
-    assert [t for (t,) in _by_user(source, "tweet_id")[1]] == [51, 50]
+    assert [r["tweet_id"] for r in shallow[1]] == [51, 50]
+
+
+def test_popular_global_and_community_backfill(spark):
+    # Authors 100 (cluster 1), 101 and 102 (cluster 2), 103 (no cluster). Half-life 12 h.
+    tweets = _tweets(spark, [(80, 100, 20), (81, 101, 20), (82, 102, 20), (83, 103, 20), (84, 100, 80)])
+    engagements = _engagements(spark, [
+        (5, 80, "like", 0), (6, 80, "like", 0), (7, 80, "quote", 0),   # 80: 3.0
+        (5, 81, "like", 12), (6, 81, "like", 12),                      # 81: 2 * 0.5 = 1.0
+        (5, 82, "retweet", 0), (6, 82, "impression", 0),               # 82: 1.0 (impressions do not count)
+        (5, 83, "reply", 0), (6, 83, "like", -1),                      # 83: 1.0 (the later like does not count)
+        (5, 84, "like", 0),                                            # 84 is stale
+    ])
+    config = _only("popular", popular_global_k=1, popular_per_community_k=1, popular_user_communities=1)
+    pool = cand.tweet_pool(tweets, as_of=AS_OF)
+    scores = {r["tweet_id"]: r["score"] for r in
+              cand.popular_tweet_scores(engagements, pool, as_of=AS_OF, config=config).collect()}
+    assert scores == pytest.approx({80: 3.0, 81: 1.0, 82: 1.0, 83: 1.0})
+    got = _retrieve(
+        spark, config, tweets=tweets, engagements=engagements,
+        users=_users(spark, [1, 2, 3]).unionByName(_users(spark, [4], hours=-1)),
+        simclusters_known_for=spark.createDataFrame([(100, 1, 1.0), (101, 2, 1.0), (102, 2, 1.0)],
+                                                    EMPTY_SCHEMAS["simclusters_known_for"]),
+        simclusters_interested_in=_interested_in(spark, [(1, 2, 0.9), (1, 1, 0.5), (2, 1, 1.0)]),
+    )
+    # Global top 1: 80. Community 1's best: 80; community 2's: 81 (tie with 82, smaller id).
+    # User 1's best community is 2; user 2's is 1 (80 again, once); user 3 has none; user 4 does
+    # not exist yet at AS_OF.
+    assert {u: [(r["tweet_id"], r["score"], r["rank"]) for r in rows] for u, rows in got.items()} == {
+        1: [(80, 3.0, 1), (81, 1.0, 2)], 2: [(80, 3.0, 1)], 3: [(80, 3.0, 1)]}
 
 
 def test_top_k_per_row_is_exact_with_ties_by_column():
@@ -213,127 +299,127 @@ def test_twhin_exact_top_k_matches_brute_force(spark):
     dim = 8
     user_matrix = rng.standard_normal((users.shape[0], dim)).astype(np.float32)
     tweet_matrix = rng.standard_normal((tweet_ids.shape[0], dim)).astype(np.float32)
-    pool = _pool(spark, [(int(t), int(a), float(h)) for t, a, h in zip(tweet_ids, authors, hours)])
     k = 5
-    # Two users per block: the blocking must not change the result.
-    config = cand.CandidatesConfig(twhin_top_k=k, block_elements=2 * int((hours <= 72).sum()))
-    source = cand.twhin_source(_embeddings(spark, "user_id", users, user_matrix),
-                               _embeddings(spark, "tweet_id", tweet_ids, tweet_matrix), pool, config=config)
-    got = _by_user(source, "tweet_id", "score", "author_id")
+    # Three users per block and two per matrix product: the blocking must not change the result.
+    config = _only("twhin", twhin_top_k=k, block_users=3, twhin_block_scores=2 * int((hours <= 72).sum()))
+    got = _retrieve(
+        spark, config,
+        tweets=_tweets(spark, [(int(t), int(a), float(h)) for t, a, h in zip(tweet_ids, authors, hours)]),
+        twhin_user_embeddings=_embeddings(spark, "user_id", users, user_matrix),
+        twhin_tweet_embeddings=_embeddings(spark, "tweet_id", tweet_ids, tweet_matrix),
+    )
+    assert sorted(got) == users.tolist()
     for i, user in enumerate(users):
         eligible = (hours <= 72) & (authors != user)
         scores = tweet_matrix[eligible].astype(np.float64) @ user_matrix[i].astype(np.float64)
-        ids = tweet_ids[eligible]
-        best = sorted(zip(-scores, ids))[:k]
-        assert [t for t, _, _ in got[user]] == [int(t) for _, t in best], user
-        assert [s for _, s, _ in got[user]] == pytest.approx([-s for s, _ in best], rel=1e-5)
-        assert all(a != user for _, _, a in got[user])
+        best = sorted(zip(-scores, tweet_ids[eligible]))[:k]
+        assert [r["tweet_id"] for r in got[user]] == [int(t) for _, t in best], user
+        assert [r["score"] for r in got[user]] == pytest.approx([-s for s, _ in best], rel=1e-5)
+        assert [r["rank"] for r in got[user]] == list(range(1, k + 1))
 
 
-def test_popular_global_and_community_backfill(spark):
-    users = spark.createDataFrame([(1, ago(500)), (2, ago(500)), (3, ago(500)), (4, ago(-1))],
-                                  "user_id bigint, created_at timestamp")
-    # Authors 100 (cluster 1), 101 and 102 (cluster 2), 103 (no cluster). Half-life 12 h.
-    pool = _pool(spark, [(80, 100, 20), (81, 101, 20), (82, 102, 20), (83, 103, 20), (84, 100, 80)])
-    engagements = _engagements(spark, [
-        (5, 80, "like", 0), (6, 80, "like", 0), (7, 80, "quote", 0),   # 80: 3.0
-        (5, 81, "like", 12), (6, 81, "like", 12),                      # 81: 2 * 0.5 = 1.0
-        (5, 82, "retweet", 0), (6, 82, "impression", 0),               # 82: 1.0 (impressions do not count)
-        (5, 83, "reply", 0), (6, 83, "like", -1),                      # 83: 1.0 (the later like does not count)
-        (5, 84, "like", 0),                                            # 84 is stale
-    ])
-    known_for = spark.createDataFrame([(100, 1, 1.0), (101, 2, 1.0), (102, 2, 1.0)],
-                                      "producer_id bigint, cluster_id int, score double")
-    interested_in = _interested_in(spark, [(1, 2, 0.9), (1, 1, 0.5), (2, 1, 1.0)])
-    config = cand.CandidatesConfig(popular_global_k=1, popular_per_community_k=1, popular_user_communities=1)
-    scores = {r["tweet_id"]: r["score"] for r in
-              cand.popular_tweet_scores(engagements, pool, as_of=AS_OF, config=config).collect()}
-    assert scores == pytest.approx({80: 3.0, 81: 1.0, 82: 1.0, 83: 1.0})
-    source = cand.popular_source(users, engagements, known_for, interested_in, pool, as_of=AS_OF, config=config)
-    got = _by_user(source, "tweet_id", "score", "rank")
-    # Global top 1: 80. Community 1's best: 80; community 2's: 81 (tie with 82, smaller id).
-    # User 1's best community is 2; user 2's is 1 (80 again, once); user 3 has none; user 4 does
-    # not exist yet at AS_OF.
-    assert got == {1: [(80, 3.0, 1), (81, 1.0, 2)], 2: [(80, 3.0, 1)], 3: [(80, 3.0, 1)]}
+# --- merge, filters, caps (numpy, hand-made source rows) -------------------------------------------
+
+REQUEST_ARROW = pa.schema([
+    ("user_id", pa.int64()), ("followed_ids", pa.list_(pa.int64())), ("followed_weights", pa.list_(pa.float64())),
+    ("two_hop_ids", pa.list_(pa.int64())), ("two_hop_counts", pa.list_(pa.int32())),
+    ("two_hop_proofs", pa.list_(pa.list_(pa.int64()))), ("cluster_ids", pa.list_(pa.int64())),
+    ("cluster_scores", pa.list_(pa.float64())), ("embedding", pa.list_(pa.float32())),
+    ("hidden_author_ids", pa.list_(pa.int64())), ("seen_tweet_ids", pa.list_(pa.int64())),
+])
 
 
-# --- merge, filters, caps --------------------------------------------------------------------------
-
-def _source_rows(spark, rows):
-    """rows: (user_id, tweet_id, author_id, rank, proofs, proof_count, cluster_id); score = 10 - rank."""
-    return spark.createDataFrame(
-        [(u, t, a, ago(1), float(10 - r), r, p, c, cl) for u, t, a, r, p, c, cl in rows], cand.SOURCE_SCHEMA
-    )
+def _block(*users):
+    return cand.RequestBlock.from_arrow(pa.Table.from_pylist(list(users), schema=REQUEST_ARROW))
 
 
-def test_merge_filters_caps_and_interleaving(spark):
+# Tweets 1-12 (column = id - 1) and their authors.
+MERGE_AUTHORS = {1: 30, 2: 31, 3: 32, 4: 34, 5: 1, 6: 20, 7: 21, 8: 33, 9: 33, 10: 22, 11: 35, 12: 36}
+MERGE_TWEETS = cand.TweetTable(
+    tweet_ids=np.array(list(MERGE_AUTHORS), dtype=np.int64),
+    author_ids=np.array(list(MERGE_AUTHORS.values()), dtype=np.int64),
+    created_us=np.arange(len(MERGE_AUTHORS), dtype=np.int64) * 1000,
+)
+
+
+def _rows(source, tweets, *, user_row=0, proofs=None, counts=None, clusters=None):
+    """A source's rows for one user: `tweets` in rank order; score = 10 - rank."""
+    ranks = np.arange(1, len(tweets) + 1, dtype=np.int32)
+    extra = {}
+    if proofs is not None:
+        extra = dict(proof_offsets=np.r_[0, np.cumsum([len(p) for p in proofs])].astype(np.int64),
+                     proof_ids=np.array([i for p in proofs for i in p], dtype=np.int64),
+                     proof_counts=np.array(counts, dtype=np.int64))
+    if clusters is not None:
+        extra["clusters"] = np.array(clusters, dtype=np.int64)
+    return cand.Retrieved(source, np.full(len(tweets), user_row, dtype=np.int64), np.array(tweets) - 1,
+                          10.0 - ranks, ranks, **extra)
+
+
+def _merged(block, retrieved, config):
+    return {r["tweet_id"]: r for r in pa.Table.from_batches(
+        [cand.merge_block(block, retrieved, MERGE_TWEETS, config)]).to_pylist()}
+
+
+def test_merge_keeps_every_source_filters_and_interleaves():
     config = cand.CandidatesConfig(in_network_top_k=8, twhin_top_k=2, uteg_top_k=3, frs_top_k=1, max_proofs=2,
                                    max_candidates_per_user=3)
-    sources = {
-        "in_network": _source_rows(spark, [
-            (1, 1, 30, 1, None, None, None), (1, 2, 31, 2, None, None, None), (1, 3, 32, 3, None, None, None),
-            (1, 5, 1, 4, None, None, None),    # the user's own tweet
-            (1, 6, 20, 5, None, None, None),   # blocked author
-            (1, 7, 21, 6, None, None, None),   # muted author
-            (1, 8, 33, 7, None, None, None),   # seen (impression)
-            (1, 9, 33, 8, None, None, None),   # liked
-        ]),
-        "twhin": _source_rows(spark, [(1, 2, 31, 1, None, None, None), (1, 4, 34, 2, None, None, None),
-                                      (1, 10, 22, 3, None, None, None), (1, 11, 35, 4, None, None, None)]),
-        "uteg": _source_rows(spark, [(1, 3, 32, 1, [7, 8], 2, None)]),
-        "frs": _source_rows(spark, [(1, 3, 32, 1, [8, 9], 4, None)]),
-    }
-    follows = _follows(spark, [(1, 30, 10), (1, 31, -1)])  # 31 followed only after AS_OF
-    social = _social(spark, [(1, 20, "block", 5), (1, 21, "mute", 5), (1, 22, "block", -1)])  # 22: after AS_OF
-    engagements = _engagements(spark, [(1, 8, "impression", 2), (1, 9, "like", 1), (1, 11, "impression", -1),
-                                       (1, 4, "click", 1)])  # a click is not "seen"
-    merged = cand.merge_sources(sources, config=config)
-    viewer = cand.viewer_context(follows, social, engagements, as_of=AS_OF, config=config)
-    tagged = cand.tag_filters(merged, viewer, config=config)
-    reasons = {r["tweet_id"]: r["filtered_by"] for r in tagged.collect()}
-    assert reasons == {1: None, 2: None, 3: None, 4: None, 5: "self_tweet", 6: "blocked_or_muted",
-                       7: "blocked_or_muted", 8: "previously_seen", 9: "previously_seen", 10: None, 11: None}
-
-    rows = {r["tweet_id"]: r for r in tagged.collect()}
-    three = rows[3]
+    # User 1 follows 30; blocked 20, muted 21; saw 8 and 9.
+    block = _block(dict(user_id=1, followed_ids=[30], followed_weights=[0.5], hidden_author_ids=[20, 21],
+                        seen_tweet_ids=[8, 9, 99]))
+    retrieved = [
+        _rows("in_network", [1, 2, 3, 5, 6, 7, 8, 9]),   # 5: own tweet; 6, 7: hidden authors; 8, 9: seen
+        _rows("uteg", [3], proofs=[[7, 8]], counts=[2]),
+        _rows("twhin", [2, 4, 10, 11]),
+        _rows("frs", [3], proofs=[[8, 9]], counts=[4]),
+        _rows("simclusters", [12], clusters=[44]),
+    ]
+    got = _merged(block, retrieved, config)
+    assert {t: r["filtered_by"] for t, r in got.items()} == {
+        1: None, 2: None, 3: "total_cap", 4: "total_cap", 5: "self_tweet", 6: "blocked_or_muted",
+        7: "blocked_or_muted", 8: "previously_seen", 9: "previously_seen", 10: "total_cap", 11: "total_cap",
+        12: None}
+    three = got[3]
     assert three["sources"] == ["frs", "in_network", "uteg"]
-    assert (three["in_network_score"], three["uteg_score"], three["frs_score"], three["twhin_score"]) == (7.0, 9.0, 9.0, None)
-    assert (three["in_network_rank"], three["uteg_rank"], three["frs_rank"]) == (3, 1, 1)
+    assert (three["in_network_score"], three["uteg_score"], three["frs_score"], three["twhin_score"]) == (
+        7.0, 9.0, 9.0, None)
+    assert (three["in_network_rank"], three["uteg_rank"], three["frs_rank"], three["twhin_rank"]) == (3, 1, 1, None)
     # Proofs: uteg's [7, 8] then frs's [8, 9], deduplicated and cut at 2; the count is the larger
     # of the union's size (3) and frs's own count (4).
     assert (three["social_proof_user_ids"], three["social_proof_count"]) == ([7, 8], 4)
-    assert rows[1]["is_in_network"] is True and rows[2]["is_in_network"] is False
-    assert rows[1]["social_proof_user_ids"] == [] and rows[1]["social_proof_count"] == 0
+    assert (got[1]["is_in_network"], got[2]["is_in_network"]) == (True, False)
+    assert (got[1]["social_proof_user_ids"], got[1]["social_proof_count"]) == ([], 0)
+    assert (got[12]["simclusters_cluster_id"], got[1]["simclusters_cluster_id"]) == (44, None)
+    assert got[2]["sources"] == ["in_network", "twhin"] and got[2]["twhin_score"] == 9.0
 
     # Interleaving key = min over sources of rank / cap:
-    #   1: 1/8;  2: min(2/8, 1/2) = 1/4;  3: min(3/8, 1/3, 1/1) = 1/3;  4: 2/2 = 1;
-    #   10: 3/2;  11: 4/2.   Kept in that order, capped at 3.
-    final = cand.select_candidates(tagged, as_of=AS_OF, config=config)
-    assert [(f.name, f.dataType) for f in final.schema] == [(f.name, f.dataType) for f in cand.CANDIDATES_SCHEMA]
-    ranked = sorted((r["pool_rank"], r["tweet_id"]) for r in final.collect())
-    assert ranked == [(1, 1), (2, 2), (3, 3)]
-    assert {r["built_at"].replace(tzinfo=timezone.utc) for r in final.collect()} == {AS_OF}
-    uncapped = cand.select_candidates(tagged, as_of=AS_OF, config=cand.CandidatesConfig(
-        in_network_top_k=8, twhin_top_k=2, uteg_top_k=3, frs_top_k=1))
-    assert [t for _, t in sorted((r["pool_rank"], r["tweet_id"]) for r in uncapped.collect())] == [1, 2, 3, 4, 10, 11]
+    #   1: 1/8;  2: min(2/8, 1/2) = 1/4;  3: min(3/8, 1/3, 1/1) = 1/3;  12: 1/400;  4: 2/2 = 1;
+    #   10: 3/2;  11: 4/2.
+    uncapped = _merged(block, retrieved, cand.CandidatesConfig(in_network_top_k=8, twhin_top_k=2, uteg_top_k=3,
+                                                               frs_top_k=1))
+    ranked = sorted((r["pool_rank"], t) for t, r in uncapped.items() if r["filtered_by"] is None)
+    assert [t for _, t in ranked] == [12, 1, 2, 3, 4, 10, 11]
+    # Capped at 3: 12, 1, 2 stay, ranked 1-3.
+    assert sorted((r["pool_rank"], t) for t, r in got.items() if r["filtered_by"] is None) == [(1, 12), (2, 1), (3, 2)]
 
     keep_seen = cand.CandidatesConfig(exclude_seen=False)
-    tagged_all = cand.tag_filters(merged, cand.viewer_context(follows, social, engagements, as_of=AS_OF,
-                                                              config=keep_seen), config=keep_seen)
-    assert {r["tweet_id"] for r in tagged_all.collect() if r["filtered_by"] is None} == {1, 2, 3, 4, 8, 9, 10, 11}
+    assert {t for t, r in _merged(block, retrieved, keep_seen).items() if r["filtered_by"] is None} == {
+        1, 2, 3, 4, 8, 9, 10, 11, 12}
 
 
-def test_interleaving_ties_break_by_tweet_id(spark):
-    # 2/6 and 1/3 are the same key: the smaller tweet id goes first.
+def test_interleaving_ties_break_by_tweet_id_and_users_stay_apart():
+    # 2/6 and 1/3 are the same key: the smaller tweet id goes first. User 2's rows are its own.
     config = cand.CandidatesConfig(in_network_top_k=6, uteg_top_k=3)
-    sources = {
-        "in_network": _source_rows(spark, [(1, 9, 30, 1, None, None, None), (1, 8, 30, 2, None, None, None)]),
-        "uteg": _source_rows(spark, [(1, 7, 30, 1, [5], 1, None)]),
-    }
-    viewer = cand.viewer_context(_follows(spark, []), _social(spark, []), _engagements(spark, []), as_of=AS_OF)
-    final = cand.select_candidates(cand.tag_filters(cand.merge_sources(sources, config=config), viewer),
-                                   as_of=AS_OF, config=config)
-    assert sorted((r["pool_rank"], r["tweet_id"]) for r in final.collect()) == [(1, 9), (2, 7), (3, 8)]
+    block = _block(dict(user_id=1), dict(user_id=2))
+    retrieved = [
+        cand.Retrieved("in_network", np.array([0, 0, 1]), np.array([8, 7, 7]), np.array([2.0, 1.0, 5.0]),
+                       np.array([1, 2, 1], dtype=np.int32)),
+        _rows("uteg", [7], proofs=[[5]], counts=[1]),
+    ]
+    batch = pa.Table.from_batches([cand.merge_block(block, retrieved, MERGE_TWEETS, config)]).to_pylist()
+    assert sorted((r["user_id"], r["pool_rank"], r["tweet_id"]) for r in batch) == [
+        (1, 1, 9), (1, 2, 7), (1, 3, 8), (2, 1, 8)]
+    assert [r["social_proof_user_ids"] for r in batch if (r["user_id"], r["tweet_id"]) == (2, 8)] == [[]]
 
 
 # --- the asset -----------------------------------------------------------------------------------

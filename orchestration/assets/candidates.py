@@ -46,7 +46,8 @@ class CandidatesParams(dg.Config):
     popular_global_k: int = DEFAULTS.popular_global_k
     popular_per_community_k: int = DEFAULTS.popular_per_community_k
     popular_user_communities: int = DEFAULTS.popular_user_communities
-    block_elements: int = DEFAULTS.block_elements
+    block_users: int = DEFAULTS.block_users
+    twhin_block_scores: int = DEFAULTS.twhin_block_scores
 
     def to_config(self) -> cand.CandidatesConfig:
         values = self.model_dump()
@@ -64,28 +65,26 @@ def candidates_asset(
     inputs = cand.CandidateInputs(
         **{name: read_delta(session, warehouse.table_path(name)) for name in CANDIDATE_INPUT_TABLES}
     )
-    sources = cand.candidate_sources(inputs, as_of=as_of, config=settings)
-    viewer = cand.viewer_context(inputs.follows, inputs.social_actions, inputs.engagements, as_of=as_of, config=settings)
-    tagged = cand.tag_filters(cand.merge_sources(sources, config=settings), viewer, config=settings)
+    indexes = cand.collect_indexes(inputs, as_of=as_of, config=settings)
+    requests = cand.candidate_requests(inputs, as_of=as_of, config=settings)
     # Counted while the table is written (one pass): rows per source before the filters, rows each
-    # filter removed, rows per source in the table.
+    # filter (and the total cap) removed, rows per source in the table.
     retrieved, kept = Observation("candidates_retrieved"), Observation("candidates_kept")
-    tagged = tagged.observe(retrieved, *cand.retrieval_metrics(settings))
-    table = cand.select_candidates(tagged, as_of=as_of, config=settings)
-    table = table.observe(kept, *cand.kept_metrics(settings))
+    tagged = cand.tagged_candidates(requests, indexes, config=settings).observe(
+        retrieved, *cand.retrieval_metrics(settings)
+    )
+    table = cand.select_candidates(tagged, as_of=as_of).observe(kept, *cand.kept_metrics(settings))
     overwrite_delta(table, warehouse.table_path("candidates"))
     counts = {**retrieved.get, **kept.get}
     pool = cand.tweet_pool_exclusions(inputs.tweets, as_of=as_of, freshness_hours=settings.freshness_hours).first()
+    context.log.info(f"candidates: tweet pool {pool.asDict()}")
     context.log.info(f"candidates: {counts}")
     return written_table_result(
         warehouse,
         "candidates",
         as_of=as_of.isoformat(),
         retrieved_per_source=dg.MetadataValue.json({s: counts[f"retrieved_{s}"] for s in settings.sources}),
-        removed_by_filter=dg.MetadataValue.json({
-            **{f: counts[f"removed_{f}"] for f in cand.FILTERS},
-            "total_cap": counts["passed_filters"] - counts["rows"],
-        }),
+        removed_by_filter=dg.MetadataValue.json({r: counts[f"removed_{r}"] for r in cand.REMOVAL_REASONS}),
         kept_per_source=dg.MetadataValue.json({s: counts[f"kept_{s}"] for s in settings.sources}),
         tweet_pool=dg.MetadataValue.json(pool.asDict()),
         users=counts["users"],
