@@ -23,12 +23,12 @@ import dataclasses
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.measure import benchmark_workdir
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 7
@@ -142,14 +142,9 @@ def main() -> None:
             config[key] = getattr(args, key)
     if args.threads is not None:
         config["num_threads"] = args.threads
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="homefeed-bench-twhin-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-bench-twhin-") as workdir:
         worlds = args.worlds or [_generate(n, workdir / f"world-{n}") for n in sorted(args.sizes)]
         results = [run_world(world.resolve(), config, workdir) for world in worlds]
-    finally:
-        if not args.keep and not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps({"benchmark": "twhin", "cpus": os.cpu_count(), "results": results}, indent=2))
 
 

@@ -13,10 +13,9 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from benchmarks.measure import measure_command
+from benchmarks.measure import benchmark_workdir, measure_command
 
 AS_OF = "2026-11-01T00:00:00+00:00"
 
@@ -68,12 +67,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the generated worlds and warehouses")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="homefeed-bench-"))
-    try:
+    with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-bench-") as workdir:
         results = [bench_size(n, workdir, args.seed) for n in sorted(args.sizes)]
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps({"benchmark": "generate_ingest", "sizes": results, "scaling": scaling(results)}, indent=2))
 
 

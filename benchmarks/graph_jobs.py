@@ -15,11 +15,10 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
-from benchmarks.measure import measure_command
+from benchmarks.measure import benchmark_workdir, measure_command
 
 # In dependency order: job name -> the assets it materializes (a multi-asset runs as one job).
 GRAPH_JOBS: dict[str, tuple[str, ...]] = {
@@ -91,13 +90,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="homefeed-graph-bench-"))
-    try:
-        jobs = {job: GRAPH_JOBS[job] for job in args.jobs}
+    jobs = {job: GRAPH_JOBS[job] for job in args.jobs}
+    with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-graph-bench-") as workdir:
         results = [bench_size(n, workdir, args.seed, jobs) for n in sorted(args.sizes)]
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps({"benchmark": "graph_jobs", "sizes": results, "growth": growth(results)}, indent=2))
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -63,3 +67,19 @@ def measure_command(command: list[str], *, env: dict[str, str] | None = None, in
     done.set()
     sampler.join()
     return Measured(round(time.monotonic() - started, 2), round(peak / 2**20, 1), process.returncode, stdout, stderr)
+
+
+@contextmanager
+def benchmark_workdir(workdir: Path | None, *, keep: bool, prefix: str) -> Iterator[Path]:
+    """Where a benchmark writes its worlds: `workdir` as given (never removed: it may hold the only
+    copy of a long run's output), or a temporary folder removed afterwards unless `keep`."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield workdir
+        return
+    created = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield created
+    finally:
+        if not keep:
+            shutil.rmtree(created, ignore_errors=True)
