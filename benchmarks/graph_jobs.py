@@ -1,4 +1,5 @@
-"""Graph and representation jobs at several sizes: per-job wall time and peak memory, as JSON.
+"""Graph, representation, candidate and feature jobs at several sizes: per-job wall time and peak
+memory, as JSON.
 
     python -m benchmarks.graph_jobs [--sizes 10000 100000] [--workdir DIR]
 
@@ -28,6 +29,10 @@ GRAPH_JOBS: dict[str, tuple[str, ...]] = {
         "simclusters_producer_embeddings", "simclusters_tweet_embeddings", "simclusters_top_tweets_per_cluster",
     )},
     "twhin_embeddings": ("twhin_user_embeddings", "twhin_tweet_embeddings", "twhin_relations"),
+    "candidates": ("candidates",),
+    **{name: (name,) for name in (
+        "user_features", "author_features", "tweet_features", "user_author_features", "user_tweet_features",
+    )},
 }
 
 

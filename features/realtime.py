@@ -27,17 +27,19 @@ def tweet_counts_before(
     actions = sorted({a for acts, _ in counts.values() for a in acts})
     events = engagements.where(F.col("action").isin(*actions)).select(
         "tweet_id", F.unix_micros("created_at").alias("_t"), F.col("action").alias("_action"),
-        F.lit(None).cast("long").alias("_request"),
+        F.lit(False).alias("_is_request"),
     )
-    keyed = requests.withColumn("_request", F.monotonically_increasing_id())
-    points = keyed.select("tweet_id", F.unix_micros(time_column).alias("_t"), F.lit(None).cast("string").alias("_action"),
-                          "_request")
-    timeline = events.unionByName(points)
+    # Each distinct (tweet, moment) is counted once and joined back on those values: a generated
+    # row id would not survive the two evaluations of `requests` that a self-join makes.
+    moments = requests.select("tweet_id", F.unix_micros(time_column).alias("_t")).distinct()
+    timeline = events.unionByName(moments.select("tweet_id", "_t", F.lit(None).cast("string").alias("_action"),
+                                                 F.lit(True).alias("_is_request")))
     windowed = []
     for name, (acts, hours) in counts.items():
         frame = Window.partitionBy("tweet_id").orderBy("_t").rangeBetween(-int(hours * MICROS_PER_HOUR), -1)
         # An empty frame sums to null: nothing happened, so 0.
         counted = F.sum(F.when(F.col("_action").isin(*acts), 1.0).otherwise(0.0)).over(frame)
         windowed.append(F.coalesce(counted, F.lit(0.0)).alias(name))
-    at_requests = timeline.select("_request", *windowed).where(F.col("_request").isNotNull())
-    return keyed.join(at_requests, on="_request", how="inner").drop("_request")
+    at_moments = timeline.select("tweet_id", "_t", "_is_request", *windowed).where("_is_request").drop("_is_request")
+    return (requests.withColumn("_t", F.unix_micros(time_column))
+            .join(at_moments, on=["tweet_id", "_t"], how="left").drop("_t"))

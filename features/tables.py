@@ -30,6 +30,21 @@ from features.registry import features_of_asset, keys_of_asset
 from jobs.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 
 NEGATIVE_ACTIONS = ("not_interested", "report")
+# The tweet engagement counts: feature -> (actions counted, window in hours back from as_of). The
+# batch table counts them as of its build time; the training set counts them as of each impression
+# (features/realtime.py), so both read this one declaration.
+TWEET_ENGAGEMENT_COUNTS: dict[str, tuple[tuple[str, ...], int]] = {
+    "impressions_1h": (("impression",), 1),
+    "impressions_6h": (("impression",), 6),
+    "impressions_24h": (("impression",), 24),
+    "likes_1h": (("like",), 1),
+    "likes_6h": (("like",), 6),
+    "likes_24h": (("like",), 24),
+    "retweets_24h": (("retweet",), 24),
+    "replies_24h": (("reply",), 24),
+    "clicks_24h": (("click",), 24),
+    "negative_24h": (NEGATIVE_ACTIONS, 24),
+}
 # Candidate sources, in the order of the user_tweet flags; a source's score column is `<source>_score`.
 CANDIDATE_SOURCES = ("in_network", "uteg", "simclusters", "twhin", "frs", "popular")
 # The candidate columns user_tweet_features reads, with their types; an absent one is all nulls.
@@ -301,31 +316,15 @@ def tweet_features(
             "tweet_id",
             "author_id",
             _age_hours(as_of).alias("age_hours"),
-            "has_media",
-            "has_video",
-            F.col("in_reply_to_tweet_id").isNotNull().alias("is_reply"),
-            F.col("quoted_tweet_id").isNotNull().alias("is_quote"),
-            F.col("retweet_of_tweet_id").isNotNull().alias("is_retweet"),
-            "is_nsfw",
-            F.length("text").alias("text_length"),
+            *tweet_content_columns(),
         )
     )
     recent = (
         _before(engagements, as_of)
         .where(_in_last(as_of, 24))
         .groupBy("tweet_id")
-        .agg(
-            _count(_is("impression") & _in_last(as_of, 1), "impressions_1h"),
-            _count(_is("impression") & _in_last(as_of, 6), "impressions_6h"),
-            _count(_is("impression"), "impressions_24h"),
-            _count(_is("like") & _in_last(as_of, 1), "likes_1h"),
-            _count(_is("like") & _in_last(as_of, 6), "likes_6h"),
-            _count(_is("like"), "likes_24h"),
-            _count(_is("retweet"), "retweets_24h"),
-            _count(_is("reply"), "replies_24h"),
-            _count(_is("click"), "clicks_24h"),
-            _count(_is(*NEGATIVE_ACTIONS), "negative_24h"),
-        )
+        .agg(*[_count(_is(*actions) & _in_last(as_of, hours), name)
+               for name, (actions, hours) in TWEET_ENGAGEMENT_COUNTS.items()])
     )
     followers = (
         _before(follows, as_of)
@@ -339,9 +338,26 @@ def tweet_features(
         .join(verified, on="author_id", how="left")
     )
     return registered(
-        joined.select("*", F.try_divide("likes_24h", "impressions_24h").alias("like_rate_24h")),
+        joined.select("*", like_rate_24h()),
         "tweet_features",
     )
+
+
+def tweet_content_columns() -> list[Column]:
+    """The tweet features fixed at creation, from a `tweets` row."""
+    return [
+        F.col("has_media"),
+        F.col("has_video"),
+        F.col("in_reply_to_tweet_id").isNotNull().alias("is_reply"),
+        F.col("quoted_tweet_id").isNotNull().alias("is_quote"),
+        F.col("retweet_of_tweet_id").isNotNull().alias("is_retweet"),
+        F.col("is_nsfw"),
+        F.length("text").alias("text_length"),
+    ]
+
+
+def like_rate_24h() -> Column:
+    return F.try_divide("likes_24h", "impressions_24h").alias("like_rate_24h")
 
 
 # --- user x author ---------------------------------------------------------------------------

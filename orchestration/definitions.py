@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from orchestration.assets.candidates import CANDIDATE_ASSETS
+from orchestration.assets.features import FEATURE_ASSETS
 from orchestration.assets.graph import graph_assets
 from orchestration.assets.ingestion import ingestion_assets
 from orchestration.assets.simclusters import simclusters_assets
@@ -10,7 +12,9 @@ from orchestration.jobs import build_all_job, ingest_job
 from orchestration.resources import resources_from_settings
 from orchestration.settings import HomefeedSettings, load_settings
 
-ALL_ASSETS = [*ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets]
+ALL_ASSETS = [
+    *ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets, *CANDIDATE_ASSETS, *FEATURE_ASSETS,
+]
 
 
 def build_definitions(settings: HomefeedSettings) -> dg.Definitions:

@@ -1,0 +1,221 @@
+"""The training set: one row per impression, the labels of what followed it, and every registered
+feature as it was known at the impression.
+
+Point in time, feature by feature (no input stamped at or after the impression is read):
+
+* user, author and user-author features: the batch functions of `features/tables.py` as of the
+  impression's daily snapshot, the UTC midnight at or before it (they read events strictly
+  before their `as_of`). One call per day of the window, on that day's impressions only.
+* tweet features: the content columns of the tweet row, its age at the impression, engagement
+  counts over [impression - window, impression) (`features/realtime.py`, the windows of
+  `TWEET_ENGAGEMENT_COUNTS`), the author's follower count and verification from the snapshot.
+* user-tweet features: the SimClusters dot product of the user's InterestedIn with the tweet's
+  SimClusters embedding recomputed at each daily snapshot from the engagements before it, and the
+  TwHIN cosine. InterestedIn, the RealGraph scores and the TwHIN embeddings are `Representations`
+  built from input truncated at the window's start (the caller builds them); a later build is
+  refused, since a model trained on the window's own engagements would leak its labels.
+* candidate-pool features (source flags and scores, pool rank, social proof) stay at their
+  defaults: an impression does not record which source retrieved it.
+
+The window ends one label window before the build time, so that every impression has had its
+full label window to collect actions (`TrainingWindow.ending_at`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from features.labels import LABELS, LabelConfig, impression_labels, time_split
+from features.realtime import tweet_counts_before
+from features.registry import FEATURES, Feature, features_for, keys_of_asset
+from features.tables import (
+    DEFAULT_CONFIG,
+    TWEET_ENGAGEMENT_COUNTS,
+    FeatureConfig,
+    author_features,
+    like_rate_24h,
+    tweet_content_columns,
+    user_author_features,
+    user_features,
+    user_tweet_features,
+)
+from jobs.simclusters import tweet_embeddings
+
+EXAMPLE_KEYS = ("user_id", "tweet_id", "author_id", "impression_time", "snapshot_time", "split")
+MICROS_PER_DAY = 86_400_000_000
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """Impressions in [start, end): train before validation_start, validation until test_start,
+    test from test_start."""
+
+    start: datetime
+    end: datetime
+    validation_start: datetime
+    test_start: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end", "validation_start", "test_start"):
+            if getattr(self, name).tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware (got {getattr(self, name)!r})")
+        if not self.start < self.validation_start <= self.test_start < self.end:
+            raise ValueError(
+                "need start < validation_start <= test_start < end, got "
+                f"{self.start}, {self.validation_start}, {self.test_start}, {self.end}"
+            )
+
+    @classmethod
+    def ending_at(cls, build_time: datetime, *, days: float = 6.0, validation_days: float = 1.0,
+                  test_days: float = 1.0, label_window: timedelta = LabelConfig.label_window) -> TrainingWindow:
+        """The last `days` of impressions whose label window has closed by `build_time`."""
+        end = build_time - label_window
+        test_start = end - timedelta(days=test_days)
+        return cls(start=end - timedelta(days=days), end=end,
+                   validation_start=test_start - timedelta(days=validation_days), test_start=test_start)
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: getattr(self, name).isoformat() for name in ("start", "validation_start", "test_start", "end")}
+
+
+@dataclass(frozen=True)
+class Representations:
+    """Learned tables built from input truncated at `as_of` (RealGraph scores, SimClusters
+    InterestedIn, TwHIN embeddings)."""
+
+    as_of: datetime
+    realgraph: DataFrame
+    simclusters_interested_in: DataFrame
+    twhin_user_embeddings: DataFrame
+    twhin_tweet_embeddings: DataFrame
+
+
+def snapshot_days(start: datetime, end: datetime) -> list[datetime]:
+    """The UTC midnights d with floor_day(start) <= d < end."""
+    day = start.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = []
+    while day < end:
+        days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def _snapshot_of(time_column: str) -> Column:
+    """The UTC midnight at or before the time (independent of the session time zone)."""
+    micros = F.unix_micros(F.col(time_column))
+    return F.timestamp_micros(micros - F.pmod(micros, F.lit(MICROS_PER_DAY)))
+
+
+def _qualified(table: DataFrame, asset: str, entity: str) -> DataFrame:
+    """A feature table's keys, then its features renamed `<entity>__<name>`."""
+    return table.select(*keys_of_asset(asset),
+                        *[F.col(f.name).alias(f.qualified_name) for f in features_for(entity)])
+
+
+def _with_default(feature: Feature) -> Column:
+    name = feature.qualified_name
+    return F.coalesce(F.col(name).cast(feature.dtype), F.lit(feature.default).cast(feature.dtype)).alias(name)
+
+
+def _day_features(
+    day_examples: DataFrame, day: datetime, *, users: DataFrame, follows: DataFrame, mutual_follows: DataFrame,
+    tweets: DataFrame, engagements: DataFrame, social_actions: DataFrame, representations: Representations,
+    config: FeatureConfig,
+) -> DataFrame:
+    """One snapshot day's examples joined to the user, author, user-author and user-tweet features as of `day`."""
+    pairs = day_examples.select("user_id", "author_id").distinct()
+    user = _qualified(user_features(users, follows, mutual_follows, tweets, engagements, social_actions, as_of=day),
+                      "user_features", "user").join(pairs.select("user_id").distinct(), on="user_id", how="left_semi")
+    author = _qualified(author_features(users, follows, tweets, engagements, social_actions, as_of=day, config=config),
+                        "author_features", "author").join(pairs.select("author_id").distinct(), on="author_id",
+                                                          how="left_semi")
+    user_author = _qualified(
+        user_author_features(follows, tweets, engagements, representations.realgraph, as_of=day, config=config),
+        "user_author_features", "user_author",
+    ).join(pairs, on=["user_id", "author_id"], how="left_semi")
+    sc_tweets = tweet_embeddings(engagements.where(F.col("created_at") < F.lit(day)),
+                                 representations.simclusters_interested_in, as_of=day, tweets=tweets)
+    user_tweet = _qualified(
+        user_tweet_features(day_examples.select("user_id", "tweet_id", "author_id").distinct(),
+                            representations.simclusters_interested_in, sc_tweets,
+                            representations.twhin_user_embeddings, representations.twhin_tweet_embeddings,
+                            as_of=day, config=config),
+        "user_tweet_features", "user_tweet",
+    )
+    return (
+        day_examples.join(user, on="user_id", how="left")
+        .join(author, on="author_id", how="left")
+        .join(user_author, on=["user_id", "author_id"], how="left")
+        .join(user_tweet, on=["user_id", "tweet_id"], how="left")
+    )
+
+
+def _tweet_features_at_impressions(examples: DataFrame, tweets: DataFrame, engagements: DataFrame,
+                                   *, window: TrainingWindow) -> DataFrame:
+    """`examples` plus the tweet features as of each impression, named `tweet__<name>`. The author's
+    follower count and verification come from the snapshot's author features."""
+    longest = max(hours for _, hours in TWEET_ENGAGEMENT_COUNTS.values())
+    relevant = (
+        engagements.where((F.col("created_at") >= F.lit(window.start - timedelta(hours=longest)))
+                          & (F.col("created_at") < F.lit(window.end)))
+        .join(examples.select("tweet_id").distinct(), on="tweet_id", how="left_semi")
+    )
+    counted = tweet_counts_before(examples, relevant, counts=TWEET_ENGAGEMENT_COUNTS)
+    content = tweets.select("tweet_id", F.col("created_at").alias("_tweet_created_at"), *tweet_content_columns())
+    age_hours = (F.col("impression_time").cast("double") - F.col("_tweet_created_at").cast("double")) / 3600.0
+    with_content = counted.join(content, on="tweet_id", how="left").select(
+        "*", age_hours.alias("age_hours"), like_rate_24h(),
+        F.col("author__follower_count").alias("author_follower_count"),
+        F.col("author__is_verified").alias("author_is_verified"),
+    )
+    tweet_names = [f.name for f in features_for("tweet")]
+    renamed = [F.col(name).alias(f"tweet__{name}") for name in tweet_names]
+    return with_content.select(*[c for c in examples.columns], *renamed)
+
+
+def training_examples(
+    users: DataFrame,
+    follows: DataFrame,
+    mutual_follows: DataFrame,
+    tweets: DataFrame,
+    engagements: DataFrame,
+    social_actions: DataFrame,
+    representations: Representations,
+    *,
+    window: TrainingWindow,
+    label_config: LabelConfig = LabelConfig(),
+    feature_config: FeatureConfig = DEFAULT_CONFIG,
+) -> DataFrame:
+    """(EXAMPLE_KEYS, LABELS, every registered feature as `<entity>__<name>` in registry order),
+    one row per impression in the window; see the module docstring for what each feature may read."""
+    if representations.as_of > window.start:
+        raise ValueError(
+            f"representations built as of {representations.as_of.isoformat()} are later than the training "
+            f"window's start {window.start.isoformat()}: they were trained on the window's own engagements. "
+            "Build them from input truncated at the window's start."
+        )
+    labelled = impression_labels(engagements, tweets, start=window.start, end=window.end, config=label_config)
+    examples = time_split(
+        labelled.withColumn("snapshot_time", _snapshot_of("impression_time")),
+        validation_start=window.validation_start, test_start=window.test_start,
+    ).select(*EXAMPLE_KEYS, *LABELS)
+    inputs = dict(users=users, follows=follows, mutual_follows=mutual_follows, tweets=tweets,
+                  engagements=engagements, social_actions=social_actions)
+    per_day = [
+        _day_features(examples.where(F.col("snapshot_time") == F.lit(day)), day, **inputs,
+                      representations=representations, config=feature_config)
+        for day in snapshot_days(window.start, window.end)
+    ]
+    joined = reduce(lambda a, b: a.unionByName(b), per_day)
+    with_tweet = _tweet_features_at_impressions(joined, tweets, engagements, window=window)
+    return with_tweet.select(
+        *EXAMPLE_KEYS,
+        *[F.col(label).cast("int").alias(label) for label in LABELS],
+        *[_with_default(feature) for feature in FEATURES],
+    )

@@ -1,0 +1,182 @@
+"""The training set on a hand-made log: labels, point-in-time features worked out by hand, the
+time split, and the leakage test (events after a moment change no feature of an earlier impression)."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from features.labels import LABELS
+from features.registry import FEATURES
+from features.training_set import (
+    EXAMPLE_KEYS,
+    Representations,
+    TrainingWindow,
+    snapshot_days,
+    training_examples,
+)
+from jobs.contract import RAW_TABLES_BY_NAME
+from jobs.follow_graph import mutual_follows
+from jobs.ingest import spark_schema
+from raw_world import as_utc, at
+
+WINDOW = TrainingWindow(start=at(18), end=at(48), validation_start=at(27), test_start=at(40))
+SC_HALF_LIFE_HOURS = 8.0  # jobs.simclusters' default, the decay of tweet embeddings
+USERS = [1, 2, 3, 4]
+FOLLOWS = [(1, 2, -10), (2, 1, -9), (1, 3, 30)]
+# tweet, author, created (hours), deleted (hours or None)
+TWEETS = [(10, 2, 20, None), (11, 3, 26, None), (12, 2, 40, None), (13, 4, -5, None)]
+ENGAGEMENTS = [
+    (3, 10, "like", 20.5, None), (4, 10, "impression", 20.7, 300), (4, 10, "like", 20.8, None),
+    (1, 10, "impression", 21, 900), (1, 10, "like", 21.1, None),
+    (1, 11, "impression", 28, 500), (1, 11, "click", 28.1, 12_000),
+    (3, 13, "like", 10, None), (1, 13, "like", 2, None),
+    (1, 13, "impression", 30, 100),
+    (1, 12, "impression", 44, 100),
+]
+# Events after CUT: none of them may change a feature of an impression before CUT.
+CUT = at(29.5)
+LATER_ENGAGEMENTS = [
+    (3, 12, "like", 43.5, None), (4, 12, "like", 43.6, None),
+    (1, 10, "like", 30.5, None), (4, 11, "retweet", 31, None), (1, 11, "like", 29.9, None),
+    (2, 13, "impression", 33, 50),
+]
+LATER_FOLLOWS = [(1, 4, 31), (3, 2, 32)]
+LATER_TWEETS = [(14, 2, 35, None)]
+LATER_SOCIAL = [(1, 3, "mute", 33)]
+
+
+def _frames(spark, *, later: bool):
+    def frame(table, rows):
+        return spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME[table]))
+
+    follows = FOLLOWS + (LATER_FOLLOWS if later else [])
+    tweets = [t if not (later and t[0] == 10) else (10, 2, 20, 32) for t in TWEETS] + (LATER_TWEETS if later else [])
+    engagements = ENGAGEMENTS + (LATER_ENGAGEMENTS if later else [])
+    social = LATER_SOCIAL if later else []
+    frames = dict(
+        users=frame("users", [dict(user_id=u, handle=f"u{u}", created_at=at(-1000), is_verified=u == 2,
+                                   allow_nsfw=False, lang=None) for u in USERS]),
+        follows=frame("follows", [dict(follower_id=a, followee_id=b, created_at=at(h)) for a, b, h in follows]),
+        tweets=frame("tweets", [
+            dict(tweet_id=t, author_id=a, created_at=at(h), text="x" * t, in_reply_to_tweet_id=None,
+                 quoted_tweet_id=None, retweet_of_tweet_id=None, has_media=t == 12, has_video=False, is_nsfw=False,
+                 lang="en", deleted_at=None if d is None else at(d))
+            for t, a, h, d in tweets]),
+        engagements=frame("engagements", [dict(user_id=u, tweet_id=t, action=a, created_at=at(h), dwell_ms=d)
+                                          for u, t, a, h, d in engagements]),
+        social_actions=frame("social_actions", [dict(user_id=u, target_user_id=t, action=a, created_at=at(h))
+                                                for u, t, a, h in social]),
+    )
+    frames["mutual_follows"] = mutual_follows(frames["follows"])
+    return frames
+
+
+def _representations(spark, as_of=WINDOW.start) -> Representations:
+    return Representations(
+        as_of=as_of,
+        realgraph=spark.createDataFrame([(1, 2, 0.7, 1), (1, 4, 0.2, 2)],
+                                        "user_id bigint, author_id bigint, score double, rank int"),
+        simclusters_interested_in=spark.createDataFrame([(1, 5, 1.0), (3, 5, 0.5), (4, 5, 0.8)],
+                                                        "user_id bigint, cluster_id int, score double"),
+        twhin_user_embeddings=spark.createDataFrame([(1, [1.0, 0.0])], "user_id bigint, embedding array<float>"),
+        twhin_tweet_embeddings=spark.createDataFrame([(10, [1.0, 1.0]), (12, [0.0, 2.0])],
+                                                     "tweet_id bigint, embedding array<float>"),
+    )
+
+
+def _examples(spark, *, later: bool) -> dict[tuple, dict]:
+    f = _frames(spark, later=later)
+    df = training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
+                           f["social_actions"], _representations(spark), window=WINDOW)
+    assert df.columns == [*EXAMPLE_KEYS, *LABELS, *[feature.qualified_name for feature in FEATURES]]
+    return {(r["user_id"], r["tweet_id"], as_utc(r["impression_time"])): r.asDict() for r in df.collect()}
+
+
+@pytest.fixture(scope="module")
+def examples(spark):
+    return _examples(spark, later=False)
+
+
+def test_one_example_per_impression_in_the_window_with_its_split_and_snapshot(examples):
+    # The like at hour 2 and the other actions are no impressions; every impression is in the window.
+    assert {key: (row["split"], as_utc(row["snapshot_time"])) for key, row in examples.items()} == {
+        (4, 10, at(20.7)): ("train", at(0)),
+        (1, 10, at(21)): ("train", at(0)),
+        (1, 11, at(28)): ("validation", at(24)),
+        (1, 13, at(30)): ("validation", at(24)),
+        (1, 12, at(44)): ("test", at(24)),
+    }
+    assert examples[(1, 10, at(21))]["like"] == 1
+    assert examples[(1, 11, at(28))]["good_click"] == 1
+    assert sum(examples[(1, 12, at(44))][label] for label in LABELS) == 0
+
+
+def test_features_are_as_of_the_impression(examples):
+    first = examples[(1, 10, at(21))]
+    # Tweet counts over [impression - window, impression): two likes and one impression in the hour before.
+    assert first["tweet__likes_1h"] == 2.0
+    assert first["tweet__impressions_1h"] == 1.0
+    assert first["tweet__like_rate_24h"] == 2.0
+    assert first["tweet__age_hours"] == pytest.approx(1.0)
+    assert first["tweet__text_length"] == 10
+    assert first["tweet__author_is_verified"] is True
+    assert first["tweet__author_follower_count"] == 1.0          # user 1 (follows before midnight 0)
+    # As of the snapshot at hour 0: user 1 follows 2 (its follow of 3 is at hour 30).
+    assert first["user__followee_count"] == 1.0
+    assert first["user_author__follows_author"] is True
+    assert first["user_author__realgraph_score"] == 0.7
+    assert first["user_tweet__twhin_cosine"] == pytest.approx(1 / math.sqrt(2))
+    assert first["user_tweet__has_twhin_embedding"] is True
+    # Tweet 10 has no engagement before midnight 0: no SimClusters embedding yet.
+    assert first["user_tweet__simclusters_dot"] == 0.0
+    # Pool features are not known for impressions: defaults.
+    assert first["user_tweet__pool_rank"] == -1 and first["user_tweet__from_in_network"] is False
+
+    old = examples[(1, 13, at(30))]
+    # Snapshot at hour 24: the follow of 3 (hour 30) is not in it yet; user 1 liked author 4 at hour 2.
+    assert old["user__followee_count"] == 1.0
+    assert old["user_author__likes_7d"] == 1.0
+    assert old["user_author__realgraph_score"] == 0.2
+    # SimClusters embedding of tweet 13 at hour 24: the likes of user 3 (hour 10, InterestedIn 0.5) and
+    # user 1 (hour 2, InterestedIn 1.0), decayed to hour 24; user 1's InterestedIn is 1.0.
+    expected = 1.0 * (0.5 * 0.5 ** (14 / SC_HALF_LIFE_HOURS) + 1.0 * 0.5 ** (22 / SC_HALF_LIFE_HOURS))
+    assert old["user_tweet__simclusters_dot"] == pytest.approx(expected)
+    assert old["tweet__age_hours"] == pytest.approx(35.0)
+    assert old["user__likes_given_7d"] == 2.0                     # hours 2 and 21.1, both before hour 24
+
+
+def test_no_feature_of_an_earlier_impression_sees_later_events(spark, examples):
+    later = _examples(spark, later=True)
+    feature_names = [feature.qualified_name for feature in FEATURES]
+    earlier = [key for key in examples if key[2] < CUT]
+    assert len(earlier) == 3
+    for key in earlier:
+        assert {n: later[key][n] for n in feature_names} == {n: examples[key][n] for n in feature_names}, key
+    # The added events do reach the impressions after them (so the comparison above can fail).
+    assert examples[(1, 12, at(44))]["tweet__likes_1h"] == 0.0
+    assert later[(1, 12, at(44))]["tweet__likes_1h"] == 2.0
+    # Labels look forward by design: the like at 29.9 labels the impression at 28.
+    assert later[(1, 11, at(28))]["like"] == 1 and examples[(1, 11, at(28))]["like"] == 0
+
+
+def test_representations_built_after_the_window_start_are_refused(spark):
+    f = _frames(spark, later=False)
+    with pytest.raises(ValueError, match="later than the training window's start"):
+        training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
+                          f["social_actions"], _representations(spark, as_of=WINDOW.start + timedelta(hours=1)),
+                          window=WINDOW)
+
+
+def test_window_ending_at_leaves_a_full_label_window_and_checks_its_order():
+    window = TrainingWindow.ending_at(at(200), days=6, validation_days=1, test_days=2)
+    assert (window.start, window.validation_start, window.test_start, window.end) == (
+        at(200 - 24 - 144), at(200 - 24 - 72), at(200 - 24 - 48), at(176))
+    with pytest.raises(ValueError):
+        TrainingWindow(start=at(10), end=at(20), validation_start=at(15), test_start=at(12))
+    with pytest.raises(ValueError):
+        TrainingWindow(start=at(10).replace(tzinfo=None), end=at(20), validation_start=at(12), test_start=at(15))
+    assert snapshot_days(at(18), at(48)) == [at(0), at(24)]
+    assert snapshot_days(at(24), at(48.5)) == [at(24), at(48)]
