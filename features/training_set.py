@@ -72,7 +72,7 @@ class TrainingWindow:
             )
 
     @classmethod
-    def ending_at(cls, build_time: datetime, *, days: float = 6.0, validation_days: float = 1.0,
+    def ending_at(cls, build_time: datetime, *, days: float = 4.0, validation_days: float = 1.0,
                   test_days: float = 1.0, label_window: timedelta = LabelConfig.label_window) -> TrainingWindow:
         """The last `days` of impressions whose label window has closed by `build_time`."""
         end = build_time - label_window

@@ -18,9 +18,11 @@ def is_delta_table(path: Path) -> bool:
     return (path / "_delta_log").is_dir()
 
 
-def overwrite_delta(df: DataFrame, path: Path, *, partition_by: tuple[str, ...] = ()) -> None:
+def overwrite_delta(df: DataFrame, path: Path, *, partition_by: tuple[str, ...] = (),
+                    user_metadata: str | None = None) -> None:
     """Replace the table's contents in one Delta commit: a rerun converges to the same table,
-    and a writer that dies before the commit leaves the previous version in place."""
+    and a writer that dies before the commit leaves the previous version in place.
+    `user_metadata` is stored in the commit (`DESCRIBE HISTORY`'s userMetadata)."""
     writer = (
         df.write.format("delta")
         .mode("overwrite")
@@ -28,6 +30,8 @@ def overwrite_delta(df: DataFrame, path: Path, *, partition_by: tuple[str, ...] 
     )
     for key, value in DELTA_TABLE_PROPERTIES.items():
         writer = writer.option(key, value)
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(str(path))

@@ -32,20 +32,25 @@ DEFAULT_HORIZON = timedelta(hours=24)
 ACTIVE_DAYS = 7
 
 
-def prepare_truncated_input(world_dir: Path, eval_dir: Path, *, cutoff: datetime) -> tuple[Path, str]:
-    """Write the world's raw tables as known at `cutoff` to `eval_dir/raw`; return it and a fingerprint."""
-    raw_dir = eval_dir / "raw"
-    if raw_dir.exists():
-        shutil.rmtree(raw_dir)
+def truncate_raw_input(raw_dir: Path, out_dir: Path, *, cutoff: datetime) -> tuple[Path, str]:
+    """Write the raw tables of `raw_dir` as known at `cutoff` to `out_dir`; return it and a fingerprint
+    of the input and the cut."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
     counts = []
     for table in RAW_TABLES:
-        rows = pq.read_table(world_dir / "raw" / table.name, schema=arrow_schema(table))
+        rows = pq.read_table(raw_dir / table.name, schema=arrow_schema(table))
         kept = truncate_raw_table(rows, table, cutoff=cutoff)
-        (raw_dir / table.name).mkdir(parents=True)
-        pq.write_table(kept, raw_dir / table.name / "part-00000.parquet")
-        counts.append(f"{table.name}={kept.num_rows}")
-    fingerprint = hashlib.sha256(f"{world_dir.resolve()}:{cutoff.isoformat()}:{','.join(counts)}".encode()).hexdigest()[:16]
-    return raw_dir, fingerprint
+        (out_dir / table.name).mkdir(parents=True)
+        pq.write_table(kept, out_dir / table.name / "part-00000.parquet")
+        counts.append(f"{table.name}={rows.num_rows}>{kept.num_rows}")
+    fingerprint = hashlib.sha256(f"{raw_dir.resolve()}:{cutoff.isoformat()}:{','.join(counts)}".encode()).hexdigest()[:16]
+    return out_dir, fingerprint
+
+
+def prepare_truncated_input(world_dir: Path, eval_dir: Path, *, cutoff: datetime) -> tuple[Path, str]:
+    """Write the world's raw tables as known at `cutoff` to `eval_dir/raw`; return it and a fingerprint."""
+    return truncate_raw_input(world_dir / "raw", eval_dir / "raw", cutoff=cutoff)
 
 
 def _active_users(engagements: pa.Table, *, cutoff: datetime) -> pa.Array:

@@ -212,6 +212,28 @@ def cmd_eval_candidates(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- training set ----------------------------------------------------------------------------
+
+def cmd_training_set(args: argparse.Namespace) -> int:
+    from features.training_set import TrainingWindow
+    from orchestration.resources import resources_from_settings
+    from orchestration.training_set import build_training_set, latest_event_time
+
+    settings = _settings(args)
+    spark = resources_from_settings(settings)["spark"].get_session()
+    try:
+        build_time = (datetime.fromisoformat(args.as_of) if args.as_of
+                      else settings.as_of or latest_event_time(spark, settings.tables_dir))
+        window = TrainingWindow.ending_at(build_time, days=args.days, validation_days=args.validation_days,
+                                          test_days=args.test_days)
+        summary = build_training_set(settings, spark, window=window, rebuild=args.rebuild)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=None if args.json else 2, default=str))
+    return 0
+
+
 # --- features --------------------------------------------------------------------------------
 
 FEATURE_FIELDS = ("name", "entity", "dtype", "default", "description", "asset")
@@ -381,6 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
     p.set_defaults(func=cmd_eval_candidates)
+
+    p = with_warehouse(sub.add_parser(
+        "training-set", help="build the training_examples table: labelled impressions with point-in-time features"))
+    p.add_argument("--input", help="raw input folder the representations are rebuilt from "
+                                   "(default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
+    p.add_argument("--as-of", help="build time, ISO 8601 with offset (default: $HOMEFEED_AS_OF, else the newest "
+                                   "engagement in the warehouse); the window ends one label window earlier")
+    p.add_argument("--days", type=float, default=4.0,
+                   help="days of impressions in the window (default 4); the log must reach further back, "
+                        "since the representations are built from what came before the window")
+    p.add_argument("--validation-days", type=float, default=1.0, help="of which validation (default 1)")
+    p.add_argument("--test-days", type=float, default=1.0, help="and test, the last (default 1)")
+    p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the representations even if current")
+    p.set_defaults(func=cmd_training_set)
 
     p = sub.add_parser("features", help="list the feature registry (every feature table's columns)")
     p.add_argument("--json", action="store_true", help="JSON: the registry hash and one object per feature")

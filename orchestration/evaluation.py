@@ -74,19 +74,20 @@ def link_or_copy(src: str, dst: str) -> None:
 
 
 def build_eval_warehouse(settings: HomefeedSettings, *, raw_dir: Path, warehouse: Path, as_of: datetime,
-                         fingerprint: str, rebuild: bool = False) -> None:
-    """Build every asset from `raw_dir` into `warehouse` as of `as_of`, unless the warehouse's marker
-    says it was built from the same input (`fingerprint`) already."""
+                         fingerprint: str, rebuild: bool = False, selection: str | None = None) -> None:
+    """Build every asset (or `selection`) from `raw_dir` into `warehouse` as of `as_of`, unless the
+    warehouse's marker says it was built from the same input (`fingerprint`) already."""
     from orchestration.run import run_assets
 
     marker = warehouse / BUILD_MARKER
+    fingerprint = fingerprint if selection is None else f"{fingerprint}:{selection}"
     built = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
     if rebuild or not built:
         run_settings = settings.model_copy(update={"warehouse": warehouse, "raw_input": raw_dir, "as_of": as_of})
-        outcome = run_assets(run_settings)
+        outcome = run_assets(run_settings, selection=selection)
         if not outcome.success:
             failures = "; ".join(f"{f.step}: {f.message}" for f in outcome.failures)
-            raise RuntimeError(f"building the evaluation warehouse failed: {failures}")
+            raise RuntimeError(f"building the warehouse in {warehouse} failed: {failures}")
         marker.write_text(json.dumps({"fingerprint": fingerprint, "as_of": as_of.isoformat(),
                                       "step_seconds": outcome.step_seconds}))
 

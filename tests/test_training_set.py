@@ -180,3 +180,51 @@ def test_window_ending_at_leaves_a_full_label_window_and_checks_its_order():
         TrainingWindow(start=at(10).replace(tzinfo=None), end=at(20), validation_start=at(12), test_start=at(15))
     assert snapshot_days(at(18), at(48)) == [at(0), at(24)]
     assert snapshot_days(at(24), at(48.5)) == [at(24), at(48)]
+
+
+def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, capsys):
+    """`homefeed training-set` end to end: the representations come from the input cut at the window's
+    start, and the table holds one row per in-window impression counted here from the raw Parquet."""
+    import json
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from jobs.synthetic import WorldConfig, generate_world
+    from orchestration import cli
+    from orchestration.run import run_assets
+    from orchestration.training_set import representations_dir
+
+    config = WorldConfig(n_users=80, seed=5)
+    generate_world(config, out_dir=tmp_path / "world")
+    raw, warehouse = tmp_path / "world" / "raw", tmp_path / "warehouse"
+    built = run_assets(settings.model_copy(update={"raw_input": raw, "warehouse": warehouse}),
+                       selection="group:bronze or key:mutual_follows")
+    assert built.success, built.failures
+
+    code = cli.main(["training-set", "--input", str(raw), "--warehouse", str(warehouse), "--json",
+                     "--as-of", config.end_time.isoformat(), "--days", "3"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    summary = json.loads(out)
+    window = TrainingWindow.ending_at(config.end_time, days=3)
+    assert summary["window"] == window.as_dict()
+
+    engagements = pq.read_table(raw / "engagements").to_pandas()
+    tweets = pq.read_table(raw / "tweets", columns=["tweet_id", "author_id"]).to_pandas()
+    shown = engagements[engagements.action == "impression"].merge(tweets, on="tweet_id")
+    shown = shown[(shown.user_id != shown.author_id) & (shown.created_at >= window.start)
+                  & (shown.created_at < window.end)].drop_duplicates(["user_id", "tweet_id", "created_at"])
+    expected_rows = {
+        "train": int((shown.created_at < window.validation_start).sum()),
+        "validation": int(((shown.created_at >= window.validation_start) & (shown.created_at < window.test_start)).sum()),
+        "test": int((shown.created_at >= window.test_start).sum()),
+    }
+    assert summary["rows"] == expected_rows and min(expected_rows.values()) > 0
+
+    cut_raw = representations_dir(warehouse.resolve(), window.start) / "raw"
+    latest = pc.max(pq.read_table(cut_raw / "engagements").column("created_at")).as_py()
+    assert latest <= window.start
+    history = DeltaTable(str(warehouse / "tables" / "training_examples")).history(1)[0]
+    assert json.loads(history["userMetadata"])["representations_as_of"] == window.start.isoformat()

@@ -1,0 +1,106 @@
+"""`homefeed training-set`: the ranker's training examples, written as the Delta table `training_examples`.
+
+1. The representations (RealGraph, SimClusters, TwHIN) are rebuilt from the raw input truncated at
+   the window's start, into `WAREHOUSE/as_of/<start>/` (reused while the input and the cut are
+   the same), so that no learned table has seen the window's engagements.
+2. The examples are built from the warehouse's bronze tables (`features/training_set.py`) and
+   written to `WAREHOUSE/tables/training_examples`, with the window, the representations' build
+   time and the registry hash in the Delta commit's metadata and in the returned summary.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from features.labels import LABELS
+from features.registry import FEATURES, registry_hash
+from features.training_set import SPLITS, Representations, TrainingWindow, training_examples
+from jobs.delta_io import overwrite_delta, read_delta
+from orchestration.candidate_evaluation import truncate_raw_input
+from orchestration.evaluation import build_eval_warehouse
+from orchestration.settings import HomefeedSettings
+
+TRAINING_TABLE = "training_examples"
+# The groups whose tables the representations need (bronze feeds them; graph holds RealGraph).
+REPRESENTATION_SELECTION = "group:bronze or group:graph or group:simclusters or group:twhin"
+BRONZE_INPUTS = ("users", "follows", "mutual_follows", "tweets", "engagements", "social_actions")
+
+
+def representations_dir(warehouse: Path, as_of: datetime) -> Path:
+    return warehouse / "as_of" / as_of.strftime("%Y%m%dT%H%M%SZ")
+
+
+def build_representations(settings: HomefeedSettings, *, as_of: datetime, rebuild: bool = False) -> Path:
+    """Build the representation assets from the raw input as known at `as_of`; return the warehouse."""
+    side = representations_dir(settings.warehouse.resolve(), as_of)
+    raw_dir, fingerprint = truncate_raw_input(settings.raw_input, side / "raw", cutoff=as_of)
+    build_eval_warehouse(settings, raw_dir=raw_dir, warehouse=side / "warehouse", as_of=as_of,
+                         fingerprint=fingerprint, rebuild=rebuild, selection=REPRESENTATION_SELECTION)
+    return side / "warehouse"
+
+
+def latest_event_time(spark, tables_dir: Path) -> datetime:
+    """The newest engagement in the warehouse: the default build time of the training set."""
+    from datetime import timezone
+
+    from pyspark.sql import functions as F
+
+    latest = read_delta(spark, tables_dir / "engagements").agg(F.max("created_at")).first()[0]
+    if latest is None:
+        raise ValueError(f"{tables_dir / 'engagements'} is empty: nothing to build a training set from")
+    return latest.replace(tzinfo=timezone.utc) if latest.tzinfo is None else latest
+
+
+def _missing_tables(tables_dir: Path, names) -> list[str]:
+    return [name for name in names if not (tables_dir / name / "_delta_log").is_dir()]
+
+
+def build_training_set(settings: HomefeedSettings, spark, *, window: TrainingWindow, rebuild: bool = False) -> dict:
+    """Build and write `training_examples`; return a summary (rows and positives per split)."""
+    tables_dir = settings.warehouse.resolve() / "tables"
+    missing = _missing_tables(tables_dir, BRONZE_INPUTS)
+    if missing:
+        raise FileNotFoundError(
+            f"the warehouse {settings.warehouse} lacks {', '.join(missing)}: build them first "
+            "(`homefeed run --select 'group:bronze or key:mutual_follows'`)"
+        )
+    side_tables = build_representations(settings, as_of=window.start, rebuild=rebuild) / "tables"
+    if read_delta(spark, side_tables / "engagements").isEmpty():
+        raise ValueError(
+            f"no engagement is logged before the window's start {window.start.isoformat()}, so there is "
+            "nothing to build the representations from: shorten the window (--days) or move --as-of later"
+        )
+    representations = Representations(
+        as_of=window.start,
+        realgraph=read_delta(spark, side_tables / "realgraph"),
+        simclusters_interested_in=read_delta(spark, side_tables / "simclusters_interested_in"),
+        twhin_user_embeddings=read_delta(spark, side_tables / "twhin_user_embeddings"),
+        twhin_tweet_embeddings=read_delta(spark, side_tables / "twhin_tweet_embeddings"),
+    )
+    inputs = {name: read_delta(spark, tables_dir / name) for name in BRONZE_INPUTS}
+    examples = training_examples(**inputs, representations=representations, window=window)
+    provenance = {"window": window.as_dict(), "representations_as_of": window.start.isoformat(),
+                  "registry_hash": registry_hash(), "features": len(FEATURES)}
+    overwrite_delta(examples, tables_dir / TRAINING_TABLE, user_metadata=json.dumps(provenance))
+    return {**provenance, "table": str(tables_dir / TRAINING_TABLE), **split_summary(read_delta(spark, tables_dir / TRAINING_TABLE))}
+
+
+def split_summary(examples) -> dict:
+    """Rows, users and the positive rate of every label, per split."""
+    from pyspark.sql import functions as F
+
+    rows = examples.groupBy("split").agg(
+        F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
+        *[F.avg(label).alias(label) for label in LABELS],
+    ).collect()
+    by_split = {r["split"]: r for r in rows}
+    return {
+        "rows": {split: int(by_split[split]["rows"]) if split in by_split else 0 for split in SPLITS},
+        "users": {split: int(by_split[split]["users"]) if split in by_split else 0 for split in SPLITS},
+        "positive_rate": {
+            split: {label: round(float(by_split[split][label] or 0.0), 5) for label in LABELS}
+            for split in SPLITS if split in by_split
+        },
+    }
