@@ -53,12 +53,12 @@ def prepare_truncated_input(world_dir: Path, eval_dir: Path, *, cutoff: datetime
     return truncate_raw_input(world_dir / "raw", eval_dir / "raw", cutoff=cutoff)
 
 
-def _active_users(engagements: pa.Table, *, cutoff: datetime) -> pa.Array:
+def active_users(engagements: pa.Table, *, cutoff: datetime) -> pa.Array:
     """Users with any logged activity (impressions included) in the week before `cutoff`."""
     stamp = engagements.column("created_at")
     recent = pc.and_(pc.greater(stamp, pa.scalar(cutoff - timedelta(days=ACTIVE_DAYS), type=stamp.type)),
                      pc.less_equal(stamp, pa.scalar(cutoff, type=stamp.type)))
-    return pc.unique(engagements.filter(recent).column("user_id")).combine_chunks()
+    return pc.unique(engagements.filter(recent).column("user_id"))
 
 
 def evaluate_candidates(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
@@ -84,7 +84,7 @@ def evaluate_candidates(settings: HomefeedSettings, world_dir: Path, warehouse: 
         pool, heldout, built_engagements, built_tweets, cutoff=cutoff,
         freshness=timedelta(hours=CandidatesConfig().freshness_hours),
     )
-    summary = pool_size_summary(pool, _active_users(built_engagements, cutoff=cutoff))
+    summary = pool_size_summary(pool, active_users(built_engagements, cutoff=cutoff))
     union, baseline = recall["union"], recall["popularity_same_size"]
     return {
         "pool_recall": {name: round(value, 4) for name, value in recall.items()},

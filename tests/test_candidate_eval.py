@@ -115,3 +115,14 @@ def test_pool_size_summary():
     assert summary["pool_size"]["max"] == 2 and summary["pool_size"]["p50"] == 1.5
     assert summary["users_with_pool"] == 0.5
     assert summary["source_mix"] == {"in_network": round(2 / 3, 4), "popular": round(1 / 3, 4), "twhin": round(1 / 3, 4)}
+
+
+def test_active_users_are_those_logged_in_the_week_before_the_cutoff():
+    from orchestration.candidate_evaluation import active_users
+
+    # Two chunks, as a table read from several Parquet files arrives.
+    first = _engagements([(1, 10, "impression", 99), (2, 10, "like", 100 - 24 * 7 - 1)])
+    second = _engagements([(3, 11, "impression", 100.5), (4, 11, "click", 90), (1, 12, "like", 98)])
+    engagements = pa.concat_tables([first, second])
+    assert engagements.column("user_id").num_chunks == 2
+    assert sorted(active_users(engagements, cutoff=CUTOFF).to_pylist()) == [1, 4]
