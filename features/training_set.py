@@ -12,8 +12,11 @@ Point in time, feature by feature (no input stamped at or after the impression i
 * user-tweet features: the SimClusters dot product of the user's InterestedIn with the tweet's
   SimClusters embedding recomputed at each daily snapshot from the engagements before it, and the
   TwHIN cosine. InterestedIn, the RealGraph scores and the TwHIN embeddings are `Representations`
-  built from input truncated at the window's start (the caller builds them); a later build is
-  refused, since a model trained on the window's own engagements would leak its labels.
+  built from input truncated at a moment (the caller builds them): one build per snapshot day,
+  made at the day's first impression time (what serving sees: the latest daily build), or one for
+  the whole window, made at its start (cheaper; the tweets of later days mostly lack TwHIN
+  vectors). A build later than the first impression it would serve is refused, since a model
+  trained on the window's own engagements would leak its labels.
 * candidate-pool features (source flags and scores, pool rank, social proof) stay at their
   defaults: an impression does not record which source retrieved it.
 
@@ -23,6 +26,7 @@ full label window to collect actions (`TrainingWindow.ending_at`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import reduce
@@ -106,6 +110,33 @@ def snapshot_days(start: datetime, end: datetime) -> list[datetime]:
     return days
 
 
+def first_impression_of_day(day: datetime, window: TrainingWindow) -> datetime:
+    """The earliest impression time that a snapshot day's examples can have."""
+    return max(day, window.start)
+
+
+def representations_per_day(
+    representations: Representations | Mapping[datetime, Representations], *, days: list[datetime],
+    window: TrainingWindow,
+) -> dict[datetime, Representations]:
+    """Each snapshot day's representations; refuses a missing day or one built after the first
+    impression that would use it (a model trained on the window's own engagements leaks its labels)."""
+    if isinstance(representations, Representations):
+        representations = dict.fromkeys(days, representations)
+    missing = [day.isoformat() for day in days if day not in representations]
+    if missing:
+        raise ValueError(f"no representations for the snapshot days {', '.join(missing)}")
+    for day in days:
+        built, first = representations[day].as_of, first_impression_of_day(day, window)
+        if built > first:
+            raise ValueError(
+                f"representations built as of {built.isoformat()} are later than the impressions of "
+                f"{day.date()} they would serve (from {first.isoformat()}): they were trained on the window's "
+                "own engagements. Build them from input truncated at that time."
+            )
+    return {day: representations[day] for day in days}
+
+
 def _snapshot_of(time_column: str) -> Column:
     """The UTC midnight at or before the time (independent of the session time zone)."""
     micros = F.unix_micros(F.col(time_column))
@@ -186,20 +217,19 @@ def training_examples(
     tweets: DataFrame,
     engagements: DataFrame,
     social_actions: DataFrame,
-    representations: Representations,
+    representations: Representations | Mapping[datetime, Representations],
     *,
     window: TrainingWindow,
     label_config: LabelConfig = LabelConfig(),
     feature_config: FeatureConfig = DEFAULT_CONFIG,
 ) -> DataFrame:
     """(EXAMPLE_KEYS, LABELS, every registered feature as `<entity>__<name>` in registry order),
-    one row per impression in the window; see the module docstring for what each feature may read."""
-    if representations.as_of > window.start:
-        raise ValueError(
-            f"representations built as of {representations.as_of.isoformat()} are later than the training "
-            f"window's start {window.start.isoformat()}: they were trained on the window's own engagements. "
-            "Build them from input truncated at the window's start."
-        )
+    one row per impression in the window; see the module docstring for what each feature may read.
+
+    `representations`: one build for the whole window, or one per snapshot day (`snapshot_days`),
+    each built no later than the first impression that uses it."""
+    days = snapshot_days(window.start, window.end)
+    per_day_representations = representations_per_day(representations, days=days, window=window)
     labelled = impression_labels(engagements, tweets, start=window.start, end=window.end, config=label_config)
     examples = time_split(
         labelled.withColumn("snapshot_time", _snapshot_of("impression_time")),
@@ -209,8 +239,8 @@ def training_examples(
                   engagements=engagements, social_actions=social_actions)
     per_day = [
         _day_features(examples.where(F.col("snapshot_time") == F.lit(day)), day, **inputs,
-                      representations=representations, config=feature_config)
-        for day in snapshot_days(window.start, window.end)
+                      representations=per_day_representations[day], config=feature_config)
+        for day in days
     ]
     joined = reduce(lambda a, b: a.unionByName(b), per_day)
     with_tweet = _tweet_features_at_impressions(joined, tweets, engagements, window=window)

@@ -226,7 +226,8 @@ def cmd_training_set(args: argparse.Namespace) -> int:
                       else settings.as_of or latest_event_time(spark, settings.tables_dir))
         window = TrainingWindow.ending_at(build_time, days=args.days, validation_days=args.validation_days,
                                           test_days=args.test_days)
-        summary = build_training_set(settings, spark, window=window, rebuild=args.rebuild)
+        summary = build_training_set(settings, spark, window=window, daily=args.representations == "daily",
+                                     rebuild=args.rebuild)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -416,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-days", type=float, default=1.0, help="of which validation (default 1)")
     p.add_argument("--test-days", type=float, default=1.0, help="and test, the last (default 1)")
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
+    p.add_argument("--representations", choices=("daily", "window-start"), default="daily",
+                   help="rebuild RealGraph, SimClusters and TwHIN once per day of the window, as of its first "
+                        "impression (default: what serving sees), or once as of the window's start (cheaper)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the representations even if current")
     p.set_defaults(func=cmd_training_set)
 

@@ -64,6 +64,16 @@ class TwhinResource(dg.ConfigurableResource):
     seed: int = 0
 
 
+def settings_from_resources(spark: SparkResource, warehouse: WarehouseResource, twhin: TwhinResource) -> HomefeedSettings:
+    """The settings these resources were made from (for an asset that starts a run of its own)."""
+    return HomefeedSettings(
+        warehouse=Path(warehouse.path), raw_input=Path(warehouse.raw_input),
+        as_of=datetime.fromisoformat(warehouse.as_of) if warehouse.as_of else None,
+        spark_master=spark.master, cache_dir=Path(spark.cache_dir), spark_driver_memory=spark.driver_memory,
+        spark_shuffle_partitions=spark.shuffle_partitions, twhin_device=twhin.device, twhin_threads=twhin.threads,
+    )
+
+
 def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.ConfigurableResource]:
     return {
         "spark": SparkResource(

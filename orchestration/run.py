@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from orchestration.definitions import ALL_ASSETS
+from orchestration.jobs import DEFAULT_BUILD_SELECTION
 from orchestration.resources import resources_from_settings
 from orchestration.settings import HomefeedSettings
 
@@ -33,12 +34,13 @@ def run_assets(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
 ) -> RunOutcome:
-    """Materialize every asset (or `selection`, a Dagster asset selection string) in this process."""
+    """Materialize every asset of the default build (or `selection`, a Dagster asset selection
+    string) in this process."""
     instance = instance or dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         ALL_ASSETS,
         resources=resources_from_settings(settings),
-        selection=selection,
+        selection=selection or DEFAULT_BUILD_SELECTION,
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

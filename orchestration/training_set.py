@@ -1,11 +1,12 @@
 """`homefeed training-set`: the ranker's training examples, written as the Delta table `training_examples`.
 
 1. The representations (RealGraph, SimClusters, TwHIN) are rebuilt from the raw input truncated at
-   the window's start, into `WAREHOUSE/as_of/<start>/` (reused while the input and the cut are
-   the same), so that no learned table has seen the window's engagements.
+   the first impression time of each snapshot day (or once, at the window's start), each into
+   `WAREHOUSE/as_of/<time>/` (reused while the input and the cut are the same), so that no learned
+   table has seen the engagements of the impressions it serves.
 2. The examples are built from the warehouse's bronze tables (`features/training_set.py`) and
    written to `WAREHOUSE/tables/training_examples`, with the window, the representations' build
-   time and the registry hash in the Delta commit's metadata and in the returned summary.
+   times and the registry hash in the Delta commit's metadata and in the returned summary.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from pathlib import Path
 
 from features.labels import LABELS
 from features.registry import FEATURES, registry_hash
-from features.training_set import SPLITS, Representations, TrainingWindow, training_examples
+from features.training_set import (
+    SPLITS,
+    Representations,
+    TrainingWindow,
+    first_impression_of_day,
+    snapshot_days,
+    training_examples,
+)
 from jobs.delta_io import overwrite_delta, read_delta
 from orchestration.candidate_evaluation import truncate_raw_input
 from orchestration.evaluation import build_eval_warehouse
@@ -57,8 +65,10 @@ def _missing_tables(tables_dir: Path, names) -> list[str]:
     return [name for name in names if not (tables_dir / name / "_delta_log").is_dir()]
 
 
-def build_training_set(settings: HomefeedSettings, spark, *, window: TrainingWindow, rebuild: bool = False) -> dict:
-    """Build and write `training_examples`; return a summary (rows and positives per split)."""
+def build_training_set(settings: HomefeedSettings, spark, *, window: TrainingWindow, daily: bool = True,
+                       rebuild: bool = False) -> dict:
+    """Build and write `training_examples`; return a summary (rows and positives per split).
+    `daily`: one representation build per snapshot day (else one, at the window's start)."""
     tables_dir = settings.warehouse.resolve() / "tables"
     missing = _missing_tables(tables_dir, BRONZE_INPUTS)
     if missing:
@@ -66,25 +76,35 @@ def build_training_set(settings: HomefeedSettings, spark, *, window: TrainingWin
             f"the warehouse {settings.warehouse} lacks {', '.join(missing)}: build them first "
             "(`homefeed run --select 'group:bronze or key:mutual_follows'`)"
         )
-    side_tables = build_representations(settings, as_of=window.start, rebuild=rebuild) / "tables"
+    days = snapshot_days(window.start, window.end)
+    build_times = {day: first_impression_of_day(day, window) if daily else window.start for day in days}
+    built = {as_of: _representations(settings, spark, as_of=as_of, rebuild=rebuild)
+             for as_of in sorted(set(build_times.values()))}
+    inputs = {name: read_delta(spark, tables_dir / name) for name in BRONZE_INPUTS}
+    examples = training_examples(**inputs, representations={day: built[t] for day, t in build_times.items()},
+                                 window=window)
+    provenance = {"window": window.as_dict(), "representations": "daily" if daily else "window_start",
+                  "representations_as_of": [t.isoformat() for t in sorted(built)],
+                  "registry_hash": registry_hash(), "features": len(FEATURES)}
+    overwrite_delta(examples, tables_dir / TRAINING_TABLE, user_metadata=json.dumps(provenance))
+    written = read_delta(spark, tables_dir / TRAINING_TABLE)
+    return {**provenance, "table": str(tables_dir / TRAINING_TABLE), **split_summary(written)}
+
+
+def _representations(settings: HomefeedSettings, spark, *, as_of: datetime, rebuild: bool) -> Representations:
+    side_tables = build_representations(settings, as_of=as_of, rebuild=rebuild) / "tables"
     if read_delta(spark, side_tables / "engagements").isEmpty():
         raise ValueError(
-            f"no engagement is logged before the window's start {window.start.isoformat()}, so there is "
-            "nothing to build the representations from: shorten the window (--days) or move --as-of later"
+            f"no engagement is logged before {as_of.isoformat()}, so there is nothing to build the "
+            "representations from: shorten the window (--days) or move --as-of later"
         )
-    representations = Representations(
-        as_of=window.start,
+    return Representations(
+        as_of=as_of,
         realgraph=read_delta(spark, side_tables / "realgraph"),
         simclusters_interested_in=read_delta(spark, side_tables / "simclusters_interested_in"),
         twhin_user_embeddings=read_delta(spark, side_tables / "twhin_user_embeddings"),
         twhin_tweet_embeddings=read_delta(spark, side_tables / "twhin_tweet_embeddings"),
     )
-    inputs = {name: read_delta(spark, tables_dir / name) for name in BRONZE_INPUTS}
-    examples = training_examples(**inputs, representations=representations, window=window)
-    provenance = {"window": window.as_dict(), "representations_as_of": window.start.isoformat(),
-                  "registry_hash": registry_hash(), "features": len(FEATURES)}
-    overwrite_delta(examples, tables_dir / TRAINING_TABLE, user_metadata=json.dumps(provenance))
-    return {**provenance, "table": str(tables_dir / TRAINING_TABLE), **split_summary(read_delta(spark, tables_dir / TRAINING_TABLE))}
 
 
 def split_summary(examples) -> dict:

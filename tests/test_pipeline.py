@@ -48,6 +48,10 @@ def test_every_asset_materializes(built):
     expected = {t.name for t in RAW_TABLES} | {f"quarantine_{t.name}" for t in RAW_TABLES}
     assert expected <= set(outcome.materialized)
     assert {f"ingest_{t.name}" for t in RAW_TABLES} <= set(outcome.step_seconds)
+    # The default build reaches the feature tables; the training set runs on its own.
+    assert {"realgraph", "simclusters_interested_in", "twhin_user_embeddings", "candidates", "user_features",
+            "author_features", "tweet_features", "user_author_features", "user_tweet_features"} <= set(outcome.materialized)
+    assert "training_examples" not in outcome.materialized
 
 
 def test_tables_hold_the_valid_rows_and_quarantine_the_rest(built, spark):
@@ -145,7 +149,11 @@ def test_definitions_load_with_resources():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"users", "follows", "tweets", "engagements", "quarantine_users"} <= keys
     assert dg.AssetKey("users") in graph.get(dg.AssetKey("engagements")).parent_keys
-    assert definitions.resolve_job_def("build_all") is not None
+    build_all = definitions.resolve_job_def("build_all")
+    assert {"candidates", "user_tweet_features"} <= {k.to_user_string() for k in build_all.asset_layer.executable_asset_keys}
+    assert "training_examples" not in {k.to_user_string() for k in build_all.asset_layer.executable_asset_keys}
+    training = definitions.resolve_job_def("training_set")
+    assert {k.to_user_string() for k in training.asset_layer.executable_asset_keys} == {"training_examples"}
 
 
 def test_a_generated_world_meets_the_contract_entirely(settings, spark, tmp_path):

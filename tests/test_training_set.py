@@ -162,12 +162,38 @@ def test_no_feature_of_an_earlier_impression_sees_later_events(spark, examples):
     assert later[(1, 11, at(28))]["like"] == 1 and examples[(1, 11, at(28))]["like"] == 0
 
 
-def test_representations_built_after_the_window_start_are_refused(spark):
+def _build(spark, representations):
     f = _frames(spark, later=False)
-    with pytest.raises(ValueError, match="later than the training window's start"):
-        training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
-                          f["social_actions"], _representations(spark, as_of=WINDOW.start + timedelta(hours=1)),
-                          window=WINDOW)
+    return training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
+                             f["social_actions"], representations, window=WINDOW)
+
+
+def test_representations_built_after_the_impressions_they_serve_are_refused(spark):
+    with pytest.raises(ValueError, match="later than the impressions of 2026-10-01"):
+        _build(spark, _representations(spark, as_of=WINDOW.start + timedelta(hours=1)))
+    # Per day: the second day's build may be as late as its midnight, not later.
+    with pytest.raises(ValueError, match="later than the impressions of 2026-10-02"):
+        _build(spark, {at(0): _representations(spark), at(24): _representations(spark, as_of=at(25))})
+    with pytest.raises(ValueError, match="no representations for the snapshot days"):
+        _build(spark, {at(0): _representations(spark)})
+
+
+def test_each_snapshot_day_reads_its_own_representations(spark):
+    second_day = _representations(spark, as_of=at(24))
+    second_day = Representations(
+        as_of=second_day.as_of,
+        realgraph=spark.createDataFrame([(1, 2, 0.1, 1), (1, 4, 0.9, 2)],
+                                        "user_id bigint, author_id bigint, score double, rank int"),
+        simclusters_interested_in=second_day.simclusters_interested_in,
+        twhin_user_embeddings=second_day.twhin_user_embeddings,
+        twhin_tweet_embeddings=spark.createDataFrame([(13, [3.0, 0.0])], "tweet_id bigint, embedding array<float>"),
+    )
+    rows = {(r["tweet_id"], as_utc(r["impression_time"])): r
+            for r in _build(spark, {at(0): _representations(spark), at(24): second_day}).collect()}
+    assert rows[(10, at(21))]["user_author__realgraph_score"] == 0.7          # day 1: the first build
+    assert rows[(13, at(30))]["user_author__realgraph_score"] == 0.9          # day 2: its own build
+    assert rows[(13, at(30))]["user_tweet__twhin_cosine"] == pytest.approx(1.0)
+    assert rows[(12, at(44))]["user_tweet__has_twhin_embedding"] is False    # not in the second build
 
 
 def test_window_ending_at_leaves_a_full_label_window_and_checks_its_order():
@@ -204,12 +230,16 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     assert built.success, built.failures
 
     code = cli.main(["training-set", "--input", str(raw), "--warehouse", str(warehouse), "--json",
-                     "--as-of", config.end_time.isoformat(), "--days", "3"])
+                     "--as-of", config.end_time.isoformat(), "--days", "2", "--validation-days", "0.5",
+                     "--test-days", "0.5"])
     out = capsys.readouterr().out
     assert code == 0, out
     summary = json.loads(out)
-    window = TrainingWindow.ending_at(config.end_time, days=3)
+    window = TrainingWindow.ending_at(config.end_time, days=2, validation_days=0.5, test_days=0.5)
     assert summary["window"] == window.as_dict()
+    # One representation build per snapshot day, each at the day's first impression time.
+    build_times = [max(day, window.start) for day in snapshot_days(window.start, window.end)]
+    assert summary["representations_as_of"] == [t.isoformat() for t in build_times] and len(build_times) == 2
 
     engagements = pq.read_table(raw / "engagements").to_pandas()
     tweets = pq.read_table(raw / "tweets", columns=["tweet_id", "author_id"]).to_pandas()
@@ -223,8 +253,9 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     }
     assert summary["rows"] == expected_rows and min(expected_rows.values()) > 0
 
-    cut_raw = representations_dir(warehouse.resolve(), window.start) / "raw"
-    latest = pc.max(pq.read_table(cut_raw / "engagements").column("created_at")).as_py()
-    assert latest <= window.start
+    for built_at in build_times:
+        cut_raw = representations_dir(warehouse.resolve(), built_at) / "raw"
+        latest = pc.max(pq.read_table(cut_raw / "engagements").column("created_at")).as_py()
+        assert built_at - timedelta(hours=2) < latest <= built_at
     history = DeltaTable(str(warehouse / "tables" / "training_examples")).history(1)[0]
-    assert json.loads(history["userMetadata"])["representations_as_of"] == window.start.isoformat()
+    assert json.loads(history["userMetadata"])["representations_as_of"] == summary["representations_as_of"]
