@@ -205,9 +205,8 @@ def _tweet_features_at_impressions(examples: DataFrame, tweets: DataFrame, engag
         F.col("author__follower_count").alias("author_follower_count"),
         F.col("author__is_verified").alias("author_is_verified"),
     )
-    tweet_names = [f.name for f in features_for("tweet")]
-    renamed = [F.col(name).alias(f"tweet__{name}") for name in tweet_names]
-    return with_content.select(*[c for c in examples.columns], *renamed)
+    return with_content.select(*examples.columns,
+                               *[F.col(f.name).alias(f.qualified_name) for f in features_for("tweet")])
 
 
 def training_examples(

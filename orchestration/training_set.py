@@ -12,8 +12,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from features.labels import LABELS
 from features.registry import FEATURES, registry_hash
@@ -49,12 +52,8 @@ def build_representations(settings: HomefeedSettings, *, as_of: datetime, rebuil
     return side / "warehouse"
 
 
-def latest_event_time(spark, tables_dir: Path) -> datetime:
+def latest_event_time(spark: SparkSession, tables_dir: Path) -> datetime:
     """The newest engagement in the warehouse: the default build time of the training set."""
-    from datetime import timezone
-
-    from pyspark.sql import functions as F
-
     latest = read_delta(spark, tables_dir / "engagements").agg(F.max("created_at")).first()[0]
     if latest is None:
         raise ValueError(f"{tables_dir / 'engagements'} is empty: nothing to build a training set from")
@@ -65,7 +64,7 @@ def _missing_tables(tables_dir: Path, names) -> list[str]:
     return [name for name in names if not (tables_dir / name / "_delta_log").is_dir()]
 
 
-def build_training_set(settings: HomefeedSettings, spark, *, window: TrainingWindow, daily: bool = True,
+def build_training_set(settings: HomefeedSettings, spark: SparkSession, *, window: TrainingWindow, daily: bool = True,
                        rebuild: bool = False) -> dict:
     """Build and write `training_examples`; return a summary (rows and positives per split).
     `daily`: one representation build per snapshot day (else one, at the window's start)."""
@@ -91,7 +90,7 @@ def build_training_set(settings: HomefeedSettings, spark, *, window: TrainingWin
     return {**provenance, "table": str(tables_dir / TRAINING_TABLE), **split_summary(written)}
 
 
-def _representations(settings: HomefeedSettings, spark, *, as_of: datetime, rebuild: bool) -> Representations:
+def _representations(settings: HomefeedSettings, spark: SparkSession, *, as_of: datetime, rebuild: bool) -> Representations:
     side_tables = build_representations(settings, as_of=as_of, rebuild=rebuild) / "tables"
     if read_delta(spark, side_tables / "engagements").isEmpty():
         raise ValueError(
@@ -107,10 +106,8 @@ def _representations(settings: HomefeedSettings, spark, *, as_of: datetime, rebu
     )
 
 
-def split_summary(examples) -> dict:
+def split_summary(examples: DataFrame) -> dict:
     """Rows, users and the positive rate of every label, per split."""
-    from pyspark.sql import functions as F
-
     rows = examples.groupBy("split").agg(
         F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
         *[F.avg(label).alias(label) for label in LABELS],
