@@ -129,6 +129,13 @@ BASE_SPARK_CONF = {
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.driver.host": "127.0.0.1",
     "spark.ui.enabled": "false",
+    # The driver keeps every finished query's plan graph for the UI's history, even with the UI
+    # off; the feature and training-set plans are large, and a long process (a Dagster daemon, the
+    # test session) ran out of heap holding a thousand of them.
+    "spark.sql.ui.retainedExecutions": "20",
+    "spark.ui.retainedJobs": "100",
+    "spark.ui.retainedStages": "100",
+    "spark.ui.retainedTasks": "10000",
 }
 
 
