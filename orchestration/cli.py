@@ -22,10 +22,21 @@ DEFAULT_DEMO_DIR = Path("data/demo")
 
 
 def _settings(args: argparse.Namespace) -> HomefeedSettings:
-    return load_settings(
+    return with_world_build_time(load_settings(
         warehouse=getattr(args, "warehouse", None),
         raw_input=getattr(args, "input", None),
-    )
+    ))
+
+
+def with_world_build_time(settings: HomefeedSettings) -> HomefeedSettings:
+    """A build of a `homefeed generate` world (its `truth/` beside the raw input) defaults to the
+    world's end as its build time, not the wall clock: the world's tweets are weeks old today, and
+    every freshness window would be empty. HOMEFEED_AS_OF still wins."""
+    metadata = settings.raw_input.parent / "truth" / "metadata.json"
+    if settings.as_of is not None or not metadata.is_file():
+        return settings
+    end_time = datetime.fromisoformat(json.loads(metadata.read_text())["config"]["end_time"])
+    return settings.model_copy(update={"as_of": end_time})
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -91,7 +102,8 @@ def _run_and_report(settings: HomefeedSettings, *, selection: str | None, report
     from orchestration.run import run_assets
 
     started = time.monotonic()
-    print(f"building assets from {settings.raw_input} into {settings.tables_dir} "
+    build_time = settings.as_of.isoformat() if settings.as_of else "now"
+    print(f"building assets from {settings.raw_input} into {settings.tables_dir} as of {build_time} "
           f"(spark {settings.spark_master})", flush=True)
     outcome = run_assets(settings, selection=selection, instance=_dagster_instance())
     seconds = time.monotonic() - started
@@ -170,9 +182,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from jobs.synthetic import WorldConfig, generate_world
 
     out = Path(args.out)
-    settings = load_settings(warehouse=args.warehouse, raw_input=out / "raw")
     print(f"== 1/2 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
     summary = generate_world(WorldConfig(n_users=args.users, seed=args.seed), out_dir=out)
+    settings = with_world_build_time(load_settings(warehouse=args.warehouse, raw_input=out / "raw"))
     _print_row_counts(f"raw tables ({summary.seconds:.1f} s):", summary.rows_per_table)
     print("\n== 2/2 running every asset through Dagster", flush=True)
     return _run_and_report(settings, selection=None)

@@ -43,3 +43,20 @@ def test_duckdb_shell_runs_statements_from_stdin(tmp_path):
     assert shell.returncode == 0, shell.stderr
     assert "users" in shell.stdout
     assert "total\n-----\n6" in shell.stdout
+
+
+def test_a_generated_world_builds_as_of_its_end_unless_as_of_is_set(tmp_path):
+    import json
+    from datetime import datetime, timezone
+
+    from orchestration.settings import load_settings
+
+    (tmp_path / "world" / "truth").mkdir(parents=True)
+    (tmp_path / "world" / "truth" / "metadata.json").write_text(
+        json.dumps({"config": {"end_time": "2026-11-01T00:00:00+00:00"}}))
+    world = load_settings(raw_input=tmp_path / "world" / "raw").model_copy(update={"as_of": None})
+    assert cli.with_world_build_time(world).as_of == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    chosen = datetime(2026, 10, 30, tzinfo=timezone.utc)
+    assert cli.with_world_build_time(world.model_copy(update={"as_of": chosen})).as_of == chosen
+    elsewhere = world.model_copy(update={"raw_input": tmp_path / "other" / "raw"})
+    assert cli.with_world_build_time(elsewhere).as_of is None
