@@ -28,7 +28,7 @@ from features.training_set import (
     snapshot_days,
     training_examples,
 )
-from jobs.delta_io import overwrite_delta, read_delta
+from jobs.delta_io import is_delta_table, overwrite_delta, read_delta
 from orchestration.candidate_evaluation import truncate_raw_input
 from orchestration.evaluation import build_eval_warehouse
 from orchestration.settings import HomefeedSettings
@@ -60,16 +60,12 @@ def latest_event_time(spark: SparkSession, tables_dir: Path) -> datetime:
     return latest.replace(tzinfo=timezone.utc) if latest.tzinfo is None else latest
 
 
-def _missing_tables(tables_dir: Path, names) -> list[str]:
-    return [name for name in names if not (tables_dir / name / "_delta_log").is_dir()]
-
-
 def build_training_set(settings: HomefeedSettings, spark: SparkSession, *, window: TrainingWindow, daily: bool = True,
                        rebuild: bool = False) -> dict:
     """Build and write `training_examples`; return a summary (rows and positives per split).
     `daily`: one representation build per snapshot day (else one, at the window's start)."""
-    tables_dir = settings.warehouse.resolve() / "tables"
-    missing = _missing_tables(tables_dir, BRONZE_INPUTS)
+    tables_dir = settings.tables_dir
+    missing = [name for name in BRONZE_INPUTS if not is_delta_table(tables_dir / name)]
     if missing:
         raise FileNotFoundError(
             f"the warehouse {settings.warehouse} lacks {', '.join(missing)}: build them first "

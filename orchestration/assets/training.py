@@ -1,12 +1,10 @@
 """The training set as a Dagster asset: `training_examples` (group `training`).
 
 Not part of the default build (`homefeed run`, `homefeed demo`, the `build_all` job): it rebuilds the
-representations as of its window's start in a side warehouse, a second pass over the graph jobs.
+representations as of each day of its window in side warehouses, more passes over the graph jobs.
 Materialize it with the `training_set` job, `homefeed run --select group:training`, or
 `homefeed training-set`. See docs/training_set.md.
 """
-
-import json
 
 import dagster as dg
 
@@ -51,7 +49,6 @@ def training_examples_asset(
         "representations_as_of": dg.MetadataValue.json(summary["representations_as_of"]),
         "registry_hash": summary["registry_hash"],
         "features": summary["features"],
-        "summary": dg.MetadataValue.json(json.loads(json.dumps(summary, default=str))),
     })
 
 
