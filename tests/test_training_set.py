@@ -259,3 +259,14 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
         assert built_at - timedelta(hours=2) < latest <= built_at
     history = DeltaTable(str(warehouse / "tables" / "training_examples")).history(1)[0]
     assert json.loads(history["userMetadata"])["representations_as_of"] == summary["representations_as_of"]
+
+    # The Dagster asset (job `training_set`) with its default window: four daily builds, two reused.
+    asset_run = run_assets(settings.model_copy(update={"raw_input": raw, "warehouse": warehouse,
+                                                       "as_of": config.end_time}), selection="group:training")
+    assert asset_run.success, asset_run.failures
+    assert asset_run.materialized == ("training_examples",)
+    default_window = TrainingWindow.ending_at(config.end_time)
+    metadata = json.loads(DeltaTable(str(warehouse / "tables" / "training_examples")).history(1)[0]["userMetadata"])
+    assert metadata["window"] == default_window.as_dict()
+    assert metadata["representations_as_of"] == [
+        max(day, default_window.start).isoformat() for day in snapshot_days(default_window.start, default_window.end)]
