@@ -8,8 +8,6 @@ are removed from the raw input, every asset is built from the rest as of T into
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,30 +20,17 @@ from jobs.candidate_eval import (
     pool_recall,
     pool_size_summary,
     popularity_same_size_recall,
-    truncate_raw_table,
 )
-from jobs.contract import RAW_TABLES, arrow_schema
-from orchestration.evaluation import build_eval_warehouse, read_warehouse_table, world_end_time
+from orchestration.evaluation import (
+    build_eval_warehouse,
+    read_warehouse_table,
+    truncate_raw_input,
+    world_end_time,
+)
 from orchestration.settings import HomefeedSettings
 
 DEFAULT_HORIZON = timedelta(hours=24)
 ACTIVE_DAYS = 7
-
-
-def truncate_raw_input(raw_dir: Path, out_dir: Path, *, cutoff: datetime) -> tuple[Path, str]:
-    """Write the raw tables of `raw_dir` as known at `cutoff` to `out_dir`; return it and a fingerprint
-    of the input and the cut."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    counts = []
-    for table in RAW_TABLES:
-        rows = pq.read_table(raw_dir / table.name, schema=arrow_schema(table))
-        kept = truncate_raw_table(rows, table, cutoff=cutoff)
-        (out_dir / table.name).mkdir(parents=True)
-        pq.write_table(kept, out_dir / table.name / "part-00000.parquet")
-        counts.append(f"{table.name}={rows.num_rows}>{kept.num_rows}")
-    fingerprint = hashlib.sha256(f"{raw_dir.resolve()}:{cutoff.isoformat()}:{','.join(counts)}".encode()).hexdigest()[:16]
-    return out_dir, fingerprint
 
 
 def prepare_truncated_input(world_dir: Path, eval_dir: Path, *, cutoff: datetime) -> tuple[Path, str]:

@@ -32,11 +32,12 @@ def with_world_build_time(settings: HomefeedSettings) -> HomefeedSettings:
     """A build of a `homefeed generate` world (its `truth/` beside the raw input) defaults to the
     world's end as its build time, not the wall clock: the world's tweets are weeks old today, and
     every freshness window would be empty. HOMEFEED_AS_OF still wins."""
-    metadata = settings.raw_input.parent / "truth" / "metadata.json"
-    if settings.as_of is not None or not metadata.is_file():
+    from orchestration.evaluation import world_end_time
+
+    world = settings.raw_input.parent
+    if settings.as_of is not None or not (world / "truth" / "metadata.json").is_file():
         return settings
-    end_time = datetime.fromisoformat(json.loads(metadata.read_text())["config"]["end_time"])
-    return settings.model_copy(update={"as_of": end_time})
+    return settings.model_copy(update={"as_of": world_end_time(world)})
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -229,13 +230,13 @@ def cmd_eval_candidates(args: argparse.Namespace) -> int:
 def cmd_training_set(args: argparse.Namespace) -> int:
     from features.training_set import TrainingWindow
     from orchestration.resources import resources_from_settings
-    from orchestration.training_set import build_training_set, latest_event_time
+    from orchestration.training_set import build_training_set, training_build_time
 
     settings = _settings(args)
     spark = resources_from_settings(settings)["spark"].get_session()
     try:
-        build_time = (datetime.fromisoformat(args.as_of) if args.as_of
-                      else settings.as_of or latest_event_time(spark, settings.tables_dir))
+        as_of = datetime.fromisoformat(args.as_of) if args.as_of else settings.as_of
+        build_time = training_build_time(spark, settings.tables_dir, as_of)
         window = TrainingWindow.ending_at(build_time, days=args.days, validation_days=args.validation_days,
                                           test_days=args.test_days)
         summary = build_training_set(settings, spark, window=window, daily=args.representations == "daily",

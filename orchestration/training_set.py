@@ -29,8 +29,7 @@ from features.training_set import (
     training_examples,
 )
 from jobs.delta_io import is_delta_table, overwrite_delta, read_delta
-from orchestration.candidate_evaluation import truncate_raw_input
-from orchestration.evaluation import build_eval_warehouse
+from orchestration.evaluation import build_eval_warehouse, truncate_raw_input
 from orchestration.settings import HomefeedSettings
 
 TRAINING_TABLE = "training_examples"
@@ -52,8 +51,10 @@ def build_representations(settings: HomefeedSettings, *, as_of: datetime, rebuil
     return side / "warehouse"
 
 
-def latest_event_time(spark: SparkSession, tables_dir: Path) -> datetime:
-    """The newest engagement in the warehouse: the default build time of the training set."""
+def training_build_time(spark: SparkSession, tables_dir: Path, as_of: datetime | None) -> datetime:
+    """`as_of` when given, else the newest engagement in the warehouse."""
+    if as_of is not None:
+        return as_of
     latest = read_delta(spark, tables_dir / "engagements").agg(F.max("created_at")).first()[0]
     if latest is None:
         raise ValueError(f"{tables_dir / 'engagements'} is empty: nothing to build a training set from")

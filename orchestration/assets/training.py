@@ -10,7 +10,7 @@ import dagster as dg
 
 from features.training_set import TrainingWindow
 from orchestration.resources import SparkResource, TwhinResource, WarehouseResource, settings_from_resources
-from orchestration.training_set import BRONZE_INPUTS, TRAINING_TABLE, build_training_set, latest_event_time
+from orchestration.training_set import BRONZE_INPUTS, TRAINING_TABLE, build_training_set, training_build_time
 
 TRAINING_GROUP = "training"
 
@@ -34,7 +34,7 @@ def training_examples_asset(
     """One row per impression of the window: its labels and every registered feature as of the
     impression; time split into train / validation / test."""
     session = spark.get_session()
-    build_time = warehouse.now() if warehouse.as_of else latest_event_time(session, warehouse.tables_dir)
+    build_time = training_build_time(session, warehouse.tables_dir, warehouse.now() if warehouse.as_of else None)
     window = TrainingWindow.ending_at(build_time, days=config.days, validation_days=config.validation_days,
                                       test_days=config.test_days)
     context.log.info(f"training window {window.as_dict()}")
