@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 
 from features.labels import LABELS, LabelConfig, impression_labels, time_split
 from features.realtime import tweet_counts_before
-from features.registry import FEATURES, Feature, features_for, keys_of_asset
+from features.registry import FEATURES, features_for
 from features.tables import (
     DEFAULT_CONFIG,
     TWEET_ENGAGEMENT_COUNTS,
@@ -48,6 +48,7 @@ from features.tables import (
     user_features,
     user_tweet_features,
 )
+from features.vectors import qualified, with_default
 from jobs.simclusters import tweet_embeddings
 
 EXAMPLE_KEYS = ("user_id", "tweet_id", "author_id", "impression_time", "snapshot_time", "split")
@@ -143,17 +144,6 @@ def _snapshot_of(time_column: str) -> Column:
     return F.timestamp_micros(micros - F.pmod(micros, F.lit(MICROS_PER_DAY)))
 
 
-def _qualified(table: DataFrame, asset: str, entity: str) -> DataFrame:
-    """A feature table's keys, then its features renamed `<entity>__<name>`."""
-    return table.select(*keys_of_asset(asset),
-                        *[F.col(f.name).alias(f.qualified_name) for f in features_for(entity)])
-
-
-def _with_default(feature: Feature) -> Column:
-    name = feature.qualified_name
-    return F.coalesce(F.col(name).cast(feature.dtype), F.lit(feature.default).cast(feature.dtype)).alias(name)
-
-
 def _day_features(
     day_examples: DataFrame, day: datetime, *, users: DataFrame, follows: DataFrame, mutual_follows: DataFrame,
     tweets: DataFrame, engagements: DataFrame, social_actions: DataFrame, representations: Representations,
@@ -161,18 +151,18 @@ def _day_features(
 ) -> DataFrame:
     """One snapshot day's examples joined to the user, author, user-author and user-tweet features as of `day`."""
     pairs = day_examples.select("user_id", "author_id").distinct()
-    user = _qualified(user_features(users, follows, mutual_follows, tweets, engagements, social_actions, as_of=day),
+    user = qualified(user_features(users, follows, mutual_follows, tweets, engagements, social_actions, as_of=day),
                       "user_features", "user").join(pairs.select("user_id").distinct(), on="user_id", how="left_semi")
-    author = _qualified(author_features(users, follows, tweets, engagements, social_actions, as_of=day, config=config),
+    author = qualified(author_features(users, follows, tweets, engagements, social_actions, as_of=day, config=config),
                         "author_features", "author").join(pairs.select("author_id").distinct(), on="author_id",
                                                           how="left_semi")
-    user_author = _qualified(
+    user_author = qualified(
         user_author_features(follows, tweets, engagements, representations.realgraph, as_of=day, config=config),
         "user_author_features", "user_author",
     ).join(pairs, on=["user_id", "author_id"], how="left_semi")
     sc_tweets = tweet_embeddings(engagements.where(F.col("created_at") < F.lit(day)),
                                  representations.simclusters_interested_in, as_of=day, tweets=tweets)
-    user_tweet = _qualified(
+    user_tweet = qualified(
         user_tweet_features(day_examples.select("user_id", "tweet_id", "author_id").distinct(),
                             representations.simclusters_interested_in, sc_tweets,
                             representations.twhin_user_embeddings, representations.twhin_tweet_embeddings,
@@ -246,5 +236,5 @@ def training_examples(
     return with_tweet.select(
         *EXAMPLE_KEYS,
         *[F.col(label).cast("int").alias(label) for label in LABELS],
-        *[_with_default(feature) for feature in FEATURES],
+        *[with_default(feature) for feature in FEATURES],
     )

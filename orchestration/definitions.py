@@ -7,22 +7,23 @@ from orchestration.assets.features import FEATURE_ASSETS
 from orchestration.assets.graph import graph_assets
 from orchestration.assets.ingestion import ingestion_assets
 from orchestration.assets.simclusters import simclusters_assets
+from orchestration.assets.ranking import RANKING_ASSETS
 from orchestration.assets.training import TRAINING_ASSETS
 from orchestration.assets.twhin import twhin_assets
-from orchestration.jobs import build_all_job, ingest_job, training_set_job
+from orchestration.jobs import build_all_job, ingest_job, ranked_feeds_job, training_set_job
 from orchestration.resources import resources_from_settings
 from orchestration.settings import HomefeedSettings, load_settings
 
 ALL_ASSETS = [
     *ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets, *CANDIDATE_ASSETS, *FEATURE_ASSETS,
-    *TRAINING_ASSETS,
+    *TRAINING_ASSETS, *RANKING_ASSETS,
 ]
 
 
 def build_definitions(settings: HomefeedSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        jobs=[ingest_job, build_all_job, training_set_job],
+        jobs=[ingest_job, build_all_job, training_set_job, ranked_feeds_job],
         resources=resources_from_settings(settings),
     )
 

@@ -1,0 +1,99 @@
+"""The rankers and the precomputed feeds.
+
+`rankers` (group `training`): trains the light and heavy rankers on `training_examples`, registers
+both under `<warehouse>/models` and promotes each version that is not worse than the current one.
+`ranked_feeds` (group `ranking`): every user's candidate pool scored by the promoted models and
+shaped by the feed heuristics (docs/ranking.md). Neither is in the default build: training needs
+the training set, and the feeds need a promoted model.
+"""
+
+import dagster as dg
+
+from jobs.delta_io import overwrite_delta, read_delta
+from jobs.feed_heuristics import FeedHeuristics
+from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, ranked_feeds
+from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRankerConfig
+from models.light_ranker import LightRankerConfig
+from orchestration.assets import written_table_result
+from orchestration.assets.training import TRAINING_GROUP
+from orchestration.rankers import HEAVY_RANKER, LIGHT_RANKER, current_models, train_rankers
+from orchestration.resources import SparkResource, WarehouseResource
+from orchestration.training_set import TRAINING_TABLE
+
+RANKING_GROUP = "ranking"
+HEURISTICS = FeedHeuristics()
+
+
+class RankersParams(dg.Config):
+    seed: int = 0
+    heavy_max_epochs: int = HeavyRankerConfig.max_epochs
+    heavy_threads: int = 1
+    light_max_rounds: int = LightRankerConfig.max_rounds
+
+
+class RankedFeedsParams(dg.Config):
+    """`jobs.ranking.RankingConfig` and the heuristics of `jobs.feed_heuristics.FeedHeuristics`."""
+
+    light_keep: int = RankingConfig.light_keep
+    head_weights: dict[str, float] = dict(DEFAULT_HEAD_WEIGHTS)
+    max_rows: int = HEURISTICS.max_rows
+    author_diversity_decay: float = HEURISTICS.author_diversity_decay
+    author_diversity_floor: float = HEURISTICS.author_diversity_floor
+    out_of_network_scale: float = HEURISTICS.out_of_network_scale
+    reply_scale: float = HEURISTICS.reply_scale
+    page_size: int = HEURISTICS.page_size
+    in_network_cap: int = HEURISTICS.in_network_cap
+    out_of_network_cap: int = HEURISTICS.out_of_network_cap
+    max_out_of_network_in_a_row: int = HEURISTICS.max_out_of_network_in_a_row
+    fatigue_drop_days: float = HEURISTICS.fatigue_drop_days
+    fatigue_recovery_days: float = HEURISTICS.fatigue_recovery_days
+    fatigue_floor: float = HEURISTICS.fatigue_floor
+
+    def to_config(self) -> RankingConfig:
+        values = self.model_dump()
+        light_keep, weights = values.pop("light_keep"), values.pop("head_weights")
+        return RankingConfig(light_keep=light_keep, head_weights=weights, heuristics=FeedHeuristics(**values))
+
+
+@dg.asset(name="rankers", group_name=TRAINING_GROUP, kinds={"xgboost", "pytorch"}, deps=[TRAINING_TABLE])
+def rankers_asset(config: RankersParams, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The light (xgboost) and heavy (torch multi-task) rankers, registered and promoted when not worse."""
+    summary = train_rankers(
+        warehouse.tables_dir.parent,
+        light_config=LightRankerConfig(seed=config.seed, max_rounds=config.light_max_rounds),
+        heavy_config=HeavyRankerConfig(seed=config.seed, max_epochs=config.heavy_max_epochs,
+                                       num_threads=config.heavy_threads),
+    )
+    models = summary["models"]
+    return dg.MaterializeResult(metadata={
+        "training_window": dg.MetadataValue.json(summary["training_window"] or {}),
+        **{f"{name}_version": models[name]["version"] for name in models},
+        **{f"{name}_promoted": models[name]["promoted"] for name in models},
+        **{f"{name}_decision": models[name]["reason"] for name in models},
+        "heavy_validation_logloss": models[HEAVY_RANKER]["metrics"].get("validation_logloss"),
+        "light_validation_auc": models[LIGHT_RANKER]["metrics"].get("validation_auc"),
+    })
+
+
+@dg.asset(name="ranked_feeds", group_name=RANKING_GROUP, kinds={"spark", "delta"},
+          deps=["candidates", *FEATURE_TABLES, "engagements", "tweets", "rankers"])
+def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource,
+                       warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Each user's ranked For You feed (up to 200 rows): light-ranker prune, heavy-ranker scores, heuristics."""
+    session = spark.get_session()
+    read = lambda name: read_delta(session, warehouse.table_path(name))  # noqa: E731
+    models = current_models(warehouse.tables_dir.parent)
+    (light_dir, light_features), (heavy_dir, heavy_features) = models[LIGHT_RANKER], models[HEAVY_RANKER]
+    as_of = warehouse.now()
+    table = ranked_feeds(
+        read("candidates"), {name: read(name) for name in FEATURE_TABLES},
+        fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
+        light_model_dir=light_dir, light_features=light_features, heavy_model_dir=heavy_dir,
+        heavy_features=heavy_features, config=config.to_config(),
+    )
+    overwrite_delta(table, warehouse.table_path("ranked_feeds"))
+    return written_table_result(warehouse, "ranked_feeds", as_of=as_of.isoformat(),
+                                light_ranker=light_dir.name, heavy_ranker=heavy_dir.name)
+
+
+RANKING_ASSETS = [rankers_asset, ranked_feeds_asset]
