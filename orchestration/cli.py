@@ -225,6 +225,18 @@ def cmd_eval_candidates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_ranking(args: argparse.Namespace) -> int:
+    from orchestration.ranking_evaluation import evaluate_ranking
+
+    world = _synthetic_world(args.world)
+    if world is None:
+        return 2
+    result = evaluate_ranking(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
+                              days=args.days, rebuild=args.rebuild)
+    print(json.dumps(result, indent=None if args.json else 2, default=str))
+    return 0
+
+
 # --- training set ----------------------------------------------------------------------------
 
 def cmd_training_set(args: argparse.Namespace) -> int:
@@ -417,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
     p.set_defaults(func=cmd_eval_candidates)
+    p = eval_sub.add_parser("ranking", help="heavy ranker heads vs the true probabilities, feed NDCG@35 vs baselines, "
+                                            "HTML report (JSON)")
+    p.add_argument("--world", required=True, help="a `homefeed generate` output directory")
+    p.add_argument("--warehouse", help="where the evaluation build goes (default: WORLD/eval-ranking/warehouse)")
+    p.add_argument("--days", type=float, default=5.0,
+                   help="training window in days ending one label window before the world's end; the last "
+                        "day is the test split, the one before it validation")
+    p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
+    p.set_defaults(func=cmd_eval_ranking)
 
     p = with_warehouse(sub.add_parser(
         "training-set", help="build the training_examples table: labelled impressions with point-in-time features"))

@@ -78,10 +78,18 @@ def impression_dwell_ms(rng: np.random.Generator, interest: np.ndarray, quality:
     return np.clip(np.exp(rng.normal(mu, 0.9)), 50, 600_000).astype(np.int32)
 
 
+# Click dwell: lognormal, log-median log(15 s) + 0.5 interest + 0.3 quality, sigma 1.
+CLICK_DWELL_MEDIAN_MS, CLICK_DWELL_INTEREST, CLICK_DWELL_QUALITY, CLICK_DWELL_SIGMA = 15_000.0, 0.5, 0.3, 1.0
+
+
+def click_dwell_log_mean(interest: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    return np.log(CLICK_DWELL_MEDIAN_MS) + CLICK_DWELL_INTEREST * interest + CLICK_DWELL_QUALITY * quality
+
+
 def click_dwell_ms(rng: np.random.Generator, interest: np.ndarray, quality: np.ndarray):
     """Time spent on the tweet's detail page after a click."""
-    mu = np.log(15_000.0) + 0.5 * interest + 0.3 * quality
-    return np.clip(np.exp(rng.normal(mu, 1.0)), 200, 3_600_000).astype(np.int32)
+    mu = click_dwell_log_mean(interest, quality)
+    return np.clip(np.exp(rng.normal(mu, CLICK_DWELL_SIGMA)), 200, 3_600_000).astype(np.int32)
 
 
 def model_json() -> dict:

@@ -1,0 +1,154 @@
+"""Batch ranking in Spark (jobs/ranking.py) and the `ranked_feeds` asset on a hand-made warehouse.
+
+The models are trained on random numbers: what is checked is the plumbing (features joined with
+their defaults, the light-ranker cut, the heavy ranker's probabilities equal to the model's own on
+the same vectors, fatigue, the heuristics' limits, the registry's refusals), not ranking quality.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from features.registry import FEATURES, features_of_asset, spark_schema_of
+from jobs.candidates import CANDIDATES_SCHEMA
+from jobs.delta_io import overwrite_delta
+from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, feature_vectors, ranked_feeds
+from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, RankerInputs, final_scores
+from models.heavy_ranker import train_heavy_ranker
+from models.light_ranker import LightRankerConfig, train_light_ranker
+from models.ranker_features import HEAVY_RANKER_FEATURES, LIGHT_RANKER_FEATURES
+from models.registry import FeatureHashMismatch, ModelRegistry
+from orchestration.rankers import HEAVY_RANKER, LIGHT_RANKER, current_models
+
+AS_OF = datetime(2026, 10, 1, tzinfo=timezone.utc)
+USERS, TWEETS_PER_USER = (1, 2), 8
+LIKES_24H = {1003: 40, 1005: 7}   # tweet_features rows for two tweets; every other tweet is at the defaults
+DEFAULTS = {f.qualified_name: float(f.default) for f in FEATURES}
+
+
+def candidate_rows():
+    rows = []
+    for user in USERS:
+        for i in range(TWEETS_PER_USER):
+            tweet = 1000 + 100 * (user - 1) + i
+            author = 50 + i % 4   # four authors, two tweets each
+            rows.append((user, tweet, author, AS_OF - timedelta(hours=i + 1), i + 1, ["in_network"] if i % 2 else ["twhin"],
+                         bool(i % 2), *[None] * 12, None, [7], 1, AS_OF))
+    return rows
+
+
+def _tweet_feature_row(schema, tweet: int, likes: int) -> tuple:
+    values = {f.name: f.default for f in features_of_asset("tweet_features")}
+    values.update(tweet_id=tweet, likes_24h=float(likes))
+    return tuple(values[field.name] for field in schema.fields)
+
+
+def write_warehouse(spark, warehouse):
+    tables = warehouse / "tables"
+    overwrite_delta(spark.createDataFrame(candidate_rows(), CANDIDATES_SCHEMA), tables / "candidates")
+    for asset in FEATURE_TABLES:
+        schema = spark_schema_of(asset)
+        rows = [_tweet_feature_row(schema, tweet, likes) for tweet, likes in LIKES_24H.items()] \
+            if asset == "tweet_features" else []
+        overwrite_delta(spark.createDataFrame(rows, schema), tables / asset)
+    # User 1 said "not interested" to author 51 three days ago: 51 is dropped from user 1's feed.
+    overwrite_delta(spark.createDataFrame([(1, 1001, "not_interested", AS_OF - timedelta(days=3))],
+                                          "user_id long, tweet_id long, action string, created_at timestamp"),
+                    tables / "engagements")
+    overwrite_delta(spark.createDataFrame([(r[1], r[2]) for r in candidate_rows()], "tweet_id long, author_id long"),
+                    tables / "tweets")
+
+
+def register_models(warehouse, *, heavy_features=HEAVY_RANKER_FEATURES):
+    rng = np.random.default_rng(0)
+    registry = ModelRegistry.under(warehouse)
+
+    def inputs(rows):
+        return RankerInputs(dense=rng.normal(size=(rows, len(heavy_features))).astype(np.float32),
+                            user_ids=rng.integers(1, 9, rows), author_ids=rng.integers(1, 9, rows),
+                            labels=(rng.random((rows, 9)) < 0.2).astype(np.float32))
+
+    heavy = train_heavy_ranker(inputs(300), inputs(100), feature_names=heavy_features,
+                               config=HeavyRankerConfig(bottom_sizes=(8,), tower_size=4, max_epochs=1))
+    dense = rng.normal(size=(300, len(LIGHT_RANKER_FEATURES))).astype(np.float32)
+    light = train_light_ranker(dense[:200], (rng.random(200) < 0.3).astype(np.float32), dense[200:],
+                               (rng.random(100) < 0.3).astype(np.float32), feature_names=LIGHT_RANKER_FEATURES,
+                               config=LightRankerConfig(max_rounds=5))
+    for name, model in ((LIGHT_RANKER, light), (HEAVY_RANKER, heavy)):
+        version = registry.register(name, write_artifacts=model.save, feature_names=model.feature_names,
+                                    training_window={}, metrics={"validation_logloss": 1.0}, seed=0)
+        registry.promote(name, version.version, reason="test")
+    return heavy
+
+
+@pytest.fixture(scope="module")
+def warehouse(spark, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ranking_wh")
+    write_warehouse(spark, path)
+    return path, register_models(path)
+
+
+def _read(spark, warehouse, name):
+    return spark.read.format("delta").load(str(warehouse / "tables" / name))
+
+
+def test_feature_vectors_join_the_tables_and_fill_the_defaults(spark, warehouse):
+    path, _ = warehouse
+    pairs = _read(spark, path, "candidates").select("user_id", "tweet_id", "author_id")
+    vectors = feature_vectors(pairs, {a: _read(spark, path, a) for a in FEATURE_TABLES},
+                              ["tweet__likes_24h", "user__like_rate_7d", "user_author__follow_age_days"]).toPandas()
+    assert len(vectors) == len(USERS) * TWEETS_PER_USER
+    likes = dict(zip(vectors["tweet_id"], vectors["tweet__likes_24h"]))
+    assert likes[1003] == 40.0 and likes[1005] == 7.0 and likes[1000] == 0.0
+    assert (vectors["user_author__follow_age_days"] == -1.0).all()   # declared default -1
+
+
+def test_ranked_feeds_cut_score_and_shape_each_pool(spark, warehouse):
+    path, heavy = warehouse
+    read = lambda name: _read(spark, path, name)  # noqa: E731
+    models = current_models(path)
+    feeds = ranked_feeds(
+        read("candidates"), {a: read(a) for a in FEATURE_TABLES},
+        fatigue_days(read("engagements"), read("tweets"), as_of=AS_OF),
+        light_model_dir=models[LIGHT_RANKER][0], light_features=models[LIGHT_RANKER][1],
+        heavy_model_dir=models[HEAVY_RANKER][0], heavy_features=models[HEAVY_RANKER][1],
+        config=RankingConfig(light_keep=6),
+    ).toPandas()
+    per_user = feeds.groupby("user_id")
+    # user 2: the light ranker keeps 6 of 8; user 1: 6 kept minus author 51's tweets among them.
+    assert per_user.size()[2] == 6
+    assert 51 not in set(feeds[feeds.user_id == 1]["author_id"]) and per_user.size()[1] <= 6
+    for _, rows in per_user:
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
+    # The heavy ranker's probabilities, recomputed here from the model on hand-built vectors.
+    dense = np.tile(np.array([DEFAULTS[n] for n in HEAVY_RANKER_FEATURES], dtype=np.float32), (len(feeds), 1))
+    likes = HEAVY_RANKER_FEATURES.index("tweet__likes_24h")
+    dense[:, likes] = [LIKES_24H.get(t, 0.0) for t in feeds["tweet_id"]]
+    expected = heavy.probabilities(RankerInputs(dense=dense, user_ids=feeds["user_id"].to_numpy(),
+                                                author_ids=feeds["author_id"].to_numpy()))
+    np.testing.assert_allclose(feeds["p_like"], expected[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(feeds["heavy_score"], final_scores(expected, heavy.heads, DEFAULT_HEAD_WEIGHTS),
+                               rtol=1e-5)
+    assert (feeds["sources"].map(len) == 1).all() and (feeds["social_proof_count"] == 1).all()
+
+
+def test_ranked_feeds_asset_writes_the_table(settings, spark, warehouse):
+    from orchestration.run import run_assets
+
+    path, _ = warehouse
+    outcome = run_assets(settings.model_copy(update={"warehouse": path, "as_of": AS_OF}), selection="key:ranked_feeds")
+    assert outcome.success, outcome.failures
+    table = _read(spark, path, "ranked_feeds").toPandas()
+    assert set(table["user_id"]) == set(USERS) and table.groupby("user_id").size().max() <= 200
+    assert 51 not in set(table[table.user_id == 1]["author_id"])
+
+
+def test_batch_scoring_refuses_a_model_trained_on_other_features(tmp_path):
+    register_models(tmp_path, heavy_features=HEAVY_RANKER_FEATURES[:-1])
+    with pytest.raises(FeatureHashMismatch):
+        current_models(tmp_path)
+    with pytest.raises(LookupError, match="no promoted"):
+        current_models(tmp_path / "empty")
