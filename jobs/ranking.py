@@ -199,6 +199,32 @@ def apply_heuristics(scored: DataFrame, fatigue: DataFrame, *, heuristics: FeedH
     return rows.groupBy("user_id").applyInPandas(rank, RANKED_FEEDS_SCHEMA)
 
 
+def light_ranker_recall(candidates: DataFrame, tables: Mapping[str, DataFrame], *, light_model_dir: Path,
+                        light_features: Sequence[str], heavy_model_dir: Path, heavy_features: Sequence[str],
+                        weights: Mapping[str, float], keep: int, top: int = 100, sample_users: int = 200) -> dict:
+    """How much of the heavy ranker's top `top` per user survives the light ranker's cut to `keep`,
+    on a sample of users (hash order, so the same users each run) whose whole pools the heavy ranker
+    scores: the share of (user, top tweet) pairs kept, and the mean over users."""
+    pairs = candidates.select(*CARRIED)
+    users = pairs.select("user_id").distinct().orderBy(F.xxhash64("user_id"), "user_id").limit(sample_users)
+    sample = pairs.join(users, on="user_id", how="left_semi")
+    light = light_scores(feature_vectors(sample, tables, light_features), model_dir=light_model_dir,
+                         feature_names=light_features).select(*CARRIED, "light_score")
+    heavy = heavy_scores(feature_vectors(light, tables, heavy_features), model_dir=heavy_model_dir,
+                         feature_names=heavy_features, weights=weights)
+    by = lambda column: Window.partitionBy("user_id").orderBy(F.col(column).desc(), F.col("tweet_id"))  # noqa: E731
+    ranked = (heavy.withColumn("_light", F.row_number().over(by("light_score")))
+              .withColumn("_heavy", F.row_number().over(by("heavy_score")))
+              .where(F.col("_heavy") <= top)
+              .groupBy("user_id").agg(F.avg((F.col("_light") <= keep).cast("double")).alias("_recall"),
+                                       F.sum((F.col("_light") <= keep).cast("long")).alias("_kept"),
+                                       F.count(F.lit(1)).alias("_top")))
+    row = ranked.agg(F.avg("_recall"), F.sum("_kept"), F.sum("_top"), F.count(F.lit(1))).first()
+    return {"mean_user_recall": None if row[0] is None else round(float(row[0]), 4),
+            "pair_recall": None if not row[2] else round(int(row[1]) / int(row[2]), 4),
+            "users": int(row[3]), "keep": keep, "top": top}
+
+
 def ranked_feeds(candidates: DataFrame, tables: Mapping[str, DataFrame], fatigue: DataFrame, *,
                  light_model_dir: Path, light_features: Sequence[str], heavy_model_dir: Path,
                  heavy_features: Sequence[str], config: RankingConfig = RankingConfig()) -> DataFrame:

@@ -8,7 +8,7 @@
    probabilities of the same impressions (`truth/impressions`).
 4. Feeds: each user's test impressions are the pool, the gain of a row is the engagement value of
    what the user did (`jobs.ranking_eval`). Orderings compared: the ranked feed (heavy ranker +
-   heuristics), reverse-chronological in-network, popularity at the impression (engagements in the
+   heuristics), the heavy ranker's score alone (what the heuristics cost), reverse-chronological in-network, popularity at the impression (engagements in the
    last 24 h), Spark MLlib ALS on the training engagements (user x author: the test day's tweets
    are new, so items are their authors) and the oracle (the true expected value).
 5. A self-contained HTML report in the warehouse (`models.report`).
@@ -40,7 +40,7 @@ from orchestration.settings import HomefeedSettings
 from orchestration.training_set import TRAINING_TABLE, build_training_set
 
 FEED_K = 35
-METHODS = ("ranked", "reverse_chron", "popularity", "als", "oracle")
+METHODS = ("ranked", "heavy_ranker_only", "reverse_chron", "popularity", "als", "oracle")
 # Head -> the world's true probability column (good_click and reply_engaged_by_author are derived below).
 TRUE_PROBABILITY = {
     "like": "p_like", "retweet": "p_retweet", "reply": "p_reply", "good_profile_click": "p_profile_click",
@@ -206,6 +206,7 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
                 .select("user_id", "author_id").toPandas())
     orderings = {
         "ranked": ranked_feed_positions(pool, heavy_score, heuristics),
+        "heavy_ranker_only": positions(pool, heavy_score),
         "reverse_chron": positions(pool, created.astype("int64").to_numpy(float), ranked=pool["is_in_network"].to_numpy()),
         "popularity": positions(pool, popularity),
         "als": positions(pool, als_scores(spark, positive, pool)),

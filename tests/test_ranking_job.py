@@ -15,7 +15,14 @@ import pytest
 from features.registry import FEATURES, features_of_asset, spark_schema_of
 from jobs.candidates import CANDIDATES_SCHEMA
 from jobs.delta_io import overwrite_delta
-from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, feature_vectors, ranked_feeds
+from jobs.ranking import (
+    FEATURE_TABLES,
+    RankingConfig,
+    fatigue_days,
+    feature_vectors,
+    light_ranker_recall,
+    ranked_feeds,
+)
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, RankerInputs, final_scores
 from models.heavy_ranker import train_heavy_ranker
 from models.light_ranker import LightRankerConfig, train_light_ranker
@@ -152,3 +159,17 @@ def test_batch_scoring_refuses_a_model_trained_on_other_features(tmp_path):
         current_models(tmp_path)
     with pytest.raises(LookupError, match="no promoted"):
         current_models(tmp_path / "empty")
+
+
+def test_light_ranker_recall_of_the_heavy_top(spark, warehouse):
+    path, _ = warehouse
+    models = current_models(path)
+    args = dict(light_model_dir=models[LIGHT_RANKER][0], light_features=models[LIGHT_RANKER][1],
+                heavy_model_dir=models[HEAVY_RANKER][0], heavy_features=models[HEAVY_RANKER][1],
+                weights=DEFAULT_HEAD_WEIGHTS)
+    candidates, tables = _read(spark, path, "candidates"), {a: _read(spark, path, a) for a in FEATURE_TABLES}
+    # Keeping the whole pool keeps all of the heavy top; keeping 1 of 8 keeps 1 of each user's 8.
+    assert light_ranker_recall(candidates, tables, **args, keep=8, top=3)["pair_recall"] == 1.0
+    one = light_ranker_recall(candidates, tables, **args, keep=1, top=8)
+    assert one["pair_recall"] == pytest.approx(2 / 16) and one["users"] == 2
+    assert one["mean_user_recall"] == pytest.approx(1 / 8)

@@ -11,7 +11,7 @@ import dagster as dg
 
 from jobs.delta_io import overwrite_delta, read_delta
 from jobs.feed_heuristics import FeedHeuristics
-from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, ranked_feeds
+from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, light_ranker_recall, ranked_feeds
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRankerConfig
 from models.light_ranker import LightRankerConfig
 from orchestration.assets import written_table_result
@@ -84,16 +84,19 @@ def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource,
     read = lambda name: read_delta(session, warehouse.table_path(name))  # noqa: E731
     models = current_models(warehouse.tables_dir.parent)
     (light_dir, light_features), (heavy_dir, heavy_features) = models[LIGHT_RANKER], models[HEAVY_RANKER]
-    as_of = warehouse.now()
-    table = ranked_feeds(
-        read("candidates"), {name: read(name) for name in FEATURE_TABLES},
-        fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
-        light_model_dir=light_dir, light_features=light_features, heavy_model_dir=heavy_dir,
-        heavy_features=heavy_features, config=config.to_config(),
-    )
+    as_of, ranking = warehouse.now(), config.to_config()
+    candidates, tables = read("candidates"), {name: read(name) for name in FEATURE_TABLES}
+    models = dict(light_model_dir=light_dir, light_features=light_features, heavy_model_dir=heavy_dir,
+                  heavy_features=heavy_features)
+    table = ranked_feeds(candidates, tables, fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
+                         **models, config=ranking)
     overwrite_delta(table, warehouse.table_path("ranked_feeds"))
-    return written_table_result(warehouse, "ranked_feeds", as_of=as_of.isoformat(),
-                                light_ranker=light_dir.name, heavy_ranker=heavy_dir.name)
+    recall = light_ranker_recall(candidates, tables, **models, weights=ranking.weights(), keep=ranking.light_keep)
+    return written_table_result(
+        warehouse, "ranked_feeds", as_of=as_of.isoformat(),
+        light_ranker=f"{light_dir.parent.name} {light_dir.name}", heavy_ranker=f"{heavy_dir.parent.name} {heavy_dir.name}",
+        light_ranker_recall_of_heavy_top_100=dg.MetadataValue.json(recall),
+    )
 
 
 RANKING_ASSETS = [rankers_asset, ranked_feeds_asset]
