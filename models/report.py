@@ -523,6 +523,7 @@ def write_ranking_report(path: Path, html: str) -> Path:
             fh.write(html)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is for anyone who can read the warehouse
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -226,6 +226,8 @@ def cmd_eval_candidates(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_ranking(args: argparse.Namespace) -> int:
+    if args.higgs:
+        return _eval_higgs_ranking(args)
     from orchestration.ranking_evaluation import evaluate_ranking
 
     world = _synthetic_world(args.world)
@@ -233,6 +235,26 @@ def cmd_eval_ranking(args: argparse.Namespace) -> int:
         return 2
     result = evaluate_ranking(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
                               days=args.days, rebuild=args.rebuild)
+    print(json.dumps(result, indent=None if args.json else 2, default=str))
+    return 0
+
+
+def _eval_higgs_ranking(args: argparse.Namespace) -> int:
+    from models.report import render_ranking_report, write_ranking_report
+    from orchestration.higgs_ranking_evaluation import evaluate_higgs_ranking
+    from orchestration.ranking_evaluation import REPORT_NAME
+    from orchestration.resources import resources_from_settings
+
+    imported = Path(args.higgs)
+    if not (imported / "raw" / "engagements").is_dir():
+        print(f"error: {imported} is not a `homefeed import-higgs` output (no raw/engagements)", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    result = evaluate_higgs_ranking(resources_from_settings(settings)["spark"].get_session(), imported)
+    out_dir = Path(args.warehouse) if args.warehouse else imported / "eval-ranking"
+    report = write_ranking_report(out_dir / REPORT_NAME,
+                                  render_ranking_report(result, title="homefeed ranking evaluation: Higgs"))
+    result["report"] = str(report)
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 
@@ -431,8 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_candidates)
     p = eval_sub.add_parser("ranking", help="heavy ranker heads vs the true probabilities, feed NDCG@35 vs baselines, "
                                             "HTML report (JSON)")
-    p.add_argument("--world", required=True, help="a `homefeed generate` output directory")
-    p.add_argument("--warehouse", help="where the evaluation build goes (default: WORLD/eval-ranking/warehouse)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--world", help="a `homefeed generate` output directory")
+    source.add_argument("--higgs", help="a `homefeed import-higgs` output directory: feed metrics only, authors as items")
+    p.add_argument("--warehouse", help="where the evaluation build goes (default: WORLD/eval-ranking/warehouse; "
+                                       "with --higgs, where the report goes: DIR/eval-ranking)")
     p.add_argument("--days", type=float, default=5.0,
                    help="training window in days ending one label window before the world's end; the last "
                         "day is the test split, the one before it validation")

@@ -57,3 +57,93 @@ def test_rows_a_method_does_not_rank_count_as_not_shown():
     got = feed_metrics(frame, np.array([1, np.nan, 2, 1, 2]), k=35)
     assert got["recall_at_35"] == pytest.approx(1 / 4)
     assert got["ndcg_at_35"] == pytest.approx((1 / math.log2(3)) / (3 + 1 / math.log2(3)), abs=1e-6)
+
+
+def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, capsys):
+    """`homefeed eval ranking` end to end on a tiny world: the JSON contract, the ceiling recomputed
+    here from the truth files, the report written, the models registered."""
+    import json
+
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from features.labels import LABELS
+    from jobs.graph_eval import roc_auc
+    from jobs.synthetic import WorldConfig, generate_world
+    from orchestration import cli
+
+    world = tmp_path / "world"
+    generate_world(WorldConfig(n_users=150, seed=11), out_dir=world)
+    code = cli.main(["eval", "ranking", "--world", str(world), "--days", "3", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out)
+    for head in LABELS:
+        assert {"auc", "auc_ceiling", "logloss", "ece"} <= set(result["heads"][head])
+    for method in ("ranked", "reverse_chron", "popularity", "als", "oracle"):
+        assert {"ndcg_at_35", "recall_at_35", "distinct_authors_at_35"} <= set(result["feed"][method])
+        assert 0.0 <= result["feed"][method]["ndcg_at_35"] <= 1.0
+    assert result["feed"]["reverse_chron"]["in_network_share_at_35"] == 1.0
+
+    warehouse = world / "eval-ranking" / "warehouse"
+    test = DeltaTable(str(warehouse / "tables" / "training_examples")).to_pandas(
+        columns=["user_id", "tweet_id", "impression_time", "split", "like"])
+    test = test[test["split"] == "test"]
+    truth = pq.read_table(world / "truth" / "impressions").to_pandas()
+    joined = test.merge(truth, left_on=["user_id", "tweet_id", "impression_time"],
+                        right_on=["user_id", "tweet_id", "impression_at"], how="left")
+    assert result["test_rows"] == len(test) and joined["p_like"].notna().all()
+    assert result["heads"]["like"]["auc_ceiling"] == pytest.approx(roc_auc(joined["like"], joined["p_like"]), abs=1e-6)
+
+    report = result["report"]
+    html = open(report).read()
+    assert report.endswith(".html") and html.count("<svg") >= len(LABELS)
+    manifest = json.loads((warehouse / "models" / "heavy_ranker" / "v0001" / "manifest.json").read_text())
+    assert manifest["training_window"] == result["window"] and manifest["seed"] == 0
+
+
+def _at(hours: float):
+    return pd.Timestamp("2012-07-01", tz="UTC") + pd.Timedelta(hours=hours)
+
+
+def test_higgs_gains_pools_and_pair_features_by_hand():
+    from orchestration.higgs_ranking_evaluation import gains, pair_features, pools
+
+    engagements = pd.DataFrame({
+        "user_id": [1, 1, 1, 2, 3, 1],
+        "author_id": [10, 10, 11, 10, 11, 11],
+        "action": ["retweet", "reply", "profile_click", "retweet", "retweet", "reply"],
+        "created_at": [_at(1), _at(2), _at(3), _at(4), _at(5), _at(30)],
+    })
+    follows = pd.DataFrame({"follower_id": [1, 12], "followee_id": [12, 1]})
+    got = gains(engagements, _at(0), _at(24)).set_index(["user_id", "author_id"])["gain"].to_dict()
+    assert got == {(1, 10): 1.0 + 13.5, (1, 11): 12.0, (2, 10): 1.0, (3, 11): 1.0}
+    history = engagements[engagements["created_at"] < _at(24)]
+    pool = pools(np.array([1]), history, follows)
+    # followee 12, engaged 10 and 11, popular (all of 10 and 11): no duplicates, never the user itself.
+    assert sorted(pool["author_id"]) == [10, 11, 12]
+    features = pair_features(pool, history, follows, cut=_at(24)).set_index("author_id")
+    assert features.loc[10, "retweets"] == 1 and features.loc[10, "replies"] == 1 and features.loc[10, "engagements"] == 2
+    assert features.loc[10, "hours_since_last"] == pytest.approx(22.0)
+    assert features.loc[10, "author_received"] == 3 and features.loc[10, "author_fans"] == 2
+    assert features.loc[12, "follows"] == 1.0 and features.loc[12, "followed_by"] == 1.0
+    assert features.loc[12, "engagements"] == 0 and features.loc[11, "user_given"] == 3
+
+
+def test_eval_ranking_on_a_higgs_style_import(spark, tmp_path, capsys):
+    """`--higgs` reads only raw engagements, tweets and follows: a generated world's raw tables stand in."""
+    import json
+
+    from jobs.synthetic import WorldConfig, generate_world
+    from orchestration import cli
+
+    generate_world(WorldConfig(n_users=120, seed=2), out_dir=tmp_path / "imported")
+    code = cli.main(["eval", "ranking", "--higgs", str(tmp_path / "imported"), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["items"] == "authors" and set(result["feed"]) == {"ranked", "reverse_chron", "popularity", "als"}
+    for metrics in result["feed"].values():
+        assert 0.0 <= metrics["ndcg_at_35"] <= 1.0 and metrics["users"] == result["test_users"] > 0
+    assert open(result["report"]).read().startswith("<!DOCTYPE html>")
+    assert cli.main(["eval", "ranking", "--higgs", str(tmp_path / "missing")]) == 2
