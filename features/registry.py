@@ -193,6 +193,8 @@ FEATURES: tuple[Feature, ...] = (
         ("simclusters_dot", "double", 0.0, "user InterestedIn . tweet SimClusters embedding"),
         ("twhin_cosine", "double", 0.0, "cosine of the user's and the tweet's TwHIN embeddings"),
         ("has_twhin_embedding", "boolean", False, "both TwHIN embeddings exist"),
+        ("content_affinity", "double", 0.0, "cosine of the tweet's words and hashtags with those of the tweets the "
+                                            "user engaged with in the last 28 days"),
         ("social_proof_count", "int", 0, "followees who engaged with the tweet (candidate pool)"),
         ("from_in_network", "boolean", False, "retrieved by the in-network source"),
         ("from_uteg", "boolean", False, "retrieved by UTEG"),

@@ -68,6 +68,8 @@ class FeatureConfig:
     reputation_window_days: float = 28.0
     reputation_prior_impressions: float = 100.0
     reputation_negative_weight: float = 5.0
+    # content_affinity reads the user's positive engagements of this many days before as_of.
+    content_profile_days: float = 28.0
     # user_tweet_features broadcasts the per-user vectors (SimClusters map + TwHIN embedding,
     # about 600 bytes a user) when there are at most this many TwHIN users.
     broadcast_user_vectors_max: int = 250_000
@@ -499,6 +501,36 @@ def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
     return _balanced_sum(terms)
 
 
+def tweet_tokens(tweets: DataFrame) -> DataFrame:
+    """(tweet_id, token): the distinct lower-cased words and hashtags of each tweet's text, @mentions
+    left out (they name accounts, not content)."""
+    words = F.split(F.trim(F.lower(F.regexp_replace(F.col("text"), "@\\S+", " "))), "\\s+")
+    return (tweets.where(F.col("text").isNotNull())
+            .select("tweet_id", F.explode(words).alias("token")).where(F.col("token") != "").distinct())
+
+
+def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame, *, as_of: datetime,
+                     config: FeatureConfig = DEFAULT_CONFIG) -> DataFrame:
+    """(user_id, tweet_id, content_affinity) for the distinct (user_id, tweet_id) of `pairs`: the cosine
+    of the tweet's token set with the user's token profile, the token counts over the tweets the user
+    engaged with positively in the `content_profile_days` before as_of. Pairs whose tweet has no text
+    or whose user has no profile are left out (the feature's default, 0)."""
+    _check_as_of(as_of)
+    tokens = tweet_tokens(tweets)
+    engaged = (_before(engagements, as_of).where(_is(*POSITIVE_ACTIONS) & _in_last(as_of, config.content_profile_days * 24))
+               .select("user_id", "tweet_id"))
+    profile = engaged.join(tokens, on="tweet_id", how="inner").groupBy("user_id", "token").agg(F.count(F.lit(1)).alias("_w"))
+    norms = profile.groupBy("user_id").agg(F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias("_user_norm"))
+    tweet_sizes = tokens.groupBy("tweet_id").agg(F.count(F.lit(1)).alias("_tokens"))
+    dots = (pairs.select("user_id", "tweet_id").distinct()
+            .join(tokens, on="tweet_id", how="inner")
+            .join(profile, on=["user_id", "token"], how="inner")
+            .groupBy("user_id", "tweet_id").agg(F.sum("_w").alias("_dot")))
+    return (dots.join(norms, on="user_id", how="inner").join(tweet_sizes, on="tweet_id", how="inner")
+            .select("user_id", "tweet_id",
+                    (F.col("_dot") / (F.col("_user_norm") * F.sqrt(F.col("_tokens")))).alias("content_affinity")))
+
+
 def user_tweet_features(
     pairs: DataFrame,
     simclusters_interested_in: DataFrame,
@@ -507,6 +539,8 @@ def user_tweet_features(
     twhin_tweet_embeddings: DataFrame,
     *,
     as_of: datetime,
+    tweets: DataFrame | None = None,
+    engagements: DataFrame | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> DataFrame:
     """One row per row of `pairs` (user_id, tweet_id, author_id and any of CANDIDATE_COLUMNS: the
@@ -524,7 +558,9 @@ def user_tweet_features(
     Two small aggregations run while the plan is built: the longest tweet vector and the number
     of TwHIN users (the user vectors are broadcast when there are at most
     `broadcast_user_vectors_max`). The inputs carry no event times: `as_of` is checked, and the
-    caller passes the snapshot of each input that belongs to it.
+    caller passes the snapshot of each input that belongs to it. content_affinity
+    (`content_affinity`) needs `tweets` and `engagements` (events before as_of are read); without
+    them it is left at its default.
     """
     _check_as_of(as_of)
     entries = F.struct(F.col("cluster_id").cast("int").alias("cluster_id"), F.col("score").cast("double").alias("score"))
@@ -533,19 +569,19 @@ def user_tweet_features(
     )
     tweet_clusters = simclusters_tweet_embeddings.groupBy("tweet_id").agg(F.collect_list(entries).alias("_tweet_sc"))
     tweet_length = int(simclusters_tweet_embeddings.groupBy("tweet_id").count().agg(F.max("count")).first()[0] or 0)
-    users = user_clusters.join(
+    user_vectors = user_clusters.join(
         twhin_user_embeddings.select("user_id", F.col("embedding").alias(TWHIN_VECTORS[0])), on="user_id", how="full"
     )
-    tweets = tweet_clusters.join(
+    tweet_vectors = tweet_clusters.join(
         twhin_tweet_embeddings.select("tweet_id", F.col("embedding").alias(TWHIN_VECTORS[1])), on="tweet_id", how="full"
     )
     if twhin_user_embeddings.count() <= config.broadcast_user_vectors_max:
-        users = F.broadcast(users)  # then the pairs are shuffled once, slim, by tweet_id
+        user_vectors = F.broadcast(user_vectors)  # then the pairs are shuffled once, slim, by tweet_id
     joined = (
         _with_candidate_columns(pairs)
         .select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
-        .join(tweets, on="tweet_id", how="left")
-        .join(users, on="user_id", how="left")
+        .join(tweet_vectors, on="tweet_id", how="left")
+        .join(user_vectors, on="user_id", how="left")
     )
     # ",innetwork,uteg," : one normalised string per row, then a substring test per source.
     names = F.concat(F.lit(","), F.lower(F.regexp_replace(F.array_join(F.col("sources"), ","), "[_\\- ]", "")), F.lit(","))
@@ -567,7 +603,10 @@ def user_tweet_features(
         [T.StructField(f.name, f.dataType, True) for f in scored.schema.fields if f.name not in TWHIN_VECTORS]
         + [T.StructField("twhin_cosine", T.DoubleType(), True), T.StructField("has_twhin_embedding", T.BooleanType(), True)]
     )
-    return registered(
-        scored.mapInArrow(_twhin_cosine_batches, with_cosine),
-        "user_tweet_features",
-    )
+    with_cosine_rows = scored.mapInArrow(_twhin_cosine_batches, with_cosine)
+    if tweets is not None and engagements is not None:
+        affinity = content_affinity(pairs, tweets, engagements, as_of=as_of, config=config)
+        with_cosine_rows = with_cosine_rows.join(affinity, on=["user_id", "tweet_id"], how="left")
+    else:
+        with_cosine_rows = with_cosine_rows.withColumn("content_affinity", F.lit(None).cast("double"))
+    return registered(with_cosine_rows, "user_tweet_features")

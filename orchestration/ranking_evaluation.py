@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.labels import LABELS
+from features.registry import registry_hash
 from features.training_set import TrainingWindow
 from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
 from jobs.graph_eval import roc_auc
@@ -151,8 +152,10 @@ def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window:
     local = settings.model_copy(update={"warehouse": warehouse, "raw_input": world_dir / "raw", "as_of": as_of})
     table_dir = local.tables_dir / TRAINING_TABLE
     if not rebuild and (table_dir / "_delta_log").is_dir():
-        _, metadata = read_training_examples(local.tables_dir)
-        if metadata.get("window") == window.as_dict():
+        from deltalake import DeltaTable
+
+        metadata = json.loads(DeltaTable(str(table_dir)).history(1)[0].get("userMetadata") or "{}")
+        if metadata.get("window") == window.as_dict() and metadata.get("registry_hash") == registry_hash():
             return
     spark = resources_from_settings(local)["spark"].get_session()
     build_training_set(local, spark, window=window, daily=True, rebuild=rebuild)

@@ -420,7 +420,7 @@ def test_feature_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_pat
     specs = {key.to_user_string(): spec for asset in FEATURE_ASSETS for key, spec in asset.specs_by_key.items()}
     assert {dep.asset_key.to_user_string() for dep in specs["user_tweet_features"].deps} == {
         "candidates", "simclusters_interested_in", "simclusters_tweet_embeddings",
-        "twhin_user_embeddings", "twhin_tweet_embeddings",
+        "twhin_user_embeddings", "twhin_tweet_embeddings", "tweets", "engagements",
     }
     assert all(spec.group_name == "features" for spec in specs.values())
 
@@ -449,3 +449,26 @@ def test_docs_list_every_feature_in_its_table_section():
         section = doc.split(f"#### {asset}\n")[1].split("\n#### ")[0]
         for feature in reg.features_of_asset(asset):
             assert f"| `{feature.name}` | {feature.dtype} |" in section, f"{asset}.{feature.name} missing from docs/features.md"
+
+
+def test_content_affinity_is_the_cosine_of_tokens_with_the_users_engaged_token_profile(spark):
+    import math
+
+    as_of = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    tweets = spark.createDataFrame(
+        [(1, "#Sports ball game"), (2, "ball @bob cooking"), (3, "#sports"), (4, None), (5, "ball ball")],
+        "tweet_id long, text string")
+    engagements = spark.createDataFrame([
+        (1, 1, "like", as_of - timedelta(days=1)),
+        (1, 3, "retweet", as_of - timedelta(days=2)),
+        (1, 3, "impression", as_of - timedelta(days=2)),      # not an engagement
+        (1, 2, "like", as_of),                                # at as_of: not before it
+        (1, 5, "like", as_of - timedelta(days=29)),           # older than the 28-day profile
+    ], "user_id long, tweet_id long, action string, created_at timestamp")
+    pairs = spark.createDataFrame([(1, 2), (1, 3), (1, 4), (2, 1)], "user_id long, tweet_id long")
+    got = {(r.user_id, r.tweet_id): r.content_affinity
+           for r in ft.content_affinity(pairs, tweets, engagements, as_of=as_of).collect()}
+    # Profile of user 1: #sports 2, ball 1, game 1 (norm sqrt 6); "@bob" is not a token.
+    assert set(got) == {(1, 2), (1, 3)}
+    assert got[(1, 2)] == pytest.approx(1 / (math.sqrt(6) * math.sqrt(2)))
+    assert got[(1, 3)] == pytest.approx(2 / math.sqrt(6))
