@@ -234,7 +234,7 @@ def cmd_eval_ranking(args: argparse.Namespace) -> int:
     if world is None:
         return 2
     result = evaluate_ranking(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
-                              days=args.days, rebuild=args.rebuild)
+                              days=args.days, daily=args.representations == "daily", rebuild=args.rebuild)
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 
@@ -461,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=5.0,
                    help="training window in days ending one label window before the world's end; the last "
                         "day is the test split, the one before it validation")
+    p.add_argument("--representations", choices=("daily", "window-start"), default="daily",
+                   help="the training set's representations: rebuilt for each day (as served), or once at the "
+                        "window's start (faster)")
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
     p.set_defaults(func=cmd_eval_ranking)

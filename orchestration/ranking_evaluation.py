@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from jobs.ranking_eval import engagement_value, feed_metrics, positions
 from jobs.synthetic.model import CLICK_DWELL_SIGMA, click_dwell_log_mean
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, final_scores, log_loss
 from models.light_ranker import LightRanker
+from models.ranker_features import feature_matrix
 from models.registry import ModelRegistry
 from models.report import expected_calibration_error, histogram, reliability_bins, render_ranking_report, write_ranking_report
 from orchestration.evaluation import build_eval_warehouse, world_end_time
@@ -142,7 +144,7 @@ def ranked_feed_positions(pool: pd.DataFrame, heavy_score: np.ndarray, heuristic
 
 
 def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window: TrainingWindow, *,
-           rebuild: bool) -> None:
+           daily: bool, rebuild: bool) -> None:
     from orchestration.resources import resources_from_settings
 
     as_of = world_end_time(world_dir)
@@ -155,32 +157,66 @@ def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window:
         from deltalake import DeltaTable
 
         metadata = json.loads(DeltaTable(str(table_dir)).history(1)[0].get("userMetadata") or "{}")
-        if metadata.get("window") == window.as_dict() and metadata.get("registry_hash") == registry_hash():
+        representations = "daily" if daily else "window_start"
+        if (metadata.get("window"), metadata.get("registry_hash"), metadata.get("representations")) == (
+                window.as_dict(), registry_hash(), representations):
             return
     spark = resources_from_settings(local)["spark"].get_session()
-    build_training_set(local, spark, window=window, daily=True, rebuild=rebuild)
+    build_training_set(local, spark, window=window, daily=daily, rebuild=rebuild)
+
+
+def test_pool(test: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
+    """The test impressions as pools: keys, in-network (the user follows the author), reply, gain."""
+    return pd.DataFrame({
+        "user_id": test["user_id"], "tweet_id": test["tweet_id"], "author_id": test["author_id"],
+        "is_in_network": test["user_author__follows_author"].astype(bool), "is_reply": test["tweet__is_reply"].astype(bool),
+        "gain": engagement_value(test[list(LABELS)], weights),
+    })
+
+
+def positive_engagements_before(spark, tables_dir: Path, moment: datetime) -> pd.DataFrame:
+    """(user_id, author_id) of every positive engagement before `moment` with someone else's tweet."""
+    from pyspark.sql import functions as F
+
+    engagements = spark.read.format("delta").load(str(tables_dir / "engagements"))
+    tweets = spark.read.format("delta").load(str(tables_dir / "tweets")).select("tweet_id", "author_id")
+    return (engagements.where(F.col("action").isin("like", "retweet", "reply", "quote", "click")
+                              & (F.col("created_at") < F.lit(moment)))
+            .join(tweets, on="tweet_id", how="inner").where(F.col("user_id") != F.col("author_id"))
+            .select("user_id", "author_id").toPandas())
+
+
+def baseline_orderings(spark, test: pd.DataFrame, pool: pd.DataFrame, *, tables_dir: Path, test_start: datetime,
+                       oracle_score: np.ndarray) -> dict[str, np.ndarray]:
+    """Positions of the reverse-chronological, popularity, ALS and oracle orderings of the pools."""
+    created = pd.to_datetime(test["impression_time"], utc=True) - pd.to_timedelta(test["tweet__age_hours"], unit="h")
+    popularity = (test["tweet__likes_24h"] + test["tweet__retweets_24h"] + test["tweet__replies_24h"]).to_numpy(float)
+    history = positive_engagements_before(spark, tables_dir, test_start)
+    return {
+        "reverse_chron": positions(pool, created.astype("int64").to_numpy(float), ranked=pool["is_in_network"].to_numpy()),
+        "popularity": positions(pool, popularity),
+        "als": positions(pool, als_scores(spark, history, pool)),
+        "oracle": positions(pool, oracle_score),
+    }
 
 
 def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
-                     days: float = 5.0, rebuild: bool = False, heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
+                     days: float = 5.0, daily: bool = True, rebuild: bool = False, heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
                      heuristics: FeedHeuristics = FeedHeuristics()) -> dict:
     """Build, train and measure (module docstring); returns the JSON result, whose `report` is the HTML path."""
-    from pyspark.sql import functions as F
-
     from orchestration.resources import resources_from_settings
 
     warehouse = (warehouse or world_dir / "eval-ranking" / "warehouse").resolve()
     window = TrainingWindow.ending_at(world_end_time(world_dir), days=days)
-    _build(settings, world_dir, warehouse, window, rebuild=rebuild)
+    _build(settings, world_dir, warehouse, window, daily=daily, rebuild=rebuild)
     trained = train_rankers(warehouse, heavy_config=heavy_config)
     registry = ModelRegistry.under(warehouse)
-    versions = {name: registry.get(name, trained["models"][name]["version"]) for name in (LIGHT_RANKER, HEAVY_RANKER)}
-    heavy, light = HeavyRanker.load(versions[HEAVY_RANKER].path), LightRanker.load(versions[LIGHT_RANKER].path)
+    heavy = HeavyRanker.load(registry.get(HEAVY_RANKER, trained["models"][HEAVY_RANKER]["version"]).path)
+    light = LightRanker.load(registry.get(LIGHT_RANKER, trained["models"][LIGHT_RANKER]["version"]).path)
 
     table, _ = read_training_examples(warehouse / "tables")
     test_table = split_of(table, "test")
-    test = test_table.to_pandas()
-    inputs = ranker_inputs(test_table)
+    test, inputs = test_table.to_pandas(), ranker_inputs(test_table)
     calibrated, uncalibrated = heavy.probabilities(inputs), heavy.probabilities(inputs, calibrated=False)
     train_labels = split_of(table, "train").select(["reply", "reply_engaged_by_author"]).to_pandas()
     reply_engaged_rate = float(train_labels["reply_engaged_by_author"].sum() / max(train_labels["reply"].sum(), 1))
@@ -191,33 +227,15 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
 
     weights = dict(DEFAULT_HEAD_WEIGHTS)
     heavy_score = final_scores(calibrated, heavy.heads, weights)
-    oracle_score = final_scores(true_probabilities.to_numpy(), LABELS, weights)
-    pool = pd.DataFrame({
-        "user_id": test["user_id"], "tweet_id": test["tweet_id"], "author_id": test["author_id"],
-        "is_in_network": test["user_author__follows_author"].astype(bool), "is_reply": test["tweet__is_reply"].astype(bool),
-        "gain": engagement_value(test[list(LABELS)], weights),
-    })
-    created = pd.to_datetime(test["impression_time"], utc=True) - pd.to_timedelta(test["tweet__age_hours"], unit="h")
-    popularity = (test["tweet__likes_24h"] + test["tweet__retweets_24h"] + test["tweet__replies_24h"]).to_numpy(float)
-
+    pool = test_pool(test, weights)
     spark = resources_from_settings(settings.model_copy(update={"warehouse": warehouse}))["spark"].get_session()
-    engagements = spark.read.format("delta").load(str(warehouse / "tables" / "engagements"))
-    tweets = spark.read.format("delta").load(str(warehouse / "tables" / "tweets")).select("tweet_id", "author_id")
-    positive = (engagements.where(F.col("action").isin("like", "retweet", "reply", "quote", "click")
-                                  & (F.col("created_at") < F.lit(window.test_start)))
-                .join(tweets, on="tweet_id", how="inner").where(F.col("user_id") != F.col("author_id"))
-                .select("user_id", "author_id").toPandas())
     orderings = {
         "ranked": ranked_feed_positions(pool, heavy_score, heuristics),
         "heavy_ranker_only": positions(pool, heavy_score),
-        "reverse_chron": positions(pool, created.astype("int64").to_numpy(float), ranked=pool["is_in_network"].to_numpy()),
-        "popularity": positions(pool, popularity),
-        "als": positions(pool, als_scores(spark, positive, pool)),
-        "oracle": positions(pool, oracle_score),
+        **baseline_orderings(spark, test, pool, tables_dir=warehouse / "tables", test_start=window.test_start,
+                             oracle_score=final_scores(true_probabilities.to_numpy(), LABELS, weights)),
     }
     feed = {method: feed_metrics(pool, orderings[method], k=FEED_K) for method in METHODS}
-    light_scores = light.predict(inputs.dense[:, [heavy.feature_names.index(n) for n in light.feature_names]]) \
-        if all(n in heavy.feature_names for n in light.feature_names) else None
     result = {
         "world": str(world_dir), "warehouse": str(warehouse), "window": window.as_dict(),
         "test_rows": int(len(test)), "test_users": int(test["user_id"].nunique()),
@@ -228,9 +246,10 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
         "light_ranker": trained["models"][LIGHT_RANKER]["metrics"],
         "ratios": _ratios(feed),
     }
+    engaged = pool["gain"].to_numpy() > 0
     score_histograms = {
-        "heavy score": _pos_neg_histograms(heavy_score, pool["gain"].to_numpy() > 0),
-        **({"light score": _pos_neg_histograms(light_scores, pool["gain"].to_numpy() > 0)} if light_scores is not None else {}),
+        "heavy score": _pos_neg_histograms(heavy_score, engaged),
+        "light score": _pos_neg_histograms(light.predict(feature_matrix(test_table, light.feature_names)), engaged),
     }
     report = write_ranking_report(warehouse / REPORT_NAME,
                                   render_ranking_report(result, calibration=calibration, score_histograms=score_histograms))

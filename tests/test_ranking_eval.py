@@ -74,7 +74,8 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
 
     world = tmp_path / "world"
     generate_world(WorldConfig(n_users=150, seed=11), out_dir=world)
-    code = cli.main(["eval", "ranking", "--world", str(world), "--days", "3", "--json"])
+    code = cli.main(["eval", "ranking", "--world", str(world), "--days", "3", "--representations", "window-start",
+                     "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out)
