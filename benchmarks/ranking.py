@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
 from benchmarks.measure import measure_command
-from models.heavy_ranker import HeavyRanker, HeavyRankerConfig, MultiTaskNet, RankerInputs, Standardizer
+from models.heavy_ranker import HeavyRanker, HeavyRankerConfig, MultiTaskNet, RankerInputs, Standardizer, hash_ids
 from models.ranker_features import HEAVY_RANKER_FEATURES
 
 
@@ -60,7 +60,7 @@ def heavy_ranker_throughput(rows: int, *, batch_size: int = 8192, seed: int = 0)
     inputs = RankerInputs(dense=rng.normal(size=(rows, n)).astype(np.float32),
                           user_ids=rng.integers(0, 10**9, rows), author_ids=rng.integers(0, 10**9, rows))
     dense = model.standardizer.transform(inputs.dense)
-    users, authors = inputs.user_ids % 2 ** config.id_hash_bits, inputs.author_ids % 2 ** config.id_hash_bits
+    users, authors = hash_ids(inputs.user_ids, config.id_hash_bits), hash_ids(inputs.author_ids, config.id_hash_bits)
 
     def network_pass() -> float:
         start = time.perf_counter()

@@ -518,12 +518,13 @@ def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame
     _check_as_of(as_of)
     tokens = tweet_tokens(tweets)
     engaged = (_before(engagements, as_of).where(_is(*POSITIVE_ACTIONS) & _in_last(as_of, config.content_profile_days * 24))
-               .select("user_id", "tweet_id"))
+               .select("user_id", "tweet_id").distinct())  # a tweet counts once, however many actions
     profile = engaged.join(tokens, on="tweet_id", how="inner").groupBy("user_id", "token").agg(F.count(F.lit(1)).alias("_w"))
     norms = profile.groupBy("user_id").agg(F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias("_user_norm"))
-    tweet_sizes = tokens.groupBy("tweet_id").agg(F.count(F.lit(1)).alias("_tokens"))
-    dots = (pairs.select("user_id", "tweet_id").distinct()
-            .join(tokens, on="tweet_id", how="inner")
+    pair_tokens = pairs.select("user_id", "tweet_id").distinct().join(tokens, on="tweet_id", how="inner")
+    tweet_sizes = (tokens.join(pairs.select("tweet_id").distinct(), on="tweet_id", how="left_semi")
+                   .groupBy("tweet_id").agg(F.count(F.lit(1)).alias("_tokens")))
+    dots = (pair_tokens
             .join(profile, on=["user_id", "token"], how="inner")
             .groupBy("user_id", "tweet_id").agg(F.sum("_w").alias("_dot")))
     return (dots.join(norms, on="user_id", how="inner").join(tweet_sizes, on="tweet_id", how="inner")

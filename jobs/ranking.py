@@ -21,18 +21,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.labels import LABELS
-from features.registry import FEATURES
+from features.registry import ASSETS, ENTITY_OF_ASSET, FEATURES, keys_of_asset
 from features.vectors import qualified, with_default
 from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
 
 HEAD_COLUMNS = tuple(f"p_{head}" for head in LABELS)
-FEATURE_TABLES = {  # asset -> (entity, join keys)
-    "user_features": ("user", ("user_id",)),
-    "author_features": ("author", ("author_id",)),
-    "tweet_features": ("tweet", ("tweet_id",)),
-    "user_author_features": ("user_author", ("user_id", "author_id")),
-    "user_tweet_features": ("user_tweet", ("user_id", "tweet_id")),
-}
+FEATURE_TABLES = {asset: (ENTITY_OF_ASSET[asset], keys_of_asset(asset)) for asset in ASSETS}  # asset -> (entity, keys)
 # Candidate columns carried from the pool to the feed.
 CARRIED = ("user_id", "tweet_id", "author_id", "tweet_created_at", "is_in_network", "sources",
            "social_proof_user_ids", "social_proof_count")
@@ -208,6 +202,9 @@ def light_ranker_recall(candidates: DataFrame, tables: Mapping[str, DataFrame], 
     pairs = candidates.select(*CARRIED)
     users = pairs.select("user_id").distinct().orderBy(F.xxhash64("user_id"), "user_id").limit(sample_users)
     sample = pairs.join(users, on="user_id", how="left_semi")
+    # Only the sampled users' rows of the per-user tables take part in the joins.
+    tables = {asset: table.join(users, on="user_id", how="left_semi") if "user_id" in FEATURE_TABLES[asset][1] else table
+              for asset, table in tables.items()}
     light = light_scores(feature_vectors(sample, tables, light_features), model_dir=light_model_dir,
                          feature_names=light_features).select(*CARRIED, "light_score")
     heavy = heavy_scores(feature_vectors(light, tables, heavy_features), model_dir=heavy_model_dir,

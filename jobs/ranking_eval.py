@@ -8,7 +8,7 @@ chronological leaves out-of-network tweets out) have none and count as not shown
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -68,9 +68,3 @@ def feed_metrics(pool: pd.DataFrame, position: np.ndarray, *, k: int = 35) -> di
 
 def _mean(series: pd.Series) -> float | None:
     return None if series.empty else round(float(series.mean()), 6)
-
-
-def compare_orderings(pool: pd.DataFrame, orderings: Mapping[str, np.ndarray], *, k: int = 35,
-                      methods: Sequence[str] | None = None) -> dict[str, dict]:
-    """`feed_metrics` of each named ordering of the same pool."""
-    return {name: feed_metrics(pool, orderings[name], k=k) for name in (methods or orderings)}

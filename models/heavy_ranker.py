@@ -120,21 +120,40 @@ class MultiTaskNet(nn.Module):
         return torch.cat([tower(shared) for tower in self.towers], dim=1)  # (rows, heads) logits
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 50) -> tuple[float, float]:
-    """(a, b) minimising the log loss of sigmoid(a·logit + b) by Newton's method (ridge 1e-6);
-    (1, 0) when the labels are all one class."""
-    if labels.min() == labels.max():
+def fit_platt(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 100) -> tuple[float, float]:
+    """(a, b) minimising the log loss of sigmoid(a·logit + b) against Platt's smoothed targets
+    ((N+ + 1) / (N+ + 2) for positives, 1 / (N- + 2) for negatives, which keeps a separable or tiny
+    sample from pushing a to infinity), by Newton steps with a backtracking line search. Falls back
+    to the identity (1, 0) for one-class labels or when the fit is not better than the identity."""
+    labels = np.asarray(labels, dtype=np.float64)
+    positives = labels.sum()
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
         return 1.0, 0.0
-    x = np.stack([logits.astype(np.float64), np.ones(len(logits))], axis=1)
+    target = np.where(labels > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    x = np.stack([np.asarray(logits, dtype=np.float64), np.ones(len(labels))], axis=1)
+
+    def loss(w: np.ndarray) -> float:
+        z = x @ w  # log(1 + e^z) - t·z, stable for large |z|
+        return float(np.mean(np.logaddexp(0.0, z) - target * z))
+
     w = np.array([1.0, 0.0])
+    current = loss(w)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        gradient = x.T @ (p - labels) + 1e-6 * w
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+        p = sigmoid(x @ w)
+        gradient = x.T @ (p - target) / len(labels)
+        hessian = (x * (p * (1 - p))[:, None]).T @ x / len(labels) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-9:
+        scale = 1.0
+        while scale > 1e-6 and loss(w - scale * step) > current:
+            scale /= 2
+        if scale <= 1e-6:
             break
+        w, previous, current = w - scale * step, current, loss(w - scale * step)
+        if previous - current < 1e-12:
+            break
+    if not np.all(np.isfinite(w)) or current > loss(np.array([1.0, 0.0])):
+        return 1.0, 0.0
     return float(w[0]), float(w[1])
 
 
@@ -172,13 +191,15 @@ class HeavyRanker:
                                       torch.from_numpy(authors[lo:hi])).numpy()
         return out
 
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Each head's Platt-scaled probability from its logit."""
+        scale = np.array([self.platt.get(head, (1.0, 0.0))[0] for head in self.heads])
+        shift = np.array([self.platt.get(head, (1.0, 0.0))[1] for head in self.heads])
+        return sigmoid(logits * scale + shift).astype(np.float32)
+
     def probabilities(self, inputs: RankerInputs, *, calibrated: bool = True) -> np.ndarray:
         logits = self.logits(inputs)
-        if calibrated:
-            for j, head in enumerate(self.heads):
-                a, b = self.platt.get(head, (1.0, 0.0))
-                logits[:, j] = a * logits[:, j] + b
-        return sigmoid(logits).astype(np.float32)
+        return self.calibrated(logits) if calibrated else sigmoid(logits).astype(np.float32)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -253,6 +274,9 @@ def train_heavy_ranker(train: RankerInputs, validation: RankerInputs, *, feature
                 loss_fn(net(dense, users, authors), labels).backward()
                 optimizer.step()
             validation_loss = _mean_bce(net, valid_t, 8192)
+            if not np.isfinite(validation_loss):
+                raise FloatingPointError(f"heavy ranker: validation loss is {validation_loss} after epoch {epoch + 1} "
+                                         "(non-finite features or a learning rate too high)")
             history.append({"epoch": epoch + 1, "validation_bce": validation_loss})
             if validation_loss < best_loss - 1e-6:
                 best_loss, stale = validation_loss, 0

@@ -55,6 +55,7 @@ def check_known(feature_names: Sequence[str]) -> None:
 
 
 check_known(LIGHT_RANKER_FEATURES)
+check_known(sorted(CANDIDATE_POOL_FEATURES))
 
 
 def feature_matrix(table: pa.Table, feature_names: Sequence[str]) -> np.ndarray:

@@ -341,6 +341,8 @@ def _is_worse(candidate: float, current: float, direction: str, tolerance: float
 
 
 def _metric_value(model: ModelVersion, metric: str, value: Any) -> float:
+    if value is None:  # a metric that could not be computed (e.g. an AUC on one class): NaN, never better
+        return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{model.label}: metric {metric} is {value!r}, not a number")
     return float(value)

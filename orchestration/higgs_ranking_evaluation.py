@@ -73,13 +73,12 @@ def pools(users: np.ndarray, history: pd.DataFrame, follows: pd.DataFrame) -> pd
 
 def pair_features(pool: pd.DataFrame, history: pd.DataFrame, follows: pd.DataFrame, *, cut: datetime) -> pd.DataFrame:
     """`pool` plus PAIR_FEATURES from the engagements before `cut` (`history`) and the follow graph."""
-    by_pair = history.groupby(["user_id", "author_id"])
+    counts = pd.crosstab([history["user_id"], history["author_id"]], history["action"])
+    by_pair = history.groupby(["user_id", "author_id"])["created_at"]
     pair = pd.DataFrame({
-        "retweets": by_pair["action"].apply(lambda a: (a == "retweet").sum()),
-        "replies": by_pair["action"].apply(lambda a: (a == "reply").sum()),
-        "profile_clicks": by_pair["action"].apply(lambda a: (a == "profile_click").sum()),
-        "engagements": by_pair.size(),
-        "hours_since_last": (cut - by_pair["created_at"].max()).dt.total_seconds() / 3600.0,
+        "retweets": counts.get("retweet", 0), "replies": counts.get("reply", 0),
+        "profile_clicks": counts.get("profile_click", 0), "engagements": counts.sum(axis=1),
+        "hours_since_last": (cut - by_pair.max()).dt.total_seconds() / 3600.0,
     }).reset_index()
     recent = history[history["created_at"] >= cut - timedelta(hours=24)]
     author = pd.DataFrame({
@@ -87,11 +86,12 @@ def pair_features(pool: pd.DataFrame, history: pd.DataFrame, follows: pd.DataFra
         "author_fans": history.groupby("author_id")["user_id"].nunique(),
     }).join(recent.groupby("author_id").size().rename("author_received_24h"), how="left").reset_index()
     user = history.groupby("user_id").size().rename("user_given").reset_index()
-    edges = set(zip(follows["follower_id"].to_numpy(), follows["followee_id"].to_numpy()))
-    out = pool.merge(pair, on=["user_id", "author_id"], how="left").merge(author, on="author_id", how="left") \
-        .merge(user, on="user_id", how="left")
-    out["follows"] = [float((u, a) in edges) for u, a in zip(out["user_id"], out["author_id"])]
-    out["followed_by"] = [float((a, u) in edges) for u, a in zip(out["user_id"], out["author_id"])]
+    edges = follows.rename(columns={"follower_id": "user_id", "followee_id": "author_id"}).drop_duplicates()
+    reverse = edges.rename(columns={"user_id": "author_id", "author_id": "user_id"})
+    out = (pool.merge(pair, on=["user_id", "author_id"], how="left").merge(author, on="author_id", how="left")
+           .merge(user, on="user_id", how="left")
+           .merge(edges.assign(follows=1.0), on=["user_id", "author_id"], how="left")
+           .merge(reverse.assign(followed_by=1.0), on=["user_id", "author_id"], how="left"))
     out["hours_since_last"] = out["hours_since_last"].fillna(24.0 * 30)
     return out.fillna(0.0)
 
@@ -128,7 +128,8 @@ def evaluate_higgs_ranking(spark, import_dir: Path, *, test_days: float = 2.0, s
         "ranked": positions(pool, model.predict(pool[features].to_numpy(np.float32))),
         "reverse_chron": positions(pool, newest, ranked=pool["is_in_network"].to_numpy()),
         "popularity": positions(pool, pool["author_received"].to_numpy(float)),
-        "als": positions(pool, als_scores(spark, history[["user_id", "author_id"]], pool, seed=seed)),
+        "als": positions(pool, als_scores(spark, history.groupby(["user_id", "author_id"]).size().rename("count")
+                                          .reset_index(), pool, seed=seed)),
     }
     return {
         "dataset": str(import_dir), "items": "authors", "cut": cut.isoformat(), "train_cut": train_cut.isoformat(),

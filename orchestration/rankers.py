@@ -7,7 +7,6 @@ worse than the current one. The `test` split is scored and reported, never used 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,11 +32,12 @@ from models.ranker_features import (
     label_matrix,
 )
 from models.registry import ModelRegistry, PromotionDecision, feature_hash
+from orchestration.training_set import training_set_metadata
 
 LIGHT_RANKER, HEAVY_RANKER = "light_ranker", "heavy_ranker"
 LIGHT_PROMOTION = {"validation_auc": "max", "validation_logloss": "min"}
 HEAVY_PROMOTION = {"validation_logloss": "min"}
-TRAIN_HINT = "materialize the `rankers` job (homefeed run --select group:training) or run `homefeed train-rankers`"
+TRAIN_HINT = "`homefeed run --select key:rankers` (after `homefeed training-set`)"
 
 
 def read_training_examples(tables_dir: Path) -> tuple[pa.Table, dict]:
@@ -47,10 +47,8 @@ def read_training_examples(tables_dir: Path) -> tuple[pa.Table, dict]:
     path = tables_dir / "training_examples"
     if not (path / "_delta_log").is_dir():
         raise FileNotFoundError(f"{path} does not exist: build the training set first (homefeed training-set)")
-    table = DeltaTable(str(path))
-    metadata = json.loads(table.history(1)[0].get("userMetadata") or "{}")
     columns = ["user_id", "tweet_id", "author_id", "impression_time", "split", *LABELS, *HEAVY_RANKER_FEATURES]
-    return table.to_pyarrow_table(columns=list(dict.fromkeys(columns))), metadata
+    return DeltaTable(str(path)).to_pyarrow_table(columns=list(dict.fromkeys(columns))), training_set_metadata(path)
 
 
 def split_of(table: pa.Table, name: str) -> pa.Table:
@@ -76,7 +74,8 @@ def head_metrics(model: HeavyRanker, inputs: RankerInputs) -> dict[str, dict[str
     }
 
 
-def _finite(value: float) -> float | None:
+def finite_metric(value: float | None) -> float | None:
+    """A metric rounded for JSON, or None where it could not be computed (NaN, e.g. an AUC on one class)."""
     return None if value is None or not np.isfinite(value) else round(float(value), 6)
 
 
@@ -89,8 +88,8 @@ def train_light(table: pa.Table, config: LightRankerConfig) -> tuple[LightRanker
     for name, split in (("validation", validation), ("test", test)):
         if split.num_rows:
             scores, labels = model.predict(feature_matrix(split, LIGHT_RANKER_FEATURES)), any_positive(split)
-            metrics[f"{name}_auc"] = _finite(roc_auc(labels, scores))
-            metrics[f"{name}_logloss"] = _finite(log_loss(scores, labels))
+            metrics[f"{name}_auc"] = finite_metric(roc_auc(labels, scores))
+            metrics[f"{name}_logloss"] = finite_metric(log_loss(scores, labels))
     metrics["best_iteration"] = model.best_iteration
     return model, metrics
 
@@ -102,10 +101,10 @@ def train_heavy(table: pa.Table, config: HeavyRankerConfig) -> tuple[HeavyRanker
     for name, inputs in (("validation", validation), ("test", test)):
         if len(inputs):
             per_head = head_metrics(model, inputs)
-            metrics[f"{name}_logloss"] = _finite(float(np.mean([m["logloss"] for m in per_head.values()])))
+            metrics[f"{name}_logloss"] = finite_metric(float(np.mean([m["logloss"] for m in per_head.values()])))
             for head, m in per_head.items():
-                metrics[f"{name}_auc_{head}"] = _finite(m["auc"])
-                metrics[f"{name}_logloss_{head}"] = _finite(m["logloss"])
+                metrics[f"{name}_auc_{head}"] = finite_metric(m["auc"])
+                metrics[f"{name}_logloss_{head}"] = finite_metric(m["logloss"])
     return model, metrics
 
 

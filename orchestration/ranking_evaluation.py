@@ -25,31 +25,37 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.labels import LABELS
+from features.labels import ACTION_OF_LABEL, LABELS, LabelConfig
 from features.registry import registry_hash
 from features.training_set import TrainingWindow
 from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
+from jobs.delta_io import read_delta
 from jobs.graph_eval import roc_auc
+from jobs.realgraph import POSITIVE_ACTIONS
 from jobs.ranking_eval import engagement_value, feed_metrics, positions
 from jobs.synthetic.model import CLICK_DWELL_SIGMA, click_dwell_log_mean
-from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, final_scores, log_loss
+from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, final_scores, log_loss, sigmoid
 from models.light_ranker import LightRanker
 from models.ranker_features import feature_matrix
 from models.registry import ModelRegistry
 from models.report import expected_calibration_error, histogram, reliability_bins, render_ranking_report, write_ranking_report
 from orchestration.evaluation import build_eval_warehouse, world_end_time
-from orchestration.rankers import HEAVY_RANKER, LIGHT_RANKER, ranker_inputs, read_training_examples, split_of, train_rankers
+from orchestration.rankers import (
+    HEAVY_RANKER,
+    LIGHT_RANKER,
+    finite_metric,
+    ranker_inputs,
+    read_training_examples,
+    split_of,
+    train_rankers,
+)
 from orchestration.settings import HomefeedSettings
-from orchestration.training_set import TRAINING_TABLE, build_training_set
+from orchestration.training_set import TRAINING_TABLE, build_training_set, training_set_metadata
 
 FEED_K = 35
 METHODS = ("ranked", "heavy_ranker_only", "reverse_chron", "popularity", "als", "oracle")
 # Head -> the world's true probability column (good_click and reply_engaged_by_author are derived below).
-TRUE_PROBABILITY = {
-    "like": "p_like", "retweet": "p_retweet", "reply": "p_reply", "good_profile_click": "p_profile_click",
-    "video_playback50": "p_video_playback50", "negative_feedback": "p_not_interested", "report": "p_report",
-}
-GOOD_CLICK_DWELL_MS = 10_000.0
+TRUE_PROBABILITY = {label: f"p_{action}" for label, action in ACTION_OF_LABEL.items()}
 REPORT_NAME = "ranking_report.html"
 
 
@@ -61,7 +67,7 @@ def true_head_probabilities(truth: pd.DataFrame, quality: np.ndarray, *, reply_e
 
     out = pd.DataFrame({head: truth[column].to_numpy(np.float64) for head, column in TRUE_PROBABILITY.items()})
     log_mean = click_dwell_log_mean(truth["interest_match"].to_numpy(np.float64), quality)
-    long_enough = 1.0 - ndtr((np.log(GOOD_CLICK_DWELL_MS) - log_mean) / CLICK_DWELL_SIGMA)
+    long_enough = 1.0 - ndtr((np.log(LabelConfig().good_click_dwell_ms) - log_mean) / CLICK_DWELL_SIGMA)
     out["good_click"] = truth["p_click"].to_numpy(np.float64) * long_enough
     out["reply_engaged_by_author"] = out["reply"] * reply_engaged_rate
     return out[list(LABELS)]
@@ -92,11 +98,11 @@ def head_report(labels: np.ndarray, calibrated: np.ndarray, uncalibrated: np.nda
         y = labels[:, j]
         ceiling = roc_auc(y, truth[head].to_numpy())
         heads[head] = {
-            "auc": _round(roc_auc(y, calibrated[:, j])), "auc_ceiling": _round(ceiling),
-            "logloss": _round(log_loss(calibrated[:, j], y)),
-            "logloss_ceiling": _round(log_loss(truth[head].to_numpy(), y)),
-            "ece": _round(expected_calibration_error(calibrated[:, j], y)),
-            "ece_uncalibrated": _round(expected_calibration_error(uncalibrated[:, j], y)),
+            "auc": finite_metric(roc_auc(y, calibrated[:, j])), "auc_ceiling": finite_metric(ceiling),
+            "logloss": finite_metric(log_loss(calibrated[:, j], y)),
+            "logloss_ceiling": finite_metric(log_loss(truth[head].to_numpy(), y)),
+            "ece": finite_metric(expected_calibration_error(calibrated[:, j], y)),
+            "ece_uncalibrated": finite_metric(expected_calibration_error(uncalibrated[:, j], y)),
             "positives": int(y.sum()), "rows": int(len(y)),
         }
         bins[head] = {"uncalibrated": reliability_bins(uncalibrated[:, j], y),
@@ -104,28 +110,32 @@ def head_report(labels: np.ndarray, calibrated: np.ndarray, uncalibrated: np.nda
     return heads, bins
 
 
-def _round(value) -> float | None:
-    return None if value is None or not np.isfinite(value) else round(float(value), 6)
-
-
-def als_scores(spark, train_engagements: pd.DataFrame, pairs: pd.DataFrame, *, seed: int = 0) -> np.ndarray:
-    """Spark MLlib ALS (implicit feedback) on user x author engagement counts; the score of each
+def als_scores(spark, interactions: pd.DataFrame, pairs: pd.DataFrame, *, rank: int = 16, seed: int = 0) -> np.ndarray:
+    """Spark MLlib ALS (implicit feedback) on `interactions` (user_id, author_id, count); the score of each
     (user_id, author_id) of `pairs`, -inf where ALS knows the user or the author not."""
     from pyspark.ml.recommendation import ALS
 
-    counts = train_engagements.groupby(["user_id", "author_id"]).size().rename("rating").reset_index()
-    users, authors = pd.Index(counts["user_id"].unique()), pd.Index(counts["author_id"].unique())
-    ratings = pd.DataFrame({"u": users.get_indexer(counts["user_id"]), "i": authors.get_indexer(counts["author_id"]),
-                            "rating": counts["rating"].astype(np.float32)})
-    model = ALS(rank=16, maxIter=10, regParam=0.1, alpha=10.0, implicitPrefs=True, userCol="u", itemCol="i",
+    users, authors = pd.Index(interactions["user_id"].unique()), pd.Index(interactions["author_id"].unique())
+    ratings = pd.DataFrame({"u": users.get_indexer(interactions["user_id"]),
+                            "i": authors.get_indexer(interactions["author_id"]),
+                            "rating": interactions["count"].astype(np.float32)})
+    model = ALS(rank=rank, maxIter=10, regParam=0.1, alpha=10.0, implicitPrefs=True, userCol="u", itemCol="i",
                 ratingCol="rating", seed=seed, coldStartStrategy="nan").fit(spark.createDataFrame(ratings))
-    user_factors = {r["id"]: np.asarray(r["features"]) for r in model.userFactors.collect()}
-    item_factors = {r["id"]: np.asarray(r["features"]) for r in model.itemFactors.collect()}
+
+    def factors(frame, size: int) -> tuple[np.ndarray, np.ndarray]:
+        table, known = np.zeros((size, rank)), np.zeros(size, dtype=bool)
+        table[frame["id"].to_numpy()] = np.stack(frame["features"].to_numpy())
+        known[frame["id"].to_numpy()] = True
+        return table, known
+
+    user_table, user_known = factors(model.userFactors.toPandas(), len(users))
+    item_table, item_known = factors(model.itemFactors.toPandas(), len(authors))
     u, i = users.get_indexer(pairs["user_id"]), authors.get_indexer(pairs["author_id"])
-    return np.array([
-        float(user_factors[a] @ item_factors[b]) if a in user_factors and b in item_factors else -np.inf
-        for a, b in zip(u, i)
-    ])
+    ok = (u >= 0) & (i >= 0)
+    ok[ok] = user_known[u[ok]] & item_known[i[ok]]
+    scores = np.full(len(pairs), -np.inf)
+    scores[ok] = np.einsum("ij,ij->i", user_table[u[ok]], item_table[i[ok]])
+    return scores
 
 
 def ranked_feed_positions(pool: pd.DataFrame, heavy_score: np.ndarray, heuristics: FeedHeuristics) -> np.ndarray:
@@ -154,9 +164,7 @@ def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window:
     local = settings.model_copy(update={"warehouse": warehouse, "raw_input": world_dir / "raw", "as_of": as_of})
     table_dir = local.tables_dir / TRAINING_TABLE
     if not rebuild and (table_dir / "_delta_log").is_dir():
-        from deltalake import DeltaTable
-
-        metadata = json.loads(DeltaTable(str(table_dir)).history(1)[0].get("userMetadata") or "{}")
+        metadata = training_set_metadata(table_dir)
         representations = "daily" if daily else "window_start"
         if (metadata.get("window"), metadata.get("registry_hash"), metadata.get("representations")) == (
                 window.as_dict(), registry_hash(), representations):
@@ -174,16 +182,15 @@ def test_pool(test: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
     })
 
 
-def positive_engagements_before(spark, tables_dir: Path, moment: datetime) -> pd.DataFrame:
-    """(user_id, author_id) of every positive engagement before `moment` with someone else's tweet."""
+def interactions_before(spark, tables_dir: Path, moment: datetime) -> pd.DataFrame:
+    """(user_id, author_id, count) of the positive engagements before `moment` with someone else's tweets."""
     from pyspark.sql import functions as F
 
-    engagements = spark.read.format("delta").load(str(tables_dir / "engagements"))
-    tweets = spark.read.format("delta").load(str(tables_dir / "tweets")).select("tweet_id", "author_id")
-    return (engagements.where(F.col("action").isin("like", "retweet", "reply", "quote", "click")
-                              & (F.col("created_at") < F.lit(moment)))
+    engagements = read_delta(spark, tables_dir / "engagements")
+    tweets = read_delta(spark, tables_dir / "tweets").select("tweet_id", "author_id")
+    return (engagements.where(F.col("action").isin(*POSITIVE_ACTIONS) & (F.col("created_at") < F.lit(moment)))
             .join(tweets, on="tweet_id", how="inner").where(F.col("user_id") != F.col("author_id"))
-            .select("user_id", "author_id").toPandas())
+            .groupBy("user_id", "author_id").count().toPandas())
 
 
 def baseline_orderings(spark, test: pd.DataFrame, pool: pd.DataFrame, *, tables_dir: Path, test_start: datetime,
@@ -191,7 +198,7 @@ def baseline_orderings(spark, test: pd.DataFrame, pool: pd.DataFrame, *, tables_
     """Positions of the reverse-chronological, popularity, ALS and oracle orderings of the pools."""
     created = pd.to_datetime(test["impression_time"], utc=True) - pd.to_timedelta(test["tweet__age_hours"], unit="h")
     popularity = (test["tweet__likes_24h"] + test["tweet__retweets_24h"] + test["tweet__replies_24h"]).to_numpy(float)
-    history = positive_engagements_before(spark, tables_dir, test_start)
+    history = interactions_before(spark, tables_dir, test_start)
     return {
         "reverse_chron": positions(pool, created.astype("int64").to_numpy(float), ranked=pool["is_in_network"].to_numpy()),
         "popularity": positions(pool, popularity),
@@ -217,7 +224,8 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
     table, _ = read_training_examples(warehouse / "tables")
     test_table = split_of(table, "test")
     test, inputs = test_table.to_pandas(), ranker_inputs(test_table)
-    calibrated, uncalibrated = heavy.probabilities(inputs), heavy.probabilities(inputs, calibrated=False)
+    logits = heavy.logits(inputs)
+    calibrated, uncalibrated = heavy.calibrated(logits), sigmoid(logits)
     train_labels = split_of(table, "train").select(["reply", "reply_engaged_by_author"]).to_pandas()
     reply_engaged_rate = float(train_labels["reply_engaged_by_author"].sum() / max(train_labels["reply"].sum(), 1))
     truth = read_truth(world_dir, test)

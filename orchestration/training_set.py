@@ -51,6 +51,14 @@ def build_representations(settings: HomefeedSettings, *, as_of: datetime, rebuil
     return side / "warehouse"
 
 
+def training_set_metadata(table_path: Path) -> dict:
+    """The provenance `build_training_set` stored in the table's latest Delta commit (window,
+    representations, registry hash); {} when it has none."""
+    from deltalake import DeltaTable
+
+    return json.loads(DeltaTable(str(table_path)).history(1)[0].get("userMetadata") or "{}")
+
+
 def training_build_time(spark: SparkSession, tables_dir: Path, as_of: datetime | None) -> datetime:
     """`as_of` when given, else the newest engagement in the warehouse."""
     if as_of is not None:

@@ -460,6 +460,7 @@ def test_content_affinity_is_the_cosine_of_tokens_with_the_users_engaged_token_p
         "tweet_id long, text string")
     engagements = spark.createDataFrame([
         (1, 1, "like", as_of - timedelta(days=1)),
+        (1, 1, "click", as_of - timedelta(days=1)),           # the same tweet again: counted once
         (1, 3, "retweet", as_of - timedelta(days=2)),
         (1, 3, "impression", as_of - timedelta(days=2)),      # not an engagement
         (1, 2, "like", as_of),                                # at as_of: not before it

@@ -247,6 +247,9 @@ def test_a_nan_candidate_is_never_promoted(registry):
     registry.promote_if_not_worse(NAME, 1, criteria=CRITERIA)
     register(registry, logloss=float("nan"))
     assert not registry.promote_if_not_worse(NAME, 2, criteria=CRITERIA).promoted
+    # A metric that could not be computed is stored as null (JSON has no NaN) and counts as NaN.
+    register(registry, logloss=None)
+    assert not registry.promote_if_not_worse(NAME, 3, criteria=CRITERIA).promoted
 
 
 def test_a_metric_the_current_model_lacks_is_noted_and_not_held_against(registry):

@@ -151,9 +151,12 @@ def test_definitions_load_with_resources():
     assert dg.AssetKey("users") in graph.get(dg.AssetKey("engagements")).parent_keys
     build_all = definitions.resolve_job_def("build_all")
     assert {"candidates", "user_tweet_features"} <= {k.to_user_string() for k in build_all.asset_layer.executable_asset_keys}
-    assert "training_examples" not in {k.to_user_string() for k in build_all.asset_layer.executable_asset_keys}
+    assert not {"training_examples", "rankers", "ranked_feeds"} & {
+        k.to_user_string() for k in build_all.asset_layer.executable_asset_keys}
     training = definitions.resolve_job_def("training_set")
-    assert {k.to_user_string() for k in training.asset_layer.executable_asset_keys} == {"training_examples"}
+    assert {k.to_user_string() for k in training.asset_layer.executable_asset_keys} == {"training_examples", "rankers"}
+    ranking = definitions.resolve_job_def("rank_feeds")
+    assert {k.to_user_string() for k in ranking.asset_layer.executable_asset_keys} == {"ranked_feeds"}
 
 
 def test_a_generated_world_meets_the_contract_entirely(settings, spark, tmp_path):

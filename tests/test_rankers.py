@@ -107,3 +107,21 @@ def test_ranker_feature_lists_leave_out_the_candidate_pool_features():
     assert not any(name.startswith("user_tweet__from_") or name.endswith("pool_rank") for name in HEAVY_RANKER_FEATURES)
     assert set(LIGHT_RANKER_FEATURES) <= set(HEAVY_RANKER_FEATURES)
     assert "negative_feedback" not in POSITIVE_LABELS and "like" in POSITIVE_LABELS
+
+
+@pytest.mark.parametrize("shift, rate", [(-9.0, 0.01), (3.0, 0.01), (0.0, 0.3)])
+def test_platt_scaling_stays_finite_on_shifted_rare_heads(shift, rate):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=5000) + shift
+    labels = (rng.random(5000) < rate).astype(float)
+    a, b = fit_platt(logits, labels)
+    calibrated = 1 / (1 + np.exp(-(a * logits + b)))
+    # The labels are independent of the logits: the fit flattens the scores towards the base rate.
+    assert abs(a) < 1.0 and abs(calibrated.mean() - labels.mean()) < 0.01
+
+
+def test_platt_scaling_does_not_blow_up_on_a_separable_head():
+    logits = np.concatenate([np.linspace(-3, 0, 500), [2.0, 2.5]])
+    labels = np.concatenate([np.zeros(500), [1.0, 1.0]])
+    a, b = fit_platt(logits, labels)
+    assert np.isfinite(a) and np.isfinite(b) and a < 20

@@ -20,11 +20,18 @@ from jobs.ranking import (
     RankingConfig,
     fatigue_days,
     feature_vectors,
+    heavy_scores,
     light_ranker_recall,
+    light_scores,
     ranked_feeds,
 )
-from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, RankerInputs, final_scores
-from models.heavy_ranker import train_heavy_ranker
+from models.heavy_ranker import (
+    DEFAULT_HEAD_WEIGHTS,
+    HeavyRankerConfig,
+    RankerInputs,
+    final_scores,
+    train_heavy_ranker,
+)
 from models.light_ranker import LightRankerConfig, train_light_ranker
 from models.ranker_features import HEAVY_RANKER_FEATURES, LIGHT_RANKER_FEATURES
 from models.registry import FeatureHashMismatch, ModelRegistry
@@ -164,12 +171,26 @@ def test_batch_scoring_refuses_a_model_trained_on_other_features(tmp_path):
 def test_light_ranker_recall_of_the_heavy_top(spark, warehouse):
     path, _ = warehouse
     models = current_models(path)
-    args = dict(light_model_dir=models[LIGHT_RANKER][0], light_features=models[LIGHT_RANKER][1],
-                heavy_model_dir=models[HEAVY_RANKER][0], heavy_features=models[HEAVY_RANKER][1],
-                weights=DEFAULT_HEAD_WEIGHTS)
+    light_dir, light_features = models[LIGHT_RANKER]
+    heavy_dir, heavy_features = models[HEAVY_RANKER]
     candidates, tables = _read(spark, path, "candidates"), {a: _read(spark, path, a) for a in FEATURE_TABLES}
-    # Keeping the whole pool keeps all of the heavy top; keeping 1 of 8 keeps 1 of each user's 8.
-    assert light_ranker_recall(candidates, tables, **args, keep=8, top=3)["pair_recall"] == 1.0
-    one = light_ranker_recall(candidates, tables, **args, keep=1, top=8)
-    assert one["pair_recall"] == pytest.approx(2 / 16) and one["users"] == 2
-    assert one["mean_user_recall"] == pytest.approx(1 / 8)
+    # Both models' scores of every candidate, then the recall worked out here with pandas.
+    pairs = candidates.select("user_id", "tweet_id", "author_id")
+    light = light_scores(feature_vectors(pairs, tables, light_features), model_dir=light_dir,
+                         feature_names=light_features).select("user_id", "tweet_id", "light_score")
+    heavy = heavy_scores(feature_vectors(pairs, tables, heavy_features), model_dir=heavy_dir,
+                         feature_names=heavy_features, weights=DEFAULT_HEAD_WEIGHTS).select("user_id", "tweet_id",
+                                                                                               "heavy_score")
+    scores = light.join(heavy, on=["user_id", "tweet_id"], how="inner").toPandas()
+    keep, top = 4, 3
+    expected_pairs = kept = 0
+    for _, rows in scores.groupby("user_id"):
+        best_light = set(rows.sort_values(["light_score", "tweet_id"], ascending=[False, True])["tweet_id"][:keep])
+        best_heavy = rows.sort_values(["heavy_score", "tweet_id"], ascending=[False, True])["tweet_id"][:top]
+        kept += sum(t in best_light for t in best_heavy)
+        expected_pairs += top
+    got = light_ranker_recall(candidates, tables, light_model_dir=light_dir, light_features=light_features,
+                              heavy_model_dir=heavy_dir, heavy_features=heavy_features, weights=DEFAULT_HEAD_WEIGHTS,
+                              keep=keep, top=top)
+    assert got["pair_recall"] == pytest.approx(kept / expected_pairs, abs=1e-4) and got["users"] == 2
+    assert 0 < kept < expected_pairs  # the planted case discriminates: neither all nor nothing is kept
