@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -519,17 +519,19 @@ def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame
     tokens = tweet_tokens(tweets)
     engaged = (_before(engagements, as_of).where(_is(*POSITIVE_ACTIONS) & _in_last(as_of, config.content_profile_days * 24))
                .select("user_id", "tweet_id").distinct())  # a tweet counts once, however many actions
-    profile = engaged.join(tokens, on="tweet_id", how="inner").groupBy("user_id", "token").agg(F.count(F.lit(1)).alias("_w"))
-    norms = profile.groupBy("user_id").agg(F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias("_user_norm"))
-    pair_tokens = pairs.select("user_id", "tweet_id").distinct().join(tokens, on="tweet_id", how="inner")
-    tweet_sizes = (tokens.join(pairs.select("tweet_id").distinct(), on="tweet_id", how="left_semi")
-                   .groupBy("tweet_id").agg(F.count(F.lit(1)).alias("_tokens")))
-    dots = (pair_tokens
-            .join(profile, on=["user_id", "token"], how="inner")
-            .groupBy("user_id", "tweet_id").agg(F.sum("_w").alias("_dot")))
-    return (dots.join(norms, on="user_id", how="inner").join(tweet_sizes, on="tweet_id", how="inner")
-            .select("user_id", "tweet_id",
-                    (F.col("_dot") / (F.col("_user_norm") * F.sqrt(F.col("_tokens")))).alias("content_affinity")))
+    # The user's norm rides along each profile row (a window, not a join: every broadcast hash
+    # join of a long key costs a memory page, and the training set repeats this per day).
+    profile = (engaged.join(tokens, on="tweet_id", how="inner").groupBy("user_id", "token")
+               .agg(F.count(F.lit(1)).cast("double").alias("_w"))
+               .withColumn("_user_norm", F.sqrt(F.sum(F.col("_w") * F.col("_w")).over(Window.partitionBy("user_id")))))
+    # A left join keeps the tweet's unmatched tokens, so count(*) is the tweet's token count.
+    scored = (pairs.select("user_id", "tweet_id").distinct()
+              .join(tokens, on="tweet_id", how="inner")
+              .join(profile, on=["user_id", "token"], how="left")
+              .groupBy("user_id", "tweet_id")
+              .agg(F.sum("_w").alias("_dot"), F.max("_user_norm").alias("_user_norm"), F.count(F.lit(1)).alias("_tokens")))
+    return scored.where(F.col("_dot").isNotNull()).select(
+        "user_id", "tweet_id", (F.col("_dot") / (F.col("_user_norm") * F.sqrt(F.col("_tokens")))).alias("content_affinity"))
 
 
 def user_tweet_features(

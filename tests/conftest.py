@@ -25,7 +25,7 @@ def settings(tmp_path_factory):
         warehouse=tmp_path_factory.mktemp("warehouse"),
         spark_master=os.environ.get("HOMEFEED_SPARK_MASTER", "local[2]"),
         spark_shuffle_partitions=2,
-        spark_driver_memory="3g",
+        spark_driver_memory="4g",  # the default; the training-set builds hold many broadcast joins
     )
 
 
