@@ -125,3 +125,11 @@ def test_platt_scaling_does_not_blow_up_on_a_separable_head():
     labels = np.concatenate([np.zeros(500), [1.0, 1.0]])
     a, b = fit_platt(logits, labels)
     assert np.isfinite(a) and np.isfinite(b) and a < 20
+
+
+def test_training_without_a_training_set_names_the_command_to_build_it(tmp_path):
+    from orchestration.rankers import train_rankers
+
+    with pytest.raises(FileNotFoundError, match="homefeed training-set"):
+        train_rankers(tmp_path)
+    assert not (tmp_path / "models").exists()  # nothing registered
