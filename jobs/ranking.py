@@ -90,6 +90,11 @@ def feature_vectors(pairs: DataFrame, tables: Mapping[str, DataFrame], feature_n
     return out.select(*pairs.columns, *[with_default(by_name[name]) for name in feature_names])
 
 
+def with_features(rows: DataFrame, tables: Mapping[str, DataFrame], feature_names: Sequence[str]) -> DataFrame:
+    """`rows` plus those of the named features it does not carry yet (`feature_vectors`)."""
+    return feature_vectors(rows, tables, [name for name in dict.fromkeys(feature_names) if name not in rows.columns])
+
+
 _MODELS: dict[tuple[str, str], object] = {}
 
 
@@ -206,8 +211,8 @@ def light_ranker_recall(candidates: DataFrame, tables: Mapping[str, DataFrame], 
     tables = {asset: table.join(users, on="user_id", how="left_semi") if "user_id" in FEATURE_TABLES[asset][1] else table
               for asset, table in tables.items()}
     light = light_scores(feature_vectors(sample, tables, light_features), model_dir=light_model_dir,
-                         feature_names=light_features).select(*CARRIED, "light_score")
-    heavy = heavy_scores(feature_vectors(light, tables, heavy_features), model_dir=heavy_model_dir,
+                         feature_names=light_features)
+    heavy = heavy_scores(with_features(light, tables, heavy_features), model_dir=heavy_model_dir,
                          feature_names=heavy_features, weights=weights)
     by = lambda column: Window.partitionBy("user_id").orderBy(F.col(column).desc(), F.col("tweet_id"))  # noqa: E731
     ranked = (heavy.withColumn("_light", F.row_number().over(by("light_score")))
@@ -230,8 +235,9 @@ def ranked_feeds(candidates: DataFrame, tables: Mapping[str, DataFrame], fatigue
     pairs = candidates.select(*CARRIED)
     light = light_scores(feature_vectors(pairs, tables, light_features), model_dir=light_model_dir,
                          feature_names=light_features)
-    survivors = keep_best(light, column="light_score", keep=config.light_keep).select(*CARRIED, "light_score")
-    heavy_input = list(dict.fromkeys([*heavy_features, "tweet__is_reply"]))
-    heavy = heavy_scores(feature_vectors(survivors, tables, heavy_input), model_dir=heavy_model_dir,
-                         feature_names=heavy_features, weights=config.weights())
+    # The light features ride through the prune (its sort moves them anyway): the survivors join
+    # only the features the heavy ranker reads beyond them.
+    survivors = keep_best(light, column="light_score", keep=config.light_keep)
+    heavy = heavy_scores(with_features(survivors, tables, [*heavy_features, "tweet__is_reply"]),
+                         model_dir=heavy_model_dir, feature_names=heavy_features, weights=config.weights())
     return apply_heuristics(heavy, fatigue, heuristics=config.heuristics)

@@ -120,11 +120,12 @@ def _register(registry: ModelRegistry, name: str, model, *, metrics: dict, metad
 
 
 def train_rankers(warehouse: Path, *, light_config: LightRankerConfig = LightRankerConfig(),
-                  heavy_config: HeavyRankerConfig = HeavyRankerConfig()) -> dict:
-    """Train both rankers on `<warehouse>/tables/training_examples`, register them, promote each if not
-    worse than the current one; returns a summary (versions, metrics, decisions)."""
-    tables_dir = warehouse.resolve() / "tables"
-    table, metadata = read_training_examples(tables_dir)
+                  heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
+                  examples: tuple[pa.Table, dict] | None = None) -> dict:
+    """Train both rankers on `<warehouse>/tables/training_examples` (or `examples`, that table and its
+    metadata as `read_training_examples` returns them), register them, promote each if not worse than
+    the current one; returns a summary (versions, metrics, decisions)."""
+    table, metadata = examples or read_training_examples(warehouse.resolve() / "tables")
     registry = ModelRegistry.under(warehouse.resolve())
     summary: dict = {"training_window": metadata.get("window"), "rows": table.num_rows, "models": {}}
     for name, train, config, criteria in (

@@ -216,12 +216,13 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
     warehouse = (warehouse or world_dir / "eval-ranking" / "warehouse").resolve()
     window = TrainingWindow.ending_at(world_end_time(world_dir), days=days)
     _build(settings, world_dir, warehouse, window, daily=daily, rebuild=rebuild)
-    trained = train_rankers(warehouse, heavy_config=heavy_config)
+    examples = read_training_examples(warehouse / "tables")
+    trained = train_rankers(warehouse, heavy_config=heavy_config, examples=examples)
     registry = ModelRegistry.under(warehouse)
     heavy = HeavyRanker.load(registry.get(HEAVY_RANKER, trained["models"][HEAVY_RANKER]["version"]).path)
     light = LightRanker.load(registry.get(LIGHT_RANKER, trained["models"][LIGHT_RANKER]["version"]).path)
 
-    table, _ = read_training_examples(warehouse / "tables")
+    table = examples[0]
     test_table = split_of(table, "test")
     test, inputs = test_table.to_pandas(), ranker_inputs(test_table)
     logits = heavy.logits(inputs)
