@@ -7,6 +7,7 @@ from orchestration.assets.features import FEATURE_ASSETS
 from orchestration.assets.graph import graph_assets
 from orchestration.assets.ingestion import ingestion_assets
 from orchestration.assets.simclusters import simclusters_assets
+from orchestration.assets.quality import quality_checks
 from orchestration.assets.ranking import RANKING_ASSETS
 from orchestration.assets.training import TRAINING_ASSETS
 from orchestration.assets.twhin import twhin_assets
@@ -18,11 +19,13 @@ ALL_ASSETS = [
     *ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets, *CANDIDATE_ASSETS, *FEATURE_ASSETS,
     *TRAINING_ASSETS, *RANKING_ASSETS,
 ]
+ALL_CHECKS = quality_checks([key.to_user_string() for asset in ALL_ASSETS for key in asset.keys])
 
 
 def build_definitions(settings: HomefeedSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
         jobs=[ingest_job, build_all_job, training_set_job, ranked_feeds_job],
         resources=resources_from_settings(settings),
     )

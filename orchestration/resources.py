@@ -1,6 +1,7 @@
 """Dagster resources, configured from the one settings object."""
 
 
+import json
 from datetime import datetime, timezone
 from typing import Optional
 from pathlib import Path
@@ -64,6 +65,19 @@ class TwhinResource(dg.ConfigurableResource):
     seed: int = 0
 
 
+class QualityResource(dg.ConfigurableResource):
+    """The thresholds of the data-quality checks: QualityBounds' defaults with these overrides (JSON)."""
+
+    bounds_json: str = "{}"
+
+    def bounds(self):
+        import json
+
+        from data_quality.specs import QualityBounds
+
+        return QualityBounds.with_overrides(json.loads(self.bounds_json))
+
+
 def settings_from_resources(spark: SparkResource, warehouse: WarehouseResource, twhin: TwhinResource) -> HomefeedSettings:
     """The settings these resources were made from (for an asset that starts a run of its own)."""
     return HomefeedSettings(
@@ -88,4 +102,5 @@ def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.Configur
             as_of=settings.as_of.isoformat() if settings.as_of else None,
         ),
         "twhin": TwhinResource(device=settings.twhin_device, threads=settings.twhin_threads),
+        "quality": QualityResource(bounds_json=json.dumps(settings.dq_bounds)),
     }

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from orchestration.definitions import ALL_ASSETS
+from orchestration.definitions import ALL_ASSETS, ALL_CHECKS
 from orchestration.jobs import DEFAULT_BUILD_SELECTION
 from orchestration.resources import resources_from_settings
 from orchestration.settings import HomefeedSettings
@@ -19,12 +19,21 @@ class StepFailure:
 
 
 @dataclass(frozen=True)
+class CheckFailure:
+    table: str
+    check: str
+    failed: str  # the failed expectations, a line each
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     success: bool
     materialized: tuple[str, ...]
     failures: tuple[StepFailure, ...] = field(default=())
     skipped: tuple[str, ...] = field(default=())
     step_seconds: dict[str, float] = field(default_factory=dict)
+    checks_passed: tuple[str, ...] = field(default=())
+    failed_checks: tuple[CheckFailure, ...] = field(default=())
 
 
 def run_assets(
@@ -38,7 +47,7 @@ def run_assets(
     string) in this process."""
     instance = instance or dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        ALL_ASSETS,
+        [*ALL_ASSETS, *ALL_CHECKS],
         resources=resources_from_settings(settings),
         selection=selection or DEFAULT_BUILD_SELECTION,
         instance=instance,
@@ -63,7 +72,17 @@ def run_assets(
         for stats in instance.get_run_step_stats(result.run_id)
         if stats.start_time is not None and stats.end_time is not None
     }
-    return RunOutcome(result.success, materialized, failures, skipped, step_seconds)
+    evaluations = result.get_asset_check_evaluations()
+    checks_passed = tuple(sorted(e.asset_key.to_user_string() for e in evaluations if e.passed))
+    failed_checks = tuple(
+        CheckFailure(e.asset_key.to_user_string(), e.check_name, _metadata_text(e.metadata.get("failed_expectations")))
+        for e in evaluations if not e.passed
+    )
+    return RunOutcome(result.success, materialized, failures, skipped, step_seconds, checks_passed, failed_checks)
+
+
+def _metadata_text(value) -> str:
+    return "" if value is None else str(getattr(value, "value", value))
 
 
 def _failure_message(event: dg.DagsterEvent) -> str:

@@ -40,6 +40,11 @@ class HomefeedSettings(BaseSettings):
         "cpu", description="Torch device TwHIN trains on: cpu, cuda, or auto (cuda when present)."
     )
     twhin_threads: int = Field(1, ge=1, description="Torch CPU threads TwHIN trains with (fixed: reproducible).")
+    dq_bounds: dict[str, float | tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Overrides of the data-quality thresholds (data_quality.specs.QualityBounds), as JSON, "
+                    'e.g. HOMEFEED_DQ_BOUNDS=\'{"freshness_hours": 24, "feed_length": [10, 200]}\'.',
+    )
 
     @field_validator("spark_master")
     @classmethod
@@ -63,6 +68,14 @@ class HomefeedSettings(BaseSettings):
     def _memory_size(cls, value: str) -> str:
         if not re.fullmatch(r"\d+[kmgt]?", value.lower()):
             raise ValueError(f"HOMEFEED_SPARK_DRIVER_MEMORY={value!r} is not a JVM memory size like 4g")
+        return value
+
+    @field_validator("dq_bounds")
+    @classmethod
+    def _known_bounds(cls, value: dict) -> dict:
+        from data_quality.specs import QualityBounds
+
+        QualityBounds.with_overrides(value)  # raises on an unknown name or a wrong shape
         return value
 
     @field_validator("as_of")

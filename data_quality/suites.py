@@ -1,0 +1,129 @@
+"""Great Expectations suites built in code from the table specs (`data_quality.specs`).
+
+A table gets up to three suites, each over one of the frames of `data_quality.views`: `rows` (the
+table with its derived check columns), `groups` (one row per group, for the mean group size) and
+`coverage` (one row per member of a population). Every expectation carries a `description` that
+says in words what it checks; reports and Dagster metadata quote it.
+"""
+
+from __future__ import annotations
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+
+from data_quality.specs import QualityBounds, TableSpec
+from data_quality.views import (
+    COVERED,
+    GROUP_ROWS,
+    age_column,
+    distinct_column,
+    rank_column,
+    reference_column,
+    share_column,
+    unknown_elements_column,
+)
+
+# Spark's simpleString -> the pyspark.sql.types class name GX's type check takes. Arrays are
+# checked as arrays; their element type is part of the schema check (`schema_mismatches`).
+_GX_TYPES = {"bigint": "LongType", "int": "IntegerType", "double": "DoubleType", "float": "FloatType",
+             "boolean": "BooleanType", "string": "StringType", "timestamp": "TimestampType"}
+
+
+def gx_type(dtype: str) -> str:
+    return "ArrayType" if dtype.startswith("array<") else _GX_TYPES[dtype]
+
+
+def derived_columns(spec: TableSpec, array_columns: set[str]) -> list[str]:
+    """The check columns `views.rows_view` adds for `spec` (in the order it adds them)."""
+    return [
+        *(reference_column(ref) for ref in spec.references),
+        *(rank_column(rank) for rank in spec.ranks),
+        *(distinct_column(pair) for pair in spec.distinct_columns),
+        *(unknown_elements_column(s) for s in spec.sets if s.column in array_columns),
+        *(share_column(share) for share in spec.shares),
+        *(age_column(fresh.column) for fresh in spec.freshness),
+    ]
+
+
+def rows_suite(spec: TableSpec, bounds: QualityBounds, *, empty: bool = False) -> gx.ExpectationSuite:
+    """The `rows` suite; for an `empty` table, without the checks of means and minima (undefined
+    over no rows: the row count says whether the table may be empty)."""
+    array_columns = {c.name for c in spec.columns if c.dtype.startswith("array<")}
+    suite = gx.ExpectationSuite(name=f"{spec.name}.rows")
+    add = suite.add_expectation
+    add(gxe.ExpectTableColumnsToMatchSet(column_set=[*spec.column_names, *derived_columns(spec, array_columns)],
+                                         exact_match=True, description=f"{spec.name} has exactly its declared columns"))
+    if spec.non_empty:
+        add(gxe.ExpectTableRowCountToBeBetween(min_value=int(bounds.min_rows),
+                                               description=f"{spec.name} has at least {bounds.min_rows:g} rows (min_rows)"))
+    for column in spec.columns:
+        add(gxe.ExpectColumnValuesToBeOfType(column=column.name, type_=gx_type(column.dtype),
+                                             description=f"{column.name} is {column.dtype}"))
+        if not column.nullable:
+            add(gxe.ExpectColumnValuesToNotBeNull(column=column.name, description=f"{column.name} is never null"))
+    if len(spec.key) == 1:
+        add(gxe.ExpectColumnValuesToBeUnique(column=spec.key[0], description=f"{spec.key[0]} is unique"))
+    elif spec.key:
+        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(spec.key),
+                                                description=f"({', '.join(spec.key)}) is unique"))
+    for bound in spec.bounds:
+        add(gxe.ExpectColumnValuesToBeBetween(column=bound.column, min_value=bound.min, max_value=bound.max,
+                                              description=f"{bound.column} within [{_open(bound.min)}, {_open(bound.max)}]"))
+    for in_set in spec.sets:
+        values = ", ".join(map(str, in_set.values))
+        if in_set.column in array_columns:
+            add(_null(unknown_elements_column(in_set), f"every element of {in_set.column} is one of {values}"))
+        else:
+            add(gxe.ExpectColumnValuesToBeInSet(column=in_set.column, value_set=list(in_set.values),
+                                                description=f"{in_set.column} is one of {values}"))
+    for ref in spec.references:
+        target = f"{ref.table}({', '.join(ref.target_columns)})" + (f" where {ref.target_filter}" if ref.target_filter else "")
+        verb = "matches no row of" if ref.forbidden else "exists in"
+        add(_null(reference_column(ref), f"({', '.join(ref.columns)}) {verb} {target}"))
+    for rank in spec.ranks:
+        add(_null(rank_column(rank), f"{rank.rank} counts 1, 2, 3... within each ({', '.join(rank.group)})"))
+    for a, b in spec.distinct_columns:
+        add(_null(distinct_column((a, b)), f"{a} differs from {b}"))
+    if empty:
+        return suite
+    for share in spec.shares:
+        low, high = bounds.pair(share.bound)
+        add(gxe.ExpectColumnMeanToBeBetween(column=share_column(share), min_value=low, max_value=high,
+                                            description=f"the share of rows where {share.expression} is within "
+                                                        f"[{_open(low)}, {_open(high)}] ({share.bound})"))
+    for fresh in spec.freshness:
+        hours = bounds.pair(fresh.bound)[0]
+        add(gxe.ExpectColumnMinToBeBetween(column=age_column(fresh.column), max_value=hours,
+                                           description=f"the newest {fresh.column} is at most {hours:g} h before "
+                                                       f"the build time ({fresh.bound})"))
+    return suite
+
+
+def groups_suite(spec: TableSpec, index: int, bounds: QualityBounds) -> gx.ExpectationSuite:
+    group_size = spec.group_sizes[index]
+    low, high = bounds.pair(group_size.bound)
+    suite = gx.ExpectationSuite(name=f"{spec.name}.groups.{'_'.join(group_size.group)}")
+    suite.add_expectation(gxe.ExpectColumnMeanToBeBetween(
+        column=GROUP_ROWS, min_value=low, max_value=high,
+        description=f"the mean rows per ({', '.join(group_size.group)}) is within [{_open(low)}, {_open(high)}] "
+                    f"({group_size.bound})"))
+    return suite
+
+
+def coverage_suite(spec: TableSpec, index: int, bounds: QualityBounds) -> gx.ExpectationSuite:
+    coverage = spec.coverage[index]
+    low = bounds.pair(coverage.bound)[0]
+    suite = gx.ExpectationSuite(name=f"{spec.name}.coverage.{coverage.name}")
+    suite.add_expectation(gxe.ExpectColumnMeanToBeBetween(
+        column=COVERED, min_value=low,
+        description=f"at least {low:g} of {coverage.population_table} where {coverage.population_filter} "
+                    f"(distinct {', '.join(coverage.columns)}) is in {spec.name} ({coverage.name}, {coverage.bound})"))
+    return suite
+
+
+def _null(column: str, description: str) -> gxe.ExpectColumnValuesToBeNull:
+    return gxe.ExpectColumnValuesToBeNull(column=column, description=description)
+
+
+def _open(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"

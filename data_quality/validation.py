@@ -1,0 +1,212 @@
+"""Running the suites with Great Expectations on Spark, and what comes out: per table, whether it
+passed and, for every expectation that failed, what it checks, what was observed and examples.
+
+One ephemeral GX context per run (results pile up in a context's in-memory store), validations one
+after another (GX names every Spark batch's temp view alike, so parallel runs in one process would
+read each other's data), and, when `docs_dir` is given, GX's own HTML pages (Data Docs) written there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+
+from data_quality.specs import TABLE_SPECS, QualityBounds, TableSpec
+from data_quality.suites import coverage_suite, groups_suite, rows_suite
+from data_quality.views import Reader, coverage_view, groups_view, rows_view
+
+DOCS_SITE = "homefeed"
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    suite: str
+    expectation: str  # GX's type, e.g. expect_column_values_to_be_null
+    description: str
+    success: bool
+    column: str | None = None
+    observed: object = None
+    unexpected_count: int | None = None
+    examples: list = field(default_factory=list)
+    error: str | None = None
+
+    def line(self) -> str:
+        """One line for a terminal: what failed, what was seen, a few examples."""
+        parts = [f"{self.description} [{self.expectation}]"]
+        if self.error:
+            parts.append(f"error: {self.error}")
+        if self.unexpected_count:
+            parts.append(f"{self.unexpected_count} bad rows")
+        elif self.observed is not None:
+            parts.append(f"observed {self.observed}")
+        if self.examples:
+            parts.append("e.g. " + "; ".join(map(str, self.examples)))
+        return " | ".join(parts)
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    table: str
+    success: bool
+    outcomes: list[ExpectationOutcome]
+    rows: int | None = None
+    docs: list[str] = field(default_factory=list)
+    error: str | None = None  # the table could not be checked at all (missing, unreadable)
+
+    @property
+    def failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def as_metadata(self) -> dict:
+        return json.loads(json.dumps({
+            "table": self.table, "success": self.success, "rows": self.rows, "error": self.error,
+            "expectations": len(self.outcomes), "failed": len(self.failures),
+            "failures": [o.__dict__ for o in self.failures],
+        }, default=str))
+
+
+def gx_context(docs_dir: Path | None = None):
+    """An ephemeral GX context without progress bars, with a Data Docs site in `docs_dir` if given."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    sites = {}
+    if docs_dir is not None:
+        sites[DOCS_SITE] = {
+            "class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    return gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        data_docs_sites=sites))
+
+
+def _batch_definition(context, asset_name: str):
+    try:
+        source = context.data_sources.get("spark")
+    except KeyError:
+        source = context.data_sources.add_spark("spark", persist=False)  # persisting is ours to decide
+    try:
+        asset = source.get_asset(asset_name)
+    except LookupError:
+        asset = source.add_dataframe_asset(asset_name)
+    try:
+        return asset.get_batch_definition("whole")
+    except KeyError:
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def run_suite(context, frame: DataFrame, suite) -> tuple[list[ExpectationOutcome], str | None]:
+    """Validate `frame` against `suite`; the outcomes and the Data Docs page of the result (if any)."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    batch = _batch_definition(context, suite.name)
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
+    has_docs = DOCS_SITE in context.list_data_docs_sites()
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=suite.name, validation_definitions=[definition],
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES},
+        actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])] if has_docs else []))
+    run = checkpoint.run(batch_parameters={"dataframe": frame})
+    (key, result), = run.run_results.items()
+    page = context.get_docs_sites_urls(resource_identifier=key, site_name=DOCS_SITE)[0]["site_url"] if has_docs else None
+    return [_outcome(suite.name, r) for r in result.results], page
+
+
+def _outcome(suite_name: str, r) -> ExpectationOutcome:
+    config, result = r.expectation_config, (r.result or {})
+    examples = result.get("partial_unexpected_list") or []
+    if config.type == "expect_compound_columns_to_be_unique":
+        examples = [" ".join(f"{k}={v}" for k, v in e.items()) if isinstance(e, dict) else e for e in examples]
+    return ExpectationOutcome(
+        suite=suite_name, expectation=config.type, description=config.description or config.type,
+        success=bool(r.success), column=config.kwargs.get("column"), observed=result.get("observed_value"),
+        unexpected_count=result.get("unexpected_count"), examples=list(examples[:MAX_EXAMPLES]),
+        error=_exception_message(r.exception_info),
+    )
+
+
+def _exception_message(info) -> str | None:
+    """GX keeps a metric's failure (a missing column, a wrong type) in `exception_info` instead of raising."""
+    info = info or {}
+    if info.get("raised_exception"):
+        return (info.get("exception_message") or "").splitlines()[0] or "error"
+    messages = [v.get("exception_message") for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+    return "; ".join(dict.fromkeys(m.splitlines()[0] for m in messages if m)) or None
+
+
+def schema_mismatches(table: DataFrame, spec: TableSpec) -> list[str]:
+    """Declared columns whose Spark type differs from the declaration, element types included
+    (GX's type check sees only 'an array')."""
+    actual = {f.name: f.dataType.simpleString() for f in table.schema.fields}
+    return [f"{c.name}: {actual[c.name]}, declared {c.dtype}" for c in spec.columns
+            if c.name in actual and actual[c.name] != c.dtype]
+
+
+def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datetime,
+                bounds: QualityBounds = QualityBounds(), context=None) -> TableCheck:
+    """Every suite of `spec` on `table` (`read` gives the tables its references and populations name)."""
+    context = context or gx_context()
+    outcomes, pages = [], []
+    rows = rows_view(table, spec, read, as_of=as_of).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        count = rows.count()
+        found, page = run_suite(context, rows, rows_suite(spec, bounds, empty=count == 0))
+        outcomes += found
+        pages += [page] if page else []
+        # A mean over no groups or no population members is undefined: an empty table is the row
+        # count's business, an empty population (nobody active) the freshness checks'.
+        aggregates = [(groups_view(table, g), groups_suite(spec, i, bounds)) for i, g in enumerate(spec.group_sizes)]
+        aggregates += [(coverage_view(table, c, read, as_of=as_of), coverage_suite(spec, i, bounds))
+                       for i, c in enumerate(spec.coverage)]
+        for frame, suite in aggregates:
+            if frame.isEmpty():
+                outcomes.append(ExpectationOutcome(suite=suite.name, expectation="skipped", success=True,
+                                                   description=f"{suite.name}: nothing to measure (no rows)"))
+                continue
+            found, page = run_suite(context, frame, suite)
+            outcomes += found
+            pages += [page] if page else []
+    finally:
+        rows.unpersist()
+    outcomes += [ExpectationOutcome(suite=f"{spec.name}.rows", expectation="schema", description=f"{m}",
+                                    success=False) for m in schema_mismatches(table, spec)]
+    return TableCheck(spec.name, all(o.success for o in outcomes), outcomes, rows=count, docs=pages)
+
+
+def check_tables(names: Iterable[str], read: Reader, *, as_of: datetime, bounds: QualityBounds = QualityBounds(),
+                 docs_dir: Path | None = None, exists: Callable[[str], bool] = lambda name: True) -> list[TableCheck]:
+    """`check_table` for each named table, one GX context for all; a table that is missing or cannot
+    be read fails with that as its error rather than stopping the others."""
+    context = gx_context(docs_dir)
+    results = []
+    for name in names:
+        spec = TABLE_SPECS[name]
+        if not exists(name):
+            results.append(TableCheck(name, False, [], error=f"{name} does not exist"))
+            continue
+        try:
+            results.append(check_table(read(name), spec, read, as_of=as_of, bounds=bounds, context=context))
+        except Exception as exc:  # noqa: BLE001 - reported per table, with the reason
+            results.append(TableCheck(name, False, [], error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    if docs_dir is not None:
+        context.build_data_docs(site_names=[DOCS_SITE])
+    return results
