@@ -113,9 +113,16 @@ def _run_and_report(settings: HomefeedSettings, *, selection: str | None, report
     if not outcome.success:
         for failure in outcome.failures:
             print(f"FAILED step {failure.step}: {failure.message}", file=sys.stderr)
+        for check in outcome.failed_checks:
+            print(f"FAILED data-quality check of {check.table}:\n{check.failed}", file=sys.stderr)
         if outcome.skipped:
             print(f"not run because of the failure: {', '.join(outcome.skipped)}", file=sys.stderr)
-        print(f"run failed after {seconds:.0f} s; tables from earlier runs are unchanged", file=sys.stderr)
+        failed_tables = [c.table for c in outcome.failed_checks]
+        if failed_tables:
+            print(f"{', '.join(failed_tables)}: the new version that failed its checks is in the warehouse for "
+                  "inspection (its Delta history keeps the previous one); nothing downstream was built from it",
+                  file=sys.stderr)
+        print(f"run failed after {seconds:.0f} s; every other table is as the last run left it", file=sys.stderr)
         return 1
     print(f"\nmaterialized {len(outcome.materialized)} assets in {seconds:.0f} s; per step: "
           + ", ".join(f"{step} {secs:.1f}s" for step, secs in outcome.step_seconds.items()))
@@ -134,6 +141,8 @@ def _write_run_report(path: Path, outcome, seconds: float, tables_dir: Path) -> 
         "materialized": list(outcome.materialized),
         "failures": [{"step": f.step, "message": f.message} for f in outcome.failures],
         "skipped": list(outcome.skipped),
+        "checks_passed": list(outcome.checks_passed),
+        "failed_checks": [{"table": c.table, "check": c.check, "failed": c.failed} for c in outcome.failed_checks],
         "step_seconds": outcome.step_seconds,
         "rows": {name: rows_in_table(p) for name, p in find_delta_tables(tables_dir).items()},
     }
@@ -175,6 +184,49 @@ def _command_name() -> str:
         except ValueError:
             return str(argv0)
     return "homefeed"
+
+
+# --- check -----------------------------------------------------------------------------------
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every table's data-quality suites on the warehouse as it is; exit 1 if any fails."""
+    from data_quality.specs import QualityBounds, TABLE_SPECS
+    from data_quality.validation import check_tables
+    from jobs.delta_io import is_delta_table, read_delta
+    from orchestration.resources import resources_from_settings
+
+    settings = _settings(args)
+    tables_dir = settings.tables_dir
+    names = args.table or [name for name in TABLE_SPECS if is_delta_table(tables_dir / name)]
+    unknown = sorted(set(names) - set(TABLE_SPECS))
+    if unknown:
+        print(f"error: no suite for {', '.join(unknown)} (suites: {', '.join(TABLE_SPECS)})", file=sys.stderr)
+        return 2
+    if not names:
+        print(f"error: no Delta tables in {tables_dir} (build them with `homefeed run`)", file=sys.stderr)
+        return 2
+    spark = resources_from_settings(settings)["spark"].get_session()
+    as_of = settings.as_of or datetime.now().astimezone()
+    docs_dir = settings.warehouse.resolve() / "data_quality" / "docs"
+    results = check_tables(names, lambda name: read_delta(spark, tables_dir / name), as_of=as_of,
+                           bounds=QualityBounds.with_overrides(settings.dq_bounds), docs_dir=docs_dir,
+                           exists=lambda name: is_delta_table(tables_dir / name))
+    index = docs_dir / "index.html"
+    if args.json:
+        print(json.dumps({"success": all(r.success for r in results), "as_of": as_of.isoformat(),
+                          "docs": str(index), "tables": [r.as_metadata() for r in results]}, indent=2))
+    else:
+        for r in results:
+            status = "ok  " if r.success else "FAIL"
+            detail = r.error or f"{len(r.outcomes) - len(r.failures)}/{len(r.outcomes)} expectations, {r.rows:,} rows"
+            print(f"{status} {r.table:<36} {detail}")
+            for outcome in r.failures:
+                print(f"       {outcome.line()}")
+        failed = [r.table for r in results if not r.success]
+        print(f"\n{len(results) - len(failed)}/{len(results)} tables passed as of {as_of.isoformat()}"
+              + (f"; failed: {', '.join(failed)}" if failed else ""))
+        print(f"Great Expectations results: {index}")
+    return 0 if all(r.success for r in results) else 1
 
 
 # --- demo ------------------------------------------------------------------------------------
@@ -428,6 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", help="Dagster asset selection, e.g. 'follows', 'key:users or key:follows', 'group:graph'")
     p.add_argument("--report", help="also write the outcome (steps, timings, row counts) as JSON here")
     p.set_defaults(func=cmd_run)
+
+    p = with_warehouse(sub.add_parser("check", help="run every table's data-quality suite; exit 1 if one fails"))
+    p.add_argument("--input", help="raw input folder of the build (a generated world's end is the build time)")
+    p.add_argument("--table", action="append", help="check only this table (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=cmd_check)
 
     p = with_warehouse(sub.add_parser("demo", help="generate a world and build every asset from it"))
     p.add_argument("--users", type=int, default=2000)

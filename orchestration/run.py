@@ -42,14 +42,17 @@ def run_assets(
     selection: str | None = None,
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
+    checks: bool = True,
 ) -> RunOutcome:
     """Materialize every asset of the default build (or `selection`, a Dagster asset selection
-    string) in this process."""
+    string) in this process, each followed by its data-quality check unless `checks` is False (a
+    side build of a cut of the input for an evaluation or a training set, whose source was checked)."""
     instance = instance or dg.DagsterInstance.ephemeral()
+    selected = dg.AssetSelection.from_string(selection or DEFAULT_BUILD_SELECTION)
     result = dg.materialize(
         [*ALL_ASSETS, *ALL_CHECKS],
         resources=resources_from_settings(settings),
-        selection=selection or DEFAULT_BUILD_SELECTION,
+        selection=selected if checks else selected.without_checks(),
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

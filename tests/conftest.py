@@ -42,3 +42,19 @@ def spark(settings):
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def generated_build(settings, spark, tmp_path_factory):
+    """A 300-user generated world through the default build (every asset up to the feature tables,
+    each with its data-quality check) as of the world's end: (run settings, outcome, generation summary)."""
+    from jobs.synthetic import WorldConfig, generate_world
+    from orchestration.evaluation import world_end_time
+    from orchestration.run import run_assets
+
+    world = tmp_path_factory.mktemp("generated") / "world"
+    summary = generate_world(WorldConfig(n_users=300, seed=3), out_dir=world)
+    run_settings = settings.model_copy(update={
+        "raw_input": world / "raw", "warehouse": world.parent / "warehouse", "as_of": world_end_time(world),
+    })
+    return run_settings, run_assets(run_settings), summary

@@ -164,16 +164,20 @@ def test_definitions_load_with_resources():
     assert {k.to_user_string() for k in ranking.asset_layer.executable_asset_keys} == {"ranked_feeds"}
 
 
-def test_a_generated_world_meets_the_contract_entirely(settings, spark, tmp_path):
+def test_a_generated_world_meets_the_contract_entirely(generated_build):
     """Every row the synthetic generator writes passes ingestion: nothing is quarantined."""
-    from jobs.synthetic import WorldConfig, generate_world
-
-    summary = generate_world(WorldConfig(n_users=300, seed=3), out_dir=tmp_path / "world")
-    run_settings = settings.model_copy(update={
-        "raw_input": tmp_path / "world" / "raw", "warehouse": tmp_path / "warehouse",
-    })
-    outcome = run_assets(run_settings)
-    assert outcome.success, outcome.failures
+    run_settings, outcome, summary = generated_build
+    assert outcome.success, (outcome.failures, outcome.failed_checks)
     for table in RAW_TABLES:
         assert rows_in_table(run_settings.tables_dir / f"quarantine_{table.name}") == 0, table.name
         assert rows_in_table(run_settings.tables_dir / table.name) == summary.rows_per_table[table.name]
+
+
+def test_every_table_of_a_generated_world_passes_its_checks(generated_build):
+    """The blocking data-quality checks ran on every table of the default build, and all passed."""
+    from data_quality.specs import TABLE_SPECS
+
+    _, outcome, _ = generated_build
+    built_tables = {name for name in outcome.materialized if name in TABLE_SPECS}
+    assert len(built_tables) == len(TABLE_SPECS) - 2  # all but training_examples and ranked_feeds
+    assert set(outcome.checks_passed) == built_tables and not outcome.failed_checks

@@ -225,7 +225,7 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     config = WorldConfig(n_users=80, seed=5)
     generate_world(config, out_dir=tmp_path / "world")
     raw, warehouse = tmp_path / "world" / "raw", tmp_path / "warehouse"
-    built = run_assets(settings.model_copy(update={"raw_input": raw, "warehouse": warehouse}),
+    built = run_assets(settings.model_copy(update={"raw_input": raw, "warehouse": warehouse, "as_of": config.end_time}),
                        selection="group:bronze or key:mutual_follows")
     assert built.success, built.failures
 
@@ -266,6 +266,7 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
                                                        "as_of": config.end_time}), selection="group:training")
     assert asset_run.success, asset_run.failures
     assert asset_run.materialized == ("rankers", "training_examples")
+    assert asset_run.checks_passed == ("training_examples",)  # its blocking data-quality check ran first
     for model in ("light_ranker", "heavy_ranker"):
         current = json.loads((warehouse / "models" / model / "CURRENT").read_text())
         assert current["version"] == 1 and current["reason"] == "first model"
@@ -274,3 +275,24 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     assert metadata["window"] == default_window.as_dict()
     assert metadata["representations_as_of"] == [
         max(day, default_window.start).isoformat() for day in snapshot_days(default_window.start, default_window.end)]
+
+
+def test_a_broken_training_set_fails_its_suite(spark, tmp_path):
+    """The training_examples suite: a good table (the hand-made log above) passes; a copy with a
+    dangling user, a split outside its set, a null author and a repeated impression fails on each."""
+    from data_quality.specs import TABLE_SPECS
+    from data_quality.validation import check_table
+    from test_data_quality import breakages, broken_copy
+
+    f = _frames(spark, later=False)
+    table = training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
+                              f["social_actions"], _representations(spark), window=WINDOW).cache()
+    read = {"users": f["users"], "tweets": f["tweets"]}.__getitem__
+    spec = TABLE_SPECS["training_examples"]
+    assert check_table(table, spec, read, as_of=WINDOW.end).success
+    changes = breakages(spec)
+    result = check_table(broken_copy(table, spec, changes), spec, read, as_of=WINDOW.end)
+    failed = [o.description for o in result.failures]
+    for words in [w for _, _, w in changes] + ["is unique"]:
+        assert any(words in d for d in failed), (words, failed)
+    assert [column for column, _, _ in changes] == ["user_id", "split", "author_id"]

@@ -1,0 +1,268 @@
+"""The data-quality suites: every table of a generated world passes its suite (test_pipeline), and
+here, a deliberately broken copy of each fails on the expectations its breakage violates.
+
+Each table is broken in one row per kind of check its spec declares (a null where none may be, a
+value out of range, a value outside its set, a dangling reference, a rank out of sequence, a pair
+that must differ made equal, a duplicated key), and every one of those expectations must fail.
+The distribution, coverage and freshness checks are broken through their thresholds below.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from data_quality.specs import TABLE_SPECS, QualityBounds, TableSpec
+from data_quality.validation import check_table, check_tables
+from jobs.delta_io import is_delta_table, read_delta
+
+ROW = "_test_row"
+MISSING_ID = 10**15  # no table has an id this large
+
+
+def _reader(spark, tables_dir):
+    return lambda name: read_delta(spark, tables_dir / name)
+
+
+def _numeric(dtype: str) -> bool:
+    return dtype in ("bigint", "int", "double", "float")
+
+
+def breakages(spec: TableSpec) -> list[tuple[str, object, str]]:
+    """(column, Spark expression of the bad value, words of the expectation that must fail), one per
+    kind of check the spec declares."""
+    columns = {c.name: c for c in spec.columns}
+    used = set()
+    out = []
+
+    def add(column, value, expectation):
+        if column not in used:
+            used.add(column)
+            out.append((column, value, expectation))
+
+    for ref in spec.references:
+        if not ref.forbidden and _numeric(columns[ref.columns[0]].dtype):
+            add(ref.columns[0], F.lit(MISSING_ID).cast(columns[ref.columns[0]].dtype),
+                f"exists in {ref.table}({', '.join(ref.target_columns)})")
+            break
+    for rank in spec.ranks:
+        add(rank.rank, F.col(rank.rank) + 100_000, f"{rank.rank} counts 1, 2, 3")
+    for a, b in spec.distinct_columns:
+        if a not in used and b not in used:
+            add(b, F.col(a), f"{a} differs from {b}")
+    for bound in spec.bounds:
+        if bound.min is not None and bound.column not in used:
+            add(bound.column, F.lit(bound.min - 1).cast(columns[bound.column].dtype), f"{bound.column} within [")
+            break
+    for in_set in spec.sets:
+        dtype = columns[in_set.column].dtype
+        bogus = (F.array(F.lit("bogus")) if dtype.startswith("array<")
+                 else F.lit(7).cast(dtype) if _numeric(dtype) else F.lit("bogus"))
+        words = f"every element of {in_set.column}" if dtype.startswith("array<") else f"{in_set.column} is one of"
+        add(in_set.column, bogus, words)
+        break
+    for column in spec.columns:
+        if not column.nullable and column.name not in spec.key and column.name not in used:
+            add(column.name, F.lit(None).cast(column.dtype), f"{column.name} is never null")
+            break
+    return out
+
+
+def broken_copy(table: DataFrame, spec: TableSpec, changes) -> DataFrame:
+    """`table` with change i applied to its (i+1)-th row, plus a duplicate of its last row when the
+    spec has a key."""
+    order = [F.col(c) for c in (spec.key or spec.column_names) if not c.startswith("_")]
+    numbered = table.withColumn(ROW, F.row_number().over(Window.orderBy(*order)))
+    for i, (column, value, _) in enumerate(changes):
+        numbered = numbered.withColumn(column, F.when(F.col(ROW) == i + 1, value).otherwise(F.col(column)))
+    broken = numbered.drop(ROW)
+    if spec.key:
+        last = numbered.where(F.col(ROW) == len(changes) + 1).drop(ROW)
+        broken = broken.unionByName(last)
+    return broken
+
+
+def _failed(result) -> list[str]:
+    return [o.description for o in result.failures]
+
+
+BUILT_TABLES = sorted(set(TABLE_SPECS) - {"training_examples", "ranked_feeds"})
+
+
+@pytest.mark.parametrize("name", BUILT_TABLES)
+def test_a_broken_table_fails_on_the_expectations_it_violates(spark, generated_build, name):
+    run_settings, outcome, _ = generated_build
+    assert name in outcome.checks_passed  # the good table passed (the run's blocking check)
+    spec, read = TABLE_SPECS[name], _reader(spark, run_settings.tables_dir)
+    table = read(name)
+    as_of = run_settings.as_of
+    if table.isEmpty():
+        # Nothing to break in place (a quarantine table of a clean world): one row of nulls.
+        table = spark.createDataFrame([tuple(None for _ in table.columns)], table.schema)
+        expected = [f"{c.name} is never null" for c in spec.columns if not c.nullable]
+    else:
+        changes = breakages(spec)
+        table = broken_copy(table, spec, changes)
+        expected = [words for _, _, words in changes]
+        if spec.key:
+            expected.append("is unique")
+    result = check_table(table, spec, read, as_of=as_of)
+    assert not result.success
+    failed = _failed(result)
+    for words in expected:
+        assert any(words in description for description in failed), (words, failed)
+
+
+def test_a_column_of_the_wrong_type_or_a_missing_one_fails_the_schema(spark, generated_build):
+    run_settings, _, _ = generated_build
+    read = _reader(spark, run_settings.tables_dir)
+    spec = TABLE_SPECS["user_follow_counts"]
+    retyped = read("user_follow_counts").withColumn("follower_count", F.col("follower_count").cast("double"))
+    failed = _failed(check_table(retyped, spec, read, as_of=run_settings.as_of))
+    assert any("follower_count is bigint" in d for d in failed), failed
+    dropped = read("user_follow_counts").drop("mutual_count")
+    failed = _failed(check_table(dropped, spec, read, as_of=run_settings.as_of))
+    assert any("has exactly its declared columns" in d for d in failed), failed
+
+
+def test_stale_tweets_fail_freshness(spark, generated_build):
+    run_settings, _, _ = generated_build
+    read = _reader(spark, run_settings.tables_dir)
+    newest = read("tweets").agg(F.max("created_at")).first()[0]
+    # The newest tweet is within the bound at the build time, and not 49 hours later.
+    later = run_settings.as_of + timedelta(hours=49)
+    assert check_table(read("tweets"), TABLE_SPECS["tweets"], read, as_of=run_settings.as_of).success
+    failed = _failed(check_table(read("tweets"), TABLE_SPECS["tweets"], read, as_of=later))
+    assert failed == ["the newest created_at is at most 48 h before the build time (freshness_hours)"], (newest, failed)
+
+
+def test_pool_sizes_and_coverage_outside_their_bounds_fail(spark, generated_build):
+    run_settings, _, _ = generated_build
+    read = _reader(spark, run_settings.tables_dir)
+    candidates = read("candidates")
+    pools = candidates.groupBy("user_id").count().agg(F.avg("count")).first()[0]
+    active = read("engagements").where(
+        (F.col("created_at") >= F.lit(run_settings.as_of - timedelta(days=7))) & (F.col("created_at") < F.lit(run_settings.as_of))
+    ).select("user_id").distinct()
+    covered = active.join(candidates.select("user_id").distinct(), "user_id").count() / active.count()
+    strict = QualityBounds(candidates_per_user=(pools + 1, pools + 2), candidate_user_share=min(covered + 0.01, 1.01))
+    failed = _failed(check_table(candidates, TABLE_SPECS["candidates"], read, as_of=run_settings.as_of, bounds=strict))
+    assert len(failed) == 2, failed
+    assert failed[0].startswith("the mean rows per (user_id) is within") and "active_users_with_candidates" in failed[1]
+    # Bounds just around the measured values pass.
+    loose = QualityBounds(candidates_per_user=(pools - 1, pools + 1), candidate_user_share=covered - 0.01)
+    assert check_table(candidates, TABLE_SPECS["candidates"], read, as_of=run_settings.as_of, bounds=loose).success
+
+
+def test_a_candidate_from_a_blocked_author_fails(spark, generated_build, tmp_path):
+    run_settings, _, _ = generated_build
+    read = _reader(spark, run_settings.tables_dir)
+    candidate = read("candidates").orderBy("user_id", "tweet_id").first()
+    block = spark.createDataFrame([(candidate.user_id, candidate.author_id, "block", run_settings.as_of)],
+                                  read("social_actions").schema)
+    blocked = read("social_actions").unionByName(block)
+    reader = lambda name: blocked if name == "social_actions" else read(name)  # noqa: E731
+    result = check_table(read("candidates"), TABLE_SPECS["candidates"], reader, as_of=run_settings.as_of)
+    (failure,) = result.failures
+    assert failure.description.startswith("(user_id, author_id) matches no row of social_actions")
+    from_author = read("candidates").where((F.col("user_id") == candidate.user_id)
+                                           & (F.col("author_id") == candidate.author_id)).count()
+    assert failure.unexpected_count == from_author
+    assert set(failure.examples) == {f"user_id={candidate.user_id} author_id={candidate.author_id}"}
+
+
+def test_check_tables_reports_a_missing_table_and_writes_the_html(spark, generated_build, tmp_path):
+    run_settings, _, _ = generated_build
+    tables_dir = run_settings.tables_dir
+    results = check_tables(["users", "ranked_feeds"], _reader(spark, tables_dir), as_of=run_settings.as_of,
+                           docs_dir=tmp_path / "docs", exists=lambda name: is_delta_table(tables_dir / name))
+    assert [(r.table, r.success) for r in results] == [("users", True), ("ranked_feeds", False)]
+    assert results[1].error == "ranked_feeds does not exist"
+    index = tmp_path / "docs" / "index.html"
+    assert index.is_file() and "users.rows" in index.read_text()
+
+
+def test_check_command_exits_nonzero_and_names_the_failure(generated_build, tmp_path, capsys):
+    """`homefeed check` on a copy of the warehouse whose users table lost a row the follows point at."""
+    import shutil
+
+    from deltalake import DeltaTable, write_deltalake
+
+    from orchestration import cli
+
+    run_settings, _, _ = generated_build
+    warehouse = tmp_path / "warehouse"
+    for name in ("users", "follows"):
+        shutil.copytree(run_settings.tables_dir / name, warehouse / "tables" / name)
+    users = DeltaTable(str(warehouse / "tables" / "users")).to_pyarrow_table()
+    gone = users["user_id"][0].as_py()
+    write_deltalake(str(warehouse / "tables" / "users"), users.slice(1), mode="overwrite")
+    code = cli.main(["check", "--warehouse", str(warehouse), "--input", str(run_settings.raw_input)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "ok   users" in out and "FAIL follows" in out
+    assert f"follower_id={gone}" in out or f"followee_id={gone}" in out
+    assert "1/2 tables passed" in out
+    assert code == 1 and cli.main(["check", "--warehouse", str(warehouse), "--table", "users",
+                                   "--input", str(run_settings.raw_input)]) == 0
+
+
+def test_bounds_overrides_are_validated():
+    assert QualityBounds.with_overrides({"feed_length": [1, 2], "freshness_hours": 3}).feed_length == (1.0, 2.0)
+    with pytest.raises(ValueError, match="unknown data-quality bounds"):
+        QualityBounds.with_overrides({"feed_lenght": [1, 2]})
+    with pytest.raises(ValueError, match="is a .min, max. pair"):
+        QualityBounds.with_overrides({"feed_length": 3})
+
+
+def test_every_table_spec_declares_existing_types():
+    known = {"bigint", "int", "double", "float", "boolean", "string", "timestamp"}
+    for spec in TABLE_SPECS.values():
+        for column in spec.columns:
+            assert column.dtype in known or column.dtype.startswith("array<"), (spec.name, column)
+    assert T.LongType().simpleString() == "bigint"  # the spelling the specs use
+
+
+@pytest.fixture(scope="module")
+def ranked_build(settings, spark, generated_build, tmp_path_factory):
+    """ranked_feeds of the generated world (in a copy of its warehouse), scored by small test models,
+    through Dagster with the table's blocking check."""
+    import shutil
+
+    from orchestration.run import run_assets
+    from test_ranking_job import register_models
+
+    run_settings, _, _ = generated_build
+    warehouse = tmp_path_factory.mktemp("ranked") / "warehouse"
+    shutil.copytree(run_settings.tables_dir, warehouse / "tables")
+    register_models(warehouse)
+    ranked_settings = run_settings.model_copy(update={"warehouse": warehouse})
+    return ranked_settings, run_assets(ranked_settings, selection="key:ranked_feeds")
+
+
+def test_ranked_feeds_of_a_generated_world_pass_and_a_broken_copy_fails(spark, ranked_build):
+    ranked_settings, outcome = ranked_build
+    assert outcome.success, (outcome.failures, outcome.failed_checks)
+    assert outcome.checks_passed == ("ranked_feeds",)
+    spec, read = TABLE_SPECS["ranked_feeds"], _reader(spark, ranked_settings.tables_dir)
+    changes = breakages(spec)
+    assert [column for column, _, _ in changes] == ["user_id", "rank", "p_like", "sources", "author_id"]
+    result = check_table(broken_copy(read("ranked_feeds"), spec, changes), spec, read, as_of=ranked_settings.as_of)
+    failed = _failed(result)
+    for words in [w for _, _, w in changes] + ["is unique"]:
+        assert any(words in d for d in failed), (words, failed)
+
+
+def test_feed_shares_outside_their_bounds_fail(spark, ranked_build):
+    ranked_settings, _ = ranked_build
+    read = _reader(spark, ranked_settings.tables_dir)
+    feeds = read("ranked_feeds")
+    in_network = feeds.agg(F.avg(F.col("is_in_network").cast("double"))).first()[0]
+    strict = QualityBounds(feed_in_network_share=(in_network + 0.01, 1.0))
+    failed = _failed(check_table(feeds, TABLE_SPECS["ranked_feeds"], read, as_of=ranked_settings.as_of, bounds=strict))
+    assert failed == ["the share of rows where is_in_network is within "
+                      f"[{in_network + 0.01:g}, 1] (feed_in_network_share)"], failed
