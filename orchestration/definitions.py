@@ -11,8 +11,9 @@ from orchestration.assets.quality import quality_checks
 from orchestration.assets.ranking import RANKING_ASSETS
 from orchestration.assets.training import TRAINING_ASSETS
 from orchestration.assets.twhin import twhin_assets
-from orchestration.jobs import build_all_job, ingest_job, ranked_feeds_job, training_set_job
+from orchestration.jobs import build_all_job, daily_build_job, ingest_job, ranked_feeds_job, training_set_job
 from orchestration.resources import resources_from_settings
+from orchestration.schedules import daily_build_schedule, raw_input_sensor
 from orchestration.settings import HomefeedSettings, load_settings
 
 ALL_ASSETS = [
@@ -26,7 +27,9 @@ def build_definitions(settings: HomefeedSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[ingest_job, build_all_job, training_set_job, ranked_feeds_job],
+        jobs=[ingest_job, build_all_job, training_set_job, ranked_feeds_job, daily_build_job],
+        schedules=[daily_build_schedule],
+        sensors=[raw_input_sensor],
         resources=resources_from_settings(settings),
     )
 

@@ -41,3 +41,11 @@ ranked_feeds_job = dg.define_asset_job(
     description="Every user's ranked For You feed, from the candidates and the promoted rankers.",
     executor_def=dg.in_process_executor,
 )
+
+daily_build_job = dg.define_asset_job(
+    name="daily_build",
+    selection=DEFAULT_BUILD | dg.AssetSelection.groups(RANKING_GROUP),
+    description="The daily build: ingestion to the ranked feeds with the promoted rankers, every table "
+                "behind its blocking data-quality check (retraining runs on its own: the training_set job).",
+    executor_def=dg.in_process_executor,
+)

@@ -10,6 +10,7 @@ The distribution, coverage and freshness checks are broken through their thresho
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, Window
@@ -266,3 +267,19 @@ def test_feed_shares_outside_their_bounds_fail(spark, ranked_build):
     failed = _failed(check_table(feeds, TABLE_SPECS["ranked_feeds"], read, as_of=ranked_settings.as_of, bounds=strict))
     assert failed == ["the share of rows where is_in_network is within "
                       f"[{in_network + 0.01:g}, 1] (feed_in_network_share)"], failed
+
+
+def test_check_command_passes_on_the_generated_world(generated_build, capsys):
+    """What a deployment's CI runs: `homefeed check` over the whole warehouse, JSON out, exit 0."""
+    import json
+
+    from orchestration import cli
+
+    run_settings, outcome, _ = generated_build
+    code = cli.main(["check", "--warehouse", str(run_settings.warehouse), "--input", str(run_settings.raw_input),
+                     "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["success"], [t for t in document["tables"] if not t["success"]]
+    assert sorted(t["table"] for t in document["tables"]) == sorted(outcome.checks_passed)
+    assert document["as_of"] == run_settings.as_of.isoformat()
+    assert Path(document["docs"]).is_file()

@@ -181,3 +181,48 @@ def test_every_table_of_a_generated_world_passes_its_checks(generated_build):
     built_tables = {name for name in outcome.materialized if name in TABLE_SPECS}
     assert len(built_tables) == len(TABLE_SPECS) - 2  # all but training_examples and ranked_feeds
     assert set(outcome.checks_passed) == built_tables and not outcome.failed_checks
+
+
+def test_raw_input_sensor_requests_a_build_when_input_lands(tmp_path):
+    import os
+
+    from orchestration.resources import WarehouseResource
+    from orchestration.schedules import raw_input_sensor
+
+    raw = tmp_path / "raw"
+    resources = {"warehouse": WarehouseResource(path=str(tmp_path / "warehouse"), raw_input=str(raw))}
+
+    def evaluate(cursor):
+        context = dg.build_sensor_context(cursor=cursor, resources=resources)
+        return raw_input_sensor(context), context.cursor
+
+    result, _ = evaluate(None)
+    assert isinstance(result, dg.SkipReason) and "no raw input" in result.skip_message
+    (raw / "users").mkdir(parents=True)
+    (raw / "users" / "part-0.parquet").write_bytes(b"first")
+    first, cursor = evaluate(None)
+    assert isinstance(first, dg.RunRequest) and first.run_key == f"raw-input-{cursor}"
+    unchanged, same_cursor = evaluate(cursor)
+    assert isinstance(unchanged, dg.SkipReason) and same_cursor == cursor
+    (raw / "engagements").mkdir()
+    (raw / "engagements" / "part-0.parquet").write_bytes(b"a new day")
+    landed, new_cursor = evaluate(cursor)
+    assert isinstance(landed, dg.RunRequest) and new_cursor != cursor and landed.run_key == f"raw-input-{new_cursor}"
+    # A file rewritten in place (same name, new content and time) is new input too.
+    os.utime(raw / "users" / "part-0.parquet", ns=(1, 1))
+    rewritten, _ = evaluate(new_cursor)
+    assert isinstance(rewritten, dg.RunRequest)
+
+
+def test_daily_build_job_and_schedule_cover_ingest_to_ranked_feeds():
+    from orchestration.definitions import build_definitions
+    from orchestration.settings import load_settings
+
+    definitions = build_definitions(load_settings())
+    daily = definitions.resolve_job_def("daily_build")
+    keys = {k.to_user_string() for k in daily.asset_layer.executable_asset_keys}
+    assert {"users", "engagements", "candidates", "user_tweet_features", "ranked_feeds"} <= keys
+    assert not keys & {"training_examples", "rankers"}
+    assert {k.asset_key.to_user_string() for k in daily.asset_layer.asset_graph.asset_check_keys} >= {"ranked_feeds", "users"}
+    (schedule,) = definitions.schedules
+    assert schedule.cron_schedule == "0 4 * * *" and schedule.job_name == "daily_build"

@@ -1,0 +1,44 @@
+"""When builds start: a daily schedule, and a sensor that starts one when new raw input lands."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.jobs import daily_build_job
+from orchestration.resources import WarehouseResource
+
+DAILY_BUILD_CRON = "0 4 * * *"  # 04:00 UTC, after the day's logs have landed
+
+
+def raw_input_fingerprint(raw_dir: Path) -> str | None:
+    """A digest of every file under `raw_dir` (relative path, size, modification time), or None when
+    the folder does not exist or holds no file: it changes when a file lands, grows or is replaced."""
+    if not raw_dir.is_dir():
+        return None
+    entries = sorted(
+        f"{path.relative_to(raw_dir)}\t{stat.st_size}\t{stat.st_mtime_ns}"
+        for path in raw_dir.rglob("*") if path.is_file() and not path.name.startswith(".")
+        for stat in [path.stat()]
+    )
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16] if entries else None
+
+
+daily_build_schedule = dg.ScheduleDefinition(
+    name="daily_build_schedule", job=daily_build_job, cron_schedule=DAILY_BUILD_CRON, execution_timezone="UTC",
+    description="The daily build at 04:00 UTC.",
+)
+
+
+@dg.sensor(name="raw_input_sensor", job=daily_build_job, minimum_interval_seconds=300,
+           description="Starts the daily build when the raw input folder changes (a file lands, grows or is replaced).")
+def raw_input_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    fingerprint = raw_input_fingerprint(warehouse.raw_dir)
+    if fingerprint is None:
+        return dg.SkipReason(f"no raw input in {warehouse.raw_dir}")
+    if fingerprint == context.cursor:
+        return dg.SkipReason(f"raw input unchanged since the last build request ({fingerprint})")
+    context.update_cursor(fingerprint)
+    return dg.RunRequest(run_key=f"raw-input-{fingerprint}", tags={"homefeed/raw_input": fingerprint})
