@@ -25,6 +25,7 @@ def _settings(args: argparse.Namespace) -> HomefeedSettings:
     return with_world_build_time(load_settings(
         warehouse=getattr(args, "warehouse", None),
         raw_input=getattr(args, "input", None),
+        redis_url=getattr(args, "redis_url", None),
     ))
 
 
@@ -227,6 +228,53 @@ def cmd_check(args: argparse.Namespace) -> int:
               + (f"; failed: {', '.join(failed)}" if failed else ""))
         print(f"Great Expectations results: {index}")
     return 0 if all(r.success for r in results) else 1
+
+
+# --- publication -----------------------------------------------------------------------------
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Check ranked_feeds, then publish it to Redis as a new version and make it current."""
+    from data_quality.specs import QualityBounds
+    from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_table, result_json
+    from orchestration.resources import resources_from_settings
+
+    settings = _settings(args)
+    table = settings.tables_dir / FEEDS_TABLE
+    if not args.skip_check and (table / "_delta_log").is_dir():
+        spark = resources_from_settings(settings)["spark"].get_session()
+        check_feeds_table(spark, settings.tables_dir, as_of=settings.as_of or datetime.now().astimezone(),
+                          bounds=QualityBounds.with_overrides(settings.dq_bounds))
+    result = publish_table(settings.redis_url, table, grace_seconds=settings.publish_grace_seconds)
+    if args.json:
+        print(json.dumps(result_json(result), indent=2))
+    else:
+        print(f"published version {result.version} (previous {result.previous_version}): {result.users:,} feeds, "
+              f"{result.items:,} items, {result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, checksum {result.checksum}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from jobs.publish import connect, rollback
+
+    settings = _settings(args)
+    pointer = rollback(connect(settings.redis_url), grace_seconds=settings.publish_grace_seconds)
+    print(json.dumps(pointer, indent=2) if args.json else
+          f"rolled back to version {pointer['version']} (from {pointer['rolled_back_from']})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from jobs.publish import connect, publication_status
+
+    status = publication_status(connect(_settings(args).redis_url))
+    if args.json:
+        print(json.dumps(status, indent=2))
+    elif status["published_version"] is None:
+        print("nothing is published")
+    else:
+        print(f"version {status['published_version']} (previous {status['previous_version']}), "
+              f"{status['users_published']:,} users, published at {status['published_at']}")
+    return 0
 
 
 # --- demo ------------------------------------------------------------------------------------
@@ -486,6 +534,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="append", help="check only this table (repeatable)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_check)
+
+    def with_redis(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--redis", dest="redis_url", help="Redis URL (default: $HOMEFEED_REDIS_URL)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        return p
+
+    p = with_redis(with_warehouse(sub.add_parser(
+        "publish", help="check ranked_feeds, publish it to Redis as a new version, switch to it")))
+    p.add_argument("--input", help="raw input folder of the build (a generated world's end is the build time)")
+    p.add_argument("--skip-check", action="store_true", help="publish without running the ranked_feeds suite first")
+    p.set_defaults(func=cmd_publish)
+    p = with_redis(sub.add_parser("rollback", help="make the previous published version current again"))
+    p.set_defaults(func=cmd_rollback)
+    p = with_redis(sub.add_parser("status", help="the published version, the previous one, users, time"))
+    p.set_defaults(func=cmd_status)
 
     p = with_warehouse(sub.add_parser("demo", help="generate a world and build every asset from it"))
     p.add_argument("--users", type=int, default=2000)

@@ -7,18 +7,26 @@ from orchestration.assets.features import FEATURE_ASSETS
 from orchestration.assets.graph import graph_assets
 from orchestration.assets.ingestion import ingestion_assets
 from orchestration.assets.simclusters import simclusters_assets
+from orchestration.assets.publication import PUBLICATION_ASSETS, rollback_job
 from orchestration.assets.quality import quality_checks
 from orchestration.assets.ranking import RANKING_ASSETS
 from orchestration.assets.training import TRAINING_ASSETS
 from orchestration.assets.twhin import twhin_assets
-from orchestration.jobs import build_all_job, daily_build_job, ingest_job, ranked_feeds_job, training_set_job
+from orchestration.jobs import (
+    build_all_job,
+    daily_build_job,
+    ingest_job,
+    publish_job,
+    ranked_feeds_job,
+    training_set_job,
+)
 from orchestration.resources import resources_from_settings
 from orchestration.schedules import daily_build_schedule, raw_input_sensor
 from orchestration.settings import HomefeedSettings, load_settings
 
 ALL_ASSETS = [
     *ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets, *CANDIDATE_ASSETS, *FEATURE_ASSETS,
-    *TRAINING_ASSETS, *RANKING_ASSETS,
+    *TRAINING_ASSETS, *RANKING_ASSETS, *PUBLICATION_ASSETS,
 ]
 ALL_CHECKS = quality_checks([key.to_user_string() for asset in ALL_ASSETS for key in asset.keys])
 
@@ -27,7 +35,8 @@ def build_definitions(settings: HomefeedSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[ingest_job, build_all_job, training_set_job, ranked_feeds_job, daily_build_job],
+        jobs=[ingest_job, build_all_job, training_set_job, ranked_feeds_job, daily_build_job,
+              publish_job, rollback_job],
         schedules=[daily_build_schedule],
         sensors=[raw_input_sensor],
         resources=resources_from_settings(settings),

@@ -3,14 +3,16 @@
 import dagster as dg
 
 from orchestration.assets.ingestion import INGESTION_GROUP
+from orchestration.assets.publication import PUBLICATION_GROUP
 from orchestration.assets.ranking import RANKING_GROUP
 from orchestration.assets.training import TRAINING_GROUP
 
 # What a plain build materializes: everything up to the feature tables. The training set rebuilds
 # the representations as of its window (a second pass over the graph jobs) and the rankers train
 # on it; the ranked feeds need a promoted model. Those run as their own jobs.
-DEFAULT_BUILD = dg.AssetSelection.all() - dg.AssetSelection.groups(TRAINING_GROUP, RANKING_GROUP)
-DEFAULT_BUILD_SELECTION = f"not group:{TRAINING_GROUP} and not group:{RANKING_GROUP}"
+DEFAULT_BUILD = dg.AssetSelection.all() - dg.AssetSelection.groups(TRAINING_GROUP, RANKING_GROUP, PUBLICATION_GROUP)
+DEFAULT_BUILD_SELECTION = (f"not group:{TRAINING_GROUP} and not group:{RANKING_GROUP} "
+                           f"and not group:{PUBLICATION_GROUP}")
 
 # One Spark session per process: run the steps of a job in one process, one after another,
 # rather than starting a JVM per step on a small machine.
@@ -42,10 +44,18 @@ ranked_feeds_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+publish_job = dg.define_asset_job(
+    name="publish",
+    selection=dg.AssetSelection.groups(PUBLICATION_GROUP),
+    description="Publish ranked_feeds to Redis as a new version and switch to it.",
+    executor_def=dg.in_process_executor,
+)
+
 daily_build_job = dg.define_asset_job(
     name="daily_build",
-    selection=DEFAULT_BUILD | dg.AssetSelection.groups(RANKING_GROUP),
-    description="The daily build: ingestion to the ranked feeds with the promoted rankers, every table "
-                "behind its blocking data-quality check (retraining runs on its own: the training_set job).",
+    selection=DEFAULT_BUILD | dg.AssetSelection.groups(RANKING_GROUP, PUBLICATION_GROUP),
+    description="The daily build: ingestion to the ranked feeds with the promoted rankers, then their "
+                "publication to Redis, every table behind its blocking data-quality check (retraining "
+                "runs on its own: the training_set job).",
     executor_def=dg.in_process_executor,
 )

@@ -65,6 +65,13 @@ class TwhinResource(dg.ConfigurableResource):
     seed: int = 0
 
 
+class RedisResource(dg.ConfigurableResource):
+    """Where the feeds are published, and how long a replaced version's keys live."""
+
+    url: str
+    grace_seconds: int = 3600
+
+
 class QualityResource(dg.ConfigurableResource):
     """The thresholds of the data-quality checks: QualityBounds' defaults with these overrides (JSON)."""
 
@@ -103,4 +110,5 @@ def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.Configur
         ),
         "twhin": TwhinResource(device=settings.twhin_device, threads=settings.twhin_threads),
         "quality": QualityResource(bounds_json=json.dumps(settings.dq_bounds)),
+        "redis": RedisResource(url=settings.redis_url, grace_seconds=settings.publish_grace_seconds),
     }

@@ -40,6 +40,8 @@ class HomefeedSettings(BaseSettings):
         "cpu", description="Torch device TwHIN trains on: cpu, cuda, or auto (cuda when present)."
     )
     twhin_threads: int = Field(1, ge=1, description="Torch CPU threads TwHIN trains with (fixed: reproducible).")
+    publish_grace_seconds: int = Field(
+        3600, ge=0, description="How long a replaced Redis version's keys live after a newer one is published.")
     dq_bounds: dict[str, float | tuple[float, float]] = Field(
         default_factory=dict,
         description="Overrides of the data-quality thresholds (data_quality.specs.QualityBounds), as JSON, "

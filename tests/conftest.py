@@ -58,3 +58,41 @@ def generated_build(settings, spark, tmp_path_factory):
         "raw_input": world / "raw", "warehouse": world.parent / "warehouse", "as_of": world_end_time(world),
     })
     return run_settings, run_assets(run_settings), summary
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server for the session (persistence off), stopped at the end."""
+    from serving.redis_server import start_redis
+
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    """A client of the session's Redis, emptied before each test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    return client
+
+
+@pytest.fixture(scope="session")
+def ranked_build(settings, spark, generated_build, tmp_path_factory):
+    """ranked_feeds of the generated world (in a copy of its warehouse), scored by small test models,
+    through Dagster with the table's blocking check."""
+    import shutil
+
+    from orchestration.run import run_assets
+    from test_ranking_job import register_models
+
+    run_settings, _, _ = generated_build
+    warehouse = tmp_path_factory.mktemp("ranked") / "warehouse"
+    shutil.copytree(run_settings.tables_dir, warehouse / "tables")
+    register_models(warehouse)
+    ranked_settings = run_settings.model_copy(update={"warehouse": warehouse})
+    return ranked_settings, run_assets(ranked_settings, selection="key:ranked_feeds")
+    # (register_models comes from test_ranking_job: pytest puts tests/ on sys.path)

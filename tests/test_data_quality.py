@@ -228,23 +228,6 @@ def test_every_table_spec_declares_existing_types():
     assert T.LongType().simpleString() == "bigint"  # the spelling the specs use
 
 
-@pytest.fixture(scope="module")
-def ranked_build(settings, spark, generated_build, tmp_path_factory):
-    """ranked_feeds of the generated world (in a copy of its warehouse), scored by small test models,
-    through Dagster with the table's blocking check."""
-    import shutil
-
-    from orchestration.run import run_assets
-    from test_ranking_job import register_models
-
-    run_settings, _, _ = generated_build
-    warehouse = tmp_path_factory.mktemp("ranked") / "warehouse"
-    shutil.copytree(run_settings.tables_dir, warehouse / "tables")
-    register_models(warehouse)
-    ranked_settings = run_settings.model_copy(update={"warehouse": warehouse})
-    return ranked_settings, run_assets(ranked_settings, selection="key:ranked_feeds")
-
-
 def test_ranked_feeds_of_a_generated_world_pass_and_a_broken_copy_fails(spark, ranked_build):
     ranked_settings, outcome = ranked_build
     assert outcome.success, (outcome.failures, outcome.failed_checks)

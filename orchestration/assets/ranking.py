@@ -7,8 +7,11 @@ shaped by the feed heuristics (docs/ranking.md). Neither is in the default build
 the training set, and the feeds need a promoted model.
 """
 
+import json
+
 import dagster as dg
 
+from features.registry import registry_hash
 from jobs.delta_io import overwrite_delta, read_delta
 from jobs.feed_heuristics import FeedHeuristics
 from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, light_ranker_recall, ranked_feeds
@@ -90,7 +93,9 @@ def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource,
                   heavy_features=heavy_features)
     table = ranked_feeds(candidates, tables, fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
                          **models, config=ranking)
-    overwrite_delta(table, warehouse.table_path("ranked_feeds"))
+    built_with = {"as_of": as_of.isoformat(), "light_ranker": f"{light_dir.parent.name}/{light_dir.name}",
+                  "heavy_ranker": f"{heavy_dir.parent.name}/{heavy_dir.name}", "feature_registry": registry_hash()}
+    overwrite_delta(table, warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
     recall = light_ranker_recall(candidates, tables, **models, weights=ranking.weights(), keep=ranking.light_keep)
     return written_table_result(
         warehouse, "ranked_feeds", as_of=as_of.isoformat(),

@@ -1,0 +1,64 @@
+"""Starting a local redis-server (Debian's binary, `homefeed setup` installs it): for the demo and the
+tests, never a fake. Persistence off; the process is ours to stop."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    process: subprocess.Popen
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None = None,
+                timeout_seconds: float = 10.0) -> RedisServer:
+    """redis-server on 127.0.0.1:`port` (a free one by default), working in `workdir`, ready to serve."""
+    import redis
+
+    from orchestration.setup_checks import ensure_redis_server
+
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [str(ensure_redis_server()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "yes"]
+    if maxmemory:
+        command += ["--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"]
+    log = open(workdir / f"redis-{port}.log", "ab")  # noqa: SIM115 - the server's stdout, closed with it
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = RedisServer(process, port)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            client.ping()
+            return server
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"redis-server did not start on port {port}; see {workdir / f'redis-{port}.log'}")
+            time.sleep(0.05)

@@ -1,0 +1,255 @@
+"""Versioned Redis publication against a real redis-server: all or nothing, verified, rolled back,
+and interrupted (on purpose, by SIGKILL, by a full Redis) without touching what is served."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+import redis
+from deltalake import write_deltalake
+
+from jobs.publish import PublishError, connect, publication_status, publish_feeds, rollback, verify_version
+from jobs.ranking import HEAD_COLUMNS
+from serving.redis_layout import FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
+from serving.redis_server import free_port, start_redis
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def ranked_feeds_table(users: int, per_user: int, *, salt: int = 0) -> pa.Table:
+    """A ranked_feeds table: user u's item r (rank r) is tweet 1000*u + r + salt by author r % 7."""
+    rows = []
+    for u in range(1, users + 1):
+        for r in range(1, per_user + 1):
+            rows.append({
+                "user_id": u, "rank": r, "tweet_id": 1000 * u + r + salt, "author_id": r % 7 + 100,
+                "tweet_created_at": T0 - timedelta(minutes=r), "final_score": 1.0 / r, "heavy_score": 2.0 / r,
+                "light_score": 0.5, **{c: 0.01 * (i + 1) for i, c in enumerate(HEAD_COLUMNS)},
+                "is_in_network": r % 2 == 0, "is_reply": False, "sources": ["in_network" if r % 2 == 0 else "uteg"],
+                "social_proof_user_ids": [u + 1] if r == 1 else [], "social_proof_count": 1 if r == 1 else 0,
+                "diversity_multiplier": 1.0, "fatigue_multiplier": 1.0, "page": 0,
+            })
+    # Written in reverse order: the publisher must sort by (user, rank) itself.
+    return pa.Table.from_pylist(rows[::-1])
+
+
+def write_table(path, table: pa.Table) -> None:
+    write_deltalake(str(path), table, mode="overwrite")
+
+
+def expected_feed(table: pa.Table, user_id: int) -> list[dict]:
+    rows = sorted((r for r in table.to_pylist() if r["user_id"] == user_id), key=lambda r: r["rank"])
+    return [{**{f: r[f] for f in FEED_ITEM_FIELDS if f != "created_at_ms"},
+             "created_at_ms": int(r["tweet_created_at"].timestamp() * 1000)} for r in rows]
+
+
+def served_feed(client, user_id: int) -> list[dict]:
+    version = int(client.hget("hf:current", "version"))
+    return decode_feed(client.get(feed_key(version, user_id)))
+
+
+def test_publish_writes_every_feed_and_switches_the_pointer(redis_client, tmp_path):
+    table = ranked_feeds_table(users=30, per_user=5)
+    write_table(tmp_path / "ranked_feeds", table)
+    result = publish_feeds(redis_client, tmp_path / "ranked_feeds", batch_keys=7, metadata={"heavy_ranker": "v3"})
+    assert (result.version, result.previous_version, result.users, result.items) == (1, None, 30, 150)
+    status = publication_status(redis_client)
+    assert status["published_version"] == 1 and status["previous_version"] is None
+    assert status["users_published"] == 30 and status["heavy_ranker"] == "v3"
+    for user in (1, 17, 30):
+        assert served_feed(redis_client, user) == expected_feed(table, user)
+    assert redis_client.hget(manifest_key(1), "state") == b"published"
+
+
+def test_a_new_version_keeps_the_previous_and_expires_older_ones(redis_client, tmp_path):
+    path = tmp_path / "ranked_feeds"
+    for salt in (0, 1, 2):
+        write_table(path, ranked_feeds_table(users=10, per_user=3, salt=salt))
+        publish_feeds(redis_client, path, grace_seconds=600)
+    status = publication_status(redis_client)
+    assert (status["published_version"], status["previous_version"]) == (3, 2)
+    assert served_feed(redis_client, 4)[0]["tweet_id"] == 4000 + 1 + 2
+    assert redis_client.ttl(feed_key(2, 4)) == -1            # the previous version stays for a rollback
+    assert 0 < redis_client.ttl(feed_key(1, 4)) <= 600        # older ones expire after the grace period
+
+
+def test_rollback_returns_to_the_previous_version(redis_client, tmp_path):
+    path = tmp_path / "ranked_feeds"
+    with pytest.raises(PublishError, match="nothing is published"):
+        rollback(redis_client)
+    first = ranked_feeds_table(users=5, per_user=2)
+    write_table(path, first)
+    publish_feeds(redis_client, path)
+    with pytest.raises(PublishError, match="no previous version"):
+        rollback(redis_client)
+    write_table(path, ranked_feeds_table(users=5, per_user=2, salt=50))
+    publish_feeds(redis_client, path)
+    pointer = rollback(redis_client)
+    assert (pointer["version"], pointer["previous"], pointer["rolled_back_from"]) == ("1", "2", "2")
+    assert served_feed(redis_client, 3) == expected_feed(first, 3)
+
+
+def _assert_still_serving(client, version: int, table: pa.Table, users: int) -> None:
+    assert publication_status(client)["published_version"] == version
+    manifest = client.hgetall(manifest_key(version))
+    verify_version(client, version, users=users, checksum=manifest[b"checksum"].decode())
+    assert served_feed(client, users) == expected_feed(table, users)
+
+
+def test_a_publication_stopped_midway_leaves_the_previous_version_served(redis_client, tmp_path):
+    path = tmp_path / "ranked_feeds"
+    first = ranked_feeds_table(users=20, per_user=4)
+    write_table(path, first)
+    publish_feeds(redis_client, path)
+    write_table(path, ranked_feeds_table(users=20, per_user=4, salt=9))
+    with pytest.raises(PublishError, match="version 1 is still served"):
+        publish_feeds(redis_client, path, batch_keys=5, fail_after_users=10, grace_seconds=60)
+    _assert_still_serving(redis_client, 1, first, 20)
+    assert redis_client.hget(manifest_key(2), "state") == b"discarded"
+    assert 0 < redis_client.ttl(feed_key(2, 1)) <= 60
+    assert publish_feeds(redis_client, path).version == 3
+
+
+def test_a_killed_publication_leaves_the_previous_version_served(redis_server, redis_client, tmp_path):
+    """SIGKILL a publishing process midway: the pointer and version 1 are untouched; the next
+    publication succeeds and expires what the killed one wrote."""
+    path = tmp_path / "ranked_feeds"
+    first = ranked_feeds_table(users=40, per_user=2)
+    write_table(path, first)
+    publish_feeds(redis_client, path)
+    write_table(path, ranked_feeds_table(users=3000, per_user=2, salt=5))
+    script = (
+        "import sys, time, redis, jobs.publish as p\n"
+        "client = redis.Redis.from_url(sys.argv[1])\n"
+        "real = client.pipeline\n"
+        "def slow(*a, **k):\n"
+        "    pipe = real(*a, **k); execute = pipe.execute\n"
+        "    def paced():\n"
+        "        time.sleep(0.05); return execute()\n"
+        "    pipe.execute = paced; return pipe\n"
+        "client.pipeline = slow\n"
+        "p.publish_feeds(client, sys.argv[2], batch_keys=20)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, redis_server.url, str(path)],
+                               env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.monotonic() + 60
+    while redis_client.hget(manifest_key(2), "state") != b"writing" or not redis_client.exists(feed_key(2, 200)):
+        assert process.poll() is None and time.monotonic() < deadline, "the publication ended before it was killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not redis_client.exists(feed_key(2, 3000))      # killed midway
+    _assert_still_serving(redis_client, 1, first, 40)
+    assert publish_feeds(redis_client, path, grace_seconds=120).version == 3
+    assert 0 < redis_client.ttl(feed_key(2, 1)) <= 120
+
+
+def test_a_full_redis_gives_a_clear_error_and_keeps_serving(tmp_path):
+    server = start_redis(tmp_path / "small", maxmemory="3mb")
+    try:
+        client = connect(server.url)
+        path = tmp_path / "ranked_feeds"
+        small = ranked_feeds_table(users=5, per_user=2)
+        write_table(path, small)
+        publish_feeds(client, path)
+        write_table(path, ranked_feeds_table(users=4000, per_user=10))
+        with pytest.raises(PublishError, match="out of memory .* version 1 is still served"):
+            publish_feeds(client, path)
+        _assert_still_serving(client, 1, small, 5)
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_redis_fails_fast():
+    started = time.monotonic()
+    with pytest.raises(PublishError, match="unreachable"):
+        connect(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=1.0)
+    assert time.monotonic() - started < 5
+
+
+def test_the_pointer_switch_refuses_a_concurrent_change(redis_client, tmp_path):
+    """Two publishers: the one whose starting version is no longer current does not switch."""
+    path = tmp_path / "ranked_feeds"
+    write_table(path, ranked_feeds_table(users=3, per_user=1))
+    publish_feeds(redis_client, path)
+    real_incr = redis_client.incr
+
+    def incr_and_race(key):
+        number = real_incr(key)
+        redis_client.hset("hf:current", "version", "99")   # someone else switched meanwhile
+        return number
+
+    redis_client.incr = incr_and_race
+    with pytest.raises(PublishError, match="current version changed"):
+        publish_feeds(redis_client, path)
+    assert redis_client.hget("hf:current", "version") == b"99"
+
+
+def test_redis_errors_are_not_swallowed_by_the_layout():
+    with pytest.raises(ValueError, match="layout"):
+        import msgpack
+
+        decode_feed(msgpack.packb([999, []]))
+    assert isinstance(redis.ResponseError("OOM"), redis.RedisError)
+
+
+def _distinct_users(tables_dir) -> int:
+    from deltalake import DeltaTable
+
+    return len(set(DeltaTable(str(tables_dir / "ranked_feeds")).to_pyarrow_table(columns=["user_id"])["user_id"].to_pylist()))
+
+
+def test_publish_status_and_rollback_commands(ranked_build, redis_server, redis_client, capsys):
+    import json
+
+    from orchestration import cli
+
+    settings, _ = ranked_build
+    where = ["--warehouse", str(settings.warehouse), "--input", str(settings.raw_input), "--redis", redis_server.url]
+    assert cli.main(["publish", *where, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["version"] == 1 and first["users"] == _distinct_users(settings.tables_dir)
+    assert cli.main(["publish", *where]) == 0 and "published version 2 (previous 1)" in capsys.readouterr().out
+    assert cli.main(["status", "--redis", redis_server.url, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["published_version"], status["previous_version"]) == (2, 1)
+    assert status["users_published"] == first["users"] and status["published_at"]
+    assert status["built_heavy_ranker"] == "heavy_ranker/v0001" and status["built_feature_registry"]
+    assert cli.main(["rollback", "--redis", redis_server.url]) == 0
+    assert "rolled back to version 1 (from 2)" in capsys.readouterr().out
+    assert cli.main(["status", "--redis", f"redis://127.0.0.1:{free_port()}/0"]) == 1
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_build, redis_server, redis_client,
+                                                                        capsys, monkeypatch):
+    """In Dagster, ranked_feeds' blocking check stops published_feeds; on the command line, publish
+    refuses; either way Redis keeps serving the version it had."""
+    from orchestration import cli
+    from orchestration.run import run_assets
+
+    settings, _ = ranked_build
+    settings = settings.model_copy(update={"redis_url": redis_server.url})
+    published = run_assets(settings, selection="key:published_feeds")
+    assert published.success and published.materialized == ("published_feeds",)
+    assert publication_status(redis_client)["published_version"] == 1
+
+    impossible = {"feed_length": [1000, 2000]}
+    blocked = run_assets(settings.model_copy(update={"dq_bounds": impossible}),
+                         selection="key:ranked_feeds or key:published_feeds")
+    assert not blocked.success and "published_feeds" not in blocked.materialized
+    assert [c.table for c in blocked.failed_checks] == ["ranked_feeds"] and "mean rows per" in blocked.failed_checks[0].failed
+    assert publication_status(redis_client)["published_version"] == 1
+
+    monkeypatch.setenv("HOMEFEED_DQ_BOUNDS", '{"feed_length": [1000, 2000]}')
+    code = cli.main(["publish", "--warehouse", str(settings.warehouse), "--input", str(settings.raw_input),
+                     "--redis", redis_server.url])
+    assert code == 1 and "fails its data-quality suite; nothing was published" in capsys.readouterr().err
+    assert publication_status(redis_client)["published_version"] == 1
