@@ -281,14 +281,33 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from jobs.synthetic import WorldConfig, generate_world
+    from orchestration.assets.publication import PUBLICATION_GROUP
+    from orchestration.assets.ranking import RANKING_GROUP
+    from orchestration.assets.training import TRAINING_GROUP
+
+    from serving.redis_server import ensure_local_redis
 
     out = Path(args.out)
-    print(f"== 1/2 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
+    print(f"== 1/4 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
     summary = generate_world(WorldConfig(n_users=args.users, seed=args.seed), out_dir=out)
     settings = with_world_build_time(load_settings(warehouse=args.warehouse, raw_input=out / "raw"))
     _print_row_counts(f"raw tables ({summary.seconds:.1f} s):", summary.rows_per_table)
-    print("\n== 2/2 running every asset through Dagster", flush=True)
-    return _run_and_report(settings, selection=None)
+    print("\n== 2/4 building every asset up to the feature tables through Dagster, each table checked", flush=True)
+    code = _run_and_report(settings, selection=None)
+    if code or args.no_publish:
+        return code
+    print("\n== 3/4 the training set, the rankers, the ranked feeds", flush=True)
+    code = _run_and_report(settings, selection=f"group:{TRAINING_GROUP} or group:{RANKING_GROUP}")
+    if code:
+        return code
+    server = ensure_local_redis(settings.redis_url, out / "redis")
+    if server:
+        print(f"\nstarted redis-server on port {server.port} (pid {server.process.pid}; persistence off)")
+    print(f"\n== 4/4 publishing the ranked feeds to {settings.redis_url}", flush=True)
+    code = _run_and_report(settings, selection=f"group:{PUBLICATION_GROUP}")
+    if code == 0:
+        cmd_status(argparse.Namespace(redis_url=settings.redis_url, json=False, warehouse=None, input=None))
+    return code
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -554,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(DEFAULT_DEMO_DIR))
+    p.add_argument("--no-publish", action="store_true",
+                   help="stop after the feature tables (no training, ranking or publication)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="measure against a synthetic world's ground truth")

@@ -62,3 +62,21 @@ def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None
                 server.stop()
                 raise RuntimeError(f"redis-server did not start on port {port}; see {workdir / f'redis-{port}.log'}")
             time.sleep(0.05)
+
+
+def ensure_local_redis(url: str, workdir: Path) -> RedisServer | None:
+    """A Redis at `url`: None if one already answers there; else, when `url` is on this machine, a
+    redis-server started on its port (left running for the API to read); else an error."""
+    from urllib.parse import urlparse
+
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return None
+    except redis.ConnectionError:
+        pass
+    parsed = urlparse(url)
+    if parsed.scheme != "redis" or parsed.hostname not in ("127.0.0.1", "localhost"):
+        raise RuntimeError(f"no Redis answers at {url}, and it is not on this machine: start it, or set HOMEFEED_REDIS_URL")
+    return start_redis(workdir, port=parsed.port or 6379)
