@@ -166,7 +166,9 @@ def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datet
     """Every suite of `spec` on `table` (`read` gives the tables its references and populations name)."""
     context = context or gx_context()
     outcomes, pages = [], []
-    rows = rows_view(table, spec, read, as_of=as_of).persist(StorageLevel.MEMORY_AND_DISK)
+    # On disk, not in memory: a big table's view (the candidates of the Higgs import) ran the
+    # columnar in-memory cache out of heap.
+    rows = rows_view(table, spec, read, as_of=as_of).persist(StorageLevel.DISK_ONLY)
     try:
         count = rows.count()
         found, page = run_suite(context, rows, rows_suite(spec, bounds, empty=count == 0))
