@@ -33,25 +33,14 @@ def gx_type(dtype: str) -> str:
     return "ArrayType" if dtype.startswith("array<") else _GX_TYPES[dtype]
 
 
-def derived_columns(spec: TableSpec, array_columns: set[str]) -> list[str]:
-    """The check columns `views.rows_view` adds for `spec` (in the order it adds them)."""
-    return [
-        *(reference_column(ref) for ref in spec.references),
-        *(rank_column(rank) for rank in spec.ranks),
-        *(distinct_column(pair) for pair in spec.distinct_columns),
-        *(unknown_elements_column(s) for s in spec.sets if s.column in array_columns),
-        *(share_column(share) for share in spec.shares),
-        *(age_column(fresh.column) for fresh in spec.freshness),
-    ]
-
-
-def rows_suite(spec: TableSpec, bounds: QualityBounds, *, empty: bool = False) -> gx.ExpectationSuite:
-    """The `rows` suite; for an `empty` table, without the checks of means and minima (undefined
-    over no rows: the row count says whether the table may be empty)."""
+def rows_suite(spec: TableSpec, bounds: QualityBounds, *, derived: list[str], empty: bool = False) -> gx.ExpectationSuite:
+    """The `rows` suite over the table plus its `derived` check columns (`views.rows_view`); for an
+    `empty` table, without the checks of means and minima (undefined over no rows: the row count says
+    whether the table may be empty)."""
     array_columns = {c.name for c in spec.columns if c.dtype.startswith("array<")}
     suite = gx.ExpectationSuite(name=f"{spec.name}.rows")
     add = suite.add_expectation
-    add(gxe.ExpectTableColumnsToMatchSet(column_set=[*spec.column_names, *derived_columns(spec, array_columns)],
+    add(gxe.ExpectTableColumnsToMatchSet(column_set=[*spec.column_names, *derived],
                                          exact_match=True, description=f"{spec.name} has exactly its declared columns"))
     if spec.non_empty:
         add(gxe.ExpectTableRowCountToBeBetween(min_value=int(bounds.min_rows),

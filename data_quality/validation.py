@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 
 from data_quality.specs import TABLE_SPECS, QualityBounds, TableSpec
 from data_quality.suites import coverage_suite, groups_suite, rows_suite
-from data_quality.views import Reader, coverage_view, groups_view, rows_view
+from data_quality.views import DERIVED_PREFIX, Reader, coverage_view, groups_view, rows_view
 
 DOCS_SITE = "homefeed"
 MAX_EXAMPLES = 5
@@ -171,7 +171,8 @@ def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datet
     rows = rows_view(table, spec, read, as_of=as_of).persist(StorageLevel.DISK_ONLY)
     try:
         count = rows.count()
-        found, page = run_suite(context, rows, rows_suite(spec, bounds, empty=count == 0))
+        derived = [c for c in rows.columns if c.startswith(DERIVED_PREFIX)]
+        found, page = run_suite(context, rows, rows_suite(spec, bounds, derived=derived, empty=count == 0))
         outcomes += found
         pages += [page] if page else []
         # A mean over no groups or no population members is undefined: an empty table is the row

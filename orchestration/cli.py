@@ -206,8 +206,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not names:
         print(f"error: no Delta tables in {tables_dir} (build them with `homefeed run`)", file=sys.stderr)
         return 2
-    spark = resources_from_settings(settings)["spark"].get_session()
-    as_of = settings.as_of or datetime.now().astimezone()
+    resources = resources_from_settings(settings)
+    spark, as_of = resources["spark"].get_session(), resources["warehouse"].now()
     docs_dir = settings.warehouse.resolve() / "data_quality" / "docs"
     results = check_tables(names, lambda name: read_delta(spark, tables_dir / name), as_of=as_of,
                            bounds=QualityBounds.with_overrides(settings.dq_bounds), docs_dir=docs_dir,
@@ -235,14 +235,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     """Check ranked_feeds, then publish it to Redis as a new version and make it current."""
     from data_quality.specs import QualityBounds
+    from jobs.delta_io import is_delta_table
     from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_table, result_json
     from orchestration.resources import resources_from_settings
 
     settings = _settings(args)
     table = settings.tables_dir / FEEDS_TABLE
-    if not args.skip_check and (table / "_delta_log").is_dir():
-        spark = resources_from_settings(settings)["spark"].get_session()
-        check_feeds_table(spark, settings.tables_dir, as_of=settings.as_of or datetime.now().astimezone(),
+    if not args.skip_check and is_delta_table(table):
+        resources = resources_from_settings(settings)
+        check_feeds_table(resources["spark"].get_session(), settings.tables_dir, as_of=resources["warehouse"].now(),
                           bounds=QualityBounds.with_overrides(settings.dq_bounds))
     result = publish_table(settings.redis_url, table, grace_seconds=settings.publish_grace_seconds)
     if args.json:
@@ -257,7 +258,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from jobs.publish import connect, rollback
 
     settings = _settings(args)
-    pointer = rollback(connect(settings.redis_url), grace_seconds=settings.publish_grace_seconds)
+    pointer = rollback(connect(settings.redis_url))
     print(json.dumps(pointer, indent=2) if args.json else
           f"rolled back to version {pointer['version']} (from {pointer['rolled_back_from']})")
     return 0

@@ -29,7 +29,9 @@ def table_build_metadata(table_path: Path) -> dict[str, str]:
 
 
 def publish_table(redis_url: str, table_path: Path, *, grace_seconds: int = DEFAULT_GRACE_SECONDS) -> PublishResult:
-    if not (table_path / "_delta_log").is_dir():
+    from jobs.delta_io import is_delta_table
+
+    if not is_delta_table(table_path):
         raise PublishError(f"{table_path} does not exist: build it first (homefeed run --select key:ranked_feeds)")
     return publish_feeds(connect(redis_url), table_path, grace_seconds=grace_seconds,
                          metadata=table_build_metadata(table_path))

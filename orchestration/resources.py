@@ -69,7 +69,7 @@ class RedisResource(dg.ConfigurableResource):
     """Where the feeds are published, and how long a replaced version's keys live."""
 
     url: str
-    grace_seconds: int = 3600
+    grace_seconds: int
 
 
 class QualityResource(dg.ConfigurableResource):
@@ -78,8 +78,6 @@ class QualityResource(dg.ConfigurableResource):
     bounds_json: str = "{}"
 
     def bounds(self):
-        import json
-
         from data_quality.specs import QualityBounds
 
         return QualityBounds.with_overrides(json.loads(self.bounds_json))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -33,12 +34,17 @@ daily_build_schedule = dg.ScheduleDefinition(
 
 
 @dg.sensor(name="raw_input_sensor", job=daily_build_job, minimum_interval_seconds=300,
-           description="Starts the daily build when the raw input folder changes (a file lands, grows or is replaced).")
+           description="Starts the daily build when the raw input folder has changed and then stayed the same "
+                       "for one evaluation (so a file still being written does not start a build).")
 def raw_input_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     fingerprint = raw_input_fingerprint(warehouse.raw_dir)
     if fingerprint is None:
         return dg.SkipReason(f"no raw input in {warehouse.raw_dir}")
-    if fingerprint == context.cursor:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    if fingerprint == cursor.get("requested"):
         return dg.SkipReason(f"raw input unchanged since the last build request ({fingerprint})")
-    context.update_cursor(fingerprint)
+    if fingerprint != cursor.get("seen"):
+        context.update_cursor(json.dumps({**cursor, "seen": fingerprint}))
+        return dg.SkipReason(f"raw input changed ({fingerprint}); waiting one evaluation for it to settle")
+    context.update_cursor(json.dumps({"seen": fingerprint, "requested": fingerprint}))
     return dg.RunRequest(run_key=f"raw-input-{fingerprint}", tags={"homefeed/raw_input": fingerprint})

@@ -14,9 +14,12 @@ import msgpack
 LAYOUT_VERSION = 1
 PREFIX = "hf"
 
-CURRENT = f"{PREFIX}:current"            # hash: version, previous, published_at, users, ... (the pointer)
-VERSION_COUNTER = f"{PREFIX}:version_seq"  # INCR: the next version number
-HISTORY = f"{PREFIX}:history"             # sorted set: version -> published_at (epoch seconds)
+# The pointer's keys share the hash tag {ptr}: the switch script touches them together, which Redis
+# Cluster allows only within one slot.
+CURRENT = f"{PREFIX}:{{ptr}}:current"       # hash: version, previous, published_at, users, ... (the pointer)
+VERSION_COUNTER = f"{PREFIX}:{{ptr}}:seq"   # INCR: the next version number
+HISTORY = f"{PREFIX}:{{ptr}}:history"       # sorted set: version -> when it became current (epoch seconds)
+LIVE = f"{PREFIX}:{{ptr}}:live"             # set: versions whose keys have no expiry yet
 
 # The fields of one feed item, in order (msgpack array per item).
 FEED_ITEM_FIELDS: tuple[str, ...] = (
@@ -32,8 +35,8 @@ def version_prefix(version: int) -> str:
 
 
 def manifest_key(version: int) -> str:
-    """Hash: state (writing, verified, published, discarded), counts, checksum, model versions."""
-    return f"{version_prefix(version)}:manifest"
+    """Hash: state (writing, verified, published, discarded), counts, checksum, what it was built with."""
+    return f"{PREFIX}:{{ptr}}:manifest:v{version}"
 
 
 def feed_key(version: int, user_id: int) -> str:

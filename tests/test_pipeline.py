@@ -183,11 +183,11 @@ def test_every_table_of_a_generated_world_passes_its_checks(generated_build):
     assert set(outcome.checks_passed) == built_tables and not outcome.failed_checks
 
 
-def test_raw_input_sensor_requests_a_build_when_input_lands(tmp_path):
+def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path):
     import os
 
     from orchestration.resources import WarehouseResource
-    from orchestration.schedules import raw_input_sensor
+    from orchestration.schedules import raw_input_fingerprint, raw_input_sensor
 
     raw = tmp_path / "raw"
     resources = {"warehouse": WarehouseResource(path=str(tmp_path / "warehouse"), raw_input=str(raw))}
@@ -200,17 +200,25 @@ def test_raw_input_sensor_requests_a_build_when_input_lands(tmp_path):
     assert isinstance(result, dg.SkipReason) and "no raw input" in result.skip_message
     (raw / "users").mkdir(parents=True)
     (raw / "users" / "part-0.parquet").write_bytes(b"first")
-    first, cursor = evaluate(None)
-    assert isinstance(first, dg.RunRequest) and first.run_key == f"raw-input-{cursor}"
-    unchanged, same_cursor = evaluate(cursor)
-    assert isinstance(unchanged, dg.SkipReason) and same_cursor == cursor
+    landing, cursor = evaluate(None)
+    assert isinstance(landing, dg.SkipReason) and "settle" in landing.skip_message   # seen once: may still be landing
+    settled, cursor = evaluate(cursor)
+    assert isinstance(settled, dg.RunRequest) and settled.run_key == f"raw-input-{raw_input_fingerprint(raw)}"
+    unchanged, same = evaluate(cursor)
+    assert isinstance(unchanged, dg.SkipReason) and same == cursor
     (raw / "engagements").mkdir()
     (raw / "engagements" / "part-0.parquet").write_bytes(b"a new day")
-    landed, new_cursor = evaluate(cursor)
-    assert isinstance(landed, dg.RunRequest) and new_cursor != cursor and landed.run_key == f"raw-input-{new_cursor}"
-    # A file rewritten in place (same name, new content and time) is new input too.
+    landing, cursor = evaluate(cursor)
+    assert isinstance(landing, dg.SkipReason)
+    (raw / "engagements" / "part-0.parquet").write_bytes(b"a new day, still growing")
+    growing, cursor = evaluate(cursor)
+    assert isinstance(growing, dg.SkipReason)                # changed again: wait again
+    landed, cursor = evaluate(cursor)
+    assert isinstance(landed, dg.RunRequest) and landed.run_key != settled.run_key
+    # A file rewritten in place (same name and size, another time) is new input too.
     os.utime(raw / "users" / "part-0.parquet", ns=(1, 1))
-    rewritten, _ = evaluate(new_cursor)
+    _, cursor = evaluate(cursor)
+    rewritten, _ = evaluate(cursor)
     assert isinstance(rewritten, dg.RunRequest)
 
 

@@ -15,9 +15,10 @@ import pytest
 import redis
 from deltalake import write_deltalake
 
-from jobs.publish import PublishError, connect, publication_status, publish_feeds, rollback, verify_version
+import jobs.publish
+from jobs.publish import PublishError, connect, publication_status, publish_feeds, rollback
 from jobs.ranking import HEAD_COLUMNS
-from serving.redis_layout import FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
+from serving.redis_layout import CURRENT, FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
 from serving.redis_server import free_port, start_redis
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -51,7 +52,7 @@ def expected_feed(table: pa.Table, user_id: int) -> list[dict]:
 
 
 def served_feed(client, user_id: int) -> list[dict]:
-    version = int(client.hget("hf:current", "version"))
+    version = int(client.hget(CURRENT, "version"))
     return decode_feed(client.get(feed_key(version, user_id)))
 
 
@@ -96,25 +97,55 @@ def test_rollback_returns_to_the_previous_version(redis_client, tmp_path):
     assert served_feed(redis_client, 3) == expected_feed(first, 3)
 
 
-def _assert_still_serving(client, version: int, table: pa.Table, users: int) -> None:
+def _assert_still_serving(client, version: int, table: pa.Table) -> None:
+    """`version` is current and every user's feed in it decodes to the table's rows."""
     assert publication_status(client)["published_version"] == version
-    manifest = client.hgetall(manifest_key(version))
-    verify_version(client, version, users=users, checksum=manifest[b"checksum"].decode())
-    assert served_feed(client, users) == expected_feed(table, users)
+    for user in sorted(set(table.column("user_id").to_pylist())):
+        assert served_feed(client, user) == expected_feed(table, user), user
 
 
-def test_a_publication_stopped_midway_leaves_the_previous_version_served(redis_client, tmp_path):
+def test_a_publication_stopped_midway_leaves_the_previous_version_served(redis_client, tmp_path, monkeypatch):
     path = tmp_path / "ranked_feeds"
     first = ranked_feeds_table(users=20, per_user=4)
     write_table(path, first)
     publish_feeds(redis_client, path)
     write_table(path, ranked_feeds_table(users=20, per_user=4, salt=9))
-    with pytest.raises(PublishError, match="version 1 is still served"):
-        publish_feeds(redis_client, path, batch_keys=5, fail_after_users=10, grace_seconds=60)
-    _assert_still_serving(redis_client, 1, first, 20)
-    assert redis_client.hget(manifest_key(2), "state") == b"discarded"
-    assert 0 < redis_client.ttl(feed_key(2, 1)) <= 60
+    real_user_feeds = jobs.publish.user_feeds
+
+    def ten_then_fail(batches):
+        for n, feed in enumerate(real_user_feeds(batches)):
+            if n == 10:
+                raise redis.ConnectionError("the connection broke")
+            yield feed
+
+    monkeypatch.setattr(jobs.publish, "user_feeds", ten_then_fail)
+    with pytest.raises(PublishError, match="failed after 10 feeds .* version 1 is still served"):
+        publish_feeds(redis_client, path, batch_keys=5)
+    _assert_still_serving(redis_client, 1, first)
+    # What the stopped publication wrote is gone (nobody ever read it), its manifest too.
+    assert not redis_client.exists(feed_key(2, 1)) and not redis_client.exists(manifest_key(2))
+    monkeypatch.setattr(jobs.publish, "user_feeds", real_user_feeds)
     assert publish_feeds(redis_client, path).version == 3
+
+
+def test_a_version_that_does_not_read_back_as_written_is_not_switched_to(redis_client, tmp_path, monkeypatch):
+    path = tmp_path / "ranked_feeds"
+    first = ranked_feeds_table(users=6, per_user=2)
+    write_table(path, first)
+    publish_feeds(redis_client, path)
+    write_table(path, ranked_feeds_table(users=6, per_user=2, salt=3))
+    real_pipeline = redis_client.pipeline
+
+    def corrupting_pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        real_set = pipe.set
+        pipe.set = lambda key, value: real_set(key, value[:-1] + b"X" if key == feed_key(2, 4) else value)
+        return pipe
+
+    monkeypatch.setattr(redis_client, "pipeline", corrupting_pipeline)
+    with pytest.raises(PublishError, match="verification of version 2 failed"):
+        publish_feeds(redis_client, path)
+    _assert_still_serving(redis_client, 1, first)
 
 
 def test_a_killed_publication_leaves_the_previous_version_served(redis_server, redis_client, tmp_path):
@@ -146,7 +177,7 @@ def test_a_killed_publication_leaves_the_previous_version_served(redis_server, r
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not redis_client.exists(feed_key(2, 3000))      # killed midway
-    _assert_still_serving(redis_client, 1, first, 40)
+    _assert_still_serving(redis_client, 1, first)
     assert publish_feeds(redis_client, path, grace_seconds=120).version == 3
     assert 0 < redis_client.ttl(feed_key(2, 1)) <= 120
 
@@ -162,7 +193,10 @@ def test_a_full_redis_gives_a_clear_error_and_keeps_serving(tmp_path):
         write_table(path, ranked_feeds_table(users=4000, per_user=10))
         with pytest.raises(PublishError, match="out of memory .* version 1 is still served"):
             publish_feeds(client, path)
-        _assert_still_serving(client, 1, small, 5)
+        _assert_still_serving(client, 1, small)
+        # The discarded version's keys were deleted, so a publication that fits succeeds.
+        write_table(path, ranked_feeds_table(users=5, per_user=2, salt=1))
+        assert publish_feeds(client, path).version == 3
     finally:
         server.stop()
 
@@ -183,21 +217,43 @@ def test_the_pointer_switch_refuses_a_concurrent_change(redis_client, tmp_path):
 
     def incr_and_race(key):
         number = real_incr(key)
-        redis_client.hset("hf:current", "version", "99")   # someone else switched meanwhile
+        redis_client.hset(CURRENT, "version", "99")   # someone else switched meanwhile
         return number
 
     redis_client.incr = incr_and_race
     with pytest.raises(PublishError, match="current version changed"):
         publish_feeds(redis_client, path)
-    assert redis_client.hget("hf:current", "version") == b"99"
+    assert redis_client.hget(CURRENT, "version") == b"99"
 
 
-def test_redis_errors_are_not_swallowed_by_the_layout():
-    with pytest.raises(ValueError, match="layout"):
-        import msgpack
+def test_a_feed_of_another_layout_is_refused():
+    import msgpack
 
+    with pytest.raises(ValueError, match="layout 999"):
         decode_feed(msgpack.packb([999, []]))
-    assert isinstance(redis.ResponseError("OOM"), redis.RedisError)
+
+
+def test_an_empty_table_is_not_published(redis_client, tmp_path):
+    path = tmp_path / "ranked_feeds"
+    table = ranked_feeds_table(users=2, per_user=1)
+    write_table(path, table)
+    publish_feeds(redis_client, path)
+    write_table(path, table.slice(0, 0))
+    with pytest.raises(PublishError, match="holds no feed"):
+        publish_feeds(redis_client, path)
+    _assert_still_serving(redis_client, 1, table)
+
+
+def test_rollback_serves_the_build_details_of_the_version_it_returns_to(redis_client, tmp_path):
+    path = tmp_path / "ranked_feeds"
+    for heavy in ("heavy_ranker/v0001", "heavy_ranker/v0002"):
+        write_table(path, ranked_feeds_table(users=3, per_user=1))
+        publish_feeds(redis_client, path, metadata={"built_heavy_ranker": heavy})
+    assert publication_status(redis_client)["built_heavy_ranker"] == "heavy_ranker/v0002"
+    rollback(redis_client)
+    assert publication_status(redis_client)["built_heavy_ranker"] == "heavy_ranker/v0001"
+    with pytest.raises(ValueError, match="pointer's own fields"):
+        publish_feeds(redis_client, path, metadata={"version": "7"})
 
 
 def _distinct_users(tables_dir) -> int:
