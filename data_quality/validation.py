@@ -177,17 +177,22 @@ def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datet
         pages += [page] if page else []
         # A mean over no groups or no population members is undefined: an empty table is the row
         # count's business, an empty population (nobody active) the freshness checks'.
-        aggregates = [(groups_view(table, g), groups_suite(spec, i, bounds)) for i, g in enumerate(spec.group_sizes)]
-        aggregates += [(coverage_view(table, c, read, as_of=as_of), coverage_suite(spec, i, bounds))
+        # Both built on the persisted rows, each persisted itself: GX runs several jobs over a frame.
+        aggregates = [(groups_view(rows, g), groups_suite(spec, i, bounds)) for i, g in enumerate(spec.group_sizes)]
+        aggregates += [(coverage_view(rows, c, read, as_of=as_of), coverage_suite(spec, i, bounds))
                        for i, c in enumerate(spec.coverage)]
         for frame, suite in aggregates:
-            if frame.isEmpty():
-                outcomes.append(ExpectationOutcome(suite=suite.name, expectation="skipped", success=True,
-                                                   description=f"{suite.name}: nothing to measure (no rows)"))
-                continue
-            found, page = run_suite(context, frame, suite)
-            outcomes += found
-            pages += [page] if page else []
+            frame = frame.persist(StorageLevel.DISK_ONLY)
+            try:
+                if frame.isEmpty():
+                    outcomes.append(ExpectationOutcome(suite=suite.name, expectation="skipped", success=True,
+                                                       description=f"{suite.name}: nothing to measure (no rows)"))
+                    continue
+                found, page = run_suite(context, frame, suite)
+                outcomes += found
+                pages += [page] if page else []
+            finally:
+                frame.unpersist()
     finally:
         rows.unpersist()
     outcomes += [ExpectationOutcome(suite=f"{spec.name}.rows", expectation="schema", description=f"{m}",

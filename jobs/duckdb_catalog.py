@@ -49,7 +49,8 @@ def delta_extension_installed(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(rows and rows[0][0])
 
 
-def _register_snapshot(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> str:
+def register_snapshot(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> str:
+    """`name`: a view over the Delta table's current Parquet files (an empty table if it has none)."""
     from deltalake import DeltaTable
 
     table = DeltaTable(str(path))
@@ -81,7 +82,7 @@ def register_warehouse(con: duckdb.DuckDBPyConnection, tables_dir: Path) -> list
             )
             how = "delta_scan"
         else:
-            how = _register_snapshot(con, name, path)
+            how = register_snapshot(con, name, path)
         registered.append(RegisteredTable(name, path, how))
     quarantines = [t.name for t in registered if t.name.startswith(QUARANTINE_PREFIX)]
     if quarantines:

@@ -85,16 +85,13 @@ def feed_batches(table_path: Path, *, batch_rows: int = 65_536) -> Iterator[pa.R
     """The ranked_feeds rows ordered by (user_id, rank), as Arrow batches of user_id + FEED_ITEM_FIELDS
     (DuckDB over the Delta table's current Parquet files)."""
     import duckdb
-    from deltalake import DeltaTable
 
-    files = DeltaTable(str(table_path)).file_uris()
-    if not files:
-        return iter(())
-    columns = ", ".join(f"{_SOURCE_COLUMNS.get(name, name)} AS {name}" for name in FEED_ITEM_FIELDS)
+    from jobs.duckdb_catalog import register_snapshot
+
     con = duckdb.connect()
-    reader = con.sql(f"SELECT user_id, {columns} FROM read_parquet($1) ORDER BY user_id, rank", params=[files]) \
-        .to_arrow_reader(batch_rows)
-    return iter(reader)
+    register_snapshot(con, "ranked_feeds", table_path)
+    columns = ", ".join(f"{_SOURCE_COLUMNS.get(name, name)} AS {name}" for name in FEED_ITEM_FIELDS)
+    return iter(con.sql(f"SELECT user_id, {columns} FROM ranked_feeds ORDER BY user_id, rank").to_arrow_reader(batch_rows))
 
 
 def user_feeds(batches) -> Iterator[tuple[int, list[list]]]:

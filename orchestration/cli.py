@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -236,7 +237,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     """Check ranked_feeds, then publish it to Redis as a new version and make it current."""
     from data_quality.specs import QualityBounds
     from jobs.delta_io import is_delta_table
-    from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_table, result_json
+    from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_table
     from orchestration.resources import resources_from_settings
 
     settings = _settings(args)
@@ -247,7 +248,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                           bounds=QualityBounds.with_overrides(settings.dq_bounds))
     result = publish_table(settings.redis_url, table, grace_seconds=settings.publish_grace_seconds)
     if args.json:
-        print(json.dumps(result_json(result), indent=2))
+        print(json.dumps(asdict(result), indent=2))
     else:
         print(f"published version {result.version} (previous {result.previous_version}): {result.users:,} feeds, "
               f"{result.items:,} items, {result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, checksum {result.checksum}")

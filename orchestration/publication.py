@@ -8,7 +8,6 @@ fails it; in Dagster the table's blocking asset check does the same before `publ
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -48,7 +47,3 @@ def check_feeds_table(spark, tables_dir: Path, *, as_of: datetime, bounds) -> No
     if not result.success:
         lines = "\n".join(f"  {o.line()}" for o in result.failures)
         raise PublishError(f"{FEEDS_TABLE} fails its data-quality suite; nothing was published:\n{lines}")
-
-
-def result_json(result: PublishResult) -> dict:
-    return asdict(result)
