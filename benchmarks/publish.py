@@ -3,11 +3,17 @@
     python -m benchmarks.publish --warehouse W [--warehouse W2 ...]
 
 For each warehouse (holding `ranked_feeds`, e.g. one of `python -m benchmarks.graph_jobs --keep`
-with `python -m benchmarks.ranking batch` run on it): start a fresh local redis-server, publish
-the table (`jobs.publish.publish_feeds`: read, encode, pipelined SETs, read-back verification,
-switch) and report bytes per second; then, on the same server in the same run, `redis-benchmark`
-SETs of the same mean value size with the same pipeline depth. The ratio publish / redis-benchmark
-says how close the publisher comes to what Redis itself accepts from a C client.
+with `python -m benchmarks.ranking batch` run on it), on a fresh local redis-server:
+
+* `feeds`: publish the ranked feeds alone (`jobs.publish.publish_feeds`: read, encode, pipelined
+  SETs, read-back verification, switch), then `redis-benchmark` SETs of the same mean value size
+  with the same pipeline depth;
+* `warehouse`: publish every dataset (`jobs.publish.publish_warehouse`: feeds, profiles, follow
+  sets, timelines, tweets, lists, who-to-follow, popular), then `redis-benchmark` at that run's
+  mean value size.
+
+Each ratio publish / redis-benchmark (bytes per second, measured in the same run) says how close
+the publisher comes to what Redis itself accepts from a C client.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import re
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
-from jobs.publish import connect, publish_feeds
+from jobs.publish import PublishResult, connect, publish_feeds, publish_warehouse
+from orchestration.publication import table_build_metadata
 from serving.redis_server import start_redis
 
 PIPELINE = 500
@@ -40,26 +48,37 @@ def redis_benchmark_set(port: int, *, value_bytes: int, requests: int, pipeline:
 
 
 def bench_warehouse(warehouse: Path) -> dict:
-    table = warehouse / "tables" / "ranked_feeds"
+    tables = warehouse / "tables"
+    built_as_of = table_build_metadata(tables / "ranked_feeds").get("built_as_of")
+    as_of = datetime.fromisoformat(built_as_of) if built_as_of else None
+    runs = {}
     with tempfile.TemporaryDirectory() as workdir:
         server = start_redis(Path(workdir))
         try:
             client = connect(server.url)
-            result = publish_feeds(client, table, batch_keys=PIPELINE)
-            value_bytes = max(1, result.bytes // max(result.users, 1))
-            client.flushall()
-            requests = max(result.users, 10_000)
-            sets_per_second = redis_benchmark_set(server.port, value_bytes=value_bytes, requests=requests)
+            for name, publish in (("feeds", lambda: publish_feeds(client, tables / "ranked_feeds", batch_keys=PIPELINE)),
+                                  ("warehouse", lambda: publish_warehouse(client, tables, as_of=as_of,
+                                                                          batch_keys=PIPELINE))):
+                result = publish()
+                client.flushall()
+                runs[name] = _against_redis_benchmark(result, server.port)
         finally:
             server.stop()
+    return {"warehouse": str(warehouse), "users": runs["feeds"]["keys"], "items": runs["warehouse"].pop("items"),
+            "pipeline": PIPELINE, **runs}
+
+
+def _against_redis_benchmark(result: PublishResult, port: int) -> dict:
+    value_bytes = max(1, result.bytes // max(result.keys, 1))
+    sets_per_second = redis_benchmark_set(port, value_bytes=value_bytes, requests=max(result.keys, 10_000))
     publish_bps = result.bytes / result.seconds
     benchmark_bps = sets_per_second * value_bytes
     return {
-        "warehouse": str(warehouse), "users": result.users, "items": result.items, "bytes": result.bytes,
-        "mean_value_bytes": value_bytes, "publish_seconds": result.seconds,
-        "publish_bytes_per_second": round(publish_bps), "publish_feeds_per_second": round(result.users / result.seconds),
+        "keys": result.keys, "items": result.items, "bytes": result.bytes, "mean_value_bytes": value_bytes,
+        "keys_per_dataset": result.keys_per_dataset, "publish_seconds": result.seconds,
+        "publish_bytes_per_second": round(publish_bps), "publish_keys_per_second": round(result.keys / result.seconds),
         "redis_benchmark_set_per_second": round(sets_per_second), "redis_benchmark_bytes_per_second": round(benchmark_bps),
-        "publish_vs_redis_benchmark": round(publish_bps / benchmark_bps, 3), "pipeline": PIPELINE,
+        "publish_vs_redis_benchmark": round(publish_bps / benchmark_bps, 3),
     }
 
 

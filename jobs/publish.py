@@ -1,8 +1,9 @@
-"""Versioned, all-or-nothing publication of the ranked feeds to Redis, and rollback.
+"""Versioned, all-or-nothing publication to Redis of the ranked feeds and everything serving reads
+with them (jobs/published_datasets.py), and rollback.
 
 A publication writes a whole new version under new keys (pipelined batches), verifies it (the
-number of feeds and an order-independent checksum of every key and value, read back from Redis,
-against the same computed from the Delta table), and only then switches the current-version
+number of keys and an order-independent checksum of every key and value, read back from Redis,
+against the same computed from the Delta tables), and only then switches the current-version
 pointer, atomically: one Lua script checks that nobody switched it meanwhile, replaces it, and
 marks the version published. Readers follow the pointer, so they see the old version complete or
 the new one complete, never a mix. The previous version stays for a rollback; older ones expire
@@ -14,29 +15,26 @@ publication).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow as pa
-
-from serving.redis_layout import (
-    CURRENT,
-    FEED_ITEM_FIELDS,
-    HISTORY,
-    LIVE,
-    VERSION_COUNTER,
-    encode_feed,
-    feed_key,
-    manifest_key,
-    version_pattern,
+from jobs.published_datasets import (
+    DATASETS,
+    FEEDS_DATASET,
+    FEEDS_TABLE,
+    Dataset,
+    PublicationConfig,
+    source_connection,
 )
+from serving.redis_layout import CURRENT, FEEDS, HISTORY, LIVE, VERSION_COUNTER, KeySpace, manifest_key, version_pattern
 
 DEFAULT_GRACE_SECONDS = 3600
-POINTER_FIELDS = ("version", "previous", "published_at", "users", "items", "checksum")
-_SOURCE_COLUMNS = {"created_at_ms": "epoch_ms(tweet_created_at)"}
+POINTER_FIELDS = ("version", "previous", "published_at", "users", "items", "keys", "checksum")
 
 # KEYS: pointer, history, manifest of the new version. ARGV: the version the pointer must still name
 # ('' for none), now (epoch seconds), the new version, then field/value pairs of the new pointer.
@@ -63,10 +61,12 @@ class PublishResult:
     previous_version: int | None
     users: int
     items: int
+    keys: int
     bytes: int
     checksum: str
     seconds: float
     published_at: str
+    keys_per_dataset: dict[str, int]
 
 
 def connect(url: str, *, timeout_seconds: float = 5.0):
@@ -79,34 +79,6 @@ def connect(url: str, *, timeout_seconds: float = 5.0):
     except redis.RedisError as exc:
         raise PublishError(f"Redis at {url} is unreachable ({exc}); nothing changed") from exc
     return client
-
-
-def feed_batches(table_path: Path, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-    """The ranked_feeds rows ordered by (user_id, rank), as Arrow batches of user_id + FEED_ITEM_FIELDS
-    (DuckDB over the Delta table's current Parquet files)."""
-    import duckdb
-
-    from jobs.duckdb_catalog import register_snapshot
-
-    con = duckdb.connect()
-    register_snapshot(con, "ranked_feeds", table_path)
-    columns = ", ".join(f"{_SOURCE_COLUMNS.get(name, name)} AS {name}" for name in FEED_ITEM_FIELDS)
-    return iter(con.sql(f"SELECT user_id, {columns} FROM ranked_feeds ORDER BY user_id, rank").to_arrow_reader(batch_rows))
-
-
-def user_feeds(batches) -> Iterator[tuple[int, list[list]]]:
-    """(user_id, items) per user, from batches ordered by user_id (a user may span batches)."""
-    user, items = None, []
-    for batch in batches:
-        columns = [batch.column(name).to_pylist() for name in FEED_ITEM_FIELDS]
-        for user_id, *item in zip(batch.column("user_id").to_pylist(), *columns):
-            if user_id != user:
-                if user is not None:
-                    yield user, items
-                user, items = user_id, []
-            items.append(item)
-    if user is not None:
-        yield user, items
 
 
 def _digest(key: str, value: bytes) -> int:
@@ -129,10 +101,29 @@ def current_pointer(client) -> dict[str, str]:
     return _hash(client, CURRENT)
 
 
-def publish_feeds(client, table_path: Path, *, grace_seconds: int = DEFAULT_GRACE_SECONDS, batch_keys: int = 500,
-                  metadata: dict[str, str] | None = None) -> PublishResult:
-    """Publish `table_path` (ranked_feeds) as a new version and make it current (module docstring).
-    `metadata` (what the table was built with) goes into the version's manifest and the pointer."""
+def publish_feeds(client, table_path: Path, **options) -> PublishResult:
+    """Publish only the ranked feeds of `table_path` (the feed key space; see `publish_version`)."""
+    return publish_version(client, {FEEDS_TABLE: Path(table_path)}, (FEEDS_DATASET,), **options)
+
+
+def publish_warehouse(client, tables_dir: Path, *, datasets: Sequence[Dataset] = DATASETS, **options) -> PublishResult:
+    """Publish every dataset (feeds, profiles, follow sets, timelines, tweets, lists, ...) of the
+    warehouse at `tables_dir`."""
+    from jobs.delta_io import is_delta_table
+
+    sources = {name: tables_dir / name for d in datasets for name in d.tables}
+    missing = sorted(name for name, path in sources.items() if not is_delta_table(path))
+    if missing:
+        raise PublishError(f"the warehouse at {tables_dir} lacks {', '.join(missing)}: build it first; nothing changed")
+    return publish_version(client, sources, datasets, **options)
+
+
+def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset], *, as_of: datetime | None = None,
+                    config: PublicationConfig = PublicationConfig(), grace_seconds: int = DEFAULT_GRACE_SECONDS,
+                    batch_keys: int = 500, metadata: dict[str, str] | None = None) -> PublishResult:
+    """Publish `datasets`, read from the Delta tables `sources`, as a new version and make it current
+    (module docstring). `as_of`: the moment the datasets describe (default now). `metadata` (what the
+    feeds were built with) goes into the version's manifest and the pointer."""
     import redis
 
     metadata = dict(metadata or {})
@@ -140,10 +131,13 @@ def publish_feeds(client, table_path: Path, *, grace_seconds: int = DEFAULT_GRAC
     if clash:
         raise ValueError(f"metadata may not set the pointer's own fields {clash}")
     started = time.monotonic()
+    as_of = as_of or datetime.now(timezone.utc)
     previous = version = None
-    users = items = size = total = 0
-    written: list[int] = []
+    size = total = 0
+    written: dict[str, tuple[KeySpace, array]] = {d.space.name: (d.space, array("q")) for d in datasets}
     try:
+        source_versions = _source_versions(sources)
+        con = source_connection(sources, as_of=as_of, config=config)
         expire_old_versions(client, keep=set(), grace_seconds=grace_seconds)  # what killed publications left
         pointer = current_pointer(client)
         previous = int(pointer["version"]) if pointer.get("version") else None
@@ -151,38 +145,61 @@ def publish_feeds(client, table_path: Path, *, grace_seconds: int = DEFAULT_GRAC
         client.sadd(LIVE, version)
         client.hset(manifest_key(version), mapping={"state": "writing", "started_at": _now()})
         pipe = client.pipeline(transaction=False)
-        for user_id, feed in user_feeds(feed_batches(table_path)):
-            key, value = feed_key(version, user_id), encode_feed(feed)
-            pipe.set(key, value)
-            written.append(user_id)
-            users, items, size, total = users + 1, items + len(feed), size + len(value), total + _digest(key, value)
-            if users % batch_keys == 0:
-                pipe.execute()
+        pending = 0
+        for dataset in datasets:
+            ids = written[dataset.space.name][1]
+            for id_, value in dataset.records(con, as_of, config):
+                key = dataset.space.key(version, id_)
+                pipe.set(key, value)
+                ids.append(id_)
+                size, total, pending = size + len(value), total + _digest(key, value), pending + 1
+                if pending == batch_keys:
+                    pipe.execute()
+                    pending = 0
         pipe.execute()
+        users = len(written[FEEDS.name][1]) if FEEDS.name in written else 0
         if users == 0:
-            raise PublishError(f"{table_path} holds no feed")
+            raise PublishError(f"{sources.get(FEEDS_TABLE)} holds no feed")
+        items = con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0]
+        keys = sum(len(ids) for _, ids in written.values())
         checksum = _checksum(total)
-        verify_version(client, version, written, checksum=checksum, batch_keys=batch_keys)
+        verify_version(client, version, _keys_written(version, written), checksum=checksum, batch_keys=batch_keys)
         published_at = _now()
+        counts = {f"keys_{name}": len(ids) for name, (_, ids) in written.items()}
         client.hset(manifest_key(version), mapping={
-            "state": "verified", "users": users, "items": items, "bytes": size, "checksum": checksum, **metadata})
+            "state": "verified", "users": users, "items": items, "keys": keys, "bytes": size, "checksum": checksum,
+            "as_of": as_of.isoformat(), "sources": json.dumps(source_versions, sort_keys=True),
+            **counts, **metadata})
         _switch(client, expected=previous, version=version, fields={
             "version": version, "previous": "" if previous is None else previous, "published_at": published_at,
-            "users": users, "items": items, "checksum": checksum, **metadata})
+            "users": users, "items": items, "keys": keys, "checksum": checksum, **metadata})
     except BaseException as exc:
         # Before the switch returned: the pointer still names `previous` (or another publisher's version).
         if version is not None:
-            _delete_unserved(client, version, written)
+            _delete_unserved(client, version, _keys_written(version, written))
         if not isinstance(exc, (redis.RedisError, PublishError)):
             raise
         served = f"version {previous} is still served" if previous is not None else "nothing was published before"
+        done = sum(len(ids) for _, ids in written.values())
         if isinstance(exc, redis.exceptions.OutOfMemoryError):
-            raise PublishError(f"Redis is out of memory (maxmemory) after {users} feeds of version {version}: "
+            raise PublishError(f"Redis is out of memory (maxmemory) after {done} keys of version {version}: "
                                f"the version is discarded; {served}") from exc
-        raise PublishError(f"publication of version {version} failed after {users} feeds ({exc}); {served}") from exc
+        raise PublishError(f"publication of version {version} failed after {done} keys ({exc}); {served}") from exc
     expire_old_versions(client, keep={version, previous}, grace_seconds=grace_seconds)
-    return PublishResult(version, previous, users, items, size, checksum, round(time.monotonic() - started, 3),
-                         published_at)
+    return PublishResult(version, previous, users, items, keys, size, checksum, round(time.monotonic() - started, 3),
+                         published_at, {name: len(ids) for name, (_, ids) in written.items()})
+
+
+def _keys_written(version: int, written: dict[str, tuple[KeySpace, array]]) -> Iterator[str]:
+    for space, ids in written.values():
+        for id_ in ids:
+            yield space.key(version, id_)
+
+
+def _source_versions(sources: dict[str, Path]) -> dict[str, int]:
+    from deltalake import DeltaTable
+
+    return {name: DeltaTable(str(path)).version() for name, path in sorted(sources.items())}
 
 
 def _switch(client, *, expected: int | None, version: int, fields: dict) -> None:
@@ -191,30 +208,42 @@ def _switch(client, *, expected: int | None, version: int, fields: dict) -> None
                 "" if expected is None else str(expected), str(time.time()), str(version), *flat)
 
 
-def verify_version(client, version: int, user_ids: Sequence[int], *, checksum: str, batch_keys: int = 500) -> None:
-    """Every feed of `version` for `user_ids` read back: all present, and their checksum the source's."""
-    found = total = 0
-    for start in range(0, len(user_ids), batch_keys):
-        keys = [feed_key(version, u) for u in user_ids[start:start + batch_keys]]
+def verify_version(client, version: int, keys: Iterable[str], *, checksum: str, batch_keys: int = 500) -> int:
+    """Every key of `keys` read back: all present, and their checksum the source's. Returns the count."""
+    expected = found = total = 0
+    for batch in _batched(keys, batch_keys):
         pipe = client.pipeline(transaction=False)
-        for key in keys:
+        for key in batch:
             pipe.get(key)
-        for key, value in zip(keys, pipe.execute()):
+        for key, value in zip(batch, pipe.execute()):
+            expected += 1
             if value is not None:
                 found, total = found + 1, total + _digest(key, value)
-    if found != len(user_ids) or _checksum(total) != checksum:
-        raise PublishError(f"verification of version {version} failed: {found} feeds with checksum {_checksum(total)} "
-                           f"in Redis, {len(user_ids)} with checksum {checksum} from the table")
+    if found != expected or _checksum(total) != checksum:
+        raise PublishError(f"verification of version {version} failed: {found} keys with checksum {_checksum(total)} "
+                           f"in Redis, {expected} with checksum {checksum} from the tables")
+    return found
 
 
-def _delete_unserved(client, version: int, user_ids: Sequence[int], batch_keys: int = 1000) -> None:
+def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _delete_unserved(client, version: int, keys: Iterable[str], batch_keys: int = 1000) -> None:
     """Best effort: delete what a publication wrote before its switch (nobody reads it; deleting frees
     memory even when Redis is full), then its manifest. If Redis is gone, the next publication does it."""
     import redis
 
     try:
-        for start in range(0, len(user_ids), batch_keys):
-            client.unlink(*[feed_key(version, u) for u in user_ids[start:start + batch_keys]])
+        for batch in _batched(keys, batch_keys):
+            client.unlink(*batch)
         client.unlink(manifest_key(version))
         client.srem(LIVE, version)
     except redis.RedisError:
@@ -273,14 +302,16 @@ def rollback(client) -> dict[str, str]:
     manifest = _hash(client, manifest_key(target))
     if manifest.get("state") != "published":
         raise PublishError(f"version {target} is not a complete published version (state {manifest.get('state')})")
-    user_ids = [int(_text(k).split("{u")[1].split("}")[0]) for k in client.scan_iter(match=version_pattern(target))]
-    verify_version(client, target, sorted(set(user_ids)), checksum=manifest["checksum"])
-    if len(set(user_ids)) != int(manifest["users"]):
-        raise PublishError(f"version {target} has {len(set(user_ids))} feeds, its manifest says {manifest['users']}")
-    built_with = {k: v for k, v in manifest.items() if k not in ("state", "started_at", "bytes", *POINTER_FIELDS)}
+    keys = sorted({_text(k) for k in client.scan_iter(match=version_pattern(target), count=1000)})
+    expected = int(manifest.get("keys", manifest["users"]))
+    if len(keys) != expected:
+        raise PublishError(f"version {target} has {len(keys)} keys, its manifest says {expected}")
+    verify_version(client, target, keys, checksum=manifest["checksum"])
+    built_with = {k: v for k, v in manifest.items()
+                  if k not in ("state", "started_at", "bytes", "as_of", "sources", *POINTER_FIELDS) and not k.startswith("keys_")}
     _switch(client, expected=current, version=target, fields={
         "version": target, "previous": current, "published_at": _now(), "users": manifest["users"],
-        "items": manifest["items"], "checksum": manifest["checksum"], "rolled_back_from": current, **built_with})
+        "items": manifest["items"], "keys": expected, "checksum": manifest["checksum"], "rolled_back_from": current, **built_with})
     return current_pointer(client)
 
 

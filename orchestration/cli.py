@@ -234,10 +234,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --- publication -----------------------------------------------------------------------------
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """Check ranked_feeds, then publish it to Redis as a new version and make it current."""
+    """Check ranked_feeds, then publish it and the other serving datasets to Redis as a new version
+    and make it current."""
     from data_quality.specs import QualityBounds
     from jobs.delta_io import is_delta_table
-    from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_table
+    from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_to_redis
     from orchestration.resources import resources_from_settings
 
     settings = _settings(args)
@@ -246,12 +247,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
         resources = resources_from_settings(settings)
         check_feeds_table(resources["spark"].get_session(), settings.tables_dir, as_of=resources["warehouse"].now(),
                           bounds=QualityBounds.with_overrides(settings.dq_bounds))
-    result = publish_table(settings.redis_url, table, grace_seconds=settings.publish_grace_seconds)
+    result = publish_to_redis(settings.redis_url, settings.tables_dir, grace_seconds=settings.publish_grace_seconds)
     if args.json:
         print(json.dumps(asdict(result), indent=2))
     else:
         print(f"published version {result.version} (previous {result.previous_version}): {result.users:,} feeds, "
-              f"{result.items:,} items, {result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, checksum {result.checksum}")
+              f"{result.items:,} items, {result.keys:,} keys, {result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, checksum {result.checksum}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Publishing the warehouse's ranked feeds to Redis (`homefeed publish`, the `published_feeds` asset)
+"""Publishing the warehouse's ranked feeds, and what serving reads with them, to Redis (`homefeed publish`, the `published_feeds` asset)
 and rolling back (`homefeed rollback`, the `rollback_publication` job).
 
 The CLI path runs the `ranked_feeds` data-quality suite first and refuses to publish a table that
@@ -11,9 +11,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from jobs.publish import DEFAULT_GRACE_SECONDS, PublishError, PublishResult, connect, publish_feeds
-
-FEEDS_TABLE = "ranked_feeds"
+from jobs.publish import DEFAULT_GRACE_SECONDS, PublishError, PublishResult, connect, publish_warehouse
+from jobs.published_datasets import FEEDS_TABLE
 
 
 def table_build_metadata(table_path: Path) -> dict[str, str]:
@@ -27,13 +26,17 @@ def table_build_metadata(table_path: Path) -> dict[str, str]:
     return {"table_version": str(table.version()), **{f"built_{k}": str(v) for k, v in built_with.items()}}
 
 
-def publish_table(redis_url: str, table_path: Path, *, grace_seconds: int = DEFAULT_GRACE_SECONDS) -> PublishResult:
+def publish_to_redis(redis_url: str, tables_dir: Path, *, grace_seconds: int = DEFAULT_GRACE_SECONDS) -> PublishResult:
+    """Every published dataset of the warehouse, as of the moment its ranked feeds were built."""
     from jobs.delta_io import is_delta_table
 
-    if not is_delta_table(table_path):
-        raise PublishError(f"{table_path} does not exist: build it first (homefeed run --select key:ranked_feeds)")
-    return publish_feeds(connect(redis_url), table_path, grace_seconds=grace_seconds,
-                         metadata=table_build_metadata(table_path))
+    feeds = tables_dir / FEEDS_TABLE
+    if not is_delta_table(feeds):
+        raise PublishError(f"{feeds} does not exist: build it first (homefeed run --select key:ranked_feeds)")
+    metadata = table_build_metadata(feeds)
+    as_of = datetime.fromisoformat(metadata["built_as_of"]) if "built_as_of" in metadata else None
+    return publish_warehouse(connect(redis_url), tables_dir, as_of=as_of, grace_seconds=grace_seconds,
+                             metadata=metadata)
 
 
 def check_feeds_table(spark, tables_dir: Path, *, as_of: datetime, bounds) -> None:

@@ -27,19 +27,37 @@ def raw_input_fingerprint(raw_dir: Path) -> str | None:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16] if entries else None
 
 
-daily_build_schedule = dg.ScheduleDefinition(
-    name="daily_build_schedule", job=daily_build_job, cron_schedule=DAILY_BUILD_CRON, execution_timezone="UTC",
-    description="The daily build at 04:00 UTC.",
-)
+_UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+
+
+def build_in_progress(instance: dg.DagsterInstance) -> str | None:
+    """The id of a daily build that has not finished yet, if any: two builds at once would write the
+    same tables and race to publish."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=daily_build_job.name, statuses=_UNFINISHED), limit=1)
+    return runs[0].run_id if runs else None
+
+
+@dg.schedule(name="daily_build_schedule", job=daily_build_job, cron_schedule=DAILY_BUILD_CRON,
+             execution_timezone="UTC", description="The daily build at 04:00 UTC, unless one is still running.")
+def daily_build_schedule(context: dg.ScheduleEvaluationContext):
+    running = build_in_progress(context.instance)
+    if running:
+        return dg.SkipReason(f"daily build {running} is still running")
+    return dg.RunRequest(run_key=None)
 
 
 @dg.sensor(name="raw_input_sensor", job=daily_build_job, minimum_interval_seconds=300,
            description="Starts the daily build when the raw input folder has changed and then stayed the same "
-                       "for one evaluation (so a file still being written does not start a build).")
+                       "for one evaluation (so a file still being written does not start a build), and no "
+                       "daily build is running.")
 def raw_input_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     fingerprint = raw_input_fingerprint(warehouse.raw_dir)
     if fingerprint is None:
         return dg.SkipReason(f"no raw input in {warehouse.raw_dir}")
+    running = build_in_progress(context.instance)
+    if running:  # the cursor stays: the input is looked at again once that build has finished
+        return dg.SkipReason(f"daily build {running} is still running")
     cursor = json.loads(context.cursor) if context.cursor else {}
     if fingerprint == cursor.get("requested"):
         return dg.SkipReason(f"raw input unchanged since the last build request ({fingerprint})")

@@ -1,13 +1,16 @@
 """The Redis key layout and value encoding, shared by the publisher and the API (docs/redis_layout.md).
 
 Every published dataset lives under its version number; one pointer hash says which version is
-current. Keys a request reads together share a Redis Cluster hash tag (`{u<user_id>}`), so they
-sit in one slot. Values are msgpack arrays whose fields are listed here, not repeated per row.
+current. Keys a request reads together share a Redis Cluster hash tag (`{u<user_id>}` for
+everything of one user, `{l<list_id>}` for a list, `{t<tweet_id>}` for a tweet), so they sit in
+one slot. Values are msgpack arrays `[LAYOUT_VERSION, field, ...]` whose fields are declared here,
+not repeated per value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgpack
 
@@ -30,17 +33,54 @@ FEED_ITEM_FIELDS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class KeySpace:
+    """One kind of published value: `hf:v<N>:{<tag><id>}:<suffix>` holding msgpack
+    `[LAYOUT_VERSION, *fields]`."""
+
+    name: str
+    tag: str
+    suffix: str
+    fields: tuple[str, ...]
+
+    def key(self, version: int, id_: int) -> str:
+        return f"{version_prefix(version)}:{{{self.tag}{id_}}}:{self.suffix}"
+
+    def decode(self, value: bytes) -> dict:
+        layout, *values = msgpack.unpackb(value, raw=False)
+        _check_layout(layout, self.name)
+        return dict(zip(self.fields, values))
+
+
+FEEDS = KeySpace("feed", "u", "feed", ("items",))
+PROFILES = KeySpace("profile", "u", "profile",
+                    ("handle", "is_verified", "allow_nsfw", "lang", "following_count", "follower_count"))
+FOLLOWING = KeySpace("following", "u", "following", ("followee_ids",))
+BLOCKED_MUTED = KeySpace("blocked_muted", "u", "blocked_muted", ("blocked_ids", "muted_ids"))
+WHO_TO_FOLLOW = KeySpace("who_to_follow", "u", "who_to_follow", ("user_ids", "social_proof_counts", "proof_user_ids"))
+AUTHOR_TWEETS = KeySpace("author_tweets", "u", "tweets", ("tweet_ids", "created_at_ms"))
+TWEETS = KeySpace("tweet", "t", "tweet", (
+    "author_id", "created_at_ms", "in_reply_to_tweet_id", "quoted_tweet_id", "retweet_of_tweet_id", "has_media",
+    "has_video", "is_nsfw", "lang", "text"))
+LISTS = KeySpace("list", "l", "list", ("owner_id", "name", "is_private", "member_ids"))
+LIST_TIMELINES = KeySpace("list_timeline", "l", "timeline", ("tweet_ids", "author_ids", "created_at_ms"))
+POPULAR = KeySpace("popular", "g", "popular", ("tweet_ids", "scores"))  # one key, id 0
+KEY_SPACES: tuple[KeySpace, ...] = (FEEDS, PROFILES, FOLLOWING, BLOCKED_MUTED, WHO_TO_FOLLOW, AUTHOR_TWEETS, TWEETS,
+                                    LISTS, LIST_TIMELINES, POPULAR)
+POPULAR_ID = 0
+
+
 def version_prefix(version: int) -> str:
     return f"{PREFIX}:v{version}"
 
 
 def manifest_key(version: int) -> str:
-    """Hash: state (writing, verified, published, discarded), counts, checksum, what it was built with."""
+    """Hash: state (writing, verified, published), counts, checksum, what it was built with."""
     return f"{PREFIX}:{{ptr}}:manifest:v{version}"
 
 
 def feed_key(version: int, user_id: int) -> str:
-    return f"{version_prefix(version)}:{{u{user_id}}}:feed"
+    return FEEDS.key(version, user_id)
 
 
 def version_pattern(version: int) -> str:
@@ -48,13 +88,20 @@ def version_pattern(version: int) -> str:
     return f"{version_prefix(version)}:*"
 
 
+def encode_record(values: Sequence) -> bytes:
+    """msgpack [LAYOUT_VERSION, *values], `values` in the order of the key space's fields."""
+    return msgpack.packb([LAYOUT_VERSION, *values], use_bin_type=True)
+
+
 def encode_feed(items: Sequence[Sequence]) -> bytes:
     """A user's feed: msgpack [layout version, [item, ...]], each item FEED_ITEM_FIELDS in order."""
-    return msgpack.packb([LAYOUT_VERSION, [list(item) for item in items]], use_bin_type=True)
+    return encode_record([[list(item) for item in items]])
 
 
 def decode_feed(value: bytes) -> list[dict]:
-    layout, items = msgpack.unpackb(value, raw=False)
+    return [dict(zip(FEED_ITEM_FIELDS, item)) for item in FEEDS.decode(value)["items"]]
+
+
+def _check_layout(layout, what: str) -> None:
     if layout != LAYOUT_VERSION:
-        raise ValueError(f"feed encoded with layout {layout}, this code reads layout {LAYOUT_VERSION}")
-    return [dict(zip(FEED_ITEM_FIELDS, item)) for item in items]
+        raise ValueError(f"{what} encoded with layout {layout}, this code reads layout {LAYOUT_VERSION}")

@@ -192,8 +192,10 @@ def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path
     raw = tmp_path / "raw"
     resources = {"warehouse": WarehouseResource(path=str(tmp_path / "warehouse"), raw_input=str(raw))}
 
+    instance = dg.DagsterInstance.ephemeral()
+
     def evaluate(cursor):
-        context = dg.build_sensor_context(cursor=cursor, resources=resources)
+        context = dg.build_sensor_context(cursor=cursor, resources=resources, instance=instance)
         return raw_input_sensor(context), context.cursor
 
     result, _ = evaluate(None)
@@ -215,6 +217,17 @@ def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path
     assert isinstance(growing, dg.SkipReason)                # changed again: wait again
     landed, cursor = evaluate(cursor)
     assert isinstance(landed, dg.RunRequest) and landed.run_key != settled.run_key
+    # While a daily build runs, new input waits for it (the cursor is kept) instead of starting another.
+    (raw / "tweets").mkdir()
+    (raw / "tweets" / "part-0.parquet").write_bytes(b"more")
+    landing, cursor = evaluate(cursor)
+    running = instance.add_run(dg.DagsterRun(job_name="daily_build", status=dg.DagsterRunStatus.STARTED))
+    waiting, kept = evaluate(cursor)
+    assert isinstance(waiting, dg.SkipReason) and running.run_id in waiting.skip_message and kept == cursor
+    instance.handle_run_event(running.run_id, dg.DagsterEvent(
+        event_type_value=dg.DagsterEventType.RUN_SUCCESS.value, job_name="daily_build"))
+    after, cursor = evaluate(cursor)
+    assert isinstance(after, dg.RunRequest)
     # A file rewritten in place (same name and size, another time) is new input too.
     os.utime(raw / "users" / "part-0.parquet", ns=(1, 1))
     _, cursor = evaluate(cursor)
@@ -234,3 +247,8 @@ def test_daily_build_job_and_schedule_cover_ingest_to_ranked_feeds():
     assert {k.asset_key.to_user_string() for k in daily.asset_layer.asset_graph.asset_check_keys} >= {"ranked_feeds", "users"}
     (schedule,) = definitions.schedules
     assert schedule.cron_schedule == "0 4 * * *" and schedule.job_name == "daily_build"
+    with dg.instance_for_test() as instance:
+        assert isinstance(schedule(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+        running = instance.add_run(dg.DagsterRun(job_name="daily_build", status=dg.DagsterRunStatus.STARTED))
+        skipped = schedule(dg.build_schedule_context(instance=instance))
+        assert isinstance(skipped, dg.SkipReason) and running.run_id in skipped.skip_message

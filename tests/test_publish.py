@@ -15,9 +15,11 @@ import pytest
 import redis
 from deltalake import write_deltalake
 
-import jobs.publish
-from jobs.publish import PublishError, connect, publication_status, publish_feeds, rollback
+import jobs.published_datasets
+from jobs.publish import PublishError, connect, publication_status, publish_feeds, publish_warehouse, rollback
+from jobs.published_datasets import PublicationConfig
 from jobs.ranking import HEAD_COLUMNS
+from serving import redis_layout as layout
 from serving.redis_layout import CURRENT, FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
 from serving.redis_server import free_port, start_redis
 
@@ -110,7 +112,7 @@ def test_a_publication_stopped_midway_leaves_the_previous_version_served(redis_c
     write_table(path, first)
     publish_feeds(redis_client, path)
     write_table(path, ranked_feeds_table(users=20, per_user=4, salt=9))
-    real_user_feeds = jobs.publish.user_feeds
+    real_user_feeds = jobs.published_datasets.user_feeds
 
     def ten_then_fail(batches):
         for n, feed in enumerate(real_user_feeds(batches)):
@@ -118,13 +120,13 @@ def test_a_publication_stopped_midway_leaves_the_previous_version_served(redis_c
                 raise redis.ConnectionError("the connection broke")
             yield feed
 
-    monkeypatch.setattr(jobs.publish, "user_feeds", ten_then_fail)
-    with pytest.raises(PublishError, match="failed after 10 feeds .* version 1 is still served"):
+    monkeypatch.setattr(jobs.published_datasets, "user_feeds", ten_then_fail)
+    with pytest.raises(PublishError, match="failed after 10 keys .* version 1 is still served"):
         publish_feeds(redis_client, path, batch_keys=5)
     _assert_still_serving(redis_client, 1, first)
     # What the stopped publication wrote is gone (nobody ever read it), its manifest too.
     assert not redis_client.exists(feed_key(2, 1)) and not redis_client.exists(manifest_key(2))
-    monkeypatch.setattr(jobs.publish, "user_feeds", real_user_feeds)
+    monkeypatch.setattr(jobs.published_datasets, "user_feeds", real_user_feeds)
     assert publish_feeds(redis_client, path).version == 3
 
 
@@ -291,11 +293,19 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
     from orchestration import cli
     from orchestration.run import run_assets
 
+    import orchestration.assets.publication as publication_assets
+
     settings, _ = ranked_build
     settings = settings.model_copy(update={"redis_url": redis_server.url})
-    published = run_assets(settings, selection="key:published_feeds")
-    assert published.success and published.materialized == ("published_feeds",)
+
+    def suite_again(*args, **kwargs):
+        raise AssertionError("ranked_feeds' suite ran again after its blocking check passed in the same run")
+
+    monkeypatch.setattr(publication_assets, "check_feeds_table", suite_again)
+    published = run_assets(settings, selection="key:ranked_feeds or key:published_feeds")
+    assert published.success and published.materialized == ("published_feeds", "ranked_feeds")
     assert publication_status(redis_client)["published_version"] == 1
+    monkeypatch.undo()
 
     impossible = {"feed_length": [1000, 2000]}
     blocked = run_assets(settings.model_copy(update={"dq_bounds": impossible}),
@@ -303,9 +313,126 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
     assert not blocked.success and "published_feeds" not in blocked.materialized
     assert [c.table for c in blocked.failed_checks] == ["ranked_feeds"] and "mean rows per" in blocked.failed_checks[0].failed
     assert publication_status(redis_client)["published_version"] == 1
+    # Alone (the publish job), the asset runs the suite itself.
+    alone = run_assets(settings.model_copy(update={"dq_bounds": impossible}), selection="key:published_feeds")
+    assert not alone.success and alone.materialized == ()
+    assert publication_status(redis_client)["published_version"] == 1
 
     monkeypatch.setenv("HOMEFEED_DQ_BOUNDS", '{"feed_length": [1000, 2000]}')
     code = cli.main(["publish", "--warehouse", str(settings.warehouse), "--input", str(settings.raw_input),
                      "--redis", redis_server.url])
     assert code == 1 and "fails its data-quality suite; nothing was published" in capsys.readouterr().err
     assert publication_status(redis_client)["published_version"] == 1
+
+
+def _rows(tables_dir, name: str) -> list[dict]:
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(tables_dir / name)).to_pyarrow_table().to_pylist()
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_build, redis_client):
+    """Each key space of a published warehouse against the same values worked out here, row by row,
+    from the Delta tables as of the build time."""
+    from orchestration.publication import table_build_metadata
+
+    settings, _ = ranked_build
+    tables = settings.tables_dir
+    as_of = datetime.fromisoformat(table_build_metadata(tables / "ranked_feeds")["built_as_of"])
+    config = PublicationConfig(window_days=3, author_timeline_length=5, list_timeline_length=4, who_to_follow_length=3,
+                               popular_length=10)
+    result = publish_warehouse(redis_client, tables, as_of=as_of, config=config)
+    v = result.version
+
+    def served(space, id_):
+        value = redis_client.get(space.key(v, id_))
+        return None if value is None else space.decode(value)
+
+    followees: dict[int, list[int]] = {}
+    for row in _rows(tables, "follows"):
+        if row["created_at"] <= as_of:
+            followees.setdefault(row["follower_id"], []).append(row["followee_id"])
+    assert result.keys_per_dataset["following"] == len(followees)
+    for user in sorted(followees)[:25]:
+        assert served(layout.FOLLOWING, user) == {"followee_ids": sorted(followees[user])}
+
+    users = {r["user_id"]: r for r in _rows(tables, "users")}
+    assert result.keys_per_dataset["profile"] == len(users)
+    some_user = sorted(users)[3]
+    assert served(layout.PROFILES, some_user)["handle"] == users[some_user]["handle"]
+    assert served(layout.PROFILES, some_user)["following_count"] == len(followees.get(some_user, []))
+
+    hidden: dict[int, dict[str, list[int]]] = {}
+    for row in _rows(tables, "social_actions"):
+        if row["created_at"] <= as_of:
+            column = {"block": "blocked_ids", "mute": "muted_ids"}[row["action"]]
+            hidden.setdefault(row["user_id"], {"blocked_ids": [], "muted_ids": []})[column].append(row["target_user_id"])
+    assert hidden and result.keys_per_dataset["blocked_muted"] == len(hidden)
+    for user, expected in hidden.items():
+        assert served(layout.BLOCKED_MUTED, user) == {k: sorted(ids) for k, ids in expected.items()}
+
+    suggestions: dict[int, list[dict]] = {}
+    for row in _rows(tables, "follow_graph_two_hop"):
+        if row["rank"] <= 3:
+            suggestions.setdefault(row["user_id"], []).append(row)
+    user = sorted(suggestions)[0]
+    ranked = sorted(suggestions[user], key=lambda r: r["rank"])
+    assert served(layout.WHO_TO_FOLLOW, user) == {
+        "user_ids": [r["candidate_id"] for r in ranked], "social_proof_counts": [r["social_proof_count"] for r in ranked],
+        "proof_user_ids": [r["proof_user_ids"] for r in ranked]}
+
+    tweets = {r["tweet_id"]: r for r in _rows(tables, "tweets")}
+    visible = {t: r for t, r in tweets.items()
+               if r["created_at"] <= as_of and (r["deleted_at"] is None or r["deleted_at"] > as_of)}
+    recent = sorted((r for r in visible.values() if r["created_at"] > as_of - timedelta(days=3)),
+                    key=lambda r: (r["created_at"], r["tweet_id"]), reverse=True)
+    by_author: dict[int, list[dict]] = {}
+    for row in recent:
+        by_author.setdefault(row["author_id"], []).append(row)
+    assert result.keys_per_dataset["author_tweets"] == len(by_author)
+    prolific = max(by_author, key=lambda a: len(by_author[a]))
+    assert len(by_author[prolific]) > 5
+    assert served(layout.AUTHOR_TWEETS, prolific) == {
+        "tweet_ids": [r["tweet_id"] for r in by_author[prolific][:5]],
+        "created_at_ms": [_ms(r["created_at"]) for r in by_author[prolific][:5]]}
+
+    feed = decode_feed(redis_client.get(feed_key(v, sorted(followees)[0])))
+    for item in feed:
+        meta = served(layout.TWEETS, item["tweet_id"])
+        assert meta["author_id"] == item["author_id"] and meta["created_at_ms"] == item["created_at_ms"]
+    replies = [r for r in recent if r["in_reply_to_tweet_id"] in visible]
+    assert replies, "the test world has replies"
+    for reply in replies[:20]:
+        parent = served(layout.TWEETS, reply["in_reply_to_tweet_id"])
+        assert parent["text"] == visible[reply["in_reply_to_tweet_id"]]["text"]
+    deleted = [t for t, r in tweets.items() if r["deleted_at"] is not None and r["deleted_at"] <= as_of]
+    assert deleted and all(served(layout.TWEETS, t) is None for t in deleted)
+
+    members: dict[int, list[int]] = {}
+    for row in _rows(tables, "list_members"):
+        if row["added_at"] <= as_of:
+            members.setdefault(row["list_id"], []).append(row["user_id"])
+    some_list = max(members, key=lambda lst: len(members[lst]))
+    assert served(layout.LISTS, some_list)["member_ids"] == sorted(members[some_list])
+    list_tweets = [r for r in recent if r["author_id"] in set(members[some_list])][:4]
+    assert served(layout.LIST_TIMELINES, some_list) == {
+        "tweet_ids": [r["tweet_id"] for r in list_tweets], "author_ids": [r["author_id"] for r in list_tweets],
+        "created_at_ms": [_ms(r["created_at"]) for r in list_tweets]}
+
+    recent_ids = {r["tweet_id"] for r in recent}
+    scored = sorted(((r["likes_24h"] + r["retweets_24h"] + r["replies_24h"], r["tweet_id"])
+                     for r in _rows(tables, "tweet_features")
+                     if r["tweet_id"] in recent_ids and not r["is_reply"] and not r["is_retweet"]),
+                    key=lambda p: (-p[0], p[1]))
+    top = [p for p in scored if p[0] > 0][:10]
+    assert served(layout.POPULAR, layout.POPULAR_ID) == {"tweet_ids": [t for _, t in top], "scores": [s for s, _ in top]}
+
+    # A rollback verifies every key of the version it returns to, not only the feeds.
+    publish_warehouse(redis_client, tables, as_of=as_of, config=config)
+    redis_client.delete(layout.AUTHOR_TWEETS.key(v, prolific))
+    with pytest.raises(PublishError, match=f"version {v} has {result.keys - 1} keys"):
+        rollback(redis_client)
