@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -112,7 +112,32 @@ def _batch_definition(context, asset_name: str):
 
 
 def run_suite(context, frame: DataFrame, suite) -> tuple[list[ExpectationOutcome], str | None]:
-    """Validate `frame` against `suite`; the outcomes and the Data Docs page of the result (if any)."""
+    """Validate `frame` against `suite`; the outcomes and the Data Docs page of the result (if any).
+
+    Two passes: every expectation first with result format BOOLEAN_ONLY (GX then bundles the
+    unexpected counts into a few aggregate Spark jobs instead of collecting examples expectation by
+    expectation), then, only when some failed, those again with SUMMARY for what was observed and
+    examples of the offending rows."""
+    import great_expectations as gx
+
+    outcomes, page = _validate(context, frame, suite, "BOOLEAN_ONLY")
+    failed = {o.description for o in outcomes if not o.success}
+    if not failed:
+        return outcomes, page
+    details = gx.ExpectationSuite(name=f"{suite.name}.failures", expectations=[
+        _unsaved_copy(e) for e in suite.expectations if (e.description or e.configuration.type) in failed])
+    explained, page = _validate(context, frame, details, "SUMMARY")
+    by_description = {o.description: replace(o, suite=suite.name) for o in explained}
+    return [by_description.get(o.description, o) if not o.success else o for o in outcomes], page
+
+
+def _unsaved_copy(expectation):
+    copy = expectation.configuration.to_domain_obj()
+    copy.id = None
+    return copy
+
+
+def _validate(context, frame: DataFrame, suite, result_format: str) -> tuple[list[ExpectationOutcome], str | None]:
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
@@ -123,7 +148,7 @@ def run_suite(context, frame: DataFrame, suite) -> tuple[list[ExpectationOutcome
     has_docs = DOCS_SITE in context.list_data_docs_sites()
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
         name=suite.name, validation_definitions=[definition],
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES},
+        result_format={"result_format": result_format, "partial_unexpected_count": MAX_EXAMPLES},
         actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])] if has_docs else []))
     run = checkpoint.run(batch_parameters={"dataframe": frame})
     (key, result), = run.run_results.items()
