@@ -120,13 +120,13 @@ def run_suite(context, frame: DataFrame, suite) -> tuple[list[ExpectationOutcome
     examples of the offending rows."""
     import great_expectations as gx
 
-    outcomes, page = _validate(context, frame, suite, "BOOLEAN_ONLY")
+    outcomes, page = validate_once(context, frame, suite, "BOOLEAN_ONLY")
     failed = {o.description for o in outcomes if not o.success}
     if not failed:
         return outcomes, page
     details = gx.ExpectationSuite(name=f"{suite.name}.failures", expectations=[
         _unsaved_copy(e) for e in suite.expectations if (e.description or e.configuration.type) in failed])
-    explained, page = _validate(context, frame, details, "SUMMARY")
+    explained, page = validate_once(context, frame, details, "SUMMARY")
     by_description = {o.description: replace(o, suite=suite.name) for o in explained}
     return [by_description.get(o.description, o) if not o.success else o for o in outcomes], page
 
@@ -137,7 +137,8 @@ def _unsaved_copy(expectation):
     return copy
 
 
-def _validate(context, frame: DataFrame, suite, result_format: str) -> tuple[list[ExpectationOutcome], str | None]:
+def validate_once(context, frame: DataFrame, suite, result_format: str) -> tuple[list[ExpectationOutcome], str | None]:
+    """One GX validation of `frame` against `suite` with `result_format` (BOOLEAN_ONLY, SUMMARY, ...)."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
