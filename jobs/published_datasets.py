@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from serving.redis_layout import (
     AUTHOR_TWEETS,
     BLOCKED_MUTED,
-    FEED_ITEM_FIELDS,
+    FEED_COLUMNS,
+    FEED_SOURCES,
     FEEDS,
     FOLLOWING,
     LIST_TIMELINES,
@@ -31,7 +33,6 @@ from serving.redis_layout import (
     TWEETS,
     WHO_TO_FOLLOW,
     KeySpace,
-    encode_feed,
     encode_record,
 )
 
@@ -57,31 +58,67 @@ class Dataset:
     records: Callable[..., Iterator[tuple[int, bytes]]]
 
 
+def _feed_column_sql(name: str, dtype: str) -> str:
+    if name == "created_at_ms":
+        return "epoch_ms(tweet_created_at)"
+    if name == "sources":
+        bits = " + ".join(f"list_contains(sources, '{source}')::INTEGER * {1 << bit}"
+                          for bit, source in enumerate(FEED_SOURCES))
+        return f"({bits})::UTINYINT"
+    return f"{name}::{_DUCKDB_TYPES[dtype]}"
+
+
+_DUCKDB_TYPES = {"<i8": "BIGINT", "<i4": "INTEGER", "<f4": "FLOAT", "|u1": "UTINYINT"}
+
+
 def feed_batches(con, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-    """The ranked_feeds rows ordered by (user_id, rank), as Arrow batches of user_id + FEED_ITEM_FIELDS."""
-    sources = {"created_at_ms": "epoch_ms(tweet_created_at)"}
-    columns = ", ".join(f"{sources.get(name, name)} AS {name}" for name in FEED_ITEM_FIELDS)
-    return iter(con.sql(f"SELECT user_id, {columns} FROM {FEEDS_TABLE} ORDER BY user_id, rank").to_arrow_reader(batch_rows))
+    """The ranked_feeds rows ordered by (user_id, rank), as Arrow batches of user_id, the
+    FEED_COLUMNS in their stored types, and social_proof_user_ids."""
+    columns = ", ".join(f"{_feed_column_sql(name, dtype)} AS {name}" for name, dtype in FEED_COLUMNS)
+    return iter(con.sql(f"SELECT user_id, {columns}, coalesce(social_proof_user_ids, []) AS social_proof_user_ids "
+                        f"FROM {FEEDS_TABLE} ORDER BY user_id, rank").to_arrow_reader(batch_rows))
 
 
-def user_feeds(batches) -> Iterator[tuple[int, list[list]]]:
-    """(user_id, items) per user, from batches ordered by user_id (a user may span batches)."""
-    user, items = None, []
+def encoded_feeds(batches) -> Iterator[tuple[int, bytes]]:
+    """(user_id, encoded feed) per user, from batches ordered by user_id; a user whose rows continue
+    in the next batch waits for it."""
+    pending: pa.Table | None = None
     for batch in batches:
-        columns = [batch.column(name).to_pylist() for name in FEED_ITEM_FIELDS]
-        for user_id, *item in zip(batch.column("user_id").to_pylist(), *columns):
-            if user_id != user:
-                if user is not None:
-                    yield user, items
-                user, items = user_id, []
-            items.append(item)
-    if user is not None:
-        yield user, items
+        table = pa.Table.from_batches([batch])
+        if pending is not None:
+            table = pa.concat_tables([pending, table])
+        table = table.combine_chunks()
+        users = table.column("user_id").to_numpy()
+        if len(users) == 0:
+            continue
+        last_start = int(np.flatnonzero(users != users[-1])[-1]) + 1 if users[0] != users[-1] else 0
+        yield from _encode_users(table.slice(0, last_start))
+        pending = table.slice(last_start)
+    if pending is not None:
+        yield from _encode_users(pending.combine_chunks())
+
+
+def _encode_users(table: pa.Table) -> Iterator[tuple[int, bytes]]:
+    """Every user of `table` (complete feeds, ordered by user and rank), as typed column buffers."""
+    if table.num_rows == 0:
+        return
+    table = table.combine_chunks()
+    users = table.column("user_id").to_numpy()
+    columns = [table.column(name).chunk(0).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+               for name, dtype in FEED_COLUMNS]
+    proof = table.column("social_proof_user_ids").chunk(0)
+    offsets = proof.offsets.to_numpy()
+    proof_ids = proof.values.to_numpy(zero_copy_only=False).astype("<i8", copy=False)
+    cuts = [0, *(np.flatnonzero(np.diff(users)) + 1).tolist(), len(users)]
+    for start, end in zip(cuts, cuts[1:]):
+        first, last = offsets[start], offsets[end]
+        yield int(users[start]), encode_record([
+            end - start, *(column[start:end].tobytes() for column in columns),
+            (offsets[start:end + 1] - first).astype("<i4").tobytes(), proof_ids[first:last].tobytes()])
 
 
 def _feed_records(con, as_of, config) -> Iterator[tuple[int, bytes]]:
-    for user_id, items in user_feeds(feed_batches(con)):
-        yield user_id, encode_feed(items)
+    return encoded_feeds(feed_batches(con))
 
 
 def _sql_records(sql: Callable[[PublicationConfig], str]) -> Callable[..., Iterator[tuple[int, bytes]]]:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgpack
+import numpy as np
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 PREFIX = "hf"
 
 # The pointer's keys share the hash tag {ptr}: the switch script touches them together, which Redis
@@ -24,14 +25,21 @@ VERSION_COUNTER = f"{PREFIX}:{{ptr}}:seq"   # INCR: the next version number
 HISTORY = f"{PREFIX}:{{ptr}}:history"       # sorted set: version -> when it became current (epoch seconds)
 LIVE = f"{PREFIX}:{{ptr}}:live"             # set: versions whose keys have no expiry yet
 
-# The fields of one feed item, in order (msgpack array per item).
-FEED_ITEM_FIELDS: tuple[str, ...] = (
-    "tweet_id", "author_id", "created_at_ms", "rank", "final_score", "heavy_score", "is_in_network",
-    "is_reply", "sources", "social_proof_user_ids", "p_like", "p_retweet", "p_reply", "p_good_click",
-    "p_good_profile_click", "p_video_playback50", "p_reply_engaged_by_author", "p_negative_feedback",
-    "p_report",
+# A feed is stored by column: one little-endian typed buffer per field, in rank order, so the
+# publisher copies Arrow buffers instead of building Python objects per item, and serving reads
+# each column with numpy.frombuffer (filters and reranking are array operations).
+FEED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("tweet_id", "<i8"), ("author_id", "<i8"), ("created_at_ms", "<i8"), ("rank", "<i4"),
+    ("final_score", "<f4"), ("heavy_score", "<f4"), ("is_in_network", "|u1"), ("is_reply", "|u1"),
+    ("sources", "|u1"),  # bit i set: retrieved by FEED_SOURCES[i]
+    ("p_like", "<f4"), ("p_retweet", "<f4"), ("p_reply", "<f4"), ("p_good_click", "<f4"),
+    ("p_good_profile_click", "<f4"), ("p_video_playback50", "<f4"), ("p_reply_engaged_by_author", "<f4"),
+    ("p_negative_feedback", "<f4"), ("p_report", "<f4"),
 )
-
+# The candidate sources, in bit order (the same tuple as jobs.candidates.SOURCES; a test holds them equal).
+FEED_SOURCES: tuple[str, ...] = ("in_network", "uteg", "simclusters", "twhin", "frs", "popular")
+# After the columns: the social proof of every item, as offsets (int32, count + 1) into one id buffer (int64).
+FEED_ITEM_FIELDS: tuple[str, ...] = (*(name for name, _ in FEED_COLUMNS), "social_proof_user_ids")
 
 @dataclass(frozen=True)
 class KeySpace:
@@ -52,7 +60,8 @@ class KeySpace:
         return dict(zip(self.fields, values))
 
 
-FEEDS = KeySpace("feed", "u", "feed", ("items",))
+FEEDS = KeySpace("feed", "u", "feed", ("count", *(name for name, _ in FEED_COLUMNS), "social_proof_offsets",
+                                       "social_proof_user_ids"))
 PROFILES = KeySpace("profile", "u", "profile",
                     ("handle", "is_verified", "allow_nsfw", "lang", "following_count", "follower_count"))
 FOLLOWING = KeySpace("following", "u", "following", ("followee_ids",))
@@ -93,13 +102,31 @@ def encode_record(values: Sequence) -> bytes:
     return msgpack.packb([LAYOUT_VERSION, *values], use_bin_type=True)
 
 
-def encode_feed(items: Sequence[Sequence]) -> bytes:
-    """A user's feed: msgpack [layout version, [item, ...]], each item FEED_ITEM_FIELDS in order."""
-    return encode_record([[list(item) for item in items]])
+def decode_feed_columns(value: bytes) -> dict[str, np.ndarray]:
+    """A feed as one numpy array per FEED_COLUMNS field, plus `social_proof_offsets` and
+    `social_proof_user_ids` (item i's proof is ids[offsets[i]:offsets[i + 1]])."""
+    fields = FEEDS.decode(value)
+    columns = {name: np.frombuffer(fields[name], dtype=dtype) for name, dtype in FEED_COLUMNS}
+    columns["social_proof_offsets"] = np.frombuffer(fields["social_proof_offsets"], dtype="<i4")
+    columns["social_proof_user_ids"] = np.frombuffer(fields["social_proof_user_ids"], dtype="<i8")
+    if any(len(columns[name]) != fields["count"] for name, _ in FEED_COLUMNS):
+        raise ValueError("a feed's columns differ in length")
+    return columns
 
 
 def decode_feed(value: bytes) -> list[dict]:
-    return [dict(zip(FEED_ITEM_FIELDS, item)) for item in FEEDS.decode(value)["items"]]
+    """A feed as one dict per item (FEED_ITEM_FIELDS), in rank order: for tests, tools and the explain
+    page; the request path works on `decode_feed_columns`."""
+    columns = decode_feed_columns(value)
+    offsets, proof = columns["social_proof_offsets"], columns["social_proof_user_ids"]
+    items = []
+    for i in range(len(columns["tweet_id"])):
+        item = {name: columns[name][i].item() for name, _ in FEED_COLUMNS}
+        item["is_in_network"], item["is_reply"] = bool(item["is_in_network"]), bool(item["is_reply"])
+        item["sources"] = [source for bit, source in enumerate(FEED_SOURCES) if item["sources"] >> bit & 1]
+        item["social_proof_user_ids"] = proof[offsets[i]:offsets[i + 1]].tolist()
+        items.append(item)
+    return items
 
 
 def _check_layout(layout, what: str) -> None:

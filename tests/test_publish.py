@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import redis
@@ -35,8 +36,9 @@ def ranked_feeds_table(users: int, per_user: int, *, salt: int = 0) -> pa.Table:
                 "user_id": u, "rank": r, "tweet_id": 1000 * u + r + salt, "author_id": r % 7 + 100,
                 "tweet_created_at": T0 - timedelta(minutes=r), "final_score": 1.0 / r, "heavy_score": 2.0 / r,
                 "light_score": 0.5, **{c: 0.01 * (i + 1) for i, c in enumerate(HEAD_COLUMNS)},
-                "is_in_network": r % 2 == 0, "is_reply": False, "sources": ["in_network" if r % 2 == 0 else "uteg"],
-                "social_proof_user_ids": [u + 1] if r == 1 else [], "social_proof_count": 1 if r == 1 else 0,
+                "is_in_network": r % 2 == 0, "is_reply": r % 3 == 0,
+                "sources": ["in_network"] if r % 2 == 0 else ["uteg", "twhin", "popular"][: r % 4 or 1],
+                "social_proof_user_ids": list(range(u, u + r % 3)), "social_proof_count": r % 3,
                 "diversity_multiplier": 1.0, "fatigue_multiplier": 1.0, "page": 0,
             })
     # Written in reverse order: the publisher must sort by (user, rank) itself.
@@ -48,8 +50,10 @@ def write_table(path, table: pa.Table) -> None:
 
 
 def expected_feed(table: pa.Table, user_id: int) -> list[dict]:
+    """The user's rows as the feed stores them: in rank order, scores and probabilities as float32."""
     rows = sorted((r for r in table.to_pylist() if r["user_id"] == user_id), key=lambda r: r["rank"])
-    return [{**{f: r[f] for f in FEED_ITEM_FIELDS if f != "created_at_ms"},
+    return [{**{f: float(np.float32(r[f])) if isinstance(r[f], float) else r[f]
+                for f in FEED_ITEM_FIELDS if f != "created_at_ms"},
              "created_at_ms": int(r["tweet_created_at"].timestamp() * 1000)} for r in rows]
 
 
@@ -69,6 +73,22 @@ def test_publish_writes_every_feed_and_switches_the_pointer(redis_client, tmp_pa
     for user in (1, 17, 30):
         assert served_feed(redis_client, user) == expected_feed(table, user)
     assert redis_client.hget(manifest_key(1), "state") == b"published"
+
+
+def test_a_feed_split_across_arrow_batches_is_encoded_whole(tmp_path):
+    import duckdb
+
+    from jobs.duckdb_catalog import register_snapshot
+    from jobs.published_datasets import encoded_feeds, feed_batches
+
+    table = ranked_feeds_table(users=9, per_user=5)
+    write_table(tmp_path / "ranked_feeds", table)
+    con = duckdb.connect()
+    register_snapshot(con, "ranked_feeds", tmp_path / "ranked_feeds")
+    feeds = list(encoded_feeds(feed_batches(con, batch_rows=7)))   # 7 rows a batch: most users span two
+    assert [user for user, _ in feeds] == list(range(1, 10))
+    for user, value in feeds:
+        assert decode_feed(value) == expected_feed(table, user)
 
 
 def test_a_new_version_keeps_the_previous_and_expires_older_ones(redis_client, tmp_path):
@@ -112,21 +132,21 @@ def test_a_publication_stopped_midway_leaves_the_previous_version_served(redis_c
     write_table(path, first)
     publish_feeds(redis_client, path)
     write_table(path, ranked_feeds_table(users=20, per_user=4, salt=9))
-    real_user_feeds = jobs.published_datasets.user_feeds
+    real_encoded_feeds = jobs.published_datasets.encoded_feeds
 
     def ten_then_fail(batches):
-        for n, feed in enumerate(real_user_feeds(batches)):
+        for n, feed in enumerate(real_encoded_feeds(batches)):
             if n == 10:
                 raise redis.ConnectionError("the connection broke")
             yield feed
 
-    monkeypatch.setattr(jobs.published_datasets, "user_feeds", ten_then_fail)
+    monkeypatch.setattr(jobs.published_datasets, "encoded_feeds", ten_then_fail)
     with pytest.raises(PublishError, match="failed after 10 keys .* version 1 is still served"):
         publish_feeds(redis_client, path, batch_keys=5)
     _assert_still_serving(redis_client, 1, first)
     # What the stopped publication wrote is gone (nobody ever read it), its manifest too.
     assert not redis_client.exists(feed_key(2, 1)) and not redis_client.exists(manifest_key(2))
-    monkeypatch.setattr(jobs.published_datasets, "user_feeds", real_user_feeds)
+    monkeypatch.setattr(jobs.published_datasets, "encoded_feeds", real_encoded_feeds)
     assert publish_feeds(redis_client, path).version == 3
 
 
@@ -233,6 +253,12 @@ def test_a_feed_of_another_layout_is_refused():
 
     with pytest.raises(ValueError, match="layout 999"):
         decode_feed(msgpack.packb([999, []]))
+
+
+def test_the_feed_sources_bits_are_the_candidate_sources():
+    from jobs.candidates import SOURCES
+
+    assert layout.FEED_SOURCES == SOURCES
 
 
 def test_an_empty_table_is_not_published(redis_client, tmp_path):
