@@ -192,9 +192,11 @@ def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datet
     """Every suite of `spec` on `table` (`read` gives the tables its references and populations name)."""
     context = context or gx_context()
     outcomes, pages = [], []
-    # On disk, not in memory: a big table's view (the candidates of the Higgs import) ran the
-    # columnar in-memory cache out of heap.
-    rows = rows_view(table, spec, read, as_of=as_of).persist(StorageLevel.DISK_ONLY)
+    # Checkpointed: GX runs many small jobs over the frame, and each would otherwise analyse and
+    # optimise the table's whole plan again (seconds each for training_examples). On disk, not in
+    # memory: a big table's view (the candidates of the Higgs import) ran the columnar in-memory
+    # cache out of heap.
+    rows = rows_view(table, spec, read, as_of=as_of).localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
     try:
         count = rows.count()
         derived = [c for c in rows.columns if c.startswith(DERIVED_PREFIX)]

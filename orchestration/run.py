@@ -43,10 +43,12 @@ def run_assets(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
     checks: bool = True,
+    asset_config: dict[str, dict] | None = None,
 ) -> RunOutcome:
     """Materialize every asset of the default build (or `selection`, a Dagster asset selection
     string) in this process, each followed by its data-quality check unless `checks` is False (a
-    side build of a cut of the input for an evaluation or a training set, whose source was checked)."""
+    side build of a cut of the input for an evaluation or a training set, whose source was checked).
+    `asset_config`: run config per asset name, e.g. {"training_examples": {"days": 2.0}}."""
     instance = instance or dg.DagsterInstance.ephemeral()
     selected = dg.AssetSelection.from_string(selection or DEFAULT_BUILD_SELECTION)
     result = dg.materialize(
@@ -55,7 +57,9 @@ def run_assets(
         selection=selected if checks else selected.without_checks(),
         instance=instance,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}},
+                    **({"ops": {name: {"config": config} for name, config in asset_config.items()}}
+                       if asset_config else {})},
     )
     materialized = tuple(
         sorted(

@@ -92,7 +92,7 @@ def test_rerun_leaves_every_table_identical(built, spark):
     paths = [p for p in sorted(run_settings.tables_dir.iterdir()) if (p / "_delta_log").is_dir()]
     before = {p.name: _table_rows(spark, p) for p in paths}
 
-    outcome = run_assets(run_settings)
+    outcome = run_assets(run_settings, checks=False)  # the tables are the question here, not their checks
 
     assert outcome.success, outcome.failures
     assert {p.name: _table_rows(spark, p) for p in paths} == before

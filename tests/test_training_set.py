@@ -260,21 +260,20 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     history = DeltaTable(str(warehouse / "tables" / "training_examples")).history(1)[0]
     assert json.loads(history["userMetadata"])["representations_as_of"] == summary["representations_as_of"]
 
-    # The Dagster job `training_set` (group `training`) with its default window: four daily builds, two
-    # reused; then the rankers train on the table and the first versions are promoted.
+    # The Dagster job `training_set` (group `training`), its window given as run config: the same two
+    # daily builds, both reused; then the rankers train on the table and the first versions are promoted.
     asset_run = run_assets(settings.model_copy(update={"raw_input": raw, "warehouse": warehouse,
-                                                       "as_of": config.end_time}), selection="group:training")
+                                                       "as_of": config.end_time}), selection="group:training",
+                           asset_config={"training_examples": {"days": 2.0, "validation_days": 0.5, "test_days": 0.5}})
     assert asset_run.success, asset_run.failures
     assert asset_run.materialized == ("rankers", "training_examples")
     assert asset_run.checks_passed == ("training_examples",)  # its blocking data-quality check ran first
     for model in ("light_ranker", "heavy_ranker"):
         current = json.loads((warehouse / "models" / model / "CURRENT").read_text())
         assert current["version"] == 1 and current["reason"] == "first model"
-    default_window = TrainingWindow.ending_at(config.end_time)
     metadata = json.loads(DeltaTable(str(warehouse / "tables" / "training_examples")).history(1)[0]["userMetadata"])
-    assert metadata["window"] == default_window.as_dict()
-    assert metadata["representations_as_of"] == [
-        max(day, default_window.start).isoformat() for day in snapshot_days(default_window.start, default_window.end)]
+    assert metadata["window"] == window.as_dict()
+    assert metadata["representations_as_of"] == summary["representations_as_of"]
 
 
 def test_a_broken_training_set_fails_its_suite(spark, tmp_path):
