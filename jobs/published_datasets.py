@@ -60,7 +60,7 @@ class Dataset:
 
 def _feed_column_sql(name: str, dtype: str) -> str:
     if name == "created_at_ms":
-        return "epoch_ms(tweet_created_at)"
+        return _epoch_ms("tweet_created_at")
     if name == "sources":
         bits = " + ".join(f"list_contains(sources, '{source}')::INTEGER * {1 << bit}"
                           for bit, source in enumerate(FEED_SOURCES))
@@ -141,6 +141,11 @@ def register_tweet_views(con, *, as_of: datetime, window_days: int) -> None:
     con.execute(f"CREATE OR REPLACE VIEW recent_tweets AS SELECT * FROM visible_tweets WHERE created_at > {start}")
 
 
+def _epoch_ms(column: str) -> str:
+    """Milliseconds since the epoch, floored like Spark's unix_millis (DuckDB's epoch_ms rounds)."""
+    return f"(epoch_us({column}) // 1000)"
+
+
 def _timestamp(moment: datetime) -> str:
     return f"TIMESTAMPTZ '{moment.astimezone(timezone.utc).isoformat()}'"
 
@@ -181,13 +186,13 @@ def _author_tweets_sql(config: PublicationConfig) -> str:
     n = config.author_timeline_length
     return f"""
 SELECT author_id, list_slice(list(tweet_id ORDER BY created_at DESC, tweet_id DESC), 1, {n}),
-       list_slice(list(epoch_ms(created_at) ORDER BY created_at DESC, tweet_id DESC), 1, {n})
+       list_slice(list({_epoch_ms("created_at")} ORDER BY created_at DESC, tweet_id DESC), 1, {n})
 FROM recent_tweets GROUP BY author_id ORDER BY author_id"""
 
 
 # A feed's tweets and the recent ones, plus what displaying them needs: the tweet a retweet or a
 # quote points at, and up to two ancestors of a reply (a conversation module shows at most 3 tweets).
-_TWEETS_SQL = """
+_TWEETS_SQL = f"""
 WITH shown AS (SELECT tweet_id FROM recent_tweets UNION SELECT tweet_id FROM ranked_feeds),
      referenced AS (
        SELECT tweet_id FROM shown
@@ -196,7 +201,7 @@ WITH shown AS (SELECT tweet_id FROM recent_tweets UNION SELECT tweet_id FROM ran
      wanted AS (
        SELECT tweet_id FROM referenced
        UNION SELECT t.in_reply_to_tweet_id FROM visible_tweets t SEMI JOIN referenced USING (tweet_id))
-SELECT t.tweet_id, t.author_id, epoch_ms(t.created_at), t.in_reply_to_tweet_id, t.quoted_tweet_id,
+SELECT t.tweet_id, t.author_id, {_epoch_ms("t.created_at")}, t.in_reply_to_tweet_id, t.quoted_tweet_id,
        t.retweet_of_tweet_id, t.has_media, t.has_video, t.is_nsfw, t.lang, t.text
 FROM visible_tweets t SEMI JOIN wanted USING (tweet_id)
 ORDER BY t.tweet_id"""
@@ -213,7 +218,7 @@ def _list_timelines_sql(config: PublicationConfig) -> str:
     return f"""
 SELECT list_id, list(tweet_id ORDER BY created_at DESC, tweet_id DESC),
        list(author_id ORDER BY created_at DESC, tweet_id DESC),
-       list(epoch_ms(created_at) ORDER BY created_at DESC, tweet_id DESC)
+       list({_epoch_ms("created_at")} ORDER BY created_at DESC, tweet_id DESC)
 FROM (SELECT m.list_id, t.tweet_id, t.author_id, t.created_at,
              row_number() OVER (PARTITION BY m.list_id ORDER BY t.created_at DESC, t.tweet_id DESC) AS position
       FROM list_members m JOIN recent_tweets t ON t.author_id = m.user_id

@@ -358,7 +358,8 @@ def _rows(tables_dir, name: str) -> list[dict]:
 
 
 def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    """Epoch milliseconds, floored, in integer arithmetic (a float timestamp rounds some microseconds up)."""
+    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
 
 
 def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_build, redis_client):
