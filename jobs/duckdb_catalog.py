@@ -49,11 +49,12 @@ def delta_extension_installed(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(rows and rows[0][0])
 
 
-def register_snapshot(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> str:
-    """`name`: a view over the Delta table's current Parquet files (an empty table if it has none)."""
+def register_snapshot(con: duckdb.DuckDBPyConnection, name: str, path: Path, version: int | None = None) -> str:
+    """`name`: a view over the Parquet files of the Delta table's current snapshot, or of `version`
+    (an empty table if it has none)."""
     from deltalake import DeltaTable
 
-    table = DeltaTable(str(path))
+    table = DeltaTable(str(path), version=version)
     files = table.file_uris()
     ident = _quote_identifier(name)
     if not files:
@@ -93,6 +94,9 @@ def register_warehouse(con: duckdb.DuckDBPyConnection, tables_dir: Path) -> list
 
 def connect_warehouse(tables_dir: Path, database: str | Path = ":memory:") -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(database))
+    # Spark's INT96 timestamps arrive as TIMESTAMP without a zone, in UTC; compare and print them in
+    # UTC like the Spark session, whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
     register_warehouse(con, tables_dir)
     return con
 

@@ -31,10 +31,20 @@ from jobs.published_datasets import (
     PublicationConfig,
     source_connection,
 )
-from serving.redis_layout import CURRENT, FEEDS, HISTORY, LIVE, VERSION_COUNTER, KeySpace, manifest_key, version_pattern
+from serving.redis_layout import (
+    CURRENT,
+    FEEDS,
+    HISTORY,
+    LAYOUT_VERSION,
+    LIVE,
+    VERSION_COUNTER,
+    KeySpace,
+    manifest_key,
+    version_pattern,
+)
 
 DEFAULT_GRACE_SECONDS = 3600
-POINTER_FIELDS = ("version", "previous", "published_at", "users", "items", "keys", "checksum")
+POINTER_FIELDS = ("version", "previous", "published_at", "users", "items", "keys", "checksum", "layout", "datasets")
 
 # KEYS: pointer, history, manifest of the new version. ARGV: the version the pointer must still name
 # ('' for none), now (epoch seconds), the new version, then field/value pairs of the new pointer.
@@ -120,10 +130,12 @@ def publish_warehouse(client, tables_dir: Path, *, datasets: Sequence[Dataset] =
 
 def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset], *, as_of: datetime | None = None,
                     config: PublicationConfig = PublicationConfig(), grace_seconds: int = DEFAULT_GRACE_SECONDS,
-                    batch_keys: int = 500, metadata: dict[str, str] | None = None) -> PublishResult:
-    """Publish `datasets`, read from the Delta tables `sources`, as a new version and make it current
-    (module docstring). `as_of`: the moment the datasets describe (default now). `metadata` (what the
-    feeds were built with) goes into the version's manifest and the pointer."""
+                    batch_keys: int = 500, metadata: dict[str, str] | None = None,
+                    versions: dict[str, int] | None = None) -> PublishResult:
+    """Publish `datasets`, read from the Delta tables `sources` (at `versions` where given, else their
+    current ones), as a new version and make it current (module docstring). `as_of`: the moment the
+    datasets describe (default now). `metadata` (what the feeds were built with) goes into the
+    version's manifest and the pointer."""
     import redis
 
     metadata = dict(metadata or {})
@@ -136,8 +148,10 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
     size = total = 0
     written: dict[str, tuple[KeySpace, array]] = {d.space.name: (d.space, array("q")) for d in datasets}
     try:
-        source_versions = _source_versions(sources)
-        con = source_connection(sources, as_of=as_of, config=config)
+        source_versions = {**_source_versions(sources), **(versions or {})}
+        con = source_connection(sources, versions=source_versions, as_of=as_of, config=config)
+        if FEEDS_TABLE not in sources or not con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0]:
+            raise PublishError(f"{sources.get(FEEDS_TABLE)} holds no feed")
         expire_old_versions(client, keep=set(), grace_seconds=grace_seconds)  # what killed publications left
         pointer = current_pointer(client)
         previous = int(pointer["version"]) if pointer.get("version") else None
@@ -158,8 +172,6 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
                     pending = 0
         pipe.execute()
         users = len(written[FEEDS.name][1]) if FEEDS.name in written else 0
-        if users == 0:
-            raise PublishError(f"{sources.get(FEEDS_TABLE)} holds no feed")
         items = con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0]
         keys = sum(len(ids) for _, ids in written.values())
         checksum = _checksum(total)
@@ -169,15 +181,17 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
         client.hset(manifest_key(version), mapping={
             "state": "verified", "users": users, "items": items, "keys": keys, "bytes": size, "checksum": checksum,
             "as_of": as_of.isoformat(), "sources": json.dumps(source_versions, sort_keys=True),
+            "layout": LAYOUT_VERSION, "datasets": ",".join(written),
             **counts, **metadata})
         _switch(client, expected=previous, version=version, fields={
             "version": version, "previous": "" if previous is None else previous, "published_at": published_at,
-            "users": users, "items": items, "keys": keys, "checksum": checksum, **metadata})
+            "users": users, "items": items, "keys": keys, "checksum": checksum, "layout": LAYOUT_VERSION,
+            "datasets": ",".join(written), **metadata})
     except BaseException as exc:
         # Before the switch returned: the pointer still names `previous` (or another publisher's version).
         if version is not None:
             _delete_unserved(client, version, _keys_written(version, written))
-        if not isinstance(exc, (redis.RedisError, PublishError)):
+        if not isinstance(exc, (redis.RedisError, PublishError)) or (isinstance(exc, PublishError) and version is None):
             raise
         served = f"version {previous} is still served" if previous is not None else "nothing was published before"
         done = sum(len(ids) for _, ids in written.values())
@@ -302,7 +316,10 @@ def rollback(client) -> dict[str, str]:
     manifest = _hash(client, manifest_key(target))
     if manifest.get("state") != "published":
         raise PublishError(f"version {target} is not a complete published version (state {manifest.get('state')})")
-    keys = sorted({_text(k) for k in client.scan_iter(match=version_pattern(target), count=1000)})
+    if manifest.get("layout") != str(LAYOUT_VERSION):
+        raise PublishError(f"version {target} is encoded with layout {manifest.get('layout') or 1}, this code serves "
+                           f"layout {LAYOUT_VERSION}: publish again instead")
+    keys = {_text(k) for k in client.scan_iter(match=version_pattern(target), count=1000)}
     expected = int(manifest.get("keys", manifest["users"]))
     if len(keys) != expected:
         raise PublishError(f"version {target} has {len(keys)} keys, its manifest says {expected}")
@@ -311,7 +328,8 @@ def rollback(client) -> dict[str, str]:
                   if k not in ("state", "started_at", "bytes", "as_of", "sources", *POINTER_FIELDS) and not k.startswith("keys_")}
     _switch(client, expected=current, version=target, fields={
         "version": target, "previous": current, "published_at": _now(), "users": manifest["users"],
-        "items": manifest["items"], "keys": expected, "checksum": manifest["checksum"], "rolled_back_from": current, **built_with})
+        "items": manifest["items"], "keys": expected, "checksum": manifest["checksum"], "layout": manifest["layout"],
+        "datasets": manifest.get("datasets", ""), "rolled_back_from": current, **built_with})
     return current_pointer(client)
 
 

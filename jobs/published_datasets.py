@@ -2,8 +2,9 @@
 snapshots) that turns warehouse tables into one value per key of a key space
 (serving/redis_layout.py, docs/redis_layout.md).
 
-Every dataset is read as of the build time the feeds were built at (`as_of`): later rows and
-tweets deleted by then are left out, so all datasets of a version describe the same moment.
+Every dataset is read as of the build time the feeds were built at (`as_of`): rows of the raw
+tables stamped later, and tweets deleted by then, are left out; the derived tables
+(`user_follow_counts`, `follow_graph_two_hop`, `tweet_features`) are those of the same build.
 Timelines keep the tweets of the last `window_days`; serving adds what happened since from its
 request-time state.
 """
@@ -155,10 +156,11 @@ def _as_of_filter(column: str):
     return f"{column} <= (SELECT as_of FROM publication_as_of)"
 
 
-_PROFILES_SQL = """
+_PROFILES_SQL = f"""
 SELECT u.user_id, u.handle, u.is_verified, u.allow_nsfw, u.lang,
        coalesce(c.following_count, 0), coalesce(c.follower_count, 0)
 FROM users u LEFT JOIN user_follow_counts c USING (user_id)
+WHERE {_as_of_filter('u.created_at')}
 ORDER BY u.user_id"""
 
 _FOLLOWING_SQL = f"""
@@ -254,16 +256,20 @@ DATASETS: tuple[Dataset, ...] = (
 )
 
 
-def source_connection(sources: dict[str, Path], *, as_of: datetime, config: PublicationConfig):
-    """A DuckDB connection with each source table as a view of its current snapshot (pinned now: a
+def source_connection(sources: dict[str, Path], *, versions: dict[str, int], as_of: datetime,
+                      config: PublicationConfig):
+    """A DuckDB connection with each source table as a view of its snapshot at `versions` (pinned: a
     commit made while publishing is not seen), the tweet views, and the build time."""
     import duckdb
 
     from jobs.duckdb_catalog import register_snapshot
 
     con = duckdb.connect()
+    # Spark writes timestamps as INT96, which DuckDB reads as TIMESTAMP without a zone and compares
+    # with the TIMESTAMPTZ bounds below in the session's zone: UTC, like the Spark session.
+    con.execute("SET TimeZone = 'UTC'")
     for name, path in sources.items():
-        register_snapshot(con, name, path)
+        register_snapshot(con, name, path, version=versions.get(name))
     con.execute(f"CREATE TABLE publication_as_of AS SELECT {_timestamp(as_of)} AS as_of")
     if "tweets" in sources:
         register_tweet_views(con, as_of=as_of, window_days=config.window_days)

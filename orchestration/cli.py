@@ -234,19 +234,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --- publication -----------------------------------------------------------------------------
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """Check ranked_feeds, then publish it and the other serving datasets to Redis as a new version
-    and make it current."""
+    """Check every table a publication reads, then publish the feeds and the other serving datasets to
+    Redis as a new version and make it current."""
     from data_quality.specs import QualityBounds
     from jobs.delta_io import is_delta_table
-    from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_to_redis
+    from orchestration.publication import FEEDS_TABLE, check_published_tables, publish_to_redis
     from orchestration.resources import resources_from_settings
 
     settings = _settings(args)
     table = settings.tables_dir / FEEDS_TABLE
     if not args.skip_check and is_delta_table(table):
         resources = resources_from_settings(settings)
-        check_feeds_table(resources["spark"].get_session(), settings.tables_dir, as_of=resources["warehouse"].now(),
-                          bounds=QualityBounds.with_overrides(settings.dq_bounds))
+        check_published_tables(resources["spark"].get_session(), settings.tables_dir,
+                               as_of=resources["warehouse"].now(), bounds=QualityBounds.with_overrides(settings.dq_bounds))
     result = publish_to_redis(settings.redis_url, settings.tables_dir, grace_seconds=settings.publish_grace_seconds)
     if args.json:
         print(json.dumps(asdict(result), indent=2))
@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_redis(with_warehouse(sub.add_parser(
         "publish", help="check ranked_feeds, publish it to Redis as a new version, switch to it")))
     p.add_argument("--input", help="raw input folder of the build (a generated world's end is the build time)")
-    p.add_argument("--skip-check", action="store_true", help="publish without running the ranked_feeds suite first")
+    p.add_argument("--skip-check", action="store_true", help="publish without running the data-quality suites of the published tables first")
     p.set_defaults(func=cmd_publish)
     p = with_redis(sub.add_parser("rollback", help="make the previous published version current again"))
     p.set_defaults(func=cmd_rollback)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -28,13 +29,18 @@ def raw_input_fingerprint(raw_dir: Path) -> str | None:
 
 
 _UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED]
+               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# A run still "started" after this long was left by a process that died (run monitoring is off by
+# default): it must not hold every later build back.
+STALE_RUN_AFTER = timedelta(hours=24)
 
 
-def build_in_progress(instance: dg.DagsterInstance) -> str | None:
-    """The id of a daily build that has not finished yet, if any: two builds at once would write the
-    same tables and race to publish."""
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=daily_build_job.name, statuses=_UNFINISHED), limit=1)
+def build_in_progress(instance: dg.DagsterInstance, *, now: datetime | None = None) -> str | None:
+    """The id of a daily build that has not finished yet (started in the last day), if any: two builds
+    at once would write the same tables and race to publish."""
+    since = (now or datetime.now(timezone.utc)) - STALE_RUN_AFTER
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=daily_build_job.name, statuses=_UNFINISHED,
+                                                   created_after=since), limit=1)
     return runs[0].run_id if runs else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -252,3 +253,8 @@ def test_daily_build_job_and_schedule_cover_ingest_to_ranked_feeds():
         running = instance.add_run(dg.DagsterRun(job_name="daily_build", status=dg.DagsterRunStatus.STARTED))
         skipped = schedule(dg.build_schedule_context(instance=instance))
         assert isinstance(skipped, dg.SkipReason) and running.run_id in skipped.skip_message
+        # A run left "started" by a process that died a day ago holds nothing back.
+        from orchestration.schedules import STALE_RUN_AFTER, build_in_progress
+
+        later = datetime.now(timezone.utc) + STALE_RUN_AFTER + timedelta(minutes=1)
+        assert build_in_progress(instance) == running.run_id and build_in_progress(instance, now=later) is None

@@ -89,6 +89,12 @@ def test_a_feed_split_across_arrow_batches_is_encoded_whole(tmp_path):
     assert [user for user, _ in feeds] == list(range(1, 10))
     for user, value in feeds:
         assert decode_feed(value) == expected_feed(table, user)
+    long = ranked_feeds_table(users=3, per_user=16)                  # each user spans three batches
+    write_table(tmp_path / "ranked_feeds", long)
+    register_snapshot(con, "ranked_feeds", tmp_path / "ranked_feeds")
+    assert len(list(feed_batches(con, batch_rows=7))) >= 7
+    feeds = list(encoded_feeds(feed_batches(con, batch_rows=7)))
+    assert [(user, decode_feed(value)) for user, value in feeds] == [(u, expected_feed(long, u)) for u in (1, 2, 3)]
 
 
 def test_a_new_version_keeps_the_previous_and_expires_older_ones(redis_client, tmp_path):
@@ -117,6 +123,11 @@ def test_rollback_returns_to_the_previous_version(redis_client, tmp_path):
     pointer = rollback(redis_client)
     assert (pointer["version"], pointer["previous"], pointer["rolled_back_from"]) == ("1", "2", "2")
     assert served_feed(redis_client, 3) == expected_feed(first, 3)
+    # A version written by an older layout is not served again: this code could not read it.
+    redis_client.hset(manifest_key(2), "layout", "1")
+    with pytest.raises(PublishError, match="layout 1"):
+        rollback(redis_client)
+    assert publication_status(redis_client)["published_version"] == 1
 
 
 def _assert_still_serving(client, version: int, table: pa.Table) -> None:
@@ -324,13 +335,18 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
     settings, _ = ranked_build
     settings = settings.model_copy(update={"redis_url": redis_server.url})
 
-    def suite_again(*args, **kwargs):
-        raise AssertionError("ranked_feeds' suite ran again after its blocking check passed in the same run")
+    real_check, checked = publication_assets.check_published_tables, []
 
-    monkeypatch.setattr(publication_assets, "check_feeds_table", suite_again)
+    def recording_check(*args, passed, **kwargs):
+        checked.append(set(passed))
+        return real_check(*args, passed=passed, **kwargs)
+
+    monkeypatch.setattr(publication_assets, "check_published_tables", recording_check)
     published = run_assets(settings, selection="key:ranked_feeds or key:published_feeds")
     assert published.success and published.materialized == ("published_feeds", "ranked_feeds")
     assert publication_status(redis_client)["published_version"] == 1
+    # ranked_feeds' blocking check passed in the run: the asset checks only the tables not built in it.
+    assert checked == [{"ranked_feeds"}]
     monkeypatch.undo()
 
     impossible = {"feed_length": [1000, 2000]}
@@ -347,7 +363,9 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
     monkeypatch.setenv("HOMEFEED_DQ_BOUNDS", '{"feed_length": [1000, 2000]}')
     code = cli.main(["publish", "--warehouse", str(settings.warehouse), "--input", str(settings.raw_input),
                      "--redis", redis_server.url])
-    assert code == 1 and "fails its data-quality suite; nothing was published" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 1 and "fail their data-quality suites; nothing was published" in err
+    assert "ranked_feeds: the mean rows per (user_id) is within [1000, 2000]" in err
     assert publication_status(redis_client)["published_version"] == 1
 
 
@@ -458,8 +476,26 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
     top = [p for p in scored if p[0] > 0][:10]
     assert served(layout.POPULAR, layout.POPULAR_ID) == {"tweet_ids": [t for _, t in top], "scores": [s for s, _ in top]}
 
+    # As of a day earlier, later follows and tweets are left out.
+    earlier = as_of - timedelta(days=1)
+    before = publish_warehouse(redis_client, tables, as_of=earlier, config=config)
+    followed_earlier: dict[int, list[int]] = {}
+    for row in _rows(tables, "follows"):
+        if row["created_at"] <= earlier:
+            followed_earlier.setdefault(row["follower_id"], []).append(row["followee_id"])
+    changed = [u for u in followees if sorted(followees[u]) != sorted(followed_earlier.get(u, []))]
+    assert changed, "the test world has follows in its last day"
+    for user in changed[:10]:
+        value = redis_client.get(layout.FOLLOWING.key(before.version, user))
+        assert (layout.FOLLOWING.decode(value)["followee_ids"] if value else []) == sorted(followed_earlier.get(user, []))
+    tweeted = {r["author_id"] for r in tweets.values()
+               if earlier - timedelta(days=3) < r["created_at"] <= earlier
+               and (r["deleted_at"] is None or r["deleted_at"] > earlier)}
+    assert before.keys_per_dataset["author_tweets"] == len(tweeted)
+    assert redis_client.hget(manifest_key(before.version), "layout") == str(layout.LAYOUT_VERSION).encode()
+
     # A rollback verifies every key of the version it returns to, not only the feeds.
+    assert redis_client.delete(layout.AUTHOR_TWEETS.key(before.version, min(tweeted))) == 1
     publish_warehouse(redis_client, tables, as_of=as_of, config=config)
-    redis_client.delete(layout.AUTHOR_TWEETS.key(v, prolific))
-    with pytest.raises(PublishError, match=f"version {v} has {result.keys - 1} keys"):
+    with pytest.raises(PublishError, match=f"version {before.version} has {before.keys - 1} keys"):
         rollback(redis_client)

@@ -1,26 +1,25 @@
-"""Publication to Redis: the `published_feeds` asset (after `ranked_feeds` and its blocking check)
-and the `rollback_publication` job."""
+"""Publication to Redis: the `published_feeds` asset (after the blocking checks of the tables it
+reads) and the `rollback_publication` job."""
 
 import dagster as dg
 
 from jobs.publish import connect, rollback
-from jobs.published_datasets import DATASETS
-from orchestration.publication import FEEDS_TABLE, check_feeds_table, publish_to_redis
+from orchestration.assets.quality import QUALITY_CHECK
+from orchestration.publication import PUBLISHED_TABLES, check_published_tables, publish_to_redis
 from orchestration.resources import QualityResource, RedisResource, SparkResource, WarehouseResource
 
 PUBLICATION_GROUP = "publication"
-PUBLISHED_TABLES = sorted({table for dataset in DATASETS for table in dataset.tables})
 
 
-@dg.asset(name="published_feeds", group_name=PUBLICATION_GROUP, kinds={"redis"}, deps=PUBLISHED_TABLES,
+@dg.asset(name="published_feeds", group_name=PUBLICATION_GROUP, kinds={"redis"}, deps=list(PUBLISHED_TABLES),
           description="The ranked feeds, and the profiles, follow sets, timelines, tweets, lists, who-to-follow "
                       "and popular tweets served with them, in Redis as a new version, verified, then made current "
-                      "(docs/redis_layout.md). Runs the ranked_feeds suite itself first unless ranked_feeds was "
-                      "built (and so checked) in the same run.")
+                      "(docs/redis_layout.md). First runs the data-quality suite of every table it reads, except "
+                      "those built and checked (blocking checks) in the same run.")
 def published_feeds_asset(context: dg.AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource,
                           quality: QualityResource, redis: RedisResource) -> dg.MaterializeResult:
-    if not _materialized_in_this_run(context, FEEDS_TABLE):  # else its blocking check has passed already
-        check_feeds_table(spark.get_session(), warehouse.tables_dir, as_of=warehouse.now(), bounds=quality.bounds())
+    check_published_tables(spark.get_session(), warehouse.tables_dir, as_of=warehouse.now(), bounds=quality.bounds(),
+                           passed=_checks_passed_in_this_run(context, PUBLISHED_TABLES))
     result = publish_to_redis(redis.url, warehouse.tables_dir, grace_seconds=redis.grace_seconds)
     return dg.MaterializeResult(metadata={
         "version": result.version, "previous_version": result.previous_version or 0, "users": result.users,
@@ -30,9 +29,12 @@ def published_feeds_asset(context: dg.AssetExecutionContext, spark: SparkResourc
     })
 
 
-def _materialized_in_this_run(context: dg.AssetExecutionContext, asset: str) -> bool:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
-    return event is not None and event.run_id == context.run_id
+def _checks_passed_in_this_run(context: dg.AssetExecutionContext, tables) -> set[str]:
+    """The tables whose blocking quality check ran and passed in this run (built in it, so checked)."""
+    keys = [dg.AssetCheckKey(dg.AssetKey(table), QUALITY_CHECK) for table in tables]
+    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    return {key.asset_key.to_user_string() for key, record in latest.items()
+            if record.run_id == context.run_id and record.status.value == "SUCCEEDED"}
 
 
 @dg.op(description="Make the previous published version current again.")
