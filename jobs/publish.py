@@ -150,7 +150,8 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
     try:
         source_versions = {**_source_versions(sources), **(versions or {})}
         con = source_connection(sources, versions=source_versions, as_of=as_of, config=config)
-        if FEEDS_TABLE not in sources or not con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0]:
+        items = con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0] if FEEDS_TABLE in sources else 0
+        if not items:
             raise PublishError(f"{sources.get(FEEDS_TABLE)} holds no feed")
         expire_old_versions(client, keep=set(), grace_seconds=grace_seconds)  # what killed publications left
         pointer = current_pointer(client)
@@ -172,7 +173,6 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
                     pending = 0
         pipe.execute()
         users = len(written[FEEDS.name][1]) if FEEDS.name in written else 0
-        items = con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0]
         keys = sum(len(ids) for _, ids in written.values())
         checksum = _checksum(total)
         verify_version(client, version, _keys_written(version, written), checksum=checksum, batch_keys=batch_keys)
