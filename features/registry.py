@@ -187,6 +187,9 @@ FEATURES: tuple[Feature, ...] = (
         ("impressions_decayed", "double", 0.0, "impressions, decayed"),
         ("engagements_decayed", "double", 0.0, "all engagements (positive actions), decayed"),
         ("hours_since_last_engagement", "double", -1.0, "hours since the user last engaged with the author; -1 if never"),
+        ("ever_replied", "boolean", False, "the user has ever replied to one of the author's tweets"),
+        ("ever_quoted", "boolean", False, "the user has ever quoted one of the author's tweets"),
+        ("ever_retweeted", "boolean", False, "the user has ever retweeted one of the author's tweets"),
     ),
     *_declare(
         "user_tweet",
@@ -211,6 +214,11 @@ FEATURES: tuple[Feature, ...] = (
         ("source_count", "int", 0, "sources that retrieved the pair"),
         ("pool_rank", "int", -1, "rank in the user's candidate pool; -1 if not in it"),
         ("is_in_network", "boolean", False, "the candidate's author is followed (candidate pool)"),
+        ("topic_confidence", "double", 0.0, "posterior of the tweet's topic (1 for a topic hashtag); 0 without a topic"),
+        ("topic_authored_share", "double", 0.0, "share of the user's own tweets in the tweet's topic"),
+        ("topic_followee_share", "double", 0.0, "mean share of the tweet's topic in the tweets of the user's followees"),
+        ("topic_engagement_rate", "double", 0.0, "the user's smoothed engagement rate with the tweet's topic over 28 "
+                                                 "days (toward the user's own rate); 0 without a topic"),
     ),
 )
 

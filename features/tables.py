@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.registry import features_of_asset, keys_of_asset
+from features.topics import DEFAULT_TOPIC_CONFIG, TopicConfig, topic_features
 from jobs.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 
 NEGATIVE_ACTIONS = ("not_interested", "report")
@@ -73,6 +74,8 @@ class FeatureConfig:
     # user_tweet_features broadcasts the per-user vectors (SimClusters map + TwHIN embedding,
     # about 600 bytes a user) when there are at most this many TwHIN users.
     broadcast_user_vectors_max: int = 250_000
+    # The topic-interest features (features/topics.py).
+    topics: TopicConfig = DEFAULT_TOPIC_CONFIG
 
 
 DEFAULT_CONFIG = FeatureConfig()
@@ -423,6 +426,9 @@ def user_author_features(
         *counts,
         F.sum(F.when(positive, decay).otherwise(0.0)).alias("engagements_decayed"),
         F.min(F.when(positive, age)).alias("hours_since_last_engagement"),
+        F.bool_or(_is("reply")).alias("ever_replied"),
+        F.bool_or(_is("quote")).alias("ever_quoted"),
+        F.bool_or(_is("retweet")).alias("ever_retweeted"),
     )
     return registered(
         pairs.select("*", (F.col("follows_author") & F.col("author_follows_user")).alias("is_mutual")),
@@ -449,6 +455,7 @@ def _balanced_sum(terms: list[Column]) -> Column:
 
 
 TWHIN_VECTORS = ("_user_tw", "_tweet_tw")
+TOPIC_FEATURES = ("topic_confidence", "topic_authored_share", "topic_followee_share", "topic_engagement_rate")
 
 
 def _flat_lists(lists: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -544,6 +551,7 @@ def user_tweet_features(
     as_of: datetime,
     tweets: DataFrame | None = None,
     engagements: DataFrame | None = None,
+    follows: DataFrame | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
 ) -> DataFrame:
     """One row per row of `pairs` (user_id, tweet_id, author_id and any of CANDIDATE_COLUMNS: the
@@ -563,7 +571,8 @@ def user_tweet_features(
     `broadcast_user_vectors_max`). The inputs carry no event times: `as_of` is checked, and the
     caller passes the snapshot of each input that belongs to it. content_affinity
     (`content_affinity`) needs `tweets` and `engagements` (events before as_of are read); without
-    them it is left at its default.
+    them it is left at its default. The topic features (`features.topics.topic_features`) need
+    `tweets`, `engagements` and `follows`.
     """
     _check_as_of(as_of)
     entries = F.struct(F.col("cluster_id").cast("int").alias("cluster_id"), F.col("score").cast("double").alias("score"))
@@ -612,4 +621,9 @@ def user_tweet_features(
         with_cosine_rows = with_cosine_rows.join(affinity, on=["user_id", "tweet_id"], how="left")
     else:
         with_cosine_rows = with_cosine_rows.withColumn("content_affinity", F.lit(None).cast("double"))
+    if tweets is not None and engagements is not None and follows is not None:
+        topical = topic_features(pairs, tweets, follows, engagements, as_of=as_of, config=config.topics)
+        with_cosine_rows = with_cosine_rows.join(topical, on=["user_id", "tweet_id"], how="left")
+    else:
+        with_cosine_rows = with_cosine_rows.select("*", *[F.lit(None).cast("double").alias(name) for name in TOPIC_FEATURES])
     return registered(with_cosine_rows, "user_tweet_features")

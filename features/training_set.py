@@ -166,7 +166,7 @@ def _day_features(
         user_tweet_features(day_examples.select("user_id", "tweet_id", "author_id").distinct(),
                             representations.simclusters_interested_in, sc_tweets,
                             representations.twhin_user_embeddings, representations.twhin_tweet_embeddings,
-                            as_of=day, tweets=tweets, engagements=engagements, config=config),
+                            as_of=day, tweets=tweets, engagements=engagements, follows=follows, config=config),
         "user_tweet_features", "user_tweet",
     )
     return (

@@ -321,12 +321,14 @@ def test_user_author_features_pairs_follows_and_decay(rows):
         likes_decayed=decay(2.4) + decay(168.5), clicks_decayed=decay(28.5),
         impressions_decayed=decay(2.5) + decay(29) + decay(169),
         engagements_decayed=decay(2.4) + decay(168.5) + decay(28.5), hours_since_last_engagement=2.4,
+        ever_replied=False, ever_quoted=False, ever_retweeted=False,
     ))
     _expect(pairs[(3, 2)], dict(follows_author=False, author_follows_user=False, follow_age_days=-1.0,
                                 retweets_7d=1, not_interested_7d=1, impressions_7d=2,
-                                not_interested_decayed=decay(1.4), hours_since_last_engagement=0.4))
+                                not_interested_decayed=decay(1.4), hours_since_last_engagement=0.4,
+                                ever_retweeted=True, ever_replied=False))
     _expect(pairs[(4, 1)], dict(follows_author=False, author_follows_user=True, is_mutual=False,
-                                replies_7d=1, impressions_7d=1))
+                                replies_7d=1, impressions_7d=1, ever_replied=True, ever_retweeted=False))
     _expect(pairs[(2, 1)], dict(follows_author=True, follow_age_days=20.0, impressions_7d=1,
                                 engagements_decayed=0.0, hours_since_last_engagement=-1.0))  # a report is no engagement
     _expect(pairs[(3, 4)], dict(realgraph_score=0.2, follows_author=False, likes_7d=0, follow_age_days=-1.0))
@@ -420,7 +422,7 @@ def test_feature_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_pat
     specs = {key.to_user_string(): spec for asset in FEATURE_ASSETS for key, spec in asset.specs_by_key.items()}
     assert {dep.asset_key.to_user_string() for dep in specs["user_tweet_features"].deps} == {
         "candidates", "simclusters_interested_in", "simclusters_tweet_embeddings",
-        "twhin_user_embeddings", "twhin_tweet_embeddings", "tweets", "engagements",
+        "twhin_user_embeddings", "twhin_tweet_embeddings", "tweets", "engagements", "follows",
     }
     assert all(spec.group_name == "features" for spec in specs.values())
 

@@ -73,9 +73,9 @@ def user_author_features_asset(spark: SparkResource, warehouse: WarehouseResourc
 
 @dg.asset(name="user_tweet_features", group_name=FEATURES_GROUP, kinds=KINDS,
           deps=["candidates", "simclusters_interested_in", "simclusters_tweet_embeddings",
-                "twhin_user_embeddings", "twhin_tweet_embeddings", "tweets", "engagements"])
+                "twhin_user_embeddings", "twhin_tweet_embeddings", "tweets", "engagements", "follows"])
 def user_tweet_features_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Per candidate (user, tweet): SimClusters, TwHIN and content similarity, source flags and scores, pool rank."""
+    """Per candidate (user, tweet): SimClusters, TwHIN, content and topic similarity, source flags and scores, pool rank."""
     read, as_of = _reader(spark, warehouse), warehouse.now()
     table = user_tweet_features(
         read("candidates"),
@@ -86,6 +86,7 @@ def user_tweet_features_asset(spark: SparkResource, warehouse: WarehouseResource
         as_of=as_of,
         tweets=read("tweets"),
         engagements=read("engagements"),
+        follows=read("follows"),
     )
     return _write(warehouse, "user_tweet_features", table, as_of)
 
