@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.registry import features_of_asset, keys_of_asset
-from features.topics import DEFAULT_TOPIC_CONFIG, TopicConfig, topic_features
+from features.topics import DEFAULT_TOPIC_CONFIG, TOPIC_FEATURE_NAMES, TopicConfig, with_topic_features
 from jobs.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 
 NEGATIVE_ACTIONS = ("not_interested", "report")
@@ -455,7 +455,6 @@ def _balanced_sum(terms: list[Column]) -> Column:
 
 
 TWHIN_VECTORS = ("_user_tw", "_tweet_tw")
-TOPIC_FEATURES = ("topic_confidence", "topic_authored_share", "topic_followee_share", "topic_engagement_rate")
 
 
 def _flat_lists(lists: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -571,7 +570,7 @@ def user_tweet_features(
     `broadcast_user_vectors_max`). The inputs carry no event times: `as_of` is checked, and the
     caller passes the snapshot of each input that belongs to it. content_affinity
     (`content_affinity`) needs `tweets` and `engagements` (events before as_of are read); without
-    them it is left at its default. The topic features (`features.topics.topic_features`) need
+    them it is left at its default. The topic features (`features.topics.with_topic_features`) need
     `tweets`, `engagements` and `follows`.
     """
     _check_as_of(as_of)
@@ -622,8 +621,9 @@ def user_tweet_features(
     else:
         with_cosine_rows = with_cosine_rows.withColumn("content_affinity", F.lit(None).cast("double"))
     if tweets is not None and engagements is not None and follows is not None:
-        topical = topic_features(pairs, tweets, follows, engagements, as_of=as_of, config=config.topics)
-        with_cosine_rows = with_cosine_rows.join(topical, on=["user_id", "tweet_id"], how="left")
+        with_cosine_rows = with_topic_features(with_cosine_rows, tweets, follows, engagements, as_of=as_of,
+                                               config=config.topics)
     else:
-        with_cosine_rows = with_cosine_rows.select("*", *[F.lit(None).cast("double").alias(name) for name in TOPIC_FEATURES])
+        with_cosine_rows = with_cosine_rows.select(
+            "*", *[F.lit(None).cast("double").alias(name) for name in TOPIC_FEATURE_NAMES])
     return registered(with_cosine_rows, "user_tweet_features")

@@ -23,7 +23,7 @@ Per user and topic, three views of interest (`user_topic_profiles`):
   of the topic the user engaged with positively, I the impressions of the topic's tweets and r_u the
   user's own rate over all topics, (E_u + m·r̄) / (I_u + m), r̄ the rate over all users.
 
-`topic_features` reads each (user, tweet) pair's values at the tweet's topic. Everything reads
+`with_topic_features` reads each (user, tweet) row's values at the tweet's topic. Everything reads
 only rows stamped strictly before as_of (the point-in-time rule of `features.tables`).
 """
 
@@ -235,22 +235,29 @@ def user_topic_profiles(topics: DataFrame, tweets: DataFrame, follows: DataFrame
     return TopicProfiles(per_topic=profiles, base_rates=base_rates, overall_rate=overall)
 
 
-def topic_features(pairs: DataFrame, tweets: DataFrame, follows: DataFrame, engagements: DataFrame, *,
-                   as_of: datetime, config: TopicConfig = DEFAULT_TOPIC_CONFIG) -> DataFrame:
-    """(user_id, tweet_id, topic_confidence, topic_authored_share, topic_followee_share,
-    topic_engagement_rate) for the distinct (user_id, tweet_id) of `pairs` whose tweet has a topic;
-    the shares are 0 without data, the rate falls back to the user's own rate, then to the overall one."""
+TOPIC_FEATURE_NAMES = ("topic_confidence", "topic_authored_share", "topic_followee_share", "topic_engagement_rate")
+
+
+def with_topic_features(rows: DataFrame, tweets: DataFrame, follows: DataFrame, engagements: DataFrame, *,
+                        as_of: datetime, config: TopicConfig = DEFAULT_TOPIC_CONFIG) -> DataFrame:
+    """`rows` (with user_id and tweet_id) plus TOPIC_FEATURE_NAMES, read at the tweet's topic: the
+    shares are 0 without data, the rate falls back to the user's own rate, then to the overall one;
+    all four are null for a tweet without a topic. The rows are joined once by (user_id, topic),
+    never grouped or deduplicated (at 100K users they are the 91M candidates)."""
     topics = tweet_topics(tweets, as_of=as_of, config=config)
     profiles = user_topic_profiles(topics, tweets, follows, engagements, as_of=as_of, config=config)
     m = F.lit(config.rate_prior_impressions)
     prior = F.coalesce(F.col("base_rate"), F.col("overall_rate"))
     rate = (F.coalesce(F.col("engaged"), F.lit(0.0)) + m * prior) / (F.coalesce(F.col("impressed"), F.lit(0.0)) + m)
-    return (pairs.select("user_id", "tweet_id").distinct()
-            .join(topics, on="tweet_id", how="inner")
+    has_topic = F.col("topic").isNotNull()
+    values = {
+        "topic_confidence": F.col("topic_confidence"),
+        "topic_authored_share": F.coalesce(F.col("authored_share"), F.lit(0.0)),
+        "topic_followee_share": F.coalesce(F.col("followee_share"), F.lit(0.0)),
+        "topic_engagement_rate": rate,
+    }
+    return (rows.join(topics, on="tweet_id", how="left")
             .join(profiles.per_topic, on=["user_id", "topic"], how="left")
             .join(profiles.base_rates, on="user_id", how="left")
             .crossJoin(F.broadcast(profiles.overall_rate))
-            .select("user_id", "tweet_id", "topic_confidence",
-                    F.coalesce(F.col("authored_share"), F.lit(0.0)).alias("topic_authored_share"),
-                    F.coalesce(F.col("followee_share"), F.lit(0.0)).alias("topic_followee_share"),
-                    rate.alias("topic_engagement_rate")))
+            .select(*rows.columns, *[F.when(has_topic, value).alias(name) for name, value in values.items()]))

@@ -111,7 +111,7 @@ def test_classify_ignores_unknown_words_and_null_lists():
 def test_topic_features_read_the_users_shares_and_smoothed_rate_at_the_tweets_topic(spark):
     tweets, follows, engagements, pairs = frames(spark)
     got = {(r.user_id, r.tweet_id): r.asDict()
-           for r in tp.topic_features(pairs, tweets, follows, engagements, as_of=AS_OF, config=CONFIG).collect()}
+           for r in tp.with_topic_features(pairs, tweets, follows, engagements, as_of=AS_OF, config=CONFIG).collect()}
     m = CONFIG.rate_prior_impressions
     # Engagements in the window: user 20 engaged with 2 tweets (1, 3) of 4 impressions; user 21 0 of 1.
     overall = (2 + 0) / (4 + 1)
@@ -129,7 +129,8 @@ def test_topic_features_read_the_users_shares_and_smoothed_rate_at_the_tweets_to
         (22, 1): dict(topic_confidence=1.0, topic_authored_share=0.0, topic_followee_share=0.0,
                       topic_engagement_rate=overall),
     }
-    assert set(got) == set(expected)  # (22, 9): tweet 9 is not before as_of
+    assert set(got) == set(PAIRS)
+    assert set(got[(22, 9)].values()) == {22, 9, None}  # tweet 9 is not before as_of: no topic
     for pair, values in expected.items():
         for name, value in values.items():
             assert got[pair][name] == pytest.approx(value), (pair, name)
