@@ -2,11 +2,19 @@
 
     python -m benchmarks.ranking inference [--rows 200000] [--threads 1 2]
     python -m benchmarks.ranking batch --warehouse W [--warehouse W2 ...] --models-from M
+    python -m benchmarks.ranking training [--examples 3100000] [--validation 1000000]
 
 `inference`: candidates per second of the heavy ranker (default architecture, the registry's
 feature count) on this CPU, the model's multiply-adds per candidate, and a float32 matrix-multiply
 peak measured in the same run, so that efficiency = achieved FLOP/s / matmul FLOP/s is a ratio
 of two numbers from the same machine at the same time.
+
+`training`: wall time of training both rankers (one thread each for torch, two for xgboost as
+configured) on as many examples as a world of a given size yields: the 5K-user world's 3 training
+days hold 155K impressions (about 10 per user a day), so a 100K-user world's hold about 3.1M, with
+1M for validation. The examples are synthetic (the registry's feature count, labels drawn from a
+logistic model at the real heads' base rates): training cost depends on the shapes, the epochs
+early stopping runs, not on where the numbers came from.
 
 `batch`: wall time and peak memory of `homefeed run --select key:ranked_feeds` on warehouses that
 already hold the candidates and feature tables (e.g. `python -m benchmarks.graph_jobs --keep`), with
@@ -27,8 +35,22 @@ import torch
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
 from benchmarks.measure import measure_command
-from models.heavy_ranker import HeavyRanker, HeavyRankerConfig, MultiTaskNet, RankerInputs, Standardizer, hash_ids
-from models.ranker_features import HEAVY_RANKER_FEATURES
+from features.labels import LABELS
+from models.heavy_ranker import (
+    HeavyRanker,
+    HeavyRankerConfig,
+    MultiTaskNet,
+    RankerInputs,
+    Standardizer,
+    hash_ids,
+    train_heavy_ranker,
+)
+from models.light_ranker import train_light_ranker
+from models.ranker_features import HEAVY_RANKER_FEATURES, LIGHT_RANKER_FEATURES
+
+# Each head's positive rate on the 5K world's test impressions (docs/ranking.md): 2,289 likes of
+# 51,938 impressions, and so on.
+HEAD_BASE_RATES = dict(zip(LABELS, (0.044, 0.0079, 0.004, 0.030, 0.004, 0.026, 0.0002, 0.0032, 0.0002)))
 
 
 def multiply_adds_per_candidate(net: MultiTaskNet) -> int:
@@ -95,6 +117,38 @@ def bench_inference(rows: int, threads: list[int]) -> dict:
     return {"benchmark": "heavy_ranker_inference", "rows": rows, "torch": torch.__version__, "results": results}
 
 
+def synthetic_examples(rows: int, *, seed: int, users: int = 100_000, authors: int = 100_000) -> RankerInputs:
+    """Examples shaped like the training set: standard-normal features, ids, and per head labels
+    drawn from a logistic model over a few features whose intercept gives the head's base rate."""
+    rng = np.random.default_rng(seed)
+    dense = rng.normal(size=(rows, len(HEAVY_RANKER_FEATURES))).astype(np.float32)
+    weights = np.random.default_rng(0).normal(scale=0.5, size=(len(HEAVY_RANKER_FEATURES), len(LABELS)))
+    weights[12:] = 0.0  # a dozen informative features, the rest noise
+    logits = dense.astype(np.float64) @ weights + np.log([rate / (1 - rate) for rate in HEAD_BASE_RATES.values()])
+    labels = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(np.float32)
+    return RankerInputs(dense=dense, user_ids=rng.integers(0, users, rows), author_ids=rng.integers(0, authors, rows),
+                        labels=labels)
+
+
+def bench_training(examples: int, validation: int) -> dict:
+    train, valid = synthetic_examples(examples, seed=1), synthetic_examples(validation, seed=2)
+    start = time.perf_counter()
+    heavy = train_heavy_ranker(train, valid, feature_names=HEAVY_RANKER_FEATURES)
+    heavy_seconds = time.perf_counter() - start
+    light_columns = [HEAVY_RANKER_FEATURES.index(name) for name in LIGHT_RANKER_FEATURES if name in HEAVY_RANKER_FEATURES]
+    positive = lambda inputs: (inputs.labels[:, :7].max(axis=1) > 0).astype(np.float32)  # noqa: E731
+    start = time.perf_counter()
+    light = train_light_ranker(train.dense[:, light_columns], positive(train), valid.dense[:, light_columns],
+                               positive(valid), feature_names=[HEAVY_RANKER_FEATURES[i] for i in light_columns])
+    light_seconds = time.perf_counter() - start
+    epochs = len(heavy.history)
+    return {"benchmark": "ranker_training", "train_examples": examples, "validation_examples": validation,
+            "features": len(HEAVY_RANKER_FEATURES), "torch": torch.__version__, "torch_threads": 1,
+            "heavy_ranker_seconds": round(heavy_seconds, 1), "heavy_ranker_epochs": epochs,
+            "seconds_per_epoch": round(heavy_seconds / epochs, 1),
+            "light_ranker_seconds": round(light_seconds, 1), "light_ranker_trees": light.best_iteration + 1}
+
+
 def bench_batch(warehouses: list[Path], models_from: Path) -> dict:
     results = []
     for warehouse in warehouses:
@@ -122,12 +176,17 @@ def main() -> None:
     p = sub.add_parser("inference")
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p = sub.add_parser("training")
+    p.add_argument("--examples", type=int, default=3_100_000)
+    p.add_argument("--validation", type=int, default=1_000_000)
     p = sub.add_parser("batch")
     p.add_argument("--warehouse", type=Path, action="append", required=True)
     p.add_argument("--models-from", type=Path, required=True)
     args = parser.parse_args()
     if args.what == "inference":
         result = bench_inference(args.rows, args.threads)
+    elif args.what == "training":
+        result = bench_training(args.examples, args.validation)
     else:
         result = bench_batch(args.warehouse, args.models_from)
     print(json.dumps(result, indent=2))
