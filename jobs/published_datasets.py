@@ -31,6 +31,7 @@ from serving.redis_layout import (
     POPULAR,
     POPULAR_ID,
     PROFILES,
+    PROMOTED,
     TWEETS,
     WHO_TO_FOLLOW,
     KeySpace,
@@ -47,6 +48,7 @@ class PublicationConfig:
     list_timeline_length: int = 200
     who_to_follow_length: int = 20
     popular_length: int = 500
+    ads_inventory_length: int = 200
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,20 @@ FROM (SELECT f.tweet_id, (f.likes_24h + f.retweets_24h + f.replies_24h)::BIGINT 
       ORDER BY score DESC, f.tweet_id LIMIT {config.popular_length})"""
 
 
+def _ads_inventory_sql(config: PublicationConfig) -> str:
+    """The placeholder ads inventory of a world without an ads system: the recent original, safe
+    tweets of verified accounts, bid 1 + ln(1 + followers). A deployment with ads replaces this
+    query with one over its campaigns table; serving reads only the key space."""
+    return f"""
+SELECT {POPULAR_ID}, coalesce(list(tweet_id ORDER BY bid DESC, tweet_id), []),
+       coalesce(list(author_id ORDER BY bid DESC, tweet_id), []), coalesce(list(bid ORDER BY bid DESC, tweet_id), [])
+FROM (SELECT t.tweet_id, t.author_id, round(1 + ln(1 + coalesce(c.follower_count, 0)), 4)::DOUBLE AS bid
+      FROM recent_tweets t JOIN users u ON u.user_id = t.author_id
+           LEFT JOIN user_follow_counts c ON c.user_id = t.author_id
+      WHERE u.is_verified AND NOT t.is_nsfw AND t.in_reply_to_tweet_id IS NULL AND t.retweet_of_tweet_id IS NULL
+      ORDER BY bid DESC, t.tweet_id LIMIT {config.ads_inventory_length})"""
+
+
 FEEDS_DATASET = Dataset(FEEDS, (FEEDS_TABLE,), _feed_records)
 DATASETS: tuple[Dataset, ...] = (
     FEEDS_DATASET,
@@ -253,6 +269,7 @@ DATASETS: tuple[Dataset, ...] = (
     Dataset(LISTS, ("lists", "list_members"), _sql_records(lambda c: _LISTS_SQL)),
     Dataset(LIST_TIMELINES, ("list_members", "tweets"), _sql_records(_list_timelines_sql)),
     Dataset(POPULAR, ("tweet_features", "tweets"), _sql_records(_popular_sql)),
+    Dataset(PROMOTED, ("tweets", "users", "user_follow_counts"), _sql_records(_ads_inventory_sql)),
 )
 
 

@@ -46,13 +46,14 @@ def with_world_build_time(settings: HomefeedSettings) -> HomefeedSettings:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     from jobs.spark_session import resolve_delta_jars
-    from orchestration.setup_checks import check_java, ensure_redis_server
+    from orchestration.setup_checks import check_java, ensure_chromium, ensure_redis_server
 
     settings = _settings(args)
     print(f"java: {check_java()} (needs 17+)")
     jars = resolve_delta_jars(settings.cache_dir)
     print(f"delta jars: {len(jars)} in {jars[0].parent}")
     print(f"redis-server: {ensure_redis_server()}")
+    print(f"chromium: {ensure_chromium()} (the explain page's browser test)")
     return 0
 
 
@@ -280,6 +281,56 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serving ---------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.api import create_app
+
+    settings = _settings(args)
+    try:
+        app = create_app(settings)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"serving on http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/docs), "
+          f"reading {settings.redis_url}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_drain_events(args: argparse.Namespace) -> int:
+    """Move the API's event log from Redis into the raw input, where the next build ingests it."""
+    from jobs.publish import connect
+    from serving.events import drain_event_log
+
+    settings = _settings(args)
+    result = drain_event_log(connect(settings.redis_url), settings.raw_input)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        rows = ", ".join(f"{table} {n:,}" for table, n in sorted(result.rows_per_table.items())) or "no rows"
+        print(f"drained {result.events:,} events into {settings.raw_input} ({rows}; {len(result.files)} files)")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    import time
+
+    from serving.api import check_secret
+    from serving.auth import mint_token
+
+    settings = load_settings()
+    try:
+        secret = check_secret(settings)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(mint_token(args.user_id, secret, now=time.time(), ttl_seconds=int(args.days * 86400), admin=args.admin))
+    return 0
+
+
 # --- demo ------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -306,11 +357,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     server = ensure_local_redis(settings.redis_url, out / "redis")
     if server:
         print(f"\nstarted redis-server on port {server.port} (pid {server.process.pid}; persistence off)")
-    print(f"\n== 4/4 publishing the ranked feeds to {settings.redis_url}", flush=True)
+    print(f"\n== 4/5 publishing the ranked feeds to {settings.redis_url}", flush=True)
     code = _run_and_report(settings, selection=f"group:{PUBLICATION_GROUP}")
-    if code == 0:
-        cmd_status(argparse.Namespace(redis_url=settings.redis_url, json=False, warehouse=None, input=None))
-    return code
+    if code:
+        return code
+    cmd_status(argparse.Namespace(redis_url=settings.redis_url, json=False, warehouse=None, input=None))
+    print(f"\n== 5/5 serving the timelines on http://127.0.0.1:{args.port}", flush=True)
+    return _serve_demo(settings, out, port=args.port)
+
+
+def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
+    """Start the API (left running, like the demo's Redis) and show a For You page of a sample user."""
+    import httpx
+    import redis
+
+    from orchestration.settings import DEVELOPMENT_SECRET
+    from serving import redis_layout as rl
+    from serving.api_server import ensure_api
+    from serving.auth import mint_token
+
+    secret = settings.secret.get_secret_value()
+    environment = {"HOMEFEED_REDIS_URL": settings.redis_url, "HOMEFEED_SECRET": secret}
+    if secret == DEVELOPMENT_SECRET:
+        environment["HOMEFEED_ENV"] = "development"
+        print("HOMEFEED_SECRET is not set: the demo's API runs with HOMEFEED_ENV=development and the built-in secret")
+    server = ensure_api(port=port, environment=environment, log_path=out / "api.log")
+    if server.process is None:
+        print(f"an API already answers on port {port}: showing its timelines (stop it to serve new code)")
+    else:
+        print(f"started the API (pid {server.process.pid}, log {out / 'api.log'})")
+    client = redis.Redis.from_url(settings.redis_url)
+    version = int(client.hget(rl.CURRENT, "version"))
+    user = min(rl.FEEDS.id_of(k) for k in client.scan_iter(match=f"{rl.version_prefix(version)}:*:feed", count=1000))
+    token = mint_token(user, secret, now=time.time())
+    response = httpx.get(f"{server.base_url}/v1/users/{user}/timelines/for_you", params={"count": 10},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response.raise_for_status()
+    print(f"\nFor You of user {user}, first 10 entries:")
+    for position, entry in enumerate(response.json()["items"], 1):
+        print(f"  {position:>2}. {_describe_entry(entry)}")
+    print(f"""
+API docs:      {server.base_url}/docs
+explain page:  {server.base_url}/debug/users/{user}/for_you?access_token={token}
+a token:       curl -H "Authorization: Bearer $(.venv/bin/homefeed token {user})" {server.base_url}/v1/users/{user}/timelines/for_you
+Dagster UI:    make dagster, then http://127.0.0.1:3000""")
+    return 0
+
+
+def _describe_entry(entry: dict) -> str:
+    if entry["type"] == "who_to_follow":
+        return "who to follow: " + ", ".join(f"@{u['handle']}" for u in entry["users"])
+    tweets = entry["tweets"] if entry["type"] == "conversation" else [entry]
+    parts = [f"@{t['author']['handle']}: {(t['text'] or '')[:60]}" for t in tweets]
+    label = {"conversation": "conversation", "promoted": "promoted"}.get(entry["type"])
+    sources = ",".join(tweets[-1]["sources"])
+    return (f"[{label}] " if label else "") + " <- ".join(reversed(parts)) + f"  ({sources})"
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -572,7 +673,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_redis(sub.add_parser("status", help="the published version, the previous one, users, time"))
     p.set_defaults(func=cmd_status)
 
-    p = with_warehouse(sub.add_parser("demo", help="generate a world and build every asset from it"))
+    p = sub.add_parser("serve", help="serve the timeline API (For You, Following, Lists) from the published Redis version")
+    p.add_argument("--redis", dest="redis_url", help="Redis URL (default: $HOMEFEED_REDIS_URL)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("drain-events", help="move the API's client-event log from Redis into the raw input (--input)")
+    p.add_argument("--redis", dest="redis_url", help="Redis URL (default: $HOMEFEED_REDIS_URL)")
+    p.add_argument("--input", help="the raw input folder the next build reads (default: $HOMEFEED_RAW_INPUT)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drain_events)
+    p = sub.add_parser("token", help="mint a bearer token for USER_ID (signed with $HOMEFEED_SECRET)")
+    p.add_argument("user_id", type=int)
+    p.add_argument("--admin", action="store_true", help="an admin token (the explain pages of any user)")
+    p.add_argument("--days", type=float, default=30.0, help="validity in days (default 30)")
+    p.set_defaults(func=cmd_token)
+
+    p = with_warehouse(sub.add_parser("demo", help="generate a world, build, rank, publish and serve it"))
+    p.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(DEFAULT_DEMO_DIR))

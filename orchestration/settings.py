@@ -11,11 +11,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.\-]+:\d+(,[\w.\-]+:\d+)*|yarn|k8s://.+)$")
 _REDIS_URL = re.compile(r"^(redis|rediss|unix)://.+")
+DEVELOPMENT_SECRET = "homefeed-development-secret"
 
 
 class HomefeedSettings(BaseSettings):
@@ -42,6 +43,11 @@ class HomefeedSettings(BaseSettings):
     twhin_threads: int = Field(1, ge=1, description="Torch CPU threads TwHIN trains with (fixed: reproducible).")
     publish_grace_seconds: int = Field(
         3600, ge=0, description="How long a replaced Redis version's keys live after a newer one is published.")
+    secret: SecretStr = Field(
+        SecretStr(DEVELOPMENT_SECRET),
+        description="Signs API bearer tokens and cursors; the API refuses the default outside development.")
+    env: Literal["development", "production"] = Field(
+        "production", description="development lets the API start with the default secret (the demo sets it).")
     dq_bounds: dict[str, float | tuple[float, float]] = Field(
         default_factory=dict,
         description="Overrides of the data-quality thresholds (data_quality.specs.QualityBounds), as JSON, "

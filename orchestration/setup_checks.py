@@ -40,31 +40,48 @@ def check_java() -> int:
     return major
 
 
+def find_binary(*names: str) -> Path | None:
+    for name in names:
+        found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+        if found:
+            return Path(found)
+    return None
+
+
+def ensure_debian_binary(names: tuple[str, ...], package: str, *, purpose: str) -> Path:
+    """The first of `names` on PATH, installing Debian's `package` when none is and running as root."""
+    found = find_binary(*names)
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SetupError(f"no `{names[0]}` binary found ({purpose}). Install it as root with "
+                         f"`apt-get install {package}` (Debian/Ubuntu) or put one on PATH.")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise SetupError(f"`{' '.join(command)}` failed:\n{result.stderr[-2000:]}")
+    found = find_binary(*names)
+    if not found:
+        raise SetupError(f"apt-get installed {package} but no {names[0]} binary was found")
+    return found
+
+
 def find_redis_server() -> Path | None:
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
-    return Path(found) if found else None
+    return find_binary("redis-server")
 
 
 def ensure_redis_server() -> Path:
     """Find redis-server, installing Debian's package when missing and running as root."""
-    found = find_redis_server()
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise SetupError(
-            "no `redis-server` binary found. Install it as root with "
-            "`apt-get install redis-server` (Debian/Ubuntu) or put one on PATH."
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            raise SetupError(f"`{' '.join(command)}` failed:\n{result.stderr[-2000:]}")
+    if find_redis_server():
+        return find_redis_server()
+    found = ensure_debian_binary(("redis-server",), "redis-server", purpose="feeds are published to Redis")
     # The package starts a system-wide server on 6379; the project starts its own where it needs one.
     subprocess.run(["service", "redis-server", "stop"], capture_output=True)
-    found = find_redis_server()
-    if not found:
-        raise SetupError("apt-get installed redis-server but no binary was found")
     return found
+
+
+def ensure_chromium() -> Path:
+    """Headless Chromium for the explain page's browser test (Debian's `chromium`)."""
+    return ensure_debian_binary(("chromium", "chromium-browser"), "chromium",
+                                purpose="the tests render the explain page in a headless browser")

@@ -54,6 +54,14 @@ class KeySpace:
     def key(self, version: int, id_: int) -> str:
         return f"{version_prefix(version)}:{{{self.tag}{id_}}}:{self.suffix}"
 
+    def id_of(self, key: bytes | str) -> int:
+        """The id in one of this space's keys."""
+        text = key.decode() if isinstance(key, bytes) else key
+        tag = text.split("{", 1)[1].split("}", 1)[0]
+        if not tag.startswith(self.tag) or not text.endswith(f"}}:{self.suffix}"):
+            raise ValueError(f"{text!r} is not a {self.name} key")
+        return int(tag[len(self.tag):])
+
     def decode(self, value: bytes) -> dict:
         layout, *values = msgpack.unpackb(value, raw=False)
         _check_layout(layout, self.name)
@@ -74,8 +82,10 @@ TWEETS = KeySpace("tweet", "t", "tweet", (
 LISTS = KeySpace("list", "l", "list", ("owner_id", "name", "is_private", "member_ids"))
 LIST_TIMELINES = KeySpace("list_timeline", "l", "timeline", ("tweet_ids", "author_ids", "created_at_ms"))
 POPULAR = KeySpace("popular", "g", "popular", ("tweet_ids", "scores"))  # one key, id 0
+# The ads inventory serving fills promoted slots from, best bid first (one key, id 0).
+PROMOTED = KeySpace("promoted", "g", "promoted", ("tweet_ids", "advertiser_ids", "bids"))
 KEY_SPACES: tuple[KeySpace, ...] = (FEEDS, PROFILES, FOLLOWING, BLOCKED_MUTED, WHO_TO_FOLLOW, AUTHOR_TWEETS, TWEETS,
-                                    LISTS, LIST_TIMELINES, POPULAR)
+                                    LISTS, LIST_TIMELINES, POPULAR, PROMOTED)
 POPULAR_ID = 0
 
 
@@ -132,3 +142,31 @@ def decode_feed(value: bytes) -> list[dict]:
 def _check_layout(layout, what: str) -> None:
     if layout != LAYOUT_VERSION:
         raise ValueError(f"{what} encoded with layout {layout}, this code reads layout {LAYOUT_VERSION}")
+
+
+# --- request-time state ------------------------------------------------------------------------
+# What happened since the batch build, written by POST /v1/events and read by every request. Not
+# versioned: a new publication does not reset it (events older than the build are already in the
+# build, and each key expires after REALTIME_TTL_SECONDS). Per-user keys share the user's hash tag.
+REALTIME_TTL_SECONDS = 3 * 24 * 3600
+
+
+def realtime_user_key(user_id: int, what: str) -> str:
+    """`hf:{u<id>}:rt:<what>`: `seen` (zset tweet -> ms), `blocked`, `muted`, `followed`,
+    `unfollowed` (sets of user ids), `not_interested` (zset author -> ms), `tweets` (zset of the
+    user's new tweets -> created ms), `who_to_follow_shown` (ms)."""
+    return f"{PREFIX}:{{u{user_id}}}:rt:{what}"
+
+
+def realtime_tweet_key(tweet_id: int) -> str:
+    """`hf:{t<id>}:rt:tweet`: a tweet posted since the build (TWEETS fields), or `deleted`: 1."""
+    return f"{PREFIX}:{{t{tweet_id}}}:rt:tweet"
+
+
+# zset: author -> when they last posted through the events endpoint (ms): a timeline reads the new
+# tweets of only those followees who posted since the build, not one key per followee.
+ACTIVE_AUTHORS = f"{PREFIX}:{{rt}}:active_authors"
+
+
+def deleted_tweet_key(tweet_id: int) -> str:
+    return f"{PREFIX}:{{t{tweet_id}}}:rt:deleted"

@@ -1,0 +1,444 @@
+"""The timeline API (FastAPI): `create_app(settings)`; `homefeed serve --port P` runs it under uvicorn.
+
+Reads the published Redis version (`serving.store`) and runs the request pipelines of
+`serving.timelines`. Bearer tokens name the viewer (`serving.auth`); a viewer reads only their own
+home timelines, a private list only its owner and members. Errors are JSON `{"detail": ...}`:
+400 (bad cursor), 401 (no or bad token), 403, 404, 422 (invalid parameters), 503 (no published
+version, or Redis unreachable: a bounded timeout, never a hang).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+import msgpack
+import redis.asyncio as aioredis
+import redis.exceptions
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter as Metric, Histogram, generate_latest
+from pydantic import BaseModel, Field
+
+from orchestration.settings import DEVELOPMENT_SECRET, HomefeedSettings
+from serving import redis_layout as rl
+from serving.auth import InvalidCursor, InvalidToken, Viewer, decode_cursor, encode_cursor, verify_token
+from serving.events import EventBatch, EventError, log_records, queue_event, queue_log_append, referenced_tweet_ids
+from serving.explain import explain_page
+from serving.for_you import ForYouConfig, for_you_timeline
+from serving.mixing import Entry
+from serving.store import SEEN_LIMIT, NotPublished, Store, UserState
+from serving.timelines import (
+    FILTERS,
+    Candidate,
+    Removed,
+    built_at_ms,
+    chronological_candidates,
+    chronological_page,
+    older_than,
+)
+
+API_VERSION = "1.0.0"
+MAX_COUNT = 100
+DEFAULT_COUNT = 35
+MAX_CURSOR_LENGTH = 8192
+MAX_BODY_BYTES = 256 * 1024
+MAX_ID = 2**63 - 1
+REDIS_TIMEOUT_SECONDS = 2.0
+CHRONOLOGICAL_FILTERS = ("blocked_muted", "deleted", "nsfw")
+
+
+class Author(BaseModel):
+    user_id: str
+    handle: str | None
+    is_verified: bool
+
+
+class TweetItem(BaseModel):
+    """A tweet: `tweet` when ranked or chronological, `promoted` in an ad slot."""
+
+    type: Literal["tweet", "promoted"] = "tweet"
+    tweet_id: str
+    author: Author
+    text: str | None
+    created_at: str
+    in_reply_to_tweet_id: str | None
+    quoted_tweet_id: str | None
+    retweet_of_tweet_id: str | None
+    has_media: bool
+    in_network: bool
+    score: float | None
+    sources: list[str]
+    social_context: str | None
+
+
+class ConversationModule(BaseModel):
+    """A ranked reply below its ancestors, root first (the reply is the last tweet)."""
+
+    type: Literal["conversation"]
+    tweets: list[TweetItem]
+
+
+class SuggestedUser(BaseModel):
+    user_id: str
+    handle: str | None
+    is_verified: bool
+    social_proof_count: int
+    followed_by: list[str]  # handles of accounts the viewer follows that follow this one
+
+
+class WhoToFollowModule(BaseModel):
+    type: Literal["who_to_follow"]
+    users: list[SuggestedUser]
+
+
+TimelineEntry = Annotated[TweetItem | ConversationModule | WhoToFollowModule, Field(discriminator="type")]
+
+
+class Timeline(BaseModel):
+    version: int
+    items: list[TimelineEntry]
+    next_cursor: str | None
+    fallback: bool = False
+    filtered: dict[str, int]
+
+
+class ChronologicalTimeline(BaseModel):
+    version: int
+    items: list[TweetItem]
+    next_cursor: str | None
+    filtered: dict[str, int]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    log_ids: list[str]
+
+
+class ServingMetrics:
+    """Prometheus metrics in a registry of the app's own (several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Metric("homefeed_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("homefeed_request_seconds", "HTTP request latency", ["endpoint"], registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.stage = Histogram("homefeed_stage_seconds", "Time per pipeline stage", ["pipeline", "stage"],
+                               registry=self.registry, buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1))
+        self.filtered = Metric("homefeed_filtered_candidates", "Candidates removed per filter", ["pipeline", "filter"],
+                               registry=self.registry)
+        self.timelines = Metric("homefeed_timelines", "Timelines served", ["pipeline"], registry=self.registry)
+        self.fallbacks = Metric("homefeed_fallbacks", "For You timelines served by the fallback", ["reason"],
+                                registry=self.registry)
+        self.source_failures = Metric("homefeed_source_failures", "Sources that failed open", ["pipeline", "source"],
+                                      registry=self.registry)
+        self.events = Metric("homefeed_events", "Client events accepted", ["type"], registry=self.registry)
+
+    @contextmanager
+    def timed(self, pipeline: str, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage.labels(pipeline, stage).observe(time.perf_counter() - start)
+
+    def count_filtered(self, pipeline: str, removed: Removed) -> None:
+        for name, ids in removed.items():
+            if ids:
+                self.filtered.labels(pipeline, name).inc(len(ids))
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _id(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def check_secret(settings: HomefeedSettings) -> str:
+    secret = settings.secret.get_secret_value()
+    if secret == DEVELOPMENT_SECRET and settings.env != "development":
+        raise RuntimeError("HOMEFEED_SECRET is the built-in development secret: set HOMEFEED_SECRET to a secret "
+                           "of your own (or HOMEFEED_ENV=development on a machine of your own)")
+    if len(secret) < 16:
+        raise RuntimeError("HOMEFEED_SECRET must be at least 16 characters")
+    return secret
+
+
+def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = None,
+               config: ForYouConfig = ForYouConfig(), clock: Callable[[], float] = time.time) -> FastAPI:
+    secret = check_secret(settings)
+    client = client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                               socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    store = Store(client)
+    metrics = ServingMetrics()
+    app = FastAPI(title="homefeed", version=API_VERSION,
+                  description="Home timelines (For You, Following, Lists) served from the published Redis version.")
+    app.state.store, app.state.metrics, app.state.config = store, metrics, config
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        start = time.perf_counter()
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(NotPublished)
+    async def not_published(_: Request, error: NotPublished):
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    async def redis_down(_: Request, error: redis.exceptions.RedisError):
+        return JSONResponse({"detail": f"Redis unavailable: {type(error).__name__}: {error}"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    def verified(token: str | None) -> Viewer:
+        if not token:
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            return verify_token(token, secret, now=clock())
+        except InvalidToken as error:
+            raise HTTPException(401, str(error), headers={"WWW-Authenticate": "Bearer"}) from None
+
+    def bearer(authorization: str | None) -> str | None:
+        if authorization and authorization.startswith("Bearer "):
+            return authorization.removeprefix("Bearer ").strip()
+        return None
+
+    def viewer(authorization: str | None = Header(None, description="`Bearer <token>` (`homefeed token USER_ID`)")) -> Viewer:
+        return verified(bearer(authorization))
+
+    def page_viewer(authorization: str | None = Header(None, description="`Bearer <token>`"),
+                    access_token: str | None = Query(None, max_length=256,
+                                                     description="the token, for a browser (RFC 6750 §2.3)")) -> Viewer:
+        return verified(bearer(authorization) or access_token)
+
+    def own_timeline(user_id: int, who: Viewer, *, admin_too: bool = False) -> None:
+        if who.user_id != user_id and not (admin_too and who.is_admin):
+            raise HTTPException(403, "a viewer reads only their own home timelines")
+
+    def cursor_state(cursor: str | None, kind: str, owner: int) -> dict:
+        if cursor is None:
+            return {}
+        try:
+            state = decode_cursor(cursor, secret, max_length=MAX_CURSOR_LENGTH)
+        except (InvalidCursor, ValueError, zlib.error, msgpack.exceptions.ExtraData) as error:
+            raise HTTPException(400, f"invalid cursor: {error}") from None
+        if state.get("k") != kind or state.get("o") != owner:
+            raise HTTPException(400, "invalid cursor: it belongs to another timeline")
+        return state
+
+    async def render(version: int, entries: list[Entry], *, scored: bool) -> list[TweetItem | ConversationModule |
+                                                                                 WhoToFollowModule]:
+        tweets = [item for entry in entries for item in entry.tweets]
+        proof = {c.tweet_id: c.social_proof_user_ids[0] for c, _ in tweets if c.social_proof_user_ids}
+        suggested = [u for entry in entries for u in entry.users]
+        wanted = ([c.author_id for c, _ in tweets] + list(proof.values()) + [u["user_id"] for u in suggested]
+                  + [p for u in suggested for p in u["proof_user_ids"][:2]])
+        profiles = await store.records(rl.PROFILES, version, wanted)
+
+        def tweet_item(candidate: Candidate, tweet: dict, kind: str) -> TweetItem:
+            author = profiles.get(candidate.author_id, {})
+            context = None
+            if candidate.tweet_id in proof and proof[candidate.tweet_id] in profiles:
+                handle = profiles[proof[candidate.tweet_id]]["handle"]
+                followed = "frs" in candidate.sources and "uteg" not in candidate.sources
+                context = f"followed by @{handle}" if followed else f"liked by @{handle}"
+            return TweetItem(
+                type=kind, tweet_id=str(candidate.tweet_id),
+                author=Author(user_id=str(candidate.author_id), handle=author.get("handle"),
+                              is_verified=bool(author.get("is_verified"))),
+                text=tweet["text"], created_at=_iso(tweet["created_at_ms"]),
+                in_reply_to_tweet_id=_id(tweet["in_reply_to_tweet_id"]), quoted_tweet_id=_id(tweet["quoted_tweet_id"]),
+                retweet_of_tweet_id=_id(tweet["retweet_of_tweet_id"]), has_media=bool(tweet["has_media"]),
+                in_network=candidate.is_in_network, score=candidate.score if scored or kind == "promoted" else None,
+                sources=list(candidate.sources), social_context=context)
+
+        items = []
+        for entry in entries:
+            if entry.type == "conversation":
+                items.append(ConversationModule(type="conversation", tweets=[
+                    tweet_item(c, t, "tweet") for c, t in entry.tweets]))
+            elif entry.type == "who_to_follow":
+                items.append(WhoToFollowModule(type="who_to_follow", users=[SuggestedUser(
+                    user_id=str(u["user_id"]), handle=profiles.get(u["user_id"], {}).get("handle"),
+                    is_verified=bool(profiles.get(u["user_id"], {}).get("is_verified")),
+                    social_proof_count=u["social_proof_count"],
+                    followed_by=[profiles[p]["handle"] for p in u["proof_user_ids"][:2] if p in profiles])
+                    for u in entry.users]))
+            else:
+                items.append(tweet_item(*entry.tweets[0], entry.type))
+        return items
+
+    async def run_for_you(user_id: int, previous: dict, count: int, *, mark_shown: bool):
+        pointer = await store.pointer()
+        version = await store.version()
+        with metrics.timed("for_you", "source"):
+            state = await store.user_state(version, user_id)
+        result = await for_you_timeline(
+            store, version, state, cursor=previous, count=count, now_ms=clock() * 1000,
+            built_ms=built_at_ms(pointer or {}), config=config, mark_shown=mark_shown,
+            timed=lambda stage: metrics.timed("for_you", stage))
+        for source in result.failed_sources:
+            metrics.source_failures.labels("for_you", source).inc()
+        return version, state, result
+
+    @app.get("/v1/users/{user_id}/timelines/for_you", response_model=Timeline, tags=["timelines"])
+    async def for_you(user_id: int = Path(ge=1, le=MAX_ID), cursor: str | None = Query(None, max_length=MAX_CURSOR_LENGTH),
+                      count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
+                      who: Viewer = Depends(viewer)) -> Timeline:
+        """The ranked For You timeline: the precomputed feed with the followees' tweets since the build
+        blended in, after the request-time filters, light reranking, mixing (conversations,
+        who-to-follow, promoted tweets) and pagination; the followees' recent and popular tweets
+        (`fallback: true`) when there is no feed."""
+        own_timeline(user_id, who)
+        previous = cursor_state(cursor, "for_you", user_id)
+        version, _, result = await run_for_you(user_id, previous, count, mark_shown=True)
+        if result.fallback_reason not in (None, "continued"):
+            metrics.fallbacks.labels(result.fallback_reason).inc()
+        metrics.timelines.labels("for_you").inc()
+        metrics.count_filtered("for_you", result.removed)
+        with metrics.timed("for_you", "render"):
+            items = await render(version, result.entries, scored=result.fallback_reason is None)
+        next_cursor = None
+        if result.next_state is not None:
+            next_cursor = encode_cursor({"k": "for_you", "o": user_id, **result.next_state}, secret)
+        return Timeline(version=version, items=items, next_cursor=next_cursor,
+                        fallback=result.fallback_reason is not None,
+                        filtered={name: len(result.removed.get(name, ())) for name in FILTERS})
+
+    async def chronological(pipeline: str, owner: int, version: int, authors: list[int],
+                            published: list[tuple[list[int], list[int], list[int]]], state: UserState | None,
+                            before, count: int) -> ChronologicalTimeline:
+        pointer = await store.pointer()
+        candidates = await chronological_candidates(store, authors, published=published,
+                                                    since_ms=built_at_ms(pointer or {}))
+        with metrics.timed(pipeline, "hydrate"):
+            page, removed = await chronological_page(store, version, older_than(candidates, before), count,
+                                                     state=state, slack=config.metadata_slack)
+        metrics.timelines.labels(pipeline).inc()
+        metrics.count_filtered(pipeline, removed)
+        items = await render(version, [Entry("tweet", [item]) for item in page], scored=False)
+        next_cursor = None
+        if len(page) == count:
+            last = page[-1][0]
+            next_cursor = encode_cursor({"k": pipeline, "o": owner, "b": [last.created_at_ms, last.tweet_id]}, secret)
+        return ChronologicalTimeline(version=version, items=items, next_cursor=next_cursor,
+                                     filtered={name: len(removed.get(name, ())) for name in CHRONOLOGICAL_FILTERS})
+
+    @app.get("/v1/users/{user_id}/timelines/following", response_model=ChronologicalTimeline, tags=["timelines"])
+    async def following(user_id: int = Path(ge=1, le=MAX_ID),
+                        cursor: str | None = Query(None, max_length=MAX_CURSOR_LENGTH),
+                        count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
+                        who: Viewer = Depends(viewer)) -> ChronologicalTimeline:
+        """Reverse-chronological tweets of the accounts the user follows, including tweets posted
+        since the batch build."""
+        own_timeline(user_id, who)
+        before = cursor_state(cursor, "following", user_id).get("b")
+        version = await store.version()
+        with metrics.timed("following", "source"):
+            state = await store.user_state(version, user_id, with_feed=False)
+            followees = sorted(state.following)
+            published = await store.records(rl.AUTHOR_TWEETS, version, followees)
+        return await chronological(
+            "following", user_id, version, followees,
+            [(r["tweet_ids"], [a] * len(r["tweet_ids"]), r["created_at_ms"]) for a, r in published.items()],
+            state, before, count)
+
+    @app.get("/v1/lists/{list_id}/timeline", response_model=ChronologicalTimeline, tags=["timelines"])
+    async def list_timeline(list_id: int = Path(ge=1, le=MAX_ID),
+                            cursor: str | None = Query(None, max_length=MAX_CURSOR_LENGTH),
+                            count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
+                            who: Viewer = Depends(viewer)) -> ChronologicalTimeline:
+        """Reverse-chronological tweets of the list's members; a private list only for its owner and members."""
+        before = cursor_state(cursor, "list", list_id).get("b")
+        version = await store.version()
+        with metrics.timed("list", "source"):
+            lists = await store.records(rl.LISTS, version, [list_id])
+            if list_id not in lists:
+                raise HTTPException(404, f"no list {list_id}")
+            record = lists[list_id]
+            if record["is_private"] and who.user_id != record["owner_id"] and who.user_id not in record["member_ids"]:
+                raise HTTPException(403, "a private list is visible to its owner and members only")
+            timeline = (await store.records(rl.LIST_TIMELINES, version, [list_id])).get(list_id)
+            state = await store.user_state(version, who.user_id, with_feed=False)
+        published = [(timeline["tweet_ids"], timeline["author_ids"], timeline["created_at_ms"])] if timeline else []
+        return await chronological("list", list_id, version, list(record["member_ids"]), published, state, before, count)
+
+    @app.post("/v1/events", response_model=EventsAccepted, status_code=202, tags=["events"])
+    async def post_events(batch: EventBatch, who: Viewer = Depends(viewer)) -> EventsAccepted:
+        """A batch of the viewer's client events (at most 100), applied to the request-time state at
+        once and appended to the event log the next batch build ingests (`homefeed drain-events`).
+        All or nothing: one event that cannot be applied refuses the batch (404 unknown tweet, 403
+        deleting another's tweet, 409 tweet id taken, 422 invalid)."""
+        version = await store.version()
+        tweets = await store.tweets(version, referenced_tweet_ids(batch.events))
+        try:
+            records = log_records(who.user_id, batch.events, tweets, now_ms=int(clock() * 1000))
+        except EventError as error:
+            raise HTTPException(error.status, str(error)) from None
+        pipe = client.pipeline(transaction=False)
+        for record in records:  # the log first: a failure after it loses nothing (the drain dedupes by key)
+            queue_log_append(pipe, record)
+        for record in records:
+            queue_event(pipe, record, seen_limit=SEEN_LIMIT)
+        results = await pipe.execute()
+        for record in records:
+            metrics.events.labels(record["type"]).inc()
+        return EventsAccepted(accepted=len(records), log_ids=[r.decode() for r in results[:len(records)]])
+
+    @app.get("/debug/users/{user_id}/for_you", response_class=HTMLResponse, tags=["debug"])
+    async def explain(user_id: int = Path(ge=1, le=MAX_ID), count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
+                      who: Viewer = Depends(page_viewer)) -> HTMLResponse:
+        """The first For You page explained (HTML): each entry with its sources, per-head
+        probabilities, final score and rank change, social proof, and every candidate a filter
+        removed with the filter's identifier. The viewer must be the user or an admin."""
+        own_timeline(user_id, who, admin_too=True)
+        version, state, result = await run_for_you(user_id, {}, count, mark_shown=False)
+        items = await render(version, result.entries, scored=result.fallback_reason is None)
+        profiles = await store.records(rl.PROFILES, version, [user_id])
+        return HTMLResponse(explain_page(user_id=user_id, version=version, result=result, items=items,
+                                         handle=profiles.get(user_id, {}).get("handle")))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz():
+        """Redis is reachable and a published version is present."""
+        try:
+            await client.ping()
+            pointer = await store.pointer()
+        except redis.exceptions.RedisError as error:
+            return JSONResponse({"status": "unavailable", "detail": f"Redis: {error}"}, status_code=503)
+        if not pointer or "version" not in pointer:
+            return JSONResponse({"status": "unavailable", "detail": "no published version"}, status_code=503)
+        return {"status": "ready", "version": int(pointer["version"]), "published_at": pointer.get("published_at")}
+
+    @app.get("/metrics", tags=["operations"])
+    async def prometheus_metrics():
+        """Prometheus text format: requests and latency per endpoint and stage, filtered candidates,
+        fallbacks, sources that failed open, events."""
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+def app_from_environment() -> FastAPI:
+    """The app configured by the HOMEFEED_* environment (`uvicorn --factory serving.api:app_from_environment`)."""
+    from orchestration.settings import load_settings
+
+    return create_app(load_settings())

@@ -1,0 +1,278 @@
+"""The request pipelines: For You, Following and list timelines, as Home Mixer's product pipelines
+do at request time what the batch build could not know.
+
+For You (`for_you_page`), declared by `ForYouConfig`:
+1. source: the user's precomputed ranked feed of the current version (`Store.user_state`);
+2. filters, each with an identifier and a count of what it removed (`FILTERS`): the cheap ones on
+   the feed's columns (self tweets, blocked and muted authors including blocks made since the
+   build, previously seen tweets, feedback fatigue from recent "not interested"), then, while the
+   page is filled, the ones that need tweet metadata (deleted since the build, NSFW for viewers who
+   did not opt in, retweet/duplicate dedup);
+3. light reranking (`rerank`): the batch heavy score rescaled by the out-of-network and reply
+   factors, the fresh fatigue discount and a request-time age decay, author diversity recomputed
+   over what survived the filters, then the in-network / out-of-network page assembly with at
+   most 2 out-of-network tweets in a row (`jobs.feed_heuristics`, the batch heuristics' code);
+4. pagination: the cursor carries the ids served so far, so pages never repeat a tweet, and each
+   page takes the best remaining ones, so none of the feed is skipped;
+5. fallback: without a feed (new user, missing key) or when reading it fails, the followees'
+   recent tweets newest first, then popular tweets, with `fallback: true`.
+
+Following and lists (`chronological_page`): the published recent tweets of the followed accounts
+(or list members) merged with the tweets they posted since the build, newest first, blocked,
+muted, deleted and (for viewers who did not opt in) NSFW tweets removed; the cursor is the
+(created_at, tweet_id) of the last tweet served.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+import numpy as np
+
+from jobs.feed_heuristics import (
+    FeedHeuristics,
+    apply_multiplier,
+    assemble_pages,
+    author_diversity_multipliers,
+    fatigue_multiplier,
+)
+from serving import redis_layout as rl
+from serving.store import Store, UserState
+
+MS_PER_DAY = 86_400_000
+Removed = dict[str, list[int]]  # filter -> the tweet ids it removed (a defaultdict(list))
+# Every filter's identifier, in the order they apply.
+FILTERS = ("self", "blocked_muted", "seen", "feedback_fatigue", "deleted", "nsfw", "duplicate")
+# Candidates injected at request time carry this source bit, after the batch sources' bits.
+FRESH_SOURCE_BIT = len(rl.FEED_SOURCES)
+SOURCES = (*rl.FEED_SOURCES, "fresh")
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    heuristics: FeedHeuristics = FeedHeuristics()
+    age_half_life_hours: float = 48.0  # request-time decay: score × max(floor, 0.5 ** (age / half-life))
+    age_decay_floor: float = 0.5
+
+
+@dataclass
+class Candidate:
+    tweet_id: int
+    author_id: int
+    created_at_ms: int
+    score: float
+    is_in_network: bool
+    sources: tuple[str, ...] = ()
+    social_proof_user_ids: tuple[int, ...] = ()
+    probabilities: dict[str, float] = field(default_factory=dict)
+    batch_rank: int | None = None
+
+
+def cheap_filters(columns: dict[str, np.ndarray], state: UserState, served: set[int], *, now_ms: float,
+                  heuristics: FeedHeuristics, enabled: frozenset[str] = frozenset(FILTERS),
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(indices of the feed items that survive, their fatigue multiplier, the indices each
+    `enabled` filter removed). Items already served by earlier pages are skipped without counting."""
+    tweet_ids, authors = columns["tweet_id"], columns["author_id"]
+    alive = ~np.isin(tweet_ids, np.fromiter(served, dtype=np.int64, count=len(served)))
+    removed: dict[str, np.ndarray] = {}
+
+    def apply(name: str, mask: np.ndarray) -> None:
+        nonlocal alive
+        if name not in enabled:
+            return
+        removed[name] = np.flatnonzero(alive & mask)
+        alive = alive & ~mask
+
+    apply("self", authors == state.user_id)
+    hidden = state.hidden_authors
+    apply("blocked_muted", np.isin(authors, np.fromiter(hidden, dtype=np.int64, count=len(hidden))))
+    apply("seen", np.isin(tweet_ids, np.fromiter(state.seen, dtype=np.int64, count=len(state.seen))))
+    days_since = np.array([(now_ms - state.not_interested_ms[a]) / MS_PER_DAY if a in state.not_interested_ms
+                           else np.nan for a in authors.tolist()]) if state.not_interested_ms else np.full(len(authors), np.nan)
+    fatigue = fatigue_multiplier(days_since, heuristics) if "feedback_fatigue" in enabled else np.ones(len(authors))
+    apply("feedback_fatigue", fatigue == 0.0)
+    kept = np.flatnonzero(alive)
+    return kept, fatigue[kept], removed
+
+
+def with_fresh_tweets(columns: dict[str, np.ndarray], fresh: list[tuple[int, int, float]]) -> dict[str, np.ndarray]:
+    """The feed's columns with the followees' tweets posted since the build appended (those not in
+    it already), as in-network candidates of source `fresh`, batch rank 0 and no head probabilities.
+    Their heavy score is a documented heuristic, not a model: the 75th percentile of the heavy
+    scores of the feed's in-network items (of all items when it has none): a followee's new tweet is
+    taken to be as good as a good in-network tweet, and the request-time age decay then favours it
+    while it is young."""
+    known = set(columns["tweet_id"].tolist())
+    fresh = sorted({t: (t, a, ms) for t, a, ms in fresh if t not in known}.values())
+    if not fresh:
+        return columns
+    in_network = columns["is_in_network"].astype(bool)
+    pool = columns["heavy_score"][in_network] if in_network.any() else columns["heavy_score"]
+    prior = float(np.percentile(pool, 75)) if len(pool) else 1.0
+    n = len(fresh)
+    added = {name: np.zeros(n, dtype=dtype) for name, dtype in rl.FEED_COLUMNS}
+    added["tweet_id"] = np.array([t for t, _, _ in fresh], dtype="<i8")
+    added["author_id"] = np.array([a for _, a, _ in fresh], dtype="<i8")
+    added["created_at_ms"] = np.array([ms for _, _, ms in fresh], dtype="<i8")
+    added["final_score"][:] = added["heavy_score"][:] = prior
+    added["is_in_network"][:] = 1
+    added["sources"][:] = 1 << FRESH_SOURCE_BIT
+    merged = {name: np.concatenate([columns[name], added[name]]) for name, _ in rl.FEED_COLUMNS}
+    offsets = columns["social_proof_offsets"]
+    merged["social_proof_offsets"] = np.concatenate([offsets, np.full(n, offsets[-1] if len(offsets) else 0,
+                                                                      dtype=offsets.dtype)])
+    merged["social_proof_user_ids"] = columns["social_proof_user_ids"]
+    return merged
+
+
+def rerank(columns: dict[str, np.ndarray], kept: np.ndarray, fatigue: np.ndarray, *, now_ms: float,
+           config: RerankConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(feed indices in serving order, their request-time scores): see the module docstring."""
+    if len(kept) == 0:
+        return kept, np.empty(0)
+    h = config.heuristics
+    in_network = columns["is_in_network"][kept].astype(bool)
+    is_reply = columns["is_reply"][kept].astype(bool)
+    age_hours = np.maximum(now_ms - columns["created_at_ms"][kept], 0) / 3_600_000
+    decay = np.maximum(config.age_decay_floor, 0.5 ** (age_hours / config.age_half_life_hours))
+    penalty = np.where(in_network, 1.0, h.out_of_network_scale) * np.where(is_reply, h.reply_scale, 1.0) * fatigue * decay
+    score = apply_multiplier(columns["heavy_score"][kept], penalty)
+    final = apply_multiplier(score, author_diversity_multipliers(columns["author_id"][kept], score, h))
+    order = np.lexsort((columns["tweet_id"][kept], -final))
+    ordered_in_network = in_network[order]
+    picked, _ = assemble_pages(np.flatnonzero(ordered_in_network).tolist(), np.flatnonzero(~ordered_in_network).tolist(),
+                               replace(h, max_rows=len(order), page_size=max(len(order), 1)))
+    chosen = order[np.asarray(picked, dtype=np.intp)]
+    return kept[chosen], final[chosen]
+
+
+def feed_candidates(columns: dict[str, np.ndarray], indices: np.ndarray, scores: np.ndarray) -> list[Candidate]:
+    offsets, proof = columns["social_proof_offsets"], columns["social_proof_user_ids"]
+    heads = [name for name, _ in rl.FEED_COLUMNS if name.startswith("p_")]
+    out = []
+    for i, score in zip(indices.tolist(), scores.tolist()):
+        bits = int(columns["sources"][i])
+        out.append(Candidate(
+            tweet_id=int(columns["tweet_id"][i]), author_id=int(columns["author_id"][i]),
+            created_at_ms=int(columns["created_at_ms"][i]), score=float(score),
+            is_in_network=bool(columns["is_in_network"][i]),
+            sources=tuple(s for bit, s in enumerate(SOURCES) if bits >> bit & 1),
+            social_proof_user_ids=tuple(proof[offsets[i]:offsets[i + 1]].tolist()),
+            probabilities={head[2:]: float(columns[head][i]) for head in heads},
+            batch_rank=int(columns["rank"][i]),
+        ))
+    return out
+
+
+async def fill_page(store: Store, version: int, ordered: list[Candidate], count: int, *, state: UserState,
+                    served: set[int], removed: Removed, slack: int, enabled: frozenset[str] = frozenset(FILTERS),
+                    retweeted: frozenset[int] = frozenset(), max_out_of_network_in_a_row: int | None = None,
+                    ) -> tuple[list[tuple[Candidate, dict]], set[int]]:
+    """The first `count` candidates of `ordered` that pass the metadata filters (deleted, NSFW,
+    duplicate), reading metadata a window at a time: ([(candidate, tweet)], the tweets the page's
+    retweets point at). `retweeted`: those of earlier pages, duplicates of a tweet served already.
+
+    The filters can remove the in-network tweet that separated two out-of-network runs, so the run
+    limit is enforced again here: an out-of-network tweet past the limit waits for the next
+    in-network one (and follows it), or for the end of the candidates; one still waiting when the
+    page is full is not settled and leads the next page."""
+    page: list[tuple[Candidate, dict]] = []
+    canonical_served = set(served) | retweeted
+    waiting: list[tuple[Candidate, dict]] = []
+    run = 0
+    limit = max_out_of_network_in_a_row if max_out_of_network_in_a_row is not None else count
+
+    def add(item: tuple[Candidate, dict]) -> None:
+        nonlocal run
+        page.append(item)
+        run = 0 if item[0].is_in_network else run + 1
+
+    position = 0
+    while len(page) < count and position < len(ordered):
+        window = ordered[position:position + count - len(page) + slack]
+        tweets = await store.tweets(version, (c.tweet_id for c in window))
+        for candidate in window:
+            position += 1
+            tweet = tweets.get(candidate.tweet_id)
+            if tweet is None:  # deleted: never served, whatever the filters enabled
+                removed["deleted"].append(candidate.tweet_id)
+                continue
+            if "nsfw" in enabled and tweet["is_nsfw"] and not state.allow_nsfw:
+                removed["nsfw"].append(candidate.tweet_id)
+                continue
+            original = tweet["retweet_of_tweet_id"] or candidate.tweet_id
+            if "duplicate" in enabled and (original in canonical_served or candidate.tweet_id in canonical_served):
+                removed["duplicate"].append(candidate.tweet_id)
+                continue
+            canonical_served.update((original, candidate.tweet_id))
+            if not candidate.is_in_network and run >= limit:
+                waiting.append((candidate, tweet))
+                continue
+            add((candidate, tweet))
+            while waiting and run < limit and len(page) < count:
+                add(waiting.pop(0))
+            if len(page) == count:
+                break
+    while waiting and len(page) < count:  # no in-network candidate is left to space them out
+        add(waiting.pop(0))
+    return page, {tweet["retweet_of_tweet_id"] for _, tweet in page if tweet["retweet_of_tweet_id"]}
+
+
+def built_at_ms(pointer: dict) -> float:
+    value = pointer.get("built_as_of") or pointer.get("as_of") or pointer.get("published_at")
+    if not value:
+        return 0.0
+    return datetime.fromisoformat(value).astimezone(timezone.utc).timestamp() * 1000
+
+
+async def chronological_candidates(store: Store, authors: list[int], *,
+                                   published: list[tuple[list[int], list[int], list[int]]],
+                                   since_ms: float) -> list[Candidate]:
+    """Tweets of `authors`, the published ones ((tweet_ids, author_ids, created_at_ms) per record)
+    and those posted since `since_ms`, newest first (ties: higher id first), each once."""
+    rows: dict[int, Candidate] = {}
+    for tweet_ids, author_ids, created in published:
+        for tweet_id, author, created_ms in zip(tweet_ids, author_ids, created):
+            rows[tweet_id] = Candidate(tweet_id, author, created_ms, 0.0, True)
+    for tweet_id, author, created_ms in await store.new_tweets_of(authors, since_ms=since_ms):
+        rows.setdefault(tweet_id, Candidate(tweet_id, author, int(created_ms), 0.0, True))
+    return sorted(rows.values(), key=lambda c: (-c.created_at_ms, -c.tweet_id))
+
+
+def older_than(candidates: list[Candidate], before: tuple[int, int] | None) -> list[Candidate]:
+    if before is None:
+        return candidates
+    return [c for c in candidates if (c.created_at_ms, c.tweet_id) < tuple(before)]
+
+
+async def chronological_page(store: Store, version: int, candidates: list[Candidate], count: int, *,
+                             state: UserState | None, slack: int) -> tuple[list[tuple[Candidate, dict]], Removed]:
+    """Newest first: blocked and muted authors, deleted tweets and (unless the viewer opted in)
+    NSFW tweets removed."""
+    removed: Removed = defaultdict(list)
+    hidden = state.hidden_authors if state else set()
+    visible = [c for c in candidates if c.author_id not in hidden]
+    removed["blocked_muted"].extend(c.tweet_id for c in candidates if c.author_id in hidden)
+    page: list[tuple[Candidate, dict]] = []
+    position = 0
+    while len(page) < count and position < len(visible):
+        window = visible[position:position + count - len(page) + slack]
+        tweets = await store.tweets(version, (c.tweet_id for c in window))
+        for candidate in window:
+            position += 1
+            tweet = tweets.get(candidate.tweet_id)
+            if tweet is None:
+                removed["deleted"].append(candidate.tweet_id)
+            elif tweet["author_id"] in hidden:  # candidates of unknown author (popular) are checked here
+                removed["blocked_muted"].append(candidate.tweet_id)
+            elif tweet["is_nsfw"] and not (state and state.allow_nsfw):
+                removed["nsfw"].append(candidate.tweet_id)
+            else:
+                candidate.author_id, candidate.created_at_ms = tweet["author_id"], tweet["created_at_ms"]
+                page.append((candidate, tweet))
+                if len(page) == count:
+                    break
+    return page, removed

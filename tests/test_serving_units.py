@@ -1,0 +1,143 @@
+"""The request pipeline's pure pieces on hand-made inputs (the end-to-end tests are in test_serving.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from serving import redis_layout as rl
+from serving.events import EventBatch, EventError, contract_rows, log_records
+from serving.for_you import ForYouConfig, fitting_positions
+from serving.mixing import Entry, MixingConfig, place, who_to_follow_users
+from serving.store import UserState
+from serving.timelines import FRESH_SOURCE_BIT, cheap_filters, with_fresh_tweets
+from jobs.feed_heuristics import FeedHeuristics
+
+
+def state(**kwargs) -> UserState:
+    values = dict(user_id=1, feed=None, profile=None, following=set(), blocked=set(), muted=set(), seen=set(),
+                  not_interested_ms={})
+    return UserState(**(values | kwargs))
+
+
+def feed(tweets: list[tuple[int, int, float, bool]]) -> dict[str, np.ndarray]:
+    """Columns of a feed of (tweet_id, author_id, heavy_score, in_network) items, no social proof."""
+    n = len(tweets)
+    columns = {name: np.zeros(n, dtype=dtype) for name, dtype in rl.FEED_COLUMNS}
+    columns["tweet_id"] = np.array([t[0] for t in tweets], dtype="<i8")
+    columns["author_id"] = np.array([t[1] for t in tweets], dtype="<i8")
+    columns["heavy_score"] = np.array([t[2] for t in tweets], dtype="<f4")
+    columns["is_in_network"] = np.array([t[3] for t in tweets], dtype="|u1")
+    columns["rank"] = np.arange(1, n + 1, dtype="<i4")
+    columns["social_proof_offsets"] = np.zeros(n + 1, dtype="<i4")
+    columns["social_proof_user_ids"] = np.zeros(0, dtype="<i8")
+    return columns
+
+
+def test_fitting_positions_grow_with_each_insertion():
+    assert fitting_positions(35, [3, 5, 15]) == [3, 5, 15]
+    assert fitting_positions(2, [3, 5, 15]) == [3]          # 2 entries: position 3 appends; 5 is past 3 + 1
+    assert fitting_positions(4, [3, 5, 15]) == [3, 5]       # 4 + 1 entries: 5 lands, then 6 entries: 15 does not
+    assert fitting_positions(0, [1, 2]) == [1, 2]
+
+
+def test_place_puts_each_extra_at_its_position():
+    entries = [Entry("tweet", [(i, None)]) for i in range(6)]
+    placed = place(entries, {3: Entry("promoted"), 5: Entry("who_to_follow")})
+    assert [e.type for e in placed] == ["tweet", "tweet", "promoted", "tweet", "who_to_follow", "tweet", "tweet", "tweet"]
+
+
+def test_positions_must_be_distinct():
+    with pytest.raises(ValueError, match="distinct"):
+        MixingConfig(who_to_follow_position=3, promoted_positions=(3, 15))
+    with pytest.raises(ValueError, match="unknown"):
+        ForYouConfig(filters=("self", "spam"))
+
+
+def test_who_to_follow_leaves_out_followed_hidden_and_self_and_respects_the_interval():
+    suggestions = {"user_ids": [5, 6, 7, 1, 8, 9], "social_proof_counts": [4, 3, 3, 2, 2, 1],
+                   "proof_user_ids": [[2], [2], [3], [2], [3], [3]]}
+    viewer = state(following={6}, blocked={7}, who_to_follow=suggestions)
+    config = MixingConfig(who_to_follow_size=3, who_to_follow_interval_hours=1)
+    assert [u["user_id"] for u in who_to_follow_users(viewer, now_ms=0, config=config)] == [5, 8, 9]
+    viewer.who_to_follow_shown_ms = 1_000
+    assert who_to_follow_users(viewer, now_ms=1_000 + 3_599_999, config=config) == []
+    assert len(who_to_follow_users(viewer, now_ms=1_000 + 3_600_000, config=config)) == 3
+
+
+def test_cheap_filters_report_each_removed_tweet_under_its_filter():
+    columns = feed([(10, 1, 1.0, True), (11, 2, 1.0, True), (12, 3, 1.0, False), (13, 4, 1.0, False),
+                    (14, 5, 1.0, True), (15, 6, 1.0, True)])
+    viewer = state(user_id=1, blocked={2}, muted={6}, seen={13}, not_interested_ms={5: 0.0})
+    kept, fatigue, removed = cheap_filters(columns, viewer, served={12}, now_ms=86_400_000.0,
+                                           heuristics=FeedHeuristics())
+    assert kept.tolist() == []  # 12 was served: skipped, not counted
+    assert {name: columns["tweet_id"][ids].tolist() for name, ids in removed.items()} == {
+        "self": [10], "blocked_muted": [11, 15], "seen": [13], "feedback_fatigue": [14]}
+    kept, _, removed = cheap_filters(columns, viewer, served=set(), now_ms=86_400_000.0,
+                                     heuristics=FeedHeuristics(), enabled=frozenset({"self"}))
+    assert columns["tweet_id"][kept].tolist() == [11, 12, 13, 14, 15] and list(removed) == ["self"]
+
+
+def test_fresh_tweets_join_as_in_network_candidates_at_the_feeds_75th_percentile():
+    columns = feed([(10, 1, 0.1, True), (11, 2, 0.2, True), (12, 3, 0.3, True), (13, 4, 0.5, True),
+                    (14, 5, 9.0, False)])
+    merged = with_fresh_tweets(columns, [(20, 7, 1_000.0), (10, 1, 5.0)])  # 10 is in the feed already
+    assert merged["tweet_id"].tolist() == [10, 11, 12, 13, 14, 20]
+    # The in-network heavy scores 0.1, 0.2, 0.3, 0.5: the 75th percentile interpolates 0.3 + 0.25 * 0.2.
+    assert merged["heavy_score"][-1] == pytest.approx(0.35, abs=1e-6)
+    assert merged["is_in_network"][-1] == 1 and merged["sources"][-1] == 1 << FRESH_SOURCE_BIT
+    assert merged["rank"][-1] == 0 and merged["created_at_ms"][-1] == 1_000
+    assert merged["social_proof_offsets"].tolist() == [0] * 7
+
+
+def batch(*events: dict) -> list:
+    return EventBatch.model_validate({"events": list(events)}).events
+
+
+def test_log_records_check_each_event_against_the_tweets_that_exist():
+    tweets = {100: {"author_id": 7}, 101: {"author_id": 1}}
+    records = log_records(1, batch({"type": "like", "tweet_id": 100, "created_at": "2020-01-01T00:00:00"},
+                                   {"type": "tweet", "tweet_id": 200, "in_reply_to_tweet_id": 100},
+                                   {"type": "delete_tweet", "tweet_id": 200},
+                                   {"type": "delete_tweet", "tweet_id": 101}), tweets, now_ms=5)
+    assert [(r["type"], r["author_id"], r["created_at_ms"]) for r in records] == [
+        ("like", 7, int(datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)), ("tweet", 1, 5),
+        ("delete_tweet", 1, 5), ("delete_tweet", 1, 5)]
+    for events, status in (([{"type": "delete_tweet", "tweet_id": 100}], 403),
+                           ([{"type": "like", "tweet_id": 999}], 404),
+                           ([{"type": "tweet", "tweet_id": 100}], 409),
+                           ([{"type": "tweet", "tweet_id": 300, "quoted_tweet_id": 999}], 422),
+                           ([{"type": "block", "target_user_id": 1}], 422)):
+        with pytest.raises(EventError) as error:
+            log_records(1, batch(*events), tweets, now_ms=5)
+        assert error.value.status == status
+
+
+def test_events_outside_the_schema_are_refused():
+    for events in ([], [{"type": "like"}], [{"type": "like", "tweet_id": 0}], [{"type": "like", "tweet_id": 1, "x": 1}],
+                   [{"type": "like", "tweet_id": 1, "created_at": "2005-01-01T00:00:00Z"}],
+                   [{"type": "tweet", "tweet_id": 1, "text": "x" * 1001}], [{"type": "like", "tweet_id": 1}] * 101):
+        with pytest.raises(ValidationError):
+            TypeAdapter(EventBatch).validate_python({"events": events})
+
+
+def test_contract_rows_map_events_onto_the_raw_tables():
+    ms = 1_600_000_000_000
+    at = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    records = [{"type": "reply", "user_id": 1, "tweet_id": 9, "author_id": 2, "created_at_ms": ms},
+               {"type": "mute", "user_id": 1, "target_user_id": 3, "created_at_ms": ms},
+               {"type": "unfollow", "user_id": 1, "target_user_id": 4, "created_at_ms": ms},
+               {"type": "tweet", "user_id": 1, "tweet_id": 50, "author_id": 1, "created_at_ms": ms, "text": "t",
+                "is_nsfw": True},
+               {"type": "delete_tweet", "user_id": 1, "tweet_id": 50, "author_id": 1, "created_at_ms": ms + 1}]
+    rows = contract_rows(records)
+    assert rows["engagements"] == [{"user_id": 1, "tweet_id": 9, "action": "reply", "created_at": at, "dwell_ms": None}]
+    assert rows["social_actions"] == [{"user_id": 1, "target_user_id": 3, "action": "mute", "created_at": at}]
+    assert "follows" not in rows  # an unfollow has no row in contract 1.0 (archived only)
+    (tweet,) = rows["tweets"]
+    assert (tweet["tweet_id"], tweet["author_id"], tweet["is_nsfw"], tweet["has_media"]) == (50, 1, True, False)
+    assert tweet["deleted_at"] == datetime.fromtimestamp((ms + 1) / 1000, tz=timezone.utc)
