@@ -3,6 +3,8 @@ and interrupted (on purpose, by SIGKILL, by a full Redis) without touching what 
 
 from __future__ import annotations
 
+import math
+
 import os
 import signal
 import subprocess
@@ -475,6 +477,16 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
                     key=lambda p: (-p[0], p[1]))
     top = [p for p in scored if p[0] > 0][:10]
     assert served(layout.POPULAR, layout.POPULAR_ID) == {"tweet_ids": [t for _, t in top], "scores": [s for s, _ in top]}
+
+    followers = {r["user_id"]: r["follower_count"] for r in _rows(tables, "user_follow_counts")}
+    ads = sorted(((round(1 + math.log(1 + followers.get(r["author_id"], 0)), 4), r["tweet_id"], r["author_id"])
+                  for r in recent if users[r["author_id"]]["is_verified"] and not r["is_nsfw"]
+                  and r["in_reply_to_tweet_id"] is None and r["retweet_of_tweet_id"] is None),
+                 key=lambda ad: (-ad[0], ad[1]))[:config.ads_inventory_length]
+    assert ads, "the test world has verified authors with recent tweets"
+    inventory = served(layout.PROMOTED, layout.POPULAR_ID)
+    assert inventory["tweet_ids"] == [t for _, t, _ in ads] and inventory["advertiser_ids"] == [a for _, _, a in ads]
+    assert inventory["bids"] == pytest.approx([b for b, _, _ in ads], abs=1e-9)
 
     # As of a day earlier, later follows and tweets are left out.
     earlier = as_of - timedelta(days=1)
