@@ -20,7 +20,8 @@ import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter as Metric, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
@@ -114,6 +115,21 @@ class ChronologicalTimeline(BaseModel):
     filtered: dict[str, int]
 
 
+class ErrorBody(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict:
+    """OpenAPI responses for the error statuses a route can answer (the body is `{"detail": ...}`)."""
+    meaning = {400: "invalid cursor, or a malformed HTTP request (refused by the server)", 401: "no, bad or expired bearer token", 403: "not the viewer's to read",
+               404: "not found", 409: "conflict", 413: "request body too large",
+               503: "Redis unavailable or no published version"}
+    responses = {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
+    if 400 in responses:  # uvicorn answers a request it cannot parse in plain text, before the app
+        responses[400]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    return responses
+
+
 class EventsAccepted(BaseModel):
     accepted: int
     log_ids: list[str]
@@ -152,6 +168,43 @@ class ServingMetrics:
                 self.filtered.labels(pipeline, name).inc(len(ids))
 
 
+class MeasuredRequests:
+    """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task per request): counts and
+    times each request by route, and refuses a declared body over MAX_BODY_BYTES with 413."""
+
+    def __init__(self, app, metrics: ServingMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        declared = dict(scope["headers"]).get(b"content-length")
+        try:
+            if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+                response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+                await response(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+
+
+def _json(model: BaseModel) -> Response:
+    """The model as JSON, serialized once (FastAPI would validate a returned model again first)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -181,19 +234,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
                   description="Home timelines (For You, Following, Lists) served from the published Redis version.")
     app.state.store, app.state.metrics, app.state.config = store, metrics, config
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        start = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
+    app.add_middleware(MeasuredRequests, metrics=metrics)
 
     @app.exception_handler(NotPublished)
     async def not_published(_: Request, error: NotPublished):
@@ -285,20 +326,21 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
     async def run_for_you(user_id: int, previous: dict, count: int, *, mark_shown: bool):
         pointer = await store.pointer()
         version = await store.version()
+        built_ms = built_at_ms(pointer or {})
         with metrics.timed("for_you", "source"):
-            state = await store.user_state(version, user_id)
+            state = await store.user_state(version, user_id, posted_since_ms=built_ms)
         result = await for_you_timeline(
-            store, version, state, cursor=previous, count=count, now_ms=clock() * 1000,
-            built_ms=built_at_ms(pointer or {}), config=config, mark_shown=mark_shown,
+            store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms, config=config, mark_shown=mark_shown,
             timed=lambda stage: metrics.timed("for_you", stage))
         for source in result.failed_sources:
             metrics.source_failures.labels("for_you", source).inc()
         return version, state, result
 
-    @app.get("/v1/users/{user_id}/timelines/for_you", response_model=Timeline, tags=["timelines"])
+    @app.get("/v1/users/{user_id}/timelines/for_you", response_model=Timeline, tags=["timelines"],
+             responses=_errors(400, 401, 403, 503))
     async def for_you(user_id: int = Path(ge=1, le=MAX_ID), cursor: str | None = Query(None, max_length=MAX_CURSOR_LENGTH),
                       count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
-                      who: Viewer = Depends(viewer)) -> Timeline:
+                      who: Viewer = Depends(viewer)) -> Response:
         """The ranked For You timeline: the precomputed feed with the followees' tweets since the build
         blended in, after the request-time filters, light reranking, mixing (conversations,
         who-to-follow, promoted tweets) and pagination; the followees' recent and popular tweets
@@ -315,16 +357,17 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         next_cursor = None
         if result.next_state is not None:
             next_cursor = encode_cursor({"k": "for_you", "o": user_id, **result.next_state}, secret)
-        return Timeline(version=version, items=items, next_cursor=next_cursor,
-                        fallback=result.fallback_reason is not None,
-                        filtered={name: len(result.removed.get(name, ())) for name in FILTERS})
+        return _json(Timeline(version=version, items=items, next_cursor=next_cursor,
+                              fallback=result.fallback_reason is not None,
+                              filtered={name: len(result.removed.get(name, ())) for name in FILTERS}))
 
     async def chronological(pipeline: str, owner: int, version: int, authors: list[int],
                             published: list[tuple[list[int], list[int], list[int]]], state: UserState | None,
-                            before, count: int) -> ChronologicalTimeline:
+                            before, count: int) -> Response:
         pointer = await store.pointer()
         candidates = await chronological_candidates(store, authors, published=published,
-                                                    since_ms=built_at_ms(pointer or {}))
+                                                    since_ms=built_at_ms(pointer or {}),
+                                                    posted_since=state.posted_since if state else None)
         with metrics.timed(pipeline, "hydrate"):
             page, removed = await chronological_page(store, version, older_than(candidates, before), count,
                                                      state=state, slack=config.metadata_slack)
@@ -335,21 +378,23 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         if len(page) == count:
             last = page[-1][0]
             next_cursor = encode_cursor({"k": pipeline, "o": owner, "b": [last.created_at_ms, last.tweet_id]}, secret)
-        return ChronologicalTimeline(version=version, items=items, next_cursor=next_cursor,
-                                     filtered={name: len(removed.get(name, ())) for name in CHRONOLOGICAL_FILTERS})
+        return _json(ChronologicalTimeline(version=version, items=items, next_cursor=next_cursor,
+                                           filtered={name: len(removed.get(name, ())) for name in CHRONOLOGICAL_FILTERS}))
 
-    @app.get("/v1/users/{user_id}/timelines/following", response_model=ChronologicalTimeline, tags=["timelines"])
+    @app.get("/v1/users/{user_id}/timelines/following", response_model=ChronologicalTimeline, tags=["timelines"],
+             responses=_errors(400, 401, 403, 503))
     async def following(user_id: int = Path(ge=1, le=MAX_ID),
                         cursor: str | None = Query(None, max_length=MAX_CURSOR_LENGTH),
                         count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
-                        who: Viewer = Depends(viewer)) -> ChronologicalTimeline:
+                        who: Viewer = Depends(viewer)) -> Response:
         """Reverse-chronological tweets of the accounts the user follows, including tweets posted
         since the batch build."""
         own_timeline(user_id, who)
         before = cursor_state(cursor, "following", user_id).get("b")
         version = await store.version()
         with metrics.timed("following", "source"):
-            state = await store.user_state(version, user_id, with_feed=False)
+            state = await store.user_state(version, user_id, with_feed=False,
+                                           posted_since_ms=built_at_ms(await store.pointer() or {}))
             followees = sorted(state.following)
             published = await store.records(rl.AUTHOR_TWEETS, version, followees)
         return await chronological(
@@ -357,11 +402,12 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
             [(r["tweet_ids"], [a] * len(r["tweet_ids"]), r["created_at_ms"]) for a, r in published.items()],
             state, before, count)
 
-    @app.get("/v1/lists/{list_id}/timeline", response_model=ChronologicalTimeline, tags=["timelines"])
+    @app.get("/v1/lists/{list_id}/timeline", response_model=ChronologicalTimeline, tags=["timelines"],
+             responses=_errors(400, 401, 403, 404, 503))
     async def list_timeline(list_id: int = Path(ge=1, le=MAX_ID),
                             cursor: str | None = Query(None, max_length=MAX_CURSOR_LENGTH),
                             count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
-                            who: Viewer = Depends(viewer)) -> ChronologicalTimeline:
+                            who: Viewer = Depends(viewer)) -> Response:
         """Reverse-chronological tweets of the list's members; a private list only for its owner and members."""
         before = cursor_state(cursor, "list", list_id).get("b")
         version = await store.version()
@@ -377,7 +423,8 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         published = [(timeline["tweet_ids"], timeline["author_ids"], timeline["created_at_ms"])] if timeline else []
         return await chronological("list", list_id, version, list(record["member_ids"]), published, state, before, count)
 
-    @app.post("/v1/events", response_model=EventsAccepted, status_code=202, tags=["events"])
+    @app.post("/v1/events", response_model=EventsAccepted, status_code=202, tags=["events"],
+              responses=_errors(400, 401, 403, 404, 409, 413, 503))
     async def post_events(batch: EventBatch, who: Viewer = Depends(viewer)) -> EventsAccepted:
         """A batch of the viewer's client events (at most 100), applied to the request-time state at
         once and appended to the event log the next batch build ingests (`homefeed drain-events`).
@@ -388,6 +435,9 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         try:
             records = log_records(who.user_id, batch.events, tweets, now_ms=int(clock() * 1000))
         except EventError as error:
+            if error.status == 422:  # shaped like FastAPI's own validation errors, as the schema declares
+                raise RequestValidationError([{"type": "value_error", "loc": ("body", "events", error.index),
+                                               "msg": str(error), "input": None}]) from None
             raise HTTPException(error.status, str(error)) from None
         pipe = client.pipeline(transaction=False)
         for record in records:  # the log first: a failure after it loses nothing (the drain dedupes by key)
@@ -399,7 +449,8 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
             metrics.events.labels(record["type"]).inc()
         return EventsAccepted(accepted=len(records), log_ids=[r.decode() for r in results[:len(records)]])
 
-    @app.get("/debug/users/{user_id}/for_you", response_class=HTMLResponse, tags=["debug"])
+    @app.get("/debug/users/{user_id}/for_you", response_class=HTMLResponse, tags=["debug"],
+             responses=_errors(401, 403, 503))
     async def explain(user_id: int = Path(ge=1, le=MAX_ID), count: int = Query(DEFAULT_COUNT, ge=1, le=MAX_COUNT),
                       who: Viewer = Depends(page_viewer)) -> HTMLResponse:
         """The first For You page explained (HTML): each entry with its sources, per-head
@@ -417,7 +468,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz():
         """Redis is reachable and a published version is present."""
         try:
@@ -429,7 +480,8 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
             return JSONResponse({"status": "unavailable", "detail": "no published version"}, status_code=503)
         return {"status": "ready", "version": int(pointer["version"]), "published_at": pointer.get("published_at")}
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4"}})
     async def prometheus_metrics():
         """Prometheus text format: requests and latency per endpoint and stage, filtered candidates,
         fallbacks, sources that failed open, events."""

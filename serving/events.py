@@ -105,7 +105,7 @@ class EventError(ValueError):
 
     def __init__(self, index: int, status: int, message: str):
         super().__init__(f"events[{index}]: {message}")
-        self.status = status
+        self.index, self.status = index, status
 
 
 def referenced_tweet_ids(events: Iterable[_Event]) -> set[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +28,7 @@ from serving.timelines import (
     cheap_filters,
     chronological_candidates,
     chronological_page,
-    feed_candidates,
+    RankedCandidates,
     fill_page,
     rerank,
     with_fresh_tweets,
@@ -61,7 +61,7 @@ class ForYouResult:
     fallback_reason: str | None        # no_feed, all_filtered, source_failed, continued (a fallback's later page)
     removed: Removed                   # filter -> tweet ids removed on this page
     failed_sources: list[str] = field(default_factory=list)
-    ranked: list[Candidate] = field(default_factory=list)  # the reranked order the page was cut from
+    ranked: Sequence[Candidate] = ()  # the reranked order the page was cut from
     feed: dict[str, np.ndarray] | None = None              # the feed's columns, fresh tweets included
 
 
@@ -108,12 +108,13 @@ async def for_you_timeline(store: Store, version: int, state: UserState, *, curs
         reason = "source_failed"
     elif reason is None and (feed is None or len(feed["tweet_id"]) == 0):
         reason = "source_failed" if state.feed_error else "no_feed"
-    ranked: list[Candidate] = []
+    ranked: Sequence[Candidate] = ()
     page: list[tuple[Candidate, dict]] = []
     if reason is None:
         with timed("fresh"):
             fresh = await fail_open("fresh_in_network",
-                                    lambda: store.new_tweets_of(state.following, since_ms=built_ms), [])
+                                    lambda: store.new_tweets_of(state.following, since_ms=built_ms,
+                                                                posted_since=state.posted_since), [])
             feed = with_fresh_tweets(feed, fresh)
         with timed("filter"):
             kept, fatigue, removed_at = cheap_filters(feed, state, served, now_ms=now_ms,
@@ -122,7 +123,7 @@ async def for_you_timeline(store: Store, version: int, state: UserState, *, curs
                 removed[name].extend(feed["tweet_id"][indices].tolist())
         with timed("rerank"):
             indices, scores = rerank(feed, kept, fatigue, now_ms=now_ms, config=config.scorer)
-            ranked = feed_candidates(feed, indices, scores)
+            ranked = RankedCandidates(feed, indices, scores)
         with timed("hydrate"):
             page, retweeted_now = await fill_page(store, version, ranked, count, state=state, served=served,
                                                   removed=removed, slack=config.metadata_slack, enabled=enabled,
@@ -182,13 +183,12 @@ async def fallback_page(store: Store, version: int, state: UserState, served: se
     followees = sorted(state.following)
     published = await store.records(AUTHOR_TWEETS, version, followees)
     chronological = await chronological_candidates(
-        store, followees, since_ms=since_ms,
+        store, followees, since_ms=since_ms, posted_since=state.posted_since,
         published=[(r["tweet_ids"], [a] * len(r["tweet_ids"]), r["created_at_ms"]) for a, r in published.items()])
     popular = (await store.records(POPULAR, version, [POPULAR_ID])).get(POPULAR_ID, {})
-    known = {c.tweet_id for c in chronological}
-    extra = [Candidate(t, -1, 0, float(s), False, sources=("popular",)) for t, s in
-             zip(popular.get("tweet_ids", [])[:config.fallback_popular], popular.get("scores", [])) if t not in known]
-    candidates = [c for c in chronological + extra if c.tweet_id not in served and c.tweet_id not in state.seen]
+    known = {row[1] for row in chronological}
+    extra = [(0, t, -1, ("popular",)) for t in popular.get("tweet_ids", [])[:config.fallback_popular] if t not in known]
+    candidates = [row for row in chronological + extra if row[1] not in served and row[1] not in state.seen]
     page, more_removed = await chronological_page(store, version, candidates, count, state=state,
                                                   slack=config.metadata_slack)
     for name, ids in more_removed.items():

@@ -7,6 +7,7 @@ keys of one user share a hash tag, so a user's reads go to one node.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ class UserState:
     who_to_follow: dict | None = None
     who_to_follow_shown_ms: float | None = None
     feed_error: str | None = None  # why a stored feed could not be read (the request falls back)
+    posted_since: set[int] | None = None  # authors who posted since the build, when read with the state
 
     @property
     def allow_nsfw(self) -> bool:
@@ -51,11 +53,36 @@ def _ints(values: Iterable) -> set[int]:
     return {int(v) for v in values}
 
 
+_MISSING = object()
+
+
+class PublishedCache:
+    """Decoded values of published keys, least recently used out past `max_entries`. Safe to keep:
+    a published version's keys are written once, verified, and never changed (a missing key of a
+    published version means none, and is cached as such)."""
+
+    def __init__(self, max_entries: int = 200_000):
+        self.max_entries = max_entries
+        self._values: OrderedDict[str, object] = OrderedDict()
+
+    def get(self, key: str):
+        value = self._values.get(key, _MISSING)
+        if value is not _MISSING:
+            self._values.move_to_end(key)
+        return value
+
+    def put(self, key: str, value) -> None:
+        self._values[key] = value
+        if len(self._values) > self.max_entries:
+            self._values.popitem(last=False)
+
+
 @dataclass
 class Store:
     client: aioredis.Redis
     pointer_ttl_seconds: float = 1.0
     clock: Callable[[], float] = time.monotonic
+    cache: PublishedCache = field(default_factory=PublishedCache)
     _pointer: tuple[float, dict | None] = field(default=(float("-inf"), None), repr=False)
 
     async def pointer(self) -> dict | None:
@@ -74,81 +101,128 @@ class Store:
             raise NotPublished("no published version in Redis yet: run `homefeed publish`")
         return int(pointer["version"])
 
-    async def user_state(self, version: int, user_id: int, *, with_feed: bool = True) -> UserState:
+    async def user_state(self, version: int, user_id: int, *, with_feed: bool = True,
+                         posted_since_ms: float | None = None) -> UserState:
         """The user's feed, profile, follow set, blocks and mutes as published, merged with what
-        the events since then changed: one pipeline (all keys carry the user's hash tag)."""
+        the events since then changed: one pipeline (all keys carry the user's hash tag), less
+        what the published cache holds. `posted_since_ms`: also read who posted since then."""
         pipe = self.client.pipeline(transaction=False)
-        spaces = (rl.FEEDS, rl.PROFILES, rl.FOLLOWING, rl.BLOCKED_MUTED, rl.WHO_TO_FOLLOW)
-        for space in spaces:
-            pipe.get(space.key(version, user_id))
+        published: dict[str, dict | None] = {}
+        fetched: list[tuple[rl.KeySpace, str]] = []
+        for space in (rl.PROFILES, rl.FOLLOWING, rl.BLOCKED_MUTED, rl.WHO_TO_FOLLOW):
+            key = space.key(version, user_id)
+            cached = self.cache.get(key)
+            if cached is _MISSING:
+                fetched.append((space, key))
+                pipe.get(key)
+            else:
+                published[space.name] = cached
+        if with_feed:
+            pipe.get(rl.FEEDS.key(version, user_id))
         for what in ("blocked", "muted", "followed", "unfollowed"):
             pipe.smembers(rl.realtime_user_key(user_id, what))
         pipe.zrevrange(rl.realtime_user_key(user_id, "seen"), 0, SEEN_LIMIT - 1)
         pipe.zrange(rl.realtime_user_key(user_id, "not_interested"), 0, -1, withscores=True)
         pipe.get(rl.realtime_user_key(user_id, "who_to_follow_shown"))
-        (feed, profile, following, blocked_muted, wtf, blocked, muted, followed, unfollowed, seen, not_interested,
-         wtf_shown) = await pipe.execute()
+        if posted_since_ms is not None:
+            pipe.zrangebyscore(rl.ACTIVE_AUTHORS, posted_since_ms, "+inf")
+        replies = await pipe.execute()
+        for (space, key), value in zip(fetched, replies):
+            published[space.name] = space.decode(value) if value else None
+            self.cache.put(key, published[space.name])
+        rest = iter(replies[len(fetched):])
+        feed = next(rest) if with_feed else None
+        blocked, muted, followed, unfollowed, seen, not_interested, wtf_shown = (next(rest) for _ in range(7))
+        active = _ints(next(rest)) if posted_since_ms is not None else None
         feed_columns, feed_error = None, None
-        if feed and with_feed:
+        if feed:
             try:
                 feed_columns = rl.decode_feed_columns(feed)
             except (ValueError, KeyError) as error:  # another layout, a corrupt value: fail open
                 feed_error = f"{type(error).__name__}: {error}"
-        published_follows = set(rl.FOLLOWING.decode(following)["followee_ids"]) if following else set()
-        published_blocks = rl.BLOCKED_MUTED.decode(blocked_muted) if blocked_muted else {}
+        follows = published[rl.FOLLOWING.name]
+        published_follows = set(follows["followee_ids"]) if follows else set()
+        published_blocks = published[rl.BLOCKED_MUTED.name] or {}
         return UserState(
             user_id=user_id,
             feed=feed_columns,
             feed_error=feed_error,
-            profile=rl.PROFILES.decode(profile) if profile else None,
+            profile=published[rl.PROFILES.name],
             following=(published_follows | _ints(followed)) - _ints(unfollowed),
             blocked=set(published_blocks.get("blocked_ids", ())) | _ints(blocked),
             muted=set(published_blocks.get("muted_ids", ())) | _ints(muted),
             seen=_ints(seen),
             not_interested_ms={int(author): score for author, score in not_interested},
-            who_to_follow=rl.WHO_TO_FOLLOW.decode(wtf) if wtf else None,
+            who_to_follow=published[rl.WHO_TO_FOLLOW.name],
             who_to_follow_shown_ms=float(wtf_shown) if wtf_shown else None,
+            posted_since=active,
         )
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """GET of each key in one command: MGET on one server; on a Redis Cluster, whose MGET takes
+        keys of one slot only, the client's per-slot variant."""
+        if not keys:
+            return []
+        if hasattr(self.client, "mget_nonatomic"):
+            return await self.client.mget_nonatomic(keys)
+        return await self.client.mget(keys)
+
     async def tweets(self, version: int, tweet_ids: Iterable[int]) -> dict[int, dict]:
-        """Metadata of the tweets that exist and are not deleted: published ones, or posted since
-        the build; a tweet deleted since the build is left out."""
+        """Metadata of the tweets that exist and are not deleted: published ones (from the cache
+        when there), or posted since the build; a tweet deleted since the build is left out. One
+        MGET: each tweet's deletion mark, the published value of those not cached, and the value
+        posted since the build of those not published."""
         ids = list(dict.fromkeys(int(t) for t in tweet_ids))
-        if not ids:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for tweet_id in ids:
-            pipe.get(rl.TWEETS.key(version, tweet_id))
-            pipe.get(rl.realtime_tweet_key(tweet_id))
-            pipe.exists(rl.deleted_tweet_key(tweet_id))
-        values = await pipe.execute()
+        published = {t: self.cache.get(rl.TWEETS.key(version, t)) for t in ids}
+        uncached = [t for t in ids if published[t] is _MISSING]
+        unpublished = [t for t in ids if published[t] is None or published[t] is _MISSING]  # maybe posted since
+        keys = ([rl.deleted_tweet_key(t) for t in ids] + [rl.TWEETS.key(version, t) for t in uncached]
+                + [rl.realtime_tweet_key(t) for t in unpublished])
+        values = iter(await self.get_many(keys))
+        deleted = {t: next(values) for t in ids}
+        for tweet_id in uncached:
+            value = next(values)
+            published[tweet_id] = {"tweet_id": tweet_id, **rl.TWEETS.decode(value)} if value else None
+            self.cache.put(rl.TWEETS.key(version, tweet_id), published[tweet_id])
+        fresh = {t: next(values) for t in unpublished}
         found = {}
-        for i, tweet_id in enumerate(ids):
-            published, fresh, deleted = values[3 * i:3 * i + 3]
-            record = published or fresh
-            if record and not deleted:
-                found[tweet_id] = {"tweet_id": tweet_id, **rl.TWEETS.decode(record)}
+        for tweet_id in ids:
+            if deleted[tweet_id]:
+                continue
+            if published[tweet_id] is not None:
+                found[tweet_id] = published[tweet_id]
+            elif fresh[tweet_id]:
+                found[tweet_id] = {"tweet_id": tweet_id, **rl.TWEETS.decode(fresh[tweet_id])}
         return found
 
     async def records(self, space: rl.KeySpace, version: int, ids: Iterable[int]) -> dict[int, dict]:
-        """`space`'s records for the ids that have one."""
-        ids = list(dict.fromkeys(int(i) for i in ids))
-        if not ids:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for id_ in ids:
-            pipe.get(space.key(version, id_))
-        return {id_: space.decode(value) for id_, value in zip(ids, await pipe.execute()) if value}
+        """`space`'s records for the ids that have one (through the published cache)."""
+        found: dict[int, dict] = {}
+        missing: list[int] = []
+        for id_ in dict.fromkeys(int(i) for i in ids):
+            value = self.cache.get(space.key(version, id_))
+            if value is _MISSING:
+                missing.append(id_)
+            elif value is not None:
+                found[id_] = value
+        for id_, value in zip(missing, await self.get_many([space.key(version, id_) for id_ in missing])):
+            record = space.decode(value) if value else None
+            self.cache.put(space.key(version, id_), record)
+            if record is not None:
+                found[id_] = record
+        return found
 
-    async def new_tweets_of(self, author_ids: Iterable[int], *, since_ms: float) -> list[tuple[int, int, float]]:
+    async def new_tweets_of(self, author_ids: Iterable[int], *, since_ms: float,
+                            posted_since: set[int] | None = None) -> list[tuple[int, int, float]]:
         """(tweet_id, author_id, created ms) of the tweets the authors posted since `since_ms`
         (request-time state written by the events endpoint): one read of who posted since then,
         then one of each such author's new tweets."""
         authors = set(author_ids)
         if not authors:
             return []
-        active = await self.client.zrangebyscore(rl.ACTIVE_AUTHORS, since_ms, "+inf")
-        posting = sorted(authors & _ints(active))
+        if posted_since is None:
+            posted_since = _ints(await self.client.zrangebyscore(rl.ACTIVE_AUTHORS, since_ms, "+inf"))
+        posting = sorted(authors & posted_since)
         if not posting:
             return []
         pipe = self.client.pipeline(transaction=False)

@@ -26,6 +26,8 @@ muted, deleted and (for viewers who did not opt in) NSFW tweets removed; the cur
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import repeat
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -48,6 +50,7 @@ FILTERS = ("self", "blocked_muted", "seen", "feedback_fatigue", "deleted", "nsfw
 # Candidates injected at request time carry this source bit, after the batch sources' bits.
 FRESH_SOURCE_BIT = len(rl.FEED_SOURCES)
 SOURCES = (*rl.FEED_SOURCES, "fresh")
+HEADS = tuple(name for name, _ in rl.FEED_COLUMNS if name.startswith("p_"))
 
 
 @dataclass(frozen=True)
@@ -149,25 +152,40 @@ def rerank(columns: dict[str, np.ndarray], kept: np.ndarray, fatigue: np.ndarray
     return kept[chosen], final[chosen]
 
 
-def feed_candidates(columns: dict[str, np.ndarray], indices: np.ndarray, scores: np.ndarray) -> list[Candidate]:
-    offsets, proof = columns["social_proof_offsets"], columns["social_proof_user_ids"]
-    heads = [name for name, _ in rl.FEED_COLUMNS if name.startswith("p_")]
-    out = []
-    for i, score in zip(indices.tolist(), scores.tolist()):
-        bits = int(columns["sources"][i])
-        out.append(Candidate(
-            tweet_id=int(columns["tweet_id"][i]), author_id=int(columns["author_id"][i]),
-            created_at_ms=int(columns["created_at_ms"][i]), score=float(score),
-            is_in_network=bool(columns["is_in_network"][i]),
+class RankedCandidates(Sequence[Candidate]):
+    """The feed's items in serving order, each made a Candidate only when read: a request reads a
+    page's worth of a feed of hundreds."""
+
+    def __init__(self, columns: dict[str, np.ndarray], indices: np.ndarray, scores: np.ndarray):
+        self.columns, self.indices, self.scores = columns, indices, scores
+        self._lists: dict[str, list] | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [self._candidate(i) for i in range(*key.indices(len(self)))]
+        return self._candidate(range(len(self))[key])
+
+    def _candidate(self, position: int) -> Candidate:
+        if self._lists is None:  # one conversion per column beats one numpy scalar per field
+            self._lists = {name: self.columns[name].tolist() for name, _ in rl.FEED_COLUMNS}
+            self._lists["social_proof_offsets"] = self.columns["social_proof_offsets"].tolist()
+        c, i = self._lists, int(self.indices[position])
+        start, end = c["social_proof_offsets"][i], c["social_proof_offsets"][i + 1]
+        bits = c["sources"][i]
+        return Candidate(
+            tweet_id=c["tweet_id"][i], author_id=c["author_id"][i], created_at_ms=c["created_at_ms"][i],
+            score=float(self.scores[position]), is_in_network=bool(c["is_in_network"][i]),
             sources=tuple(s for bit, s in enumerate(SOURCES) if bits >> bit & 1),
-            social_proof_user_ids=tuple(proof[offsets[i]:offsets[i + 1]].tolist()),
-            probabilities={head[2:]: float(columns[head][i]) for head in heads},
-            batch_rank=int(columns["rank"][i]),
-        ))
-    return out
+            social_proof_user_ids=tuple(self.columns["social_proof_user_ids"][start:end].tolist()) if end > start else (),
+            probabilities={head[2:]: c[head][i] for head in HEADS},
+            batch_rank=c["rank"][i],
+        )
 
 
-async def fill_page(store: Store, version: int, ordered: list[Candidate], count: int, *, state: UserState,
+async def fill_page(store: Store, version: int, ordered: Sequence[Candidate], count: int, *, state: UserState,
                     served: set[int], removed: Removed, slack: int, enabled: frozenset[str] = frozenset(FILTERS),
                     retweeted: frozenset[int] = frozenset(), max_out_of_network_in_a_row: int | None = None,
                     ) -> tuple[list[tuple[Candidate, dict]], set[int]]:
@@ -228,51 +246,60 @@ def built_at_ms(pointer: dict) -> float:
     return datetime.fromisoformat(value).astimezone(timezone.utc).timestamp() * 1000
 
 
+# A chronological candidate: (created ms, tweet id, author id or -1 when unknown, sources), sorted
+# newest first as plain tuples; a Candidate is made only for the tweets a page reads.
+Row = tuple[int, int, int, tuple[str, ...]]
+
+
 async def chronological_candidates(store: Store, authors: list[int], *,
                                    published: list[tuple[list[int], list[int], list[int]]],
-                                   since_ms: float) -> list[Candidate]:
+                                   since_ms: float, posted_since: set[int] | None = None) -> list[Row]:
     """Tweets of `authors`, the published ones ((tweet_ids, author_ids, created_at_ms) per record)
     and those posted since `since_ms`, newest first (ties: higher id first), each once."""
-    rows: dict[int, Candidate] = {}
+    rows: dict[int, Row] = {}
     for tweet_ids, author_ids, created in published:
-        for tweet_id, author, created_ms in zip(tweet_ids, author_ids, created):
-            rows[tweet_id] = Candidate(tweet_id, author, created_ms, 0.0, True)
-    for tweet_id, author, created_ms in await store.new_tweets_of(authors, since_ms=since_ms):
-        rows.setdefault(tweet_id, Candidate(tweet_id, author, int(created_ms), 0.0, True))
-    return sorted(rows.values(), key=lambda c: (-c.created_at_ms, -c.tweet_id))
+        rows.update(zip(tweet_ids, zip(created, tweet_ids, author_ids, repeat(()))))
+    for tweet_id, author, created_ms in await store.new_tweets_of(authors, since_ms=since_ms,
+                                                                  posted_since=posted_since):
+        rows.setdefault(tweet_id, (int(created_ms), tweet_id, author, ()))
+    return sorted(rows.values(), reverse=True)
 
 
-def older_than(candidates: list[Candidate], before: tuple[int, int] | None) -> list[Candidate]:
+def older_than(rows: list[Row], before: tuple[int, int] | None) -> list[Row]:
+    """The rows after a cursor's (created ms, tweet id) in newest-first order."""
     if before is None:
-        return candidates
-    return [c for c in candidates if (c.created_at_ms, c.tweet_id) < tuple(before)]
+        return rows
+    before = tuple(before)
+    return [row for row in rows if (row[0], row[1]) < before]
 
 
-async def chronological_page(store: Store, version: int, candidates: list[Candidate], count: int, *,
+async def chronological_page(store: Store, version: int, rows: list[Row], count: int, *,
                              state: UserState | None, slack: int) -> tuple[list[tuple[Candidate, dict]], Removed]:
     """Newest first: blocked and muted authors, deleted tweets and (unless the viewer opted in)
     NSFW tweets removed."""
     removed: Removed = defaultdict(list)
     hidden = state.hidden_authors if state else set()
-    visible = [c for c in candidates if c.author_id not in hidden]
-    removed["blocked_muted"].extend(c.tweet_id for c in candidates if c.author_id in hidden)
+    visible = [row for row in rows if row[2] not in hidden]
+    if len(visible) < len(rows):
+        removed["blocked_muted"].extend(row[1] for row in rows if row[2] in hidden)
     page: list[tuple[Candidate, dict]] = []
     position = 0
     while len(page) < count and position < len(visible):
         window = visible[position:position + count - len(page) + slack]
-        tweets = await store.tweets(version, (c.tweet_id for c in window))
-        for candidate in window:
+        tweets = await store.tweets(version, (row[1] for row in window))
+        for created_ms, tweet_id, _, sources in window:
             position += 1
-            tweet = tweets.get(candidate.tweet_id)
+            tweet = tweets.get(tweet_id)
             if tweet is None:
-                removed["deleted"].append(candidate.tweet_id)
-            elif tweet["author_id"] in hidden:  # candidates of unknown author (popular) are checked here
-                removed["blocked_muted"].append(candidate.tweet_id)
+                removed["deleted"].append(tweet_id)
+            elif tweet["author_id"] in hidden:  # rows of unknown author (popular) are checked here
+                removed["blocked_muted"].append(tweet_id)
             elif tweet["is_nsfw"] and not (state and state.allow_nsfw):
-                removed["nsfw"].append(candidate.tweet_id)
+                removed["nsfw"].append(tweet_id)
             else:
-                candidate.author_id, candidate.created_at_ms = tweet["author_id"], tweet["created_at_ms"]
-                page.append((candidate, tweet))
+                author = tweet["author_id"]
+                in_network = state is not None and author in state.following
+                page.append((Candidate(tweet_id, author, tweet["created_at_ms"], 0.0, in_network, sources), tweet))
                 if len(page) == count:
                     break
     return page, removed

@@ -96,3 +96,25 @@ def ranked_build(settings, spark, generated_build, tmp_path_factory):
     ranked_settings = run_settings.model_copy(update={"warehouse": warehouse})
     return ranked_settings, run_assets(ranked_settings, selection="key:ranked_feeds")
     # (register_models comes from test_ranking_job: pytest puts tests/ on sys.path)
+
+
+@pytest.fixture(scope="module")
+def published_redis(tmp_path_factory, ranked_build):
+    """A Redis of the module's own holding one publication of the ranked test world: (server, version)."""
+    from orchestration.publication import publish_to_redis
+    from serving.redis_server import start_redis
+
+    server = start_redis(tmp_path_factory.mktemp("published-redis"))
+    settings, _ = ranked_build
+    result = publish_to_redis(server.url, settings.tables_dir)
+    yield server, result.version
+    server.stop()
+
+
+def start_test_api(redis_url: str, workdir: Path, *, secret: str, env: str = "production"):
+    """The real app under uvicorn in a process of its own, reading `redis_url`."""
+    from serving.api_server import start_api
+    from serving.redis_server import free_port
+
+    return start_api(port=free_port(), log_path=workdir / "api.log",
+                     environment={"HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_SECRET": secret, "HOMEFEED_ENV": env})

@@ -17,36 +17,23 @@ import redis
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from serving import redis_layout as rl
-from serving.api_server import start_api
 from serving.auth import mint_token
 from serving.events import ARCHIVE_DIR, EVENT_LOG
-from serving.redis_server import free_port, start_redis
+from serving.redis_server import free_port
+from conftest import start_test_api
 
 SECRET = "test-secret-" + uuid.uuid4().hex
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "build" / "test-artifacts"
 
 
-@pytest.fixture(scope="module")
-def served_redis(tmp_path_factory, ranked_build):
-    """A Redis of this module's own holding one publication of the ranked test world."""
-    from orchestration.publication import publish_to_redis
-
-    server = start_redis(tmp_path_factory.mktemp("serving-redis"))
-    settings, _ = ranked_build
-    result = publish_to_redis(server.url, settings.tables_dir)
-    yield server, result.version
-    server.stop()
-
-
 def api_server(redis_url: str, tmp_path: Path, *, secret: str = SECRET, env: str = "production"):
-    return start_api(port=free_port(), log_path=tmp_path / "api.log",
-                     environment={"HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_SECRET": secret, "HOMEFEED_ENV": env})
+    return start_test_api(redis_url, tmp_path, secret=secret, env=env)
 
 
 @pytest.fixture(scope="module")
-def api(served_redis, tmp_path_factory):
-    server, version = served_redis
+def api(published_redis, tmp_path_factory):
+    server, version = published_redis
     process = api_server(server.url, tmp_path_factory.mktemp("api"))
     with httpx.Client(base_url=process.base_url, timeout=10) as client:
         yield client, redis.Redis.from_url(server.url), version

@@ -141,3 +141,14 @@ def test_contract_rows_map_events_onto_the_raw_tables():
     (tweet,) = rows["tweets"]
     assert (tweet["tweet_id"], tweet["author_id"], tweet["is_nsfw"], tweet["has_media"]) == (50, 1, True, False)
     assert tweet["deleted_at"] == datetime.fromtimestamp((ms + 1) / 1000, tz=timezone.utc)
+
+
+def test_the_published_cache_keeps_the_most_recently_used():
+    from serving.store import _MISSING, PublishedCache
+
+    cache = PublishedCache(max_entries=2)
+    cache.put("a", 1)
+    cache.put("b", None)  # a published key that does not exist is cached as such
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)
+    assert cache.get("b") is _MISSING and cache.get("a") == 1 and cache.get("c") == 3
