@@ -36,8 +36,10 @@ class RedisServer:
 
 
 def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None = None,
-                timeout_seconds: float = 10.0) -> RedisServer:
-    """redis-server on 127.0.0.1:`port` (a free one by default), working in `workdir`, ready to serve."""
+                timeout_seconds: float = 10.0, persistent: bool = False) -> RedisServer:
+    """redis-server on 127.0.0.1:`port` (a free one by default), working in `workdir`, ready to serve.
+    `persistent`: an append-only file in `workdir`, fsynced on every write, so a server restarted on
+    the same folder comes back with everything it acknowledged (as a deployment runs it)."""
     import redis
 
     from orchestration.setup_checks import ensure_redis_server
@@ -45,7 +47,10 @@ def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     command = [str(ensure_redis_server()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "yes"]
+               "--appendonly", "yes" if persistent else "no", "--dir", str(workdir), "--daemonize", "no",
+               "--protected-mode", "yes"]
+    if persistent:
+        command += ["--appendfsync", "always"]
     if maxmemory:
         command += ["--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"]
     log = open(workdir / f"redis-{port}.log", "ab")  # noqa: SIM115 - the server's stdout, closed with it
