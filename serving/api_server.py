@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from serving.redis_server import stop_process
+
 
 @dataclass
 class ApiServer:
@@ -19,13 +21,8 @@ class ApiServer:
     base_url: str
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 def answers(base_url: str) -> bool:

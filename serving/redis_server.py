@@ -10,6 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def stop_process(process: subprocess.Popen, *, grace_seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `grace_seconds`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -26,13 +37,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None = None,

@@ -19,25 +19,11 @@ import redis
 from conftest import start_test_api
 from jobs.publish import publish_feeds
 from serving.auth import mint_token
-from serving.redis_layout import feed_key, manifest_key
+from serving.redis_layout import feed_key
 from serving.redis_server import start_redis
-from test_publish import _assert_still_serving, ranked_feeds_table, write_table
+from test_publish import _assert_still_serving, kill_a_publication_midway, ranked_feeds_table, write_table
 
 SECRET = "faults-secret-" + uuid.uuid4().hex
-
-SLOW_PUBLICATION = (
-    "import sys, time, redis, jobs.publish as p\n"
-    "client = redis.Redis.from_url(sys.argv[1])\n"
-    "real = client.pipeline\n"
-    "def slow(*a, **k):\n"
-    "    pipe = real(*a, **k); execute = pipe.execute\n"
-    "    def paced():\n"
-    "        time.sleep(0.05); return execute()\n"
-    "    pipe.execute = paced; return pipe\n"
-    "client.pipeline = slow\n"
-    "p.publish_feeds(client, sys.argv[2], batch_keys=20)\n"
-)
-
 
 def test_a_killed_publication_then_a_redis_restart_still_serves_the_previous_version_in_full(tmp_path):
     workdir = tmp_path / "redis"
@@ -49,14 +35,7 @@ def test_a_killed_publication_then_a_redis_restart_still_serves_the_previous_ver
     write_table(path, first)
     publish_feeds(client, path)
     write_table(path, ranked_feeds_table(users=3000, per_user=2, salt=5))
-    process = subprocess.Popen([sys.executable, "-c", SLOW_PUBLICATION, server.url, str(path)],
-                               env={**os.environ, "PYTHONPATH": os.getcwd()})
-    deadline = time.monotonic() + 60
-    while client.hget(manifest_key(2), "state") != b"writing" or not client.exists(feed_key(2, 200)):
-        assert process.poll() is None and time.monotonic() < deadline, "the publication ended before it was killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_a_publication_midway(server.url, path, client)
     server.process.send_signal(signal.SIGKILL)  # Redis dies too, without a clean shutdown
     server.process.wait()
     server = start_redis(workdir, port=port, persistent=True)

@@ -183,6 +183,34 @@ def test_a_version_that_does_not_read_back_as_written_is_not_switched_to(redis_c
     _assert_still_serving(redis_client, 1, first)
 
 
+# A publication paced to last seconds (a sleep before each pipeline), to be killed while it writes.
+SLOW_PUBLICATION = (
+    "import sys, time, redis, jobs.publish as p\n"
+    "client = redis.Redis.from_url(sys.argv[1])\n"
+    "real = client.pipeline\n"
+    "def slow(*a, **k):\n"
+    "    pipe = real(*a, **k); execute = pipe.execute\n"
+    "    def paced():\n"
+    "        time.sleep(0.05); return execute()\n"
+    "    pipe.execute = paced; return pipe\n"
+    "client.pipeline = slow\n"
+    "p.publish_feeds(client, sys.argv[2], batch_keys=20)\n"
+)
+
+
+def kill_a_publication_midway(redis_url: str, path, client) -> None:
+    """SIGKILL a publication of the table at `path` once version 2 is being written (user 200's
+    feed is in), as 3,000 users' feeds take seconds at that pace."""
+    process = subprocess.Popen([sys.executable, "-c", SLOW_PUBLICATION, redis_url, str(path)],
+                               env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.monotonic() + 60
+    while client.hget(manifest_key(2), "state") != b"writing" or not client.exists(feed_key(2, 200)):
+        assert process.poll() is None and time.monotonic() < deadline, "the publication ended before it was killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def test_a_killed_publication_leaves_the_previous_version_served(redis_server, redis_client, tmp_path):
     """SIGKILL a publishing process midway: the pointer and version 1 are untouched; the next
     publication succeeds and expires what the killed one wrote."""
@@ -191,26 +219,7 @@ def test_a_killed_publication_leaves_the_previous_version_served(redis_server, r
     write_table(path, first)
     publish_feeds(redis_client, path)
     write_table(path, ranked_feeds_table(users=3000, per_user=2, salt=5))
-    script = (
-        "import sys, time, redis, jobs.publish as p\n"
-        "client = redis.Redis.from_url(sys.argv[1])\n"
-        "real = client.pipeline\n"
-        "def slow(*a, **k):\n"
-        "    pipe = real(*a, **k); execute = pipe.execute\n"
-        "    def paced():\n"
-        "        time.sleep(0.05); return execute()\n"
-        "    pipe.execute = paced; return pipe\n"
-        "client.pipeline = slow\n"
-        "p.publish_feeds(client, sys.argv[2], batch_keys=20)\n"
-    )
-    process = subprocess.Popen([sys.executable, "-c", script, redis_server.url, str(path)],
-                               env={**os.environ, "PYTHONPATH": os.getcwd()})
-    deadline = time.monotonic() + 60
-    while redis_client.hget(manifest_key(2), "state") != b"writing" or not redis_client.exists(feed_key(2, 200)):
-        assert process.poll() is None and time.monotonic() < deadline, "the publication ended before it was killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_a_publication_midway(redis_server.url, path, redis_client)
     assert not redis_client.exists(feed_key(2, 3000))      # killed midway
     _assert_still_serving(redis_client, 1, first)
     assert publish_feeds(redis_client, path, grace_seconds=120).version == 3
