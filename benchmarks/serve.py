@@ -326,7 +326,7 @@ def uvicorn_command(factory: str, *, port: int, workers: int) -> list[str]:
 
 @contextmanager
 def running_server(command: list[str], *, env: dict[str, str], ready_path: str, port: int,
-                   log_dir: Path) -> Iterator[None]:
+                   log_dir: Path) -> Iterator[subprocess.Popen]:
     """The server `command` in its own process until the block ends; ready once `ready_path` answers 200."""
     import httpx
 
@@ -347,7 +347,7 @@ def running_server(command: list[str], *, env: dict[str, str], ready_path: str, 
                 raise RuntimeError(f"no 200 from {ready_path} within {STARTUP_TIMEOUT_SECONDS:.0f} s: "
                                    f"{log_path.read_text()[-2000:]}")
             time.sleep(0.2)
-        yield
+        yield process
     finally:
         process.terminate()
         try:

@@ -481,3 +481,46 @@ def test_redis_down_is_a_quick_503_and_the_default_secret_is_refused_in_producti
 
     with pytest.raises(RuntimeError, match="HOMEFEED_SECRET"):
         api_server("redis://127.0.0.1:1/0", tmp_path, secret=DEVELOPMENT_SECRET)
+
+
+def test_the_token_command_mints_a_token_the_api_accepts_and_refuses_the_default_secret(api, monkeypatch, capsys):
+    from orchestration import cli
+    from serving.auth import verify_token
+
+    client, r, version = api
+    user = feed_users(r, version)[0]
+    monkeypatch.setenv("HOMEFEED_SECRET", SECRET)
+    assert cli.main(["token", str(user), "--days", "1"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert verify_token(token, SECRET, now=time.time()).user_id == user
+    assert client.get(f"/v1/users/{user}/timelines/for_you", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    monkeypatch.delenv("HOMEFEED_SECRET")
+    monkeypatch.setenv("HOMEFEED_ENV", "production")
+    assert cli.main(["token", str(user)]) == 2
+    assert "HOMEFEED_SECRET" in capsys.readouterr().err
+
+
+def test_the_demos_serving_step_starts_the_api_and_shows_a_for_you_page(published_redis, tmp_path, monkeypatch, capsys):
+    import os
+    import re
+    import signal
+
+    from orchestration import cli
+    from orchestration.settings import load_settings
+
+    server, version = published_redis
+    port = free_port()
+    monkeypatch.delenv("HOMEFEED_SECRET", raising=False)
+    settings = load_settings(redis_url=server.url)
+    assert cli._serve_demo(settings, tmp_path, port=port) == 0
+    out = capsys.readouterr().out
+    pid = int(re.search(r"started the API \(pid (\d+)", out).group(1))
+    try:
+        user = min(feed_users(redis.Redis.from_url(server.url), version))
+        assert f"For You of user {user}, first 10 entries:" in out and "  1. " in out
+        explain = re.search(r"explain page:  (\S+)", out).group(1)
+        assert httpx.get(explain, timeout=30).status_code == 200
+        assert re.search(rf"API docs:\s+http://127.0.0.1:{port}/docs", out) and "Dagster UI:" in out
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        clear_request_state(redis.Redis.from_url(server.url))
