@@ -52,6 +52,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from fastapi import FastAPI, Request, Response  # noqa: E402
 
 from serving import redis_layout as rl  # noqa: E402
+from serving.redis_server import stop_process  # noqa: E402
 
 HOST = "127.0.0.1"
 ENDPOINTS = ("for_you", "following")
@@ -349,12 +350,7 @@ def running_server(command: list[str], *, env: dict[str, str], ready_path: str, 
             time.sleep(0.2)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def server_environment(redis_url: str, secret: str) -> dict[str, str]:

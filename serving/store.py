@@ -1,7 +1,7 @@
 """What a request reads from Redis: the current published version and, under it, the datasets of
-`serving.redis_layout`, plus the request-time state written since the build. Every read is one
-pipelined round trip of single-key commands (a Redis Cluster client routes them per slot); the
-keys of one user share a hash tag, so a user's reads go to one node.
+`serving.redis_layout`, plus the request-time state written since the build. A user's reads are
+one pipeline (their keys share a hash tag, so one node on a cluster), a batch of other keys one
+MGET (`get_many`); published values come from `PublishedCache` once read.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """The request pipelines: For You, Following and list timelines, as Home Mixer's product pipelines
 do at request time what the batch build could not know.
 
-For You (`for_you_page`), declared by `ForYouConfig`:
-1. source: the user's precomputed ranked feed of the current version (`Store.user_state`);
-2. filters, each with an identifier and a count of what it removed (`FILTERS`): the cheap ones on
-   the feed's columns (self tweets, blocked and muted authors including blocks made since the
-   build, previously seen tweets, feedback fatigue from recent "not interested"), then, while the
-   page is filled, the ones that need tweet metadata (deleted since the build, NSFW for viewers who
-   did not opt in, retweet/duplicate dedup);
-3. light reranking (`rerank`): the batch heavy score rescaled by the out-of-network and reply
-   factors, the fresh fatigue discount and a request-time age decay, author diversity recomputed
-   over what survived the filters, then the in-network / out-of-network page assembly with at
-   most 2 out-of-network tweets in a row (`jobs.feed_heuristics`, the batch heuristics' code);
-4. pagination: the cursor carries the ids served so far, so pages never repeat a tweet, and each
-   page takes the best remaining ones, so none of the feed is skipped;
-5. fallback: without a feed (new user, missing key) or when reading it fails, the followees'
-   recent tweets newest first, then popular tweets, with `fallback: true`.
+The stages of For You, which `serving.for_you` orders per page: `cheap_filters` (filters on the
+feed's columns), `with_fresh_tweets` (in-network injection), `rerank` (the batch heavy score
+rescaled by the out-of-network and reply factors, the fatigue discount and an age decay, author
+diversity over what survived, then the page assembly of `jobs.feed_heuristics`), `RankedCandidates`
+and `fill_page` (the metadata filters while a page fills, the out-of-network run limit again).
 
 Following and lists (`chronological_page`): the published recent tweets of the followed accounts
 (or list members) merged with the tweets they posted since the build, newest first, blocked,
