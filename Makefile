@@ -31,8 +31,11 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# Every benchmark at 10K and 100K users: benchmarks/results/latest.json and a markdown table.
+# Smaller or partial runs: make bench BENCH_ARGS="--sizes 2000 --only generate_ingest graph_jobs"
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python -m benchmarks.generate_ingest
+	$(BIN)/python -m benchmarks.suite $(BENCH_ARGS)
 
 # The Dagster UI over the same definitions (http://127.0.0.1:3000).
 dagster: setup

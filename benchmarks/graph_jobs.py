@@ -8,6 +8,10 @@ graph asset in its own `homefeed run --select ASSET` process, so that each job's
 whole process tree, Spark's JVM included) is its own. `job_seconds` is Dagster's step time (without
 the process start); `process_seconds` includes starting Python and the JVM. The growth between
 sizes is the time ratio divided by the user ratio: 1.0 is linear, 10 would be quadratic at 10x.
+
+`--reuse-worlds`: a size whose `DIR/world-N` already holds the world and its bronze tables (what
+`python -m benchmarks.generate_ingest --workdir DIR` leaves, same seed) is not generated and ingested
+again; `python -m benchmarks.suite` chains the two this way.
 """
 
 from __future__ import annotations
@@ -52,16 +56,27 @@ def _run(world: Path, selection: str) -> tuple[dict, dict]:
     return {"process_seconds": measured.seconds, "peak_rss_mb": measured.peak_rss_mb}, json.loads(report.read_text())
 
 
+def holds_ingested_world(world: Path) -> bool:
+    """Whether `world` has every raw contract table and its ingested Delta table."""
+    from jobs.contract import RAW_TABLES
+
+    tables = world / "warehouse" / "tables"
+    return all((world / "raw" / t.name).is_dir() and (tables / t.name / "_delta_log").is_dir() for t in RAW_TABLES)
+
+
 def bench_size(users: int, workdir: Path, seed: int, jobs: dict[str, tuple[str, ...]], *,
-               prerequisites: tuple[str, ...] = ("group:bronze",)) -> dict:
-    """Generate a world of `users`, build `prerequisites` (not measured), then run and measure each job."""
+               prerequisites: tuple[str, ...] = ("group:bronze",), reuse_world: bool = False) -> dict:
+    """Generate a world of `users`, build `prerequisites` (not measured), then run and measure each job.
+    With `reuse_world`, a world already generated and ingested in `workdir` is used as it is."""
     world = workdir / f"world-{users}"
-    shutil.rmtree(world, ignore_errors=True)
-    generated = measure_command(homefeed_command("generate", "--users", str(users), "--seed", str(seed), "--out", str(world)))
-    if generated.returncode != 0:
-        raise SystemExit(generated.stderr[-3000:])
-    for selection in prerequisites:
-        _run(world, selection)
+    if not (reuse_world and holds_ingested_world(world)):
+        shutil.rmtree(world, ignore_errors=True)
+        generated = measure_command(homefeed_command("generate", "--users", str(users), "--seed", str(seed),
+                                                     "--out", str(world)))
+        if generated.returncode != 0:
+            raise SystemExit(generated.stderr[-3000:])
+        for selection in prerequisites:
+            _run(world, selection)
     results = {}
     for job, assets in jobs.items():
         measured, report = _run(world, _selection(assets))
@@ -94,10 +109,12 @@ def main() -> None:
     parser.add_argument("--jobs", nargs="+", default=list(GRAPH_JOBS), choices=list(GRAPH_JOBS))
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse-worlds", action="store_true",
+                        help="use a world already generated and ingested in --workdir (same seed) as it is")
     args = parser.parse_args()
     jobs = {job: GRAPH_JOBS[job] for job in args.jobs}
     with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-graph-bench-") as workdir:
-        results = [bench_size(n, workdir, args.seed, jobs) for n in sorted(args.sizes)]
+        results = [bench_size(n, workdir, args.seed, jobs, reuse_world=args.reuse_worlds) for n in sorted(args.sizes)]
     print(json.dumps({"benchmark": "graph_jobs", "sizes": results, "growth": growth(results)}, indent=2))
 
 

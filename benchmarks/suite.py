@@ -1,0 +1,563 @@
+"""Every benchmark in one run (`make bench`): one JSON document and a short markdown table.
+
+    python -m benchmarks.suite [--sizes 10000 100000] [--workdir DIR] [--only NAME ...]
+                               [--models-from WAREHOUSE] [--out benchmarks/results/latest.json]
+
+Each benchmark runs as its own subprocess (`python -m benchmarks.<module>`), in dependency order,
+on one generated and built world per size kept in the work folder (`DIR/world-N`):
+
+    generate_ingest     generate and ingest each size (the worlds the others reuse)
+    graph_jobs          graph, candidate and feature jobs on those worlds (--reuse-worlds)
+    ranking_inference   heavy ranker candidates/s and efficiency against a matmul peak
+    train_rankers       only when there are no promoted rankers to copy: the training set and the
+                        rankers on the smallest world (`homefeed run --select group:training`)
+    ranking_batch@N     ranked_feeds on each size's warehouse, with those rankers
+    publish@N           each size's publication against redis-benchmark (one process per size, so
+                        the suite's peak memory of its process tree, its redis-server included,
+                        is that size's)
+    serve               the largest size published (`orchestration.publication.publish_to_redis`)
+                        to a redis-server the suite starts, the API against its same-run baseline
+
+and, only when named in --only: generate_world (benchmarks/bench_generate.py), twhin, quality
+(on the smallest size), soak and ranking_training (against the serve step's Redis or on synthetic
+examples). `--only` names groups (`publish`) or single steps (`publish@10000`); a step whose inputs
+a previous run left in --workdir runs on them.
+
+A benchmark that fails is recorded as {"status": "failed", "returncode", "stderr_tail"} and the
+others go on (those that need its output are recorded as skipped); the exit status is 1 if any
+did not succeed. The document is rewritten after every step, so an interrupted run keeps what it
+measured:
+
+    {"suite": "homefeed", "started_at", "machine": {cpus, memory_gb, python, platform}, "git_commit",
+     "git_dirty", "command", "sizes", "benchmarks": {name: {"status": "ok", "command", "seconds",
+     "peak_rss_mb" (the benchmark's whole process tree, sampled by the suite), "users" (per-size
+     steps), "result": <the benchmark's own JSON>}}, "summary": [rows]}
+
+Without --workdir the worlds go to a temporary folder removed at the end (at 100K users they hold
+91M candidate rows and their features); a --workdir is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.generate_ingest import AS_OF, homefeed_command
+from benchmarks.measure import benchmark_workdir, tree_rss_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SIZES = (10_000, 100_000)
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "latest.json"
+STDERR_TAIL_CHARS = 3000
+RANKERS = ("heavy_ranker", "light_ranker")
+
+DEFAULT_GROUPS = ("generate_ingest", "graph_jobs", "ranking_inference", "ranking_batch", "publish", "serve")
+EXTRA_GROUPS = ("generate_world", "twhin", "ranking_training", "quality", "soak")
+KNOWN_GROUPS = (*DEFAULT_GROUPS, "train_rankers", *EXTRA_GROUPS)
+
+# graph_jobs' jobs summed into one row each; every other job of it is a graph job.
+CANDIDATE_JOBS = ("candidates",)
+FEATURE_JOBS = ("user_features", "author_features", "tweet_features", "user_author_features", "user_tweet_features")
+
+
+# --- running one benchmark ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the key in the document's "benchmarks"
+    group: str  # what --only selects
+    run: Callable[[], dict]  # returns the step's record
+    requires: tuple[str, ...] = ()  # steps whose failure in the same run makes this one pointless
+
+
+def parse_benchmark_output(stdout: str) -> dict:
+    """The one JSON document a benchmark prints; anything printed before it is ignored."""
+    text = stdout.strip()
+    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n" and text[i + 1:i + 2] == "{"]
+    for start in starts:
+        try:
+            document = json.loads(text[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(document, dict):
+            return document
+    raise ValueError(f"no JSON document at the end of the output: {text[-300:]!r}")
+
+
+def failed_record(command: list[str], seconds: float, returncode: int | None, stderr_tail: str) -> dict:
+    return {"status": "failed", "command": shlex.join(command), "seconds": seconds, "returncode": returncode,
+            "stderr_tail": stderr_tail[-STDERR_TAIL_CHARS:]}
+
+
+def run_benchmark(command: list[str], *, users: int | None = None, env: dict[str, str] | None = None,
+                  read_result: Callable[[str], dict] = parse_benchmark_output) -> dict:
+    """Run `command` from the repository root, its stderr passed through as it comes, its stdout read
+    into the record's "result" by `read_result`; wall time and the peak resident memory of its
+    process tree are measured here."""
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, encoding="utf-8",
+                                   errors="replace", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as error:
+        return failed_record(command, 0.0, None, f"could not start: {error}")
+    stderr_lines: deque[str] = deque(maxlen=200)
+    peak_bytes = 0
+    done = threading.Event()
+
+    def pass_stderr_through() -> None:
+        for line in process.stderr:
+            sys.stderr.write(line)
+            stderr_lines.append(line)
+
+    def sample_memory() -> None:
+        nonlocal peak_bytes
+        while not done.is_set():
+            peak_bytes = max(peak_bytes, tree_rss_bytes(process.pid))
+            done.wait(0.25)
+
+    threads = [threading.Thread(target=pass_stderr_through, daemon=True),
+               threading.Thread(target=sample_memory, daemon=True)]
+    for thread in threads:
+        thread.start()
+    stdout = process.stdout.read()
+    process.wait()
+    done.set()
+    for thread in threads:
+        thread.join()
+    seconds = round(time.monotonic() - started, 2)
+    stderr_tail = "".join(stderr_lines)
+    if process.returncode != 0:
+        return failed_record(command, seconds, process.returncode, stderr_tail)
+    try:
+        result = read_result(stdout)
+    except (ValueError, OSError, KeyError) as error:
+        return failed_record(command, seconds, process.returncode, f"{stderr_tail}\n{error}")
+    record = {"status": "ok", "command": shlex.join(command), "seconds": seconds,
+              "peak_rss_mb": round(peak_bytes / 2**20, 1)}
+    return {**record, **({"users": users} if users is not None else {}), "result": result}
+
+
+def python_module(module: str, *args: object) -> list[str]:
+    return [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)]
+
+
+# --- the steps ---------------------------------------------------------------------------------------
+
+def world_dir(workdir: Path, users: int) -> Path:
+    """Where generate_ingest and graph_jobs keep a size's world (their `--workdir` layout)."""
+    return workdir / f"world-{users}"
+
+
+def holds_promoted_rankers(warehouse: Path) -> bool:
+    return all((warehouse / "models" / name / "CURRENT").is_file() for name in RANKERS)
+
+
+def train_rankers(world: Path, models_home: Path, users: int) -> dict:
+    """The training set and both rankers on `world`'s warehouse, then its models copied to
+    `models_home/models`, kept apart because ranking_batch replaces each warehouse's models."""
+    report = world / "report-training.json"
+    command = homefeed_command("run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
+                               "--select", "group:training", "--report", str(report))
+
+    def read_report(_stdout: str) -> dict:
+        outcome = json.loads(report.read_text())
+        return {"benchmark": "train_rankers", "users": users, "step_seconds": outcome["step_seconds"],
+                "rows": outcome["rows"]}
+
+    record = run_benchmark(command, users=users, env={"HOMEFEED_AS_OF": AS_OF}, read_result=read_report)
+    if record["status"] == "ok":
+        shutil.rmtree(models_home / "models", ignore_errors=True)
+        shutil.copytree(world / "warehouse" / "models", models_home / "models")
+    return record
+
+
+class PublishedRedis:
+    """A redis-server of the suite's own holding one publication of `tables_dir`, started and
+    published on first use; a failure to do so is kept and raised again to every later user."""
+
+    def __init__(self, workdir: Path, tables_dir: Path) -> None:
+        self.workdir, self.tables_dir = workdir, tables_dir
+        self.server = None
+        self.error: Exception | None = None
+
+    def url(self) -> str:
+        if self.error is not None:
+            raise self.error
+        if self.server is None:
+            from orchestration.publication import publish_to_redis
+            from serving.redis_server import start_redis
+
+            try:
+                self.server = start_redis(self.workdir)
+                publish_to_redis(self.server.url, self.tables_dir)
+            except Exception as error:  # noqa: BLE001 - recorded for each step that needed it
+                self.error = error
+                raise
+        return self.server.url
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def against_published_redis(published: PublishedRedis, module: str, *args: object, users: int) -> dict:
+    try:
+        url = published.url()
+    except Exception as error:  # noqa: BLE001
+        command = python_module(module, "--json", "--redis", "<suite redis>", *args)
+        return failed_record(command, 0.0, None, f"publishing {published.tables_dir} to a local Redis failed: "
+                                                 f"{type(error).__name__}: {error}")
+    return run_benchmark(python_module(module, "--json", "--redis", url, *args), users=users)
+
+
+def plan_steps(sizes: list[int], workdir: Path, *, models_from: Path | None, published: PublishedRedis) -> list[Step]:
+    """Every step the suite knows, in dependency order."""
+    smallest, largest = sizes[0], sizes[-1]
+    worlds = {n: world_dir(workdir, n) for n in sizes}
+    models_home = models_from or workdir / "rankers"
+    steps = [
+        Step("generate_world", "generate_world", lambda: run_benchmark(python_module("bench_generate", *sizes))),
+        Step("generate_ingest", "generate_ingest",
+             lambda: run_benchmark(python_module("generate_ingest", "--sizes", *sizes, "--workdir", workdir))),
+        Step("graph_jobs", "graph_jobs",
+             lambda: run_benchmark(python_module("graph_jobs", "--sizes", *sizes, "--workdir", workdir,
+                                                 "--reuse-worlds"))),
+        Step("twhin", "twhin", lambda: run_benchmark(python_module("bench_twhin", "--worlds", *worlds.values()))),
+        Step("ranking_inference", "ranking_inference", lambda: run_benchmark(python_module("ranking", "inference"))),
+        Step("ranking_training", "ranking_training", lambda: run_benchmark(python_module("ranking", "training"))),
+    ]
+    if models_from is None:
+        steps.append(Step("train_rankers", "train_rankers", requires=("generate_ingest",),
+                          run=lambda: train_rankers(worlds[smallest], models_home, smallest)))
+    for n in sizes:
+        steps.append(Step(f"ranking_batch@{n}", "ranking_batch", requires=("graph_jobs", "train_rankers"),
+                          run=lambda n=n: run_benchmark(python_module(
+                              "ranking", "batch", "--warehouse", worlds[n] / "warehouse", "--models-from", models_home),
+                              users=n)))
+    for n in sizes:
+        steps.append(Step(f"publish@{n}", "publish", requires=(f"ranking_batch@{n}",),
+                          run=lambda n=n: run_benchmark(
+                              python_module("publish", "--warehouse", worlds[n] / "warehouse"), users=n)))
+    steps += [
+        Step("quality", "quality", requires=("graph_jobs",),
+             run=lambda: run_benchmark(python_module("quality", "--warehouse", worlds[smallest] / "warehouse"),
+                                       users=smallest)),
+        Step("serve", "serve", requires=(f"ranking_batch@{largest}",),
+             run=lambda: against_published_redis(published, "serve", users=largest)),
+        Step("soak", "soak", requires=(f"ranking_batch@{largest}",),
+             run=lambda: against_published_redis(published, "soak", users=largest)),
+    ]
+    return steps
+
+
+def select_steps(steps: list[Step], only: Iterable[str] | None, *, models_available: bool) -> list[Step]:
+    """The default groups, or those named in `only` (groups or step names); train_rankers goes along
+    with ranking_batch when there are no rankers to copy."""
+    wanted = set(only or DEFAULT_GROUPS)
+    if not models_available and any(name.split("@")[0] == "ranking_batch" for name in wanted):
+        wanted.add("train_rankers")
+    return [step for step in steps if step.group in wanted or step.name in wanted]
+
+
+def skipped_because(step: Step, records: dict[str, dict]) -> str | None:
+    failed = [name for name in step.requires if name in records and records[name]["status"] != "ok"]
+    return f"needs {', '.join(failed)}, which did not succeed" if failed else None
+
+
+def run_steps(steps: list[Step], document: dict, *, write: Callable[[dict], None]) -> dict:
+    """Run each step in order (unless one it requires failed), recording it and rewriting the
+    document after each; returns the document."""
+    records = document["benchmarks"]
+    for index, step in enumerate(steps, 1):
+        reason = skipped_because(step, records)
+        print(f"== [{index}/{len(steps)}] {step.name}" + (f": skipped, {reason}" if reason else ""),
+              file=sys.stderr, flush=True)
+        records[step.name] = {"status": "skipped", "reason": reason} if reason else step.run()
+        if records[step.name]["status"] == "failed":
+            print(f"== {step.name} failed (exit {records[step.name]['returncode']})", file=sys.stderr, flush=True)
+        document["summary"] = summary_rows(records)
+        write(document)
+    return document
+
+
+def exit_status(document: dict) -> int:
+    """0 when every benchmark succeeded, else 1."""
+    return 0 if all(record["status"] == "ok" for record in document["benchmarks"].values()) else 1
+
+
+# --- the document ------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpus": os.cpu_count(), "memory_gb": round(memory_bytes / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(HEAD's commit, whether the working tree differs from it), or Nones outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def new_document(sizes: list[int], command: str) -> dict:
+    commit, dirty = git_state()
+    return {"suite": "homefeed", "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(), "git_commit": commit, "git_dirty": dirty, "command": command, "sizes": sizes,
+            "benchmarks": {}, "summary": []}
+
+
+def write_document(document: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(out)
+
+
+# --- summary rows: one extractor per benchmark's JSON ------------------------------------------------
+
+def stage_row(stage: str, users: int | None, wall_seconds: float | None, peak_rss_mb: float | None) -> dict:
+    return {"kind": "stage", "stage": stage, "users": users, "wall_seconds": wall_seconds, "peak_rss_mb": peak_rss_mb}
+
+
+def _generate_ingest_rows(record: dict) -> Iterator[dict]:
+    for size in record["result"]["sizes"]:
+        for stage in ("generate", "ingest"):
+            yield stage_row(stage, size["users"], size[stage]["seconds"], size[stage]["peak_rss_mb"])
+
+
+def _generate_world_rows(record: dict) -> Iterator[dict]:
+    for size in record["result"]["results"]:
+        yield stage_row("generate (generator alone)", size["users"], size["wall_seconds"], size["peak_rss_mb"])
+
+
+def _graph_jobs_rows(record: dict) -> Iterator[dict]:
+    """Per size, the jobs summed into graph jobs, candidates and feature tables: the processes' wall
+    seconds added up, the largest of their peaks."""
+    for size in record["result"]["sizes"]:
+        groups: dict[str, list[dict]] = {}
+        for job, figures in size["jobs"].items():
+            stage = ("candidates" if job in CANDIDATE_JOBS else "feature tables" if job in FEATURE_JOBS
+                     else "graph jobs")
+            groups.setdefault(stage, []).append(figures)
+        for stage in ("graph jobs", "candidates", "feature tables"):
+            if stage in groups:
+                jobs = groups[stage]
+                label = f"{stage} ({len(jobs)})" if stage != "candidates" else stage
+                yield stage_row(label, size["users"], round(sum(j["process_seconds"] for j in jobs), 2),
+                                max(j["peak_rss_mb"] for j in jobs))
+
+
+def _train_rankers_rows(record: dict) -> Iterator[dict]:
+    yield stage_row("train rankers (training set + rankers)", record["users"], record["seconds"], record["peak_rss_mb"])
+
+
+def _ranking_batch_rows(record: dict) -> Iterator[dict]:
+    for run in record["result"]["results"]:
+        yield stage_row("ranked_feeds", record["users"], run["process_seconds"], run["peak_rss_mb"])
+
+
+def _publish_rows(record: dict) -> Iterator[dict]:
+    """The whole publication's seconds; the peak is the suite's sample of publish.py's process tree."""
+    for run in record["result"]["results"]:
+        yield stage_row("publish", record["users"], run["warehouse"]["publish_seconds"], record["peak_rss_mb"])
+        for dataset in ("feeds", "warehouse"):
+            figures = run[dataset]
+            yield {"kind": "publication", "users": record["users"], "dataset": dataset,
+                   "publish_mb_per_second": round(figures["publish_bytes_per_second"] / 1e6, 1),
+                   "redis_benchmark_mb_per_second": round(figures["redis_benchmark_bytes_per_second"] / 1e6, 1),
+                   "ratio": figures["publish_vs_redis_benchmark"]}
+
+
+def _serve_rows(record: dict) -> Iterator[dict]:
+    result = record["result"]
+    for endpoint in ("for_you", "following"):
+        figures = result[endpoint]
+        yield {"kind": "serving", "endpoint": endpoint, "users": record.get("users"),
+               "connections": result["headline_connections"], "rps": figures["rps"], "p50_ms": figures["p50_ms"],
+               "p99_ms": figures["p99_ms"], "baseline_rps": result["baseline_rps"],
+               "ratio_to_baseline": figures["ratio_to_baseline"]}
+
+
+def _inference_rows(record: dict) -> Iterator[dict]:
+    for run in record["result"]["results"]:
+        yield {"kind": "heavy_ranker", "threads": run["threads"],
+               "candidates_per_second": run["candidates_per_second_network"],
+               "achieved_gflops": run["achieved_gflops"], "matmul_peak_gflops": run["matmul_peak_gflops"],
+               "efficiency": run["efficiency_vs_matmul_peak"]}
+
+
+def _twhin_rows(record: dict) -> Iterator[dict]:
+    for run in record["result"]["results"]:
+        yield stage_row("twhin training (bench_twhin)", run["users"], run["wall_seconds"], run["peak_rss_mb"])
+
+
+# Keyed by the "benchmark" field of each benchmark's own JSON; the others stay in the JSON only.
+ROW_EXTRACTORS: dict[str, Callable[[dict], Iterator[dict]]] = {
+    "generate_ingest": _generate_ingest_rows,
+    "generate_world": _generate_world_rows,
+    "graph_jobs": _graph_jobs_rows,
+    "twhin": _twhin_rows,
+    "train_rankers": _train_rankers_rows,
+    "ranked_feeds_batch": _ranking_batch_rows,
+    "publish": _publish_rows,
+    "serve": _serve_rows,
+    "heavy_ranker_inference": _inference_rows,
+}
+
+STAGE_ORDER = ("generate", "ingest", "generate (generator alone)", "graph jobs", "candidates", "feature tables",
+               "twhin training", "train rankers", "ranked_feeds", "publish")
+
+
+def _stage_rank(stage: str) -> int:
+    """The position in STAGE_ORDER of the longest name `stage` starts with (labels may add a count)."""
+    matches = [prefix for prefix in STAGE_ORDER if stage.startswith(prefix)]
+    return STAGE_ORDER.index(max(matches, key=len)) if matches else len(STAGE_ORDER)
+
+
+def with_scaling_factors(stages: list[dict]) -> list[dict]:
+    """Stage rows in stage then size order, each with the scaling factor from the next smaller size
+    of the same stage: (time ratio) / (user ratio), so 1.0 is linear and below 1 sublinear."""
+    ordered = sorted(stages, key=lambda row: (_stage_rank(row["stage"]), row["stage"], row["users"] or 0))
+    out = []
+    for row in ordered:
+        previous = out[-1] if out and out[-1]["stage"] == row["stage"] else None
+        factor = None
+        measured = previous and previous["wall_seconds"] and row["wall_seconds"] is not None
+        if measured and previous["users"] and row["users"]:
+            factor = round(row["wall_seconds"] / previous["wall_seconds"] / (row["users"] / previous["users"]), 3)
+        out.append({**row, "scaling_factor": factor})
+    return out
+
+
+def summary_rows(benchmarks: dict[str, dict]) -> list[dict]:
+    """The table's rows from the benchmarks' records: stages (per size, with scaling factors), then
+    serving, publication and heavy ranker figures, then one row per benchmark that did not succeed."""
+    stages, figures, not_ok = [], [], []
+    for name, record in benchmarks.items():
+        if record["status"] != "ok":
+            not_ok.append({"kind": record["status"], "benchmark": name,
+                           "detail": record.get("reason") or f"exit status {record.get('returncode')}"})
+            continue
+        for row in ROW_EXTRACTORS.get(record["result"].get("benchmark"), lambda _: iter(()))(record):
+            (stages if row["kind"] == "stage" else figures).append(row)
+    figure_order = {"serving": 0, "publication": 1, "heavy_ranker": 2}
+    figures.sort(key=lambda row: figure_order[row["kind"]])  # stable: each benchmark's own order within a kind
+    return [*with_scaling_factors(stages), *figures, *not_ok]
+
+
+# --- the markdown table ------------------------------------------------------------------------------
+
+def _number(value: float | None, decimals: int = 0) -> str:
+    return "" if value is None else f"{value:,.{decimals}f}"
+
+
+def _figure_cells(row: dict) -> tuple[str, str, str, str]:
+    """(what, measured, against, ratio) of a figure row."""
+    if row["kind"] == "serving":
+        return (f"serving {row['endpoint']}, {row['connections']} connections",
+                f"{_number(row['rps'])} rps, p50 {_number(row['p50_ms'], 1)} ms, p99 {_number(row['p99_ms'], 1)} ms",
+                f"baseline {_number(row['baseline_rps'])} rps", _number(row["ratio_to_baseline"], 2))
+    if row["kind"] == "publication":
+        return (f"publication of the {row['dataset']}, {_number(row['users'])} users",
+                f"{_number(row['publish_mb_per_second'], 1)} MB/s",
+                f"redis-benchmark {_number(row['redis_benchmark_mb_per_second'], 1)} MB/s", _number(row["ratio"], 3))
+    threads = f"{row['threads']} thread" + ("s" if row["threads"] != 1 else "")
+    return (f"heavy ranker inference, {threads}",
+            f"{_number(row['candidates_per_second'])} candidates/s, {_number(row['achieved_gflops'], 1)} GFLOP/s",
+            f"matmul peak {_number(row['matmul_peak_gflops'], 1)} GFLOP/s", _number(row["efficiency"], 2))
+
+
+def summary_table(document: dict) -> str:
+    """Markdown: a line naming the run, the stages table, the figures table, what did not succeed."""
+    machine_info = document["machine"]
+    commit = (document.get("git_commit") or "unknown")[:10] + (" (modified)" if document.get("git_dirty") else "")
+    lines = [f"`{document['command']}`, {document['started_at']}, commit {commit}, "
+             f"{machine_info['cpus']} CPUs, {machine_info['memory_gb']} GB", ""]
+    rows = document["summary"]
+    stages = [row for row in rows if row["kind"] == "stage"]
+    if stages:
+        lines += ["| stage | users | wall s | peak MB | scaling |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['stage']} | {_number(r['users'])} | {_number(r['wall_seconds'], 1)} | "
+                  f"{_number(r['peak_rss_mb'])} | {_number(r['scaling_factor'], 2)} |" for r in stages]
+        lines.append("")
+    figures = [row for row in rows if row["kind"] in ("serving", "publication", "heavy_ranker")]
+    if figures:
+        lines += ["| figure | measured | against | ratio |", "|---|---|---|---:|"]
+        lines += ["| " + " | ".join(_figure_cells(row)) + " |" for row in figures]
+        lines.append("")
+    not_ok = [f"{row['benchmark']} ({row['kind']}: {row['detail']})" for row in rows
+              if row["kind"] in ("failed", "skipped")]
+    if not_ok:
+        lines += ["Did not succeed: " + "; ".join(not_ok) + ".", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+def run_suite(sizes: list[int], *, workdir: Path | None, only: list[str] | None, models_from: Path | None,
+              out: Path, command: str) -> dict:
+    document = new_document(sizes, command)
+    with ExitStack() as stack:
+        work = stack.enter_context(benchmark_workdir(workdir, keep=False, prefix="homefeed-suite-"))
+        published = PublishedRedis(work / "redis", world_dir(work, sizes[-1]) / "warehouse" / "tables")
+        stack.callback(published.stop)
+        models_available = holds_promoted_rankers(models_from or work / "rankers")
+        steps = select_steps(plan_steps(sizes, work, models_from=models_from, published=published), only,
+                             models_available=models_available)
+        print(f"== {len(steps)} benchmarks in {work}: {', '.join(s.name for s in steps)}", file=sys.stderr, flush=True)
+        run_steps(steps, document, write=lambda d: write_document(d, out))
+    write_document(document, out)
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    known = KNOWN_GROUPS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="users per world")
+    parser.add_argument("--workdir", type=Path, help="keep the worlds here (and reuse what a previous run left)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help=f"run only these groups or steps (groups: {', '.join(known)})")
+    parser.add_argument("--models-from", type=Path,
+                        help="a warehouse whose promoted rankers ranking_batch uses (e.g. `warehouse` after "
+                             "`make demo`); default: train them on the smallest world")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="the JSON document (default: benchmarks/results/latest.json)")
+    args = parser.parse_args(argv)
+    sizes = sorted(set(args.sizes))
+    if sizes[0] < 1:
+        parser.error("--sizes are positive user counts")
+    unknown = [name for name in args.only or () if name.split("@")[0] not in known]
+    if unknown:
+        parser.error(f"unknown benchmarks {unknown}; known: {', '.join(known)}")
+    if args.models_from is not None and not holds_promoted_rankers(args.models_from):
+        parser.error(f"{args.models_from}/models has no promoted {' and '.join(RANKERS)}")
+    command = shlex.join(["python", "-m", "benchmarks.suite", *argv])
+    document = run_suite(sizes, workdir=args.workdir, only=args.only, models_from=args.models_from,
+                         out=args.out, command=command)
+    print(summary_table(document))
+    print(f"JSON: {args.out}", file=sys.stderr)
+    return exit_status(document)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

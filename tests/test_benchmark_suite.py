@@ -1,0 +1,287 @@
+"""benchmarks/suite.py: the summary rows and the markdown table from hand-written benchmark JSON
+(expected figures worked out by hand), a failing benchmark recorded while the others go on, and
+one small run of the suite as a command (the generator alone at 300 and 600 users)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.graph_jobs import holds_ingested_world
+from benchmarks.suite import (
+    Step,
+    exit_status,
+    parse_benchmark_output,
+    run_benchmark,
+    run_steps,
+    select_steps,
+    summary_rows,
+    summary_table,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def ok(result: dict, *, users: int | None = None, peak_rss_mb: float = 1.0) -> dict:
+    record = {"status": "ok", "command": "python -m benchmarks.x", "seconds": 1.0, "peak_rss_mb": peak_rss_mb,
+              "result": result}
+    return record if users is None else {**record, "users": users}
+
+
+def graph_size(users: int, jobs: dict[str, tuple[float, float]]) -> dict:
+    return {"users": users, "jobs": {job: {"process_seconds": seconds, "job_seconds": seconds - 5,
+                                           "peak_rss_mb": peak, "rows": 10} for job, (seconds, peak) in jobs.items()}}
+
+
+def publish_result(warehouse_seconds: float, feeds: tuple[int, int, float], warehouse: tuple[int, int, float]) -> dict:
+    def run(publish_bps: int, benchmark_bps: int, ratio: float, seconds: float) -> dict:
+        return {"publish_seconds": seconds, "publish_bytes_per_second": publish_bps,
+                "redis_benchmark_bytes_per_second": benchmark_bps, "publish_vs_redis_benchmark": ratio}
+
+    figures = {"feeds": run(*feeds, 1.0), "warehouse": run(*warehouse, warehouse_seconds)}
+    return {"benchmark": "publish", "results": [{"warehouse": "/w", "users": 1, "pipeline": 500, **figures}]}
+
+
+BENCHMARKS = {
+    "generate_ingest": ok({"benchmark": "generate_ingest", "sizes": [
+        {"users": 1000, "generate": {"seconds": 2.0, "peak_rss_mb": 100.0},
+         "ingest": {"seconds": 50.0, "peak_rss_mb": 3000.0, "steps_seconds": {}}, "rows": {}},
+        {"users": 10000, "generate": {"seconds": 10.0, "peak_rss_mb": 400.0},
+         "ingest": {"seconds": 100.0, "peak_rss_mb": 4000.0, "steps_seconds": {}}, "rows": {}},
+    ], "scaling": []}),
+    "graph_jobs": ok({"benchmark": "graph_jobs", "growth": [], "sizes": [
+        graph_size(1000, {"follow_graph_two_hop": (30.0, 2000.0), "realgraph": (40.0, 2500.0),
+                          "candidates": (60.0, 3000.0), "user_features": (20.0, 1500.0),
+                          "tweet_features": (25.0, 1800.0)}),
+        graph_size(10000, {"follow_graph_two_hop": (300.0, 5000.0), "realgraph": (400.0, 4000.0),
+                           "candidates": (1200.0, 9000.0), "user_features": (100.0, 2000.0),
+                           "tweet_features": (350.0, 2600.0)}),
+    ]}),
+    "ranking_inference": ok({"benchmark": "heavy_ranker_inference", "rows": 1000, "torch": "x", "results": [
+        {"threads": 1, "candidates_per_second_network": 274000, "candidates_per_second_end_to_end": 100000,
+         "multiply_adds_per_candidate": 134208, "achieved_gflops": 73.0, "matmul_peak_gflops": 84.0,
+         "efficiency_vs_matmul_peak": 0.869}]}),
+    "ranking_batch@1000": ok({"benchmark": "ranked_feeds_batch", "results": [
+        {"warehouse": "/w1", "process_seconds": 80.0, "job_seconds": 70.0, "quality_check_seconds": 5.0,
+         "peak_rss_mb": 6000.0, "rows": 200000}]}, users=1000),
+    "ranking_batch@10000": ok({"benchmark": "ranked_feeds_batch", "results": [
+        {"warehouse": "/w2", "process_seconds": 400.0, "job_seconds": 380.0, "quality_check_seconds": 9.0,
+         "peak_rss_mb": 7000.0, "rows": 2000000}]}, users=10000),
+    "publish@1000": ok(publish_result(4.0, (30_000_000, 600_000_000, 0.05), (25_000_000, 500_000_000, 0.05)),
+                       users=1000, peak_rss_mb=900.0),
+    "publish@10000": ok(publish_result(20.0, (40_000_000, 700_000_000, 0.057), (35_000_000, 700_000_000, 0.05)),
+                        users=10000, peak_rss_mb=1500.0),
+    "quality": {"status": "failed", "command": "python -m benchmarks.quality", "seconds": 3.0, "returncode": 2,
+                "stderr_tail": "Traceback ..."},
+    "serve": ok({"benchmark": "serve", "headline_connections": 50, "baseline_rps": 2000.0,
+                 "for_you": {"rps": 1200.0, "p50_ms": 30.0, "p99_ms": 80.0, "ratio_to_baseline": 0.6, "errors": 0},
+                 "following": {"rps": 1500.0, "p50_ms": 25.0, "p99_ms": 60.0, "ratio_to_baseline": 0.75,
+                               "errors": 0}}, users=10000),
+    "soak": {"status": "skipped", "reason": "needs ranking_batch@10000, which did not succeed"},
+    "ranking_training": ok({"benchmark": "ranker_training", "heavy_ranker_seconds": 100.0}),  # JSON only
+}
+
+
+def stage(name: str, users: int, seconds: float, peak: float, factor: float | None) -> dict:
+    return {"kind": "stage", "stage": name, "users": users, "wall_seconds": seconds, "peak_rss_mb": peak,
+            "scaling_factor": factor}
+
+
+def publication(users: int, dataset: str, publish: float, benchmark: float, ratio: float) -> dict:
+    return {"kind": "publication", "users": users, "dataset": dataset, "publish_mb_per_second": publish,
+            "redis_benchmark_mb_per_second": benchmark, "ratio": ratio}
+
+
+def test_summary_rows_give_each_stage_per_size_with_its_scaling_then_the_figures():
+    assert summary_rows(BENCHMARKS) == [
+        # scaling = (time ratio) / (user ratio 10): generate 10/2/10, ingest 100/50/10, ...
+        stage("generate", 1000, 2.0, 100.0, None),
+        stage("generate", 10000, 10.0, 400.0, 0.5),
+        stage("ingest", 1000, 50.0, 3000.0, None),
+        stage("ingest", 10000, 100.0, 4000.0, 0.2),
+        # graph jobs: two-hop + realgraph = 30 + 40 s, the larger peak; at 10K 300 + 400 = 700 s
+        stage("graph jobs (2)", 1000, 70.0, 2500.0, None),
+        stage("graph jobs (2)", 10000, 700.0, 5000.0, 1.0),
+        stage("candidates", 1000, 60.0, 3000.0, None),
+        stage("candidates", 10000, 1200.0, 9000.0, 2.0),
+        stage("feature tables (2)", 1000, 45.0, 1800.0, None),
+        stage("feature tables (2)", 10000, 450.0, 2600.0, 1.0),
+        stage("ranked_feeds", 1000, 80.0, 6000.0, None),
+        stage("ranked_feeds", 10000, 400.0, 7000.0, 0.5),
+        # publish: the whole warehouse's seconds, the suite's peak of the command
+        stage("publish", 1000, 4.0, 900.0, None),
+        stage("publish", 10000, 20.0, 1500.0, 0.5),
+        {"kind": "serving", "endpoint": "for_you", "users": 10000, "connections": 50, "rps": 1200.0, "p50_ms": 30.0,
+         "p99_ms": 80.0, "baseline_rps": 2000.0, "ratio_to_baseline": 0.6},
+        {"kind": "serving", "endpoint": "following", "users": 10000, "connections": 50, "rps": 1500.0,
+         "p50_ms": 25.0, "p99_ms": 60.0, "baseline_rps": 2000.0, "ratio_to_baseline": 0.75},
+        publication(1000, "feeds", 30.0, 600.0, 0.05),
+        publication(1000, "warehouse", 25.0, 500.0, 0.05),
+        publication(10000, "feeds", 40.0, 700.0, 0.057),
+        publication(10000, "warehouse", 35.0, 700.0, 0.05),
+        {"kind": "heavy_ranker", "threads": 1, "candidates_per_second": 274000, "achieved_gflops": 73.0,
+         "matmul_peak_gflops": 84.0, "efficiency": 0.869},
+        {"kind": "failed", "benchmark": "quality", "detail": "exit status 2"},
+        {"kind": "skipped", "benchmark": "soak", "detail": "needs ranking_batch@10000, which did not succeed"},
+    ]
+
+
+def test_a_stage_measured_at_one_size_has_no_scaling_factor():
+    rows = summary_rows({"generate_world": ok({"benchmark": "generate_world", "results": [
+        {"users": 500, "seconds": 1.0, "wall_seconds": 3.0, "peak_rss_mb": 150.0}]})})
+    assert rows == [stage("generate (generator alone)", 500, 3.0, 150.0, None)]
+
+
+def test_summary_table_is_markdown_of_the_rows():
+    document = {
+        "command": "python -m benchmarks.suite --sizes 1000 10000", "started_at": "2026-12-01T10:00:00+00:00",
+        "git_commit": "0123456789abcdef", "git_dirty": False, "machine": {"cpus": 2, "memory_gb": 23.5},
+        "summary": [
+            stage("ingest", 1000, 50.0, 3000.0, None),
+            stage("ingest", 10000, 100.26, 4000.4, 0.2),
+            {"kind": "serving", "endpoint": "for_you", "users": 10000, "connections": 50, "rps": 1234.56,
+             "p50_ms": 3.14, "p99_ms": 20.0, "baseline_rps": 2000.0, "ratio_to_baseline": 0.617},
+            publication(10000, "feeds", 38.0, 732.0, 0.052),
+            {"kind": "heavy_ranker", "threads": 2, "candidates_per_second": 274000, "achieved_gflops": 73.04,
+             "matmul_peak_gflops": 84.0, "efficiency": 0.869},
+            {"kind": "failed", "benchmark": "quality", "detail": "exit status 2"},
+        ],
+    }
+    assert summary_table(document) == (
+        "`python -m benchmarks.suite --sizes 1000 10000`, 2026-12-01T10:00:00+00:00, commit 0123456789, "
+        "2 CPUs, 23.5 GB\n"
+        "\n"
+        "| stage | users | wall s | peak MB | scaling |\n"
+        "|---|---:|---:|---:|---:|\n"
+        "| ingest | 1,000 | 50.0 | 3,000 |  |\n"
+        "| ingest | 10,000 | 100.3 | 4,000 | 0.20 |\n"
+        "\n"
+        "| figure | measured | against | ratio |\n"
+        "|---|---|---|---:|\n"
+        "| serving for_you, 50 connections | 1,235 rps, p50 3.1 ms, p99 20.0 ms | baseline 2,000 rps | 0.62 |\n"
+        "| publication of the feeds, 10,000 users | 38.0 MB/s | redis-benchmark 732.0 MB/s | 0.052 |\n"
+        "| heavy ranker inference, 2 threads | 274,000 candidates/s, 73.0 GFLOP/s | matmul peak 84.0 GFLOP/s | 0.87 |\n"
+        "\n"
+        "Did not succeed: quality (failed: exit status 2).\n"
+    )
+
+
+def test_summary_table_of_a_run_where_nothing_succeeded_names_what_failed():
+    document = {"command": "python -m benchmarks.suite", "started_at": "t", "git_commit": None, "git_dirty": None,
+                "machine": {"cpus": 2, "memory_gb": 8.0},
+                "summary": [{"kind": "failed", "benchmark": "generate_ingest", "detail": "exit status 1"}]}
+    assert summary_table(document) == ("`python -m benchmarks.suite`, t, commit unknown, 2 CPUs, 8.0 GB\n\n"
+                                       "Did not succeed: generate_ingest (failed: exit status 1).\n")
+
+
+def test_the_benchmark_json_is_read_after_anything_printed_before_it():
+    assert parse_benchmark_output('warming up\n{\n  "benchmark": "x",\n  "results": [{"a": 1}]\n}\n') == \
+        {"benchmark": "x", "results": [{"a": 1}]}
+    with pytest.raises(ValueError, match="no JSON document"):
+        parse_benchmark_output("Traceback: nothing measured\n")
+
+
+def python_step(name: str, code: str, *, requires: tuple[str, ...] = ()) -> Step:
+    return Step(name, name, lambda: run_benchmark([sys.executable, "-c", code]), requires=requires)
+
+
+def test_a_failing_benchmark_is_recorded_and_the_others_go_on():
+    steps = [
+        python_step("broken", "import sys; print('loaded 3 tables', file=sys.stderr); "
+                              "print('no such table: candidates', file=sys.stderr); sys.exit(1)"),
+        python_step("fine", "import json; print(json.dumps({'benchmark': 'fine', 'value': 7}))"),
+        python_step("after_broken", "print('{}')", requires=("broken",)),
+        python_step("after_fine", "print('{}')", requires=("fine",)),
+    ]
+    written = []
+    document = run_steps(steps, {"benchmarks": {}, "summary": []},
+                         write=lambda d: written.append(json.loads(json.dumps(d))))
+    records = document["benchmarks"]
+    broken = records["broken"]
+    assert broken["status"] == "failed" and broken["returncode"] == 1
+    assert broken["stderr_tail"] == "loaded 3 tables\nno such table: candidates\n"
+    assert records["fine"]["status"] == "ok" and records["fine"]["result"] == {"benchmark": "fine", "value": 7}
+    assert records["fine"]["seconds"] > 0 and records["fine"]["peak_rss_mb"] >= 0
+    assert records["after_broken"] == {"status": "skipped", "reason": "needs broken, which did not succeed"}
+    assert records["after_fine"]["status"] == "ok"
+    # The document was written after every step, the first time with the failure alone.
+    assert [list(d["benchmarks"]) for d in written] == [["broken"], ["broken", "fine"],
+                                                         ["broken", "fine", "after_broken"],
+                                                         ["broken", "fine", "after_broken", "after_fine"]]
+    assert written[0]["summary"] == [{"kind": "failed", "benchmark": "broken", "detail": "exit status 1"}]
+    assert exit_status(document) == 1
+    assert exit_status({"benchmarks": {"fine": records["fine"]}}) == 0
+
+
+def test_output_that_is_not_json_fails_the_benchmark():
+    record = run_benchmark([sys.executable, "-c", "print('done, 3 rows')"])
+    assert record["status"] == "failed" and record["returncode"] == 0
+    assert "no JSON document" in record["stderr_tail"]
+
+
+def test_a_command_that_cannot_start_is_recorded_as_failed():
+    record = run_benchmark(["/nonexistent/homefeed-benchmark"])
+    assert record["status"] == "failed" and record["returncode"] is None
+    assert "could not start" in record["stderr_tail"]
+
+
+def test_steps_selected_by_default_by_group_and_by_name():
+    names = ["generate_ingest", "graph_jobs", "twhin", "ranking_inference", "train_rankers", "ranking_batch@1000",
+             "ranking_batch@10000", "publish@1000", "publish@10000", "quality", "serve", "soak"]
+    steps = [Step(name, name.split("@")[0], lambda: {}) for name in names]
+
+    def selected(only, *, models_available):
+        return [s.name for s in select_steps(steps, only, models_available=models_available)]
+
+    core = ["generate_ingest", "graph_jobs", "ranking_inference", "ranking_batch@1000", "ranking_batch@10000",
+            "publish@1000", "publish@10000", "serve"]
+    assert selected(None, models_available=True) == core
+    assert selected(None, models_available=False) == core[:3] + ["train_rankers"] + core[3:]
+    assert selected(["publish", "soak"], models_available=False) == ["publish@1000", "publish@10000", "soak"]
+    assert selected(["ranking_batch@10000"], models_available=False) == ["train_rankers", "ranking_batch@10000"]
+    assert selected(["ranking_batch@10000"], models_available=True) == ["ranking_batch@10000"]
+
+
+def test_a_world_is_reused_only_with_every_raw_table_ingested(tmp_path):
+    from jobs.contract import RAW_TABLES
+
+    world = tmp_path / "world-300"
+    for table in RAW_TABLES:
+        (world / "raw" / table.name).mkdir(parents=True)
+        (world / "warehouse" / "tables" / table.name / "_delta_log").mkdir(parents=True)
+    assert holds_ingested_world(world)
+    (world / "warehouse" / "tables" / RAW_TABLES[-1].name / "_delta_log").rmdir()
+    assert not holds_ingested_world(world)
+    assert not holds_ingested_world(tmp_path / "world-600")
+
+
+def test_the_suite_runs_the_generator_benchmark_at_two_sizes_and_writes_one_document(tmp_path):
+    out = tmp_path / "results" / "latest.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.suite", "--sizes", "600", "300", "--only",
+                           "generate_world", "--workdir", str(tmp_path / "work"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert document["suite"] == "homefeed" and document["sizes"] == [300, 600]
+    assert document["command"] == ("python -m benchmarks.suite --sizes 600 300 --only generate_world "
+                                   f"--workdir {tmp_path / 'work'} --out {out}")
+    assert set(document["machine"]) == {"cpus", "memory_gb", "python", "platform"}
+    assert len(document["git_commit"]) == 40
+    assert list(document["benchmarks"]) == ["generate_world"]
+    record = document["benchmarks"]["generate_world"]
+    assert record["status"] == "ok" and record["command"].endswith("-m benchmarks.bench_generate 300 600")
+    results = record["result"]["results"]
+    assert record["result"]["benchmark"] == "generate_world" and [r["users"] for r in results] == [300, 600]
+    small, large = results
+    assert document["summary"] == [
+        stage("generate (generator alone)", 300, small["wall_seconds"], small["peak_rss_mb"], None),
+        stage("generate (generator alone)", 600, large["wall_seconds"], large["peak_rss_mb"],
+              round(large["wall_seconds"] / small["wall_seconds"] / 2, 3)),
+    ]
+    assert "| stage | users | wall s | peak MB | scaling |" in done.stdout
+    assert f"| generate (generator alone) | 600 | {large['wall_seconds']:.1f} |" in done.stdout
+    assert not (tmp_path / "work" / "world-300").exists()  # bench_generate keeps no world unless told to
