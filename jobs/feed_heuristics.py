@@ -127,7 +127,7 @@ def author_diversity_multipliers(author_ids: np.ndarray, scores: np.ndarray,
     if n == 0:
         return np.empty(0, dtype=np.float64)
     by_score = np.argsort(-scores, kind="stable")
-    codes, _ = pd.factorize(pd.Series(np.asarray(author_ids)[by_score]), use_na_sentinel=False)
+    _, codes = np.unique(np.asarray(author_ids)[by_score], return_inverse=True)
     # Group the score-ordered rows by author (stable, so score order holds inside each group);
     # a row's occurrence is its distance from the start of its group.
     by_author = np.argsort(codes, kind="stable")

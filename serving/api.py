@@ -13,10 +13,12 @@ import time
 import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 import msgpack
+import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
@@ -200,11 +202,51 @@ class MeasuredRequests:
             self.metrics.requests.labels(endpoint, str(status)).inc()
 
 
-def _json(model: BaseModel) -> Response:
-    """The model as JSON, serialized once (FastAPI would validate a returned model again first)."""
-    return Response(model.model_dump_json(), media_type="application/json")
+def _json_body(body: dict) -> Response:
+    """A body already shaped as its response model, serialized once."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
+def tweet_item(candidate: Candidate, tweet: dict, kind: str, *, profiles: dict[int, dict], proof_user: int | None,
+               scored: bool) -> dict:
+    """A `TweetItem`: the tweet with its author, score (ranked and promoted only) and social context."""
+    author = profiles.get(candidate.author_id, {})
+    context = None
+    if proof_user in profiles:
+        followed = "frs" in candidate.sources and "uteg" not in candidate.sources
+        context = f"{'followed' if followed else 'liked'} by @{profiles[proof_user]['handle']}"
+    return {
+        "type": kind, "tweet_id": str(candidate.tweet_id),
+        "author": {"user_id": str(candidate.author_id), "handle": author.get("handle"),
+                   "is_verified": bool(author.get("is_verified"))},
+        "text": tweet["text"], "created_at": _iso(tweet["created_at_ms"]),
+        "in_reply_to_tweet_id": _id(tweet["in_reply_to_tweet_id"]), "quoted_tweet_id": _id(tweet["quoted_tweet_id"]),
+        "retweet_of_tweet_id": _id(tweet["retweet_of_tweet_id"]), "has_media": bool(tweet["has_media"]),
+        "in_network": candidate.is_in_network,
+        "score": float(candidate.score) if scored or kind == "promoted" else None,
+        "sources": list(candidate.sources), "social_context": context,
+    }
+
+
+def render_entry(entry: Entry, profiles: dict[int, dict], proof: dict[int, int], *, scored: bool) -> dict:
+    """One `TimelineEntry` (a tweet, a conversation module or a who-to-follow module)."""
+    def item(candidate: Candidate, tweet: dict, kind: str) -> dict:
+        return tweet_item(candidate, tweet, kind, profiles=profiles, proof_user=proof.get(candidate.tweet_id),
+                          scored=scored)
+
+    if entry.type == "conversation":
+        return {"type": "conversation", "tweets": [item(c, t, "tweet") for c, t in entry.tweets]}
+    if entry.type == "who_to_follow":
+        return {"type": "who_to_follow", "users": [{
+            "user_id": str(u["user_id"]), "handle": profiles.get(u["user_id"], {}).get("handle"),
+            "is_verified": bool(profiles.get(u["user_id"], {}).get("is_verified")),
+            "social_proof_count": int(u["social_proof_count"]),
+            "followed_by": [profiles[p]["handle"] for p in u["proof_user_ids"][:2] if p in profiles],
+        } for u in entry.users]}
+    return item(*entry.tweets[0], entry.type)
+
+
+@lru_cache(maxsize=1 << 16)  # a page's tweets recur across requests; the conversion is most of an item's cost
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -258,10 +300,11 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
             return authorization.removeprefix("Bearer ").strip()
         return None
 
-    def viewer(authorization: str | None = Header(None, description="`Bearer <token>` (`homefeed token USER_ID`)")) -> Viewer:
+    # Async, so that FastAPI calls them inline: a plain `def` dependency runs on a worker thread.
+    async def viewer(authorization: str | None = Header(None, description="`Bearer <token>` (`homefeed token USER_ID`)")) -> Viewer:
         return verified(bearer(authorization))
 
-    def page_viewer(authorization: str | None = Header(None, description="`Bearer <token>`"),
+    async def page_viewer(authorization: str | None = Header(None, description="`Bearer <token>`"),
                     access_token: str | None = Query(None, max_length=256,
                                                      description="the token, for a browser (RFC 6750 §2.3)")) -> Viewer:
         return verified(bearer(authorization) or access_token)
@@ -281,56 +324,26 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
             raise HTTPException(400, "invalid cursor: it belongs to another timeline")
         return state
 
-    async def render(version: int, entries: list[Entry], *, scored: bool) -> list[TweetItem | ConversationModule |
-                                                                                 WhoToFollowModule]:
+    async def render(version: int, entries: list[Entry], *, scored: bool) -> list[dict]:
+        """The entries as the JSON objects of `TimelineEntry` (plain dicts: building a pydantic
+        model per tweet cost more than the rest of the page; the schema tests check the shape)."""
         tweets = [item for entry in entries for item in entry.tweets]
         proof = {c.tweet_id: c.social_proof_user_ids[0] for c, _ in tweets if c.social_proof_user_ids}
         suggested = [u for entry in entries for u in entry.users]
         wanted = ([c.author_id for c, _ in tweets] + list(proof.values()) + [u["user_id"] for u in suggested]
                   + [p for u in suggested for p in u["proof_user_ids"][:2]])
         profiles = await store.records(rl.PROFILES, version, wanted)
+        return [render_entry(entry, profiles, proof, scored=scored) for entry in entries]
 
-        def tweet_item(candidate: Candidate, tweet: dict, kind: str) -> TweetItem:
-            author = profiles.get(candidate.author_id, {})
-            context = None
-            if candidate.tweet_id in proof and proof[candidate.tweet_id] in profiles:
-                handle = profiles[proof[candidate.tweet_id]]["handle"]
-                followed = "frs" in candidate.sources and "uteg" not in candidate.sources
-                context = f"followed by @{handle}" if followed else f"liked by @{handle}"
-            return TweetItem(
-                type=kind, tweet_id=str(candidate.tweet_id),
-                author=Author(user_id=str(candidate.author_id), handle=author.get("handle"),
-                              is_verified=bool(author.get("is_verified"))),
-                text=tweet["text"], created_at=_iso(tweet["created_at_ms"]),
-                in_reply_to_tweet_id=_id(tweet["in_reply_to_tweet_id"]), quoted_tweet_id=_id(tweet["quoted_tweet_id"]),
-                retweet_of_tweet_id=_id(tweet["retweet_of_tweet_id"]), has_media=bool(tweet["has_media"]),
-                in_network=candidate.is_in_network, score=candidate.score if scored or kind == "promoted" else None,
-                sources=list(candidate.sources), social_context=context)
-
-        items = []
-        for entry in entries:
-            if entry.type == "conversation":
-                items.append(ConversationModule(type="conversation", tweets=[
-                    tweet_item(c, t, "tweet") for c, t in entry.tweets]))
-            elif entry.type == "who_to_follow":
-                items.append(WhoToFollowModule(type="who_to_follow", users=[SuggestedUser(
-                    user_id=str(u["user_id"]), handle=profiles.get(u["user_id"], {}).get("handle"),
-                    is_verified=bool(profiles.get(u["user_id"], {}).get("is_verified")),
-                    social_proof_count=u["social_proof_count"],
-                    followed_by=[profiles[p]["handle"] for p in u["proof_user_ids"][:2] if p in profiles])
-                    for u in entry.users]))
-            else:
-                items.append(tweet_item(*entry.tweets[0], entry.type))
-        return items
-
-    async def run_for_you(user_id: int, previous: dict, count: int, *, mark_shown: bool):
+    async def run_for_you(user_id: int, previous: dict, count: int, *, explain: bool = False):
         pointer = await store.pointer()
         version = await store.version()
         built_ms = built_at_ms(pointer or {})
         with metrics.timed("for_you", "source"):
             state = await store.user_state(version, user_id, posted_since_ms=built_ms)
         result = await for_you_timeline(
-            store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms, config=config, mark_shown=mark_shown,
+            store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms, config=config,
+            mark_shown=not explain, with_probabilities=explain,
             timed=lambda stage: metrics.timed("for_you", stage))
         for source in result.failed_sources:
             metrics.source_failures.labels("for_you", source).inc()
@@ -347,7 +360,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         (`fallback: true`) when there is no feed."""
         own_timeline(user_id, who)
         previous = cursor_state(cursor, "for_you", user_id)
-        version, _, result = await run_for_you(user_id, previous, count, mark_shown=True)
+        version, _, result = await run_for_you(user_id, previous, count)
         if result.fallback_reason not in (None, "continued"):
             metrics.fallbacks.labels(result.fallback_reason).inc()
         metrics.timelines.labels("for_you").inc()
@@ -357,9 +370,9 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         next_cursor = None
         if result.next_state is not None:
             next_cursor = encode_cursor({"k": "for_you", "o": user_id, **result.next_state}, secret)
-        return _json(Timeline(version=version, items=items, next_cursor=next_cursor,
-                              fallback=result.fallback_reason is not None,
-                              filtered={name: len(result.removed.get(name, ())) for name in FILTERS}))
+        return _json_body({"version": version, "items": items, "next_cursor": next_cursor,
+                           "fallback": result.fallback_reason is not None,
+                           "filtered": {name: len(result.removed.get(name, ())) for name in FILTERS}})
 
     async def chronological(pipeline: str, owner: int, version: int, authors: list[int],
                             published: list[tuple[list[int], list[int], list[int]]], state: UserState | None,
@@ -378,8 +391,8 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         if len(page) == count:
             last = page[-1][0]
             next_cursor = encode_cursor({"k": pipeline, "o": owner, "b": [last.created_at_ms, last.tweet_id]}, secret)
-        return _json(ChronologicalTimeline(version=version, items=items, next_cursor=next_cursor,
-                                           filtered={name: len(removed.get(name, ())) for name in CHRONOLOGICAL_FILTERS}))
+        return _json_body({"version": version, "items": items, "next_cursor": next_cursor,
+                           "filtered": {name: len(removed.get(name, ())) for name in CHRONOLOGICAL_FILTERS}})
 
     @app.get("/v1/users/{user_id}/timelines/following", response_model=ChronologicalTimeline, tags=["timelines"],
              responses=_errors(400, 401, 403, 503))
@@ -457,7 +470,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         probabilities, final score and rank change, social proof, and every candidate a filter
         removed with the filter's identifier. The viewer must be the user or an admin."""
         own_timeline(user_id, who, admin_too=True)
-        version, state, result = await run_for_you(user_id, {}, count, mark_shown=False)
+        version, state, result = await run_for_you(user_id, {}, count, explain=True)
         items = await render(version, result.entries, scored=result.fallback_reason is None)
         profiles = await store.records(rl.PROFILES, version, [user_id])
         return HTMLResponse(explain_page(user_id=user_id, version=version, result=result, items=items,

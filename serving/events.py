@@ -193,7 +193,8 @@ def queue_event(pipe, record: dict, *, ttl_seconds: int = rl.REALTIME_TTL_SECOND
         pipe.zadd(rl.ACTIVE_AUTHORS, {user: ms})
         pipe.expire(rl.ACTIVE_AUTHORS, ttl_seconds)
     elif kind == "delete_tweet":
-        pipe.set(rl.deleted_tweet_key(record["tweet_id"]), 1, ex=ttl_seconds)
+        pipe.xadd(rl.DELETION_LOG, {"t": record["tweet_id"]}, maxlen=rl.DELETION_LOG_MAX_ENTRIES, approximate=True)
+        pipe.expire(rl.DELETION_LOG, ttl_seconds)
         pipe.zrem(user_key("tweets"), record["tweet_id"])
     else:  # the models admit no other type
         raise ValueError(f"unknown event type {kind!r}")

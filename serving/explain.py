@@ -28,15 +28,15 @@ def _rank_change(candidate: Candidate, position: int) -> str:
     return f'<span class="{css}">{candidate.batch_rank} → {position} ({moved:+d})</span>'
 
 
-def _tweet_row(position: int, kind: str, candidate: Candidate, item, css: str = "") -> str:
+def _tweet_row(position: int, kind: str, candidate: Candidate, item: dict, css: str = "") -> str:
     heads = "".join(f'<td class="num">{candidate.probabilities[h]:.3f}</td>' if h in candidate.probabilities
                     else "<td></td>" for h in HEADS)
     sources = "".join(f'<span class="tag">{escape(s)}</span>' for s in candidate.sources)
     proof = ", ".join(str(u) for u in candidate.social_proof_user_ids[:5])
-    context = f"<br><small>{escape(item.social_context)}</small>" if item.social_context else ""
+    context = "<br><small>" + escape(item["social_context"]) + "</small>" if item["social_context"] else ""
     return (f'<tr class="{css}"><td class="num">{position}</td><td>{escape(kind)}</td>'
-            f'<td>{candidate.tweet_id}</td><td>@{escape(item.author.handle or str(candidate.author_id))}</td>'
-            f'<td>{escape((item.text or "")[:80])}</td><td>{sources}</td><td>{escape(proof)}{context}</td>'
+            f'<td>{candidate.tweet_id}</td><td>@{escape(item["author"]["handle"] or str(candidate.author_id))}</td>'
+            f'<td>{escape((item["text"] or "")[:80])}</td><td>{sources}</td><td>{escape(proof)}{context}</td>'
             f'<td class="num">{candidate.score:.4f}</td><td>{_rank_change(candidate, position)}</td>{heads}</tr>')
 
 
@@ -46,11 +46,12 @@ def explain_page(*, user_id: int, version: int, result: ForYouResult, items: lis
     for entry, item in zip(result.entries, items):
         if entry.type == "who_to_follow":
             position += 1
-            users = ", ".join(f"@{escape(u.handle or u.user_id)} ({u.social_proof_count} in common)" for u in item.users)
+            users = ", ".join(f'@{escape(u["handle"] or u["user_id"])} ({u["social_proof_count"]} in common)'
+                              for u in item["users"])
             rows.append(f'<tr class="module"><td class="num">{position}</td><td>who_to_follow</td>'
                         f'<td colspan="{7 + len(HEADS)}">{users}</td></tr>')
             continue
-        tweets = item.tweets if entry.type == "conversation" else [item]
+        tweets = item["tweets"] if entry.type == "conversation" else [item]
         position += 1
         for depth, ((candidate, _), tweet_item) in enumerate(zip(entry.tweets, tweets)):
             last = depth == len(entry.tweets) - 1

@@ -22,6 +22,7 @@ from serving.redis_layout import AUTHOR_TWEETS, POPULAR, POPULAR_ID
 from serving.store import Store, UserState
 from serving.timelines import (
     FILTERS,
+    HEADS,
     Candidate,
     Removed,
     RerankConfig,
@@ -82,10 +83,11 @@ def fitting_positions(entries: int, positions: list[int]) -> list[int]:
 async def for_you_timeline(store: Store, version: int, state: UserState, *, cursor: dict, count: int,
                            now_ms: float, built_ms: float, config: ForYouConfig = ForYouConfig(),
                            timed: Callable[[str], contextlib.AbstractContextManager] = _untimed,
-                           mark_shown: bool = True) -> ForYouResult:
+                           mark_shown: bool = True, with_probabilities: bool = False) -> ForYouResult:
     """One page of the viewer's For You timeline: `cursor` is the state the previous page returned
     ({} for the first), `state` the viewer's (`Store.user_state`); `mark_shown` records a
-    who-to-follow module as shown (the explain page does not)."""
+    who-to-follow module as shown (the explain page does not); `with_probabilities`: the ranked
+    candidates carry their head probabilities (the explain page shows them)."""
     served: set[int] = set(cursor.get("s", []))
     retweeted = frozenset(cursor.get("r", []))  # what served retweets point at: their duplicates are filtered
     retweeted_now: set[int] = set()
@@ -123,7 +125,7 @@ async def for_you_timeline(store: Store, version: int, state: UserState, *, curs
                 removed[name].extend(feed["tweet_id"][indices].tolist())
         with timed("rerank"):
             indices, scores = rerank(feed, kept, fatigue, now_ms=now_ms, config=config.scorer)
-            ranked = RankedCandidates(feed, indices, scores)
+            ranked = RankedCandidates(feed, indices, scores, heads=HEADS if with_probabilities else ())
         with timed("hydrate"):
             page, retweeted_now = await fill_page(store, version, ranked, count, state=state, served=served,
                                                   removed=removed, slack=config.metadata_slack, enabled=enabled,

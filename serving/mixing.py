@@ -66,7 +66,7 @@ async def with_conversations(store: Store, version: int, page: list[tuple[Candid
         wanted = {tid: head["in_reply_to_tweet_id"] for tid, head in heads.items() if head["in_reply_to_tweet_id"]}
         if not wanted:
             break
-        parents = await store.tweets(version, set(wanted.values()))
+        parents = await store.tweets(version, set(wanted.values()), deletions_read=state.deletions_read)
         heads = {}
         for tid, parent_id in wanted.items():
             parent = parents.get(parent_id)
@@ -110,7 +110,7 @@ async def promoted_tweets(store: Store, version: int, *, state: UserState, exclu
     hidden = state.hidden_authors | {state.user_id}
     eligible = [(t, a, b) for t, a, b in zip(inventory["tweet_ids"], inventory["advertiser_ids"], inventory["bids"])
                 if t not in exclude and t not in state.seen and a not in hidden][:config.promoted_window]
-    tweets = await store.tweets(version, (t for t, _, _ in eligible))
+    tweets = await store.tweets(version, (t for t, _, _ in eligible), deletions_read=state.deletions_read)
     chosen = []
     for tweet_id, advertiser, bid in eligible:
         tweet = tweets.get(tweet_id)

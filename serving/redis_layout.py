@@ -168,5 +168,8 @@ def realtime_tweet_key(tweet_id: int) -> str:
 ACTIVE_AUTHORS = f"{PREFIX}:{{rt}}:active_authors"
 
 
-def deleted_tweet_key(tweet_id: int) -> str:
-    return f"{PREFIX}:{{t{tweet_id}}}:rt:deleted"
+# stream: one entry (`t`: tweet id) per tweet deleted since the build, in the order Redis received
+# them. Each API process keeps the deleted ids in memory and reads only the entries past the last
+# one it has seen, inside the request's first pipeline, so no request reads a mark per tweet.
+DELETION_LOG = f"{PREFIX}:{{rt}}:deleted_log"
+DELETION_LOG_MAX_ENTRIES = 1_000_000  # the newest deletions kept (the next build has the older ones)

@@ -39,6 +39,7 @@ class UserState:
     who_to_follow_shown_ms: float | None = None
     feed_error: str | None = None  # why a stored feed could not be read (the request falls back)
     posted_since: set[int] | None = None  # authors who posted since the build, when read with the state
+    deletions_read: bool = False  # the store's deleted tweets were brought up to date with the state
 
     @property
     def allow_nsfw(self) -> bool:
@@ -77,12 +78,43 @@ class PublishedCache:
             self._values.popitem(last=False)
 
 
+class DeletedTweets:
+    """The tweets deleted since the build, as read from `rl.DELETION_LOG`: `after` is the id of the
+    last entry read, so that a read asks for the newer entries only (usually none)."""
+
+    def __init__(self, max_entries: int = rl.DELETION_LOG_MAX_ENTRIES):
+        self.max_entries = max_entries
+        self.after = b"0-0"
+        self._ids: dict[int, None] = {}  # in the log's order, so the oldest go first past max_entries
+
+    def __contains__(self, tweet_id: int) -> bool:
+        return tweet_id in self._ids
+
+    def queue_read(self, pipe) -> None:
+        pipe.xrange(rl.DELETION_LOG, min=b"(" + self.after, max=b"+")
+
+    def apply(self, entries: list[tuple[bytes, dict]]) -> None:
+        for entry_id, fields in entries:
+            self._ids[int(fields[b"t"])] = None
+            # Concurrent requests may read overlapping entries: the cursor only moves forward.
+            if _stream_id(entry_id) > _stream_id(self.after):
+                self.after = entry_id
+        while len(self._ids) > self.max_entries:
+            del self._ids[next(iter(self._ids))]
+
+
+def _stream_id(entry_id: bytes) -> tuple[int, int]:
+    ms, _, sequence = entry_id.partition(b"-")
+    return int(ms), int(sequence or 0)
+
+
 @dataclass
 class Store:
     client: aioredis.Redis
     pointer_ttl_seconds: float = 1.0
     clock: Callable[[], float] = time.monotonic
     cache: PublishedCache = field(default_factory=PublishedCache)
+    deleted: DeletedTweets = field(default_factory=DeletedTweets)
     _pointer: tuple[float, dict | None] = field(default=(float("-inf"), None), repr=False)
 
     async def pointer(self) -> dict | None:
@@ -126,6 +158,7 @@ class Store:
         pipe.get(rl.realtime_user_key(user_id, "who_to_follow_shown"))
         if posted_since_ms is not None:
             pipe.zrangebyscore(rl.ACTIVE_AUTHORS, posted_since_ms, "+inf")
+        self.deleted.queue_read(pipe)
         replies = await pipe.execute()
         for (space, key), value in zip(fetched, replies):
             published[space.name] = space.decode(value) if value else None
@@ -134,6 +167,7 @@ class Store:
         feed = next(rest) if with_feed else None
         blocked, muted, followed, unfollowed, seen, not_interested, wtf_shown = (next(rest) for _ in range(7))
         active = _ints(next(rest)) if posted_since_ms is not None else None
+        self.deleted.apply(next(rest))
         feed_columns, feed_error = None, None
         if feed:
             try:
@@ -156,6 +190,7 @@ class Store:
             who_to_follow=published[rl.WHO_TO_FOLLOW.name],
             who_to_follow_shown_ms=float(wtf_shown) if wtf_shown else None,
             posted_since=active,
+            deletions_read=True,
         )
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
@@ -167,19 +202,27 @@ class Store:
             return await self.client.mget_nonatomic(keys)
         return await self.client.mget(keys)
 
-    async def tweets(self, version: int, tweet_ids: Iterable[int]) -> dict[int, dict]:
+    async def read_deletions(self) -> None:
+        """Bring the deleted tweets up to date (`user_state` does it in its own pipeline)."""
+        pipe = self.client.pipeline(transaction=False)
+        self.deleted.queue_read(pipe)
+        self.deleted.apply((await pipe.execute())[0])
+
+    async def tweets(self, version: int, tweet_ids: Iterable[int], *, deletions_read: bool = False) -> dict[int, dict]:
         """Metadata of the tweets that exist and are not deleted: published ones (from the cache
-        when there), or posted since the build; a tweet deleted since the build is left out. One
-        MGET: each tweet's deletion mark, the published value of those not cached, and the value
-        posted since the build of those not published."""
-        ids = list(dict.fromkeys(int(t) for t in tweet_ids))
+        when there), or posted since the build; a tweet deleted since the build is left out.
+        `deletions_read`: the request has brought the deleted tweets up to date already (its
+        `user_state` did), so that a page whose metadata is all cached reads nothing. Otherwise one
+        read of the deletion log, then one MGET of the published values not cached and of the
+        values posted since the build of those not published."""
+        if not deletions_read:
+            await self.read_deletions()
+        ids = [t for t in dict.fromkeys(int(t) for t in tweet_ids) if t not in self.deleted]
         published = {t: self.cache.get(rl.TWEETS.key(version, t)) for t in ids}
         uncached = [t for t in ids if published[t] is _MISSING]
         unpublished = [t for t in ids if published[t] is None or published[t] is _MISSING]  # maybe posted since
-        keys = ([rl.deleted_tweet_key(t) for t in ids] + [rl.TWEETS.key(version, t) for t in uncached]
-                + [rl.realtime_tweet_key(t) for t in unpublished])
-        values = iter(await self.get_many(keys))
-        deleted = {t: next(values) for t in ids}
+        values = iter(await self.get_many([rl.TWEETS.key(version, t) for t in uncached]
+                                          + [rl.realtime_tweet_key(t) for t in unpublished]))
         for tweet_id in uncached:
             value = next(values)
             published[tweet_id] = {"tweet_id": tweet_id, **rl.TWEETS.decode(value)} if value else None
@@ -187,8 +230,6 @@ class Store:
         fresh = {t: next(values) for t in unpublished}
         found = {}
         for tweet_id in ids:
-            if deleted[tweet_id]:
-                continue
             if published[tweet_id] is not None:
                 found[tweet_id] = published[tweet_id]
             elif fresh[tweet_id]:

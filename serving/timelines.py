@@ -19,6 +19,7 @@ from collections import defaultdict
 from itertools import repeat
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import datetime, timezone
 
 import numpy as np
@@ -142,37 +143,48 @@ def rerank(columns: dict[str, np.ndarray], kept: np.ndarray, fatigue: np.ndarray
     return kept[chosen], final[chosen]
 
 
+@lru_cache(maxsize=1024)
+def source_names(bits: int) -> tuple[str, ...]:
+    """The sources a feed item's `sources` bit set names."""
+    return tuple(s for bit, s in enumerate(SOURCES) if bits >> bit & 1)
+
+
 class RankedCandidates(Sequence[Candidate]):
     """The feed's items in serving order, each made a Candidate only when read: a request reads a
-    page's worth of a feed of hundreds."""
+    page's worth of a feed of hundreds, a window at a time (one gather per column per window).
+    `heads`: the head probabilities the candidates carry (only the explain page shows them)."""
 
-    def __init__(self, columns: dict[str, np.ndarray], indices: np.ndarray, scores: np.ndarray):
-        self.columns, self.indices, self.scores = columns, indices, scores
-        self._lists: dict[str, list] | None = None
+    def __init__(self, columns: dict[str, np.ndarray], indices: np.ndarray, scores: np.ndarray, *,
+                 heads: Sequence[str] = HEADS):
+        self.columns, self.indices, self.scores, self.heads = columns, indices, scores, tuple(heads)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, key):
         if isinstance(key, slice):
-            return [self._candidate(i) for i in range(*key.indices(len(self)))]
-        return self._candidate(range(len(self))[key])
+            return self._candidates(np.arange(len(self))[key])
+        return self._candidates(np.array([range(len(self))[key]]))[0]
 
-    def _candidate(self, position: int) -> Candidate:
-        if self._lists is None:  # one conversion per column beats one numpy scalar per field
-            self._lists = {name: self.columns[name].tolist() for name, _ in rl.FEED_COLUMNS}
-            self._lists["social_proof_offsets"] = self.columns["social_proof_offsets"].tolist()
-        c, i = self._lists, int(self.indices[position])
-        start, end = c["social_proof_offsets"][i], c["social_proof_offsets"][i + 1]
-        bits = c["sources"][i]
-        return Candidate(
-            tweet_id=c["tweet_id"][i], author_id=c["author_id"][i], created_at_ms=c["created_at_ms"][i],
-            score=float(self.scores[position]), is_in_network=bool(c["is_in_network"][i]),
-            sources=tuple(s for bit, s in enumerate(SOURCES) if bits >> bit & 1),
-            social_proof_user_ids=tuple(self.columns["social_proof_user_ids"][start:end].tolist()) if end > start else (),
-            probabilities={head[2:]: c[head][i] for head in HEADS},
-            batch_rank=c["rank"][i],
-        )
+    def _candidates(self, positions: np.ndarray) -> list[Candidate]:
+        rows = self.indices[positions]
+        c = {name: self.columns[name][rows].tolist() for name in (*_CANDIDATE_COLUMNS, *self.heads)}
+        starts = self.columns["social_proof_offsets"][rows].tolist()
+        ends = self.columns["social_proof_offsets"][rows + 1].tolist()
+        proof = self.columns["social_proof_user_ids"]
+        heads = [(head[2:], c[head]) for head in self.heads]
+        return [
+            Candidate(tweet_id=tweet_id, author_id=author_id, created_at_ms=created, score=score,
+                      is_in_network=bool(in_network), sources=source_names(bits),
+                      social_proof_user_ids=tuple(proof[start:end].tolist()) if end > start else (),
+                      probabilities={head: values[j] for head, values in heads}, batch_rank=rank)
+            for j, (tweet_id, author_id, created, score, in_network, bits, start, end, rank) in enumerate(zip(
+                c["tweet_id"], c["author_id"], c["created_at_ms"], self.scores[positions].tolist(),
+                c["is_in_network"], c["sources"], starts, ends, c["rank"]))
+        ]
+
+
+_CANDIDATE_COLUMNS = ("tweet_id", "author_id", "created_at_ms", "is_in_network", "sources", "rank")
 
 
 async def fill_page(store: Store, version: int, ordered: Sequence[Candidate], count: int, *, state: UserState,
@@ -201,7 +213,7 @@ async def fill_page(store: Store, version: int, ordered: Sequence[Candidate], co
     position = 0
     while len(page) < count and position < len(ordered):
         window = ordered[position:position + count - len(page) + slack]
-        tweets = await store.tweets(version, (c.tweet_id for c in window))
+        tweets = await store.tweets(version, (c.tweet_id for c in window), deletions_read=state.deletions_read)
         for candidate in window:
             position += 1
             tweet = tweets.get(candidate.tweet_id)
@@ -276,7 +288,8 @@ async def chronological_page(store: Store, version: int, rows: list[Row], count:
     position = 0
     while len(page) < count and position < len(visible):
         window = visible[position:position + count - len(page) + slack]
-        tweets = await store.tweets(version, (row[1] for row in window))
+        tweets = await store.tweets(version, (row[1] for row in window),
+                                   deletions_read=state is not None and state.deletions_read)
         for created_ms, tweet_id, _, sources in window:
             position += 1
             tweet = tweets.get(tweet_id)
