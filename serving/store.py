@@ -6,6 +6,7 @@ MGET (`get_many`); published values come from `PublishedCache` once read.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from serving import redis_layout as rl
 
@@ -78,6 +80,35 @@ class PublishedCache:
             self._values.popitem(last=False)
 
 
+# A read: (command, key, *arguments), e.g. ("ZRANGE", key, 0, -1, "WITHSCORES").
+Read = tuple
+# Runs each read in turn and returns their replies as one array (nil replies as nil).
+READ_ALL_SCRIPT = """
+local replies, at = {}, 1
+for i = 1, #KEYS do
+  local command, count = ARGV[at], tonumber(ARGV[at + 1])
+  replies[i] = redis.call(command, KEYS[i], unpack(ARGV, at + 2, at + 1 + count))
+  at = at + 2 + count
+end
+return replies
+"""
+READ_ALL_SHA = hashlib.sha1(READ_ALL_SCRIPT.encode()).hexdigest()
+
+
+def _raw(reply):
+    """A cluster pipeline's reply, which redis-py has parsed, in the shape the script returns:
+    a set as a list, stream entries ([(id, {field: value})]) as [[id, [field, value, ...]]],
+    members with scores as [member, score, ...] (the scores stay floats)."""
+    if isinstance(reply, set):
+        return list(reply)
+    if isinstance(reply, list) and reply and isinstance(reply[0], (tuple, list)) and len(reply[0]) == 2:
+        if isinstance(reply[0][1], dict):
+            return [[entry_id, [part for pair in fields.items() for part in pair]] for entry_id, fields in reply]
+        if isinstance(reply[0][1], float):  # sorted set members with scores
+            return [part for pair in reply for part in pair]
+    return reply
+
+
 class DeletedTweets:
     """The tweets deleted since the build, as read from `rl.DELETION_LOG`: `after` is the id of the
     last entry read, so that a read asks for the newer entries only (usually none)."""
@@ -90,12 +121,14 @@ class DeletedTweets:
     def __contains__(self, tweet_id: int) -> bool:
         return tweet_id in self._ids
 
-    def queue_read(self, pipe) -> None:
-        pipe.xrange(rl.DELETION_LOG, min=b"(" + self.after, max=b"+")
+    def read(self) -> Read:
+        """The read of the entries past the last one read."""
+        return "XRANGE", rl.DELETION_LOG, b"(" + self.after, b"+"
 
-    def apply(self, entries: list[tuple[bytes, dict]]) -> None:
+    def apply(self, entries: list) -> None:
+        """Take in the raw XRANGE reply: [[id, [field, value, ...]], ...]."""
         for entry_id, fields in entries:
-            self._ids[int(fields[b"t"])] = None
+            self._ids[int(dict(zip(fields[::2], fields[1::2]))[b"t"])] = None
             # Concurrent requests may read overlapping entries: the cursor only moves forward.
             if _stream_id(entry_id) > _stream_id(self.after):
                 self.after = entry_id
@@ -136,9 +169,10 @@ class Store:
     async def user_state(self, version: int, user_id: int, *, with_feed: bool = True,
                          posted_since_ms: float | None = None) -> UserState:
         """The user's feed, profile, follow set, blocks and mutes as published, merged with what
-        the events since then changed: one pipeline (all keys carry the user's hash tag), less
-        what the published cache holds. `posted_since_ms`: also read who posted since then."""
-        pipe = self.client.pipeline(transaction=False)
+        the events since then changed, and the deletions since the last read: one round trip
+        (`read_all`), less what the published cache holds. `posted_since_ms`: also read who
+        posted since then."""
+        reads: list[Read] = []
         published: dict[str, dict | None] = {}
         fetched: list[tuple[rl.KeySpace, str]] = []
         for space in (rl.PROFILES, rl.FOLLOWING, rl.BLOCKED_MUTED, rl.WHO_TO_FOLLOW):
@@ -146,20 +180,19 @@ class Store:
             cached = self.cache.get(key)
             if cached is _MISSING:
                 fetched.append((space, key))
-                pipe.get(key)
+                reads.append(("GET", key))
             else:
                 published[space.name] = cached
         if with_feed:
-            pipe.get(rl.FEEDS.key(version, user_id))
-        for what in ("blocked", "muted", "followed", "unfollowed"):
-            pipe.smembers(rl.realtime_user_key(user_id, what))
-        pipe.zrevrange(rl.realtime_user_key(user_id, "seen"), 0, SEEN_LIMIT - 1)
-        pipe.zrange(rl.realtime_user_key(user_id, "not_interested"), 0, -1, withscores=True)
-        pipe.get(rl.realtime_user_key(user_id, "who_to_follow_shown"))
+            reads.append(("GET", rl.FEEDS.key(version, user_id)))
+        reads += [("SMEMBERS", rl.realtime_user_key(user_id, what)) for what in ("blocked", "muted", "followed", "unfollowed")]
+        reads += [("ZRANGE", rl.realtime_user_key(user_id, "seen"), 0, SEEN_LIMIT - 1, "REV"),
+                  ("ZRANGE", rl.realtime_user_key(user_id, "not_interested"), 0, -1, "WITHSCORES"),
+                  ("GET", rl.realtime_user_key(user_id, "who_to_follow_shown"))]
         if posted_since_ms is not None:
-            pipe.zrangebyscore(rl.ACTIVE_AUTHORS, posted_since_ms, "+inf")
-        self.deleted.queue_read(pipe)
-        replies = await pipe.execute()
+            reads.append(("ZRANGE", rl.ACTIVE_AUTHORS, posted_since_ms, "+inf", "BYSCORE"))
+        reads.append(self.deleted.read())
+        replies = await self.read_all(reads)
         for (space, key), value in zip(fetched, replies):
             published[space.name] = space.decode(value) if value else None
             self.cache.put(key, published[space.name])
@@ -186,12 +219,35 @@ class Store:
             blocked=set(published_blocks.get("blocked_ids", ())) | _ints(blocked),
             muted=set(published_blocks.get("muted_ids", ())) | _ints(muted),
             seen=_ints(seen),
-            not_interested_ms={int(author): score for author, score in not_interested},
+            not_interested_ms={int(author): float(ms) for author, ms in zip(not_interested[::2], not_interested[1::2])},
             who_to_follow=published[rl.WHO_TO_FOLLOW.name],
             who_to_follow_shown_ms=float(wtf_shown) if wtf_shown else None,
             posted_since=active,
             deletions_read=True,
         )
+
+    async def read_all(self, reads: list[Read]) -> list:
+        """The raw reply of each read (a command on one key) in one round trip: on one server a
+        single EVALSHA of `READ_ALL_SCRIPT` (cheaper for the client than a pipeline of as many
+        commands); on a Redis Cluster, whose scripts take the keys of one slot only, a pipeline."""
+        if hasattr(self.client, "mget_nonatomic"):  # a cluster client
+            return await self.read_pipelined(reads)
+        return await self.read_scripted(reads)
+
+    async def read_scripted(self, reads: list[Read]) -> list:
+        keys = [key for _, key, *_ in reads]
+        argv = [part for command, _, *args in reads for part in (command, len(args), *args)]
+        try:
+            return await self.client.evalsha(READ_ALL_SHA, len(keys), *keys, *argv)
+        except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it once more
+            await self.client.script_load(READ_ALL_SCRIPT)
+            return await self.client.evalsha(READ_ALL_SHA, len(keys), *keys, *argv)
+
+    async def read_pipelined(self, reads: list[Read]) -> list:
+        pipe = self.client.pipeline(transaction=False)
+        for command, key, *args in reads:
+            pipe.execute_command(command, key, *args)
+        return [_raw(reply) for reply in await pipe.execute()]
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         """GET of each key in one command: MGET on one server; on a Redis Cluster, whose MGET takes
@@ -203,10 +259,8 @@ class Store:
         return await self.client.mget(keys)
 
     async def read_deletions(self) -> None:
-        """Bring the deleted tweets up to date (`user_state` does it in its own pipeline)."""
-        pipe = self.client.pipeline(transaction=False)
-        self.deleted.queue_read(pipe)
-        self.deleted.apply((await pipe.execute())[0])
+        """Bring the deleted tweets up to date (`user_state` does it in its own round trip)."""
+        self.deleted.apply((await self.read_all([self.deleted.read()]))[0])
 
     async def tweets(self, version: int, tweet_ids: Iterable[int], *, deletions_read: bool = False) -> dict[int, dict]:
         """Metadata of the tweets that exist and are not deleted: published ones (from the cache

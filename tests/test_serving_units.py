@@ -152,3 +152,57 @@ def test_the_published_cache_keeps_the_most_recently_used():
     assert cache.get("a") == 1  # a is now the most recent
     cache.put("c", 3)
     assert cache.get("b") is _MISSING and cache.get("a") == 1 and cache.get("c") == 3
+
+
+def test_one_round_trip_reads_give_the_same_replies_scripted_and_pipelined(redis_client, redis_server):
+    """The script (one server) and the pipeline (a cluster) return each read's raw reply alike,
+    nil, set, sorted set in both orders, with scores, by score, and stream entries."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from serving.store import Store
+
+    redis_client.sadd("s", 3, 1, 2)
+    redis_client.zadd("z", {"a": 1.5, "b": 2.0, "c": 0.5})
+    first = redis_client.xadd("x", {"t": 11})
+    redis_client.xadd("x", {"t": 12})
+    reads = [("GET", "missing"), ("SMEMBERS", "s"), ("ZRANGE", "z", 0, -1, "REV"), ("ZRANGE", "z", 0, -1, "WITHSCORES"),
+             ("ZRANGE", "z", 1.0, "+inf", "BYSCORE"), ("XRANGE", "x", b"(" + first, b"+"), ("XRANGE", "x", b"(0-0", b"+")]
+
+    async def both():
+        store = Store(aioredis.Redis.from_url(redis_server.url))
+        redis_client.script_flush()  # the script path loads it again by itself
+        return await store.read_scripted(reads), await store.read_pipelined(reads)
+
+    scripted, pipelined = asyncio.run(both())
+    for replies in (scripted, pipelined):
+        assert replies[0] is None
+        assert sorted(replies[1]) == [b"1", b"2", b"3"]
+        assert replies[2] == [b"b", b"a", b"c"]
+        assert replies[3][::2] == [b"c", b"a", b"b"] and [float(v) for v in replies[3][1::2]] == [0.5, 1.5, 2.0]
+        assert replies[4] == [b"a", b"b"]
+        assert [fields for _, fields in replies[5]] == [[b"t", b"12"]]
+        assert [fields for _, fields in replies[6]] == [[b"t", b"11"], [b"t", b"12"]]
+
+
+def test_a_store_follows_the_deletion_log_reading_only_new_entries(redis_client, redis_server):
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from serving.store import Store
+
+    async def run():
+        store = Store(aioredis.Redis.from_url(redis_server.url))
+        redis_client.xadd(rl.DELETION_LOG, {"t": 5})
+        await store.read_deletions()
+        seen_after_first = (5 in store.deleted, 6 in store.deleted)
+        redis_client.xadd(rl.DELETION_LOG, {"t": 6})
+        read = store.deleted.read()
+        await store.read_deletions()
+        return seen_after_first, read, 6 in store.deleted
+
+    (five, six_early), read, six = asyncio.run(run())
+    assert five and not six_early and six
+    assert read[2].startswith(b"(") and read[2] != b"(0-0"  # past the first entry, not from the start
