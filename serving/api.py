@@ -10,7 +10,6 @@ version, or Redis unreachable: a bounded timeout, never a hang).
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import lru_cache
@@ -34,7 +33,7 @@ from serving.events import EventBatch, EventError, log_records, queue_event, que
 from serving.explain import explain_page
 from serving.for_you import ForYouConfig, for_you_timeline
 from serving.mixing import Entry
-from serving.store import SEEN_LIMIT, NotPublished, Store, UserState
+from serving.store import _MISSING, SEEN_LIMIT, NotPublished, PublishedCache, Store, UserState
 from serving.timelines import (
     FILTERS,
     Candidate,
@@ -207,32 +206,38 @@ def _json_body(body: dict) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
-def tweet_item(candidate: Candidate, tweet: dict, kind: str, *, profiles: dict[int, dict], proof_user: int | None,
-               scored: bool) -> dict:
-    """A `TweetItem`: the tweet with its author, score (ranked and promoted only) and social context."""
-    author = profiles.get(candidate.author_id, {})
-    context = None
-    if proof_user in profiles:
-        followed = "frs" in candidate.sources and "uteg" not in candidate.sources
-        context = f"{'followed' if followed else 'liked'} by @{profiles[proof_user]['handle']}"
+def tweet_fields(candidate: Candidate, tweet: dict, author: dict) -> dict:
+    """The fields of a `TweetItem` that do not depend on the viewer or the request."""
     return {
-        "type": kind, "tweet_id": str(candidate.tweet_id),
+        "tweet_id": str(candidate.tweet_id),
         "author": {"user_id": str(candidate.author_id), "handle": author.get("handle"),
                    "is_verified": bool(author.get("is_verified"))},
         "text": tweet["text"], "created_at": _iso(tweet["created_at_ms"]),
         "in_reply_to_tweet_id": _id(tweet["in_reply_to_tweet_id"]), "quoted_tweet_id": _id(tweet["quoted_tweet_id"]),
         "retweet_of_tweet_id": _id(tweet["retweet_of_tweet_id"]), "has_media": bool(tweet["has_media"]),
-        "in_network": candidate.is_in_network,
-        "score": float(candidate.score) if scored or kind == "promoted" else None,
-        "sources": list(candidate.sources), "social_context": context,
     }
 
 
-def render_entry(entry: Entry, profiles: dict[int, dict], proof: dict[int, int], *, scored: bool) -> dict:
-    """One `TimelineEntry` (a tweet, a conversation module or a who-to-follow module)."""
+def tweet_item(candidate: Candidate, fields: dict, kind: str, *, profiles: dict[int, dict], proof_user: int | None,
+               scored: bool) -> dict:
+    """A `TweetItem`: the tweet's `fields` with its score (ranked and promoted only), sources and
+    social context."""
+    context = None
+    if proof_user in profiles:
+        followed = "frs" in candidate.sources and "uteg" not in candidate.sources
+        context = f"{'followed' if followed else 'liked'} by @{profiles[proof_user]['handle']}"
+    return {"type": kind, **fields, "in_network": candidate.is_in_network,
+            "score": float(candidate.score) if scored or kind == "promoted" else None,
+            "sources": list(candidate.sources), "social_context": context}
+
+
+def render_entry(entry: Entry, profiles: dict[int, dict], proof: dict[int, int], *, scored: bool,
+                 fields_of: Callable[[Candidate, dict], dict]) -> dict:
+    """One `TimelineEntry` (a tweet, a conversation module or a who-to-follow module);
+    `fields_of(candidate, tweet)`: the tweet's `tweet_fields`."""
     def item(candidate: Candidate, tweet: dict, kind: str) -> dict:
-        return tweet_item(candidate, tweet, kind, profiles=profiles, proof_user=proof.get(candidate.tweet_id),
-                          scored=scored)
+        return tweet_item(candidate, fields_of(candidate, tweet), kind, profiles=profiles,
+                          proof_user=proof.get(candidate.tweet_id), scored=scored)
 
     if entry.type == "conversation":
         return {"type": "conversation", "tweets": [item(c, t, "tweet") for c, t in entry.tweets]}
@@ -271,6 +276,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
     client = client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
                                                socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
     store = Store(client)
+    rendered = PublishedCache()  # each tweet's viewer-independent fields, as `tweet_fields` made them
     metrics = ServingMetrics()
     app = FastAPI(title="homefeed", version=API_VERSION,
                   description="Home timelines (For You, Following, Lists) served from the published Redis version.")
@@ -318,7 +324,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
             return {}
         try:
             state = decode_cursor(cursor, secret, max_length=MAX_CURSOR_LENGTH)
-        except (InvalidCursor, ValueError, zlib.error, msgpack.exceptions.ExtraData) as error:
+        except (InvalidCursor, ValueError, msgpack.exceptions.ExtraData) as error:
             raise HTTPException(400, f"invalid cursor: {error}") from None
         if state.get("k") != kind or state.get("o") != owner:
             raise HTTPException(400, "invalid cursor: it belongs to another timeline")
@@ -333,7 +339,16 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         wanted = ([c.author_id for c, _ in tweets] + list(proof.values()) + [u["user_id"] for u in suggested]
                   + [p for u in suggested for p in u["proof_user_ids"][:2]])
         profiles = await store.records(rl.PROFILES, version, wanted)
-        return [render_entry(entry, profiles, proof, scored=scored) for entry in entries]
+
+        def fields_of(candidate: Candidate, tweet: dict) -> dict:
+            key = ("tweet_fields", version, candidate.tweet_id)
+            fields = rendered.get(key)
+            if fields is _MISSING:
+                fields = tweet_fields(candidate, tweet, profiles.get(candidate.author_id, {}))
+                rendered.put(key, fields)
+            return fields
+
+        return [render_entry(entry, profiles, proof, scored=scored, fields_of=fields_of) for entry in entries]
 
     async def run_for_you(user_id: int, previous: dict, count: int, *, explain: bool = False):
         pointer = await store.pointer()

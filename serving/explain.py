@@ -77,7 +77,7 @@ def explain_page(*, user_id: int, version: int, result: ForYouResult, items: lis
 <style>{_STYLE}</style></head><body>
 <h1>For You for @{escape(handle or str(user_id))} (user {user_id}), published version {version}</h1>
 {fallback}{failed}
-<p>{len(result.ranked)} candidates after the request-time filters; removed per filter: {escape(counts)}.</p>
+<p>{result.kept_count} candidates after the request-time filters; removed per filter: {escape(counts)}.</p>
 <h2>Page</h2>
 <table id="page"><thead><tr><th>#</th><th>entry</th><th>tweet</th><th>author</th><th>text</th><th>sources</th>
 <th>social proof</th><th>score</th><th>batch rank → position</th>{head_cells}</tr></thead>

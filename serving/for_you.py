@@ -47,6 +47,7 @@ class ForYouConfig:
     scorer: RerankConfig = RerankConfig()    # light reranking of the batch scores
     mixing: MixingConfig = MixingConfig()
     metadata_slack: int = 10                 # candidates beyond the page whose metadata one round trip reads
+    rerank_depth: int = 2                    # pages (with slack) of the order ranked first; all when not enough
     fallback_popular: int = 100              # popular tweets after the fallback's in-network ones
 
     def __post_init__(self) -> None:
@@ -62,7 +63,8 @@ class ForYouResult:
     fallback_reason: str | None        # no_feed, all_filtered, source_failed, continued (a fallback's later page)
     removed: Removed                   # filter -> tweet ids removed on this page
     failed_sources: list[str] = field(default_factory=list)
-    ranked: Sequence[Candidate] = ()  # the reranked order the page was cut from
+    ranked: Sequence[Candidate] = ()  # the reranked order the page was cut from (its head, see rerank_depth)
+    kept_count: int = 0  # the candidates the request-time filters kept
     feed: dict[str, np.ndarray] | None = None              # the feed's columns, fresh tweets included
 
 
@@ -111,6 +113,7 @@ async def for_you_timeline(store: Store, version: int, state: UserState, *, curs
     elif reason is None and (feed is None or len(feed["tweet_id"]) == 0):
         reason = "source_failed" if state.feed_error else "no_feed"
     ranked: Sequence[Candidate] = ()
+    kept_count = 0
     page: list[tuple[Candidate, dict]] = []
     if reason is None:
         with timed("fresh"):
@@ -123,14 +126,22 @@ async def for_you_timeline(store: Store, version: int, state: UserState, *, curs
                                                       heuristics=config.scorer.heuristics, enabled=enabled)
             for name, indices in removed_at.items():
                 removed[name].extend(feed["tweet_id"][indices].tolist())
-        with timed("rerank"):
-            indices, scores = rerank(feed, kept, fatigue, now_ms=now_ms, config=config.scorer)
-            ranked = RankedCandidates(feed, indices, scores, heads=HEADS if with_probabilities else ())
-        with timed("hydrate"):
-            page, retweeted_now = await fill_page(store, version, ranked, count, state=state, served=served,
-                                                  removed=removed, slack=config.metadata_slack, enabled=enabled,
-                                                  retweeted=retweeted,
-                                                  max_out_of_network_in_a_row=config.scorer.heuristics.max_out_of_network_in_a_row)
+        kept_count = len(kept)
+        # Most pages are cut from the head of the order: rank a few pages' worth, all only if short.
+        for limit in (config.rerank_depth * (count + config.metadata_slack), None):
+            with timed("rerank"):
+                indices, scores = rerank(feed, kept, fatigue, now_ms=now_ms, config=config.scorer, limit=limit)
+                ranked = RankedCandidates(feed, indices, scores, heads=HEADS if with_probabilities else ())
+            with timed("hydrate"):
+                removed_here: Removed = defaultdict(list)
+                page, retweeted_now = await fill_page(
+                    store, version, ranked, count, state=state, served=served, removed=removed_here,
+                    slack=config.metadata_slack, enabled=enabled, retweeted=retweeted,
+                    max_out_of_network_in_a_row=config.scorer.heuristics.max_out_of_network_in_a_row)
+            if len(page) == count or len(indices) == kept_count:
+                break
+        for name, ids in removed_here.items():
+            removed[name].extend(ids)
         if not page and not served:
             reason = "all_filtered"
     if reason is not None:
@@ -149,7 +160,7 @@ async def for_you_timeline(store: Store, version: int, state: UserState, *, curs
             next_state["r"] = sorted(retweeted | retweeted_now)
         if reason is not None:
             next_state["f"] = 1
-    return ForYouResult(entries, next_state, reason, removed, failed, ranked, feed)
+    return ForYouResult(entries, next_state, reason, removed, failed, ranked, kept_count, feed)
 
 
 async def _mix(store: Store, version: int, page, state: UserState, served: set[int], now_ms: float, config: ForYouConfig, fail_open, *, mark_shown: bool) -> list[Entry]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -60,24 +59,23 @@ _MISSING = object()
 
 
 class PublishedCache:
-    """Decoded values of published keys, least recently used out past `max_entries`. Safe to keep:
-    a published version's keys are written once, verified, and never changed (a missing key of a
-    published version means none, and is cached as such)."""
+    """Decoded values of published keys by (dataset, version, id), the oldest entries out past
+    `max_entries` (first in, first out: a hot entry evicted costs one read, while keeping an LRU
+    order would cost every hit). Safe to keep: a published version's keys are written once,
+    verified, and never changed (a missing key of a published version means none, and is cached
+    as such)."""
 
     def __init__(self, max_entries: int = 200_000):
         self.max_entries = max_entries
-        self._values: OrderedDict[str, object] = OrderedDict()
+        self._values: dict[tuple[str, int, int], object] = {}
 
-    def get(self, key: str):
-        value = self._values.get(key, _MISSING)
-        if value is not _MISSING:
-            self._values.move_to_end(key)
-        return value
+    def get(self, key: tuple[str, int, int]):
+        return self._values.get(key, _MISSING)
 
-    def put(self, key: str, value) -> None:
+    def put(self, key: tuple[str, int, int], value) -> None:
         self._values[key] = value
-        if len(self._values) > self.max_entries:
-            self._values.popitem(last=False)
+        while len(self._values) > self.max_entries:
+            del self._values[next(iter(self._values))]
 
 
 # A read: (command, key, *arguments), e.g. ("ZRANGE", key, 0, -1, "WITHSCORES").
@@ -176,11 +174,11 @@ class Store:
         published: dict[str, dict | None] = {}
         fetched: list[tuple[rl.KeySpace, str]] = []
         for space in (rl.PROFILES, rl.FOLLOWING, rl.BLOCKED_MUTED, rl.WHO_TO_FOLLOW):
-            key = space.key(version, user_id)
+            key = (space.name, version, user_id)
             cached = self.cache.get(key)
             if cached is _MISSING:
                 fetched.append((space, key))
-                reads.append(("GET", key))
+                reads.append(("GET", space.key(version, user_id)))
             else:
                 published[space.name] = cached
         if with_feed:
@@ -272,7 +270,8 @@ class Store:
         if not deletions_read:
             await self.read_deletions()
         ids = [t for t in dict.fromkeys(int(t) for t in tweet_ids) if t not in self.deleted]
-        published = {t: self.cache.get(rl.TWEETS.key(version, t)) for t in ids}
+        tweets = rl.TWEETS.name
+        published = {t: self.cache.get((tweets, version, t)) for t in ids}
         uncached = [t for t in ids if published[t] is _MISSING]
         unpublished = [t for t in ids if published[t] is None or published[t] is _MISSING]  # maybe posted since
         values = iter(await self.get_many([rl.TWEETS.key(version, t) for t in uncached]
@@ -280,7 +279,7 @@ class Store:
         for tweet_id in uncached:
             value = next(values)
             published[tweet_id] = {"tweet_id": tweet_id, **rl.TWEETS.decode(value)} if value else None
-            self.cache.put(rl.TWEETS.key(version, tweet_id), published[tweet_id])
+            self.cache.put((tweets, version, tweet_id), published[tweet_id])
         fresh = {t: next(values) for t in unpublished}
         found = {}
         for tweet_id in ids:
@@ -295,14 +294,14 @@ class Store:
         found: dict[int, dict] = {}
         missing: list[int] = []
         for id_ in dict.fromkeys(int(i) for i in ids):
-            value = self.cache.get(space.key(version, id_))
+            value = self.cache.get((space.name, version, id_))
             if value is _MISSING:
                 missing.append(id_)
             elif value is not None:
                 found[id_] = value
         for id_, value in zip(missing, await self.get_many([space.key(version, id_) for id_ in missing])):
             record = space.decode(value) if value else None
-            self.cache.put(space.key(version, id_), record)
+            self.cache.put((space.name, version, id_), record)
             if record is not None:
                 found[id_] = record
         return found

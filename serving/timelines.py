@@ -123,8 +123,10 @@ def with_fresh_tweets(columns: dict[str, np.ndarray], fresh: list[tuple[int, int
 
 
 def rerank(columns: dict[str, np.ndarray], kept: np.ndarray, fatigue: np.ndarray, *, now_ms: float,
-           config: RerankConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(feed indices in serving order, their request-time scores): see the module docstring."""
+           config: RerankConfig, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(feed indices in serving order, their request-time scores): see the module docstring.
+    `limit`: only the first `limit` of that order (the page assembly walks one row at a time, and
+    stopping it early leaves the rows before unchanged)."""
     if len(kept) == 0:
         return kept, np.empty(0)
     h = config.heuristics
@@ -138,7 +140,8 @@ def rerank(columns: dict[str, np.ndarray], kept: np.ndarray, fatigue: np.ndarray
     order = np.lexsort((columns["tweet_id"][kept], -final))
     ordered_in_network = in_network[order]
     picked, _ = assemble_pages(np.flatnonzero(ordered_in_network).tolist(), np.flatnonzero(~ordered_in_network).tolist(),
-                               replace(h, max_rows=len(order), page_size=max(len(order), 1)))
+                               replace(h, max_rows=len(order) if limit is None else min(limit, len(order)),
+                                       page_size=max(len(order), 1)))
     chosen = order[np.asarray(picked, dtype=np.intp)]
     return kept[chosen], final[chosen]
 

@@ -143,15 +143,16 @@ def test_contract_rows_map_events_onto_the_raw_tables():
     assert tweet["deleted_at"] == datetime.fromtimestamp((ms + 1) / 1000, tz=timezone.utc)
 
 
-def test_the_published_cache_keeps_the_most_recently_used():
+def test_the_published_cache_keeps_the_newest_entries():
     from serving.store import _MISSING, PublishedCache
 
     cache = PublishedCache(max_entries=2)
-    cache.put("a", 1)
-    cache.put("b", None)  # a published key that does not exist is cached as such
-    assert cache.get("a") == 1  # a is now the most recent
-    cache.put("c", 3)
-    assert cache.get("b") is _MISSING and cache.get("a") == 1 and cache.get("c") == 3
+    cache.put(("tweet", 1, 1), 1)
+    cache.put(("tweet", 1, 2), None)  # a published key that does not exist is cached as such
+    assert cache.get(("tweet", 1, 2)) is None and cache.get(("tweet", 2, 2)) is _MISSING  # another version
+    cache.put(("tweet", 1, 3), 3)
+    assert cache.get(("tweet", 1, 1)) is _MISSING  # the oldest went first
+    assert cache.get(("tweet", 1, 2)) is None and cache.get(("tweet", 1, 3)) == 3
 
 
 def test_one_round_trip_reads_give_the_same_replies_scripted_and_pipelined(redis_client, redis_server):
@@ -206,3 +207,21 @@ def test_a_store_follows_the_deletion_log_reading_only_new_entries(redis_client,
     (five, six_early), read, six = asyncio.run(run())
     assert five and not six_early and six
     assert read[2].startswith(b"(") and read[2] != b"(0-0"  # past the first entry, not from the start
+
+
+def test_a_limited_rerank_is_the_head_of_the_full_order():
+    from serving.timelines import RerankConfig, rerank
+
+    rng = np.random.default_rng(7)
+    items = [(100 + i, int(rng.integers(1, 12)), float(rng.normal()), bool(rng.random() < 0.4)) for i in range(300)]
+    columns = feed(items)
+    kept = np.arange(300)
+    full, full_scores = rerank(columns, kept, np.ones(300), now_ms=0.0, config=RerankConfig())
+    head, head_scores = rerank(columns, kept, np.ones(300), now_ms=0.0, config=RerankConfig(), limit=40)
+    assert len(full) == 300 and len(head) == 40
+    assert head.tolist() == full[:40].tolist() and head_scores.tolist() == full_scores[:40].tolist()
+    # The order keeps the run limit: never more than 2 out-of-network items in a row while in-network ones remain.
+    in_network = columns["is_in_network"][full].astype(bool)
+    last_in_network = np.flatnonzero(in_network).max()
+    runs = np.diff(np.flatnonzero(np.r_[True, in_network[:last_in_network + 1], True])) - 1
+    assert runs.max() <= 2
