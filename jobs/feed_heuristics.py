@@ -193,16 +193,18 @@ def assemble_pages(in_network: list[int], out_of_network: list[int],
     ascending); returns the picked ranks in feed order and the 1-based page of each."""
     picked: list[int] = []
     pages: list[int] = []
-    i = o = 0
+    # Locals, not attribute and len() lookups: this loop runs per row, at serving time per request.
+    n_in, n_out, max_rows, page_size = len(in_network), len(out_of_network), h.max_rows, h.page_size
+    in_cap, out_cap, run_limit = h.in_network_cap, h.out_of_network_cap, h.max_out_of_network_in_a_row
+    i = o = taken = 0
     page, page_rows, page_in, page_oon, oon_run = 1, 0, 0, 0, 0
-    while len(picked) < h.max_rows:
-        if page_rows == h.page_size:
+    while taken < max_rows:
+        if page_rows == page_size:
             page, page_rows, page_in, page_oon = page + 1, 0, 0, 0
-        in_ok = i < len(in_network) and page_in < h.in_network_cap
+        in_ok = i < n_in and page_in < in_cap
         # The run limit spaces out-of-network rows between in-network ones; once those are
         # exhausted it would only cut the feed short, so it stops applying.
-        oon_ok = (o < len(out_of_network) and page_oon < h.out_of_network_cap
-                  and (oon_run < h.max_out_of_network_in_a_row or i == len(in_network)))
+        oon_ok = o < n_out and page_oon < out_cap and (oon_run < run_limit or i == n_in)
         if not (in_ok or oon_ok):
             if page_rows == 0:
                 break  # a fresh page admits nothing: nothing ever will
@@ -217,6 +219,7 @@ def assemble_pages(in_network: list[int], out_of_network: list[int],
             o, page_oon, oon_run = o + 1, page_oon + 1, oon_run + 1
         pages.append(page)
         page_rows += 1
+        taken += 1
     return picked, pages
 
 
