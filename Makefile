@@ -31,6 +31,13 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# The test world built in local mode and on a Spark standalone cluster (a master and two workers on
+# loopback), every Delta table compared; a JSON summary. CLUSTER_CHECK_ARGS="--workdir DIR --rows"
+.PHONY: cluster-check
+CLUSTER_CHECK_ARGS ?=
+cluster-check: setup
+	$(BIN)/python -m benchmarks.cluster_check $(CLUSTER_CHECK_ARGS)
+
 # Every benchmark at 10K and 100K users: benchmarks/results/latest.json and a markdown table.
 # Smaller or partial runs: make bench BENCH_ARGS="--sizes 2000 --only generate_ingest graph_jobs"
 BENCH_ARGS ?=

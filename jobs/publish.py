@@ -79,16 +79,36 @@ class PublishResult:
     keys_per_dataset: dict[str, int]
 
 
-def connect(url: str, *, timeout_seconds: float = 5.0):
-    """A Redis client that fails within `timeout_seconds` when the server is down, and is checked now."""
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What a Redis or Redis Cluster client raises when the server fails (a cluster client's own
+    errors, e.g. no reachable node or a slot no node serves, are not RedisErrors)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_seconds, socket_timeout=timeout_seconds * 6)
+    return redis.RedisError, redis.exceptions.RedisClusterException
+
+
+def connect(url: str, *, cluster: bool = False, timeout_seconds: float = 5.0):
+    """A Redis client that fails within `timeout_seconds` when the server is down, and is checked now.
+    `cluster`: `url` names one node of a Redis Cluster, and the client routes each key to its node."""
+    import redis
+    import redis.cluster
+
+    timeouts = {"socket_connect_timeout": timeout_seconds, "socket_timeout": timeout_seconds * 6}
     try:
+        client = (redis.cluster.RedisCluster.from_url(url, **timeouts) if cluster
+                  else redis.Redis.from_url(url, **timeouts))
         client.ping()
-    except redis.RedisError as exc:
+        if not cluster and _cluster_enabled(client):
+            raise PublishError(f"Redis at {url} is a node of a Redis Cluster: set HOMEFEED_REDIS_CLUSTER=1; "
+                               "nothing changed")
+    except redis_errors() as exc:
         raise PublishError(f"Redis at {url} is unreachable ({exc}); nothing changed") from exc
     return client
+
+
+def _cluster_enabled(client) -> bool:
+    """A plain client on a cluster node would get MOVED for most keys, midway through a publication."""
+    return bool(client.info("cluster").get("cluster_enabled"))
 
 
 def _digest(key: str, value: bytes) -> int:
@@ -191,7 +211,7 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
         # Before the switch returned: the pointer still names `previous` (or another publisher's version).
         if version is not None:
             _delete_unserved(client, version, _keys_written(version, written))
-        if not isinstance(exc, (redis.RedisError, PublishError)) or (isinstance(exc, PublishError) and version is None):
+        if not isinstance(exc, (*redis_errors(), PublishError)) or (isinstance(exc, PublishError) and version is None):
             raise
         served = f"version {previous} is still served" if previous is not None else "nothing was published before"
         done = sum(len(ids) for _, ids in written.values())
@@ -253,14 +273,12 @@ def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
 def _delete_unserved(client, version: int, keys: Iterable[str], batch_keys: int = 1000) -> None:
     """Best effort: delete what a publication wrote before its switch (nobody reads it; deleting frees
     memory even when Redis is full), then its manifest. If Redis is gone, the next publication does it."""
-    import redis
-
     try:
         for batch in _batched(keys, batch_keys):
             client.unlink(*batch)
         client.unlink(manifest_key(version))
         client.srem(LIVE, version)
-    except redis.RedisError:
+    except redis_errors():
         pass
 
 

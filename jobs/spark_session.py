@@ -126,8 +126,6 @@ BASE_SPARK_CONF = {
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.driver.bindAddress": "127.0.0.1",
-    "spark.driver.host": "127.0.0.1",
     "spark.ui.enabled": "false",
     # The driver keeps every finished query's plan graph for the UI's history, even with the UI
     # off; the feature and training-set plans are large, and a long process (a Dagster daemon, the
@@ -139,6 +137,28 @@ BASE_SPARK_CONF = {
 }
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+def master_hosts(master: str) -> list[str]:
+    """The hosts of a `spark://h1:p1,h2:p2` master URL; [] for local, yarn and k8s masters."""
+    if not master.startswith("spark://"):
+        return []
+    return [address.rsplit(":", 1)[0] for address in master.removeprefix("spark://").split(",")]
+
+
+def driver_address_conf(master: str) -> dict[str, str]:
+    """The driver on loopback when its executors run on this machine (local mode, or a standalone
+    master on loopback): Spark would otherwise advertise whatever interface the hostname resolves
+    to. For any other master, Spark's default (this machine's address), which remote executors can
+    reach; HOMEFEED_SPARK_CONF's spark.driver.host overrides it where that guess is wrong."""
+    hosts = master_hosts(master)
+    on_this_machine = master.startswith("local") or (bool(hosts) and all(h in LOOPBACK_HOSTS for h in hosts))
+    if not on_this_machine:
+        return {}
+    return {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+
+
 def build_spark_session(
     *,
     master: str,
@@ -148,7 +168,8 @@ def build_spark_session(
     shuffle_partitions: int = 8,
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
-    """A Spark session with Delta, or the already running one (Spark allows one per process)."""
+    """A Spark session with Delta, or the already running one (Spark allows one per process).
+    `extra_conf` (HOMEFEED_SPARK_CONF) is applied last, so it wins over every setting here."""
     jar_paths = resolve_delta_jars(jars_cache_dir)
     # Python workers (mapInPandas, model scoring) must run this interpreter, with this venv's
     # packages; PySpark reads the variable, not a conf, when it starts them.
@@ -159,6 +180,7 @@ def build_spark_session(
     builder = SparkSession.builder.master(master).appName(app_name)
     conf = {
         **BASE_SPARK_CONF,
+        **driver_address_conf(master),
         "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         # Delta rebuilds table state with 50 tasks by default: far too many for small tables.

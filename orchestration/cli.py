@@ -27,6 +27,7 @@ def _settings(args: argparse.Namespace) -> HomefeedSettings:
         warehouse=getattr(args, "warehouse", None),
         raw_input=getattr(args, "input", None),
         redis_url=getattr(args, "redis_url", None),
+        redis_cluster=getattr(args, "redis_cluster", None),
     ))
 
 
@@ -248,7 +249,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         resources = resources_from_settings(settings)
         check_published_tables(resources["spark"].get_session(), settings.tables_dir,
                                as_of=resources["warehouse"].now(), bounds=QualityBounds.with_overrides(settings.dq_bounds))
-    result = publish_to_redis(settings.redis_url, settings.tables_dir, grace_seconds=settings.publish_grace_seconds)
+    result = publish_to_redis(settings.redis_url, settings.tables_dir, cluster=settings.redis_cluster,
+                              grace_seconds=settings.publish_grace_seconds)
     if args.json:
         print(json.dumps(asdict(result), indent=2))
     else:
@@ -261,7 +263,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from jobs.publish import connect, rollback
 
     settings = _settings(args)
-    pointer = rollback(connect(settings.redis_url))
+    pointer = rollback(connect(settings.redis_url, cluster=settings.redis_cluster))
     print(json.dumps(pointer, indent=2) if args.json else
           f"rolled back to version {pointer['version']} (from {pointer['rolled_back_from']})")
     return 0
@@ -270,7 +272,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from jobs.publish import connect, publication_status
 
-    status = publication_status(connect(_settings(args).redis_url))
+    settings = _settings(args)
+    status = publication_status(connect(settings.redis_url, cluster=settings.redis_cluster))
     if args.json:
         print(json.dumps(status, indent=2))
     elif status["published_version"] is None:
@@ -306,7 +309,7 @@ def cmd_drain_events(args: argparse.Namespace) -> int:
     from serving.events import drain_event_log
 
     settings = _settings(args)
-    result = drain_event_log(connect(settings.redis_url), settings.raw_input)
+    result = drain_event_log(connect(settings.redis_url, cluster=settings.redis_cluster), settings.raw_input)
     if args.json:
         print(json.dumps(asdict(result), indent=2))
     else:
@@ -369,15 +372,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
     """Start the API (left running, like the demo's Redis) and show a For You page of a sample user."""
     import httpx
-    import redis
 
+    from jobs.publish import connect
     from orchestration.settings import DEVELOPMENT_SECRET
     from serving import redis_layout as rl
     from serving.api_server import ensure_api
     from serving.auth import mint_token
 
     secret = settings.secret.get_secret_value()
-    environment = {"HOMEFEED_REDIS_URL": settings.redis_url, "HOMEFEED_SECRET": secret}
+    environment = {"HOMEFEED_REDIS_URL": settings.redis_url, "HOMEFEED_REDIS_CLUSTER": str(int(settings.redis_cluster)),
+                   "HOMEFEED_SECRET": secret}
     if secret == DEVELOPMENT_SECRET:
         environment["HOMEFEED_ENV"] = "development"
         print("HOMEFEED_SECRET is not set: the demo's API runs with HOMEFEED_ENV=development and the built-in secret")
@@ -386,7 +390,7 @@ def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
         print(f"an API already answers on port {port}: showing its timelines (stop it to serve new code)")
     else:
         print(f"started the API (pid {server.process.pid}, log {out / 'api.log'})")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings.redis_url, cluster=settings.redis_cluster)
     version = int(client.hget(rl.CURRENT, "version"))
     user = min(rl.FEEDS.id_of(k) for k in client.scan_iter(match=f"{rl.version_prefix(version)}:*:feed", count=1000))
     token = mint_token(user, secret, now=time.time())
@@ -658,9 +662,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_check)
 
-    def with_redis(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def with_redis_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--redis", dest="redis_url", help="Redis URL (default: $HOMEFEED_REDIS_URL)")
-        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("--redis-cluster", dest="redis_cluster", action="store_true", default=None,
+                       help="the Redis URL names one node of a Redis Cluster (default: $HOMEFEED_REDIS_CLUSTER)")
+        return p
+
+    def with_redis(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        with_redis_url(p).add_argument("--json", action="store_true", help="print the result as JSON")
         return p
 
     p = with_redis(with_warehouse(sub.add_parser(
@@ -673,13 +682,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_redis(sub.add_parser("status", help="the published version, the previous one, users, time"))
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("serve", help="serve the timeline API (For You, Following, Lists) from the published Redis version")
-    p.add_argument("--redis", dest="redis_url", help="Redis URL (default: $HOMEFEED_REDIS_URL)")
+    p = with_redis_url(sub.add_parser(
+        "serve", help="serve the timeline API (For You, Following, Lists) from the published Redis version"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("drain-events", help="move the API's client-event log from Redis into the raw input (--input)")
-    p.add_argument("--redis", dest="redis_url", help="Redis URL (default: $HOMEFEED_REDIS_URL)")
+    p = with_redis_url(sub.add_parser(
+        "drain-events", help="move the API's client-event log from Redis into the raw input (--input)"))
     p.add_argument("--input", help="the raw input folder the next build reads (default: $HOMEFEED_RAW_INPUT)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drain_events)

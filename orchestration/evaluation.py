@@ -145,6 +145,7 @@ def evaluate_graph(settings: HomefeedSettings, world_dir: Path, warehouse: Path 
     spark = build_spark_session(
         master=settings.spark_master, jars_cache_dir=settings.cache_dir,
         driver_memory=settings.spark_driver_memory, shuffle_partitions=settings.spark_shuffle_partitions,
+        extra_conf=settings.spark_conf,
     )
 
     recall = {

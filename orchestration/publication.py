@@ -30,9 +30,11 @@ def table_build_metadata(table_path: Path) -> dict[str, str]:
     return {"table_version": str(table.version()), **{f"built_{k}": str(v) for k, v in built_with.items()}}
 
 
-def publish_to_redis(redis_url: str, tables_dir: Path, *, grace_seconds: int = DEFAULT_GRACE_SECONDS) -> PublishResult:
+def publish_to_redis(redis_url: str, tables_dir: Path, *, cluster: bool = False,
+                     grace_seconds: int = DEFAULT_GRACE_SECONDS) -> PublishResult:
     """Every published dataset of the warehouse, as of the moment its ranked feeds were built (the
-    ranked_feeds version whose build details are read here is the one published)."""
+    ranked_feeds version whose build details are read here is the one published). `cluster`:
+    `redis_url` names one node of a Redis Cluster."""
     from jobs.delta_io import is_delta_table
 
     feeds = tables_dir / FEEDS_TABLE
@@ -40,7 +42,7 @@ def publish_to_redis(redis_url: str, tables_dir: Path, *, grace_seconds: int = D
         raise PublishError(f"{feeds} does not exist: build it first (homefeed run --select key:ranked_feeds)")
     metadata = table_build_metadata(feeds)
     as_of = datetime.fromisoformat(metadata["built_as_of"]) if "built_as_of" in metadata else None
-    return publish_warehouse(connect(redis_url), tables_dir, as_of=as_of, grace_seconds=grace_seconds,
+    return publish_warehouse(connect(redis_url, cluster=cluster), tables_dir, as_of=as_of, grace_seconds=grace_seconds,
                              metadata=metadata, versions={FEEDS_TABLE: int(metadata["table_version"])})
 
 

@@ -20,6 +20,8 @@ class SparkResource(dg.ConfigurableResource):
     cache_dir: str
     driver_memory: str = "4g"
     shuffle_partitions: int = 8
+    # More Spark settings (HOMEFEED_SPARK_CONF), applied last: executor sizes, the driver's address.
+    extra_conf: dict[str, str] = {}
 
     def get_session(self) -> SparkSession:
         return build_spark_session(
@@ -27,6 +29,7 @@ class SparkResource(dg.ConfigurableResource):
             jars_cache_dir=Path(self.cache_dir),
             driver_memory=self.driver_memory,
             shuffle_partitions=self.shuffle_partitions,
+            extra_conf=self.extra_conf,
         )
 
 
@@ -70,6 +73,7 @@ class RedisResource(dg.ConfigurableResource):
 
     url: str
     grace_seconds: int
+    cluster: bool = False  # `url` names one node of a Redis Cluster
 
 
 class QualityResource(dg.ConfigurableResource):
@@ -89,7 +93,8 @@ def settings_from_resources(spark: SparkResource, warehouse: WarehouseResource, 
         warehouse=Path(warehouse.path), raw_input=Path(warehouse.raw_input),
         as_of=datetime.fromisoformat(warehouse.as_of) if warehouse.as_of else None,
         spark_master=spark.master, cache_dir=Path(spark.cache_dir), spark_driver_memory=spark.driver_memory,
-        spark_shuffle_partitions=spark.shuffle_partitions, twhin_device=twhin.device, twhin_threads=twhin.threads,
+        spark_shuffle_partitions=spark.shuffle_partitions, spark_conf=dict(spark.extra_conf),
+        twhin_device=twhin.device, twhin_threads=twhin.threads,
     )
 
 
@@ -100,6 +105,7 @@ def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.Configur
             cache_dir=str(settings.cache_dir),
             driver_memory=settings.spark_driver_memory,
             shuffle_partitions=settings.spark_shuffle_partitions,
+            extra_conf=dict(settings.spark_conf),
         ),
         "warehouse": WarehouseResource(
             path=str(settings.warehouse),
@@ -108,5 +114,6 @@ def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.Configur
         ),
         "twhin": TwhinResource(device=settings.twhin_device, threads=settings.twhin_threads),
         "quality": QualityResource(bounds_json=json.dumps(settings.dq_bounds)),
-        "redis": RedisResource(url=settings.redis_url, grace_seconds=settings.publish_grace_seconds),
+        "redis": RedisResource(url=settings.redis_url, grace_seconds=settings.publish_grace_seconds,
+                               cluster=settings.redis_cluster),
     }

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.\-]+:\d+(,[\w.\-]+:\d+)*|yarn|k8s://.+)$")
@@ -25,6 +25,8 @@ class HomefeedSettings(BaseSettings):
     warehouse: Path = Field(Path("warehouse"), description="Root of the Delta tables.")
     spark_master: str = Field("local[*]", description="Spark master URL.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis the feeds are published to.")
+    redis_cluster: bool = Field(
+        False, description="HOMEFEED_REDIS_URL names one node of a Redis Cluster (the clients find the others).")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "homefeed",
         description="Downloaded Delta jars (outside the repository).",
@@ -37,6 +39,11 @@ class HomefeedSettings(BaseSettings):
     )
     spark_driver_memory: str = Field("4g", description="spark.driver.memory")
     spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions")
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="More Spark settings, as JSON, applied last so they win over the built-in ones, e.g. "
+                    'HOMEFEED_SPARK_CONF=\'{"spark.executor.memory": "2g", "spark.driver.host": "10.0.0.4"}\'.',
+    )
     twhin_device: Literal["cpu", "cuda", "auto"] = Field(
         "cpu", description="Torch device TwHIN trains on: cpu, cuda, or auto (cuda when present)."
     )
@@ -64,12 +71,26 @@ class HomefeedSettings(BaseSettings):
             )
         return value
 
+    @field_validator("spark_conf")
+    @classmethod
+    def _spark_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(key for key in value if not key.startswith("spark."))
+        if unknown:
+            raise ValueError(f"HOMEFEED_SPARK_CONF keys must be Spark settings (spark.*), not {unknown}")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         if not _REDIS_URL.match(value):
             raise ValueError(f"HOMEFEED_REDIS_URL={value!r} must start with redis://, rediss:// or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _cluster_over_tcp(self) -> "HomefeedSettings":
+        if self.redis_cluster and self.redis_url.startswith("unix://"):
+            raise ValueError(f"HOMEFEED_REDIS_CLUSTER=1 needs a redis:// or rediss:// node address, not {self.redis_url!r}")
+        return self
 
     @field_validator("spark_driver_memory")
     @classmethod

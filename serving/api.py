@@ -20,6 +20,7 @@ import msgpack
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -51,6 +52,8 @@ MAX_CURSOR_LENGTH = 8192
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID = 2**63 - 1
 REDIS_TIMEOUT_SECONDS = 2.0
+# A cluster client's own failures (no reachable node, a slot no node serves) are not RedisErrors.
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 CHRONOLOGICAL_FILTERS = ("blocked_muted", "deleted", "nsfw")
 
 
@@ -270,11 +273,19 @@ def check_secret(settings: HomefeedSettings) -> str:
     return secret
 
 
-def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = None,
+def redis_client(settings: HomefeedSettings) -> aioredis.Redis | RedisCluster:
+    """The API's client: of one Redis, or of the Redis Cluster one node of which `redis_url` names
+    (it finds the others on first use); each call bounded by REDIS_TIMEOUT_SECONDS."""
+    timeouts = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url, **timeouts)
+    return aioredis.Redis.from_url(settings.redis_url, **timeouts)
+
+
+def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisCluster | None = None,
                config: ForYouConfig = ForYouConfig(), clock: Callable[[], float] = time.time) -> FastAPI:
     secret = check_secret(settings)
-    client = client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                               socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+    client = client or redis_client(settings)
     store = Store(client)
     rendered = PublishedCache()  # each tweet's viewer-independent fields, as `tweet_fields` made them
     metrics = ServingMetrics()
@@ -288,10 +299,12 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
     async def not_published(_: Request, error: NotPublished):
         return JSONResponse({"detail": str(error)}, status_code=503)
 
-    @app.exception_handler(redis.exceptions.RedisError)
-    async def redis_down(_: Request, error: redis.exceptions.RedisError):
+    async def redis_down(_: Request, error: Exception):
         return JSONResponse({"detail": f"Redis unavailable: {type(error).__name__}: {error}"}, status_code=503,
                             headers={"Retry-After": "1"})
+
+    for error_type in REDIS_ERRORS:
+        app.add_exception_handler(error_type, redis_down)
 
     def verified(token: str | None) -> Viewer:
         if not token:
@@ -502,7 +515,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | None = No
         try:
             await client.ping()
             pointer = await store.pointer()
-        except redis.exceptions.RedisError as error:
+        except REDIS_ERRORS as error:
             return JSONResponse({"status": "unavailable", "detail": f"Redis: {error}"}, status_code=503)
         if not pointer or "version" not in pointer:
             return JSONResponse({"status": "unavailable", "detail": "no published version"}, status_code=503)

@@ -3,9 +3,11 @@ tests, never a fake. Persistence off; the process is ours to stop."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +43,11 @@ class RedisServer:
 
 
 def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None = None,
-                timeout_seconds: float = 10.0, persistent: bool = False) -> RedisServer:
+                timeout_seconds: float = 10.0, persistent: bool = False, extra_args: Sequence[str] = ()) -> RedisServer:
     """redis-server on 127.0.0.1:`port` (a free one by default), working in `workdir`, ready to serve.
     `persistent`: an append-only file in `workdir`, fsynced on every write, so a server restarted on
-    the same folder comes back with everything it acknowledged (as a deployment runs it)."""
+    the same folder comes back with everything it acknowledged (as a deployment runs it).
+    `extra_args`: more redis-server options, last."""
     import redis
 
     from orchestration.setup_checks import ensure_redis_server
@@ -58,6 +61,7 @@ def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None
         command += ["--appendfsync", "always"]
     if maxmemory:
         command += ["--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"]
+    command += list(extra_args)
     log = open(workdir / f"redis-{port}.log", "ab")  # noqa: SIM115 - the server's stdout, closed with it
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     server = RedisServer(process, port)
@@ -90,3 +94,90 @@ def ensure_local_redis(url: str, workdir: Path) -> RedisServer | None:
     if parsed.scheme != "redis" or parsed.hostname not in ("127.0.0.1", "localhost"):
         raise RuntimeError(f"no Redis answers at {url}, and it is not on this machine: start it, or set HOMEFEED_REDIS_URL")
     return start_redis(workdir, port=parsed.port or 6379)
+
+
+@dataclass
+class LocalRedisCluster:
+    """A Redis Cluster of masters only, on loopback: the first node's URL is the one to configure."""
+
+    nodes: list[RedisServer]
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def cluster_node_args(port: int, bus_port: int) -> list[str]:
+    """redis-server options of a cluster node: its own nodes file (in its own folder) and a bus
+    port picked free (the default, port + 10000, may be taken or past 65535)."""
+    return ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-port", str(bus_port), "--cluster-node-timeout", "5000"]
+
+
+def cluster_create_command(redis_cli: str, ports: Sequence[int]) -> list[str]:
+    return [redis_cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports),
+            "--cluster-replicas", "0", "--cluster-yes"]
+
+
+def cluster_state(port: int) -> dict[str, str]:
+    """CLUSTER INFO of the node on `port`, as text fields (cluster_state, cluster_slots_assigned, ...)."""
+    import redis
+
+    info = redis.Redis(port=port, socket_connect_timeout=1, socket_timeout=2).execute_command("CLUSTER INFO")
+    return {str(k): str(v) for k, v in info.items()}  # redis-py parses the reply into a dict
+
+
+def cluster_ready(info: dict[str, str], masters: int) -> bool:
+    """The node sees every slot served and every master known."""
+    return (info.get("cluster_state") == "ok" and info.get("cluster_slots_ok") == "16384"
+            and info.get("cluster_known_nodes") == str(masters))
+
+
+def start_redis_cluster(workdir: Path, *, masters: int = 3, timeout_seconds: float = 30.0) -> LocalRedisCluster:
+    """`masters` cluster-enabled redis-servers on loopback (persistence off, each in a folder of its
+    own), joined by `redis-cli --cluster create` with no replicas, ready when every node says
+    cluster_state:ok; a cluster that does not form is stopped and reported with the nodes' logs."""
+    from orchestration.setup_checks import ensure_redis_server
+
+    redis_cli = shutil.which("redis-cli") or str(ensure_redis_server().with_name("redis-cli"))
+    nodes: list[RedisServer] = []
+    cluster = LocalRedisCluster(nodes, workdir)
+    try:
+        for _ in range(masters):
+            port = free_port()
+            nodes.append(start_redis(workdir / f"node-{port}", port=port,
+                                     extra_args=cluster_node_args(port, free_port())))
+        created = subprocess.run(cluster_create_command(redis_cli, cluster.ports), capture_output=True, text=True,
+                                 timeout=timeout_seconds)
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create exited {created.returncode}:\n"
+                               f"{created.stdout[-2000:]}{created.stderr[-2000:]}{_log_tails(cluster)}")
+        deadline = time.monotonic() + timeout_seconds
+        while not all(cluster_ready(cluster_state(port), masters) for port in cluster.ports):
+            if time.monotonic() > deadline:
+                states = {port: cluster_state(port) for port in cluster.ports}
+                raise RuntimeError(f"the Redis Cluster on ports {cluster.ports} did not reach cluster_state:ok "
+                                   f"within {timeout_seconds:.0f} s: {states}{_log_tails(cluster)}")
+            time.sleep(0.1)
+        return cluster
+    except BaseException:
+        cluster.stop()
+        raise
+
+
+def _log_tails(cluster: LocalRedisCluster, lines: int = 15) -> str:
+    tails = []
+    for node in cluster.nodes:
+        log = cluster.workdir / f"node-{node.port}" / f"redis-{node.port}.log"
+        text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no log)"]
+        tails.append(f"\n--- {log} ---\n" + "\n".join(text))
+    return "".join(tails)

@@ -86,16 +86,15 @@ def ranked_build(settings, spark, generated_build, tmp_path_factory):
     through Dagster with the table's blocking check."""
     import shutil
 
+    from models.fixed_rankers import register_fixed_rankers
     from orchestration.run import run_assets
-    from test_ranking_job import register_models
 
     run_settings, _, _ = generated_build
     warehouse = tmp_path_factory.mktemp("ranked") / "warehouse"
     shutil.copytree(run_settings.tables_dir, warehouse / "tables")
-    register_models(warehouse)
+    register_fixed_rankers(warehouse, reason="test")
     ranked_settings = run_settings.model_copy(update={"warehouse": warehouse})
     return ranked_settings, run_assets(ranked_settings, selection="key:ranked_feeds")
-    # (register_models comes from test_ranking_job: pytest puts tests/ on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +110,12 @@ def published_redis(tmp_path_factory, ranked_build):
     server.stop()
 
 
-def start_test_api(redis_url: str, workdir: Path, *, secret: str, env: str = "production"):
-    """The real app under uvicorn in a process of its own, reading `redis_url`."""
+def start_test_api(redis_url: str, workdir: Path, *, secret: str, env: str = "production", cluster: bool = False):
+    """The real app under uvicorn in a process of its own, reading `redis_url` (`cluster`: one node
+    of a Redis Cluster)."""
     from serving.api_server import start_api
     from serving.redis_server import free_port
 
     return start_api(port=free_port(), log_path=workdir / "api.log",
-                     environment={"HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_SECRET": secret, "HOMEFEED_ENV": env})
+                     environment={"HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_REDIS_CLUSTER": str(int(cluster)),
+                                  "HOMEFEED_SECRET": secret, "HOMEFEED_ENV": env})

@@ -25,16 +25,10 @@ from jobs.ranking import (
     light_scores,
     ranked_feeds,
 )
-from models.heavy_ranker import (
-    DEFAULT_HEAD_WEIGHTS,
-    HeavyRankerConfig,
-    RankerInputs,
-    final_scores,
-    train_heavy_ranker,
-)
-from models.light_ranker import LightRankerConfig, train_light_ranker
-from models.ranker_features import HEAVY_RANKER_FEATURES, LIGHT_RANKER_FEATURES
-from models.registry import FeatureHashMismatch, ModelRegistry
+from models.fixed_rankers import register_fixed_rankers
+from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, RankerInputs, final_scores
+from models.ranker_features import HEAVY_RANKER_FEATURES
+from models.registry import FeatureHashMismatch
 from orchestration.rankers import HEAVY_RANKER, LIGHT_RANKER, current_models
 
 AS_OF = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -76,33 +70,11 @@ def write_warehouse(spark, warehouse):
                     tables / "tweets")
 
 
-def register_models(warehouse, *, heavy_features=HEAVY_RANKER_FEATURES):
-    rng = np.random.default_rng(0)
-    registry = ModelRegistry.under(warehouse)
-
-    def inputs(rows):
-        return RankerInputs(dense=rng.normal(size=(rows, len(heavy_features))).astype(np.float32),
-                            user_ids=rng.integers(1, 9, rows), author_ids=rng.integers(1, 9, rows),
-                            labels=(rng.random((rows, 9)) < 0.2).astype(np.float32))
-
-    heavy = train_heavy_ranker(inputs(300), inputs(100), feature_names=heavy_features,
-                               config=HeavyRankerConfig(bottom_sizes=(8,), tower_size=4, max_epochs=1))
-    dense = rng.normal(size=(300, len(LIGHT_RANKER_FEATURES))).astype(np.float32)
-    light = train_light_ranker(dense[:200], (rng.random(200) < 0.3).astype(np.float32), dense[200:],
-                               (rng.random(100) < 0.3).astype(np.float32), feature_names=LIGHT_RANKER_FEATURES,
-                               config=LightRankerConfig(max_rounds=5))
-    for name, model in ((LIGHT_RANKER, light), (HEAVY_RANKER, heavy)):
-        version = registry.register(name, write_artifacts=model.save, feature_names=model.feature_names,
-                                    training_window={}, metrics={"validation_logloss": 1.0}, seed=0)
-        registry.promote(name, version.version, reason="test")
-    return heavy
-
-
 @pytest.fixture(scope="module")
 def warehouse(spark, tmp_path_factory):
     path = tmp_path_factory.mktemp("ranking_wh")
     write_warehouse(spark, path)
-    return path, register_models(path)
+    return path, register_fixed_rankers(path, reason="test")
 
 
 def _read(spark, warehouse, name):
@@ -164,7 +136,7 @@ def test_ranked_feeds_asset_writes_the_table(settings, spark, warehouse):
 
 
 def test_batch_scoring_refuses_a_model_trained_on_other_features(tmp_path):
-    register_models(tmp_path, heavy_features=HEAVY_RANKER_FEATURES[:-1])
+    register_fixed_rankers(tmp_path, heavy_features=HEAVY_RANKER_FEATURES[:-1], reason="test")
     with pytest.raises(FeatureHashMismatch):
         current_models(tmp_path)
     with pytest.raises(LookupError, match="no promoted"):

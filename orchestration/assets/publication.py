@@ -20,7 +20,7 @@ def published_feeds_asset(context: dg.AssetExecutionContext, spark: SparkResourc
                           quality: QualityResource, redis: RedisResource) -> dg.MaterializeResult:
     check_published_tables(spark.get_session(), warehouse.tables_dir, as_of=warehouse.now(), bounds=quality.bounds(),
                            passed=_checks_passed_in_this_run(context, PUBLISHED_TABLES))
-    result = publish_to_redis(redis.url, warehouse.tables_dir, grace_seconds=redis.grace_seconds)
+    result = publish_to_redis(redis.url, warehouse.tables_dir, cluster=redis.cluster, grace_seconds=redis.grace_seconds)
     return dg.MaterializeResult(metadata={
         "version": result.version, "previous_version": result.previous_version or 0, "users": result.users,
         "items": result.items, "keys": result.keys, **{f"keys_{k}": n for k, n in result.keys_per_dataset.items()},
@@ -39,7 +39,7 @@ def _checks_passed_in_this_run(context: dg.AssetExecutionContext, tables) -> set
 
 @dg.op(description="Make the previous published version current again.")
 def rollback_op(context: dg.OpExecutionContext, redis: RedisResource) -> dict:
-    pointer = rollback(connect(redis.url))
+    pointer = rollback(connect(redis.url, cluster=redis.cluster))
     context.log.info(f"rolled back to version {pointer['version']} (from {pointer['rolled_back_from']})")
     return pointer
 
