@@ -59,6 +59,7 @@ def test_rows_a_method_does_not_rank_count_as_not_shown():
     assert got["ndcg_at_35"] == pytest.approx((1 / math.log2(3)) / (3 + 1 / math.log2(3)), abs=1e-6)
 
 
+@pytest.mark.slow  # about 6 minutes: a world through the training set (and the rankers); `make test-slow`
 def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, capsys):
     """`homefeed eval ranking` end to end on a tiny world: the JSON contract, the ceiling recomputed
     here from the truth files, the report written, the models registered."""

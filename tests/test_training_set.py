@@ -208,6 +208,7 @@ def test_window_ending_at_leaves_a_full_label_window_and_checks_its_order():
     assert snapshot_days(at(24), at(48.5)) == [at(24), at(48)]
 
 
+@pytest.mark.slow  # about 6 minutes: a world through the training set (and the rankers); `make test-slow`
 def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, capsys):
     """`homefeed training-set` end to end: the representations come from the input cut at the window's
     start, and the table holds one row per in-window impression counted here from the raw Parquet."""
