@@ -155,9 +155,11 @@ def bench_batch(warehouses: list[Path], models_from: Path) -> dict:
         shutil.rmtree(warehouse / "models", ignore_errors=True)
         shutil.copytree(models_from / "models", warehouse / "models")
         report = warehouse / "report-ranked_feeds.json"
+        raw = warehouse.parent / "raw"  # a benchmark world's input, beside its warehouse
         measured = measure_command(
             homefeed_command("run", "--warehouse", str(warehouse), "--select", "key:ranked_feeds", "--report",
-                             str(report)), env={"HOMEFEED_AS_OF": AS_OF})
+                             str(report), *(["--input", str(raw)] if raw.is_dir() else [])),
+            env={"HOMEFEED_AS_OF": AS_OF})
         if measured.returncode != 0:
             raise SystemExit(f"ranked_feeds failed on {warehouse}:\n{measured.stderr[-3000:]}")
         outcome = json.loads(report.read_text())
