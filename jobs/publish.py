@@ -37,6 +37,7 @@ from serving.redis_layout import (
     HISTORY,
     LAYOUT_VERSION,
     LIVE,
+    REDIS_ERRORS,
     VERSION_COUNTER,
     KeySpace,
     manifest_key,
@@ -79,14 +80,6 @@ class PublishResult:
     keys_per_dataset: dict[str, int]
 
 
-def redis_errors() -> tuple[type[Exception], ...]:
-    """What a Redis or Redis Cluster client raises when the server fails (a cluster client's own
-    errors, e.g. no reachable node or a slot no node serves, are not RedisErrors)."""
-    import redis
-
-    return redis.RedisError, redis.exceptions.RedisClusterException
-
-
 def connect(url: str, *, cluster: bool = False, timeout_seconds: float = 5.0):
     """A Redis client that fails within `timeout_seconds` when the server is down, and is checked now.
     `cluster`: `url` names one node of a Redis Cluster, and the client routes each key to its node."""
@@ -101,7 +94,7 @@ def connect(url: str, *, cluster: bool = False, timeout_seconds: float = 5.0):
         if not cluster and _cluster_enabled(client):
             raise PublishError(f"Redis at {url} is a node of a Redis Cluster: set HOMEFEED_REDIS_CLUSTER=1; "
                                "nothing changed")
-    except redis_errors() as exc:
+    except REDIS_ERRORS as exc:
         raise PublishError(f"Redis at {url} is unreachable ({exc}); nothing changed") from exc
     return client
 
@@ -211,7 +204,7 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
         # Before the switch returned: the pointer still names `previous` (or another publisher's version).
         if version is not None:
             _delete_unserved(client, version, _keys_written(version, written))
-        if not isinstance(exc, (*redis_errors(), PublishError)) or (isinstance(exc, PublishError) and version is None):
+        if not isinstance(exc, (*REDIS_ERRORS, PublishError)) or (isinstance(exc, PublishError) and version is None):
             raise
         served = f"version {previous} is still served" if previous is not None else "nothing was published before"
         done = sum(len(ids) for _, ids in written.values())
@@ -278,7 +271,7 @@ def _delete_unserved(client, version: int, keys: Iterable[str], batch_keys: int 
             client.unlink(*batch)
         client.unlink(manifest_key(version))
         client.srem(LIVE, version)
-    except redis_errors():
+    except REDIS_ERRORS:
         pass
 
 

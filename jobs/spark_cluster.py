@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.redis_server import free_port, stop_process
+from serving.redis_server import free_port, log_tail, stop_process
 
 LOOPBACK = "127.0.0.1"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -90,12 +90,6 @@ def read_master_state(webui_port: int) -> dict | None:
             return json.load(response)
     except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
         return None
-
-
-def log_tail(path: Path, *, lines: int = 30) -> str:
-    if not path.exists():
-        return f"(no {path})"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @dataclass

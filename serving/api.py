@@ -19,7 +19,6 @@ from typing import Annotated, Literal
 import msgpack
 import orjson
 import redis.asyncio as aioredis
-import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -52,8 +51,6 @@ MAX_CURSOR_LENGTH = 8192
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID = 2**63 - 1
 REDIS_TIMEOUT_SECONDS = 2.0
-# A cluster client's own failures (no reachable node, a slot no node serves) are not RedisErrors.
-REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 CHRONOLOGICAL_FILTERS = ("blocked_muted", "deleted", "nsfw")
 
 
@@ -303,7 +300,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         return JSONResponse({"detail": f"Redis unavailable: {type(error).__name__}: {error}"}, status_code=503,
                             headers={"Retry-After": "1"})
 
-    for error_type in REDIS_ERRORS:
+    for error_type in rl.REDIS_ERRORS:
         app.add_exception_handler(error_type, redis_down)
 
     def verified(token: str | None) -> Viewer:
@@ -515,7 +512,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         try:
             await client.ping()
             pointer = await store.pointer()
-        except REDIS_ERRORS as error:
+        except rl.REDIS_ERRORS as error:
             return JSONResponse({"status": "unavailable", "detail": f"Redis: {error}"}, status_code=503)
         if not pointer or "version" not in pointer:
             return JSONResponse({"status": "unavailable", "detail": "no published version"}, status_code=503)

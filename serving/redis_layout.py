@@ -14,6 +14,11 @@ from dataclasses import dataclass
 
 import msgpack
 import numpy as np
+import redis.exceptions
+
+# What a Redis or Redis Cluster client raises when the server fails: a cluster client's own errors
+# (no reachable node, a slot no node serves) are not RedisErrors.
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 
 LAYOUT_VERSION = 2
 PREFIX = "hf"

@@ -174,10 +174,13 @@ def start_redis_cluster(workdir: Path, *, masters: int = 3, timeout_seconds: flo
         raise
 
 
+def log_tail(path: Path, *, lines: int = 30) -> str:
+    """The last `lines` lines of a daemon's log, for an error message."""
+    if not path.exists():
+        return f"(no {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def _log_tails(cluster: LocalRedisCluster, lines: int = 15) -> str:
-    tails = []
-    for node in cluster.nodes:
-        log = cluster.workdir / f"node-{node.port}" / f"redis-{node.port}.log"
-        text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no log)"]
-        tails.append(f"\n--- {log} ---\n" + "\n".join(text))
-    return "".join(tails)
+    logs = (cluster.workdir / f"node-{node.port}" / f"redis-{node.port}.log" for node in cluster.nodes)
+    return "".join(f"\n--- {log} ---\n{log_tail(log, lines=lines)}" for log in logs)
