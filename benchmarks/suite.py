@@ -389,7 +389,9 @@ def _publish_rows(record: dict) -> Iterator[dict]:
 
 def _serve_rows(record: dict) -> Iterator[dict]:
     result = record["result"]
-    for endpoint in ("for_you", "following"):
+    for endpoint in ("for_you", "for_you_computed", "following"):
+        if endpoint not in result:  # a document from before for_you_computed
+            continue
         figures = result[endpoint]
         yield {"kind": "serving", "endpoint": endpoint, "users": record.get("users"),
                "connections": result["headline_connections"], "rps": figures["rps"], "p50_ms": figures["p50_ms"],

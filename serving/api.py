@@ -9,12 +9,15 @@ version, or Redis unreachable: a bounded timeout, never a hang).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl
 
 import msgpack
 import orjson
@@ -31,8 +34,9 @@ from serving import redis_layout as rl
 from serving.auth import InvalidCursor, InvalidToken, Viewer, decode_cursor, encode_cursor, verify_token
 from serving.events import EventBatch, EventError, log_records, queue_event, queue_log_append, referenced_tweet_ids
 from serving.explain import explain_page
-from serving.for_you import ForYouConfig, for_you_timeline
+from serving.for_you import FAILURES, ForYouConfig, for_you_timeline, fresh_tweets
 from serving.mixing import Entry
+from serving.page_cache import CachedPage, RecentPages
 from serving.store import _MISSING, SEEN_LIMIT, NotPublished, PublishedCache, Store, UserState
 from serving.timelines import (
     FILTERS,
@@ -154,6 +158,8 @@ class ServingMetrics:
         self.source_failures = Metric("homefeed_source_failures", "Sources that failed open", ["pipeline", "source"],
                                       registry=self.registry)
         self.events = Metric("homefeed_events", "Client events accepted", ["type"], registry=self.registry)
+        self.page_cache = Metric("homefeed_page_cache", "For You pages served from the recent pages (hit) or computed (miss)",
+                                 ["result"], registry=self.registry)
 
     @contextmanager
     def timed(self, pipeline: str, stage: str):
@@ -199,6 +205,62 @@ class MeasuredRequests:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
             self.metrics.requests.labels(endpoint, str(status)).inc()
+
+
+FOR_YOU_PATH = re.compile(r"/v1/users/([1-9][0-9]{0,18})/timelines/for_you")
+_COUNT = re.compile(r"[1-9][0-9]{0,2}")
+
+
+@dataclass(frozen=True)
+class ForYouRequest:
+    user_id: int
+    cursor: str | None
+    count: int
+    token: str
+
+
+def well_formed_for_you(scope) -> ForYouRequest | None:
+    """A For You request in the one shape the API accepts without a word of complaint (GET, an id,
+    at most one `cursor` and one `count`, both valid, nothing else in the query, a bearer token),
+    else None: FastAPI then answers it, errors included, as the route declares."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return None
+    match = FOR_YOU_PATH.fullmatch(scope["path"])
+    if match is None or int(match[1]) > MAX_ID:
+        return None
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    params = dict(query)
+    if len(params) != len(query) or not params.keys() <= {"cursor", "count"}:
+        return None
+    count, cursor = params.get("count", str(DEFAULT_COUNT)), params.get("cursor")
+    if not _COUNT.fullmatch(count) or int(count) > MAX_COUNT or (cursor is not None and len(cursor) > MAX_CURSOR_LENGTH):
+        return None
+    authorization = [value for name, value in scope["headers"] if name == b"authorization"]
+    if len(authorization) != 1 or not authorization[0].startswith(b"Bearer "):
+        return None
+    token = authorization[0][7:].decode("latin-1").strip()
+    return ForYouRequest(int(match[1]), cursor, int(count), token) if token else None
+
+
+class ForYouFastPath:
+    """Pure ASGI middleware: a well-formed For You request (`well_formed_for_you`) whose token and
+    cursor check out goes straight to the route's own handler, skipping FastAPI's routing and
+    parameter solving (a quarter of a cached page's cost); `handler` returns None for anything it
+    would refuse, and FastAPI answers that request from the start."""
+
+    def __init__(self, app, handler: Callable, route_path: str):
+        self.app, self.handler, self.route_path = app, handler, route_path
+        self._route = None
+
+    async def __call__(self, scope, receive, send):
+        request = well_formed_for_you(scope)
+        response = await self.handler(request) if request is not None else None
+        if response is None:
+            return await self.app(scope, receive, send)
+        if self._route is None:
+            self._route = next(r for r in scope["app"].routes if getattr(r, "path", None) == self.route_path)
+        scope["route"] = self._route  # what MeasuredRequests labels the request with
+        await response(scope, receive, send)
 
 
 def _json_body(body: dict) -> Response:
@@ -285,12 +347,12 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
     client = client or redis_client(settings)
     store = Store(client)
     rendered = PublishedCache()  # each tweet's viewer-independent fields, as `tweet_fields` made them
+    pages = RecentPages(settings.page_cache_seconds, settings.page_cache_entries)
     metrics = ServingMetrics()
     app = FastAPI(title="homefeed", version=API_VERSION,
                   description="Home timelines (For You, Following, Lists) served from the published Redis version.")
     app.state.store, app.state.metrics, app.state.config = store, metrics, config
 
-    app.add_middleware(MeasuredRequests, metrics=metrics)
 
     @app.exception_handler(NotPublished)
     async def not_published(_: Request, error: NotPublished):
@@ -361,11 +423,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         return [render_entry(entry, profiles, proof, scored=scored, fields_of=fields_of) for entry in entries]
 
     async def run_for_you(user_id: int, previous: dict, count: int, *, explain: bool = False):
-        pointer = await store.pointer()
-        version = await store.version()
-        built_ms = built_at_ms(pointer or {})
-        with metrics.timed("for_you", "source"):
-            state = await store.user_state(version, user_id, posted_since_ms=built_ms)
+        version, built_ms, state = await for_you_state(user_id)
         result = await for_you_timeline(
             store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms, config=config,
             mark_shown=not explain, with_probabilities=explain,
@@ -373,6 +431,22 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         for source in result.failed_sources:
             metrics.source_failures.labels("for_you", source).inc()
         return version, state, result
+
+    async def for_you_state(user_id: int) -> tuple[int, float, UserState]:
+        pointer = await store.pointer()
+        version = await store.version()
+        built_ms = built_at_ms(pointer or {})
+        with metrics.timed("for_you", "source"):
+            state = await store.user_state(version, user_id, posted_since_ms=built_ms)
+        return version, built_ms, state
+
+    def count_for_you(filtered: dict[str, int], fallback_reason: str | None) -> None:
+        if fallback_reason not in (None, "continued"):
+            metrics.fallbacks.labels(fallback_reason).inc()
+        metrics.timelines.labels("for_you").inc()
+        for name, removed in filtered.items():
+            if removed:
+                metrics.filtered.labels("for_you", name).inc(removed)
 
     @app.get("/v1/users/{user_id}/timelines/for_you", response_model=Timeline, tags=["timelines"],
              responses=_errors(400, 401, 403, 503))
@@ -384,20 +458,62 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         who-to-follow, promoted tweets) and pagination; the followees' recent and popular tweets
         (`fallback: true`) when there is no feed."""
         own_timeline(user_id, who)
-        previous = cursor_state(cursor, "for_you", user_id)
-        version, _, result = await run_for_you(user_id, previous, count)
-        if result.fallback_reason not in (None, "continued"):
-            metrics.fallbacks.labels(result.fallback_reason).inc()
-        metrics.timelines.labels("for_you").inc()
-        metrics.count_filtered("for_you", result.removed)
+        return await for_you_page(user_id, cursor, cursor_state(cursor, "for_you", user_id), count)
+
+    async def for_you_fast(request: ForYouRequest) -> Response | None:
+        """`for_you` for `ForYouFastPath`: None where the route would refuse the request."""
+        try:
+            who = verify_token(request.token, secret, now=clock())
+            own_timeline(request.user_id, who)
+            previous = cursor_state(request.cursor, "for_you", request.user_id)
+        except (InvalidToken, HTTPException):
+            return None
+        try:
+            return await for_you_page(request.user_id, request.cursor, previous, request.count)
+        except NotPublished as error:
+            return await not_published(None, error)
+        except rl.REDIS_ERRORS as error:
+            return await redis_down(None, error)
+
+    async def for_you_page(user_id: int, cursor: str | None, previous: dict, count: int) -> Response:
+        version, built_ms, state = await for_you_state(user_id)
+        key, fresh = None, None
+        if pages.enabled:
+            try:
+                fresh = await fresh_tweets(store, state, built_ms, config)
+                key = (version, user_id, cursor, count, state.fingerprint, tuple(fresh))
+            except FAILURES:  # the pipeline reads them again, fails open and counts it
+                pass
+            cached = pages.get(key) if key else None
+            metrics.page_cache.labels("hit" if cached else "miss").inc()
+            if cached:
+                count_for_you(cached.filtered, cached.fallback_reason)
+                if cached.shows_who_to_follow:  # shown once more: marked once more (it fails open, as in the pipeline)
+                    try:
+                        await store.mark_who_to_follow_shown(user_id, clock() * 1000, ttl_seconds=int(
+                            config.mixing.who_to_follow_interval_hours * 3600))
+                    except FAILURES:
+                        metrics.source_failures.labels("for_you", "who_to_follow").inc()
+                return Response(cached.body, media_type="application/json")
+        result = await for_you_timeline(
+            store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms,
+            config=config, fresh=fresh, timed=lambda stage: metrics.timed("for_you", stage))
+        for source in result.failed_sources:
+            metrics.source_failures.labels("for_you", source).inc()
+        filtered = {name: len(result.removed.get(name, ())) for name in FILTERS}
+        count_for_you(filtered, result.fallback_reason)
         with metrics.timed("for_you", "render"):
             items = await render(version, result.entries, scored=result.fallback_reason is None)
         next_cursor = None
         if result.next_state is not None:
             next_cursor = encode_cursor({"k": "for_you", "o": user_id, **result.next_state}, secret)
-        return _json_body({"version": version, "items": items, "next_cursor": next_cursor,
-                           "fallback": result.fallback_reason is not None,
-                           "filtered": {name: len(result.removed.get(name, ())) for name in FILTERS}})
+        body = orjson.dumps({"version": version, "items": items, "next_cursor": next_cursor,
+                             "fallback": result.fallback_reason is not None, "filtered": filtered},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+        if key and not result.failed_sources and result.fallback_reason != "source_failed":
+            pages.put(key, CachedPage(body, filtered, result.fallback_reason,
+                                      shows_who_to_follow=any(e.type == "who_to_follow" for e in result.entries)))
+        return Response(body, media_type="application/json")
 
     async def chronological(pipeline: str, owner: int, version: int, authors: list[int],
                             published: list[tuple[list[int], list[int], list[int]]], state: UserState | None,
@@ -525,6 +641,8 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         fallbacks, sources that failed open, events."""
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(ForYouFastPath, handler=for_you_fast, route_path="/v1/users/{user_id}/timelines/for_you")
+    app.add_middleware(MeasuredRequests, metrics=metrics)  # the outer one: it measures the fast path too
     return app
 
 def app_from_environment() -> FastAPI:

@@ -68,6 +68,14 @@ class ForYouResult:
     feed: dict[str, np.ndarray] | None = None              # the feed's columns, fresh tweets included
 
 
+async def fresh_tweets(store: Store, state: UserState, built_ms: float, config: ForYouConfig) -> list[tuple[int, int, float]]:
+    """(tweet_id, author_id, created ms) of the followees' tweets posted since the build; none when
+    the source is not declared. A failing read raises (the caller fails open)."""
+    if "fresh_in_network" not in config.sources:
+        return []
+    return await store.new_tweets_of(state.following, since_ms=built_ms, posted_since=state.posted_since)
+
+
 def _untimed(stage: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
@@ -85,9 +93,11 @@ def fitting_positions(entries: int, positions: list[int]) -> list[int]:
 async def for_you_timeline(store: Store, version: int, state: UserState, *, cursor: dict, count: int,
                            now_ms: float, built_ms: float, config: ForYouConfig = ForYouConfig(),
                            timed: Callable[[str], contextlib.AbstractContextManager] = _untimed,
-                           mark_shown: bool = True, with_probabilities: bool = False) -> ForYouResult:
+                           mark_shown: bool = True, with_probabilities: bool = False,
+                           fresh: list[tuple[int, int, float]] | None = None) -> ForYouResult:
     """One page of the viewer's For You timeline: `cursor` is the state the previous page returned
-    ({} for the first), `state` the viewer's (`Store.user_state`); `mark_shown` records a
+    ({} for the first), `state` the viewer's (`Store.user_state`); `fresh`: the followees' tweets
+    posted since the build when already read (`fresh_tweets`), else they are read here; `mark_shown` records a
     who-to-follow module as shown (the explain page does not); `with_probabilities`: the ranked
     candidates carry their head probabilities (the explain page shows them)."""
     served: set[int] = set(cursor.get("s", []))
@@ -117,9 +127,8 @@ async def for_you_timeline(store: Store, version: int, state: UserState, *, curs
     page: list[tuple[Candidate, dict]] = []
     if reason is None:
         with timed("fresh"):
-            fresh = await fail_open("fresh_in_network",
-                                    lambda: store.new_tweets_of(state.following, since_ms=built_ms,
-                                                                posted_since=state.posted_since), [])
+            if fresh is None:
+                fresh = await fail_open("fresh_in_network", lambda: fresh_tweets(store, state, built_ms, config), [])
             feed = with_fresh_tweets(feed, fresh)
         with timed("filter"):
             kept, fatigue, removed_at = cheap_filters(feed, state, served, now_ms=now_ms,

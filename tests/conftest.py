@@ -110,12 +110,13 @@ def published_redis(tmp_path_factory, ranked_build):
     server.stop()
 
 
-def start_test_api(redis_url: str, workdir: Path, *, secret: str, env: str = "production", cluster: bool = False):
+def start_test_api(redis_url: str, workdir: Path, *, secret: str, env: str = "production", cluster: bool = False,
+                   environment: dict[str, str] | None = None):
     """The real app under uvicorn in a process of its own, reading `redis_url` (`cluster`: one node
-    of a Redis Cluster)."""
+    of a Redis Cluster; `environment`: more HOMEFEED_* settings)."""
     from serving.api_server import start_api
     from serving.redis_server import free_port
 
     return start_api(port=free_port(), log_path=workdir / "api.log",
                      environment={"HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_REDIS_CLUSTER": str(int(cluster)),
-                                  "HOMEFEED_SECRET": secret, "HOMEFEED_ENV": env})
+                                  "HOMEFEED_SECRET": secret, "HOMEFEED_ENV": env, **(environment or {})})

@@ -27,8 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "build" / "test-artifacts"
 
 
-def api_server(redis_url: str, tmp_path: Path, *, secret: str = SECRET, env: str = "production"):
-    return start_test_api(redis_url, tmp_path, secret=secret, env=env)
+def api_server(redis_url: str, tmp_path: Path, *, secret: str = SECRET, env: str = "production",
+               environment: dict[str, str] | None = None):
+    return start_test_api(redis_url, tmp_path, secret=secret, env=env, environment=environment)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +196,62 @@ def test_a_followees_new_tweet_reaches_following_and_for_you_and_leaves_on_delet
     assert post_events(client, user, [{"type": "unfollow", "target_user_id": newcomer}]).status_code == 202
     assert newcomer not in {int(i["author"]["user_id"]) for i in
                             client.get(f"/v1/users/{user}/timelines/following", headers=auth(user)).json()["items"]}
+
+
+def page_cache_counts(client) -> dict[str, float]:
+    counts = {"hit": 0.0, "miss": 0.0}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("homefeed_page_cache_total{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels.split('result="')[1].split('"')[0]] = float(value)
+    return counts
+
+
+def without_scores(page: dict) -> dict:
+    """The page with each tweet's score dropped (it decays with the clock between two requests)."""
+    def strip(item: dict) -> dict:
+        item = {k: v for k, v in item.items() if k != "score"}
+        return item | ({"tweets": [strip(t) for t in item["tweets"]]} if "tweets" in item else {})
+    return page | {"items": [strip(item) for item in page["items"]]}
+
+
+def test_a_page_is_served_again_only_while_nothing_it_was_computed_from_changed(api, published_redis, tmp_path):
+    client, r, version = api
+    user, other = feed_users(r, version)[4:6]
+    path = f"/v1/users/{user}/timelines/for_you"
+    computing = api_server(published_redis[0].url, tmp_path, environment={"HOMEFEED_PAGE_CACHE_SECONDS": "0"})
+    try:
+        with httpx.Client(base_url=computing.base_url, timeout=10) as fresh_client:
+            first = client.get(path, headers=auth(user)).json()
+            # A who-to-follow module shown is marked shown: the viewer's state changed, the next page is computed.
+            marked = any(item["type"] == "who_to_follow" for item in first["items"])
+            before = page_cache_counts(client)
+            computed = client.get(path, headers=auth(user)).json()
+            again = client.get(path, headers=auth(user)).json()
+            assert page_cache_counts(client) == {"hit": before["hit"] + 2 - marked, "miss": before["miss"] + marked}
+            assert again == computed
+            # The page served again is the one an API that keeps no pages computes for the same state.
+            assert without_scores(fresh_client.get(path, headers=auth(user)).json()) == without_scores(again)
+            assert page_cache_counts(fresh_client) == {"hit": 0, "miss": 0}
+
+            # The viewer's impression, and another user's deletion of a tweet on the page: computed anew.
+            top = ranked_tweets(again["items"])
+            seen, deleted = top[0], next(t for t in top[1:] if t["author"]["user_id"] != top[0]["author"]["user_id"])
+            for poster, event in ((user, {"type": "impression", "tweet_id": int(seen["tweet_id"])}),
+                                  (int(deleted["author"]["user_id"]), {"type": "delete_tweet", "tweet_id": int(deleted["tweet_id"])})):
+                assert post_events(client, poster, [event]).status_code == 202
+                before = page_cache_counts(client)
+                page = client.get(path, headers=auth(user)).json()
+                assert page_cache_counts(client)["miss"] == before["miss"] + 1
+                assert event["tweet_id"] not in {int(t["tweet_id"]) for t in ranked_tweets(page["items"])}
+                assert without_scores(page) == without_scores(fresh_client.get(path, headers=auth(user)).json())
+            # Another viewer's events leave this viewer's page as it was.
+            assert post_events(client, other, [{"type": "impression", "tweet_id": int(top[2]["tweet_id"])}]).status_code == 202
+            before = page_cache_counts(client)
+            assert client.get(path, headers=auth(user)).json() == page
+            assert page_cache_counts(client)["hit"] == before["hit"] + 1
+    finally:
+        computing.stop()
 
 
 def test_events_are_validated_and_a_refused_batch_changes_nothing(api):

@@ -225,3 +225,84 @@ def test_a_limited_rerank_is_the_head_of_the_full_order():
     last_in_network = np.flatnonzero(in_network).max()
     runs = np.diff(np.flatnonzero(np.r_[True, in_network[:last_in_network + 1], True])) - 1
     assert runs.max() <= 2
+
+
+def test_recent_pages_serve_a_page_for_its_period_only_and_keep_the_newest():
+    from serving.page_cache import CachedPage, RecentPages
+
+    now = [100.0]
+    pages = RecentPages(ttl_seconds=10, max_entries=2, clock=lambda: now[0])
+    pages.put("a", CachedPage(b"A"))
+    now[0] = 109.9
+    assert pages.get("a").body == b"A"
+    now[0] = 110.0  # computed 10 s ago: too old
+    assert pages.get("a") is None and len(pages) == 0
+    pages.put("a", CachedPage(b"A"))
+    pages.put("b", CachedPage(b"B"))
+    pages.put("a", CachedPage(b"A2"))  # put again: the newest, so "b" is the oldest
+    pages.put("c", CachedPage(b"C"))
+    assert pages.get("b") is None and pages.get("a").body == b"A2" and pages.get("c").body == b"C"
+    now[0] = 125.0  # a put drops what expired since: only the new page is left
+    pages.put("d", CachedPage(b"D"))
+    assert len(pages) == 1 and pages.get("d").body == b"D"
+    off = RecentPages(ttl_seconds=0, max_entries=5)
+    off.put("a", CachedPage(b"A"))
+    assert not off.enabled and off.get("a") is None and len(off) == 0
+
+
+def _scope(path: str, query: bytes = b"", headers=((b"authorization", b"Bearer tok"),), method: str = "GET") -> dict:
+    return {"type": "http", "method": method, "path": path, "query_string": query, "headers": list(headers)}
+
+
+def test_only_a_for_you_request_the_route_accepts_as_is_takes_the_fast_path():
+    from serving.api import MAX_COUNT, MAX_CURSOR_LENGTH, ForYouRequest, well_formed_for_you
+
+    path = "/v1/users/42/timelines/for_you"
+    assert well_formed_for_you(_scope(path)) == ForYouRequest(42, None, 35, "tok")
+    assert well_formed_for_you(_scope(path, b"count=7&cursor=abc")) == ForYouRequest(42, "abc", 7, "tok")
+    assert well_formed_for_you(_scope(path, f"count={MAX_COUNT}".encode())).count == MAX_COUNT
+    refused = [
+        _scope(path, method="POST"), _scope(path, headers=()), _scope(path, headers=((b"authorization", b"Basic x"),)),
+        _scope(path, headers=((b"authorization", b"Bearer  "),)),
+        _scope(path, headers=((b"authorization", b"Bearer a"), (b"authorization", b"Bearer b"))),
+        _scope("/v1/users/0/timelines/for_you"), _scope("/v1/users/042/timelines/for_you"),
+        _scope(f"/v1/users/{2**63}/timelines/for_you"), _scope("/v1/users/42/timelines/following"),
+        _scope(path + "/"), _scope(path, b"count=0"), _scope(path, f"count={MAX_COUNT + 1}".encode()),
+        _scope(path, b"count=abc"), _scope(path, b"count=5&count=6"), _scope(path, b"debug=1"),
+        _scope(path, b"cursor=" + b"x" * (MAX_CURSOR_LENGTH + 1)),
+    ]
+    for scope in refused:
+        assert well_formed_for_you(scope) is None, scope
+    assert well_formed_for_you(_scope(f"/v1/users/{2**63 - 1}/timelines/for_you")).user_id == 2**63 - 1
+
+
+def test_the_fast_path_answers_what_its_handler_takes_and_passes_on_the_rest():
+    import asyncio
+
+    from fastapi.responses import Response
+
+    from serving.api import ForYouFastPath
+
+    passed_on, handled = [], []
+
+    async def app(scope, receive, send):
+        passed_on.append(scope["path"])
+        await Response(b"from fastapi")(scope, receive, send)
+
+    async def handler(request):
+        handled.append(request.user_id)
+        return Response(b"fast") if request.user_id == 1 else None  # user 2: refused, FastAPI answers
+
+    route = type("Route", (), {"path": "/v1/users/{user_id}/timelines/for_you"})()
+    middleware = ForYouFastPath(app, handler=handler, route_path=route.path)
+
+    async def call(path: str) -> tuple[bytes, dict]:
+        sent, scope = [], _scope(path) | {"app": type("App", (), {"routes": [route]})()}
+        await middleware(scope, None, lambda message: asyncio.sleep(0, sent.append(message)))
+        return b"".join(m.get("body", b"") for m in sent), scope
+
+    body, scope = asyncio.run(call("/v1/users/1/timelines/for_you"))
+    assert body == b"fast" and scope["route"] is route and passed_on == []
+    assert asyncio.run(call("/v1/users/2/timelines/for_you"))[0] == b"from fastapi"
+    assert asyncio.run(call("/healthz"))[0] == b"from fastapi"
+    assert handled == [1, 2] and passed_on == ["/v1/users/2/timelines/for_you", "/healthz"]
