@@ -11,11 +11,11 @@ Against the version currently published in Redis (`--redis`, else $HOMEFEED_REDI
   these feeds does per request;
 * `for_you` and `following`: the real app (`serving.api:app_from_environment`), with a secret
   generated here and HOMEFEED_ENV=production;
-* `for_you_computed`: For You on a second instance of the real app with HOMEFEED_PAGE_CACHE_SECONDS=0,
-  so that every page runs the whole pipeline. The sample users send no events, so on the first
-  instance a user's page is computed once per page-cache period and served again until then
-  (`serving.page_cache`); each For You run reports the share it served so (`page_cache_hit_ratio`,
-  from the server's /metrics).
+* `for_you_computed` and `following_computed`: the same endpoints on a second instance of the real
+  app with HOMEFEED_PAGE_CACHE_SECONDS=0, so that every page runs the whole pipeline. The sample
+  users send no events, so on the first instance a user's page is computed once per page-cache
+  period and served again until then (`serving.page_cache`); each run on it reports the share it
+  served so (`page_cache_hit_ratio`, from the server's /metrics).
 
 Both apps run under the same uvicorn command (127.0.0.1, same workers, loop, HTTP parser, log level,
 no access log), each in its own process. The load comes from a third process: N keep-alive
@@ -60,10 +60,10 @@ from serving import redis_layout as rl  # noqa: E402
 from serving.redis_server import stop_process  # noqa: E402
 
 HOST = "127.0.0.1"
-ENDPOINTS = ("for_you", "following", "for_you_computed")
-# run -> (server, the endpoint of its path): for_you_computed is For You on an API that keeps no recent pages
+ENDPOINTS = ("for_you", "following", "for_you_computed", "following_computed")
+# run -> (server, the endpoint of its path): the *_computed runs are on an API that keeps no recent pages
 RUNS = {"baseline": ("baseline", "baseline"), "for_you": ("api", "for_you"), "following": ("api", "following"),
-        "for_you_computed": ("api_computed", "for_you")}
+        "for_you_computed": ("api_computed", "for_you"), "following_computed": ("api_computed", "following")}
 TARGET_CONNECTIONS = 50
 TARGET_RATIO_TO_BASELINE = 0.5
 TARGET_P99_MS = 25.0
@@ -311,12 +311,13 @@ def table(document: dict) -> str:
              f"{document['machine']['cpu_count']} CPUs, {document['settings']['seconds']} s per run",
              f"{'server':<10} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'errors':>6} {'cached':>6}"]
     for name in ("baseline", *ENDPOINTS):
-        label = {"for_you_computed": "computed"}.get(name, name)  # For You, every page computed
+        label = name.replace("_computed", "*")  # every page computed
         for c, f in document[name]["connections"].items():
             cells = [_cell(f["p50_ms"], 8), _cell(f["p99_ms"], 8), _cell(f.get("ratio_to_baseline"), 6)]
             cached = f.get("page_cache_hit_ratio")
             lines.append(f"{label:<10} {c:>5} {f['rps']:>9.1f} {' '.join(cells)} {f['errors']:>6} "
                          f"{'-' if cached is None else f'{cached:.0%}':>6}")
+    lines.append("*: the API with HOMEFEED_PAGE_CACHE_SECONDS=0 (every page computed); cached: pages served again")
     for endpoint in ENDPOINTS:
         met = document[endpoint]["target_met"]
         if met is not None:
@@ -402,30 +403,30 @@ def benchmark(*, redis_url: str, seconds: float, warmup_seconds: float, connecti
                 spec = LoadSpec(port=port, connections=c, warmup_seconds=warmup_seconds, seconds=seconds,
                                 requests=tuple(http_request(endpoint_path(endpoint, u, count=count), port=port,
                                                             token=tokens[u]) for u in users))
-                before = page_cache_counts(port) if endpoint == "for_you" else None
+                before = page_cache_counts(port, endpoint) if server != "baseline" else None
                 runs[name][c] = summarize(load_process.submit(run_load, spec).result(), c)
                 if before is not None:
-                    runs[name][c]["page_cache_hit_ratio"] = hit_ratio(before, page_cache_counts(port))
+                    runs[name][c]["page_cache_hit_ratio"] = hit_ratio(before, page_cache_counts(port, endpoint))
                 print(json.dumps({name: runs[name][c]}), file=sys.stderr, flush=True)
     settings = {"seconds": seconds, "warmup_seconds": warmup_seconds, "connections": connections, "users": n_users,
                 "seed": seed, "count": count, "uvicorn": {**uvicorn_options(workers), "access-log": "off"}}
     return report(runs=runs, version=version, users=users, redis_url=redis_url, settings=settings)
 
 
-def page_cache_counts(port: int) -> dict[str, float]:
-    """The API's homefeed_page_cache_total by result (hit, miss), from its /metrics."""
+def page_cache_counts(port: int, pipeline: str) -> dict[str, float]:
+    """The API's homefeed_page_cache_total of `pipeline` by result (hit, miss), from its /metrics."""
     import httpx
 
     counts = {"hit": 0.0, "miss": 0.0}
     for line in httpx.get(f"http://{HOST}:{port}/metrics", timeout=5).text.splitlines():
-        if line.startswith("homefeed_page_cache_total{"):
+        if line.startswith("homefeed_page_cache_total{") and f'pipeline="{pipeline}"' in line:
             labels, value = line.rsplit(" ", 1)
             counts[labels.split('result="', 1)[1].split('"', 1)[0]] = float(value)
     return counts
 
 
 def hit_ratio(before: dict[str, float], after: dict[str, float]) -> float | None:
-    """The share of the For You pages between two readings served from the recent pages (warm-up
+    """The share of the pages between two readings served from the recent pages (warm-up
     included); None when the server neither hit nor missed (the page cache off)."""
     hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
     return round(hits / (hits + misses), 4) if hits + misses else None

@@ -389,8 +389,8 @@ def _publish_rows(record: dict) -> Iterator[dict]:
 
 def _serve_rows(record: dict) -> Iterator[dict]:
     result = record["result"]
-    for endpoint in ("for_you", "for_you_computed", "following"):
-        if endpoint not in result:  # a document from before for_you_computed
+    for endpoint in ("for_you", "for_you_computed", "following", "following_computed"):
+        if endpoint not in result:  # a document from before the *_computed runs
             continue
         figures = result[endpoint]
         yield {"kind": "serving", "endpoint": endpoint, "users": record.get("users"),

@@ -56,9 +56,9 @@ class HomefeedSettings(BaseSettings):
     env: Literal["development", "production"] = Field(
         "production", description="development lets the API start with the default secret (the demo sets it).")
     page_cache_seconds: float = Field(
-        10.0, ge=0, description="How long the API serves a For You page again to a request with the same inputs "
+        10.0, ge=0, description="How long the API serves a For You or Following page again to a request with the same inputs "
                                 "(version, cursor, count, request-time state); 0 computes every page (serving.page_cache).")
-    page_cache_entries: int = Field(2000, ge=1, description="The most For You pages each API process keeps.")
+    page_cache_entries: int = Field(2000, ge=1, description="The most For You and Following pages each API process keeps.")
     dq_bounds: dict[str, float | tuple[float, float]] = Field(
         default_factory=dict,
         description="Overrides of the data-quality thresholds (data_quality.specs.QualityBounds), as JSON, "

@@ -41,7 +41,6 @@ from serving.store import _MISSING, SEEN_LIMIT, NotPublished, PublishedCache, St
 from serving.timelines import (
     FILTERS,
     Candidate,
-    Removed,
     built_at_ms,
     chronological_candidates,
     chronological_page,
@@ -158,8 +157,8 @@ class ServingMetrics:
         self.source_failures = Metric("homefeed_source_failures", "Sources that failed open", ["pipeline", "source"],
                                       registry=self.registry)
         self.events = Metric("homefeed_events", "Client events accepted", ["type"], registry=self.registry)
-        self.page_cache = Metric("homefeed_page_cache", "For You pages served from the recent pages (hit) or computed (miss)",
-                                 ["result"], registry=self.registry)
+        self.page_cache = Metric("homefeed_page_cache", "Home timeline pages served again from the recent pages "
+                                 "(hit) or computed (miss)", ["pipeline", "result"], registry=self.registry)
 
     @contextmanager
     def timed(self, pipeline: str, stage: str):
@@ -168,11 +167,6 @@ class ServingMetrics:
             yield
         finally:
             self.stage.labels(pipeline, stage).observe(time.perf_counter() - start)
-
-    def count_filtered(self, pipeline: str, removed: Removed) -> None:
-        for name, ids in removed.items():
-            if ids:
-                self.filtered.labels(pipeline, name).inc(len(ids))
 
 
 class MeasuredRequests:
@@ -207,25 +201,26 @@ class MeasuredRequests:
             self.metrics.requests.labels(endpoint, str(status)).inc()
 
 
-FOR_YOU_PATH = re.compile(r"/v1/users/([1-9][0-9]{0,18})/timelines/for_you")
+HOME_TIMELINE_PATH = re.compile(r"/v1/users/([1-9][0-9]{0,18})/timelines/(for_you|following)")
 _COUNT = re.compile(r"[1-9][0-9]{0,2}")
 
 
 @dataclass(frozen=True)
-class ForYouRequest:
+class TimelineRequest:
+    timeline: str  # for_you, following
     user_id: int
     cursor: str | None
     count: int
     token: str
 
 
-def well_formed_for_you(scope) -> ForYouRequest | None:
-    """A For You request in the one shape the API accepts without a word of complaint (GET, an id,
-    at most one `cursor` and one `count`, both valid, nothing else in the query, a bearer token),
-    else None: FastAPI then answers it, errors included, as the route declares."""
+def well_formed_home_timeline(scope) -> TimelineRequest | None:
+    """A For You or Following request in the one shape the API accepts without a word of complaint
+    (GET, an id, at most one `cursor` and one `count`, both valid, nothing else in the query, a
+    bearer token), else None: FastAPI then answers it, errors included, as the route declares."""
     if scope["type"] != "http" or scope["method"] != "GET":
         return None
-    match = FOR_YOU_PATH.fullmatch(scope["path"])
+    match = HOME_TIMELINE_PATH.fullmatch(scope["path"])
     if match is None or int(match[1]) > MAX_ID:
         return None
     query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
@@ -239,33 +234,29 @@ def well_formed_for_you(scope) -> ForYouRequest | None:
     if len(authorization) != 1 or not authorization[0].startswith(b"Bearer "):
         return None
     token = authorization[0][7:].decode("latin-1").strip()
-    return ForYouRequest(int(match[1]), cursor, int(count), token) if token else None
+    return TimelineRequest(match[2], int(match[1]), cursor, int(count), token) if token else None
 
 
-class ForYouFastPath:
-    """Pure ASGI middleware: a well-formed For You request (`well_formed_for_you`) whose token and
-    cursor check out goes straight to the route's own handler, skipping FastAPI's routing and
-    parameter solving (a quarter of a cached page's cost); `handler` returns None for anything it
-    would refuse, and FastAPI answers that request from the start."""
+class HomeTimelineFastPath:
+    """Pure ASGI middleware: a well-formed For You or Following request (`well_formed_home_timeline`)
+    whose token and cursor check out goes straight to the routes' own handler, skipping FastAPI's
+    routing and parameter solving (a quarter of a page served again); `handler` returns None for
+    anything the route would refuse, and FastAPI answers that request from the start."""
 
-    def __init__(self, app, handler: Callable, route_path: str):
-        self.app, self.handler, self.route_path = app, handler, route_path
-        self._route = None
+    def __init__(self, app, handler: Callable):
+        self.app, self.handler = app, handler
+        self._routes: dict[str, object] = {}
 
     async def __call__(self, scope, receive, send):
-        request = well_formed_for_you(scope)
+        request = well_formed_home_timeline(scope)
         response = await self.handler(request) if request is not None else None
         if response is None:
             return await self.app(scope, receive, send)
-        if self._route is None:
-            self._route = next(r for r in scope["app"].routes if getattr(r, "path", None) == self.route_path)
-        scope["route"] = self._route  # what MeasuredRequests labels the request with
+        if request.timeline not in self._routes:
+            path = f"/v1/users/{{user_id}}/timelines/{request.timeline}"
+            self._routes[request.timeline] = next(r for r in scope["app"].routes if getattr(r, "path", None) == path)
+        scope["route"] = self._routes[request.timeline]  # what MeasuredRequests labels the request with
         await response(scope, receive, send)
-
-
-def _json_body(body: dict) -> Response:
-    """A body already shaped as its response model, serialized once."""
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def tweet_fields(candidate: Candidate, tweet: dict, author: dict) -> dict:
@@ -440,13 +431,24 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
             state = await store.user_state(version, user_id, posted_since_ms=built_ms)
         return version, built_ms, state
 
-    def count_for_you(filtered: dict[str, int], fallback_reason: str | None) -> None:
+    def count_timeline(pipeline: str, filtered: dict[str, int], fallback_reason: str | None = None) -> None:
         if fallback_reason not in (None, "continued"):
             metrics.fallbacks.labels(fallback_reason).inc()
-        metrics.timelines.labels("for_you").inc()
+        metrics.timelines.labels(pipeline).inc()
         for name, removed in filtered.items():
             if removed:
-                metrics.filtered.labels("for_you", name).inc(removed)
+                metrics.filtered.labels(pipeline, name).inc(removed)
+
+    def served_again(pipeline: str, key: tuple | None) -> CachedPage | None:
+        """The page kept for `key` (None: not to be looked up), counted as a timeline served."""
+        cached = pages.get(key) if key else None
+        metrics.page_cache.labels(pipeline, "hit" if cached else "miss").inc()
+        if cached:
+            count_timeline(pipeline, cached.filtered, cached.fallback_reason)
+        return cached
+
+    def json_response(body: bytes) -> Response:
+        return Response(body, media_type="application/json")
 
     @app.get("/v1/users/{user_id}/timelines/for_you", response_model=Timeline, tags=["timelines"],
              responses=_errors(400, 401, 403, 503))
@@ -460,16 +462,18 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         own_timeline(user_id, who)
         return await for_you_page(user_id, cursor, cursor_state(cursor, "for_you", user_id), count)
 
-    async def for_you_fast(request: ForYouRequest) -> Response | None:
-        """`for_you` for `ForYouFastPath`: None where the route would refuse the request."""
+    async def home_timeline_fast(request: TimelineRequest) -> Response | None:
+        """`for_you` and `following` for `HomeTimelineFastPath`: None where the route would refuse the request."""
         try:
             who = verify_token(request.token, secret, now=clock())
             own_timeline(request.user_id, who)
-            previous = cursor_state(request.cursor, "for_you", request.user_id)
+            previous = cursor_state(request.cursor, request.timeline, request.user_id)
         except (InvalidToken, HTTPException):
             return None
         try:
-            return await for_you_page(request.user_id, request.cursor, previous, request.count)
+            if request.timeline == "for_you":
+                return await for_you_page(request.user_id, request.cursor, previous, request.count)
+            return await following_page(request.user_id, request.cursor, previous.get("b"), request.count)
         except NotPublished as error:
             return await not_published(None, error)
         except rl.REDIS_ERRORS as error:
@@ -481,27 +485,25 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         if pages.enabled:
             try:
                 fresh = await fresh_tweets(store, state, built_ms, config)
-                key = (version, user_id, cursor, count, state.fingerprint, tuple(fresh))
+                key = ("for_you", version, user_id, cursor, count, state.fingerprint, tuple(fresh))
             except FAILURES:  # the pipeline reads them again, fails open and counts it
                 pass
-            cached = pages.get(key) if key else None
-            metrics.page_cache.labels("hit" if cached else "miss").inc()
+            cached = served_again("for_you", key)
             if cached:
-                count_for_you(cached.filtered, cached.fallback_reason)
                 if cached.shows_who_to_follow:  # shown once more: marked once more (it fails open, as in the pipeline)
                     try:
                         await store.mark_who_to_follow_shown(user_id, clock() * 1000, ttl_seconds=int(
                             config.mixing.who_to_follow_interval_hours * 3600))
                     except FAILURES:
                         metrics.source_failures.labels("for_you", "who_to_follow").inc()
-                return Response(cached.body, media_type="application/json")
+                return json_response(cached.body)
         result = await for_you_timeline(
             store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms,
             config=config, fresh=fresh, timed=lambda stage: metrics.timed("for_you", stage))
         for source in result.failed_sources:
             metrics.source_failures.labels("for_you", source).inc()
         filtered = {name: len(result.removed.get(name, ())) for name in FILTERS}
-        count_for_you(filtered, result.fallback_reason)
+        count_timeline("for_you", filtered, result.fallback_reason)
         with metrics.timed("for_you", "render"):
             items = await render(version, result.entries, scored=result.fallback_reason is None)
         next_cursor = None
@@ -513,27 +515,32 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         if key and not result.failed_sources and result.fallback_reason != "source_failed":
             pages.put(key, CachedPage(body, filtered, result.fallback_reason,
                                       shows_who_to_follow=any(e.type == "who_to_follow" for e in result.entries)))
-        return Response(body, media_type="application/json")
+        return json_response(body)
 
     async def chronological(pipeline: str, owner: int, version: int, authors: list[int],
                             published: list[tuple[list[int], list[int], list[int]]], state: UserState | None,
-                            before, count: int) -> Response:
+                            before, count: int, *, fresh: list[tuple[int, int, float]] | None = None,
+                            key: tuple | None = None) -> Response:
+        """A page of `authors`' tweets, newest first (`fresh`: their tweets since the build, when
+        already read); kept for `key` when one is given."""
         pointer = await store.pointer()
         candidates = await chronological_candidates(store, authors, published=published,
                                                     since_ms=built_at_ms(pointer or {}),
-                                                    posted_since=state.posted_since if state else None)
+                                                    posted_since=state.posted_since if state else None, fresh=fresh)
         with metrics.timed(pipeline, "hydrate"):
             page, removed = await chronological_page(store, version, older_than(candidates, before), count,
                                                      state=state, slack=config.metadata_slack)
-        metrics.timelines.labels(pipeline).inc()
-        metrics.count_filtered(pipeline, removed)
+        filtered = {name: len(removed.get(name, ())) for name in CHRONOLOGICAL_FILTERS}
+        count_timeline(pipeline, filtered)
         items = await render(version, [Entry("tweet", [item]) for item in page], scored=False)
         next_cursor = None
         if len(page) == count:
             last = page[-1][0]
             next_cursor = encode_cursor({"k": pipeline, "o": owner, "b": [last.created_at_ms, last.tweet_id]}, secret)
-        return _json_body({"version": version, "items": items, "next_cursor": next_cursor,
-                           "filtered": {name: len(removed.get(name, ())) for name in CHRONOLOGICAL_FILTERS}})
+        body = orjson.dumps({"version": version, "items": items, "next_cursor": next_cursor, "filtered": filtered})
+        if key:
+            pages.put(key, CachedPage(body, filtered))
+        return json_response(body)
 
     @app.get("/v1/users/{user_id}/timelines/following", response_model=ChronologicalTimeline, tags=["timelines"],
              responses=_errors(400, 401, 403, 503))
@@ -544,17 +551,26 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         """Reverse-chronological tweets of the accounts the user follows, including tweets posted
         since the batch build."""
         own_timeline(user_id, who)
-        before = cursor_state(cursor, "following", user_id).get("b")
+        return await following_page(user_id, cursor, cursor_state(cursor, "following", user_id).get("b"), count)
+
+    async def following_page(user_id: int, cursor: str | None, before, count: int) -> Response:
         version = await store.version()
+        built_ms = built_at_ms(await store.pointer() or {})
         with metrics.timed("following", "source"):
-            state = await store.user_state(version, user_id, with_feed=False,
-                                           posted_since_ms=built_at_ms(await store.pointer() or {}))
+            state = await store.user_state(version, user_id, with_feed=False, posted_since_ms=built_ms)
             followees = sorted(state.following)
+            key, fresh = None, None
+            if pages.enabled:
+                fresh = await store.new_tweets_of(followees, since_ms=built_ms, posted_since=state.posted_since)
+                key = ("following", version, user_id, cursor, count, state.fingerprint, tuple(fresh))
+                cached = served_again("following", key)
+                if cached:
+                    return json_response(cached.body)
             published = await store.records(rl.AUTHOR_TWEETS, version, followees)
         return await chronological(
             "following", user_id, version, followees,
             [(r["tweet_ids"], [a] * len(r["tweet_ids"]), r["created_at_ms"]) for a, r in published.items()],
-            state, before, count)
+            state, before, count, fresh=fresh, key=key)
 
     @app.get("/v1/lists/{list_id}/timeline", response_model=ChronologicalTimeline, tags=["timelines"],
              responses=_errors(400, 401, 403, 404, 503))
@@ -641,7 +657,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         fallbacks, sources that failed open, events."""
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(ForYouFastPath, handler=for_you_fast, route_path="/v1/users/{user_id}/timelines/for_you")
+    app.add_middleware(HomeTimelineFastPath, handler=home_timeline_fast)
     app.add_middleware(MeasuredRequests, metrics=metrics)  # the outer one: it measures the fast path too
     return app
 

@@ -1,16 +1,18 @@
-"""Recently computed For You pages, served again while nothing they were computed from has changed.
+"""Recently computed home timeline pages (For You, Following), served again while nothing they
+were computed from has changed.
 
 A page is a function of the published version (immutable once current), the cursor and count,
 the viewer's request-time state as read from Redis (blocks, mutes, follows, impressions, "not
-interested", the who-to-follow mark, the feed value itself, who posted since the build, the
-deletions this process has seen), the followees' tweets posted since the build, and the clock
-(the age decay and the fatigue recovery). `RecentPages` keys a page by all of these but the clock,
-which it bounds instead: an entry is served for `ttl_seconds` after it was computed, so a page
-served from it scores its tweets' ages as of at most that long ago. Any event of the viewer's, a
-followee's new tweet or any deletion changes the key, so a cached page never shows what a
-request-time filter would now remove. As Home Mixer keeps its scored candidates for a few minutes,
-this is what keeps a refresh, a retry or a client polling the first page from costing a pipeline
-run each; the first page after an impression or any other event is always computed afresh.
+interested", the who-to-follow mark, the feed value itself, who posted since the build), the
+deletions this process has seen, the followees' tweets posted since the build, and, for For You,
+the clock (the age decay and the fatigue recovery). The API keys a page by all of these but the
+clock, which `RecentPages` bounds instead: an entry is served for `ttl_seconds` after it was
+computed, so a page served from it scores its tweets' ages as of at most that long ago. Any event
+of the viewer's, a followee's new tweet or any deletion changes the key, so a page served again
+never shows what a request-time filter would now remove. As Home Mixer keeps its scored
+candidates for a few minutes, this keeps a refresh, a retry or a client polling the first page
+from costing a pipeline run each; the first page after an impression or any other event is
+always computed afresh.
 """
 
 from __future__ import annotations

@@ -258,14 +258,17 @@ Row = tuple[int, int, int, tuple[str, ...]]
 
 async def chronological_candidates(store: Store, authors: list[int], *,
                                    published: list[tuple[list[int], list[int], list[int]]],
-                                   since_ms: float, posted_since: set[int] | None = None) -> list[Row]:
+                                   since_ms: float, posted_since: set[int] | None = None,
+                                   fresh: list[tuple[int, int, float]] | None = None) -> list[Row]:
     """Tweets of `authors`, the published ones ((tweet_ids, author_ids, created_at_ms) per record)
-    and those posted since `since_ms`, newest first (ties: higher id first), each once."""
+    and those posted since `since_ms` (`fresh`, when already read by `Store.new_tweets_of`), newest
+    first (ties: higher id first), each once."""
     rows: dict[int, Row] = {}
     for tweet_ids, author_ids, created in published:
         rows.update(zip(tweet_ids, zip(created, tweet_ids, author_ids, repeat(()))))
-    for tweet_id, author, created_ms in await store.new_tweets_of(authors, since_ms=since_ms,
-                                                                  posted_since=posted_since):
+    if fresh is None:
+        fresh = await store.new_tweets_of(authors, since_ms=since_ms, posted_since=posted_since)
+    for tweet_id, author, created_ms in fresh:
         rows.setdefault(tweet_id, (int(created_ms), tweet_id, author, ()))
     return sorted(rows.values(), reverse=True)
 

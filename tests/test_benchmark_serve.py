@@ -17,7 +17,7 @@ import redis
 from serving.redis_server import start_redis
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "serve.py"
-SERVERS = ("baseline", "for_you", "following", "for_you_computed")
+SERVERS = ("baseline", "for_you", "following", "for_you_computed", "following_computed")
 
 
 def feed_values(url: str, version: int) -> dict[int, bytes]:
@@ -66,11 +66,12 @@ def test_the_benchmark_reports_every_server_at_every_level_without_errors(publis
     # The sample users post nothing: after each one's first page, For You serves pages again from the
     # recent pages; the computing instance keeps none.
     for connections in ("1", "4"):
-        assert 0 < report["for_you"]["connections"][connections]["page_cache_hit_ratio"] <= 1
-        assert report["for_you_computed"]["connections"][connections]["page_cache_hit_ratio"] is None
-    assert "page_cache_hit_ratio" not in report["following"]["connections"]["4"]
+        for endpoint in ("for_you", "following"):
+            assert 0 < report[endpoint]["connections"][connections]["page_cache_hit_ratio"] <= 1
+            assert report[f"{endpoint}_computed"]["connections"][connections]["page_cache_hit_ratio"] is None
+        assert "page_cache_hit_ratio" not in report["baseline"]["connections"][connections]
 
-    for endpoint in ("for_you", "following", "for_you_computed"):
+    for endpoint in SERVERS[1:]:
         headline = report[endpoint]["connections"]["4"]
         assert {k: report[endpoint][k] for k in ("rps", "p50_ms", "p99_ms", "ratio_to_baseline")} == \
             {k: headline[k] for k in ("rps", "p50_ms", "p99_ms", "ratio_to_baseline")}

@@ -198,10 +198,10 @@ def test_a_followees_new_tweet_reaches_following_and_for_you_and_leaves_on_delet
                             client.get(f"/v1/users/{user}/timelines/following", headers=auth(user)).json()["items"]}
 
 
-def page_cache_counts(client) -> dict[str, float]:
+def page_cache_counts(client, pipeline: str = "for_you") -> dict[str, float]:
     counts = {"hit": 0.0, "miss": 0.0}
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith("homefeed_page_cache_total{"):
+        if line.startswith("homefeed_page_cache_total{") and f'pipeline="{pipeline}"' in line:
             labels, value = line.rsplit(" ", 1)
             counts[labels.split('result="')[1].split('"')[0]] = float(value)
     return counts
@@ -250,6 +250,19 @@ def test_a_page_is_served_again_only_while_nothing_it_was_computed_from_changed(
             before = page_cache_counts(client)
             assert client.get(path, headers=auth(user)).json() == page
             assert page_cache_counts(client)["hit"] == before["hit"] + 1
+
+            # Following too; a followee's new tweet makes its next page a fresh one.
+            following = f"/v1/users/{user}/timelines/following"
+            before = page_cache_counts(client, "following")
+            newest = client.get(following, headers=auth(user)).json()
+            assert client.get(following, headers=auth(user)).json() == newest
+            assert newest == fresh_client.get(following, headers=auth(user)).json()
+            assert page_cache_counts(client, "following") == {"hit": before["hit"] + 1, "miss": before["miss"] + 1}
+            followee = int(newest["items"][0]["author"]["user_id"])
+            tweet_id = 9_100_000_000 + int(time.time())
+            assert post_events(client, followee, [{"type": "tweet", "tweet_id": tweet_id, "text": "news"}]).status_code == 202
+            assert client.get(following, headers=auth(user)).json()["items"][0]["tweet_id"] == str(tweet_id)
+            assert page_cache_counts(client, "following")["miss"] == before["miss"] + 2
     finally:
         computing.stop()
 

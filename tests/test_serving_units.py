@@ -254,26 +254,29 @@ def _scope(path: str, query: bytes = b"", headers=((b"authorization", b"Bearer t
     return {"type": "http", "method": method, "path": path, "query_string": query, "headers": list(headers)}
 
 
-def test_only_a_for_you_request_the_route_accepts_as_is_takes_the_fast_path():
-    from serving.api import MAX_COUNT, MAX_CURSOR_LENGTH, ForYouRequest, well_formed_for_you
+def test_only_a_home_timeline_request_the_route_accepts_as_is_takes_the_fast_path():
+    from serving.api import MAX_COUNT, MAX_CURSOR_LENGTH, TimelineRequest, well_formed_home_timeline
 
     path = "/v1/users/42/timelines/for_you"
-    assert well_formed_for_you(_scope(path)) == ForYouRequest(42, None, 35, "tok")
-    assert well_formed_for_you(_scope(path, b"count=7&cursor=abc")) == ForYouRequest(42, "abc", 7, "tok")
-    assert well_formed_for_you(_scope(path, f"count={MAX_COUNT}".encode())).count == MAX_COUNT
+    assert well_formed_home_timeline(_scope(path)) == TimelineRequest("for_you", 42, None, 35, "tok")
+    assert well_formed_home_timeline(_scope(path, b"count=7&cursor=abc")) == TimelineRequest("for_you", 42, "abc", 7, "tok")
+    assert well_formed_home_timeline(_scope("/v1/users/42/timelines/following", b"count=3")) == \
+        TimelineRequest("following", 42, None, 3, "tok")
+    assert well_formed_home_timeline(_scope(path, f"count={MAX_COUNT}".encode())).count == MAX_COUNT
     refused = [
         _scope(path, method="POST"), _scope(path, headers=()), _scope(path, headers=((b"authorization", b"Basic x"),)),
         _scope(path, headers=((b"authorization", b"Bearer  "),)),
         _scope(path, headers=((b"authorization", b"Bearer a"), (b"authorization", b"Bearer b"))),
         _scope("/v1/users/0/timelines/for_you"), _scope("/v1/users/042/timelines/for_you"),
-        _scope(f"/v1/users/{2**63}/timelines/for_you"), _scope("/v1/users/42/timelines/following"),
+        _scope(f"/v1/users/{2**63}/timelines/for_you"), _scope("/v1/lists/42/timeline"),
+        _scope("/v1/users/42/timelines/lists"),
         _scope(path + "/"), _scope(path, b"count=0"), _scope(path, f"count={MAX_COUNT + 1}".encode()),
         _scope(path, b"count=abc"), _scope(path, b"count=5&count=6"), _scope(path, b"debug=1"),
         _scope(path, b"cursor=" + b"x" * (MAX_CURSOR_LENGTH + 1)),
     ]
     for scope in refused:
-        assert well_formed_for_you(scope) is None, scope
-    assert well_formed_for_you(_scope(f"/v1/users/{2**63 - 1}/timelines/for_you")).user_id == 2**63 - 1
+        assert well_formed_home_timeline(scope) is None, scope
+    assert well_formed_home_timeline(_scope(f"/v1/users/{2**63 - 1}/timelines/for_you")).user_id == 2**63 - 1
 
 
 def test_the_fast_path_answers_what_its_handler_takes_and_passes_on_the_rest():
@@ -281,7 +284,7 @@ def test_the_fast_path_answers_what_its_handler_takes_and_passes_on_the_rest():
 
     from fastapi.responses import Response
 
-    from serving.api import ForYouFastPath
+    from serving.api import HomeTimelineFastPath
 
     passed_on, handled = [], []
 
@@ -290,19 +293,22 @@ def test_the_fast_path_answers_what_its_handler_takes_and_passes_on_the_rest():
         await Response(b"from fastapi")(scope, receive, send)
 
     async def handler(request):
-        handled.append(request.user_id)
-        return Response(b"fast") if request.user_id == 1 else None  # user 2: refused, FastAPI answers
+        handled.append((request.timeline, request.user_id))
+        return Response(request.timeline.encode()) if request.user_id == 1 else None  # user 2: FastAPI answers
 
-    route = type("Route", (), {"path": "/v1/users/{user_id}/timelines/for_you"})()
-    middleware = ForYouFastPath(app, handler=handler, route_path=route.path)
+    routes = [type("Route", (), {"path": f"/v1/users/{{user_id}}/timelines/{name}"})() for name in ("for_you", "following")]
+    middleware = HomeTimelineFastPath(app, handler=handler)
 
     async def call(path: str) -> tuple[bytes, dict]:
-        sent, scope = [], _scope(path) | {"app": type("App", (), {"routes": [route]})()}
+        sent, scope = [], _scope(path) | {"app": type("App", (), {"routes": routes})()}
         await middleware(scope, None, lambda message: asyncio.sleep(0, sent.append(message)))
         return b"".join(m.get("body", b"") for m in sent), scope
 
     body, scope = asyncio.run(call("/v1/users/1/timelines/for_you"))
-    assert body == b"fast" and scope["route"] is route and passed_on == []
+    assert body == b"for_you" and scope["route"] is routes[0] and passed_on == []
+    body, scope = asyncio.run(call("/v1/users/1/timelines/following"))
+    assert body == b"following" and scope["route"] is routes[1] and passed_on == []
     assert asyncio.run(call("/v1/users/2/timelines/for_you"))[0] == b"from fastapi"
     assert asyncio.run(call("/healthz"))[0] == b"from fastapi"
-    assert handled == [1, 2] and passed_on == ["/v1/users/2/timelines/for_you", "/healthz"]
+    assert handled == [("for_you", 1), ("following", 1), ("for_you", 2)]
+    assert passed_on == ["/v1/users/2/timelines/for_you", "/healthz"]
