@@ -84,13 +84,13 @@ class PublishedCache:
 
 # A read: (command, key, *arguments), e.g. ("ZRANGE", key, 0, -1, "WITHSCORES").
 Read = tuple
-# Runs each read in turn and returns their replies as one array (nil replies as nil). The reads'
-# commands and arguments travel as one msgpack array in ARGV[1]: one argument instead of a dozen
-# or more saves the client more than anything else in a request's read.
+# Runs each read in turn and returns their replies as one array (nil replies as nil).
 READ_ALL_SCRIPT = """
-local reads, replies = cmsgpack.unpack(ARGV[1]), {}
+local replies, at = {}, 1
 for i = 1, #KEYS do
-  replies[i] = redis.call(reads[i][1], KEYS[i], unpack(reads[i], 2))
+  local command, count = ARGV[at], tonumber(ARGV[at + 1])
+  replies[i] = redis.call(command, KEYS[i], unpack(ARGV, at + 2, at + 1 + count))
+  at = at + 2 + count
 end
 return replies
 """
@@ -242,14 +242,12 @@ class Store:
 
     async def read_scripted(self, reads: list[Read]) -> list:
         keys = [key for _, key, *_ in reads]
-        # Every argument as a string: Lua would print a number its own way.
-        commands = msgpack.packb([[command, *(a if isinstance(a, (bytes, str)) else str(a) for a in args)]
-                                  for command, _, *args in reads], use_bin_type=False)
+        argv = [part for command, _, *args in reads for part in (command, len(args), *args)]
         try:
-            return await self.client.evalsha(READ_ALL_SHA, len(keys), *keys, commands)
+            return await self.client.evalsha(READ_ALL_SHA, len(keys), *keys, *argv)
         except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it once more
             await self.client.script_load(READ_ALL_SCRIPT)
-            return await self.client.evalsha(READ_ALL_SHA, len(keys), *keys, commands)
+            return await self.client.evalsha(READ_ALL_SHA, len(keys), *keys, *argv)
 
     async def read_pipelined(self, reads: list[Read]) -> list:
         pipe = self.client.pipeline(transaction=False)
