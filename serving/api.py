@@ -243,19 +243,15 @@ class HomeTimelineFastPath:
     routing and parameter solving (a quarter of a page served again); `handler` returns None for
     anything the route would refuse, and FastAPI answers that request from the start."""
 
-    def __init__(self, app, handler: Callable):
-        self.app, self.handler = app, handler
-        self._routes: dict[str, object] = {}
+    def __init__(self, app, handler: Callable, routes: dict[str, object]):
+        self.app, self.handler, self.routes = app, handler, routes  # timeline -> its FastAPI route
 
     async def __call__(self, scope, receive, send):
         request = well_formed_home_timeline(scope)
         response = await self.handler(request) if request is not None else None
         if response is None:
             return await self.app(scope, receive, send)
-        if request.timeline not in self._routes:
-            path = f"/v1/users/{{user_id}}/timelines/{request.timeline}"
-            self._routes[request.timeline] = next(r for r in scope["app"].routes if getattr(r, "path", None) == path)
-        scope["route"] = self._routes[request.timeline]  # what MeasuredRequests labels the request with
+        scope["route"] = self.routes[request.timeline]  # what MeasuredRequests labels the request with
         await response(scope, receive, send)
 
 
@@ -413,20 +409,23 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
 
         return [render_entry(entry, profiles, proof, scored=scored, fields_of=fields_of) for entry in entries]
 
-    async def run_for_you(user_id: int, previous: dict, count: int, *, explain: bool = False):
-        version, built_ms, state = await for_you_state(user_id)
+    async def run_for_you(version: int, built_ms: float, state: UserState, previous: dict, count: int, *,
+                          explain: bool = False, fresh: list[tuple[int, int, float]] | None = None):
         result = await for_you_timeline(
             store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms, config=config,
-            mark_shown=not explain, with_probabilities=explain,
+            mark_shown=not explain, with_probabilities=explain, fresh=fresh,
             timed=lambda stage: metrics.timed("for_you", stage))
         for source in result.failed_sources:
             metrics.source_failures.labels("for_you", source).inc()
-        return version, state, result
+        return result
+
+    async def current_version() -> tuple[int, float]:
+        """(the published version, its build time in epoch ms)."""
+        version = await store.version()
+        return version, built_at_ms(await store.pointer() or {})
 
     async def for_you_state(user_id: int) -> tuple[int, float, UserState]:
-        pointer = await store.pointer()
-        version = await store.version()
-        built_ms = built_at_ms(pointer or {})
+        version, built_ms = await current_version()
         with metrics.timed("for_you", "source"):
             state = await store.user_state(version, user_id, posted_since_ms=built_ms)
         return version, built_ms, state
@@ -497,11 +496,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
                     except FAILURES:
                         metrics.source_failures.labels("for_you", "who_to_follow").inc()
                 return json_response(cached.body)
-        result = await for_you_timeline(
-            store, version, state, cursor=previous, count=count, now_ms=clock() * 1000, built_ms=built_ms,
-            config=config, fresh=fresh, timed=lambda stage: metrics.timed("for_you", stage))
-        for source in result.failed_sources:
-            metrics.source_failures.labels("for_you", source).inc()
+        result = await run_for_you(version, built_ms, state, previous, count, fresh=fresh)
         filtered = {name: len(result.removed.get(name, ())) for name in FILTERS}
         count_timeline("for_you", filtered, result.fallback_reason)
         with metrics.timed("for_you", "render"):
@@ -517,15 +512,13 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
                                       shows_who_to_follow=any(e.type == "who_to_follow" for e in result.entries)))
         return json_response(body)
 
-    async def chronological(pipeline: str, owner: int, version: int, authors: list[int],
+    async def chronological(pipeline: str, owner: int, version: int, built_ms: float, authors: list[int],
                             published: list[tuple[list[int], list[int], list[int]]], state: UserState | None,
                             before, count: int, *, fresh: list[tuple[int, int, float]] | None = None,
                             key: tuple | None = None) -> Response:
-        """A page of `authors`' tweets, newest first (`fresh`: their tweets since the build, when
-        already read); kept for `key` when one is given."""
-        pointer = await store.pointer()
-        candidates = await chronological_candidates(store, authors, published=published,
-                                                    since_ms=built_at_ms(pointer or {}),
+        """A page of `authors`' tweets, newest first (`fresh`: their tweets since the build at
+        `built_ms`, when already read); kept for `key` when one is given."""
+        candidates = await chronological_candidates(store, authors, published=published, since_ms=built_ms,
                                                     posted_since=state.posted_since if state else None, fresh=fresh)
         with metrics.timed(pipeline, "hydrate"):
             page, removed = await chronological_page(store, version, older_than(candidates, before), count,
@@ -554,8 +547,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         return await following_page(user_id, cursor, cursor_state(cursor, "following", user_id).get("b"), count)
 
     async def following_page(user_id: int, cursor: str | None, before, count: int) -> Response:
-        version = await store.version()
-        built_ms = built_at_ms(await store.pointer() or {})
+        version, built_ms = await current_version()
         with metrics.timed("following", "source"):
             state = await store.user_state(version, user_id, with_feed=False, posted_since_ms=built_ms)
             followees = sorted(state.following)
@@ -568,7 +560,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
                     return json_response(cached.body)
             published = await store.records(rl.AUTHOR_TWEETS, version, followees)
         return await chronological(
-            "following", user_id, version, followees,
+            "following", user_id, version, built_ms, followees,
             [(r["tweet_ids"], [a] * len(r["tweet_ids"]), r["created_at_ms"]) for a, r in published.items()],
             state, before, count, fresh=fresh, key=key)
 
@@ -580,7 +572,7 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
                             who: Viewer = Depends(viewer)) -> Response:
         """Reverse-chronological tweets of the list's members; a private list only for its owner and members."""
         before = cursor_state(cursor, "list", list_id).get("b")
-        version = await store.version()
+        version, built_ms = await current_version()
         with metrics.timed("list", "source"):
             lists = await store.records(rl.LISTS, version, [list_id])
             if list_id not in lists:
@@ -591,7 +583,8 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
             timeline = (await store.records(rl.LIST_TIMELINES, version, [list_id])).get(list_id)
             state = await store.user_state(version, who.user_id, with_feed=False)
         published = [(timeline["tweet_ids"], timeline["author_ids"], timeline["created_at_ms"])] if timeline else []
-        return await chronological("list", list_id, version, list(record["member_ids"]), published, state, before, count)
+        return await chronological("list", list_id, version, built_ms, list(record["member_ids"]), published, state,
+                                   before, count)
 
     @app.post("/v1/events", response_model=EventsAccepted, status_code=202, tags=["events"],
               responses=_errors(400, 401, 403, 404, 409, 413, 503))
@@ -627,7 +620,8 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         probabilities, final score and rank change, social proof, and every candidate a filter
         removed with the filter's identifier. The viewer must be the user or an admin."""
         own_timeline(user_id, who, admin_too=True)
-        version, state, result = await run_for_you(user_id, {}, count, explain=True)
+        version, built_ms, state = await for_you_state(user_id)
+        result = await run_for_you(version, built_ms, state, {}, count, explain=True)
         items = await render(version, result.entries, scored=result.fallback_reason is None)
         profiles = await store.records(rl.PROFILES, version, [user_id])
         return HTMLResponse(explain_page(user_id=user_id, version=version, result=result, items=items,
@@ -657,7 +651,9 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         fallbacks, sources that failed open, events."""
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(HomeTimelineFastPath, handler=home_timeline_fast)
+    routes = {getattr(route, "path", None): route for route in app.routes}
+    app.add_middleware(HomeTimelineFastPath, handler=home_timeline_fast, routes={
+        timeline: routes[f"/v1/users/{{user_id}}/timelines/{timeline}"] for timeline in ("for_you", "following")})
     app.add_middleware(MeasuredRequests, metrics=metrics)  # the outer one: it measures the fast path too
     return app
 

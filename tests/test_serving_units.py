@@ -297,10 +297,10 @@ def test_the_fast_path_answers_what_its_handler_takes_and_passes_on_the_rest():
         return Response(request.timeline.encode()) if request.user_id == 1 else None  # user 2: FastAPI answers
 
     routes = [type("Route", (), {"path": f"/v1/users/{{user_id}}/timelines/{name}"})() for name in ("for_you", "following")]
-    middleware = HomeTimelineFastPath(app, handler=handler)
+    middleware = HomeTimelineFastPath(app, handler=handler, routes=dict(zip(("for_you", "following"), routes)))
 
     async def call(path: str) -> tuple[bytes, dict]:
-        sent, scope = [], _scope(path) | {"app": type("App", (), {"routes": routes})()}
+        sent, scope = [], _scope(path)
         await middleware(scope, None, lambda message: asyncio.sleep(0, sent.append(message)))
         return b"".join(m.get("body", b"") for m in sent), scope
 
