@@ -540,6 +540,27 @@ def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame
         "user_id", "tweet_id", (F.col("_dot") / (F.col("_user_norm") * F.sqrt(F.col("_tokens")))).alias("content_affinity"))
 
 
+PAIR_VALUE_NAMES = ("content_affinity", *TOPIC_FEATURE_NAMES)
+
+
+def _with_pair_values(rows: DataFrame, tweets: DataFrame | None, engagements: DataFrame | None,
+                      follows: DataFrame | None, *, as_of: datetime, config: FeatureConfig) -> DataFrame:
+    """`rows` plus PAIR_VALUE_NAMES: content_affinity (needs `tweets` and `engagements`) and the
+    topic features (need `follows` too); a value whose inputs are missing is null. They are computed
+    on the distinct (user_id, tweet_id) keys alone and joined with `rows` once, while the rows are
+    still narrow: joining each of them with the wide rows shuffled every candidate four more times."""
+    if tweets is None or engagements is None:
+        return rows.select("*", *[F.lit(None).cast("double").alias(name) for name in PAIR_VALUE_NAMES])
+    keys = rows.select("user_id", "tweet_id").distinct()
+    if follows is not None:
+        values = with_topic_features(keys, tweets, follows, engagements, as_of=as_of, config=config.topics)
+    else:
+        values = keys.select("*", *[F.lit(None).cast("double").alias(name) for name in TOPIC_FEATURE_NAMES])
+    values = values.join(content_affinity(keys, tweets, engagements, as_of=as_of, config=config),
+                         on=["user_id", "tweet_id"], how="left")
+    return rows.join(values.select("user_id", "tweet_id", *PAIR_VALUE_NAMES), on=["user_id", "tweet_id"], how="left")
+
+
 def user_tweet_features(
     pairs: DataFrame,
     simclusters_interested_in: DataFrame,
@@ -588,9 +609,9 @@ def user_tweet_features(
     )
     if twhin_user_embeddings.count() <= config.broadcast_user_vectors_max:
         user_vectors = F.broadcast(user_vectors)  # then the pairs are shuffled once, slim, by tweet_id
+    candidate_rows = _with_candidate_columns(pairs).select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
     joined = (
-        _with_candidate_columns(pairs)
-        .select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
+        _with_pair_values(candidate_rows, tweets, engagements, follows, as_of=as_of, config=config)
         .join(tweet_vectors, on="tweet_id", how="left")
         .join(user_vectors, on="user_id", how="left")
     )
@@ -608,6 +629,7 @@ def user_tweet_features(
         sum((flag.cast("int") for flag in flags.values()), F.lit(0)).alias("source_count"),
         *[F.col(f"{source}_score") for source in CANDIDATE_SOURCES],
         "social_proof_count", "pool_rank", "is_in_network",
+        *PAIR_VALUE_NAMES,
         *TWHIN_VECTORS,
     )
     with_cosine = T.StructType(
@@ -615,15 +637,4 @@ def user_tweet_features(
         + [T.StructField("twhin_cosine", T.DoubleType(), True), T.StructField("has_twhin_embedding", T.BooleanType(), True)]
     )
     with_cosine_rows = scored.mapInArrow(_twhin_cosine_batches, with_cosine)
-    if tweets is not None and engagements is not None:
-        affinity = content_affinity(pairs, tweets, engagements, as_of=as_of, config=config)
-        with_cosine_rows = with_cosine_rows.join(affinity, on=["user_id", "tweet_id"], how="left")
-    else:
-        with_cosine_rows = with_cosine_rows.withColumn("content_affinity", F.lit(None).cast("double"))
-    if tweets is not None and engagements is not None and follows is not None:
-        with_cosine_rows = with_topic_features(with_cosine_rows, tweets, follows, engagements, as_of=as_of,
-                                               config=config.topics)
-    else:
-        with_cosine_rows = with_cosine_rows.select(
-            "*", *[F.lit(None).cast("double").alias(name) for name in TOPIC_FEATURE_NAMES])
     return registered(with_cosine_rows, "user_tweet_features")
