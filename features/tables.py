@@ -543,6 +543,10 @@ def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame
 PAIR_VALUE_NAMES = ("content_affinity", *TOPIC_FEATURE_NAMES)
 
 
+def _null_doubles(names: tuple[str, ...]) -> list[Column]:
+    return [F.lit(None).cast("double").alias(name) for name in names]
+
+
 def _with_pair_values(rows: DataFrame, tweets: DataFrame | None, engagements: DataFrame | None,
                       follows: DataFrame | None, *, as_of: datetime, config: FeatureConfig) -> DataFrame:
     """`rows` plus PAIR_VALUE_NAMES: content_affinity (needs `tweets` and `engagements`) and the
@@ -550,12 +554,12 @@ def _with_pair_values(rows: DataFrame, tweets: DataFrame | None, engagements: Da
     on the distinct (user_id, tweet_id) keys alone and joined with `rows` once, while the rows are
     still narrow: joining each of them with the wide rows shuffled every candidate four more times."""
     if tweets is None or engagements is None:
-        return rows.select("*", *[F.lit(None).cast("double").alias(name) for name in PAIR_VALUE_NAMES])
+        return rows.select("*", *_null_doubles(PAIR_VALUE_NAMES))
     keys = rows.select("user_id", "tweet_id").distinct()
     if follows is not None:
         values = with_topic_features(keys, tweets, follows, engagements, as_of=as_of, config=config.topics)
     else:
-        values = keys.select("*", *[F.lit(None).cast("double").alias(name) for name in TOPIC_FEATURE_NAMES])
+        values = keys.select("*", *_null_doubles(TOPIC_FEATURE_NAMES))
     values = values.join(content_affinity(keys, tweets, engagements, as_of=as_of, config=config),
                          on=["user_id", "tweet_id"], how="left")
     return rows.join(values.select("user_id", "tweet_id", *PAIR_VALUE_NAMES), on=["user_id", "tweet_id"], how="left")
