@@ -167,11 +167,12 @@ def holds_promoted_rankers(warehouse: Path) -> bool:
 
 
 def train_rankers(world: Path, models_home: Path, users: int) -> dict:
-    """The training set and both rankers on `world`'s warehouse, then its models copied to
+    """The training set and both rankers on `world`'s warehouse (with mutual_follows, the one graph
+    table the training set reads, so that an ingested world is enough), then its models copied to
     `models_home/models`, kept apart because ranking_batch replaces each warehouse's models."""
     report = world / "report-training.json"
     command = homefeed_command("run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
-                               "--select", "group:training", "--report", str(report))
+                               "--select", "group:training or key:mutual_follows", "--report", str(report))
 
     def read_report(_stdout: str) -> dict:
         outcome = json.loads(report.read_text())

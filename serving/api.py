@@ -37,7 +37,7 @@ from serving.explain import explain_page
 from serving.for_you import FAILURES, ForYouConfig, for_you_timeline, fresh_tweets
 from serving.mixing import Entry
 from serving.page_cache import CachedPage, RecentPages
-from serving.store import _MISSING, SEEN_LIMIT, NotPublished, PublishedCache, Store, UserState
+from serving.store import _MISSING, SEEN_LIMIT, NotPublished, PublishedCache, Store, UserState, version_of
 from serving.timelines import (
     FILTERS,
     Candidate,
@@ -420,9 +420,9 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
         return result
 
     async def current_version() -> tuple[int, float]:
-        """(the published version, its build time in epoch ms)."""
-        version = await store.version()
-        return version, built_at_ms(await store.pointer() or {})
+        """(the published version, its build time in epoch ms), both from one read of the pointer."""
+        pointer = await store.pointer()
+        return version_of(pointer), built_at_ms(pointer or {})
 
     async def for_you_state(user_id: int) -> tuple[int, float, UserState]:
         version, built_ms = await current_version()

@@ -143,6 +143,13 @@ def _stream_id(entry_id: bytes) -> tuple[int, int]:
     return int(ms), int(sequence or 0)
 
 
+def version_of(pointer: dict | None) -> int:
+    """The version a current-version pointer names; NotPublished before any publication."""
+    if not pointer or "version" not in pointer:
+        raise NotPublished("no published version in Redis yet: run `homefeed publish`")
+    return int(pointer["version"])
+
+
 @dataclass
 class Store:
     client: aioredis.Redis
@@ -163,10 +170,7 @@ class Store:
         return pointer
 
     async def version(self) -> int:
-        pointer = await self.pointer()
-        if not pointer or "version" not in pointer:
-            raise NotPublished("no published version in Redis yet: run `homefeed publish`")
-        return int(pointer["version"])
+        return version_of(await self.pointer())
 
     async def user_state(self, version: int, user_id: int, *, with_feed: bool = True,
                          posted_since_ms: float | None = None) -> UserState:
