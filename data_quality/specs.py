@@ -216,16 +216,21 @@ def _quarantine_spec(table: str) -> TableSpec:
 
 
 _NON_NEGATIVE_COUNT_FEATURES = ("count", "_1d", "_7d", "_1h", "_6h", "_24h", "_decayed", "rate", "share")
+# Rates that count every positive action, so one impression liked, clicked and replied to counts 3:
+# engagements per impression, not a share (the 100K-user world has users above 1).
+_PER_IMPRESSION_RATES = {("user_features", "engagement_rate_7d")}
 
 
 def _feature_spec(asset: str) -> TableSpec:
-    """A feature table: the registry's schema; counts, rates and shares are not negative, rates and
-    shares at most 1."""
+    """A feature table: the registry's schema; counts, rates and shares are not negative, rates of
+    one action and shares at most 1."""
     schema = spark_schema_of(asset)
     bounds = []
     for f in schema.fields[len(keys_of_asset(asset)):]:
         if isinstance(f.dataType, T.DoubleType) and any(f.name.endswith(s) for s in _NON_NEGATIVE_COUNT_FEATURES):
-            bounds.append(Bound(f.name, min=0.0, max=1.0 if f.name.endswith(("_rate_7d", "_rate_24h", "_share")) else None))
+            at_most_one = (f.name.endswith(("_rate_7d", "_rate_24h", "_share"))
+                           and (asset, f.name) not in _PER_IMPRESSION_RATES)
+            bounds.append(Bound(f.name, min=0.0, max=1.0 if at_most_one else None))
     return TableSpec(name=asset, columns=columns_of(schema), key=keys_of_asset(asset), bounds=tuple(bounds))
 
 
