@@ -36,11 +36,13 @@ class ColumnSpec:
 
 @dataclass(frozen=True)
 class Bound:
-    """Every non-null value of `column` within [min, max] (None: open on that side)."""
+    """Every non-null value of `column` within [min, max] (None: open on that side), or at least
+    the share `mostly` of them."""
 
     column: str
     min: float | None = None
     max: float | None = None
+    mostly: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -217,20 +219,26 @@ def _quarantine_spec(table: str) -> TableSpec:
 
 _NON_NEGATIVE_COUNT_FEATURES = ("count", "_1d", "_7d", "_1h", "_6h", "_24h", "_decayed", "rate", "share")
 # Rates that count every positive action, so one impression liked, clicked and replied to counts 3:
-# engagements per impression, not a share (the 100K-user world has users above 1).
+# engagements per impression, with no upper bound.
 _PER_IMPRESSION_RATES = {("user_features", "engagement_rate_7d")}
+# A rate of one action is two windowed counts, and an action can land in the window while its
+# impression fell just before it (the 100K-user world has 3 tweets of 840K liked twice on one
+# impression in 24 h): at most 1 for all but this share of rows. A join that multiplied rows
+# would push far more above.
+RATE_AT_MOST_ONE_MOSTLY = 0.999
 
 
 def _feature_spec(asset: str) -> TableSpec:
-    """A feature table: the registry's schema; counts, rates and shares are not negative, rates of
-    one action and shares at most 1."""
+    """A feature table: the registry's schema; counts, rates and shares are not negative, shares at
+    most 1, rates of one action at most 1 for nearly every row."""
     schema = spark_schema_of(asset)
     bounds = []
     for f in schema.fields[len(keys_of_asset(asset)):]:
         if isinstance(f.dataType, T.DoubleType) and any(f.name.endswith(s) for s in _NON_NEGATIVE_COUNT_FEATURES):
-            at_most_one = (f.name.endswith(("_rate_7d", "_rate_24h", "_share"))
-                           and (asset, f.name) not in _PER_IMPRESSION_RATES)
-            bounds.append(Bound(f.name, min=0.0, max=1.0 if at_most_one else None))
+            share = f.name.endswith("_share")
+            bounds.append(Bound(f.name, min=0.0, max=1.0 if share else None))
+            if f.name.endswith(("_rate_7d", "_rate_24h")) and (asset, f.name) not in _PER_IMPRESSION_RATES:
+                bounds.append(Bound(f.name, max=1.0, mostly=RATE_AT_MOST_ONE_MOSTLY))
     return TableSpec(name=asset, columns=columns_of(schema), key=keys_of_asset(asset), bounds=tuple(bounds))
 
 

@@ -56,8 +56,10 @@ def rows_suite(spec: TableSpec, bounds: QualityBounds, *, derived: list[str], em
         add(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(spec.key),
                                                 description=f"({', '.join(spec.key)}) is unique"))
     for bound in spec.bounds:
+        rows = "" if bound.mostly == 1.0 else f" for at least {bound.mostly:.1%} of rows"
         add(gxe.ExpectColumnValuesToBeBetween(column=bound.column, min_value=bound.min, max_value=bound.max,
-                                              description=f"{bound.column} within [{_open(bound.min)}, {_open(bound.max)}]"))
+                                              mostly=bound.mostly,
+                                              description=f"{bound.column} within [{_open(bound.min)}, {_open(bound.max)}]{rows}"))
     for in_set in spec.sets:
         values = ", ".join(map(str, in_set.values))
         if in_set.column in array_columns:

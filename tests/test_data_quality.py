@@ -129,9 +129,10 @@ def test_a_column_of_the_wrong_type_or_a_missing_one_fails_the_schema(spark, gen
     assert any("has exactly its declared columns" in d for d in failed), failed
 
 
-def test_engagements_per_impression_may_exceed_one_but_a_single_action_rate_may_not(spark, generated_build):
+def test_engagements_per_impression_may_exceed_one_but_a_single_action_rate_only_rarely(spark, generated_build):
     """engagement_rate_7d counts every positive action of an impression (liked and clicked: 2), so
-    above 1 is valid; like_rate_7d, one action, is a share."""
+    above 1 is valid; like_rate_7d, one action, may pass 1 in 0.1% of rows (an impression just
+    before the window), not in one of the 300-user world's users (0.33%)."""
     run_settings, _, _ = generated_build
     read = _reader(spark, run_settings.tables_dir)
     first = read("user_features").agg(F.min("user_id")).first()[0]
@@ -139,7 +140,7 @@ def test_engagements_per_impression_may_exceed_one_but_a_single_action_rate_may_
              .withColumn("engagement_rate_7d", F.when(F.col("user_id") == first, 2.5).otherwise(F.col("engagement_rate_7d")))
              .withColumn("like_rate_7d", F.when(F.col("user_id") == first, 1.5).otherwise(F.col("like_rate_7d"))))
     failed = _failed(check_table(table, TABLE_SPECS["user_features"], read, as_of=run_settings.as_of))
-    assert [d for d in failed if "rate_7d" in d] == ["like_rate_7d within [0, 1]"], failed
+    assert [d for d in failed if "rate_7d" in d] == ["like_rate_7d within [-, 1] for at least 99.9% of rows"], failed
 
 
 def test_stale_tweets_fail_freshness(spark, generated_build):
