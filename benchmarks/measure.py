@@ -17,8 +17,13 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 def _children(pid: int) -> list[int]:
+    """`pid`'s child processes; none once it has exited (its /proc entries vanish while being read)."""
     found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
         try:
             found += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
