@@ -345,15 +345,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from serving.redis_server import ensure_local_redis
 
     out = Path(args.out)
-    print(f"== 1/4 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
+    print(f"== 1/5 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
     summary = generate_world(WorldConfig(n_users=args.users, seed=args.seed), out_dir=out)
     settings = with_world_build_time(load_settings(warehouse=args.warehouse, raw_input=out / "raw"))
     _print_row_counts(f"raw tables ({summary.seconds:.1f} s):", summary.rows_per_table)
-    print("\n== 2/4 building every asset up to the feature tables through Dagster, each table checked", flush=True)
+    print("\n== 2/5 building every asset up to the feature tables through Dagster, each table checked", flush=True)
     code = _run_and_report(settings, selection=None)
     if code or args.no_publish:
         return code
-    print("\n== 3/4 the training set, the rankers, the ranked feeds", flush=True)
+    print("\n== 3/5 the training set, the rankers, the ranked feeds", flush=True)
     code = _run_and_report(settings, selection=f"group:{TRAINING_GROUP} or group:{RANKING_GROUP}")
     if code:
         return code
@@ -394,6 +394,8 @@ def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
     version = int(client.hget(rl.CURRENT, "version"))
     user = min(rl.FEEDS.id_of(k) for k in client.scan_iter(match=f"{rl.version_prefix(version)}:*:feed", count=1000))
     token = mint_token(user, secret, now=time.time())
+    # `homefeed token` refuses the built-in secret as the API does, unless told it is development.
+    token_command = ("HOMEFEED_ENV=development " if secret == DEVELOPMENT_SECRET else "") + f".venv/bin/homefeed token {user}"
     response = httpx.get(f"{server.base_url}/v1/users/{user}/timelines/for_you", params={"count": 10},
                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
     response.raise_for_status()
@@ -403,7 +405,7 @@ def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
     print(f"""
 API docs:      {server.base_url}/docs
 explain page:  {server.base_url}/debug/users/{user}/for_you?access_token={token}
-a token:       curl -H "Authorization: Bearer $(.venv/bin/homefeed token {user})" {server.base_url}/v1/users/{user}/timelines/for_you
+a token:       curl -H "Authorization: Bearer $({token_command})" {server.base_url}/v1/users/{user}/timelines/for_you
 Dagster UI:    make dagster, then http://127.0.0.1:3000""")
     return 0
 
