@@ -6,7 +6,8 @@ memory, as JSON.
 Each size: generate a world, ingest it (not measured here: see generate_ingest), then run each
 graph asset in its own `homefeed run --select ASSET` process, so that each job's peak memory (the
 whole process tree, Spark's JVM included) is its own. `job_seconds` is Dagster's step time (without
-the process start); `process_seconds` includes starting Python and the JVM. The growth between
+the process start, its blocking data-quality check included, whose phases are in
+`check_phase_seconds`); `process_seconds` includes starting Python and the JVM. The growth between
 sizes is the time ratio divided by the user ratio: 1.0 is linear, 10 would be quadratic at 10x.
 
 `--reuse-worlds`: a size whose `DIR/world-N` already holds the world and its bronze tables (what
@@ -82,8 +83,9 @@ def bench_size(users: int, workdir: Path, seed: int, jobs: dict[str, tuple[str, 
         measured, report = _run(world, _selection(assets))
         step_seconds = sum(report["step_seconds"].values())
         rows = {asset: report["rows"].get(asset) for asset in assets}
+        checks = {asset: phases for asset, phases in report.get("check_phase_seconds", {}).items() if asset in assets}
         results[job] = {**measured, "job_seconds": round(step_seconds, 2),
-                        "rows": rows if len(rows) > 1 else rows[assets[0]]}
+                        "rows": rows if len(rows) > 1 else rows[assets[0]], "check_phase_seconds": checks}
         print(json.dumps({"users": users, "job": job, **results[job]}), file=sys.stderr, flush=True)
     return {"users": users, "jobs": results}
 

@@ -17,6 +17,7 @@ from data_quality.views import (
     GROUP_ROWS,
     age_column,
     distinct_column,
+    duplicate_key_column,
     rank_column,
     reference_column,
     share_column,
@@ -50,11 +51,9 @@ def rows_suite(spec: TableSpec, bounds: QualityBounds, *, derived: list[str], em
                                              description=f"{column.name} is {column.dtype}"))
         if not column.nullable:
             add(gxe.ExpectColumnValuesToNotBeNull(column=column.name, description=f"{column.name} is never null"))
-    if len(spec.key) == 1:
-        add(gxe.ExpectColumnValuesToBeUnique(column=spec.key[0], description=f"{spec.key[0]} is unique"))
-    elif spec.key:
-        add(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(spec.key),
-                                                description=f"({', '.join(spec.key)}) is unique"))
+    if spec.key:
+        key = spec.key[0] if len(spec.key) == 1 else f"({', '.join(spec.key)})"
+        add(_null(duplicate_key_column(spec.key), f"{key} is unique"))
     for bound in spec.bounds:
         rows = "" if bound.mostly == 1.0 else f" for at least {bound.mostly:.1%} of rows"
         add(gxe.ExpectColumnValuesToBeBetween(column=bound.column, min_value=bound.min, max_value=bound.max,

@@ -48,6 +48,10 @@ def age_column(column: str) -> str:
     return f"{DERIVED_PREFIX}hours_old_{column}"
 
 
+def duplicate_key_column(key: tuple[str, ...]) -> str:
+    return f"{DERIVED_PREFIX}duplicate_{'_'.join(key)}"
+
+
 def _described(columns: tuple[str, ...]) -> Column:
     """'user_id=1 tweet_id=2': a bad row's key, readable in a report."""
     return F.concat_ws(" ", *[F.concat(F.lit(f"{c}="), F.col(c).cast("string")) for c in columns])
@@ -78,15 +82,25 @@ def _with_rank_check(rows: DataFrame, rank: ContiguousRank) -> DataFrame:
     )
 
 
+def _with_key_check(rows: DataFrame, key: tuple[str, ...]) -> DataFrame:
+    """Each row of a key held by more than one row, described. A window over the key, placed after
+    the rank windows: when a rank's group is part of the key (a feed's user), Spark reuses that
+    window's shuffle, where Great Expectations' own uniqueness check shuffled every row again."""
+    copies = F.count(F.lit(1)).over(Window.partitionBy(*key))
+    return rows.withColumn(duplicate_key_column(key), F.when(copies > 1, _described(key)))
+
+
 def rows_view(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datetime) -> DataFrame:
-    """The table with the derived check columns of `spec` (references, contiguous ranks, distinct
-    pairs, elements of array columns, shares, the age of the newest row)."""
+    """The table with the derived check columns of `spec` (references, contiguous ranks, duplicate
+    keys, distinct pairs, elements of array columns, shares, the age of the newest row)."""
     rows = table
     array_columns = {f.name for f in table.schema.fields if f.dataType.typeName() == "array"}
     for ref in spec.references:
         rows = _with_reference(rows, ref, read)
     for rank in spec.ranks:
         rows = _with_rank_check(rows, rank)
+    if spec.key:
+        rows = _with_key_check(rows, spec.key)
     for a, b in spec.distinct_columns:
         rows = rows.withColumn(distinct_column((a, b)), F.when(F.col(a) == F.col(b), _described((a, b))))
     for in_set in spec.sets:

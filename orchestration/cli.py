@@ -148,6 +148,7 @@ def _write_run_report(path: Path, outcome, seconds: float, tables_dir: Path) -> 
         "checks_passed": list(outcome.checks_passed),
         "failed_checks": [{"table": c.table, "check": c.check, "failed": c.failed} for c in outcome.failed_checks],
         "step_seconds": outcome.step_seconds,
+        "check_phase_seconds": outcome.check_phase_seconds,
         "rows": {name: rows_in_table(p) for name, p in find_delta_tables(tables_dir).items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,8 @@ class RunOutcome:
     step_seconds: dict[str, float] = field(default_factory=dict)
     checks_passed: tuple[str, ...] = field(default=())
     failed_checks: tuple[CheckFailure, ...] = field(default=())
+    # Per checked table, where its data-quality check's time went (`TableCheck.phase_seconds`).
+    check_phase_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def run_assets(
@@ -85,11 +87,18 @@ def run_assets(
         CheckFailure(e.asset_key.to_user_string(), e.check_name, _metadata_text(e.metadata.get("failed_expectations")))
         for e in evaluations if not e.passed
     )
-    return RunOutcome(result.success, materialized, failures, skipped, step_seconds, checks_passed, failed_checks)
+    check_phase_seconds = {e.asset_key.to_user_string(): dict(_metadata_value(e.metadata.get("phase_seconds")) or {})
+                           for e in evaluations}
+    return RunOutcome(result.success, materialized, failures, skipped, step_seconds, checks_passed, failed_checks,
+                      check_phase_seconds)
+
+
+def _metadata_value(value):
+    return getattr(value, "value", value)
 
 
 def _metadata_text(value) -> str:
-    return "" if value is None else str(getattr(value, "value", value))
+    return "" if value is None else str(_metadata_value(value))
 
 
 def _failure_message(event: dg.DagsterEvent) -> str:

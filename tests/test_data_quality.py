@@ -278,3 +278,54 @@ def test_check_command_passes_on_the_generated_world(generated_build, capsys):
     assert sorted(t["table"] for t in document["tables"]) == sorted(outcome.checks_passed)
     assert document["as_of"] == run_settings.as_of.isoformat()
     assert Path(document["docs"]).is_file()
+
+
+def _feed_like_spec() -> TableSpec:
+    from data_quality.specs import ColumnSpec, ContiguousRank
+
+    return TableSpec(name="feed_like", columns=(ColumnSpec("user_id", "bigint"), ColumnSpec("tweet_id", "bigint"),
+                                                ColumnSpec("rank", "int")),
+                     key=("user_id", "tweet_id"), ranks=(ContiguousRank("rank", ("user_id",)),))
+
+
+def test_a_duplicated_key_is_reported_with_its_key_and_the_check_times_its_phases(spark):
+    from datetime import datetime, timezone
+
+    spec = _feed_like_spec()
+    rows = [(1, 10, 1), (1, 11, 2), (2, 10, 1), (2, 12, 2), (2, 12, 3)]  # user 2 holds tweet 12 twice
+    table = spark.createDataFrame(rows, "user_id bigint, tweet_id bigint, rank int")
+    result = check_table(table, spec, lambda name: None, as_of=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    (failure,) = result.failures
+    assert failure.description == "(user_id, tweet_id) is unique"
+    assert failure.unexpected_count == 2 and failure.examples == ["user_id=2 tweet_id=12"] * 2
+    assert set(result.phase_seconds) == {"rows_view", "feed_like.rows"}
+    assert all(seconds >= 0 for seconds in result.phase_seconds.values())
+
+
+def test_the_key_check_rides_on_the_rank_windows_shuffle(spark):
+    """A feed's ranks are numbered per user and its key is (user, tweet): one shuffle by user serves
+    both windows (Spark's plan), where a check of the key alone shuffles by the key."""
+    from datetime import datetime, timezone
+
+    from data_quality.views import rows_view
+
+    as_of = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    table = spark.createDataFrame([(1, 10, 1)], "user_id bigint, tweet_id bigint, rank int")
+
+    def shuffles(spec: TableSpec) -> list[str]:
+        plan = rows_view(table, spec, lambda name: None, as_of=as_of)._jdf.queryExecution().executedPlan().toString()
+        return [line.strip() for line in plan.splitlines() if "Exchange hashpartitioning" in line]
+
+    spec = _feed_like_spec()
+    (both,) = shuffles(spec)
+    assert "hashpartitioning(user_id" in both and "tweet_id" not in both
+    from dataclasses import replace
+    (key_only,) = shuffles(replace(spec, ranks=()))
+    assert "hashpartitioning(user_id" in key_only and "tweet_id" in key_only
+
+
+def test_the_run_reports_where_each_check_spent_its_time(generated_build):
+    _, outcome, _ = generated_build
+    assert set(outcome.check_phase_seconds) == set(outcome.checks_passed)
+    for table, phases in outcome.check_phase_seconds.items():
+        assert {"rows_view", f"{table}.rows"} <= set(phases), (table, phases)

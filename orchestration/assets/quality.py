@@ -25,6 +25,7 @@ def quality_check_metadata(result) -> dict:
         "expectations": len(result.outcomes),
         "failed": len(failures),
         "failed_expectations": dg.MetadataValue.md("\n".join(f"- {o.line()}" for o in failures) or "none"),
+        "phase_seconds": dg.MetadataValue.json(result.phase_seconds),
         "result": dg.MetadataValue.json(result.as_metadata()),
     }
 
