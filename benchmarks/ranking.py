@@ -167,6 +167,7 @@ def bench_batch(warehouses: list[Path], models_from: Path) -> dict:
         results.append({"warehouse": str(warehouse), "process_seconds": measured.seconds,
                         "job_seconds": steps.get("ranked_feeds"),
                         "quality_check_seconds": steps.get("ranked_feeds_quality"),
+                        "quality_check_phase_seconds": outcome.get("check_phase_seconds", {}).get("ranked_feeds"),
                         "peak_rss_mb": measured.peak_rss_mb, "rows": outcome["rows"].get("ranked_feeds")})
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     return {"benchmark": "ranked_feeds_batch", "results": results}
