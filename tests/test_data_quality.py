@@ -329,3 +329,26 @@ def test_the_run_reports_where_each_check_spent_its_time(generated_build):
     assert set(outcome.check_phase_seconds) == set(outcome.checks_passed)
     for table, phases in outcome.check_phase_seconds.items():
         assert {"rows_view", f"{table}.rows"} <= set(phases), (table, phases)
+
+
+def test_a_reference_with_few_keys_is_joined_by_broadcast_whatever_spark_estimates(spark):
+    """Spark's size estimate of a key set can be over its broadcast threshold while the keys are few
+    (840K tweets at 100K users): the reference is then broadcast rather than shuffling the table."""
+    from datetime import datetime, timezone
+
+    from data_quality.specs import ColumnSpec, Reference
+    from data_quality.views import rows_view
+
+    tweets = spark.createDataFrame([(10, 1), (11, 2)], "tweet_id bigint, author_id bigint")
+    table = spark.createDataFrame([(1, 10, 1), (1, 10, 2)], "user_id bigint, tweet_id bigint, author_id bigint")
+    spec = TableSpec(name="pairs", columns=tuple(ColumnSpec(c, "bigint") for c in table.columns),
+                     references=(Reference("tweet_author", ("tweet_id", "author_id"), "tweets",
+                                           ("tweet_id", "author_id")),))
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # as if every estimate were too big
+    try:
+        view = rows_view(table, spec, lambda name: tweets, as_of=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        plan = view._jdf.queryExecution().executedPlan().toString()
+        assert "BroadcastHashJoin" in plan and "SortMergeJoin" not in plan, plan
+        assert view.where(F.col("_dq_ref_tweet_author").isNotNull()).count() == 1  # tweet 10 is author 1's, not 2's
+    finally:
+        spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")
