@@ -69,7 +69,9 @@ def _with_reference(rows: DataFrame, ref: Reference, read: Reader) -> DataFrame:
         target = target.where(ref.target_filter)
     marker = f"{DERIVED_PREFIX}found"
     keys = target.select(*[F.col(t).alias(c) for c, t in zip(ref.columns, ref.target_columns)]).distinct()
-    if keys.count() <= BROADCAST_MAX_KEYS:
+    # The target's rows bound its distinct keys; the limit stops reading a big target (the 91M
+    # candidates a feed refers to) early, where counting its distinct keys would aggregate them all.
+    if target.limit(BROADCAST_MAX_KEYS + 1).count() <= BROADCAST_MAX_KEYS:
         keys = F.broadcast(keys)
     joined = rows.join(keys.withColumn(marker, F.lit(True)), on=list(ref.columns), how="left")
     checked = F.lit(True)
