@@ -38,6 +38,15 @@ CLUSTER_CHECK_ARGS ?=
 cluster-check: setup
 	$(BIN)/python -m benchmarks.cluster_check $(CLUSTER_CHECK_ARGS)
 
+# The test world built into s3a:// on a local S3-compatible server (moto) and into a local folder,
+# every Delta table compared, then queried (homefeed sql) and published (homefeed publish) from the
+# object store; a JSON summary. Fetches Hadoop's S3A jars (with the AWS SDK, ~690 MB) once.
+.PHONY: object-storage-check
+OBJECT_STORAGE_CHECK_ARGS ?=
+object-storage-check: setup
+	$(BIN)/homefeed setup --object-storage
+	$(BIN)/python -m benchmarks.object_storage_check $(OBJECT_STORAGE_CHECK_ARGS)
+
 # Every benchmark at 10K and 100K users: benchmarks/results/latest.json and a markdown table.
 # Smaller or partial runs: make bench BENCH_ARGS="--sizes 2000 --only generate_ingest graph_jobs"
 BENCH_ARGS ?=

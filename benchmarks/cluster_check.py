@@ -131,15 +131,16 @@ def values_match(left, right, *, rel_tol: float = REL_TOL, abs_tol: float = ABS_
     return left == right
 
 
-def table_difference(local: pa.Table, cluster: pa.Table) -> str | None:
-    """None when the two tables hold the same rows; else what differs first."""
+def table_difference(local: pa.Table, cluster: pa.Table, *, where: str = "on the cluster") -> str | None:
+    """None when the two tables hold the same rows; else what differs first (`where`: the second
+    build's name in the message)."""
     if local.schema.names != cluster.schema.names:
         return f"columns {local.schema.names} vs {cluster.schema.names}"
     if local.num_rows != cluster.num_rows:
-        return f"{local.num_rows} rows locally, {cluster.num_rows} on the cluster"
+        return f"{local.num_rows} rows locally, {cluster.num_rows} {where}"
     for index, (a, b) in enumerate(zip(sorted_rows(local), sorted_rows(cluster))):
         if not values_match(a, b):
-            differing = [f"{name} {x!r} locally, {y!r} on the cluster"
+            differing = [f"{name} {x!r} locally, {y!r} {where}"
                          for name, x, y in zip(local.column_names, a, b) if not values_match(x, y)]
             return f"sorted row {index}: " + "; ".join(differing)
     return None
@@ -157,14 +158,14 @@ class WarehouseComparison:
         return not (self.missing or self.extra or self.differences)
 
 
-def compare_warehouses(local_root: Path, cluster_root: Path) -> WarehouseComparison:
+def compare_warehouses(local_root: Path, cluster_root: Path, *, where: str = "on the cluster") -> WarehouseComparison:
     """Every Delta table of two warehouses: the same set, the same rows (floats within tolerance)."""
     local, cluster = delta_tables_under(local_root), delta_tables_under(cluster_root)
     rows, differences = {}, {}
     for name in sorted(local.keys() & cluster.keys()):
         left, right = read_table(local[name]), read_table(cluster[name])
         rows[name] = left.num_rows
-        difference = table_difference(left, right)
+        difference = table_difference(left, right, where=where)
         if difference:
             differences[name] = difference
     return WarehouseComparison(rows, tuple(sorted(local.keys() - cluster.keys())),

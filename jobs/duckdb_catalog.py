@@ -4,6 +4,10 @@ DuckDB's `delta_scan` needs the `delta` extension, which is downloaded on first 
 only when already installed. Otherwise each view reads the Parquet files of the table's current
 Delta snapshot (listed by the deltalake package), which needs no network. Tables here never use
 deletion vectors or column mapping, so those files are the table.
+
+On object storage (an `s3a://` warehouse) DuckDB would need its `httpfs` extension, downloaded on
+first use too; each view there scans the snapshot as an Arrow dataset that deltalake reads (with
+the same AWS_* variables), so `homefeed sql` works offline against any S3-compatible store.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 
+from jobs.storage import is_object_store
+
 QUARANTINE_PREFIX = "quarantine_"
 QUARANTINE_VIEW = "quarantine"
 
@@ -21,7 +27,7 @@ QUARANTINE_VIEW = "quarantine"
 class RegisteredTable:
     name: str
     path: Path
-    how: str  # "delta_scan", "parquet_snapshot" or "empty"
+    how: str  # "delta_scan", "parquet_snapshot", "arrow_snapshot" (object storage) or "empty"
 
 
 def find_delta_tables(tables_dir: Path) -> dict[str, Path]:
@@ -55,8 +61,13 @@ def register_snapshot(con: duckdb.DuckDBPyConnection, name: str, path: Path, ver
     from deltalake import DeltaTable
 
     table = DeltaTable(str(path), version=version)
-    files = table.file_uris()
     ident = _quote_identifier(name)
+    if is_object_store(path):
+        arrow_view = f"__arrow_{name}"
+        con.register(arrow_view, table.to_pyarrow_dataset())
+        con.execute(f"CREATE OR REPLACE VIEW {ident} AS SELECT * FROM {_quote_identifier(arrow_view)}")
+        return "arrow_snapshot"
+    files = table.file_uris()
     if not files:
         empty = table.to_pyarrow_table()  # noqa: F841 - read by DuckDB's replacement scan below
         con.execute(f"CREATE OR REPLACE TABLE {ident} AS SELECT * FROM empty")
@@ -76,7 +87,7 @@ def register_warehouse(con: duckdb.DuckDBPyConnection, tables_dir: Path) -> list
         con.execute("LOAD delta")
     registered = []
     for name, path in find_delta_tables(tables_dir).items():
-        if use_delta_scan:
+        if use_delta_scan and not is_object_store(path):
             con.execute(
                 f"CREATE OR REPLACE VIEW {_quote_identifier(name)} AS "
                 f"SELECT * FROM delta_scan({_quote_literal(str(path))})"

@@ -85,7 +85,8 @@ def find_raw_files(raw_dir: Path, table: RawTable) -> RawFiles:
 
         for path in parquet:
             try:
-                pq.read_metadata(path)
+                with path.open("rb") as handle:  # a local file or one on object storage
+                    pq.read_metadata(handle)
             except Exception as exc:  # pyarrow raises several types for corrupt footers
                 raise RawInputError(f"{table.name}: {path} is not a readable Parquet file: {exc}") from exc
     return RawFiles("parquet" if parquet else "csv", tuple(paths))

@@ -126,7 +126,7 @@ def current_pointer(client) -> dict[str, str]:
 
 def publish_feeds(client, table_path: Path, **options) -> PublishResult:
     """Publish only the ranked feeds of `table_path` (the feed key space; see `publish_version`)."""
-    return publish_version(client, {FEEDS_TABLE: Path(table_path)}, (FEEDS_DATASET,), **options)
+    return publish_version(client, {FEEDS_TABLE: table_path}, (FEEDS_DATASET,), **options)
 
 
 def publish_warehouse(client, tables_dir: Path, *, datasets: Sequence[Dataset] = DATASETS, **options) -> PublishResult:

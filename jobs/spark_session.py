@@ -2,7 +2,8 @@
 
 The Delta jars are resolved once from Maven Central into a cache outside the repository
 (`resolve_delta_jars`, run by `make setup`) and handed to Spark as local files, so no session
-start needs the network.
+start needs the network; so are Hadoop's S3A jars when the warehouse is on object storage
+(`resolve_s3a_jars`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 
 class DeltaJarsError(RuntimeError):
-    """The Delta jars are not in the cache and could not be fetched."""
+    """The Delta (or S3A) jars are not in the cache and could not be fetched."""
 
 
 def delta_maven_coordinate() -> tuple[str, str, str]:
@@ -43,6 +44,21 @@ def _pyspark_jars_dir() -> Path:
     return Path(pyspark.__file__).parent / "jars"
 
 
+def hadoop_version(spark_jar_names: list[str]) -> str:
+    """The Hadoop version Spark ships (`hadoop-client-api-3.5.0.jar` -> 3.5.0)."""
+    for name in spark_jar_names:
+        match = re.fullmatch(r"hadoop-client-api-(\d[\w.\-]*)\.jar", name)
+        if match:
+            return match.group(1)
+    raise DeltaJarsError("no hadoop-client-api jar among Spark's jars; is pyspark installed?")
+
+
+def s3a_maven_coordinate() -> tuple[str, str, str]:
+    """hadoop-aws (Hadoop's S3A file system) of the Hadoop version inside pyspark; its dependencies
+    bring the AWS SDK bundle (~690 MB)."""
+    return "org.apache.hadoop", "hadoop-aws", hadoop_version([p.name for p in _pyspark_jars_dir().glob("*.jar")])
+
+
 def _artifact_name(jar_file_name: str) -> str:
     """`org.apache.parquet_parquet-column-1.16.0.jar` -> `parquet-column`."""
     base = jar_file_name.split("_", 1)[-1] if "_" in jar_file_name else jar_file_name
@@ -55,14 +71,13 @@ def jars_not_in_spark(jar_paths: list[Path], spark_jar_names: list[str]) -> list
     return [p for p in jar_paths if _artifact_name(p.name) not in shipped]
 
 
-def _manifest_path(cache_dir: Path) -> Path:
-    org, artifact, revision = delta_maven_coordinate()
+def _manifest_path(cache_dir: Path, coordinate: tuple[str, str, str]) -> Path:
+    _, artifact, revision = coordinate
     return cache_dir / "delta-jars" / f"{artifact}-{revision}.txt"
 
 
-def cached_delta_jars(cache_dir: Path) -> list[Path] | None:
-    """The cached Delta jar paths, or None when the cache is missing or incomplete."""
-    manifest = _manifest_path(cache_dir)
+def _cached_jars(cache_dir: Path, coordinate: tuple[str, str, str]) -> list[Path] | None:
+    manifest = _manifest_path(cache_dir, coordinate)
     if not manifest.exists():
         return None
     paths = [Path(line) for line in manifest.read_text().splitlines() if line.strip()]
@@ -71,16 +86,19 @@ def cached_delta_jars(cache_dir: Path) -> list[Path] | None:
     return paths
 
 
-def resolve_delta_jars(cache_dir: Path) -> list[Path]:
-    """Resolve the Delta jars and their dependencies from Maven Central into `cache_dir`.
+def cached_delta_jars(cache_dir: Path) -> list[Path] | None:
+    """The cached Delta jar paths, or None when the cache is missing or incomplete."""
+    return _cached_jars(cache_dir, delta_maven_coordinate())
 
-    Idempotent: returns the cached list at once when it is complete. Uses the Ivy jar that
-    pyspark ships, which is what `spark.jars.packages` would use, but only once at set-up time.
-    """
-    cached = cached_delta_jars(cache_dir)
+
+def resolve_maven_jars(cache_dir: Path, coordinate: tuple[str, str, str]) -> list[Path]:
+    """Resolve `coordinate` and its dependencies from Maven Central into `cache_dir`, less what Spark
+    ships. Idempotent: returns the cached list at once when it is complete. Uses the Ivy jar that
+    pyspark ships, which is what `spark.jars.packages` would use, but only once at set-up time."""
+    cached = _cached_jars(cache_dir, coordinate)
     if cached is not None:
         return cached
-    org, artifact, revision = delta_maven_coordinate()
+    org, artifact, revision = coordinate
     spark_jars = _pyspark_jars_dir()
     ivy_jar = next(iter(sorted(spark_jars.glob("ivy-*.jar"))), None)
     if ivy_jar is None:
@@ -106,8 +124,19 @@ def resolve_delta_jars(cache_dir: Path) -> list[Path]:
     needed = jars_not_in_spark(resolved, [p.name for p in spark_jars.glob("*.jar")])
     if not any(p.name.startswith(f"{org}_{artifact}") for p in needed):
         raise DeltaJarsError(f"Ivy finished but {artifact} is not among {resolved}")
-    _manifest_path(cache_dir).write_text("\n".join(str(p) for p in needed) + "\n")
+    _manifest_path(cache_dir, coordinate).write_text("\n".join(str(p) for p in needed) + "\n")
     return needed
+
+
+def resolve_delta_jars(cache_dir: Path) -> list[Path]:
+    """The Delta jars and their dependencies, cached (`make setup` fetches them once)."""
+    return resolve_maven_jars(cache_dir, delta_maven_coordinate())
+
+
+def resolve_s3a_jars(cache_dir: Path) -> list[Path]:
+    """hadoop-aws and the AWS SDK, cached: fetched by `homefeed setup` when the warehouse is on
+    object storage, so that local-only set-ups never download the SDK."""
+    return resolve_maven_jars(cache_dir, s3a_maven_coordinate())
 
 
 def delta_spark_conf(jar_paths: list[Path]) -> dict[str, str]:
@@ -166,11 +195,15 @@ def build_spark_session(
     app_name: str = "homefeed",
     driver_memory: str = "4g",
     shuffle_partitions: int = 8,
+    object_storage_conf: dict[str, str] | None = None,
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
     """A Spark session with Delta, or the already running one (Spark allows one per process).
-    `extra_conf` (HOMEFEED_SPARK_CONF) is applied last, so it wins over every setting here."""
+    `object_storage_conf` (`jobs.storage.s3a_spark_conf`, for a warehouse on object storage) adds the
+    S3A jars too. `extra_conf` (HOMEFEED_SPARK_CONF) is applied last, so it wins over every setting here."""
     jar_paths = resolve_delta_jars(jars_cache_dir)
+    if object_storage_conf is not None:
+        jar_paths = jar_paths + resolve_s3a_jars(jars_cache_dir)
     # Python workers (mapInPandas, model scoring) must run this interpreter, with this venv's
     # packages; PySpark reads the variable, not a conf, when it starts them.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -186,6 +219,7 @@ def build_spark_session(
         # Delta rebuilds table state with 50 tasks by default: far too many for small tables.
         "spark.databricks.delta.snapshotPartitions": str(shuffle_partitions),
         **delta_spark_conf(jar_paths),
+        **(object_storage_conf or {}),
         **(extra_conf or {}),
     }
     for key, value in conf.items():

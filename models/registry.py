@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from features.registry import FEATURES, Feature, registry_hash
+from jobs.storage import MODELS_DIRNAME
 
-MODELS_DIRNAME = "models"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 PROMOTIONS = "promotions.jsonl"

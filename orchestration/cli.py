@@ -46,13 +46,16 @@ def with_world_build_time(settings: HomefeedSettings) -> HomefeedSettings:
 # --- setup -----------------------------------------------------------------------------------
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from jobs.spark_session import resolve_delta_jars
+    from jobs.spark_session import resolve_delta_jars, resolve_s3a_jars
     from orchestration.setup_checks import check_java, ensure_chromium, ensure_redis_server
 
     settings = _settings(args)
     print(f"java: {check_java()} (needs 17+)")
     jars = resolve_delta_jars(settings.cache_dir)
     print(f"delta jars: {len(jars)} in {jars[0].parent}")
+    if args.object_storage or settings.object_storage_conf is not None:
+        s3a = resolve_s3a_jars(settings.cache_dir)
+        print(f"s3a jars (object storage): {len(s3a)} in {s3a[0].parent}")
     print(f"redis-server: {ensure_redis_server()}")
     print(f"chromium: {ensure_chromium()} (the explain page's browser test)")
     return 0
@@ -212,14 +215,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     resources = resources_from_settings(settings)
     spark, as_of = resources["spark"].get_session(), resources["warehouse"].now()
-    docs_dir = settings.warehouse.resolve() / "data_quality" / "docs"
+    docs_dir = settings.data_docs_dir
     results = check_tables(names, lambda name: read_delta(spark, tables_dir / name), as_of=as_of,
                            bounds=QualityBounds.with_overrides(settings.dq_bounds), docs_dir=docs_dir,
                            exists=lambda name: is_delta_table(tables_dir / name))
-    index = docs_dir / "index.html"
+    index = docs_dir / "index.html" if docs_dir else None
     if args.json:
         print(json.dumps({"success": all(r.success for r in results), "as_of": as_of.isoformat(),
-                          "docs": str(index), "tables": [r.as_metadata() for r in results]}, indent=2))
+                          "docs": str(index) if index else None, "tables": [r.as_metadata() for r in results]},
+                         indent=2))
     else:
         for r in results:
             status = "ok  " if r.success else "FAIL"
@@ -230,7 +234,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         failed = [r.table for r in results if not r.success]
         print(f"\n{len(results) - len(failed)}/{len(results)} tables passed as of {as_of.isoformat()}"
               + (f"; failed: {', '.join(failed)}" if failed else ""))
-        print(f"Great Expectations results: {index}")
+        print(f"Great Expectations results: {index}" if index else
+              "Great Expectations pages are written only for a warehouse on a file system")
     return 0 if all(r.success for r in results) else 1
 
 
@@ -640,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = sub.add_parser("setup", help="check Java, cache the Delta jars, make sure redis-server exists")
+    p.add_argument("--object-storage", action="store_true",
+                   help="cache Hadoop's S3A jars too (done anyway when HOMEFEED_WAREHOUSE is an s3a:// URL)")
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("generate", help="write a synthetic world (raw data-contract tables + ground truth)")

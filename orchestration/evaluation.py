@@ -25,6 +25,7 @@ from deltalake import DeltaTable
 from jobs.candidate_eval import truncate_raw_table
 from jobs.contract import RAW_TABLES, arrow_schema
 from jobs.graph_eval import follow_recall_at_k, popularity_candidates, split_follows
+from jobs.storage import remove_tree
 from orchestration.settings import HomefeedSettings
 
 EVAL_K = 50
@@ -68,14 +69,14 @@ def prepare_holdout_input(world_dir: Path, eval_dir: Path) -> tuple[Path, pa.Tab
 def truncate_raw_input(raw_dir: Path, out_dir: Path, *, cutoff: datetime) -> tuple[Path, str]:
     """Write the raw tables of `raw_dir` as known at `cutoff` to `out_dir`; return it and a fingerprint
     of the input and the cut."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    remove_tree(out_dir)
     counts = []
     for table in RAW_TABLES:
         rows = pq.read_table(raw_dir / table.name, schema=arrow_schema(table))
         kept = truncate_raw_table(rows, table, cutoff=cutoff)
-        (out_dir / table.name).mkdir(parents=True)
-        pq.write_table(kept, out_dir / table.name / "part-00000.parquet")
+        (out_dir / table.name).mkdir(parents=True, exist_ok=True)
+        with (out_dir / table.name / "part-00000.parquet").open("wb") as out:  # out_dir may be on object storage
+            pq.write_table(kept, out)
         counts.append(f"{table.name}={rows.num_rows}>{kept.num_rows}")
     fingerprint = hashlib.sha256(f"{raw_dir.resolve()}:{cutoff.isoformat()}:{','.join(counts)}".encode()).hexdigest()[:16]
     return out_dir, fingerprint

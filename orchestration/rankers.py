@@ -119,14 +119,16 @@ def _register(registry: ModelRegistry, name: str, model, *, metrics: dict, metad
     return version.version, registry.promote_if_not_worse(name, version.version, criteria=criteria)
 
 
-def train_rankers(warehouse: Path, *, light_config: LightRankerConfig = LightRankerConfig(),
+def train_rankers(warehouse: Path, *, models_dir: Path | None = None,
+                  light_config: LightRankerConfig = LightRankerConfig(),
                   heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
                   examples: tuple[pa.Table, dict] | None = None) -> dict:
     """Train both rankers on `<warehouse>/tables/training_examples` (or `examples`, that table and its
-    metadata as `read_training_examples` returns them), register them, promote each if not worse than
-    the current one; returns a summary (versions, metrics, decisions)."""
+    metadata as `read_training_examples` returns them), register them in `models_dir` (default
+    `<warehouse>/models`), promote each if not worse than the current one; returns a summary
+    (versions, metrics, decisions)."""
     table, metadata = examples or read_training_examples(warehouse.resolve() / "tables")
-    registry = ModelRegistry.under(warehouse.resolve())
+    registry = ModelRegistry(models_dir) if models_dir else ModelRegistry.under(warehouse.resolve())
     summary: dict = {"training_window": metadata.get("window"), "rows": table.num_rows, "models": {}}
     for name, train, config, criteria in (
         (LIGHT_RANKER, train_light, light_config, LIGHT_PROMOTION),
@@ -140,10 +142,11 @@ def train_rankers(warehouse: Path, *, light_config: LightRankerConfig = LightRan
     return summary
 
 
-def current_models(warehouse: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
-    """{name: (artifact directory, feature names)} of the promoted light and heavy rankers, each checked
-    against the feature hash of the features this code would feed it."""
-    registry = ModelRegistry.under(warehouse.resolve())
+def current_models(warehouse: Path, *, models_dir: Path | None = None) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    """{name: (artifact directory, feature names)} of the promoted light and heavy rankers in
+    `models_dir` (default `<warehouse>/models`), each checked against the feature hash of the
+    features this code would feed it."""
+    registry = ModelRegistry(models_dir) if models_dir else ModelRegistry.under(warehouse.resolve())
     out = {}
     for name, features in ((LIGHT_RANKER, LIGHT_RANKER_FEATURES), (HEAVY_RANKER, HEAVY_RANKER_FEATURES)):
         version = registry.load_current_checked(name, expected_hash=feature_hash(features), train_hint=TRAIN_HINT)

@@ -10,6 +10,7 @@ import dagster as dg
 from pyspark.sql import SparkSession
 
 from jobs.spark_session import build_spark_session
+from jobs.storage import models_root, warehouse_root
 from orchestration.settings import HomefeedSettings
 
 
@@ -20,6 +21,8 @@ class SparkResource(dg.ConfigurableResource):
     cache_dir: str
     driver_memory: str = "4g"
     shuffle_partitions: int = 8
+    # Spark's S3A settings when the warehouse is on object storage (HomefeedSettings.object_storage_conf).
+    object_storage_conf: Optional[dict[str, str]] = None
     # More Spark settings (HOMEFEED_SPARK_CONF), applied last: executor sizes, the driver's address.
     extra_conf: dict[str, str] = {}
 
@@ -29,6 +32,7 @@ class SparkResource(dg.ConfigurableResource):
             jars_cache_dir=Path(self.cache_dir),
             driver_memory=self.driver_memory,
             shuffle_partitions=self.shuffle_partitions,
+            object_storage_conf=self.object_storage_conf,
             extra_conf=self.extra_conf,
         )
 
@@ -40,17 +44,28 @@ class WarehouseResource(dg.ConfigurableResource):
     raw_input: str
     # Rows stamped after this are in the future; None means the time the run starts.
     as_of: Optional[str] = None
+    # The model registry (HOMEFEED_MODELS_DIR); None: <warehouse>/models.
+    models: Optional[str] = None
+
+    @property
+    def root(self) -> Path:
+        """The warehouse folder (a `UPath` on object storage; see jobs.storage)."""
+        return warehouse_root(self.path)
 
     @property
     def tables_dir(self) -> Path:
-        return Path(self.path).resolve() / "tables"
+        return self.root / "tables"
+
+    @property
+    def models_dir(self) -> Path:
+        return models_root(self.path, self.models)
 
     def table_path(self, name: str) -> Path:
         return self.tables_dir / name
 
     @property
     def raw_dir(self) -> Path:
-        return Path(self.raw_input).resolve()
+        return warehouse_root(self.raw_input)  # a local folder, or a training set's side input on object storage
 
     def now(self) -> datetime:
         if self.as_of:
@@ -90,7 +105,7 @@ class QualityResource(dg.ConfigurableResource):
 def settings_from_resources(spark: SparkResource, warehouse: WarehouseResource, twhin: TwhinResource) -> HomefeedSettings:
     """The settings these resources were made from (for an asset that starts a run of its own)."""
     return HomefeedSettings(
-        warehouse=Path(warehouse.path), raw_input=Path(warehouse.raw_input),
+        warehouse=warehouse.path, raw_input=Path(warehouse.raw_input), models_dir=warehouse.models,
         as_of=datetime.fromisoformat(warehouse.as_of) if warehouse.as_of else None,
         spark_master=spark.master, cache_dir=Path(spark.cache_dir), spark_driver_memory=spark.driver_memory,
         spark_shuffle_partitions=spark.shuffle_partitions, spark_conf=dict(spark.extra_conf),
@@ -105,12 +120,14 @@ def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.Configur
             cache_dir=str(settings.cache_dir),
             driver_memory=settings.spark_driver_memory,
             shuffle_partitions=settings.spark_shuffle_partitions,
+            object_storage_conf=settings.object_storage_conf,
             extra_conf=dict(settings.spark_conf),
         ),
         "warehouse": WarehouseResource(
             path=str(settings.warehouse),
             raw_input=str(settings.raw_input),
             as_of=settings.as_of.isoformat() if settings.as_of else None,
+            models=str(settings.models_dir) if settings.models_dir else None,
         ),
         "twhin": TwhinResource(device=settings.twhin_device, threads=settings.twhin_threads),
         "quality": QualityResource(bounds_json=json.dumps(settings.dq_bounds)),

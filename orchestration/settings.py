@@ -14,15 +14,29 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobs.storage import is_object_store, models_root, s3a_spark_conf, warehouse_root
+
 _SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.\-]+:\d+(,[\w.\-]+:\d+)*|yarn|k8s://.+)$")
 _REDIS_URL = re.compile(r"^(redis|rediss|unix)://.+")
 DEVELOPMENT_SECRET = "homefeed-development-secret"
 
 
 class HomefeedSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HOMEFEED_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HOMEFEED_", frozen=True, extra="ignore", populate_by_name=True)
 
-    warehouse: Path = Field(Path("warehouse"), description="Root of the Delta tables.")
+    warehouse: str = Field(
+        "warehouse", description="Root of the Delta tables: a local path, or s3a://bucket/prefix on S3-compatible "
+                                 "object storage (jobs.storage; credentials from the standard AWS_* variables).")
+    models_dir: Path | None = Field(
+        None, description="The model registry (a file-system path: versions are published by atomic renames). "
+                          "Default <warehouse>/models; required when the warehouse is on object storage.")
+    # The object store's endpoint and region, from the standard AWS variables every S3 client here
+    # reads (deltalake, fsspec); Spark's S3A gets them as settings.
+    s3_endpoint: str | None = Field(
+        None, validation_alias="AWS_ENDPOINT_URL",
+        description="AWS_ENDPOINT_URL: an S3-compatible endpoint (MinIO, Ceph, ...); unset for AWS itself.")
+    s3_region: str | None = Field(
+        None, validation_alias="AWS_REGION", description="AWS_REGION of the bucket.")
     spark_master: str = Field("local[*]", description="Spark master URL.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis the feeds are published to.")
     redis_cluster: bool = Field(
@@ -96,6 +110,11 @@ class HomefeedSettings(BaseSettings):
             raise ValueError(f"HOMEFEED_REDIS_CLUSTER=1 needs a redis:// or rediss:// node address, not {self.redis_url!r}")
         return self
 
+    @model_validator(mode="after")
+    def _models_on_a_file_system(self) -> "HomefeedSettings":
+        models_root(self.warehouse, self.models_dir)  # raises for an object-store warehouse without one
+        return self
+
     @field_validator("spark_driver_memory")
     @classmethod
     def _memory_size(cls, value: str) -> str:
@@ -118,9 +137,36 @@ class HomefeedSettings(BaseSettings):
             return value.replace(tzinfo=timezone.utc)
         return value
 
+    @field_validator("warehouse", mode="before")
+    @classmethod
+    def _warehouse_location(cls, value: object) -> str:
+        return str(value)  # a path or a URL; `warehouse_root` tells them apart
+
+    @property
+    def warehouse_root(self) -> Path:
+        """The warehouse folder (a `UPath` on object storage; see jobs.storage)."""
+        return warehouse_root(self.warehouse)
+
     @property
     def tables_dir(self) -> Path:
-        return self.warehouse.resolve() / "tables"
+        return self.warehouse_root / "tables"
+
+    @property
+    def data_docs_dir(self) -> Path | None:
+        """Where `homefeed check` writes Great Expectations' HTML pages: a local site beside the
+        tables; None on object storage (GX's file-system site would not reach it)."""
+        return None if is_object_store(self.warehouse) else self.warehouse_root / "data_quality" / "docs"
+
+    @property
+    def models_root(self) -> Path:
+        return models_root(self.warehouse, self.models_dir)
+
+    @property
+    def object_storage_conf(self) -> dict[str, str] | None:
+        """Spark's S3A settings when the warehouse is on object storage, else None."""
+        if not is_object_store(self.warehouse):
+            return None
+        return s3a_spark_conf(endpoint=self.s3_endpoint, region=self.s3_region)
 
 
 def load_settings(**overrides) -> HomefeedSettings:

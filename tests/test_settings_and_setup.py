@@ -15,7 +15,7 @@ def test_defaults_match_the_documented_ones(monkeypatch):
     for name in ("WAREHOUSE", "SPARK_MASTER", "REDIS_URL", "RAW_INPUT", "AS_OF"):
         monkeypatch.delenv(f"HOMEFEED_{name}", raising=False)
     settings = load_settings()
-    assert settings.warehouse == Path("warehouse")
+    assert settings.warehouse == "warehouse"
     assert settings.spark_master == "local[*]"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.as_of is None
@@ -26,7 +26,7 @@ def test_environment_is_read_and_flags_win(monkeypatch, tmp_path):
     monkeypatch.setenv("HOMEFEED_SPARK_MASTER", "spark://10.0.0.5:7077")
     monkeypatch.setenv("HOMEFEED_AS_OF", "2026-11-01T00:00:00Z")
     settings = load_settings(warehouse=tmp_path / "flag", raw_input=None)
-    assert settings.warehouse == tmp_path / "flag"
+    assert settings.warehouse == str(tmp_path / "flag")
     assert settings.spark_master == "spark://10.0.0.5:7077"
     assert settings.as_of.isoformat() == "2026-11-01T00:00:00+00:00"
     assert settings.tables_dir == (tmp_path / "flag").resolve() / "tables"

@@ -61,6 +61,6 @@ def follow_candidates_from_warehouse(
 ) -> pa.Table:
     """`twhin_follow_candidates` from the materialized `twhin_user_embeddings` and `twhin_relations`
     Delta tables under `tables_dir` (what `homefeed eval graph` scores after building its warehouse)."""
-    users = read_embeddings(Path(tables_dir) / USER_EMBEDDINGS_TABLE, "user_id")
-    translation = read_translations(Path(tables_dir) / RELATIONS_TABLE)["follow"]
+    users = read_embeddings(tables_dir / USER_EMBEDDINGS_TABLE, "user_id")
+    translation = read_translations(tables_dir / RELATIONS_TABLE)["follow"]
     return twhin_follow_candidates(users, translation, train_follows, k=k, device=device)

@@ -40,7 +40,7 @@ def read_training_tables(paths: dict[str, Path]) -> dict[str, pa.Table]:
 
     tables = {}
     for name, columns in INPUT_COLUMNS.items():
-        path = Path(paths[name])
+        path = paths[name]
         if not (path / "_delta_log").is_dir():
             raise FileNotFoundError(f"no Delta table at {path}; materialize `{name}` first")
         filters = [("action", "in", list(TRAINING_ACTIONS))] if name == "engagements" else None
@@ -85,7 +85,7 @@ def write_delta(path: Path, table: pa.Table) -> None:
     """Replace the Delta table at `path` with `table` in one commit (schema replaced too)."""
     from deltalake import write_deltalake
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_deltalake(str(path), table, mode="overwrite", schema_mode="overwrite")
 
 

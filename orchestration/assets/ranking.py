@@ -62,7 +62,7 @@ class RankedFeedsParams(dg.Config):
 def rankers_asset(config: RankersParams, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The light (xgboost) and heavy (torch multi-task) rankers, registered and promoted when not worse."""
     summary = train_rankers(
-        warehouse.tables_dir.parent,
+        warehouse.root, models_dir=warehouse.models_dir,
         light_config=LightRankerConfig(seed=config.seed, max_rounds=config.light_max_rounds),
         heavy_config=HeavyRankerConfig(seed=config.seed, max_epochs=config.heavy_max_epochs,
                                        num_threads=config.heavy_threads),
@@ -85,7 +85,7 @@ def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource,
     """Each user's ranked For You feed (up to 200 rows): light-ranker prune, heavy-ranker scores, heuristics."""
     session = spark.get_session()
     read = lambda name: read_delta(session, warehouse.table_path(name))  # noqa: E731
-    models = current_models(warehouse.tables_dir.parent)
+    models = current_models(warehouse.root, models_dir=warehouse.models_dir)
     (light_dir, light_features), (heavy_dir, heavy_features) = models[LIGHT_RANKER], models[HEAVY_RANKER]
     as_of, ranking = warehouse.now(), config.to_config()
     candidates, tables = read("candidates"), {name: read(name) for name in FEATURE_TABLES}
