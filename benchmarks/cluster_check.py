@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,20 +215,30 @@ def cluster_check(workdir: Path, *, users: int, seed: int) -> dict:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def check_main(argv: Sequence[str] | None, *, description: str, prefix: str,
+               check: Callable[..., dict]) -> int:
+    """The command line of a build-twice-and-compare check: `check(workdir, users=, seed=)` in the
+    workdir given or a temporary one; prints its summary; exit status 1 unless it found the builds equal."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--users", type=int, default=150)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--rows", action="store_true", help="also print the row count of every table")
     args = parser.parse_args(argv)
-    with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-cluster-check-") as workdir:
-        summary = cluster_check(workdir, users=args.users, seed=args.seed)
+    started = time.monotonic()
+    with benchmark_workdir(args.workdir, keep=args.keep, prefix=prefix) as workdir:
+        summary = check(workdir, users=args.users, seed=args.seed)
+    summary["seconds"] = round(time.monotonic() - started, 1)
     if not args.rows:
         summary.pop("rows")
     print(json.dumps(summary, indent=2))
     return 0 if summary["equal"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return check_main(argv, description=__doc__.split("\n\n")[0], prefix="homefeed-cluster-check-",
+                      check=cluster_check)
 
 
 if __name__ == "__main__":

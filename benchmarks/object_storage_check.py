@@ -16,20 +16,24 @@ model registry is a local folder (HOMEFEED_MODELS_DIR), as it must be.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.cluster_check import LOCAL_MASTER, build_environment, compare_warehouses, homefeed_command, run_build
-from benchmarks.measure import benchmark_workdir
+from benchmarks.cluster_check import (
+    LOCAL_MASTER,
+    build_environment,
+    check_main,
+    compare_warehouses,
+    homefeed_command,
+    run_build,
+)
 from jobs.storage import MODELS_DIRNAME, warehouse_root
 from serving.redis_server import free_port, start_redis
 
@@ -37,6 +41,9 @@ BUCKET = "homefeed-check"
 # Two days of impressions, the representations built once at the window's start: the side
 # warehouse and its cut input on the object store, at a tiny world's cost.
 TRAINING_WINDOW = ("--days", "2", "--validation-days", "0.5", "--test-days", "0.5", "--representations", "window-start")
+# The training set's plan (labels joined to every point-in-time feature) needs more driver heap than
+# the builds' 2g, whatever the world's size.
+TRAINING_DRIVER_MEMORY = "4g"
 REGION = "us-east-1"
 
 
@@ -104,8 +111,9 @@ def object_storage_check(workdir: Path, *, users: int, seed: int) -> dict:
                        store_env)
         with _redis(workdir) as redis_url:
             published = run_json(homefeed_command("publish", "--json"), {**store_env, "HOMEFEED_REDIS_URL": redis_url})
-        training = run_json(homefeed_command("training-set", "--json", *TRAINING_WINDOW), store_env)
-        run_build(store_env, log=workdir / "object-store" / "rankers.log", steps=("key:rankers",))
+        training_env = {**store_env, "HOMEFEED_SPARK_DRIVER_MEMORY": TRAINING_DRIVER_MEMORY}
+        training = run_json(homefeed_command("training-set", "--json", *TRAINING_WINDOW), training_env)
+        run_build(training_env, log=workdir / "object-store" / "rankers.log", steps=("key:rankers",))
     return {
         "equal": comparison.equal,
         "users": users,
@@ -160,21 +168,8 @@ def _redis(workdir: Path) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=150)
-    parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--rows", action="store_true", help="also print the row count of every table")
-    args = parser.parse_args(argv)
-    started = time.monotonic()
-    with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-object-storage-check-") as workdir:
-        summary = object_storage_check(workdir, users=args.users, seed=args.seed)
-    summary["seconds"] = round(time.monotonic() - started, 1)
-    if not args.rows:
-        summary.pop("rows")
-    print(json.dumps(summary, indent=2))
-    return 0 if summary["equal"] else 1
+    return check_main(argv, description=__doc__.split("\n\n")[0], prefix="homefeed-object-storage-check-",
+                      check=object_storage_check)
 
 
 if __name__ == "__main__":
