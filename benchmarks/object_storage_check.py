@@ -34,7 +34,7 @@ from benchmarks.cluster_check import (
     homefeed_command,
     run_build,
 )
-from jobs.storage import MODELS_DIRNAME, warehouse_root
+from jobs.storage import MODELS_DIRNAME, storage_path
 from serving.redis_server import free_port, start_redis
 
 BUCKET = "homefeed-check"
@@ -105,7 +105,7 @@ def object_storage_check(workdir: Path, *, users: int, seed: int) -> dict:
         store_env = object_store_environment(local_env, s3, warehouse=url, models_dir=models_dir)
         store_seconds = run_build(store_env, log=workdir / "object-store" / "build.log")
         with environment_variables(s3):  # this process reads the store too (deltalake, fsspec)
-            comparison = compare_warehouses(local_wh, warehouse_root(url), where="on object storage")
+            comparison = compare_warehouses(local_wh, storage_path(url), where="on object storage")
         sql = run_json(homefeed_command("sql", "--format", "json",
                                         "SELECT count(*) AS feed_rows, count(DISTINCT user_id) AS users FROM ranked_feeds"),
                        store_env)

@@ -27,15 +27,16 @@ def is_object_store(location: str | os.PathLike) -> bool:
     return urlparse(str(location)).scheme in OBJECT_STORE_SCHEMES
 
 
-def warehouse_root(location: str | os.PathLike) -> Path:
-    """The warehouse folder: an absolute local `Path`, or a `UPath` for an object-store URL (typed
-    as Path: it has the same interface for everything the warehouse code does with it)."""
+def storage_path(location: str | os.PathLike) -> Path:
+    """The folder at `location` (the warehouse, or a side build's input): an absolute local `Path`,
+    or a `UPath` for an object-store URL (typed as Path: it has the same interface for everything
+    the warehouse code does with it)."""
     if is_object_store(location):
         from upath import UPath
 
         parsed = urlparse(str(location))
         if not parsed.netloc:
-            raise ValueError(f"{location!r}: an object-store warehouse needs a bucket, e.g. s3a://bucket/warehouse")
+            raise ValueError(f"{location!r}: an object-store location needs a bucket, e.g. s3a://bucket/warehouse")
         return UPath(str(location).rstrip("/"), **fsspec_s3_options(os.environ))
     return Path(location).resolve()
 

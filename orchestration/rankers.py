@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from features.labels import LABELS
 from jobs.graph_eval import roc_auc
+from jobs.storage import models_root
 from models.heavy_ranker import (
     HeavyRanker,
     HeavyRankerConfig,
@@ -128,7 +129,7 @@ def train_rankers(warehouse: Path, *, models_dir: Path | None = None,
     `<warehouse>/models`), promote each if not worse than the current one; returns a summary
     (versions, metrics, decisions)."""
     table, metadata = examples or read_training_examples(warehouse.resolve() / "tables")
-    registry = ModelRegistry(models_dir) if models_dir else ModelRegistry.under(warehouse.resolve())
+    registry = ModelRegistry(models_root(warehouse, models_dir))
     summary: dict = {"training_window": metadata.get("window"), "rows": table.num_rows, "models": {}}
     for name, train, config, criteria in (
         (LIGHT_RANKER, train_light, light_config, LIGHT_PROMOTION),
@@ -146,7 +147,7 @@ def current_models(warehouse: Path, *, models_dir: Path | None = None) -> dict[s
     """{name: (artifact directory, feature names)} of the promoted light and heavy rankers in
     `models_dir` (default `<warehouse>/models`), each checked against the feature hash of the
     features this code would feed it."""
-    registry = ModelRegistry(models_dir) if models_dir else ModelRegistry.under(warehouse.resolve())
+    registry = ModelRegistry(models_root(warehouse, models_dir))
     out = {}
     for name, features in ((LIGHT_RANKER, LIGHT_RANKER_FEATURES), (HEAVY_RANKER, HEAVY_RANKER_FEATURES)):
         version = registry.load_current_checked(name, expected_hash=feature_hash(features), train_hint=TRAIN_HINT)

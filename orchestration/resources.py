@@ -10,7 +10,7 @@ import dagster as dg
 from pyspark.sql import SparkSession
 
 from jobs.spark_session import build_spark_session
-from jobs.storage import models_root, warehouse_root
+from jobs.storage import models_root, storage_path
 from orchestration.settings import HomefeedSettings
 
 
@@ -50,7 +50,7 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def root(self) -> Path:
         """The warehouse folder (a `UPath` on object storage; see jobs.storage)."""
-        return warehouse_root(self.path)
+        return storage_path(self.path)
 
     @property
     def tables_dir(self) -> Path:
@@ -65,7 +65,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def raw_dir(self) -> Path:
-        return warehouse_root(self.raw_input)  # a local folder, or a training set's side input on object storage
+        return storage_path(self.raw_input)  # a local folder, or a training set's side input on object storage
 
     def now(self) -> datetime:
         if self.as_of:

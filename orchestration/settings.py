@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobs.storage import is_object_store, models_root, s3a_spark_conf, warehouse_root
+from jobs.storage import is_object_store, models_root, s3a_spark_conf, storage_path
 
 _SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.\-]+:\d+(,[\w.\-]+:\d+)*|yarn|k8s://.+)$")
 _REDIS_URL = re.compile(r"^(redis|rediss|unix)://.+")
@@ -140,12 +140,12 @@ class HomefeedSettings(BaseSettings):
     @field_validator("warehouse", mode="before")
     @classmethod
     def _warehouse_location(cls, value: object) -> str:
-        return str(value)  # a path or a URL; `warehouse_root` tells them apart
+        return str(value)  # a path or a URL; `storage_path` tells them apart
 
     @property
     def warehouse_root(self) -> Path:
         """The warehouse folder (a `UPath` on object storage; see jobs.storage)."""
-        return warehouse_root(self.warehouse)
+        return storage_path(self.warehouse)
 
     @property
     def tables_dir(self) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.spark_session import hadoop_version
-from jobs.storage import is_object_store, models_root, s3a_spark_conf, warehouse_root
+from jobs.storage import is_object_store, models_root, s3a_spark_conf, storage_path
 from orchestration.resources import resources_from_settings
 from orchestration.settings import HomefeedSettings
 
@@ -20,11 +20,11 @@ def test_a_warehouse_is_a_local_path_or_an_s3_url(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert not is_object_store("warehouse") and not is_object_store(tmp_path)
     assert is_object_store("s3a://bucket/wh") and is_object_store("s3://bucket/wh")
-    assert warehouse_root("warehouse") == tmp_path / "warehouse"
-    root = warehouse_root("s3a://bucket/prefix/wh/")
+    assert storage_path("warehouse") == tmp_path / "warehouse"
+    root = storage_path("s3a://bucket/prefix/wh/")
     assert str(root / "tables" / "users") == "s3a://bucket/prefix/wh/tables/users"
     with pytest.raises(ValueError, match="needs a bucket"):
-        warehouse_root("s3a:///wh")
+        storage_path("s3a:///wh")
 
 
 def test_an_object_store_warehouse_needs_a_file_system_model_registry(tmp_path):
@@ -85,7 +85,7 @@ def test_duckdb_and_table_comparison_read_delta_tables_on_object_storage(s3_buck
 
     users = pa.table({"user_id": pa.array([1, 2, 3, 4], pa.int64()), "name": ["a", "b", "c", "d"]})
     follows = pa.table({"user_id": pa.array([1, 1, 2], pa.int64()), "followed_id": pa.array([2, 3, 3], pa.int64())})
-    remote, local = warehouse_root(f"s3a://{s3_bucket}/wh"), tmp_path / "wh"
+    remote, local = storage_path(f"s3a://{s3_bucket}/wh"), tmp_path / "wh"
     for root in (remote, local):
         write_deltalake(str(root / "tables" / "users"), users.slice(0, 3), mode="overwrite")
         write_deltalake(str(root / "tables" / "users"), users, mode="overwrite")  # a second version
@@ -142,7 +142,7 @@ def test_a_side_raw_input_on_object_storage_is_written_and_found_like_a_local_on
     raw = tmp_path / "world" / "raw"
     cutoff = world_end_time(tmp_path / "world") - timedelta(days=3)
     local, _ = truncate_raw_input(raw, tmp_path / "local-cut", cutoff=cutoff)
-    side = warehouse_root(f"s3a://{s3_bucket}/wh/as_of/x/raw")
+    side = storage_path(f"s3a://{s3_bucket}/wh/as_of/x/raw")
     (side / "stale" / "part-00000.parquet").parent.mkdir(parents=True, exist_ok=True)
     (side / "stale" / "part-00000.parquet").write_bytes(b"left by an earlier cut")
 
