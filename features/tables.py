@@ -22,12 +22,12 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.registry import features_of_asset, keys_of_asset
-from features.topics import DEFAULT_TOPIC_CONFIG, TOPIC_FEATURE_NAMES, TopicConfig, with_topic_features
+from features.topics import DEFAULT_TOPIC_CONFIG, TOPIC_FEATURE_NAMES, TopicConfig, topic_sides
 from jobs.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 
 NEGATIVE_ACTIONS = ("not_interested", "report")
@@ -507,62 +507,95 @@ def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
     return _balanced_sum(terms)
 
 
-def tweet_tokens(tweets: DataFrame) -> DataFrame:
-    """(tweet_id, token): the distinct lower-cased words and hashtags of each tweet's text, @mentions
-    left out (they name accounts, not content)."""
+TWEET_TOKENS, CONTENT_PROFILE, CONTENT_NORM = "_tokens", "_content_profile", "_content_norm"
+
+
+def tweet_token_lists(tweets: DataFrame) -> DataFrame:
+    """(tweet_id, _tokens): the distinct lower-cased words and hashtags of each tweet's text, @mentions
+    left out (they name accounts, not content); tweets without text have no row. No shuffle: a
+    tweet's tokens come from its own row (tweets are unique by tweet_id after ingestion)."""
     words = F.split(F.trim(F.lower(F.regexp_replace(F.col("text"), "@\\S+", " "))), "\\s+")
-    return (tweets.where(F.col("text").isNotNull())
-            .select("tweet_id", F.explode(words).alias("token")).where(F.col("token") != "").distinct())
+    return tweets.where(F.col("text").isNotNull()).select(
+        "tweet_id", F.array_distinct(F.filter(words, lambda word: word != "")).alias(TWEET_TOKENS))
+
+
+def tweet_tokens(tweets: DataFrame) -> DataFrame:
+    """(tweet_id, token): `tweet_token_lists` one row per token."""
+    return tweet_token_lists(tweets).select("tweet_id", F.explode(TWEET_TOKENS).alias("token"))
+
+
+def user_content_profiles(tweets: DataFrame, engagements: DataFrame, *, as_of: datetime,
+                          config: FeatureConfig = DEFAULT_CONFIG) -> DataFrame:
+    """(user_id, _content_profile, _content_norm): per user who engaged positively in the
+    `content_profile_days` before as_of, how many of those tweets carry each token (a map token ->
+    count; a tweet counts once, however many actions) and the map's Euclidean norm."""
+    _check_as_of(as_of)
+    engaged = (_before(engagements, as_of).where(_is(*POSITIVE_ACTIONS) & _in_last(as_of, config.content_profile_days * 24))
+               .select("user_id", "tweet_id").distinct())
+    counts = (engaged.join(tweet_tokens(tweets), on="tweet_id", how="inner").groupBy("user_id", "token")
+              .agg(F.count(F.lit(1)).cast("double").alias("_w")))
+    return counts.groupBy("user_id").agg(
+        F.map_from_entries(F.collect_list(F.struct("token", "_w"))).alias(CONTENT_PROFILE),
+        F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias(CONTENT_NORM))
+
+
+def content_affinity_column() -> Column:
+    """The cosine of a row's tweet tokens (`_tokens`) with its user's profile (`_content_profile`,
+    `_content_norm`): Σ profile[token] / (norm · √#tokens), each token looked up in the user's map
+    (a higher-order function over the few tokens of a tweet: no join per token). Null where no
+    token is in the profile, or either side is missing."""
+    dot = F.aggregate(F.col(TWEET_TOKENS), F.lit(0.0),
+                      lambda total, token: total + F.coalesce(F.try_element_at(F.col(CONTENT_PROFILE), token), F.lit(0.0)))
+    return F.when(dot > 0, dot / (F.col(CONTENT_NORM) * F.sqrt(F.size(TWEET_TOKENS))))
 
 
 def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame, *, as_of: datetime,
                      config: FeatureConfig = DEFAULT_CONFIG) -> DataFrame:
-    """(user_id, tweet_id, content_affinity) for the distinct (user_id, tweet_id) of `pairs`: the cosine
-    of the tweet's token set with the user's token profile, the token counts over the tweets the user
-    engaged with positively in the `content_profile_days` before as_of. Pairs whose tweet has no text
-    or whose user has no profile are left out (the feature's default, 0)."""
-    _check_as_of(as_of)
-    tokens = tweet_tokens(tweets)
-    engaged = (_before(engagements, as_of).where(_is(*POSITIVE_ACTIONS) & _in_last(as_of, config.content_profile_days * 24))
-               .select("user_id", "tweet_id").distinct())  # a tweet counts once, however many actions
-    # The user's norm rides along each profile row (a window, not a join: every broadcast hash
-    # join of a long key costs a memory page, and the training set repeats this per day).
-    profile = (engaged.join(tokens, on="tweet_id", how="inner").groupBy("user_id", "token")
-               .agg(F.count(F.lit(1)).cast("double").alias("_w"))
-               .withColumn("_user_norm", F.sqrt(F.sum(F.col("_w") * F.col("_w")).over(Window.partitionBy("user_id")))))
-    # A left join keeps the tweet's unmatched tokens, so count(*) is the tweet's token count.
+    """(user_id, tweet_id, content_affinity) for the distinct (user_id, tweet_id) of `pairs`
+    (`content_affinity_column`). Pairs whose tweet has no text, whose user has no profile or that
+    share no token with it are left out (the feature's default, 0)."""
     scored = (pairs.select("user_id", "tweet_id").distinct()
-              .join(tokens, on="tweet_id", how="inner")
-              .join(profile, on=["user_id", "token"], how="left")
-              .groupBy("user_id", "tweet_id")
-              .agg(F.sum("_w").alias("_dot"), F.max("_user_norm").alias("_user_norm"), F.count(F.lit(1)).alias("_tokens")))
-    return scored.where(F.col("_dot").isNotNull()).select(
-        "user_id", "tweet_id", (F.col("_dot") / (F.col("_user_norm") * F.sqrt(F.col("_tokens")))).alias("content_affinity"))
+              .join(tweet_token_lists(tweets), on="tweet_id", how="inner")
+              .join(user_content_profiles(tweets, engagements, as_of=as_of, config=config), on="user_id", how="inner")
+              .select("user_id", "tweet_id", content_affinity_column().alias("content_affinity")))
+    return scored.where(F.col("content_affinity").isNotNull())
 
 
 PAIR_VALUE_NAMES = ("content_affinity", *TOPIC_FEATURE_NAMES)
 
 
-def _null_doubles(names: tuple[str, ...]) -> list[Column]:
-    return [F.lit(None).cast("double").alias(name) for name in names]
+@dataclass(frozen=True)
+class PairSides:
+    """What the pair values (PAIR_VALUE_NAMES) read from each side of a (user, tweet) row: columns
+    for the per-tweet and per-user rows that user_tweet_features joins anyway (None: nothing to
+    add), and the values as expressions over the joined row."""
+
+    tweets: DataFrame | None
+    users: DataFrame | None
+    values: dict[str, Column]
 
 
-def _with_pair_values(rows: DataFrame, tweets: DataFrame | None, engagements: DataFrame | None,
-                      follows: DataFrame | None, *, as_of: datetime, config: FeatureConfig) -> DataFrame:
-    """`rows` plus PAIR_VALUE_NAMES: content_affinity (needs `tweets` and `engagements`) and the
-    topic features (need `follows` too); a value whose inputs are missing is null. They are computed
-    on the distinct (user_id, tweet_id) keys alone and joined with `rows` once, while the rows are
-    still narrow: joining each of them with the wide rows shuffled every candidate four more times."""
+def _null_doubles(names: tuple[str, ...]) -> dict[str, Column]:
+    return {name: F.lit(None).cast("double") for name in names}
+
+
+def pair_sides(tweets: DataFrame | None, engagements: DataFrame | None, follows: DataFrame | None, *,
+               as_of: datetime, config: FeatureConfig) -> PairSides:
+    """content_affinity (needs `tweets` and `engagements`) and the topic features (need `follows`
+    too) as per-side columns; a value whose inputs are missing is null. Each pair value is then an
+    expression over one joined row, so the 91M candidate rows of a 100K-user world are never
+    exploded per token, grouped or joined again (they used to be, and that took hours)."""
     if tweets is None or engagements is None:
-        return rows.select("*", *_null_doubles(PAIR_VALUE_NAMES))
-    keys = rows.select("user_id", "tweet_id").distinct()
-    if follows is not None:
-        values = with_topic_features(keys, tweets, follows, engagements, as_of=as_of, config=config.topics)
-    else:
-        values = keys.select("*", *_null_doubles(TOPIC_FEATURE_NAMES))
-    values = values.join(content_affinity(keys, tweets, engagements, as_of=as_of, config=config),
-                         on=["user_id", "tweet_id"], how="left")
-    return rows.join(values.select("user_id", "tweet_id", *PAIR_VALUE_NAMES), on=["user_id", "tweet_id"], how="left")
+        return PairSides(None, None, _null_doubles(PAIR_VALUE_NAMES))
+    tweet_side = tweet_token_lists(tweets)
+    user_side = user_content_profiles(tweets, engagements, as_of=as_of, config=config)
+    values = {"content_affinity": content_affinity_column()}
+    if follows is None:
+        return PairSides(tweet_side, user_side, {**values, **_null_doubles(TOPIC_FEATURE_NAMES)})
+    topics = topic_sides(tweets, follows, engagements, as_of=as_of, config=config.topics)
+    return PairSides(tweet_side.join(topics.tweets, on="tweet_id", how="full"),
+                     user_side.join(topics.users, on="user_id", how="full"),
+                     {**values, **topics.values})
 
 
 def user_tweet_features(
@@ -594,9 +627,10 @@ def user_tweet_features(
     of TwHIN users (the user vectors are broadcast when there are at most
     `broadcast_user_vectors_max`). The inputs carry no event times: `as_of` is checked, and the
     caller passes the snapshot of each input that belongs to it. content_affinity
-    (`content_affinity`) needs `tweets` and `engagements` (events before as_of are read); without
-    them it is left at its default. The topic features (`features.topics.with_topic_features`) need
-    `tweets`, `engagements` and `follows`.
+    (`content_affinity_column`) needs `tweets` and `engagements` (events before as_of are read);
+    without them it is left at its default. The topic features (`features.topics.topic_sides`) need
+    `tweets`, `engagements` and `follows`. Both ride on the per-tweet and per-user rows
+    (`pair_sides`), so every feature of a row is read from one join of each side.
     """
     _check_as_of(as_of)
     entries = F.struct(F.col("cluster_id").cast("int").alias("cluster_id"), F.col("score").cast("double").alias("score"))
@@ -611,11 +645,16 @@ def user_tweet_features(
     tweet_vectors = tweet_clusters.join(
         twhin_tweet_embeddings.select("tweet_id", F.col("embedding").alias(TWHIN_VECTORS[1])), on="tweet_id", how="full"
     )
+    sides = pair_sides(tweets, engagements, follows, as_of=as_of, config=config)
+    if sides.tweets is not None:
+        tweet_vectors = tweet_vectors.join(sides.tweets, on="tweet_id", how="full")
+    if sides.users is not None:
+        user_vectors = user_vectors.join(sides.users, on="user_id", how="full")
     if twhin_user_embeddings.count() <= config.broadcast_user_vectors_max:
         user_vectors = F.broadcast(user_vectors)  # then the pairs are shuffled once, slim, by tweet_id
     candidate_rows = _with_candidate_columns(pairs).select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
     joined = (
-        _with_pair_values(candidate_rows, tweets, engagements, follows, as_of=as_of, config=config)
+        candidate_rows
         .join(tweet_vectors, on="tweet_id", how="left")
         .join(user_vectors, on="user_id", how="left")
     )
@@ -633,7 +672,7 @@ def user_tweet_features(
         sum((flag.cast("int") for flag in flags.values()), F.lit(0)).alias("source_count"),
         *[F.col(f"{source}_score") for source in CANDIDATE_SOURCES],
         "social_proof_count", "pool_rank", "is_in_network",
-        *PAIR_VALUE_NAMES,
+        *[sides.values[name].alias(name) for name in PAIR_VALUE_NAMES],
         *TWHIN_VECTORS,
     )
     with_cosine = T.StructType(

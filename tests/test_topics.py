@@ -108,16 +108,14 @@ def test_classify_ignores_unknown_words_and_null_lists():
     assert confidence == pytest.approx([0.9, 3.5 / 4])
 
 
-def test_topic_features_read_the_users_shares_and_smoothed_rate_at_the_tweets_topic(spark):
-    tweets, follows, engagements, pairs = frames(spark)
-    got = {(r.user_id, r.tweet_id): r.asDict()
-           for r in tp.with_topic_features(pairs, tweets, follows, engagements, as_of=AS_OF, config=CONFIG).collect()}
+def expected_topic_features() -> dict[tuple[int, int], dict[str, float]]:
+    """The topic features of the pairs that have them (tweet 9, created at as_of, has none)."""
     m = CONFIG.rate_prior_impressions
     # Engagements in the window: user 20 engaged with 2 tweets (1, 3) of 4 impressions; user 21 0 of 1.
     overall = (2 + 0) / (4 + 1)
     base_20, base_21 = (2 + m * overall) / (4 + m), (0 + m * overall) / (1 + m)
     # User 20 follows 10 (all sports: 1, 2, 6), 11 (all food: 3, 4, 7) and 14 (no tweets); 13 only at as_of.
-    expected = {
+    return {
         (20, 6): dict(topic_confidence=posterior(["pasta", "goal"], 10)["sports"], topic_authored_share=0.0,
                       topic_followee_share=1 / 3, topic_engagement_rate=(1 + m * base_20) / (3 + m)),
         (20, 8): dict(topic_confidence=1.0, topic_authored_share=0.0, topic_followee_share=1 / 3,
@@ -129,14 +127,20 @@ def test_topic_features_read_the_users_shares_and_smoothed_rate_at_the_tweets_to
         (22, 1): dict(topic_confidence=1.0, topic_authored_share=0.0, topic_followee_share=0.0,
                       topic_engagement_rate=overall),
     }
+
+
+def test_topic_features_read_the_users_shares_and_smoothed_rate_at_the_tweets_topic(spark):
+    tweets, follows, engagements, pairs = frames(spark)
+    got = {(r.user_id, r.tweet_id): r.asDict()
+           for r in tp.with_topic_features(pairs, tweets, follows, engagements, as_of=AS_OF, config=CONFIG).collect()}
     assert set(got) == set(PAIRS)
     assert set(got[(22, 9)].values()) == {22, 9, None}  # tweet 9 is not before as_of: no topic
-    for pair, values in expected.items():
+    for pair, values in expected_topic_features().items():
         for name, value in values.items():
             assert got[pair][name] == pytest.approx(value), (pair, name)
 
 
-def test_user_tweet_features_carry_the_topic_features(spark):
+def test_user_tweet_features_carry_the_topic_features_and_content_affinity(spark):
     from features import tables as ft
 
     tweets, follows, engagements, pairs = frames(spark)
@@ -148,7 +152,14 @@ def test_user_tweet_features_carry_the_topic_features(spark):
     with_topics = {(r.user_id, r.tweet_id): r for r in ft.user_tweet_features(
         pairs, empty_sc, empty_tsc, empty_tw, empty_ttw, as_of=AS_OF, tweets=tweets, engagements=engagements,
         follows=follows, config=config).collect()}
-    assert with_topics[(10, 2)].topic_authored_share == 1.0 and with_topics[(20, 6)].topic_followee_share == pytest.approx(1 / 3)
+    assert set(with_topics) == set(PAIRS)
+    for pair, values in expected_topic_features().items():
+        for name, value in values.items():
+            assert getattr(with_topics[pair], name) == pytest.approx(value), (pair, name)
     assert (with_topics[(22, 9)].topic_confidence, with_topics[(22, 9)].topic_engagement_rate) == (0.0, 0.0)
+    # User 20's profile: tweets 1 and 3 (a like, a like and a click): ball 2, #sports, goal, #food,
+    # pasta 1 each (norm √8). Tweet 6 is "pasta goal @bob": 2 / (√8 · √2). Nobody else engaged.
+    assert {pair: row.content_affinity for pair, row in with_topics.items()} == {
+        **{pair: 0.0 for pair in PAIRS}, (20, 6): pytest.approx(2 / (math.sqrt(8) * math.sqrt(2)))}
     without = ft.user_tweet_features(pairs, empty_sc, empty_tsc, empty_tw, empty_ttw, as_of=AS_OF, config=config)
     assert {r.topic_confidence for r in without.collect()} == {0.0}
