@@ -71,8 +71,9 @@ class FeatureConfig:
     reputation_negative_weight: float = 5.0
     # content_affinity reads the user's positive engagements of this many days before as_of.
     content_profile_days: float = 28.0
-    # user_tweet_features broadcasts the per-user vectors (SimClusters map + TwHIN embedding,
-    # about 600 bytes a user) when there are at most this many TwHIN users.
+    # user_tweet_features broadcasts the per-user rows (SimClusters map, TwHIN embedding, content
+    # profile, topic values: about 3 KB a user at 100K users, ~35 profile tokens and ~33 topics
+    # each) when there are at most this many TwHIN users.
     broadcast_user_vectors_max: int = 250_000
     # The topic-interest features (features/topics.py).
     topics: TopicConfig = DEFAULT_TOPIC_CONFIG
@@ -497,14 +498,21 @@ def _twhin_cosine_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Reco
         )
 
 
+def _sum_of_lookups(user_map: str, terms: list[tuple[Column, Column | None]]) -> Column:
+    """Σ user_map[key] · weight over (key, weight) terms (weight None: 1), a missing key counting 0.
+    Unrolled into one compiled expression: a higher-order function is interpreted, and Spark 4.2's
+    interpreted array reads look the SQL conf up again for every element (it made content_affinity
+    at 100K users run for hours)."""
+    looked_up = [F.try_element_at(F.col(user_map), key) for key, _ in terms]
+    return _balanced_sum([F.coalesce(value if weight is None else value * weight, F.lit(0.0))
+                          for value, (_, weight) in zip(looked_up, terms)])
+
+
 def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
-    """Σ_c user_map[c] · score over the (cluster_id, score) entries of `tweet_entries` (at most
+    """Σ user_map[c] · score over the (cluster_id, score) entries of `tweet_entries` (at most
     `length`), looking each cluster up in the user's map; 0 when either side is missing."""
-    terms = []
-    for i in range(length):
-        entry = F.get(F.col(tweet_entries), i)
-        terms.append(F.coalesce(F.try_element_at(F.col(user_map), entry["cluster_id"]) * entry["score"], F.lit(0.0)))
-    return _balanced_sum(terms)
+    entries = [F.get(F.col(tweet_entries), i) for i in range(length)]
+    return _sum_of_lookups(user_map, [(entry["cluster_id"], entry["score"]) for entry in entries])
 
 
 TWEET_TOKENS, CONTENT_PROFILE, CONTENT_NORM = "_tokens", "_content_profile", "_content_norm"
@@ -516,7 +524,7 @@ def tweet_token_lists(tweets: DataFrame) -> DataFrame:
     tweet's tokens come from its own row (tweets are unique by tweet_id after ingestion)."""
     words = F.split(F.trim(F.lower(F.regexp_replace(F.col("text"), "@\\S+", " "))), "\\s+")
     return tweets.where(F.col("text").isNotNull()).select(
-        "tweet_id", F.array_distinct(F.filter(words, lambda word: word != "")).alias(TWEET_TOKENS))
+        "tweet_id", F.array_distinct(F.array_remove(words, "")).alias(TWEET_TOKENS))
 
 
 def tweet_tokens(tweets: DataFrame) -> DataFrame:
@@ -539,13 +547,17 @@ def user_content_profiles(tweets: DataFrame, engagements: DataFrame, *, as_of: d
         F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias(CONTENT_NORM))
 
 
-def content_affinity_column() -> Column:
-    """The cosine of a row's tweet tokens (`_tokens`) with its user's profile (`_content_profile`,
-    `_content_norm`): Σ profile[token] / (norm · √#tokens), each token looked up in the user's map
-    (a higher-order function over the few tokens of a tweet: no join per token). Null where no
-    token is in the profile, or either side is missing."""
-    dot = F.aggregate(F.col(TWEET_TOKENS), F.lit(0.0),
-                      lambda total, token: total + F.coalesce(F.try_element_at(F.col(CONTENT_PROFILE), token), F.lit(0.0)))
+def longest_token_list(token_lists: DataFrame) -> int:
+    """The most tokens of one tweet in `tweet_token_lists` (a small aggregation)."""
+    return int(token_lists.agg(F.max(F.size(TWEET_TOKENS))).first()[0] or 0)
+
+
+def content_affinity_column(length: int) -> Column:
+    """The cosine of a row's tweet tokens (`_tokens`, at most `length`) with its user's profile
+    (`_content_profile`, `_content_norm`): Σ profile[token] / (norm · √#tokens), each token looked
+    up in the user's map (no join per token). Null where no token is in the profile, or either
+    side is missing."""
+    dot = _sum_of_lookups(CONTENT_PROFILE, [(F.get(F.col(TWEET_TOKENS), i), None) for i in range(length)])
     return F.when(dot > 0, dot / (F.col(CONTENT_NORM) * F.sqrt(F.size(TWEET_TOKENS))))
 
 
@@ -554,10 +566,11 @@ def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame
     """(user_id, tweet_id, content_affinity) for the distinct (user_id, tweet_id) of `pairs`
     (`content_affinity_column`). Pairs whose tweet has no text, whose user has no profile or that
     share no token with it are left out (the feature's default, 0)."""
+    token_lists = tweet_token_lists(tweets)
     scored = (pairs.select("user_id", "tweet_id").distinct()
-              .join(tweet_token_lists(tweets), on="tweet_id", how="inner")
+              .join(token_lists, on="tweet_id", how="inner")
               .join(user_content_profiles(tweets, engagements, as_of=as_of, config=config), on="user_id", how="inner")
-              .select("user_id", "tweet_id", content_affinity_column().alias("content_affinity")))
+              .select("user_id", "tweet_id", content_affinity_column(longest_token_list(token_lists)).alias("content_affinity")))
     return scored.where(F.col("content_affinity").isNotNull())
 
 
@@ -589,7 +602,7 @@ def pair_sides(tweets: DataFrame | None, engagements: DataFrame | None, follows:
         return PairSides(None, None, _null_doubles(PAIR_VALUE_NAMES))
     tweet_side = tweet_token_lists(tweets)
     user_side = user_content_profiles(tweets, engagements, as_of=as_of, config=config)
-    values = {"content_affinity": content_affinity_column()}
+    values = {"content_affinity": content_affinity_column(longest_token_list(tweet_side))}
     if follows is None:
         return PairSides(tweet_side, user_side, {**values, **_null_doubles(TOPIC_FEATURE_NAMES)})
     topics = topic_sides(tweets, follows, engagements, as_of=as_of, config=config.topics)
