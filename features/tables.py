@@ -529,18 +529,22 @@ def tweet_token_lists(tweets: DataFrame) -> DataFrame:
 
 def tweet_tokens(tweets: DataFrame) -> DataFrame:
     """(tweet_id, token): `tweet_token_lists` one row per token."""
-    return tweet_token_lists(tweets).select("tweet_id", F.explode(TWEET_TOKENS).alias("token"))
+    return _one_row_per_token(tweet_token_lists(tweets))
 
 
-def user_content_profiles(tweets: DataFrame, engagements: DataFrame, *, as_of: datetime,
+def _one_row_per_token(token_lists: DataFrame) -> DataFrame:
+    return token_lists.select("tweet_id", F.explode(TWEET_TOKENS).alias("token"))
+
+
+def user_content_profiles(token_lists: DataFrame, engagements: DataFrame, *, as_of: datetime,
                           config: FeatureConfig = DEFAULT_CONFIG) -> DataFrame:
-    """(user_id, _content_profile, _content_norm): per user who engaged positively in the
+    """(user_id, _content_profile, _content_norm) from `tweet_token_lists`: per user who engaged positively in the
     `content_profile_days` before as_of, how many of those tweets carry each token (a map token ->
     count; a tweet counts once, however many actions) and the map's Euclidean norm."""
     _check_as_of(as_of)
     engaged = (_before(engagements, as_of).where(_is(*POSITIVE_ACTIONS) & _in_last(as_of, config.content_profile_days * 24))
                .select("user_id", "tweet_id").distinct())
-    counts = (engaged.join(tweet_tokens(tweets), on="tweet_id", how="inner").groupBy("user_id", "token")
+    counts = (engaged.join(_one_row_per_token(token_lists), on="tweet_id", how="inner").groupBy("user_id", "token")
               .agg(F.count(F.lit(1)).cast("double").alias("_w")))
     return counts.groupBy("user_id").agg(
         F.map_from_entries(F.collect_list(F.struct("token", "_w"))).alias(CONTENT_PROFILE),
@@ -569,7 +573,7 @@ def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame
     token_lists = tweet_token_lists(tweets)
     scored = (pairs.select("user_id", "tweet_id").distinct()
               .join(token_lists, on="tweet_id", how="inner")
-              .join(user_content_profiles(tweets, engagements, as_of=as_of, config=config), on="user_id", how="inner")
+              .join(user_content_profiles(token_lists, engagements, as_of=as_of, config=config), on="user_id", how="inner")
               .select("user_id", "tweet_id", content_affinity_column(longest_token_list(token_lists)).alias("content_affinity")))
     return scored.where(F.col("content_affinity").isNotNull())
 
@@ -601,7 +605,7 @@ def pair_sides(tweets: DataFrame | None, engagements: DataFrame | None, follows:
     if tweets is None or engagements is None:
         return PairSides(None, None, _null_doubles(PAIR_VALUE_NAMES))
     tweet_side = tweet_token_lists(tweets)
-    user_side = user_content_profiles(tweets, engagements, as_of=as_of, config=config)
+    user_side = user_content_profiles(tweet_side, engagements, as_of=as_of, config=config)
     values = {"content_affinity": content_affinity_column(longest_token_list(tweet_side))}
     if follows is None:
         return PairSides(tweet_side, user_side, {**values, **_null_doubles(TOPIC_FEATURE_NAMES)})
