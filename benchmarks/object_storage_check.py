@@ -1,8 +1,9 @@
-"""Build one synthetic world twice, into a local warehouse and into `s3a://` object storage (a local
-S3-compatible server), compare every Delta table, then read the object-store warehouse the way its
-users do: `homefeed sql` (DuckDB) and `homefeed publish` (Redis); then build the training set
-there (its side warehouse and cut input on the object store too) and train the rankers into the
-local registry; print one JSON document. `make object-storage-check` runs it.
+"""Build one synthetic world twice, into a local warehouse from its local raw input and into
+`s3a://` object storage (a local S3-compatible server) from a copy of that raw input on the store,
+compare every Delta table, then read the object-store warehouse the way its users do: `homefeed
+sql` (DuckDB) and `homefeed publish` (Redis); then build the training set there (its side warehouse
+and cut input on the object store too) and train the rankers into the local registry; print one
+JSON document. `make object-storage-check` runs it.
 
     python -m benchmarks.object_storage_check [--users 150] [--seed 3] [--workdir DIR] [--keep]
 
@@ -10,8 +11,9 @@ The server is moto's S3 (`moto.server.ThreadedMotoServer`, HTTP on loopback): no
 reachable here, and what is checked is homefeed's side (Hadoop S3A under Spark, deltalake, fsspec
 and DuckDB reading `s3a://` URLs configured by HOMEFEED_WAREHOUSE and the AWS_* variables), not
 the store. Both builds run `homefeed run` (the default build, then `ranked_feeds` scored by the same
-fixed models) in `local[2]`, configured by environment variables only; the object-store build's
-model registry is a local folder (HOMEFEED_MODELS_DIR), as it must be.
+fixed models) in `local[2]`, configured by environment variables only; the object-store build reads
+its raw input from the store (HOMEFEED_RAW_INPUT=s3a://...) and keeps its model registry in a local
+folder (HOMEFEED_MODELS_DIR), as it must.
 """
 
 from __future__ import annotations
@@ -73,8 +75,19 @@ def local_s3(bucket: str = BUCKET) -> Iterator[dict[str, str]]:
 
 
 def object_store_environment(base: Mapping[str, str], s3: Mapping[str, str], *, warehouse: str,
-                             models_dir: Path) -> dict[str, str]:
-    return {**base, **s3, "HOMEFEED_WAREHOUSE": warehouse, "HOMEFEED_MODELS_DIR": str(models_dir)}
+                             models_dir: Path, raw_input: str) -> dict[str, str]:
+    return {**base, **s3, "HOMEFEED_WAREHOUSE": warehouse, "HOMEFEED_MODELS_DIR": str(models_dir),
+            "HOMEFEED_RAW_INPUT": raw_input}
+
+
+def upload_folder(local: Path, remote: Path) -> int:
+    """Copy every file under `local` to the same relative place under `remote`; the number copied."""
+    files = [path for path in sorted(local.rglob("*")) if path.is_file()]
+    for path in files:
+        target = remote / path.relative_to(local).as_posix()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    return len(files)
 
 
 def run_json(command: Sequence[str], environment: Mapping[str, str]) -> dict:
@@ -101,8 +114,10 @@ def object_storage_check(workdir: Path, *, users: int, seed: int) -> dict:
                                   spark_conf={})
     local_seconds = run_build(local_env, log=workdir / "local" / "build.log")
     with local_s3() as s3:
-        url = f"s3a://{BUCKET}/warehouse"
-        store_env = object_store_environment(local_env, s3, warehouse=url, models_dir=models_dir)
+        url, raw_url = f"s3a://{BUCKET}/warehouse", f"s3a://{BUCKET}/world/raw"
+        with environment_variables(s3):  # the raw input lands on the object store (its world's truth beside it)
+            uploaded = upload_folder(world, storage_path(f"s3a://{BUCKET}/world"))
+        store_env = object_store_environment(local_env, s3, warehouse=url, models_dir=models_dir, raw_input=raw_url)
         store_seconds = run_build(store_env, log=workdir / "object-store" / "build.log")
         with environment_variables(s3):  # this process reads the store too (deltalake, fsspec)
             comparison = compare_warehouses(local_wh, storage_path(url), where="on object storage")
@@ -119,6 +134,8 @@ def object_storage_check(workdir: Path, *, users: int, seed: int) -> dict:
         "users": users,
         "seed": seed,
         "warehouse": url,
+        "raw_input": raw_url,
+        "raw_files_uploaded": uploaded,
         "tables_compared": len(comparison.rows),
         "rows_compared": sum(comparison.rows.values()),
         "local_seconds": local_seconds,

@@ -52,6 +52,16 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def read_parquet_folder(folder: Path, schema=None):
+    """Every Parquet file under `folder` (a local `Path` or a `UPath`) as one Arrow table; hidden
+    and `_`-prefixed files are skipped, as in every Parquet reader."""
+    import pyarrow.parquet as pq
+
+    if is_object_store(folder):
+        return pq.read_table(folder.path, filesystem=folder.fs, schema=schema)
+    return pq.read_table(folder, schema=schema)
+
+
 MODELS_DIRNAME = "models"
 
 

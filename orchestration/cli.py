@@ -37,7 +37,7 @@ def with_world_build_time(settings: HomefeedSettings) -> HomefeedSettings:
     every freshness window would be empty. HOMEFEED_AS_OF still wins."""
     from orchestration.evaluation import world_end_time
 
-    world = settings.raw_input.parent
+    world = settings.raw_dir.parent
     if settings.as_of is not None or not (world / "truth" / "metadata.json").is_file():
         return settings
     return settings.model_copy(update={"as_of": world_end_time(world)})
@@ -93,8 +93,8 @@ def _print_row_counts(title: str, rows_per_table: dict[str, int]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if not settings.raw_input.is_dir():
-        print(f"error: raw input {settings.raw_input} does not exist "
+    if not settings.raw_dir.is_dir():
+        print(f"error: raw input {settings.raw_dir} does not exist "
               "(create one with `homefeed generate` or `homefeed import-higgs`)", file=sys.stderr)
         return 2
     return _run_and_report(settings, selection=args.select, report=args.report)
@@ -111,7 +111,7 @@ def _run_and_report(settings: HomefeedSettings, *, selection: str | None, report
 
     started = time.monotonic()
     build_time = settings.as_of.isoformat() if settings.as_of else "now"
-    print(f"building assets from {settings.raw_input} into {settings.tables_dir} as of {build_time} "
+    print(f"building assets from {settings.raw_dir} into {settings.tables_dir} as of {build_time} "
           f"(spark {settings.spark_master})", flush=True)
     outcome = run_assets(settings, selection=selection, instance=_dagster_instance())
     seconds = time.monotonic() - started
@@ -315,12 +315,12 @@ def cmd_drain_events(args: argparse.Namespace) -> int:
     from serving.events import drain_event_log
 
     settings = _settings(args)
-    result = drain_event_log(connect(settings.redis_url, cluster=settings.redis_cluster), settings.raw_input)
+    result = drain_event_log(connect(settings.redis_url, cluster=settings.redis_cluster), settings.raw_dir)
     if args.json:
         print(json.dumps(asdict(result), indent=2))
     else:
         rows = ", ".join(f"{table} {n:,}" for table, n in sorted(result.rows_per_table.items())) or "no rows"
-        print(f"drained {result.events:,} events into {settings.raw_input} ({rows}; {len(result.files)} files)")
+        print(f"drained {result.events:,} events into {settings.raw_dir} ({rows}; {len(result.files)} files)")
     return 0
 
 

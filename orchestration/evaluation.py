@@ -25,7 +25,7 @@ from deltalake import DeltaTable
 from jobs.candidate_eval import truncate_raw_table
 from jobs.contract import RAW_TABLES, arrow_schema
 from jobs.graph_eval import follow_recall_at_k, popularity_candidates, split_follows
-from jobs.storage import remove_tree
+from jobs.storage import read_parquet_folder, remove_tree
 from orchestration.settings import HomefeedSettings
 
 EVAL_K = 50
@@ -72,7 +72,7 @@ def truncate_raw_input(raw_dir: Path, out_dir: Path, *, cutoff: datetime) -> tup
     remove_tree(out_dir)
     counts = []
     for table in RAW_TABLES:
-        rows = pq.read_table(raw_dir / table.name, schema=arrow_schema(table))
+        rows = read_parquet_folder(raw_dir / table.name, schema=arrow_schema(table))  # local or object storage
         kept = truncate_raw_table(rows, table, cutoff=cutoff)
         (out_dir / table.name).mkdir(parents=True, exist_ok=True)
         with (out_dir / table.name / "part-00000.parquet").open("wb") as out:  # out_dir may be on object storage

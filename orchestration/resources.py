@@ -21,7 +21,7 @@ class SparkResource(dg.ConfigurableResource):
     cache_dir: str
     driver_memory: str = "4g"
     shuffle_partitions: int = 8
-    # Spark's S3A settings when the warehouse is on object storage (HomefeedSettings.object_storage_conf).
+    # Spark's S3A settings when the warehouse or the raw input is on object storage (HomefeedSettings.object_storage_conf).
     object_storage_conf: Optional[dict[str, str]] = None
     # More Spark settings (HOMEFEED_SPARK_CONF), applied last: executor sizes, the driver's address.
     extra_conf: dict[str, str] = {}
@@ -105,7 +105,7 @@ class QualityResource(dg.ConfigurableResource):
 def settings_from_resources(spark: SparkResource, warehouse: WarehouseResource, twhin: TwhinResource) -> HomefeedSettings:
     """The settings these resources were made from (for an asset that starts a run of its own)."""
     return HomefeedSettings(
-        warehouse=warehouse.path, raw_input=Path(warehouse.raw_input), models_dir=warehouse.models,
+        warehouse=warehouse.path, raw_input=warehouse.raw_input, models_dir=warehouse.models,
         as_of=datetime.fromisoformat(warehouse.as_of) if warehouse.as_of else None,
         spark_master=spark.master, cache_dir=Path(spark.cache_dir), spark_driver_memory=spark.driver_memory,
         spark_shuffle_partitions=spark.shuffle_partitions, spark_conf=dict(spark.extra_conf),

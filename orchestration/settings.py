@@ -45,9 +45,9 @@ class HomefeedSettings(BaseSettings):
         Path.home() / ".cache" / "homefeed",
         description="Downloaded Delta jars (outside the repository).",
     )
-    raw_input: Path = Field(
-        Path("data/demo/raw"), description="The raw input (data-contract folders) a run ingests."
-    )
+    raw_input: str = Field(
+        "data/demo/raw", description="The raw input (data-contract folders) a run ingests: a local path, or "
+                                     "s3a://bucket/prefix on S3-compatible object storage (like the warehouse).")
     as_of: datetime | None = Field(
         None, description="The build time; rows stamped later are quarantined. Default: now."
     )
@@ -137,9 +137,9 @@ class HomefeedSettings(BaseSettings):
             return value.replace(tzinfo=timezone.utc)
         return value
 
-    @field_validator("warehouse", mode="before")
+    @field_validator("warehouse", "raw_input", mode="before")
     @classmethod
-    def _warehouse_location(cls, value: object) -> str:
+    def _location(cls, value: object) -> str:
         return str(value)  # a path or a URL; `storage_path` tells them apart
 
     @property
@@ -150,6 +150,11 @@ class HomefeedSettings(BaseSettings):
     @property
     def tables_dir(self) -> Path:
         return self.warehouse_root / "tables"
+
+    @property
+    def raw_dir(self) -> Path:
+        """The raw input folder (a `UPath` on object storage)."""
+        return storage_path(self.raw_input)
 
     @property
     def data_docs_dir(self) -> Path | None:
@@ -163,8 +168,8 @@ class HomefeedSettings(BaseSettings):
 
     @property
     def object_storage_conf(self) -> dict[str, str] | None:
-        """Spark's S3A settings when the warehouse is on object storage, else None."""
-        if not is_object_store(self.warehouse):
+        """Spark's S3A settings when the warehouse or the raw input is on object storage, else None."""
+        if not (is_object_store(self.warehouse) or is_object_store(self.raw_input)):
             return None
         return s3a_spark_conf(endpoint=self.s3_endpoint, region=self.s3_region)
 

@@ -45,7 +45,7 @@ def representations_dir(warehouse: Path, as_of: datetime) -> Path:
 def build_representations(settings: HomefeedSettings, *, as_of: datetime, rebuild: bool = False) -> Path:
     """Build the representation assets from the raw input as known at `as_of`; return the warehouse."""
     side = representations_dir(settings.warehouse_root, as_of)
-    raw_dir, fingerprint = truncate_raw_input(settings.raw_input, side / "raw", cutoff=as_of)
+    raw_dir, fingerprint = truncate_raw_input(settings.raw_dir, side / "raw", cutoff=as_of)
     build_eval_warehouse(settings, raw_dir=raw_dir, warehouse=side / "warehouse", as_of=as_of,
                          fingerprint=fingerprint, rebuild=rebuild, selection=REPRESENTATION_SELECTION)
     return side / "warehouse"

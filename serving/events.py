@@ -7,8 +7,9 @@ batch build ingests what clients did: impressions and engagements into `engageme
 mutes into `social_actions`, follows into `follows`, new tweets into `tweets` (with `deleted_at` when
 the same drain also holds their deletion). Every event, including the unfollows and deletions of
 older tweets that contract 1.0 cannot express, is also archived whole under `_client_events/`.
-A file is written under a hidden name and renamed, and the stream entries are deleted only after
-their files exist, so a drain killed at any point loses nothing and a rerun writes the same files.
+A file is written under a hidden name and renamed (on object storage, uploaded whole), and the
+stream entries are deleted only after their files exist, so a drain killed at any point loses nothing
+and a rerun writes the same files. The raw input may be a local folder or an `s3a://` prefix.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import msgpack
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobs.contract import EARLIEST_VALID_TIME, ENGAGEMENTS, FOLLOWS, SOCIAL_ACTIONS_TABLE, TWEETS, arrow_schema
+from jobs.storage import is_object_store
 from serving import redis_layout as rl
 
 EVENT_LOG = f"{rl.PREFIX}:{{events}}:log"
@@ -269,9 +271,14 @@ def _write_parquet(path: Path, rows: list[dict], schema) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hidden = path.with_name(f".{path.name}.tmp")
     table = pa.Table.from_pylist(rows, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_object_store(path):
+        # An object becomes visible whole when its upload completes: no hidden name to rename.
+        with path.open("wb") as sink:
+            pq.write_table(table, sink)
+        return path
+    hidden = path.with_name(f".{path.name}.tmp")
     with open(hidden, "wb") as sink:
         pq.write_table(table, sink)
         sink.flush()

@@ -56,6 +56,20 @@ def test_spark_gets_s3a_settings_from_the_aws_variables_only_for_an_object_store
     }
     assert resources_from_settings(settings)["warehouse"].models_dir == tmp_path / "models"
     assert resources_from_settings(HomefeedSettings(warehouse=tmp_path))["spark"].object_storage_conf is None
+
+
+def test_the_raw_input_may_be_on_object_storage_with_a_local_warehouse(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = HomefeedSettings(warehouse=tmp_path / "wh", raw_input="s3a://landing/events/raw/")
+    assert settings.raw_input == "s3a://landing/events/raw/"  # not folded into a path ("s3a:/landing/...")
+    assert str(settings.raw_dir) == "s3a://landing/events/raw"
+    assert settings.object_storage_conf == s3a_spark_conf(endpoint=None, region=None)  # Spark reads it through S3A
+    resources = resources_from_settings(settings)
+    assert resources["warehouse"].raw_input == "s3a://landing/events/raw/"
+    assert str(resources["warehouse"].raw_dir) == "s3a://landing/events/raw"
+    assert resources["spark"].object_storage_conf is not None
+    local = HomefeedSettings(warehouse=tmp_path / "wh", raw_input="data/raw")
+    assert local.raw_dir == tmp_path / "data" / "raw" and local.object_storage_conf is None
     # AWS itself: no endpoint, virtual-host requests, TLS.
     assert s3a_spark_conf(endpoint=None, region=None) == {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
     assert s3a_spark_conf(endpoint="https://minio:9000", region=None)["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
@@ -157,3 +171,51 @@ def test_a_side_raw_input_on_object_storage_is_written_and_found_like_a_local_on
         assert written.equals(pq.read_table(local / table.name / "part-00000.parquet"))  # the same cut as locally
     engagements = pq.read_table(local / "engagements" / "part-00000.parquet")
     assert 0 < engagements.num_rows < pq.read_table(raw / "engagements").num_rows  # the cut dropped some
+
+    # A raw input that lives on object storage is cut the same way (read through fsspec).
+    from_store, _ = truncate_raw_input(side, tmp_path / "cut-from-store", cutoff=cutoff - timedelta(days=1))
+    again, _ = truncate_raw_input(local, tmp_path / "cut-again", cutoff=cutoff - timedelta(days=1))
+    for table in RAW_TABLES:
+        assert pq.read_table(from_store / table.name).equals(pq.read_table(again / table.name))
+
+
+def test_client_events_drain_into_a_raw_input_on_object_storage(s3_bucket, redis_client):
+    """`homefeed drain-events` with HOMEFEED_RAW_INPUT=s3a://...: each file is uploaded whole (no
+    hidden name left behind), the log is emptied, and the raw-input sensor's fingerprint sees it."""
+    import pyarrow.parquet as pq
+
+    from jobs.contract import RAW_TABLES_BY_NAME
+    from jobs.ingest import find_raw_files
+    from orchestration.schedules import raw_input_fingerprint
+    from serving.events import ARCHIVE_DIR, EVENT_LOG, drain_event_log, queue_log_append
+
+    raw = storage_path(f"s3a://{s3_bucket}/landing/raw")
+    assert raw_input_fingerprint(raw) is None  # nothing there yet
+    records = [{"type": "like", "tweet_id": 11, "author_id": 2, "user_id": 1, "created_at_ms": 1_767_225_600_000},
+               {"type": "follow", "target_user_id": 3, "user_id": 1, "created_at_ms": 1_767_225_601_000},
+               {"type": "impression", "tweet_id": 12, "author_id": 3, "dwell_ms": 40, "user_id": 4,
+                "created_at_ms": 1_767_225_602_000}]
+    pipe = redis_client.pipeline()
+    for record in records:
+        queue_log_append(pipe, record)
+    pipe.execute()
+
+    result = drain_event_log(redis_client, raw, batch_events=2)
+
+    assert result.events == 3 and redis_client.xlen(EVENT_LOG) == 0
+    assert result.rows_per_table == {"engagements": 2, "follows": 1}
+    uploaded = sorted(str(p) for p in raw.rglob("*") if p.is_file())
+    assert uploaded == sorted(result.files) and all(f.startswith(f"s3a://{s3_bucket}/landing/raw/") for f in uploaded)
+    assert not any(p.name.startswith(".") for p in raw.rglob("*"))
+    engagements = find_raw_files(raw, RAW_TABLES_BY_NAME["engagements"]).paths
+    rows = [row for path in engagements for row in pq.read_table(path.open("rb")).to_pylist()]
+    assert sorted((r["user_id"], r["tweet_id"], r["action"]) for r in rows) == [(1, 11, "like"), (4, 12, "impression")]
+    archived = [row for path in sorted((raw / ARCHIVE_DIR).iterdir()) for row in pq.read_table(path.open("rb")).to_pylist()]
+    assert [a["type"] for a in archived] == ["like", "follow", "impression"]
+
+    before = raw_input_fingerprint(raw)
+    pipe = redis_client.pipeline()
+    queue_log_append(pipe, {"type": "follow", "target_user_id": 5, "user_id": 4, "created_at_ms": 1_767_225_603_000})
+    pipe.execute()
+    drain_event_log(redis_client, raw)
+    assert before is not None and raw_input_fingerprint(raw) not in (None, before)  # a file landed
