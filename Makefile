@@ -49,6 +49,7 @@ object-storage-check: setup
 
 # Every benchmark at 10K and 100K users: benchmarks/results/latest.json and a markdown table.
 # Smaller or partial runs: make bench BENCH_ARGS="--sizes 2000 --only generate_ingest graph_jobs"
+# Going on with an interrupted run: make bench BENCH_ARGS="--workdir DIR --resume"
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python -m benchmarks.suite $(BENCH_ARGS)

@@ -1,7 +1,7 @@
 """Every benchmark in one run (`make bench`): one JSON document and a short markdown table.
 
     python -m benchmarks.suite [--sizes 10000 100000] [--workdir DIR] [--only NAME ...]
-                               [--models-from WAREHOUSE] [--out benchmarks/results/latest.json]
+                               [--models-from WAREHOUSE] [--out benchmarks/results/latest.json] [--resume]
 
 Each benchmark runs as its own subprocess (`python -m benchmarks.<module>`), in dependency order,
 on one generated and built world per size kept in the work folder (`DIR/world-N`):
@@ -26,12 +26,14 @@ a previous run left in --workdir runs on them.
 A benchmark that fails is recorded as {"status": "failed", "returncode", "stderr_tail"} and the
 others go on (those that need its output are recorded as skipped); the exit status is 1 if any
 did not succeed. The document is rewritten after every step, so an interrupted run keeps what it
-measured:
+measured, and `--resume` (with the same --sizes and --workdir) goes on from there: the steps the
+document records as succeeded are kept, each with "kept_from" {started_at, git_commit} of the run
+that measured it, and the others run:
 
     {"suite": "homefeed", "started_at", "machine": {cpus, memory_gb, python, platform}, "git_commit",
      "git_dirty", "command", "sizes", "benchmarks": {name: {"status": "ok", "command", "seconds",
      "peak_rss_mb" (the benchmark's whole process tree, sampled by the suite), "users" (per-size
-     steps), "result": <the benchmark's own JSON>}}, "summary": [rows]}
+     steps), "finished_at", "result": <the benchmark's own JSON>}}, "summary": [rows]}
 
 Without --workdir the worlds go to a temporary folder removed at the end (at 100K users they hold
 91M candidate rows and their features); a --workdir is kept.
@@ -279,15 +281,38 @@ def skipped_because(step: Step, records: dict[str, dict]) -> str | None:
     return f"needs {', '.join(failed)}, which did not succeed" if failed else None
 
 
-def run_steps(steps: list[Step], document: dict, *, write: Callable[[dict], None]) -> dict:
-    """Run each step in order (unless one it requires failed), recording it and rewriting the
-    document after each; returns the document."""
-    records = document["benchmarks"]
+def kept_records(previous: dict | None, steps: list[Step], sizes: list[int]) -> dict[str, dict]:
+    """The records of a previous run's document (`--resume`) that this run keeps instead of
+    measuring again: the steps planned now that succeeded then, each marked with the run it came
+    from. A document of other sizes keeps nothing (its worlds are not these)."""
+    if not previous or previous.get("sizes") != sizes:
+        return {}
+    origin = {"started_at": previous.get("started_at"), "git_commit": previous.get("git_commit")}
+    planned = {step.name for step in steps}
+    return {name: {**record, "kept_from": record.get("kept_from", origin)}
+            for name, record in previous.get("benchmarks", {}).items()
+            if name in planned and record.get("status") == "ok"}
+
+
+def run_steps(steps: list[Step], document: dict, *, write: Callable[[dict], None],
+              kept: dict[str, dict] | None = None) -> dict:
+    """Run each step in order (unless one it requires failed, or `kept` holds its record from a
+    previous run), recording it with the time it finished and rewriting the document after each;
+    returns the document."""
+    records, kept = document["benchmarks"], kept or {}
     for index, step in enumerate(steps, 1):
+        if step.name in kept:
+            records[step.name] = kept[step.name]
+            print(f"== [{index}/{len(steps)}] {step.name}: kept from the run started at "
+                  f"{kept[step.name]['kept_from']['started_at']}", file=sys.stderr, flush=True)
+            document["summary"] = summary_rows(records)
+            write(document)
+            continue
         reason = skipped_because(step, records)
         print(f"== [{index}/{len(steps)}] {step.name}" + (f": skipped, {reason}" if reason else ""),
               file=sys.stderr, flush=True)
         records[step.name] = {"status": "skipped", "reason": reason} if reason else step.run()
+        records[step.name]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if records[step.name]["status"] == "failed":
             print(f"== {step.name} failed (exit {records[step.name]['returncode']})", file=sys.stderr, flush=True)
         document["summary"] = summary_rows(records)
@@ -517,7 +542,9 @@ def summary_table(document: dict) -> str:
 # --- main --------------------------------------------------------------------------------------------
 
 def run_suite(sizes: list[int], *, workdir: Path | None, only: list[str] | None, models_from: Path | None,
-              out: Path, command: str) -> dict:
+              out: Path, command: str, previous: dict | None = None) -> dict:
+    """Run the selected steps; with `previous` (the document of an interrupted or partial run on
+    the same --workdir), the steps it measured successfully are kept, not run again."""
     document = new_document(sizes, command)
     with ExitStack() as stack:
         work = stack.enter_context(benchmark_workdir(workdir, keep=False, prefix="homefeed-suite-"))
@@ -527,7 +554,7 @@ def run_suite(sizes: list[int], *, workdir: Path | None, only: list[str] | None,
         steps = select_steps(plan_steps(sizes, work, models_from=models_from, published=published), only,
                              models_available=models_available)
         print(f"== {len(steps)} benchmarks in {work}: {', '.join(s.name for s in steps)}", file=sys.stderr, flush=True)
-        run_steps(steps, document, write=lambda d: write_document(d, out))
+        run_steps(steps, document, write=lambda d: write_document(d, out), kept=kept_records(previous, steps, sizes))
     write_document(document, out)
     return document
 
@@ -545,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
                              "`make demo`); default: train them on the smallest world")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="the JSON document (default: benchmarks/results/latest.json)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the steps that --out already records as succeeded (a run interrupted or "
+                             "split over several sittings, with the same --sizes and --workdir) and run the rest")
     args = parser.parse_args(argv)
     sizes = sorted(set(args.sizes))
     if sizes[0] < 1:
@@ -554,9 +584,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmarks {unknown}; known: {', '.join(known)}")
     if args.models_from is not None and not holds_promoted_rankers(args.models_from):
         parser.error(f"{args.models_from}/models has no promoted {' and '.join(RANKERS)}")
+    previous = None
+    if args.resume:
+        if args.workdir is None:
+            parser.error("--resume needs the --workdir whose worlds the previous run built")
+        previous = json.loads(args.out.read_text()) if args.out.exists() else None
+        if previous is not None and previous.get("sizes") != sizes:
+            parser.error(f"--resume: {args.out} measured sizes {previous.get('sizes')}, not {sizes}")
     command = shlex.join(["python", "-m", "benchmarks.suite", *argv])
     document = run_suite(sizes, workdir=args.workdir, only=args.only, models_from=args.models_from,
-                         out=args.out, command=command)
+                         out=args.out, command=command, previous=previous)
     print(summary_table(document))
     print(f"JSON: {args.out}", file=sys.stderr)
     return exit_status(document)

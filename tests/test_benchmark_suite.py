@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from benchmarks.graph_jobs import holds_ingested_world
 from benchmarks.suite import (
     Step,
     exit_status,
+    kept_records,
+    main,
     parse_benchmark_output,
     run_benchmark,
     run_steps,
@@ -206,7 +209,9 @@ def test_a_failing_benchmark_is_recorded_and_the_others_go_on():
     assert broken["stderr_tail"] == "loaded 3 tables\nno such table: candidates\n"
     assert records["fine"]["status"] == "ok" and records["fine"]["result"] == {"benchmark": "fine", "value": 7}
     assert records["fine"]["seconds"] > 0 and records["fine"]["peak_rss_mb"] >= 0
-    assert records["after_broken"] == {"status": "skipped", "reason": "needs broken, which did not succeed"}
+    assert {k: v for k, v in records["after_broken"].items() if k != "finished_at"} == {
+        "status": "skipped", "reason": "needs broken, which did not succeed"}
+    assert all(datetime.fromisoformat(record["finished_at"]).tzinfo is not None for record in records.values())
     assert records["after_fine"]["status"] == "ok"
     # The document was written after every step, the first time with the failure alone.
     assert [list(d["benchmarks"]) for d in written] == [["broken"], ["broken", "fine"],
@@ -215,6 +220,48 @@ def test_a_failing_benchmark_is_recorded_and_the_others_go_on():
     assert written[0]["summary"] == [{"kind": "failed", "benchmark": "broken", "detail": "exit status 1"}]
     assert exit_status(document) == 1
     assert exit_status({"benchmarks": {"fine": records["fine"]}}) == 0
+
+
+def test_a_resumed_run_keeps_what_succeeded_before_and_runs_the_rest():
+    ran = []
+
+    def step(name: str, *, requires: tuple[str, ...] = ()) -> Step:
+        return Step(name, name.split("@")[0], lambda: ran.append(name) or {"status": "ok", "seconds": 1.0, "result": {}},
+                    requires=requires)
+
+    steps = [step("graph_jobs"), step("ranking_batch@10", requires=("graph_jobs",)),
+             step("publish@10", requires=("ranking_batch@10",)), step("serve")]
+    previous = {"sizes": [10], "started_at": "2026-12-01T10:00:00+00:00", "git_commit": "abc",
+                "benchmarks": {"graph_jobs": {"status": "ok", "seconds": 900.0, "result": {}},
+                               "ranking_batch@10": {"status": "failed", "returncode": -9},
+                               "publish@10": {"status": "skipped", "reason": "needs ranking_batch@10"},
+                               "quality": {"status": "ok", "seconds": 5.0, "result": {}}}}  # not planned this time
+
+    kept = kept_records(previous, steps, [10])
+    document = run_steps(steps, {"benchmarks": {}, "summary": []}, write=lambda d: None, kept=kept)
+
+    assert ran == ["ranking_batch@10", "publish@10", "serve"]  # the failed and skipped ones run again
+    records = document["benchmarks"]
+    assert list(records) == ["graph_jobs", "ranking_batch@10", "publish@10", "serve"]
+    assert records["graph_jobs"]["seconds"] == 900.0
+    assert records["graph_jobs"]["kept_from"] == {"started_at": "2026-12-01T10:00:00+00:00", "git_commit": "abc"}
+    assert "kept_from" not in records["serve"]
+    # Kept twice, a record still names the run that measured it; other sizes keep nothing.
+    assert kept_records({**document, "sizes": [10], "started_at": "later"}, steps, [10])["graph_jobs"]["kept_from"] \
+        == {"started_at": "2026-12-01T10:00:00+00:00", "git_commit": "abc"}
+    assert kept_records(previous, steps, [10, 100]) == {} and kept_records(None, steps, [10]) == {}
+
+
+def test_resume_refuses_a_document_of_other_sizes_or_no_workdir(tmp_path, capsys):
+    out = tmp_path / "latest.json"
+    out.write_text(json.dumps({"sizes": [10000, 100000], "benchmarks": {}}))
+    for argv in (["--sizes", "2000", "--workdir", str(tmp_path), "--out", str(out), "--resume"],
+                 ["--sizes", "10000", "100000", "--out", str(out), "--resume"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+    errors = capsys.readouterr().err
+    assert "measured sizes [10000, 100000], not [2000]" in errors and "--resume needs the --workdir" in errors
 
 
 def test_output_that_is_not_json_fails_the_benchmark():
