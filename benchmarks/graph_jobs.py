@@ -13,6 +13,11 @@ sizes is the time ratio divided by the user ratio: 1.0 is linear, 10 would be qu
 `--reuse-worlds`: a size whose `DIR/world-N` already holds the world and its bronze tables (what
 `python -m benchmarks.generate_ingest --workdir DIR` leaves, same seed) is not generated and ingested
 again; `python -m benchmarks.suite` chains the two this way.
+
+Each job's figures are appended to `DIR/world-N/graph_jobs.jsonl` as it finishes. `--resume` (with
+`--reuse-worlds`) keeps the jobs that file holds, marked `"kept": true`, and runs the others, so a
+run that takes longer than one sitting (every job at 100K users is hours here) goes on where it
+stopped; without `--resume` the file is started afresh.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import json
 import shutil
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
@@ -65,10 +71,30 @@ def holds_ingested_world(world: Path) -> bool:
     return all((world / "raw" / t.name).is_dir() and (tables / t.name / "_delta_log").is_dir() for t in RAW_TABLES)
 
 
+PROGRESS_FILE = "graph_jobs.jsonl"
+
+
+def measured_before(world: Path) -> dict[str, dict]:
+    """{job: its figures} that earlier runs on `world` recorded in its progress file (the last
+    record of a job wins)."""
+    path = world / PROGRESS_FILE
+    if not path.is_file():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {record["job"]: record["result"] for record in records}
+
+
+def record_progress(world: Path, job: str, result: dict) -> None:
+    with (world / PROGRESS_FILE).open("a") as progress:
+        progress.write(json.dumps({"job": job, "result": result}) + "\n")
+
+
 def bench_size(users: int, workdir: Path, seed: int, jobs: dict[str, tuple[str, ...]], *,
-               prerequisites: tuple[str, ...] = ("group:bronze",), reuse_world: bool = False) -> dict:
+               prerequisites: tuple[str, ...] = ("group:bronze",), reuse_world: bool = False,
+               resume: bool = False) -> dict:
     """Generate a world of `users`, build `prerequisites` (not measured), then run and measure each job.
-    With `reuse_world`, a world already generated and ingested in `workdir` is used as it is."""
+    With `reuse_world`, a world already generated and ingested in `workdir` is used as it is; with
+    `resume` too, the jobs its progress file holds are kept instead of run again."""
     world = workdir / f"world-{users}"
     if not (reuse_world and holds_ingested_world(world)):
         shutil.rmtree(world, ignore_errors=True)
@@ -78,14 +104,23 @@ def bench_size(users: int, workdir: Path, seed: int, jobs: dict[str, tuple[str, 
             raise SystemExit(generated.stderr[-3000:])
         for selection in prerequisites:
             _run(world, selection)
+    kept = measured_before(world) if resume else {}
+    if not resume:
+        (world / PROGRESS_FILE).unlink(missing_ok=True)
     results = {}
     for job, assets in jobs.items():
+        if job in kept:
+            results[job] = {**kept[job], "kept": True}
+            print(json.dumps({"users": users, "job": job, **results[job]}), file=sys.stderr, flush=True)
+            continue
         measured, report = _run(world, _selection(assets))
         step_seconds = sum(report["step_seconds"].values())
         rows = {asset: report["rows"].get(asset) for asset in assets}
         checks = {asset: phases for asset, phases in report.get("check_phase_seconds", {}).items() if asset in assets}
         results[job] = {**measured, "job_seconds": round(step_seconds, 2),
-                        "rows": rows if len(rows) > 1 else rows[assets[0]], "check_phase_seconds": checks}
+                        "rows": rows if len(rows) > 1 else rows[assets[0]], "check_phase_seconds": checks,
+                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        record_progress(world, job, results[job])
         print(json.dumps({"users": users, "job": job, **results[job]}), file=sys.stderr, flush=True)
     return {"users": users, "jobs": results}
 
@@ -113,10 +148,16 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--reuse-worlds", action="store_true",
                         help="use a world already generated and ingested in --workdir (same seed) as it is")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --reuse-worlds: keep the jobs an earlier run measured on each world (its "
+                             f"{PROGRESS_FILE}) and run the rest")
     args = parser.parse_args()
+    if args.resume and not args.reuse_worlds:
+        parser.error("--resume needs --reuse-worlds (a regenerated world has nothing to resume)")
     jobs = {job: GRAPH_JOBS[job] for job in args.jobs}
     with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-graph-bench-") as workdir:
-        results = [bench_size(n, workdir, args.seed, jobs, reuse_world=args.reuse_worlds) for n in sorted(args.sizes)]
+        results = [bench_size(n, workdir, args.seed, jobs, reuse_world=args.reuse_worlds, resume=args.resume)
+                   for n in sorted(args.sizes)]
     print(json.dumps({"benchmark": "graph_jobs", "sizes": results, "growth": growth(results)}, indent=2))
 
 

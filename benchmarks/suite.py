@@ -227,8 +227,10 @@ def against_published_redis(published: PublishedRedis, module: str, *args: objec
     return run_benchmark(python_module(module, "--json", "--redis", url, *args), users=users)
 
 
-def plan_steps(sizes: list[int], workdir: Path, *, models_from: Path | None, published: PublishedRedis) -> list[Step]:
-    """Every step the suite knows, in dependency order."""
+def plan_steps(sizes: list[int], workdir: Path, *, models_from: Path | None, published: PublishedRedis,
+               resume: bool = False) -> list[Step]:
+    """Every step the suite knows, in dependency order; with `resume`, graph_jobs keeps the jobs an
+    interrupted run of it measured on the same worlds."""
     smallest, largest = sizes[0], sizes[-1]
     worlds = {n: world_dir(workdir, n) for n in sizes}
     models_home = models_from or workdir / "rankers"
@@ -238,7 +240,7 @@ def plan_steps(sizes: list[int], workdir: Path, *, models_from: Path | None, pub
              lambda: run_benchmark(python_module("generate_ingest", "--sizes", *sizes, "--workdir", workdir))),
         Step("graph_jobs", "graph_jobs",
              lambda: run_benchmark(python_module("graph_jobs", "--sizes", *sizes, "--workdir", workdir,
-                                                 "--reuse-worlds"))),
+                                                 "--reuse-worlds", *(["--resume"] if resume else [])))),
         Step("twhin", "twhin", lambda: run_benchmark(python_module("bench_twhin", "--worlds", *worlds.values()))),
         Step("ranking_inference", "ranking_inference", lambda: run_benchmark(python_module("ranking", "inference"))),
         Step("ranking_training", "ranking_training", lambda: run_benchmark(python_module("ranking", "training"))),
@@ -542,17 +544,18 @@ def summary_table(document: dict) -> str:
 # --- main --------------------------------------------------------------------------------------------
 
 def run_suite(sizes: list[int], *, workdir: Path | None, only: list[str] | None, models_from: Path | None,
-              out: Path, command: str, previous: dict | None = None) -> dict:
-    """Run the selected steps; with `previous` (the document of an interrupted or partial run on
-    the same --workdir), the steps it measured successfully are kept, not run again."""
+              out: Path, command: str, resume: bool = False, previous: dict | None = None) -> dict:
+    """Run the selected steps. With `resume`, the steps `previous` (the document of an interrupted
+    or partial run on the same --workdir, if any) records as succeeded are kept, not run again, and
+    graph_jobs keeps the jobs it measured before it was interrupted."""
     document = new_document(sizes, command)
     with ExitStack() as stack:
         work = stack.enter_context(benchmark_workdir(workdir, keep=False, prefix="homefeed-suite-"))
         published = PublishedRedis(work / "redis", world_dir(work, sizes[-1]) / "warehouse" / "tables")
         stack.callback(published.stop)
         models_available = holds_promoted_rankers(models_from or work / "rankers")
-        steps = select_steps(plan_steps(sizes, work, models_from=models_from, published=published), only,
-                             models_available=models_available)
+        steps = select_steps(plan_steps(sizes, work, models_from=models_from, published=published,
+                                        resume=resume), only, models_available=models_available)
         print(f"== {len(steps)} benchmarks in {work}: {', '.join(s.name for s in steps)}", file=sys.stderr, flush=True)
         run_steps(steps, document, write=lambda d: write_document(d, out), kept=kept_records(previous, steps, sizes))
     write_document(document, out)
@@ -593,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--resume: {args.out} measured sizes {previous.get('sizes')}, not {sizes}")
     command = shlex.join(["python", "-m", "benchmarks.suite", *argv])
     document = run_suite(sizes, workdir=args.workdir, only=args.only, models_from=args.models_from,
-                         out=args.out, command=command, previous=previous)
+                         out=args.out, command=command, resume=args.resume, previous=previous)
     print(summary_table(document))
     print(f"JSON: {args.out}", file=sys.stderr)
     return exit_status(document)

@@ -293,13 +293,20 @@ def test_steps_selected_by_default_by_group_and_by_name():
     assert selected(["ranking_batch@10000"], models_available=True) == ["ranking_batch@10000"]
 
 
-def test_a_world_is_reused_only_with_every_raw_table_ingested(tmp_path):
+def ingested_world_folders(world: Path) -> Path:
+    """The folders of a generated and ingested world (no data in them)."""
     from jobs.contract import RAW_TABLES
 
-    world = tmp_path / "world-300"
     for table in RAW_TABLES:
         (world / "raw" / table.name).mkdir(parents=True)
         (world / "warehouse" / "tables" / table.name / "_delta_log").mkdir(parents=True)
+    return world
+
+
+def test_a_world_is_reused_only_with_every_raw_table_ingested(tmp_path):
+    from jobs.contract import RAW_TABLES
+
+    world = ingested_world_folders(tmp_path / "world-300")
     assert holds_ingested_world(world)
     (world / "warehouse" / "tables" / RAW_TABLES[-1].name / "_delta_log").rmdir()
     assert not holds_ingested_world(world)
@@ -332,3 +339,36 @@ def test_the_suite_runs_the_generator_benchmark_at_two_sizes_and_writes_one_docu
     assert "| stage | users | wall s | peak MB | scaling |" in done.stdout
     assert f"| generate (generator alone) | 600 | {large['wall_seconds']:.1f} |" in done.stdout
     assert not (tmp_path / "work" / "world-300").exists()  # bench_generate keeps no world unless told to
+
+
+def test_graph_jobs_resumed_keeps_the_jobs_measured_before_an_interruption(tmp_path, monkeypatch):
+    import benchmarks.graph_jobs as graph_jobs
+
+    world = ingested_world_folders(tmp_path / "world-300")
+    jobs = {"a": ("a",), "b": ("b",), "c": ("c",)}
+    ran, interrupt_at = [], {"c"}
+
+    def fake_run(_world, selection):
+        asset = selection.removeprefix("key:")
+        if asset in interrupt_at:
+            raise SystemExit(f"`homefeed run --select {selection}` failed")
+        ran.append(asset)
+        seconds = {"a": 10.0, "b": 20.0, "c": 30.0}[asset]
+        return ({"process_seconds": seconds + 5, "peak_rss_mb": 100.0},
+                {"step_seconds": {asset: seconds}, "rows": {asset: 7}, "check_phase_seconds": {}})
+
+    monkeypatch.setattr(graph_jobs, "_run", fake_run)
+    with pytest.raises(SystemExit):
+        graph_jobs.bench_size(300, tmp_path, 7, jobs, reuse_world=True)
+    assert ran == ["a", "b"] and set(graph_jobs.measured_before(world)) == {"a", "b"}
+
+    ran.clear()
+    interrupt_at.clear()
+    resumed = graph_jobs.bench_size(300, tmp_path, 7, jobs, reuse_world=True, resume=True)
+    assert ran == ["c"]
+    assert [resumed["jobs"][j]["job_seconds"] for j in "abc"] == [10.0, 20.0, 30.0]
+    assert [resumed["jobs"][j].get("kept", False) for j in "abc"] == [True, True, False]
+
+    ran.clear()
+    graph_jobs.bench_size(300, tmp_path, 7, jobs, reuse_world=True)  # not resumed: every job again
+    assert ran == ["a", "b", "c"] and len((world / graph_jobs.PROGRESS_FILE).read_text().splitlines()) == 3
