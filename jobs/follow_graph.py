@@ -71,7 +71,8 @@ def follow_graph_two_hop(follows: DataFrame, *, config: TwoHopConfig = TwoHopCon
         .groupBy("user_id", "candidate_id")
         .agg(
             F.count(F.lit(1)).alias("social_proof_count"),
-            F.slice(F.array_sort(F.collect_list("intermediate_id")), 1, config.max_proofs).alias("proof_user_ids"),
+            # sort_array, not array_sort, whose default comparator is an interpreted lambda (slow).
+            F.slice(F.sort_array(F.collect_list("intermediate_id")), 1, config.max_proofs).alias("proof_user_ids"),
         )
         .where(F.col("social_proof_count") >= config.min_social_proof)
         .join(already_followed, on=["user_id", "candidate_id"], how="left_anti")
