@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_higgs)
 
     p = with_warehouse(sub.add_parser("run", help="ingest the raw input and build every asset through Dagster"))
-    p.add_argument("--input", help="raw input folder (default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
+    p.add_argument("--input", help="raw input folder or s3a:// prefix (default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
     p.add_argument("--select", help="Dagster asset selection, e.g. 'follows', 'key:users or key:follows', 'group:graph'")
     p.add_argument("--report", help="also write the outcome (steps, timings, row counts) as JSON here")
     p.set_defaults(func=cmd_run)
@@ -699,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = with_redis_url(sub.add_parser(
         "drain-events", help="move the API's client-event log from Redis into the raw input (--input)"))
-    p.add_argument("--input", help="the raw input folder the next build reads (default: $HOMEFEED_RAW_INPUT)")
+    p.add_argument("--input", help="the raw input folder or s3a:// prefix the next build reads (default: $HOMEFEED_RAW_INPUT)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drain_events)
     p = sub.add_parser("token", help="mint a bearer token for USER_ID (signed with $HOMEFEED_SECRET)")
