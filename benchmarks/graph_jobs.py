@@ -89,6 +89,16 @@ def record_progress(world: Path, job: str, result: dict) -> None:
         progress.write(json.dumps({"job": job, "result": result}) + "\n")
 
 
+def measure_job(world: Path, assets: tuple[str, ...]) -> dict:
+    """Run the job that materializes `assets` on `world`; its figures."""
+    measured, report = _run(world, _selection(assets))
+    rows = {asset: report["rows"].get(asset) for asset in assets}
+    checks = {asset: phases for asset, phases in report.get("check_phase_seconds", {}).items() if asset in assets}
+    return {**measured, "job_seconds": round(sum(report["step_seconds"].values()), 2),
+            "rows": rows if len(rows) > 1 else rows[assets[0]], "check_phase_seconds": checks,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def bench_size(users: int, workdir: Path, seed: int, jobs: dict[str, tuple[str, ...]], *,
                prerequisites: tuple[str, ...] = ("group:bronze",), reuse_world: bool = False,
                resume: bool = False) -> dict:
@@ -111,16 +121,9 @@ def bench_size(users: int, workdir: Path, seed: int, jobs: dict[str, tuple[str, 
     for job, assets in jobs.items():
         if job in kept:
             results[job] = {**kept[job], "kept": True}
-            print(json.dumps({"users": users, "job": job, **results[job]}), file=sys.stderr, flush=True)
-            continue
-        measured, report = _run(world, _selection(assets))
-        step_seconds = sum(report["step_seconds"].values())
-        rows = {asset: report["rows"].get(asset) for asset in assets}
-        checks = {asset: phases for asset, phases in report.get("check_phase_seconds", {}).items() if asset in assets}
-        results[job] = {**measured, "job_seconds": round(step_seconds, 2),
-                        "rows": rows if len(rows) > 1 else rows[assets[0]], "check_phase_seconds": checks,
-                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        record_progress(world, job, results[job])
+        else:
+            results[job] = measure_job(world, assets)
+            record_progress(world, job, results[job])
         print(json.dumps({"users": users, "job": job, **results[job]}), file=sys.stderr, flush=True)
     return {"users": users, "jobs": results}
 

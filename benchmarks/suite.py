@@ -307,16 +307,14 @@ def run_steps(steps: list[Step], document: dict, *, write: Callable[[dict], None
             records[step.name] = kept[step.name]
             print(f"== [{index}/{len(steps)}] {step.name}: kept from the run started at "
                   f"{kept[step.name]['kept_from']['started_at']}", file=sys.stderr, flush=True)
-            document["summary"] = summary_rows(records)
-            write(document)
-            continue
-        reason = skipped_because(step, records)
-        print(f"== [{index}/{len(steps)}] {step.name}" + (f": skipped, {reason}" if reason else ""),
-              file=sys.stderr, flush=True)
-        records[step.name] = {"status": "skipped", "reason": reason} if reason else step.run()
-        records[step.name]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if records[step.name]["status"] == "failed":
-            print(f"== {step.name} failed (exit {records[step.name]['returncode']})", file=sys.stderr, flush=True)
+        else:
+            reason = skipped_because(step, records)
+            print(f"== [{index}/{len(steps)}] {step.name}" + (f": skipped, {reason}" if reason else ""),
+                  file=sys.stderr, flush=True)
+            records[step.name] = {"status": "skipped", "reason": reason} if reason else step.run()
+            records[step.name]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            if records[step.name]["status"] == "failed":
+                print(f"== {step.name} failed (exit {records[step.name]['returncode']})", file=sys.stderr, flush=True)
         document["summary"] = summary_rows(records)
         write(document)
     return document
