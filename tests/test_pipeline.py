@@ -165,6 +165,19 @@ def test_definitions_load_with_resources():
     assert {k.to_user_string() for k in ranking.asset_layer.executable_asset_keys} == {"ranked_feeds"}
 
 
+def test_a_group_selection_parses_without_dagsters_beta_warning():
+    import warnings
+
+    from orchestration.definitions import defs
+    from orchestration.run import selection_from_string
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        selected = selection_from_string("group:training")
+    graph = defs().resolve_asset_graph()
+    assert {k.to_user_string() for k in selected.resolve(graph)} == {"training_examples", "rankers"}
+
+
 def test_a_generated_world_meets_the_contract_entirely(generated_build):
     """Every row the synthetic generator writes passes ingestion: nothing is quarantined."""
     run_settings, outcome, summary = generated_build
