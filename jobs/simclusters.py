@@ -88,12 +88,7 @@ def producers(
         .agg(F.count(F.lit(1)).alias("followers"))
         .filter(F.col("followers") >= min_followers)
     )
-    rank = F.row_number().over(Window.orderBy(F.col("followers").desc(), F.col("producer_id")))
-    return (
-        counts.withColumn("_rank", rank)
-        .filter(F.col("_rank") <= max_producers)
-        .select("producer_id", "followers")
-    )
+    return counts.orderBy(F.col("followers").desc(), F.col("producer_id")).limit(max_producers)
 
 
 def producer_similarity(
@@ -214,11 +209,10 @@ def _seed_producers(graph: DataFrame, degrees: DataFrame, *, k: int, seed: int) 
         "key",
         F.when(F.col("key") == F.col("k1_max"), 0).when(F.col("key") == F.col("key_max"), 1).otherwise(2).alias("tier"),
     )
-    order = Window.orderBy(F.col("tier"), F.col("key").desc())
-    return (
-        ranked.withColumn("_rank", F.row_number().over(order))
-        .filter(F.col("_rank") <= k)
-        .select("producer_id", (F.col("_rank") - 1).cast("int").alias("cluster_id"))
+    # K rows: numbered on the driver rather than by a window without partitions.
+    first_k = ranked.orderBy(F.col("tier"), F.col("key").desc()).limit(k).select("producer_id").collect()
+    return ranked.sparkSession.createDataFrame(
+        [(row.producer_id, cluster_id) for cluster_id, row in enumerate(first_k)], "producer_id bigint, cluster_id int"
     )
 
 

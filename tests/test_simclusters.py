@@ -56,6 +56,32 @@ def test_threshold_and_max_neighbours_prune_edges(spark):
     assert cos[(13, 11)] == pytest.approx(1 / math.sqrt(2))
 
 
+def test_producers_keeps_the_most_followed_ties_by_smaller_id(spark):
+    # Followers: 10 has 3, 11 and 12 have 2 each, 13 has 1.
+    def kept(**kw):
+        return _rows(sc.producers(_follows(spark, SMALL_FOLLOWS), **kw), "producer_id", "followers")
+
+    assert kept(min_followers=1, max_producers=10) == [(10, 3), (11, 2), (12, 2), (13, 1)]
+    assert kept(min_followers=1, max_producers=2) == [(10, 3), (11, 2)]  # 11 before 12 on the tie
+    assert kept(min_followers=3, max_producers=2) == [(10, 3)]
+
+
+def test_seeds_are_numbered_by_tier_then_key(spark):
+    # Two components. A: 1-2 and 1-3 (weight 1): degrees 1 -> 2, 2 and 3 -> 1. B: 10-11 and 10-12
+    # (weight 0.5): degrees 10 -> 1, 11 and 12 -> 0.5. Each hub has the largest key within two
+    # hops (tier 0), and 1's degree (2) beats 10's (1), so 1 is cluster 0 and 10 cluster 1.
+    similarity = spark.createDataFrame(
+        [(1, 2, 1.0), (1, 3, 1.0), (10, 11, 0.5), (10, 12, 0.5)], "producer_id bigint, neighbor_id bigint, cosine double"
+    )
+    graph = sc._undirected(similarity)
+    degrees = graph.groupBy(graph.src.alias("producer_id")).agg({"w": "sum"}).withColumnRenamed("sum(w)", "degree")
+    assert _rows(sc._seed_producers(graph, degrees, k=2, seed=7), "producer_id", "cluster_id") == [(1, 0), (10, 1)]
+    assert _rows(sc._seed_producers(graph, degrees, k=1, seed=7), "producer_id", "cluster_id") == [(1, 0)]
+    # Then the rest by key: 2 and 3 (degree 1) before 11 and 12 (0.5), in hash order.
+    four = dict(_rows(sc._seed_producers(graph, degrees, k=4, seed=7), "producer_id", "cluster_id"))
+    assert four[1] == 0 and four[10] == 1 and set(four) == {1, 10, 2, 3} and {four[2], four[3]} == {2, 3}
+
+
 def test_fan_out_cap_bounds_the_pairs_of_one_follower(spark):
     # One follower of six producers: uncapped, every ordered pair (30) with cosine 1.
     follows = _follows(spark, [(1, p) for p in range(10, 16)])
