@@ -2,6 +2,7 @@
 
     python -m benchmarks.suite [--sizes 10000 100000] [--workdir DIR] [--only NAME ...]
                                [--models-from WAREHOUSE] [--out benchmarks/results/latest.json] [--resume]
+    python -m benchmarks.suite --combine RUN.json RUN.json ... [--out FILE]
 
 Each benchmark runs as its own subprocess (`python -m benchmarks.<module>`), in dependency order,
 on one generated and built world per size kept in the work folder (`DIR/world-N`):
@@ -37,6 +38,11 @@ that measured it, and the others run:
 
 Without --workdir the worlds go to a temporary folder removed at the end (at 100K users they hold
 91M candidate rows and their features); a --workdir is kept.
+
+`--combine` runs nothing: from the documents of runs at different sizes (a size a sitting when the
+whole run takes longer) it prints one table whose scaling factors go across them, and writes their
+combined document ({"runs": [each run's command, started_at, git_commit, machine, sizes],
+"benchmarks": {"name (sizes)": record}, "summary"}) when --out is given.
 """
 
 from __future__ import annotations
@@ -501,7 +507,8 @@ def _number(value: float | None, decimals: int = 0) -> str:
 def _figure_cells(row: dict) -> tuple[str, str, str, str]:
     """(what, measured, against, ratio) of a figure row."""
     if row["kind"] == "serving":
-        return (f"serving {row['endpoint']}, {row['connections']} connections",
+        users = f"{_number(row['users'])} users, " if row.get("users") else ""
+        return (f"serving {row['endpoint']}, {users}{row['connections']} connections",
                 f"{_number(row['rps'])} rps, p50 {_number(row['p50_ms'], 1)} ms, p99 {_number(row['p99_ms'], 1)} ms",
                 f"baseline {_number(row['baseline_rps'])} rps", _number(row["ratio_to_baseline"], 2))
     if row["kind"] == "publication":
@@ -514,12 +521,17 @@ def _figure_cells(row: dict) -> tuple[str, str, str, str]:
             f"matmul peak {_number(row['matmul_peak_gflops'], 1)} GFLOP/s", _number(row["efficiency"], 2))
 
 
+def _run_line(run: dict) -> str:
+    machine_info = run["machine"]
+    commit = (run.get("git_commit") or "unknown")[:10] + (" (modified)" if run.get("git_dirty") else "")
+    return (f"`{run['command']}`, {run['started_at']}, commit {commit}, "
+            f"{machine_info['cpus']} CPUs, {machine_info['memory_gb']} GB")
+
+
 def summary_table(document: dict) -> str:
-    """Markdown: a line naming the run, the stages table, the figures table, what did not succeed."""
-    machine_info = document["machine"]
-    commit = (document.get("git_commit") or "unknown")[:10] + (" (modified)" if document.get("git_dirty") else "")
-    lines = [f"`{document['command']}`, {document['started_at']}, commit {commit}, "
-             f"{machine_info['cpus']} CPUs, {machine_info['memory_gb']} GB", ""]
+    """Markdown: a line naming the run (a line per run of a combined document), the stages table,
+    the figures table, what did not succeed."""
+    lines = [*(_run_line(run) for run in document.get("runs", [document])), ""]
     rows = document["summary"]
     stages = [row for row in rows if row["kind"] == "stage"]
     if stages:
@@ -537,6 +549,25 @@ def summary_table(document: dict) -> str:
     if not_ok:
         lines += ["Did not succeed: " + "; ".join(not_ok) + ".", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+RUN_KEYS = ("command", "started_at", "git_commit", "git_dirty", "machine", "sizes")
+
+
+def combined_document(documents: list[dict]) -> dict:
+    """One document from suite runs at different sizes (a size a sitting, when the whole run takes
+    longer): the runs under "runs", their benchmarks side by side (each name followed by its run's
+    sizes) and one summary, so that a stage's scaling factor goes from one run's size to the next."""
+    seen: set[int] = set()
+    for document in documents:
+        overlap = seen & set(document["sizes"])
+        if overlap:
+            raise ValueError(f"two documents measured {sorted(overlap)} users; combine runs of different sizes")
+        seen |= set(document["sizes"])
+    benchmarks = {f"{name} ({'+'.join(map(str, document['sizes']))})": record
+                  for document in documents for name, record in document["benchmarks"].items()}
+    return {"suite": "homefeed", "runs": [{key: document.get(key) for key in RUN_KEYS} for document in documents],
+            "sizes": sorted(seen), "benchmarks": benchmarks, "summary": summary_rows(benchmarks)}
 
 
 # --- main --------------------------------------------------------------------------------------------
@@ -571,12 +602,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-from", type=Path,
                         help="a warehouse whose promoted rankers ranking_batch uses (e.g. `warehouse` after "
                              "`make demo`); default: train them on the smallest world")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="the JSON document (default: benchmarks/results/latest.json)")
+    parser.add_argument("--out", type=Path,
+                        help="the JSON document (default: benchmarks/results/latest.json; with --combine, "
+                             "written only when given)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the steps that --out already records as succeeded (a run interrupted or "
                              "split over several sittings, with the same --sizes and --workdir) and run the rest")
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="DOCUMENT",
+                        help="run nothing: print one table, scaling factors across them, from the documents "
+                             "of runs at different sizes")
     args = parser.parse_args(argv)
+    if args.combine:
+        try:
+            document = combined_document([json.loads(path.read_text()) for path in args.combine])
+        except (OSError, ValueError, KeyError) as error:
+            parser.error(f"--combine: {error!r}")
+        if args.out is not None:
+            write_document(document, args.out)
+        print(summary_table(document))
+        return exit_status(document)
+    args.out = args.out or DEFAULT_OUT
     sizes = sorted(set(args.sizes))
     if sizes[0] < 1:
         parser.error("--sizes are positive user counts")

@@ -15,6 +15,7 @@ import pytest
 from benchmarks.graph_jobs import holds_ingested_world
 from benchmarks.suite import (
     Step,
+    combined_document,
     exit_status,
     kept_records,
     main,
@@ -165,12 +166,69 @@ def test_summary_table_is_markdown_of_the_rows():
         "\n"
         "| figure | measured | against | ratio |\n"
         "|---|---|---|---:|\n"
-        "| serving for_you, 50 connections | 1,235 rps, p50 3.1 ms, p99 20.0 ms | baseline 2,000 rps | 0.62 |\n"
+        "| serving for_you, 10,000 users, 50 connections | 1,235 rps, p50 3.1 ms, p99 20.0 ms | baseline 2,000 rps | 0.62 |\n"
         "| publication of the feeds, 10,000 users | 38.0 MB/s | redis-benchmark 732.0 MB/s | 0.052 |\n"
         "| heavy ranker inference, 2 threads | 274,000 candidates/s, 73.0 GFLOP/s | matmul peak 84.0 GFLOP/s | 0.87 |\n"
         "\n"
         "Did not succeed: quality (failed: exit status 2).\n"
     )
+
+
+def run_document(sizes: list[int], benchmarks: dict, started_at: str) -> dict:
+    return {"suite": "homefeed", "command": f"python -m benchmarks.suite --sizes {sizes[0]}", "started_at": started_at,
+            "git_commit": "0123456789abcdef", "git_dirty": False, "machine": {"cpus": 2, "memory_gb": 23.5},
+            "sizes": sizes, "benchmarks": benchmarks}
+
+
+def one_size(users: int) -> dict:
+    """BENCHMARKS' records at one size, as a run of the suite at that size alone writes them."""
+    generate_ingest = BENCHMARKS["generate_ingest"]["result"]
+    graph_jobs = BENCHMARKS["graph_jobs"]["result"]
+    return {
+        "generate_ingest": ok({**generate_ingest, "sizes": [s for s in generate_ingest["sizes"] if s["users"] == users]}),
+        "graph_jobs": ok({**graph_jobs, "sizes": [s for s in graph_jobs["sizes"] if s["users"] == users]}),
+        f"ranking_batch@{users}": BENCHMARKS[f"ranking_batch@{users}"],
+        f"publish@{users}": BENCHMARKS[f"publish@{users}"],
+    }
+
+
+def test_runs_at_different_sizes_combine_into_one_table_scaling_across_them(tmp_path, capsys):
+    small, large = run_document([1000], one_size(1000), "t1"), run_document([10000], one_size(10000), "t2")
+    combined = combined_document([small, large])
+    assert combined["sizes"] == [1000, 10000]
+    assert [run["started_at"] for run in combined["runs"]] == ["t1", "t2"]
+    assert set(combined["benchmarks"]) == {"generate_ingest (1000)", "graph_jobs (1000)", "ranking_batch@1000 (1000)",
+                                           "publish@1000 (1000)", "generate_ingest (10000)", "graph_jobs (10000)",
+                                           "ranking_batch@10000 (10000)", "publish@10000 (10000)"}
+    stages = [row for row in combined["summary"] if row["kind"] == "stage"]
+    # The same factors as one run at both sizes (test above): generate 10/2/10, candidates 1200/60/10, ...
+    assert [(row["stage"], row["users"], row["scaling_factor"]) for row in stages] == [
+        ("generate", 1000, None), ("generate", 10000, 0.5), ("ingest", 1000, None), ("ingest", 10000, 0.2),
+        ("graph jobs (2)", 1000, None), ("graph jobs (2)", 10000, 1.0), ("candidates", 1000, None),
+        ("candidates", 10000, 2.0), ("feature tables (2)", 1000, None), ("feature tables (2)", 10000, 1.0),
+        ("ranked_feeds", 1000, None), ("ranked_feeds", 10000, 0.5), ("publish", 1000, None), ("publish", 10000, 0.5)]
+    table = summary_table(combined)
+    assert table.startswith("`python -m benchmarks.suite --sizes 1000`, t1, commit 0123456789, 2 CPUs, 23.5 GB\n"
+                            "`python -m benchmarks.suite --sizes 10000`, t2, commit 0123456789, 2 CPUs, 23.5 GB\n\n")
+    assert "| candidates | 10,000 | 1,200.0 | 9,000 | 2.00 |" in table
+
+    paths = []
+    for document in (small, large):
+        paths.append(tmp_path / f"{document['started_at']}.json")
+        paths[-1].write_text(json.dumps(document))
+    assert main(["--combine", *map(str, paths), "--out", str(tmp_path / "combined.json")]) == 0
+    assert capsys.readouterr().out == table + "\n"
+    assert json.loads((tmp_path / "combined.json").read_text()) == combined
+
+
+def test_combine_refuses_two_runs_of_one_size(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"two documents measured \[1000\] users"):
+        combined_document([run_document([1000], one_size(1000), "t1"), run_document([1000], one_size(1000), "t2")])
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run_document([1000], one_size(1000), "t1")))
+    with pytest.raises(SystemExit):
+        main(["--combine", str(path), str(path)])
+    assert "two documents measured [1000] users" in capsys.readouterr().err
 
 
 def test_summary_table_of_a_run_where_nothing_succeeded_names_what_failed():
