@@ -6,16 +6,14 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from jobs.storage import is_delta_table
+
 # Tables are read by deltalake and DuckDB as well as Spark; not all of them read deletion vectors.
 DELTA_TABLE_PROPERTIES = {"delta.enableDeletionVectors": "false"}
 
 
 def table_path(tables_dir: Path, name: str) -> Path:
     return tables_dir / name
-
-
-def is_delta_table(path: Path) -> bool:
-    return (path / "_delta_log").is_dir()
 
 
 def overwrite_delta(df: DataFrame, path: Path, *, partition_by: tuple[str, ...] = (),

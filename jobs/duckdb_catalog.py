@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from jobs.storage import is_object_store
+from jobs.storage import is_delta_table, is_object_store
 
 QUARANTINE_PREFIX = "quarantine_"
 QUARANTINE_VIEW = "quarantine"
@@ -33,11 +33,7 @@ class RegisteredTable:
 def find_delta_tables(tables_dir: Path) -> dict[str, Path]:
     if not tables_dir.is_dir():
         return {}
-    return {
-        p.name: p
-        for p in sorted(tables_dir.iterdir())
-        if p.is_dir() and (p / "_delta_log").is_dir()
-    }
+    return {p.name: p for p in sorted(tables_dir.iterdir()) if p.is_dir() and is_delta_table(p)}
 
 
 def _quote_identifier(name: str) -> str:

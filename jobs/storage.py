@@ -27,6 +27,20 @@ def is_object_store(location: str | os.PathLike) -> bool:
     return urlparse(str(location)).scheme in OBJECT_STORE_SCHEMES
 
 
+def is_delta_table(path: Path) -> bool:
+    """Whether `path` holds a Delta table with a committed version. A writer that dies before the
+    first commit of a new table leaves its `_delta_log` folder behind without a commit in it, which
+    no reader can open (deltalake: "No files in log segment")."""
+    log = path / "_delta_log"
+    return log.is_dir() and any(_is_commit_or_checkpoint(entry.name) for entry in log.iterdir())
+
+
+def _is_commit_or_checkpoint(name: str) -> bool:
+    """`00000000000000000003.json`, `00000000000000000010.checkpoint.parquet` (or a multi-part or
+    V2 checkpoint of that version): the log files a version can be read from."""
+    return name[:20].isdigit() and (name.endswith(".json") or ".checkpoint." in name)
+
+
 def storage_path(location: str | os.PathLike) -> Path:
     """The folder at `location` (the warehouse, or a side build's input): an absolute local `Path`,
     or a `UPath` for an object-store URL (typed as Path: it has the same interface for everything

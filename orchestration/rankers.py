@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from features.labels import LABELS
 from jobs.graph_eval import roc_auc
-from jobs.storage import models_root
+from jobs.storage import is_delta_table, models_root
 from models.heavy_ranker import (
     HeavyRanker,
     HeavyRankerConfig,
@@ -46,7 +46,7 @@ def read_training_examples(tables_dir: Path) -> tuple[pa.Table, dict]:
     from deltalake import DeltaTable
 
     path = tables_dir / "training_examples"
-    if not (path / "_delta_log").is_dir():
+    if not is_delta_table(path):
         raise FileNotFoundError(f"{path} does not exist: build the training set first (homefeed training-set)")
     columns = ["user_id", "tweet_id", "author_id", "impression_time", "split", *LABELS, *HEAVY_RANKER_FEATURES]
     return DeltaTable(str(path)).to_pyarrow_table(columns=list(dict.fromkeys(columns))), training_set_metadata(path)

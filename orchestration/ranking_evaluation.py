@@ -29,7 +29,7 @@ from features.labels import ACTION_OF_LABEL, LABELS, LabelConfig
 from features.registry import registry_hash
 from features.training_set import TrainingWindow
 from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
-from jobs.delta_io import read_delta
+from jobs.delta_io import is_delta_table, read_delta
 from jobs.graph_eval import roc_auc
 from jobs.realgraph import POSITIVE_ACTIONS
 from jobs.ranking_eval import engagement_value, feed_metrics, positions
@@ -163,7 +163,7 @@ def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window:
                          fingerprint=fingerprint, rebuild=rebuild, selection="group:bronze or key:mutual_follows")
     local = settings.model_copy(update={"warehouse": warehouse, "raw_input": world_dir / "raw", "as_of": as_of})
     table_dir = local.tables_dir / TRAINING_TABLE
-    if not rebuild and (table_dir / "_delta_log").is_dir():
+    if not rebuild and is_delta_table(table_dir):
         metadata = training_set_metadata(table_dir)
         representations = "daily" if daily else "window_start"
         if (metadata.get("window"), metadata.get("registry_hash"), metadata.get("representations")) == (

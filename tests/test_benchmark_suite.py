@@ -358,6 +358,7 @@ def ingested_world_folders(world: Path) -> Path:
     for table in RAW_TABLES:
         (world / "raw" / table.name).mkdir(parents=True)
         (world / "warehouse" / "tables" / table.name / "_delta_log").mkdir(parents=True)
+        (world / "warehouse" / "tables" / table.name / "_delta_log" / f"{0:020d}.json").touch()
     return world
 
 
@@ -366,8 +367,8 @@ def test_a_world_is_reused_only_with_every_raw_table_ingested(tmp_path):
 
     world = ingested_world_folders(tmp_path / "world-300")
     assert holds_ingested_world(world)
-    (world / "warehouse" / "tables" / RAW_TABLES[-1].name / "_delta_log").rmdir()
-    assert not holds_ingested_world(world)
+    (world / "warehouse" / "tables" / RAW_TABLES[-1].name / "_delta_log" / f"{0:020d}.json").unlink()
+    assert not holds_ingested_world(world)  # its first write died before the commit
     assert not holds_ingested_world(tmp_path / "world-600")
 
 

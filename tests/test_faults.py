@@ -152,3 +152,35 @@ def test_a_spark_writer_killed_midway_leaves_the_delta_table_at_its_previous_ver
     n = 2_000_000
     assert table.num_rows == n and len(set(table.column("id").to_pylist())) == n
     assert pc.sum(table.column("v")).as_py() == 3 * n * (n - 1) // 2
+
+
+def test_a_new_table_whose_first_write_died_is_no_table_and_the_failed_runs_report_is_still_written(tmp_path):
+    """What a Spark writer killed before the first commit of a new table leaves: its data files and
+    an empty `_delta_log`. Readers cannot open that, so the warehouse listing, the DuckDB catalog and
+    the run report (whose failure used to hide the failed step's own error) leave it out."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import write_deltalake
+
+    from jobs.duckdb_catalog import connect_warehouse, find_delta_tables
+    from jobs.storage import is_delta_table
+    from orchestration.cli import _write_run_report
+    from orchestration.run import RunOutcome, StepFailure
+
+    tables = tmp_path / "tables"
+    write_deltalake(str(tables / "users"), pa.table({"user_id": [1, 2, 3]}))
+    died = tables / "user_tweet_features"
+    (died / "_delta_log").mkdir(parents=True)
+    pq.write_table(pa.table({"user_id": [1]}), died / "part-00000-orphan.snappy.parquet")
+
+    assert is_delta_table(tables / "users") and not is_delta_table(died)
+    assert list(find_delta_tables(tables)) == ["users"]
+    assert connect_warehouse(tables).execute('SELECT count(*) FROM "users"').fetchone() == (3,)
+    outcome = RunOutcome(success=False, materialized=(),
+                         failures=(StepFailure("user_tweet_features", "java.lang.OutOfMemoryError"),))
+    _write_run_report(tmp_path / "report.json", outcome, 12.0, tables)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["rows"] == {"users": 3}
+    assert report["failures"] == [{"step": "user_tweet_features", "message": "java.lang.OutOfMemoryError"}]

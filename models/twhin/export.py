@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from jobs.storage import is_delta_table
 from models.twhin.graph import TWEET, USER
 from models.twhin.train import TwhinEmbeddings
 
@@ -41,7 +42,7 @@ def read_training_tables(paths: dict[str, Path]) -> dict[str, pa.Table]:
     tables = {}
     for name, columns in INPUT_COLUMNS.items():
         path = paths[name]
-        if not (path / "_delta_log").is_dir():
+        if not is_delta_table(path):
             raise FileNotFoundError(f"no Delta table at {path}; materialize `{name}` first")
         filters = [("action", "in", list(TRAINING_ACTIONS))] if name == "engagements" else None
         tables[name] = DeltaTable(str(path)).to_pyarrow_table(columns=columns, filters=filters)
