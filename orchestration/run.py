@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -122,4 +123,13 @@ def _failure_message(event: dg.DagsterEvent) -> str:
     head, _, text = message.partition(": ")
     if text and head.split(".")[-1] == error.cls_name:
         message = text
-    return f"{error.cls_name}: {message}"
+    return f"{error.cls_name}: {without_jvm_frames(message)}"
+
+
+_JVM_FRAME = re.compile(r"^\s+(at [\w$.<>/-]+\(.*\)|\.\.\. \d+ more)$")
+
+
+def without_jvm_frames(message: str) -> str:
+    """A Spark error's message (Py4JJavaError) carries the JVM's whole stack traces, hundreds of
+    `at ...` lines that bury its exception and `Caused by:` lines; those say what went wrong."""
+    return "\n".join(line for line in message.splitlines() if not _JVM_FRAME.match(line))

@@ -165,6 +165,19 @@ def test_definitions_load_with_resources():
     assert {k.to_user_string() for k in ranking.asset_layer.executable_asset_keys} == {"ranked_feeds"}
 
 
+def test_a_spark_failure_is_reported_by_its_exception_lines_without_the_jvm_frames():
+    from orchestration.run import without_jvm_frames
+
+    head = ("An error occurred while calling o412.save.\n: org.apache.spark.SparkException: Job aborted due to stage "
+            "failure: Task 3 in stage 41.0 failed 1 times: java.lang.OutOfMemoryError: Java heap space")
+    message = (f"{head}\n\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)\n"
+               "\tat org.apache.spark.sql.execution.Sort$$anon$1.apply(Sort.scala:12)\n\t... 17 more\n"
+               "Caused by: java.lang.OutOfMemoryError: Java heap space\n\tat org.apache.A$B.<init>(A.scala:5)\n")
+    assert without_jvm_frames(message) == f"{head}\nCaused by: java.lang.OutOfMemoryError: Java heap space"
+    # Lines of other messages that only start like a frame stay.
+    assert without_jvm_frames("bad value\n  at position 3") == "bad value\n  at position 3"
+
+
 def test_a_group_selection_parses_without_dagsters_beta_warning():
     import warnings
 
