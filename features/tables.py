@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -73,8 +73,13 @@ class FeatureConfig:
     content_profile_days: float = 28.0
     # user_tweet_features broadcasts the per-user rows (SimClusters map, TwHIN embedding, content
     # profile, topic values: about 3 KB a user at 100K users, ~35 profile tokens and ~33 topics
-    # each) when there are at most this many TwHIN users.
-    broadcast_user_vectors_max: int = 250_000
+    # each) when there are at most this many TwHIN users; None: as many as fit, at
+    # `broadcast_bytes_per_user`, in `broadcast_driver_memory_share` of the driver's memory (the
+    # driver builds the broadcast's hash map, which doubles as it grows: at 100K users a 4 GB
+    # driver failed to grow it from 256 to 512 MB). Else the candidate rows are shuffled by user too.
+    broadcast_user_vectors_max: int | None = None
+    broadcast_bytes_per_user: int = 4096
+    broadcast_driver_memory_share: float = 1 / 16
     # The topic-interest features (features/topics.py).
     topics: TopicConfig = DEFAULT_TOPIC_CONFIG
 
@@ -615,6 +620,19 @@ def pair_sides(tweets: DataFrame | None, engagements: DataFrame | None, follows:
                      {**values, **topics.values})
 
 
+def driver_memory_bytes(spark: SparkSession) -> int:
+    """`spark.driver.memory` of the session (Spark's default, 1g, when unset), in bytes."""
+    setting = spark.sparkContext.getConf().get("spark.driver.memory", "1g")
+    return int(spark.sparkContext._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(setting))
+
+
+def broadcast_users_max(config: FeatureConfig, driver_memory: int) -> int:
+    """The most users whose per-user rows user_tweet_features broadcasts (FeatureConfig)."""
+    if config.broadcast_user_vectors_max is not None:
+        return config.broadcast_user_vectors_max
+    return int(driver_memory * config.broadcast_driver_memory_share) // config.broadcast_bytes_per_user
+
+
 def user_tweet_features(
     pairs: DataFrame,
     simclusters_interested_in: DataFrame,
@@ -641,8 +659,8 @@ def user_tweet_features(
     ignored: "in_network", "InNetwork") or its score is not null.
 
     Two small aggregations run while the plan is built: the longest tweet vector and the number
-    of TwHIN users (the user vectors are broadcast when there are at most
-    `broadcast_user_vectors_max`). The inputs carry no event times: `as_of` is checked, and the
+    of TwHIN users (the user vectors are broadcast when there are at most `broadcast_users_max`:
+    256 per MB of driver memory by default). The inputs carry no event times: `as_of` is checked, and the
     caller passes the snapshot of each input that belongs to it. content_affinity
     (`content_affinity_column`) needs `tweets` and `engagements` (events before as_of are read);
     without them it is left at its default. The topic features (`features.topics.topic_sides`) need
@@ -667,7 +685,7 @@ def user_tweet_features(
         tweet_vectors = tweet_vectors.join(sides.tweets, on="tweet_id", how="full")
     if sides.users is not None:
         user_vectors = user_vectors.join(sides.users, on="user_id", how="full")
-    if twhin_user_embeddings.count() <= config.broadcast_user_vectors_max:
+    if twhin_user_embeddings.count() <= broadcast_users_max(config, driver_memory_bytes(pairs.sparkSession)):
         user_vectors = F.broadcast(user_vectors)  # then the pairs are shuffled once, slim, by tweet_id
     candidate_rows = _with_candidate_columns(pairs).select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
     joined = (

@@ -475,3 +475,12 @@ def test_content_affinity_is_the_cosine_of_tokens_with_the_users_engaged_token_p
     assert set(got) == {(1, 2), (1, 3)}
     assert got[(1, 2)] == pytest.approx(1 / (math.sqrt(6) * math.sqrt(2)))
     assert got[(1, 3)] == pytest.approx(2 / math.sqrt(6))
+
+
+def test_user_vectors_are_broadcast_up_to_a_share_of_the_driver_memory(spark):
+    # 4 GB / 16 / 4 KB a user = 65,536 users; 8 GB twice that; an explicit maximum wins.
+    four_gb = 4 * 1024**3
+    assert ft.broadcast_users_max(ft.FeatureConfig(), four_gb) == 65_536
+    assert ft.broadcast_users_max(ft.FeatureConfig(), 2 * four_gb) == 131_072
+    assert ft.broadcast_users_max(ft.FeatureConfig(broadcast_user_vectors_max=0), four_gb) == 0
+    assert ft.driver_memory_bytes(spark) == four_gb  # the test session's driver: the default 4g
