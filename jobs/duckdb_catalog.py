@@ -33,7 +33,7 @@ class RegisteredTable:
 def find_delta_tables(tables_dir: Path) -> dict[str, Path]:
     if not tables_dir.is_dir():
         return {}
-    return {p.name: p for p in sorted(tables_dir.iterdir()) if p.is_dir() and is_delta_table(p)}
+    return {p.name: p for p in sorted(tables_dir.iterdir()) if is_delta_table(p)}
 
 
 def _quote_identifier(name: str) -> str:
