@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from orchestration.errors import without_jvm_frames
 from orchestration.settings import HomefeedSettings, load_settings
 
 log = logging.getLogger("homefeed")
@@ -801,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ValidationError):
             print(f"error: bad configuration: {exc}", file=sys.stderr)
         else:
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"error: {type(exc).__name__}: {without_jvm_frames(str(exc))}", file=sys.stderr)
         return 1
 
 

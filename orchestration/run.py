@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 
 import dagster as dg
 
 from orchestration.definitions import ALL_ASSETS, ALL_CHECKS
+from orchestration.errors import without_jvm_frames
 from orchestration.jobs import DEFAULT_BUILD_SELECTION
 from orchestration.resources import resources_from_settings
 from orchestration.settings import HomefeedSettings
@@ -125,11 +125,3 @@ def _failure_message(event: dg.DagsterEvent) -> str:
         message = text
     return f"{error.cls_name}: {without_jvm_frames(message)}"
 
-
-_JVM_FRAME = re.compile(r"^\s+(at [\w$.<>/-]+\(.*\)|\.\.\. \d+ more)$")
-
-
-def without_jvm_frames(message: str) -> str:
-    """A Spark error's message (Py4JJavaError) carries the JVM's whole stack traces, hundreds of
-    `at ...` lines that bury its exception and `Caused by:` lines; those say what went wrong."""
-    return "\n".join(line for line in message.splitlines() if not _JVM_FRAME.match(line))

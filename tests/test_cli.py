@@ -60,3 +60,17 @@ def test_a_generated_world_builds_as_of_its_end_unless_as_of_is_set(tmp_path):
     assert cli.with_world_build_time(world.model_copy(update={"as_of": chosen})).as_of == chosen
     elsewhere = world.model_copy(update={"raw_input": tmp_path / "other" / "raw"})
     assert cli.with_world_build_time(elsewhere).as_of is None
+
+
+def test_a_spark_error_escaping_a_command_prints_its_exception_lines_not_the_jvm_frames(monkeypatch, capsys):
+    jvm_error = ("An error occurred while calling o7.save.\n: java.io.IOException: No space left on device\n"
+                 "\tat org.apache.hadoop.fs.RawLocalFileSystem.write(RawLocalFileSystem.java:321)\n\t... 9 more\n")
+
+    def failing_generate(args):
+        raise RuntimeError(jvm_error)
+
+    monkeypatch.setattr(cli, "cmd_generate", failing_generate)
+    assert cli.main(["generate", "--users", "10", "--out", "unused"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: RuntimeError: An error occurred while calling o7.save.\n"
+                   ": java.io.IOException: No space left on device\n")

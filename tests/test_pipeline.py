@@ -166,7 +166,7 @@ def test_definitions_load_with_resources():
 
 
 def test_a_spark_failure_is_reported_by_its_exception_lines_without_the_jvm_frames():
-    from orchestration.run import without_jvm_frames
+    from orchestration.errors import without_jvm_frames
 
     head = ("An error occurred while calling o412.save.\n: org.apache.spark.SparkException: Job aborted due to stage "
             "failure: Task 3 in stage 41.0 failed 1 times: java.lang.OutOfMemoryError: Java heap space")
