@@ -31,9 +31,9 @@ from features.training_set import TrainingWindow
 from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
 from jobs.delta_io import read_delta
 from jobs.graph_eval import roc_auc
+from jobs.ranking_eval import engagement_value, feed_metrics, positions
 from jobs.realgraph import POSITIVE_ACTIONS
 from jobs.storage import is_delta_table
-from jobs.ranking_eval import engagement_value, feed_metrics, positions
 from jobs.synthetic.model import CLICK_DWELL_SIGMA, click_dwell_log_mean
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, final_scores, log_loss, sigmoid
 from models.light_ranker import LightRanker
