@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.labels import LABELS
-from features.registry import ASSETS, ENTITY_OF_ASSET, FEATURES, keys_of_asset
+from features.registry import ASSETS, ENTITY_OF_ASSET, FEATURES, features_for, keys_of_asset
 from features.vectors import qualified, with_default
 from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
 
@@ -61,6 +61,11 @@ class RankingConfig:
     light_keep: int = 500                     # candidates per user the heavy ranker scores
     head_weights: Mapping[str, float] = field(default_factory=dict)   # {} = DEFAULT_HEAD_WEIGHTS
     heuristics: FeedHeuristics = FeedHeuristics()
+    # The per-user, per-author and per-tweet feature tables are broadcast when their estimated hash
+    # map fits this share of the driver's memory (`broadcast_rows_max`), and shuffled otherwise.
+    broadcast_rows_max: int | None = None     # a fixed row limit instead of the estimate
+    broadcast_bytes_per_value: int = 16       # 8-byte values, doubled for the map's growth
+    broadcast_driver_memory_share: float = 1 / 8
 
     def __post_init__(self) -> None:
         if self.light_keep < 1:
@@ -75,24 +80,75 @@ class RankingConfig:
         return {**DEFAULT_HEAD_WEIGHTS, **self.head_weights}
 
 
+@dataclass(frozen=True)
+class FeatureJoins:
+    """How the feature tables meet the candidate rows. `broadcast`: assets sent whole to every task
+    (no shuffle of the rows). `user_partitions`: when set, every per-user table not broadcast is
+    hash-partitioned by user_id into that many partitions, to join rows partitioned the same way
+    (`by_user`) without moving them; planned with RANKING_SPARK_CONF. The default, neither: plain
+    joins, each free to shuffle both sides (fine for small inputs: tests, a recall sample)."""
+
+    broadcast: frozenset[str] = frozenset()
+    user_partitions: int | None = None
+
+
+# A join on (user_id, tweet_id) of two sides both hash-partitioned by user_id alone needs no
+# shuffle, but Spark reshuffles both unless told that a partitioning on some of the keys will do.
+RANKING_SPARK_CONF = {"spark.sql.requireAllClusterKeysForCoPartition": "false"}
+
+
+def by_user(rows: DataFrame, joins: FeatureJoins) -> DataFrame:
+    """`rows` hash-partitioned by user_id the way `joins` partitions the per-user tables."""
+    return rows if joins.user_partitions is None else rows.repartition(joins.user_partitions, "user_id")
+
+
+def feature_tables(tables: Mapping[str, DataFrame], feature_names: Sequence[str],
+                   joins: FeatureJoins = FeatureJoins()) -> dict[str, DataFrame]:
+    """Each feature table that holds one of `feature_names`: its keys and those features (qualified
+    names), broadcast or partitioned by user as `joins` says (`join_features` reads them)."""
+    wanted = set(feature_names)
+    prepared = {}
+    for asset, (entity, keys) in FEATURE_TABLES.items():
+        columns = [f.qualified_name for f in features_for(entity) if f.qualified_name in wanted]
+        if not columns:
+            continue
+        table = qualified(tables[asset], asset, entity).select(*keys, *columns)
+        if asset in joins.broadcast:
+            table = F.broadcast(table)
+        elif joins.user_partitions is not None and "user_id" in keys:
+            table = table.repartition(joins.user_partitions, "user_id")
+        prepared[asset] = table
+    return prepared
+
+
+def join_features(rows: DataFrame, prepared: Mapping[str, DataFrame], feature_names: Sequence[str]) -> DataFrame:
+    """`rows` plus the named features from the `feature_tables` (`prepared`), missing rows at the
+    declared defaults; a feature `rows` already carries is kept as it is."""
+    wanted = [name for name in dict.fromkeys(feature_names) if name not in rows.columns]
+    out = rows
+    for asset, table in prepared.items():
+        columns = [c for c in table.columns if c in wanted]
+        if columns:
+            keys = list(FEATURE_TABLES[asset][1])
+            out = out.join(table.select(*keys, *columns), on=keys, how="left")
+    by_name = {f.qualified_name: f for f in FEATURES}
+    return out.select(*rows.columns, *[with_default(by_name[name]) for name in wanted])
+
+
 def feature_vectors(pairs: DataFrame, tables: Mapping[str, DataFrame], feature_names: Sequence[str]) -> DataFrame:
     """`pairs` (user_id, tweet_id, author_id, ...) with the named features (qualified names) joined from
     the feature tables, missing rows at the declared defaults."""
-    wanted = set(feature_names)
-    out = pairs
-    for asset, (entity, keys) in FEATURE_TABLES.items():
-        if not any(name.startswith(f"{entity}__") for name in wanted):
-            continue
-        table = qualified(tables[asset], asset, entity)
-        columns = [c for c in table.columns if c in wanted]
-        out = out.join(table.select(*keys, *columns), on=list(keys), how="left")
-    by_name = {f.qualified_name: f for f in FEATURES}
-    return out.select(*pairs.columns, *[with_default(by_name[name]) for name in feature_names])
+    return join_features(pairs, feature_tables(tables, feature_names), feature_names)
 
 
-def with_features(rows: DataFrame, tables: Mapping[str, DataFrame], feature_names: Sequence[str]) -> DataFrame:
-    """`rows` plus those of the named features it does not carry yet (`feature_vectors`)."""
-    return feature_vectors(rows, tables, [name for name in dict.fromkeys(feature_names) if name not in rows.columns])
+def broadcast_rows_max(config: RankingConfig, feature_count: int, driver_memory: int) -> int:
+    """The most rows of a feature table that `ranked_feeds` broadcasts when it reads `feature_count`
+    of its features: an estimated hash-map size (RankingConfig.broadcast_bytes_per_value per value,
+    keys included) within `broadcast_driver_memory_share` of the driver's memory, which builds it."""
+    if config.broadcast_rows_max is not None:
+        return config.broadcast_rows_max
+    row_bytes = (feature_count + 2) * config.broadcast_bytes_per_value
+    return int(driver_memory * config.broadcast_driver_memory_share) // row_bytes
 
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -182,11 +238,16 @@ def fatigue_days(engagements: DataFrame, tweets: DataFrame, *, as_of: datetime) 
     )
 
 
-def apply_heuristics(scored: DataFrame, fatigue: DataFrame, *, heuristics: FeedHeuristics) -> DataFrame:
-    """Each user's feed (`jobs.feed_heuristics.rank_user_feed` per user, `applyInPandas`), as RANKED_FEEDS_SCHEMA."""
+def with_fatigue(rows: DataFrame, fatigue: DataFrame) -> DataFrame:
+    """`rows` plus `fatigue_days_since` (`fatigue_days`; null where the user never said "not interested" to the author)."""
+    return rows.join(fatigue, on=["user_id", "author_id"], how="left")
+
+
+def apply_heuristics(scored: DataFrame, *, heuristics: FeedHeuristics) -> DataFrame:
+    """Each user's feed (`jobs.feed_heuristics.rank_user_feed` per user, `applyInPandas`) from scored
+    rows `with_fatigue`, as RANKED_FEEDS_SCHEMA."""
     rows = (
-        scored.join(fatigue, on=["user_id", "author_id"], how="left")
-        .select(*CARRIED, "light_score", *HEAD_COLUMNS, "heavy_score",
+        scored.select(*CARRIED, "light_score", *HEAD_COLUMNS, "heavy_score",
                 F.col("tweet__is_reply").cast("boolean").alias("is_reply"),
                 F.coalesce(F.col("fatigue_days_since"), F.lit(float("nan"))).alias("fatigue_days_since"))
     )
@@ -212,8 +273,8 @@ def light_ranker_recall(candidates: DataFrame, tables: Mapping[str, DataFrame], 
               for asset, table in tables.items()}
     light = light_scores(feature_vectors(sample, tables, light_features), model_dir=light_model_dir,
                          feature_names=light_features)
-    heavy = heavy_scores(with_features(light, tables, heavy_features), model_dir=heavy_model_dir,
-                         feature_names=heavy_features, weights=weights)
+    heavy = heavy_scores(join_features(light, feature_tables(tables, heavy_features), heavy_features),
+                         model_dir=heavy_model_dir, feature_names=heavy_features, weights=weights)
     by = lambda column: Window.partitionBy("user_id").orderBy(F.col(column).desc(), F.col("tweet_id"))  # noqa: E731
     ranked = (heavy.withColumn("_light", F.row_number().over(by("light_score")))
               .withColumn("_heavy", F.row_number().over(by("heavy_score")))
@@ -227,17 +288,39 @@ def light_ranker_recall(candidates: DataFrame, tables: Mapping[str, DataFrame], 
             "users": int(row[3]), "keep": keep, "top": top}
 
 
+def ranking_joins(tables: Mapping[str, DataFrame], feature_names: Sequence[str], *, config: RankingConfig,
+                  driver_memory: int, partitions: int) -> FeatureJoins:
+    """The joins `ranked_feeds` plans: the rows and the per-(user, x) tables partitioned by user into
+    `partitions`; each single-key table (users, authors, tweets) that holds one of `feature_names`
+    broadcast when its row count is within `broadcast_rows_max` (counting it reads only the Delta log)."""
+    wanted, broadcast = set(feature_names), set()
+    for asset, (entity, keys) in FEATURE_TABLES.items():
+        read = sum(1 for f in features_for(entity) if f.qualified_name in wanted)
+        if len(keys) == 1 and read and tables[asset].count() <= broadcast_rows_max(config, read, driver_memory):
+            broadcast.add(asset)
+    return FeatureJoins(broadcast=frozenset(broadcast), user_partitions=partitions)
+
+
 def ranked_feeds(candidates: DataFrame, tables: Mapping[str, DataFrame], fatigue: DataFrame, *,
                  light_model_dir: Path, light_features: Sequence[str], heavy_model_dir: Path,
-                 heavy_features: Sequence[str], config: RankingConfig = RankingConfig()) -> DataFrame:
+                 heavy_features: Sequence[str], config: RankingConfig = RankingConfig(),
+                 joins: FeatureJoins = FeatureJoins()) -> DataFrame:
     """The `ranked_feeds` table: every user's pool cut to `config.light_keep` by the light ranker,
-    scored by the heavy ranker, shaped by the heuristics (at most `heuristics.max_rows` per user)."""
-    pairs = candidates.select(*CARRIED)
-    light = light_scores(feature_vectors(pairs, tables, light_features), model_dir=light_model_dir,
-                         feature_names=light_features)
-    # The light features ride through the prune (its sort moves them anyway): the survivors join
-    # only the features the heavy ranker reads beyond them.
-    survivors = keep_best(light, column="light_score", keep=config.light_keep)
-    heavy = heavy_scores(with_features(survivors, tables, [*heavy_features, "tweet__is_reply"]),
+    scored by the heavy ranker, shaped by the heuristics (at most `heuristics.max_rows` per user).
+
+    With `joins` from `ranking_joins` and RANKING_SPARK_CONF set, no join moves the candidate rows:
+    they are partitioned by user once, the small tables are broadcast and the per-(user, x) tables
+    partitioned the same way. What moves then is what Spark cannot know stays in place (a model's
+    output is new columns): the prune's survivors (each partition's top `light_keep` per user,
+    narrow) and the scored rows into the per-user heuristics (docs/ranking.md). Each model's
+    features are joined just before it and dropped after it; the fatigue joins the survivors while
+    they are partitioned by user."""
+    reply = ["tweet__is_reply"]
+    prepared = feature_tables(tables, [*light_features, *heavy_features, *reply], joins)
+    pairs = by_user(candidates.select(*CARRIED), joins)
+    light = light_scores(join_features(pairs, prepared, light_features), model_dir=light_model_dir,
+                         feature_names=light_features).select(*CARRIED, "light_score")
+    survivors = with_fatigue(keep_best(light, column="light_score", keep=config.light_keep), by_user(fatigue, joins))
+    heavy = heavy_scores(join_features(survivors, prepared, [*heavy_features, *reply]),
                          model_dir=heavy_model_dir, feature_names=heavy_features, weights=config.weights())
-    return apply_heuristics(heavy, fatigue, heuristics=config.heuristics)
+    return apply_heuristics(heavy, heuristics=config.heuristics)

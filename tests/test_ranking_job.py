@@ -17,6 +17,7 @@ from jobs.candidates import CANDIDATES_SCHEMA
 from jobs.delta_io import overwrite_delta
 from jobs.ranking import (
     FEATURE_TABLES,
+    RANKING_SPARK_CONF,
     RankingConfig,
     fatigue_days,
     feature_vectors,
@@ -24,7 +25,9 @@ from jobs.ranking import (
     light_ranker_recall,
     light_scores,
     ranked_feeds,
+    ranking_joins,
 )
+from jobs.spark_session import session_conf
 from models.fixed_rankers import register_fixed_rankers
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, RankerInputs, final_scores
 from models.ranker_features import HEAVY_RANKER_FEATURES
@@ -169,3 +172,153 @@ def test_light_ranker_recall_of_the_heavy_top(spark, warehouse):
                               keep=keep, top=top)
     assert got["pair_recall"] == pytest.approx(kept / expected_pairs, abs=1e-4) and got["users"] == 2
     assert 0 < kept < expected_pairs  # the planted case discriminates: neither all nor nothing is kept
+
+
+# A world whose five feature tables all hold seeded random rows (a few keys left out, so defaults
+# show), for the co-partitioned plan that ranked_feeds runs at scale.
+RICH_USERS, RICH_CANDIDATES, RICH_AUTHORS, RICH_KEEP = (11, 12, 13), 12, (70, 71, 72, 73), 7
+FATIGUED = (12, 71)   # user 12 said "not interested" to author 71 two days ago
+
+
+def _random_value(field, rng):
+    if field.dataType.simpleString() == "boolean":
+        return bool(rng.random() < 0.5)
+    if field.dataType.simpleString() in ("int", "bigint"):
+        return int(rng.integers(0, 50))
+    return float(rng.uniform(0, 5))
+
+
+def rich_world(spark, path):
+    """Writes the world's tables under `path`; returns (candidate (user, tweet, author) triples,
+    {asset: {keys: row dict}})."""
+    rng = np.random.default_rng(7)
+    triples = [(user, 5000 + 100 * user + i, RICH_AUTHORS[i % len(RICH_AUTHORS)])
+               for user in RICH_USERS for i in range(RICH_CANDIDATES)]
+    candidates = [(u, t, a, AS_OF - timedelta(hours=1), 1, ["in_network"], True, *[None] * 12, None, [], 0, AS_OF)
+                  for u, t, a in triples]
+    overwrite_delta(spark.createDataFrame(candidates, CANDIDATES_SCHEMA), path / "tables" / "candidates")
+    keys_of = {"user_features": lambda u, t, a: (u,), "author_features": lambda u, t, a: (a,),
+               "tweet_features": lambda u, t, a: (t,), "user_author_features": lambda u, t, a: (u, a),
+               "user_tweet_features": lambda u, t, a: (u, t)}
+    rows_by_asset = {}
+    for asset, keys in keys_of.items():
+        schema, key_names = spark_schema_of(asset), FEATURE_TABLES[asset][1]
+        wanted = sorted({keys(*triple) for triple in triples})[1:]   # the first key has no row: defaults
+        rows = {key: {f.name: (dict(zip(key_names, key))[f.name] if f.name in key_names else _random_value(f, rng))
+                      for f in schema.fields} for key in wanted}
+        rows_by_asset[asset] = rows
+        overwrite_delta(spark.createDataFrame([tuple(r.values()) for r in rows.values()], schema),
+                        path / "tables" / asset)
+    overwrite_delta(spark.createDataFrame([(FATIGUED[0], 5000 + 100 * FATIGUED[0] + 1, "not_interested",
+                                            AS_OF - timedelta(days=2))],
+                                          "user_id long, tweet_id long, action string, created_at timestamp"),
+                    path / "tables" / "engagements")
+    overwrite_delta(spark.createDataFrame([(t, a) for _, t, a in triples], "tweet_id long, author_id long"),
+                    path / "tables" / "tweets")
+    return triples, rows_by_asset
+
+
+def expected_vectors(triples, rows_by_asset, names):
+    """(rows, features) float32 built row by row from the written rows: independent of the joins."""
+    entity_of = {asset: entity for asset, (entity, _) in FEATURE_TABLES.items()}
+    key_of = {"user": lambda u, t, a: (u,), "author": lambda u, t, a: (a,), "tweet": lambda u, t, a: (t,),
+              "user_author": lambda u, t, a: (u, a), "user_tweet": lambda u, t, a: (u, t)}
+    out = np.empty((len(triples), len(names)), dtype=np.float32)
+    for i, triple in enumerate(triples):
+        for j, name in enumerate(names):
+            entity, column = name.split("__", 1)
+            asset = next(a for a, e in entity_of.items() if e == entity)
+            row = rows_by_asset[asset].get(key_of[entity](*triple))
+            out[i, j] = float(row[column]) if row is not None else DEFAULTS[name]
+    return out
+
+
+@pytest.fixture(scope="module")
+def rich_warehouse(spark, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ranking_rich")
+    triples, rows_by_asset = rich_world(spark, path)
+    register_fixed_rankers(path, reason="test")
+    return path, triples, rows_by_asset
+
+
+def _co_partitioned_feeds(spark, path, *, broadcast_rows_max=None):
+    """ranked_feeds as the asset plans it (ranking_joins, RANKING_SPARK_CONF) with Spark's own
+    broadcasting of small tables off, as on tables too large for it, and 3 partitions by user."""
+    read = lambda name: _read(spark, path, name)  # noqa: E731
+    (light_dir, light_features), (heavy_dir, heavy_features) = (current_models(path)[n] for n in (LIGHT_RANKER,
+                                                                                                  HEAVY_RANKER))
+    tables, config = {a: read(a) for a in FEATURE_TABLES}, RankingConfig(light_keep=RICH_KEEP,
+                                                                         broadcast_rows_max=broadcast_rows_max)
+    joins = ranking_joins(tables, [*light_features, *heavy_features], config=config, driver_memory=1 << 30,
+                          partitions=3)
+    return joins, ranked_feeds(read("candidates"), tables, fatigue_days(read("engagements"), read("tweets"), as_of=AS_OF),
+                               light_model_dir=light_dir, light_features=light_features, heavy_model_dir=heavy_dir,
+                               heavy_features=heavy_features, config=config, joins=joins)
+
+
+PLANNED_AT_SCALE = {**RANKING_SPARK_CONF, "spark.sql.autoBroadcastJoinThreshold": "-1",
+                    "spark.sql.adaptive.enabled": "false"}
+
+
+@pytest.mark.parametrize("broadcast_rows_max", [None, 2])   # every single-key table broadcast; only user_features
+def test_co_partitioned_ranked_feeds_match_vectors_built_row_by_row(spark, rich_warehouse, broadcast_rows_max):
+    from models.light_ranker import LightRanker
+
+    path, triples, rows_by_asset = rich_warehouse
+    models = current_models(path)
+    with session_conf(spark, PLANNED_AT_SCALE):
+        joins, feeds = _co_partitioned_feeds(spark, path, broadcast_rows_max=broadcast_rows_max)
+        feeds = feeds.toPandas()
+    expected_broadcast = {"user_features", "author_features", "tweet_features"} if broadcast_rows_max is None \
+        else {"user_features"}   # rows for 2 of the 3 users; 3 authors and 35 tweets are over 2
+    assert joins.broadcast == expected_broadcast and joins.user_partitions == 3
+    light = LightRanker.load(models[LIGHT_RANKER][0])
+    light_scores_expected = light.predict(expected_vectors(triples, rows_by_asset, list(models[LIGHT_RANKER][1])))
+    by_pair = {(u, t): (a, s) for (u, t, a), s in zip(triples, light_scores_expected)}
+    for user in RICH_USERS:
+        ranked = sorted(((-s, t) for (u, t), (a, s) in by_pair.items() if u == user))[:RICH_KEEP]
+        survivors = {t for _, t in ranked}
+        if user == FATIGUED[0]:
+            survivors = {t for t in survivors if by_pair[(user, t)][0] != FATIGUED[1]}
+        assert set(feeds[feeds.user_id == user]["tweet_id"]) == survivors, user
+    np.testing.assert_allclose(feeds["light_score"], [by_pair[(u, t)][1] for u, t in zip(feeds.user_id, feeds.tweet_id)],
+                               rtol=1e-6)
+    heavy = heavy_ranker_of(path)
+    fed = [(u, t, a) for u, t, a in zip(feeds.user_id, feeds.tweet_id, feeds.author_id)]
+    expected = heavy.probabilities(RankerInputs(dense=expected_vectors(fed, rows_by_asset, list(models[HEAVY_RANKER][1])),
+                                                user_ids=feeds["user_id"].to_numpy(), author_ids=feeds["author_id"].to_numpy()))
+    np.testing.assert_allclose(feeds[[f"p_{h}" for h in heavy.heads]].to_numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def heavy_ranker_of(path):
+    from models.heavy_ranker import HeavyRanker
+
+    return HeavyRanker.load(current_models(path)[HEAVY_RANKER][0])
+
+
+def _shuffles_over(node, table_path: str) -> int:
+    """Shuffle exchanges in the physical plan under `node` whose input includes a scan of `table_path`."""
+    children = [node.children().apply(i) for i in range(node.children().length())]
+    count = sum(_shuffles_over(child, table_path) for child in children)
+    if node.getClass().getSimpleName() == "ShuffleExchangeExec" and _reads(node, table_path):
+        count += 1
+    return count
+
+
+def _reads(node, table_path: str) -> bool:
+    if node.children().length() == 0:
+        return table_path in node.toString()
+    return any(_reads(node.children().apply(i), table_path) for i in range(node.children().length()))
+
+
+def test_the_candidate_rows_are_shuffled_three_times(spark, rich_warehouse):
+    """Once by user at the start, the prune's survivors, and the scored rows into the heuristics:
+    the feature joins move none of them (they used to: five more shuffles at 100K users)."""
+    path, _, _ = rich_warehouse
+    with session_conf(spark, PLANNED_AT_SCALE):
+        _, feeds = _co_partitioned_feeds(spark, path)
+        plan = feeds._jdf.queryExecution().executedPlan()
+    assert _shuffles_over(plan, f"{path}/tables/candidates]") == 3
+    with session_conf(spark, {**PLANNED_AT_SCALE, **{key: "true" for key in RANKING_SPARK_CONF}}):
+        _, feeds = _co_partitioned_feeds(spark, path)
+        assert _shuffles_over(feeds._jdf.queryExecution().executedPlan(), f"{path}/tables/candidates]") > 3

@@ -14,7 +14,17 @@ import dagster as dg
 from features.registry import registry_hash
 from jobs.delta_io import overwrite_delta, read_delta
 from jobs.feed_heuristics import FeedHeuristics
-from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, light_ranker_recall, ranked_feeds
+from features.tables import driver_memory_bytes
+from jobs.ranking import (
+    FEATURE_TABLES,
+    RANKING_SPARK_CONF,
+    RankingConfig,
+    fatigue_days,
+    light_ranker_recall,
+    ranked_feeds,
+    ranking_joins,
+)
+from jobs.spark_session import session_conf
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRankerConfig
 from models.light_ranker import LightRankerConfig
 from orchestration.assets import written_table_result
@@ -91,11 +101,15 @@ def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource,
     candidates, tables = read("candidates"), {name: read(name) for name in FEATURE_TABLES}
     models = dict(light_model_dir=light_dir, light_features=light_features, heavy_model_dir=heavy_dir,
                   heavy_features=heavy_features)
-    table = ranked_feeds(candidates, tables, fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
-                         **models, config=ranking)
+    joins = ranking_joins(tables, [*light_features, *heavy_features], config=ranking,
+                          driver_memory=driver_memory_bytes(session),
+                          partitions=int(session.conf.get("spark.sql.shuffle.partitions")))
     built_with = {"as_of": as_of.isoformat(), "light_ranker": f"{light_dir.parent.name}/{light_dir.name}",
                   "heavy_ranker": f"{heavy_dir.parent.name}/{heavy_dir.name}", "feature_registry": registry_hash()}
-    overwrite_delta(table, warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
+    with session_conf(session, RANKING_SPARK_CONF):
+        table = ranked_feeds(candidates, tables, fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
+                             **models, config=ranking, joins=joins)
+        overwrite_delta(table, warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
     recall = light_ranker_recall(candidates, tables, **models, weights=ranking.weights(), keep=ranking.light_keep)
     return written_table_result(
         warehouse, "ranked_feeds", as_of=as_of.isoformat(),
