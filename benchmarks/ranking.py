@@ -3,6 +3,7 @@
     python -m benchmarks.ranking inference [--rows 200000] [--threads 1 2]
     python -m benchmarks.ranking batch --warehouse W [--warehouse W2 ...] --models-from M
     python -m benchmarks.ranking training [--examples 3100000] [--validation 1000000]
+    python -m benchmarks.ranking heuristics [--users 10000] [--rows-per-user 500]
 
 `inference`: candidates per second of the heavy ranker (default architecture, the registry's
 feature count) on this CPU, the model's multiply-adds per candidate, and a float32 matrix-multiply
@@ -15,6 +16,11 @@ days hold 155K impressions (about 10 per user a day), so a 100K-user world's hol
 1M for validation. The examples are synthetic (the registry's feature count, labels drawn from a
 logistic model at the real heads' base rates): training cost depends on the shapes, the epochs
 early stopping runs, not on where the numbers came from.
+
+`heuristics`: the feed heuristics stage of `ranked_feeds` on synthetic scored rows (users x
+rows-per-user, written to Parquet first, each path then reading the same files into Spark's no-op
+sink): `jobs.ranking.apply_heuristics` (sorted partitions streamed through Arrow batches of many
+users) against the grouped `applyInPandas` it replaced, run in the same session as the baseline.
 
 `batch`: wall time and peak memory of `homefeed run --select key:ranked_feeds` on warehouses that
 already hold the candidates and feature tables (e.g. `python -m benchmarks.graph_jobs --keep`), with
@@ -173,6 +179,59 @@ def bench_batch(warehouses: list[Path], models_from: Path) -> dict:
     return {"benchmark": "ranked_feeds_batch", "results": results}
 
 
+def synthetic_scored_rows(spark, users: int, rows_per_user: int):
+    """Scored rows as `jobs.ranking.apply_heuristics` reads them, derived from the row number."""
+    from pyspark.sql import functions as F
+
+    from jobs.ranking import CARRIED, HEAD_COLUMNS
+
+    unit = lambda salt: (F.xxhash64(F.col("id"), F.lit(salt)) % 10_000).cast("double") / 10_000  # noqa: E731
+    rows = spark.range(users * rows_per_user).select(
+        (F.col("id") / rows_per_user).cast("long").alias("user_id"), F.col("id").alias("tweet_id"),
+        (F.abs(F.xxhash64("id")) % 5_000).alias("author_id"),
+        F.lit("2026-10-01 00:00:00").cast("timestamp").alias("tweet_created_at"),
+        (unit("network") < 0.6).alias("is_in_network"), F.array(F.lit("twhin")).alias("sources"),
+        F.array(F.col("id") % 1_000).alias("social_proof_user_ids"), F.lit(1).alias("social_proof_count"),
+        unit("light").alias("light_score"), *[unit(c).alias(c) for c in HEAD_COLUMNS],
+        (unit("heavy") * 2 - 0.5).alias("heavy_score"), (unit("reply") < 0.2).alias("tweet__is_reply"),
+        F.when(unit("fatigue") < 0.01, unit("days") * 200).alias("fatigue_days_since"))
+    return rows.select(*CARRIED, *[c for c in rows.columns if c not in CARRIED])
+
+
+def bench_heuristics(users: int, rows_per_user: int) -> dict:
+    import tempfile
+
+    from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
+    from jobs.ranking import RANKED_FEEDS_SCHEMA, apply_heuristics
+    from orchestration.resources import resources_from_settings
+    from orchestration.settings import load_settings
+
+    spark, heuristics = resources_from_settings(load_settings())["spark"].get_session(), FeedHeuristics()
+    columns = [f.name for f in RANKED_FEEDS_SCHEMA.fields]
+
+    def grouped(scored):  # the applyInPandas stage apply_heuristics replaced
+        from pyspark.sql import functions as F
+
+        rows = scored.withColumn("is_reply", F.col("tweet__is_reply")).withColumn(
+            "fatigue_days_since", F.coalesce("fatigue_days_since", F.lit(float("nan"))))
+        return rows.groupBy("user_id").applyInPandas(lambda user_rows: rank_user_feed(user_rows, heuristics)[columns],
+                                                     RANKED_FEEDS_SCHEMA)
+
+    with tempfile.TemporaryDirectory(prefix="homefeed-heuristics-") as scratch:
+        synthetic_scored_rows(spark, users, rows_per_user).write.parquet(f"{scratch}/rows")
+        scored = spark.read.parquet(f"{scratch}/rows")
+        seconds = {}
+        for name, stage in (("grouped_apply_in_pandas", grouped),
+                            ("sorted_arrow_batches", lambda rows: apply_heuristics(rows, heuristics=heuristics))):
+            started = time.perf_counter()
+            stage(scored).write.format("noop").mode("overwrite").save()
+            seconds[name] = round(time.perf_counter() - started, 2)
+            print(json.dumps({name: seconds[name]}), file=sys.stderr, flush=True)
+    return {"benchmark": "feed_heuristics_stage", "users": users, "rows": users * rows_per_user,
+            "seconds": seconds,
+            "speedup": round(seconds["grouped_apply_in_pandas"] / seconds["sorted_arrow_batches"], 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -182,6 +241,9 @@ def main() -> None:
     p = sub.add_parser("training")
     p.add_argument("--examples", type=int, default=3_100_000)
     p.add_argument("--validation", type=int, default=1_000_000)
+    p = sub.add_parser("heuristics")
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--rows-per-user", type=int, default=500)
     p = sub.add_parser("batch")
     p.add_argument("--warehouse", type=Path, action="append", required=True)
     p.add_argument("--models-from", type=Path, required=True)
@@ -190,6 +252,8 @@ def main() -> None:
         result = bench_inference(args.rows, args.threads)
     elif args.what == "training":
         result = bench_training(args.examples, args.validation)
+    elif args.what == "heuristics":
+        result = bench_heuristics(args.users, args.rows_per_user)
     else:
         result = bench_batch(args.warehouse, args.models_from)
     print(json.dumps(result, indent=2))

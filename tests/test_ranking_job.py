@@ -322,3 +322,65 @@ def test_the_candidate_rows_are_shuffled_three_times(spark, rich_warehouse):
     with session_conf(spark, {**PLANNED_AT_SCALE, **{key: "true" for key in RANKING_SPARK_CONF}}):
         _, feeds = _co_partitioned_feeds(spark, path)
         assert _shuffles_over(feeds._jdf.queryExecution().executedPlan(), f"{path}/tables/candidates]") > 3
+
+
+def test_feeds_of_sorted_batches_equal_each_users_own_feed():
+    """Users split across Arrow batches (7 rows a batch) get the feed rank_user_feed gives each of
+    them alone; what the heuristics do not touch comes through unchanged."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
+    from jobs.ranking import HEAD_COLUMNS, RANKED_FEEDS_SCHEMA, feeds_of_sorted_batches
+
+    rng = np.random.default_rng(3)
+    sizes = {101: 3, 102: 12, 103: 1, 104: 9, 105: 7}
+    rows = pd.DataFrame([
+        {"user_id": user, "tweet_id": 10 * user + i, "author_id": int(rng.integers(0, 3)),
+         "tweet_created_at": pd.Timestamp("2026-10-01", tz="UTC") - pd.Timedelta(hours=i),
+         "is_in_network": bool(rng.random() < 0.5), "sources": ["twhin"], "social_proof_user_ids": [user],
+         "social_proof_count": 1, "light_score": float(rng.random()),
+         **{column: float(rng.random()) for column in HEAD_COLUMNS}, "heavy_score": float(rng.normal()),
+         "is_reply": bool(rng.random() < 0.3), "fatigue_days_since": 3.0 if i == 0 else float("nan")}
+        for user, n in sizes.items() for i in range(n)])
+    heuristics = FeedHeuristics(max_rows=5, page_size=3, in_network_cap=2, out_of_network_cap=2)
+    batches = pa.Table.from_pandas(rows, preserve_index=False).to_batches(max_chunksize=7)
+    assert len(batches) == 5
+    got = pa.Table.from_batches(list(feeds_of_sorted_batches(iter(batches), heuristics))).to_pandas()
+    expected = pd.concat([rank_user_feed(user_rows, heuristics) for _, user_rows in rows.groupby("user_id")],
+                         ignore_index=True)
+    assert list(got.columns) == [f.name for f in RANKED_FEEDS_SCHEMA.fields]
+    assert got["user_id"].value_counts().to_dict() == expected["user_id"].value_counts().to_dict()
+    assert set(got["user_id"]) == {101, 102, 104, 105}   # user 103's one row is from a fatigued author
+    for column in ("user_id", "tweet_id", "rank", "page", "final_score", "diversity_multiplier", "fatigue_multiplier",
+                   "light_score", "p_like"):
+        assert got[column].tolist() == expected[column].tolist(), column
+    assert [list(s) for s in got["sources"]] == [list(s) for s in expected["sources"]]
+    assert (got["tweet_created_at"].to_numpy() == expected["tweet_created_at"].to_numpy()).all()
+
+
+def test_apply_heuristics_equals_the_grouped_per_user_stage(spark):
+    """In Spark, on 40 users' synthetic scored rows over 3 partitions: the streamed stage gives the
+    table a plain groupBy(user_id).applyInPandas of rank_user_feed gives."""
+    from pyspark.sql import functions as F
+
+    from benchmarks.ranking import synthetic_scored_rows
+    from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
+    from jobs.ranking import RANKED_FEEDS_SCHEMA, apply_heuristics
+
+    heuristics = FeedHeuristics(max_rows=12, page_size=5, in_network_cap=3, out_of_network_cap=3)
+    columns = [f.name for f in RANKED_FEEDS_SCHEMA.fields]
+    scored = synthetic_scored_rows(spark, 40, 30).repartition(3)
+    expected = (scored.withColumn("is_reply", F.col("tweet__is_reply"))
+                .withColumn("fatigue_days_since", F.coalesce("fatigue_days_since", F.lit(float("nan"))))
+                .groupBy("user_id").applyInPandas(lambda rows: rank_user_feed(rows, heuristics)[columns],
+                                                  RANKED_FEEDS_SCHEMA).toPandas())
+    got = apply_heuristics(scored, heuristics=heuristics).toPandas()
+    order = ["user_id", "rank"]
+    got, expected = (frame.sort_values(order).reset_index(drop=True) for frame in (got, expected))
+    assert len(got) == len(expected) > 40 * 10
+    for column in columns:
+        if column in ("sources", "social_proof_user_ids"):
+            assert [list(v) for v in got[column]] == [list(v) for v in expected[column]], column
+        else:
+            assert got[column].tolist() == expected[column].tolist(), column
