@@ -198,30 +198,36 @@ def synthetic_scored_rows(spark, users: int, rows_per_user: int):
     return rows.select(*CARRIED, *[c for c in rows.columns if c not in CARRIED])
 
 
+def grouped_heuristics(scored, heuristics):
+    """The stage `jobs.ranking.apply_heuristics` replaced: `rank_user_feed` per user through a grouped
+    `applyInPandas` (the baseline of `bench_heuristics`)."""
+    from pyspark.sql import functions as F
+
+    from jobs.feed_heuristics import rank_user_feed
+    from jobs.ranking import RANKED_FEEDS_SCHEMA
+
+    columns = [f.name for f in RANKED_FEEDS_SCHEMA.fields]
+    rows = scored.withColumn("is_reply", F.col("tweet__is_reply")).withColumn(
+        "fatigue_days_since", F.coalesce("fatigue_days_since", F.lit(float("nan"))))
+    return rows.groupBy("user_id").applyInPandas(lambda user_rows: rank_user_feed(user_rows, heuristics)[columns],
+                                                 RANKED_FEEDS_SCHEMA)
+
+
 def bench_heuristics(users: int, rows_per_user: int) -> dict:
     import tempfile
 
-    from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
-    from jobs.ranking import RANKED_FEEDS_SCHEMA, apply_heuristics
+    from jobs.feed_heuristics import FeedHeuristics
+    from jobs.ranking import apply_heuristics
     from orchestration.resources import resources_from_settings
     from orchestration.settings import load_settings
 
     spark, heuristics = resources_from_settings(load_settings())["spark"].get_session(), FeedHeuristics()
-    columns = [f.name for f in RANKED_FEEDS_SCHEMA.fields]
-
-    def grouped(scored):  # the applyInPandas stage apply_heuristics replaced
-        from pyspark.sql import functions as F
-
-        rows = scored.withColumn("is_reply", F.col("tweet__is_reply")).withColumn(
-            "fatigue_days_since", F.coalesce("fatigue_days_since", F.lit(float("nan"))))
-        return rows.groupBy("user_id").applyInPandas(lambda user_rows: rank_user_feed(user_rows, heuristics)[columns],
-                                                     RANKED_FEEDS_SCHEMA)
 
     with tempfile.TemporaryDirectory(prefix="homefeed-heuristics-") as scratch:
         synthetic_scored_rows(spark, users, rows_per_user).write.parquet(f"{scratch}/rows")
         scored = spark.read.parquet(f"{scratch}/rows")
         seconds = {}
-        for name, stage in (("grouped_apply_in_pandas", grouped),
+        for name, stage in (("grouped_apply_in_pandas", lambda rows: grouped_heuristics(rows, heuristics)),
                             ("sorted_arrow_batches", lambda rows: apply_heuristics(rows, heuristics=heuristics))):
             started = time.perf_counter()
             stage(scored).write.format("noop").mode("overwrite").save()

@@ -19,11 +19,12 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from features.labels import LABELS
 from features.registry import ASSETS, ENTITY_OF_ASSET, FEATURES, features_for, keys_of_asset
 from features.vectors import qualified, with_default
-from jobs.feed_heuristics import INPUT_COLUMNS, FeedHeuristics, rank_user_feed
+from jobs.feed_heuristics import FEED_COLUMNS, INPUT_COLUMNS, RESCORE_COLUMNS, FeedHeuristics, rank_user_feed
 
 HEAD_COLUMNS = tuple(f"p_{head}" for head in LABELS)
 FEATURE_TABLES = {asset: (ENTITY_OF_ASSET[asset], keys_of_asset(asset)) for asset in ASSETS}  # asset -> (entity, keys)
@@ -54,6 +55,7 @@ RANKED_FEEDS_SCHEMA = T.StructType(
         T.StructField("page", T.IntegerType(), False),
     ]
 )
+RANKED_FEEDS_ARROW = to_arrow_schema(RANKED_FEEDS_SCHEMA, timezone="UTC")   # the sessions' time zone
 
 
 @dataclass(frozen=True)
@@ -243,11 +245,6 @@ def with_fatigue(rows: DataFrame, fatigue: DataFrame) -> DataFrame:
     return rows.join(fatigue, on=["user_id", "author_id"], how="left")
 
 
-# What `rank_user_feed` adds to a user's rows, with the Arrow type each takes in RANKED_FEEDS_SCHEMA.
-HEURISTICS_OUTPUT = {"final_score": pa.float64(), "diversity_multiplier": pa.float64(),
-                     "fatigue_multiplier": pa.float64(), "page": pa.int32(), "rank": pa.int32()}
-
-
 def feeds_of_whole_users(rows: pa.Table, heuristics: FeedHeuristics) -> pa.Table:
     """Every user's feed (`rank_user_feed`) from `rows` holding each of its users' rows whole and
     together (sorted by user_id), as RANKED_FEEDS_SCHEMA's columns. Only the columns the heuristics
@@ -259,8 +256,8 @@ def feeds_of_whole_users(rows: pa.Table, heuristics: FeedHeuristics) -> pa.Table
     feed = pd.concat([rank_user_feed(inputs.iloc[start:end], heuristics) for start, end in zip(bounds[:-1], bounds[1:])],
                      ignore_index=True)
     out = rows.take(pa.array(feed["_row"].to_numpy(dtype=np.int64)))
-    for name, arrow_type in HEURISTICS_OUTPUT.items():
-        out = out.append_column(name, pa.array(feed[name].to_numpy(), type=arrow_type))
+    for name in (*RESCORE_COLUMNS, *FEED_COLUMNS):   # what rank_user_feed adds
+        out = out.append_column(name, pa.array(feed[name].to_numpy(), type=RANKED_FEEDS_ARROW.field(name).type))
     return out.select([f.name for f in RANKED_FEEDS_SCHEMA.fields])
 
 

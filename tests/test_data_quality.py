@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from data_quality.specs import TABLE_SPECS, QualityBounds, TableSpec
 from data_quality.validation import check_table, check_tables
 from jobs.delta_io import is_delta_table, read_delta
+from jobs.spark_session import session_conf
 
 ROW = "_test_row"
 MISSING_ID = 10**15  # no table has an id this large
@@ -344,11 +345,9 @@ def test_a_reference_with_few_keys_is_joined_by_broadcast_whatever_spark_estimat
     spec = TableSpec(name="pairs", columns=tuple(ColumnSpec(c, "bigint") for c in table.columns),
                      references=(Reference("tweet_author", ("tweet_id", "author_id"), "tweets",
                                            ("tweet_id", "author_id")),))
-    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")  # as if every estimate were too big
-    try:
+    # As if every estimate were too big.
+    with session_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1"}):
         view = rows_view(table, spec, lambda name: tweets, as_of=datetime(2026, 1, 1, tzinfo=timezone.utc))
         plan = view._jdf.queryExecution().executedPlan().toString()
         assert "BroadcastHashJoin" in plan and "SortMergeJoin" not in plan, plan
         assert view.where(F.col("_dq_ref_tweet_author").isNotNull()).count() == 1  # tweet 10 is author 1's, not 2's
-    finally:
-        spark.conf.unset("spark.sql.autoBroadcastJoinThreshold")

@@ -362,19 +362,14 @@ def test_feeds_of_sorted_batches_equal_each_users_own_feed():
 def test_apply_heuristics_equals_the_grouped_per_user_stage(spark):
     """In Spark, on 40 users' synthetic scored rows over 3 partitions: the streamed stage gives the
     table a plain groupBy(user_id).applyInPandas of rank_user_feed gives."""
-    from pyspark.sql import functions as F
-
-    from benchmarks.ranking import synthetic_scored_rows
-    from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
+    from benchmarks.ranking import grouped_heuristics, synthetic_scored_rows
+    from jobs.feed_heuristics import FeedHeuristics
     from jobs.ranking import RANKED_FEEDS_SCHEMA, apply_heuristics
 
     heuristics = FeedHeuristics(max_rows=12, page_size=5, in_network_cap=3, out_of_network_cap=3)
     columns = [f.name for f in RANKED_FEEDS_SCHEMA.fields]
     scored = synthetic_scored_rows(spark, 40, 30).repartition(3)
-    expected = (scored.withColumn("is_reply", F.col("tweet__is_reply"))
-                .withColumn("fatigue_days_since", F.coalesce("fatigue_days_since", F.lit(float("nan"))))
-                .groupBy("user_id").applyInPandas(lambda rows: rank_user_feed(rows, heuristics)[columns],
-                                                  RANKED_FEEDS_SCHEMA).toPandas())
+    expected = grouped_heuristics(scored, heuristics).toPandas()
     got = apply_heuristics(scored, heuristics=heuristics).toPandas()
     order = ["user_id", "rank"]
     got, expected = (frame.sort_values(order).reset_index(drop=True) for frame in (got, expected))

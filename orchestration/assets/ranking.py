@@ -12,9 +12,9 @@ import json
 import dagster as dg
 
 from features.registry import registry_hash
+from features.tables import driver_memory_bytes
 from jobs.delta_io import overwrite_delta, read_delta
 from jobs.feed_heuristics import FeedHeuristics
-from features.tables import driver_memory_bytes
 from jobs.ranking import (
     FEATURE_TABLES,
     RANKING_SPARK_CONF,
