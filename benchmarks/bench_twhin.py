@@ -38,7 +38,7 @@ def read_world(world: Path):
     """The training columns of follows, engagements and tweets, from a warehouse or a raw world."""
     from models.twhin.export import INPUT_COLUMNS, TRAINING_ACTIONS, read_training_tables
 
-    from jobs.storage import is_delta_table
+    from core.storage import is_delta_table
 
     if is_delta_table(world / "tables" / "follows"):
         return read_training_tables({name: world / "tables" / name for name in INPUT_COLUMNS})

@@ -65,8 +65,8 @@ def _run(world: Path, selection: str) -> tuple[dict, dict]:
 
 def holds_ingested_world(world: Path) -> bool:
     """Whether `world` has every raw contract table and its ingested Delta table."""
-    from jobs.contract import RAW_TABLES
-    from jobs.storage import is_delta_table
+    from core.contract import RAW_TABLES
+    from core.storage import is_delta_table
 
     tables = world / "warehouse" / "tables"
     return all((world / "raw" / t.name).is_dir() and is_delta_table(tables / t.name) for t in RAW_TABLES)

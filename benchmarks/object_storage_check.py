@@ -36,8 +36,8 @@ from benchmarks.cluster_check import (
     homefeed_command,
     run_build,
 )
-from jobs.storage import MODELS_DIRNAME, storage_path
-from serving.redis_server import free_port, start_redis
+from core.storage import MODELS_DIRNAME, storage_path
+from core.redis_server import free_port, start_redis
 
 BUCKET = "homefeed-check"
 # Two days of impressions, the representations built once at the window's start: the side

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from jobs.publish import PublishResult, connect, publish_feeds, publish_warehouse
 from orchestration.publication import table_build_metadata
-from serving.redis_server import start_redis
+from core.redis_server import start_redis
 
 PIPELINE = 500
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from pyspark import StorageLevel
 
-from data_quality.specs import TABLE_SPECS, QualityBounds
+from core.quality_bounds import QualityBounds
+
+from data_quality.specs import TABLE_SPECS
 from data_quality.suites import rows_suite
 from data_quality.validation import gx_context, release_checkpoint, run_suite, validate_once
 from data_quality.views import DERIVED_PREFIX, rows_view
@@ -63,7 +65,7 @@ def _as_of(tables_dir: Path) -> datetime:
 
 def main() -> None:
     from orchestration.resources import resources_from_settings
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warehouse", type=Path, required=True)

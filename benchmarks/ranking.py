@@ -203,7 +203,7 @@ def grouped_heuristics(scored, heuristics):
     `applyInPandas` (the baseline of `bench_heuristics`)."""
     from pyspark.sql import functions as F
 
-    from jobs.feed_heuristics import rank_user_feed
+    from core.feed_heuristics import rank_user_feed
     from jobs.ranking import RANKED_FEEDS_SCHEMA
 
     columns = [f.name for f in RANKED_FEEDS_SCHEMA.fields]
@@ -216,10 +216,10 @@ def grouped_heuristics(scored, heuristics):
 def bench_heuristics(users: int, rows_per_user: int) -> dict:
     import tempfile
 
-    from jobs.feed_heuristics import FeedHeuristics
+    from core.feed_heuristics import FeedHeuristics
     from jobs.ranking import apply_heuristics
     from orchestration.resources import resources_from_settings
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     spark, heuristics = resources_from_settings(load_settings())["spark"].get_session(), FeedHeuristics()
 

@@ -56,8 +56,8 @@ from dataclasses import dataclass, field  # noqa: E402
 
 from fastapi import FastAPI, Request, Response  # noqa: E402
 
-from serving import redis_layout as rl  # noqa: E402
-from serving.redis_server import stop_process  # noqa: E402
+from core import redis_layout as rl  # noqa: E402
+from core.redis_server import stop_process  # noqa: E402
 
 HOST = "127.0.0.1"
 ENDPOINTS = ("for_you", "following", "for_you_computed", "following_computed")
@@ -376,7 +376,7 @@ def server_environment(redis_url: str, secret: str) -> dict[str, str]:
 def benchmark(*, redis_url: str, seconds: float, warmup_seconds: float, connections: list[int], n_users: int,
               count: int, workers: int, seed: int) -> dict:
     from serving.auth import mint_token
-    from serving.redis_server import free_port
+    from core.redis_server import free_port
 
     version = published_version(redis_url)
     users = sample_users(feed_users(redis_url, version), n_users, seed=seed)

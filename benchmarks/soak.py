@@ -104,9 +104,9 @@ async def paced_load(requests: dict[str, list[bytes]], *, port: int, rate: float
 def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: float, n_users: int, seed: int) -> dict:
     import redis
 
-    from serving import redis_layout as rl
+    from core import redis_layout as rl
     from serving.auth import mint_token
-    from serving.redis_server import free_port
+    from core.redis_server import free_port
 
     version = published_version(redis_url)
     users = sample_users(feed_users(redis_url, version), n_users, seed=seed)

@@ -208,7 +208,7 @@ class PublishedRedis:
             raise self.error
         if self.server is None:
             from orchestration.publication import publish_to_redis
-            from serving.redis_server import start_redis
+            from core.redis_server import start_redis
 
             try:
                 self.server = start_redis(self.workdir)

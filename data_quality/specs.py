@@ -13,18 +13,19 @@ candidates and ranked-feeds schemas) the spec reads it from there rather than re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+
+from dataclasses import dataclass
 
 from pyspark.sql import types as T
 
+from core.quality_bounds import QualityBounds
 from features.labels import LABELS
 from features.registry import ASSETS, FEATURES, keys_of_asset, spark_schema_of
 from jobs.candidates import CANDIDATES_SCHEMA, SOURCES
-from jobs.contract import RAW_TABLES, RawTable
+from core.contract import RAW_TABLES, RawTable
 from jobs.ingest import QUARANTINE_SCHEMA
 from jobs.ranking import HEAD_COLUMNS, RANKED_FEEDS_SCHEMA
-from jobs.realgraph import RealGraphConfig, feature_columns
+from features.realgraph import RealGraphConfig, feature_columns
 
 
 @dataclass(frozen=True)
@@ -132,43 +133,6 @@ class TableSpec:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
-
-
-@dataclass(frozen=True)
-class QualityBounds:
-    """The policy thresholds of the distribution and freshness checks, (min, max) pairs."""
-
-    freshness_hours: float = 48.0
-    min_rows: float = 1.0                    # rows of every table that must not be empty (TableSpec.non_empty)
-    feed_user_share: float = 0.5             # of the users active in the last 7 days, at least this share has a feed
-    candidate_user_share: float = 0.5        # ... and a candidate pool
-    feed_length: tuple[float, float] = (5.0, 200.0)
-    candidates_per_user: tuple[float, float] = (10.0, 1500.0)
-    feed_in_network_share: tuple[float, float] = (0.05, 0.95)
-    source_share: tuple[float, float] = (0.0, 0.95)   # of the feed rows, those a single source retrieved
-
-    @classmethod
-    def with_overrides(cls, overrides: Mapping[str, float | Sequence[float]]) -> QualityBounds:
-        """The defaults with `overrides` (by field name) replaced; a pair stays a pair."""
-        defaults = {f.name: getattr(cls(), f.name) for f in fields(cls)}
-        unknown = sorted(set(overrides) - set(defaults))
-        if unknown:
-            raise ValueError(f"unknown data-quality bounds {unknown} (known: {sorted(defaults)})")
-        values = {}
-        for name, value in overrides.items():
-            if isinstance(defaults[name], tuple):
-                if isinstance(value, (int, float)) or len(value) != 2:
-                    raise ValueError(f"data-quality bound {name} is a (min, max) pair, got {value!r}")
-                values[name] = (float(value[0]), float(value[1]))
-            elif isinstance(value, (int, float)):
-                values[name] = float(value)
-            else:
-                raise ValueError(f"data-quality bound {name} is a number, got {value!r}")
-        return replace(cls(), **values)
-
-    def pair(self, name: str) -> tuple[float | None, float | None]:
-        value = getattr(self, name)
-        return (value[0], value[1]) if isinstance(value, tuple) else (value, None)
 
 
 # The users active in the last 7 days: an engagement of any kind, impressions included.

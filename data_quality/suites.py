@@ -11,7 +11,9 @@ from __future__ import annotations
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
-from data_quality.specs import QualityBounds, TableSpec
+from core.quality_bounds import QualityBounds
+
+from data_quality.specs import TableSpec
 from data_quality.views import (
     COVERED,
     GROUP_ROWS,

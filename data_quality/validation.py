@@ -20,7 +20,9 @@ from pathlib import Path
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
-from data_quality.specs import TABLE_SPECS, QualityBounds, TableSpec
+from core.quality_bounds import QualityBounds
+
+from data_quality.specs import TABLE_SPECS, TableSpec
 from data_quality.suites import coverage_suite, groups_suite, rows_suite
 from data_quality.views import DERIVED_PREFIX, Reader, coverage_view, groups_view, rows_view
 

@@ -84,7 +84,7 @@ def _declare(entity: str, *rows: tuple[str, str, float | int | bool, str]) -> tu
 
 # Conventions: counts are doubles (rankers read doubles); windows are measured back from as_of
 # over events stamped strictly before it; "engagement" is a positive action of
-# jobs.realgraph.POSITIVE_ACTIONS; "negative" is not_interested or report; a rate is per impression
+# features.realgraph.POSITIVE_ACTIONS; "negative" is not_interested or report; a rate is per impression
 # and 0.0 without impressions; -1.0 stands for "never" where 0 would mean something.
 FEATURES: tuple[Feature, ...] = (
     *_declare(

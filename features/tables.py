@@ -28,7 +28,7 @@ from pyspark.sql import types as T
 
 from features.registry import features_of_asset, keys_of_asset
 from features.topics import DEFAULT_TOPIC_CONFIG, TOPIC_FEATURE_NAMES, TopicConfig, topic_sides
-from jobs.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
+from features.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 
 NEGATIVE_ACTIONS = ("not_interested", "report")
 # The tweet engagement counts: feature -> (actions counted, window in hours back from as_of). The

@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from scipy.sparse import csr_matrix
 
-from jobs.realgraph import POSITIVE_ACTIONS
+from features.realgraph import POSITIVE_ACTIONS
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.contract import RawTable
+from core.contract import RawTable
 
 # Explicit engagements: what a For You pool exists to surface.
 HELDOUT_ACTIONS = ("like", "retweet", "reply", "quote", "bookmark", "share")

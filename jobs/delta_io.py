@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.storage import is_delta_table
+from core.delta_commits import last_commit
+from core.storage import is_delta_table
 
 # Tables are read by deltalake and DuckDB as well as Spark; not all of them read deletion vectors.
 DELTA_TABLE_PROPERTIES = {"delta.enableDeletionVectors": "false"}
@@ -43,9 +44,7 @@ def read_delta(spark: SparkSession, path: Path) -> DataFrame:
 
 def rows_written_by_last_commit(path: Path) -> int:
     """Rows the table's latest commit wrote, from the Delta log (no Spark job)."""
-    from deltalake import DeltaTable
-
-    metrics = DeltaTable(str(path)).history(1)[0].get("operationMetrics") or {}
+    metrics = last_commit(path).get("operationMetrics") or {}
     return int(metrics.get("numOutputRows", 0))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from jobs.storage import is_delta_table, is_object_store
+from core.storage import is_delta_table, is_object_store
 
 QUARANTINE_PREFIX = "quarantine_"
 QUARANTINE_VIEW = "quarantine"

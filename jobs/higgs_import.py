@@ -2,7 +2,7 @@
 
 The dataset has accounts, a partial follow graph and one week of retweet/reply/mention events, but
 no tweets, no impressions and no account metadata. This module turns it into the seven raw
-contract tables (`jobs.contract`), written as `OUT/raw/<table>/part-00000.parquet` with
+contract tables (`core.contract`), written as `OUT/raw/<table>/part-00000.parquet` with
 `arrow_schema(table)`. Every mapping choice, and the row counts it produces, is written down in
 docs/higgs_import.md.
 
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from jobs.contract import (
+from core.contract import (
     ENGAGEMENTS,
     EARLIEST_VALID_TIME,
     FOLLOWS,

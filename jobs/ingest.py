@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.contract import EARLIEST_VALID_TIME, RawTable, Reference
+from core.contract import EARLIEST_VALID_TIME, RawTable, Reference
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from jobs.published_datasets import (
     PublicationConfig,
     source_connection,
 )
-from serving.redis_layout import (
+from core.redis_layout import (
     CURRENT,
     FEEDS,
     HISTORY,

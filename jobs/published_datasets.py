@@ -1,6 +1,6 @@
 """What a publication puts in Redis, dataset by dataset: the SQL (DuckDB over pinned Delta
 snapshots) that turns warehouse tables into one value per key of a key space
-(serving/redis_layout.py, docs/redis_layout.md).
+(core/redis_layout.py, docs/redis_layout.md).
 
 Every dataset is read as of the build time the feeds were built at (`as_of`): rows of the raw
 tables stamped later, and tweets deleted by then, are left out; the derived tables
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from serving.redis_layout import (
+from core.redis_layout import (
     AUTHOR_TWEETS,
     BLOCKED_MUTED,
     FEED_COLUMNS,

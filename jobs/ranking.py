@@ -24,7 +24,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from features.labels import LABELS
 from features.registry import ASSETS, ENTITY_OF_ASSET, FEATURES, features_for, keys_of_asset
 from features.vectors import qualified, with_default
-from jobs.feed_heuristics import FEED_COLUMNS, INPUT_COLUMNS, RESCORE_COLUMNS, FeedHeuristics, rank_user_feed
+from core.feed_heuristics import FEED_COLUMNS, INPUT_COLUMNS, RESCORE_COLUMNS, FeedHeuristics, rank_user_feed
 
 HEAD_COLUMNS = tuple(f"p_{head}" for head in LABELS)
 FEATURE_TABLES = {asset: (ENTITY_OF_ASSET[asset], keys_of_asset(asset)) for asset in ASSETS}  # asset -> (entity, keys)
@@ -280,7 +280,7 @@ def feeds_of_sorted_batches(batches: Iterator[pa.RecordBatch], heuristics: FeedH
 
 
 def apply_heuristics(scored: DataFrame, *, heuristics: FeedHeuristics) -> DataFrame:
-    """Each user's feed (`jobs.feed_heuristics.rank_user_feed` per user) from scored rows
+    """Each user's feed (`core.feed_heuristics.rank_user_feed` per user) from scored rows
     `with_fatigue`, as RANKED_FEEDS_SCHEMA. The rows are partitioned by user and sorted, and each
     partition streams through `feeds_of_sorted_batches`: many users per Arrow batch, where a
     grouped `applyInPandas` converts every user's rows to pandas and back on its own (at 100K

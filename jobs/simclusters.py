@@ -545,7 +545,7 @@ def known_for_quality(known_for, truth_users, *, follows, min_followers: int = D
     """
     import pandas as pd
 
-    from jobs.graph_eval import normalized_mutual_information
+    from core.graph_eval import normalized_mutual_information
 
     def frame(t, columns):
         df = t.to_pandas() if hasattr(t, "to_pandas") and not isinstance(t, pd.DataFrame) else t

@@ -206,7 +206,7 @@ def build_spark_session(
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
     """A Spark session with Delta, or the already running one (Spark allows one per process).
-    `object_storage_conf` (`jobs.storage.s3a_spark_conf`, for a warehouse or raw input on object storage) adds the
+    `object_storage_conf` (`core.storage.s3a_spark_conf`, for a warehouse or raw input on object storage) adds the
     S3A jars too. `extra_conf` (HOMEFEED_SPARK_CONF) is applied last, so it wins over every setting here."""
     jar_paths = resolve_delta_jars(jars_cache_dir)
     if object_storage_conf is not None:

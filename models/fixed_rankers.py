@@ -12,15 +12,13 @@ import numpy as np
 from models.heavy_ranker import HeavyRanker, HeavyRankerConfig, RankerInputs, train_heavy_ranker
 from models.light_ranker import LightRankerConfig, train_light_ranker
 from models.ranker_features import HEAVY_RANKER_FEATURES, LIGHT_RANKER_FEATURES
-from models.registry import ModelRegistry
+from models.registry import HEAVY_RANKER, LIGHT_RANKER, ModelRegistry
 
 
 def register_fixed_rankers(warehouse: Path, *, heavy_features: Sequence[str] = HEAVY_RANKER_FEATURES,
                            reason: str = "fixed models") -> HeavyRanker:
     """Train both rankers (seed 0, one epoch / five rounds on 300 random rows), register and promote
     them in `warehouse`'s registry; the heavy ranker."""
-    from orchestration.rankers import HEAVY_RANKER, LIGHT_RANKER
-
     rng = np.random.default_rng(0)
     heavy_features = list(heavy_features)
 

@@ -15,8 +15,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.graph_eval import roc_auc
-from jobs.realgraph import (
+from core.graph_eval import roc_auc
+from features.realgraph import (
     RealGraphConfig,
     feature_columns,
     interaction_features,

@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from features.registry import FEATURES, Feature, registry_hash
-from jobs.storage import MODELS_DIRNAME
+from core.storage import MODELS_DIRNAME
 
+# The two rankers a registry holds (light: candidate pruning; heavy: the multi-task scorer).
+LIGHT_RANKER, HEAVY_RANKER = "light_ranker", "heavy_ranker"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 PROMOTIONS = "promotions.jsonl"

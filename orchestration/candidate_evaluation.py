@@ -27,7 +27,7 @@ from orchestration.evaluation import (
     truncate_raw_input,
     world_end_time,
 )
-from orchestration.settings import HomefeedSettings
+from core.settings import HomefeedSettings
 
 DEFAULT_HORIZON = timedelta(hours=24)
 ACTIVE_DAYS = 7

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from orchestration.errors import without_jvm_frames
-from orchestration.settings import HomefeedSettings, load_settings
+from core.settings import HomefeedSettings, load_settings
 
 log = logging.getLogger("homefeed")
 
@@ -48,7 +48,7 @@ def with_world_build_time(settings: HomefeedSettings) -> HomefeedSettings:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     from jobs.spark_session import resolve_delta_jars, resolve_s3a_jars
-    from orchestration.setup_checks import check_java, ensure_chromium, ensure_redis_server
+    from core.setup_checks import check_java, ensure_chromium, ensure_redis_server
 
     settings = _settings(args)
     print(f"java: {check_java()} (needs 17+)")
@@ -199,7 +199,8 @@ def _command_name() -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Every table's data-quality suites on the warehouse as it is; exit 1 if any fails."""
-    from data_quality.specs import QualityBounds, TABLE_SPECS
+    from core.quality_bounds import QualityBounds
+    from data_quality.specs import TABLE_SPECS
     from data_quality.validation import check_tables
     from jobs.delta_io import is_delta_table, read_delta
     from orchestration.resources import resources_from_settings
@@ -245,7 +246,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     """Check every table a publication reads, then publish the feeds and the other serving datasets to
     Redis as a new version and make it current."""
-    from data_quality.specs import QualityBounds
+    from core.quality_bounds import QualityBounds
     from jobs.delta_io import is_delta_table
     from orchestration.publication import FEEDS_TABLE, check_published_tables, publish_to_redis
     from orchestration.resources import resources_from_settings
@@ -349,7 +350,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.assets.ranking import RANKING_GROUP
     from orchestration.assets.training import TRAINING_GROUP
 
-    from serving.redis_server import ensure_local_redis
+    from core.redis_server import ensure_local_redis
 
     out = Path(args.out)
     print(f"== 1/5 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
@@ -381,8 +382,8 @@ def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
     import httpx
 
     from jobs.publish import connect
-    from orchestration.settings import DEVELOPMENT_SECRET
-    from serving import redis_layout as rl
+    from core.settings import DEVELOPMENT_SECRET
+    from core import redis_layout as rl
     from serving.api_server import ensure_api
     from serving.auth import mint_token
 
@@ -498,7 +499,7 @@ def _eval_higgs_ranking(args: argparse.Namespace) -> int:
 # --- training set ----------------------------------------------------------------------------
 
 def cmd_training_set(args: argparse.Namespace) -> int:
-    from features.training_set import TrainingWindow
+    from jobs.training_set import TrainingWindow
     from orchestration.resources import resources_from_settings
     from orchestration.training_set import build_training_set, training_build_time
 

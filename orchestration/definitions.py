@@ -22,7 +22,7 @@ from orchestration.jobs import (
 )
 from orchestration.resources import resources_from_settings
 from orchestration.schedules import daily_build_schedule, raw_input_sensor
-from orchestration.settings import HomefeedSettings, load_settings
+from core.settings import HomefeedSettings, load_settings
 
 ALL_ASSETS = [
     *ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets, *CANDIDATE_ASSETS, *FEATURE_ASSETS,

@@ -1,6 +1,6 @@
 """`homefeed eval graph`: graph representations measured on a synthetic world's ground truth.
 
-The world's follows are split (`jobs.graph_eval.split_follows`): 10% are hidden, the rest plus
+The world's follows are split (`core.graph_eval.split_follows`): 10% are hidden, the rest plus
 every other raw table become the evaluation's raw input, from which every asset is built into the
 evaluation warehouse. Then:
 
@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from jobs.candidate_eval import truncate_raw_table
-from jobs.contract import RAW_TABLES, arrow_schema
-from jobs.graph_eval import follow_recall_at_k, popularity_candidates, split_follows
-from jobs.storage import read_parquet_folder, remove_tree
-from orchestration.settings import HomefeedSettings
+from core.contract import RAW_TABLES, arrow_schema
+from core.graph_eval import follow_recall_at_k, popularity_candidates, split_follows
+from core.storage import read_parquet_folder, remove_tree
+from core.settings import HomefeedSettings
 
 EVAL_K = 50
 BUILD_MARKER = "eval_build.json"
@@ -136,7 +136,7 @@ def two_hop_candidates(warehouse: Path) -> pa.Table:
 
 def evaluate_graph(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
                    rebuild: bool = False) -> dict:
-    from jobs.realgraph import RealGraphConfig, user_author_interactions
+    from features.realgraph import RealGraphConfig, user_author_interactions
     from jobs.spark_session import build_spark_session
     from jobs.delta_io import read_delta
     from models.realgraph_model import evaluate_next_period

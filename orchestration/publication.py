@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from core.delta_commits import last_commit_metadata
 from jobs.publish import DEFAULT_GRACE_SECONDS, PublishError, PublishResult, connect, publish_warehouse
 from jobs.published_datasets import DATASETS, FEEDS_TABLE
 
@@ -24,10 +25,8 @@ def table_build_metadata(table_path: Path) -> dict[str, str]:
     feature registry hash) and its Delta version, as strings for the Redis pointer."""
     from deltalake import DeltaTable
 
-    table = DeltaTable(str(table_path))
-    commit = table.history(1)[0]
-    built_with = json.loads(commit.get("userMetadata") or "{}")
-    return {"table_version": str(table.version()), **{f"built_{k}": str(v) for k, v in built_with.items()}}
+    built_with = last_commit_metadata(table_path)
+    return {"table_version": str(DeltaTable(str(table_path)).version()), **{f"built_{k}": str(v) for k, v in built_with.items()}}
 
 
 def publish_to_redis(redis_url: str, tables_dir: Path, *, cluster: bool = False,

@@ -2,7 +2,7 @@
 
 1. Bronze tables from the world's raw input, as of the world's end, into the evaluation warehouse.
 2. The training set with a time split (`TrainingWindow.ending_at(world end, days)`: the last day is
-   `test`), then both rankers trained and registered there (`orchestration.rankers`).
+   `test`), then both rankers trained and registered there (`jobs.train_rankers`).
 3. Heads, on the test impressions: AUC, log loss and expected calibration error (before and after
    Platt scaling) of the heavy ranker, next to the ceiling, the AUC of the world's true
    probabilities of the same impressions (`truth/impressions`).
@@ -27,13 +27,13 @@ import pyarrow.parquet as pq
 
 from features.labels import ACTION_OF_LABEL, LABELS, LabelConfig
 from features.registry import registry_hash
-from features.training_set import TrainingWindow
-from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
+from jobs.training_set import TrainingWindow
+from core.feed_heuristics import FeedHeuristics, rank_user_feed
 from jobs.delta_io import read_delta
-from jobs.graph_eval import roc_auc
+from core.graph_eval import roc_auc
 from jobs.ranking_eval import engagement_value, feed_metrics, positions
-from jobs.realgraph import POSITIVE_ACTIONS
-from jobs.storage import is_delta_table
+from features.realgraph import POSITIVE_ACTIONS
+from core.storage import is_delta_table
 from jobs.synthetic.model import CLICK_DWELL_SIGMA, click_dwell_log_mean
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, final_scores, log_loss, sigmoid
 from models.light_ranker import LightRanker
@@ -41,7 +41,7 @@ from models.ranker_features import feature_matrix
 from models.registry import ModelRegistry
 from models.report import expected_calibration_error, histogram, reliability_bins, render_ranking_report, write_ranking_report
 from orchestration.evaluation import build_eval_warehouse, world_end_time
-from orchestration.rankers import (
+from jobs.train_rankers import (
     HEAVY_RANKER,
     LIGHT_RANKER,
     finite_metric,
@@ -50,8 +50,9 @@ from orchestration.rankers import (
     split_of,
     train_rankers,
 )
-from orchestration.settings import HomefeedSettings
-from orchestration.training_set import TRAINING_TABLE, build_training_set, training_set_metadata
+from core.settings import HomefeedSettings
+from core.delta_commits import last_commit_metadata
+from orchestration.training_set import TRAINING_TABLE, build_training_set
 
 FEED_K = 35
 METHODS = ("ranked", "heavy_ranker_only", "reverse_chron", "popularity", "als", "oracle")
@@ -165,7 +166,7 @@ def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window:
     local = settings.model_copy(update={"warehouse": warehouse, "raw_input": world_dir / "raw", "as_of": as_of})
     table_dir = local.tables_dir / TRAINING_TABLE
     if not rebuild and is_delta_table(table_dir):
-        metadata = training_set_metadata(table_dir)
+        metadata = last_commit_metadata(table_dir)
         representations = "daily" if daily else "window_start"
         if (metadata.get("window"), metadata.get("registry_hash"), metadata.get("representations")) == (
                 window.as_dict(), registry_hash(), representations):

@@ -10,8 +10,8 @@ import dagster as dg
 from pyspark.sql import SparkSession
 
 from jobs.spark_session import build_spark_session
-from jobs.storage import models_root, storage_path
-from orchestration.settings import HomefeedSettings
+from core.storage import models_root, storage_path
+from core.settings import HomefeedSettings
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -49,7 +49,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def root(self) -> Path:
-        """The warehouse folder (a `UPath` on object storage; see jobs.storage)."""
+        """The warehouse folder (a `UPath` on object storage; see core.storage)."""
         return storage_path(self.path)
 
     @property
@@ -97,7 +97,7 @@ class QualityResource(dg.ConfigurableResource):
     bounds_json: str = "{}"
 
     def bounds(self):
-        from data_quality.specs import QualityBounds
+        from core.quality_bounds import QualityBounds
 
         return QualityBounds.with_overrides(json.loads(self.bounds_json))
 

@@ -11,7 +11,7 @@ from orchestration.definitions import ALL_ASSETS, ALL_CHECKS
 from orchestration.errors import without_jvm_frames
 from orchestration.jobs import DEFAULT_BUILD_SELECTION
 from orchestration.resources import resources_from_settings
-from orchestration.settings import HomefeedSettings
+from core.settings import HomefeedSettings
 
 
 @dataclass(frozen=True)

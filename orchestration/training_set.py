@@ -4,7 +4,7 @@
    the first impression time of each snapshot day (or once, at the window's start), each into
    `WAREHOUSE/as_of/<time>/` (reused while the input and the cut are the same), so that no learned
    table has seen the engagements of the impressions it serves.
-2. The examples are built from the warehouse's bronze tables (`features/training_set.py`) and
+2. The examples are built from the warehouse's bronze tables (`jobs/training_set.py`) and
    written to `WAREHOUSE/tables/training_examples`, with the window, the representations' build
    times and the registry hash in the Delta commit's metadata and in the returned summary.
 """
@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from features.labels import LABELS
 from features.registry import FEATURES, registry_hash
-from features.training_set import (
+from jobs.training_set import (
     SPLITS,
     Representations,
     TrainingWindow,
@@ -30,7 +30,7 @@ from features.training_set import (
 )
 from jobs.delta_io import is_delta_table, overwrite_delta, read_delta
 from orchestration.evaluation import build_eval_warehouse, truncate_raw_input
-from orchestration.settings import HomefeedSettings
+from core.settings import HomefeedSettings
 
 TRAINING_TABLE = "training_examples"
 # The groups whose tables the representations need (bronze feeds them; graph holds RealGraph).
@@ -49,14 +49,6 @@ def build_representations(settings: HomefeedSettings, *, as_of: datetime, rebuil
     build_eval_warehouse(settings, raw_dir=raw_dir, warehouse=side / "warehouse", as_of=as_of,
                          fingerprint=fingerprint, rebuild=rebuild, selection=REPRESENTATION_SELECTION)
     return side / "warehouse"
-
-
-def training_set_metadata(table_path: Path) -> dict:
-    """The provenance `build_training_set` stored in the table's latest Delta commit (window,
-    representations, registry hash); {} when it has none."""
-    from deltalake import DeltaTable
-
-    return json.loads(DeltaTable(str(table_path)).history(1)[0].get("userMetadata") or "{}")
 
 
 def training_build_time(spark: SparkSession, tables_dir: Path, as_of: datetime | None) -> datetime:

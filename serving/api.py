@@ -29,8 +29,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter as Metric, Histogram, generate_latest
 from pydantic import BaseModel, Field
 
-from orchestration.settings import DEVELOPMENT_SECRET, HomefeedSettings
-from serving import redis_layout as rl
+from core.settings import DEVELOPMENT_SECRET, HomefeedSettings
+from core import redis_layout as rl
 from serving.auth import InvalidCursor, InvalidToken, Viewer, decode_cursor, encode_cursor, verify_token
 from serving.events import EventBatch, EventError, log_records, queue_event, queue_log_append, referenced_tweet_ids
 from serving.explain import explain_page
@@ -659,6 +659,6 @@ def create_app(settings: HomefeedSettings, *, client: aioredis.Redis | RedisClus
 
 def app_from_environment() -> FastAPI:
     """The app configured by the HOMEFEED_* environment (`uvicorn --factory serving.api:app_from_environment`)."""
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     return create_app(load_settings())

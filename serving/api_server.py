@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.redis_server import stop_process
+from core.redis_server import stop_process
 
 
 @dataclass

@@ -25,9 +25,9 @@ from typing import Annotated, Literal
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from jobs.contract import EARLIEST_VALID_TIME, ENGAGEMENTS, FOLLOWS, SOCIAL_ACTIONS_TABLE, TWEETS, arrow_schema
-from jobs.storage import is_object_store
-from serving import redis_layout as rl
+from core.contract import EARLIEST_VALID_TIME, ENGAGEMENTS, FOLLOWS, SOCIAL_ACTIONS_TABLE, TWEETS, arrow_schema
+from core.storage import is_object_store
+from core import redis_layout as rl
 
 EVENT_LOG = f"{rl.PREFIX}:{{events}}:log"
 MAX_EVENTS_PER_REQUEST = 100
@@ -159,7 +159,7 @@ def log_records(viewer_id: int, events: list[_Event], tweets: dict[int, dict], *
 
 def queue_event(pipe, record: dict, *, ttl_seconds: int = rl.REALTIME_TTL_SECONDS, seen_limit: int) -> None:
     """The Redis commands that apply one log record to the request-time state (keys of
-    `serving.redis_layout`), added to `pipe`."""
+    `core.redis_layout`), added to `pipe`."""
     kind, user, ms = record["type"], record["user_id"], record["created_at_ms"]
 
     def user_key(what: str) -> str:

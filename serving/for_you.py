@@ -18,7 +18,7 @@ import numpy as np
 import redis.exceptions
 
 from serving.mixing import Entry, MixingConfig, place, promoted_tweets, who_to_follow_users, with_conversations
-from serving.redis_layout import AUTHOR_TWEETS, POPULAR, POPULAR_ID
+from core.redis_layout import AUTHOR_TWEETS, POPULAR, POPULAR_ID
 from serving.store import Store, UserState
 from serving.timelines import (
     FILTERS,

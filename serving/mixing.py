@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from serving import redis_layout as rl
+from core import redis_layout as rl
 from serving.store import Store, UserState
 from serving.timelines import Candidate
 

@@ -1,5 +1,5 @@
 """What a request reads from Redis: the current published version and, under it, the datasets of
-`serving.redis_layout`, plus the request-time state written since the build. A user's reads are
+`core.redis_layout`, plus the request-time state written since the build. A user's reads are
 one pipeline (their keys share a hash tag, so one node on a cluster), a batch of other keys one
 MGET (`get_many`); published values come from `PublishedCache` once read.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from serving import redis_layout as rl
+from core import redis_layout as rl
 
 SEEN_LIMIT = 5_000  # the most recent impressions kept per user (the seen filter's memory)
 

@@ -4,7 +4,7 @@ do at request time what the batch build could not know.
 The stages of For You, which `serving.for_you` orders per page: `cheap_filters` (filters on the
 feed's columns), `with_fresh_tweets` (in-network injection), `rerank` (the batch heavy score
 rescaled by the out-of-network and reply factors, the fatigue discount and an age decay, author
-diversity over what survived, then the page assembly of `jobs.feed_heuristics`), `RankedCandidates`
+diversity over what survived, then the page assembly of `core.feed_heuristics`), `RankedCandidates`
 and `fill_page` (the metadata filters while a page fills, the out-of-network run limit again).
 
 Following and lists (`chronological_page`): the published recent tweets of the followed accounts
@@ -24,14 +24,14 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from jobs.feed_heuristics import (
+from core.feed_heuristics import (
     FeedHeuristics,
     apply_multiplier,
     assemble_pages,
     author_diversity_multipliers,
     fatigue_multiplier,
 )
-from serving import redis_layout as rl
+from core import redis_layout as rl
 from serving.store import Store, UserState
 
 MS_PER_DAY = 86_400_000

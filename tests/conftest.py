@@ -18,7 +18,7 @@ HIGGS_DIR = REPO_ROOT.parent / "shared" / "datasets" / "higgs-twitter"
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory):
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     # Tests get their own warehouse; the jar cache is the user's (filled by `make setup`).
     return load_settings(
@@ -63,7 +63,7 @@ def generated_build(settings, spark, tmp_path_factory):
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server for the session (persistence off), stopped at the end."""
-    from serving.redis_server import start_redis
+    from core.redis_server import start_redis
 
     server = start_redis(tmp_path_factory.mktemp("redis"))
     yield server
@@ -101,7 +101,7 @@ def ranked_build(settings, spark, generated_build, tmp_path_factory):
 def published_redis(tmp_path_factory, ranked_build):
     """A Redis of the module's own holding one publication of the ranked test world: (server, version)."""
     from orchestration.publication import publish_to_redis
-    from serving.redis_server import start_redis
+    from core.redis_server import start_redis
 
     server = start_redis(tmp_path_factory.mktemp("published-redis"))
     settings, _ = ranked_build
@@ -115,7 +115,7 @@ def start_test_api(redis_url: str, workdir: Path, *, secret: str, env: str = "pr
     """The real app under uvicorn in a process of its own, reading `redis_url` (`cluster`: one node
     of a Redis Cluster; `environment`: more HOMEFEED_* settings)."""
     from serving.api_server import start_api
-    from serving.redis_server import free_port
+    from core.redis_server import free_port
 
     return start_api(port=free_port(), log_path=workdir / "api.log",
                      environment={"HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_REDIS_CLUSTER": str(int(cluster)),

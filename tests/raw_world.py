@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
+from core.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
 
 T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
 AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)

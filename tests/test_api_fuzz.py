@@ -28,7 +28,7 @@ def api_base_url(published_redis, tmp_path_factory):
 def _own_schema():
     """The app's OpenAPI document, built from the code at collection time (the served app answers
     the same at /openapi.json, which a test checks); the cases are sent to the live server."""
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
     from serving.api import create_app
 
     return create_app(load_settings(env="development")).openapi()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from serving.redis_server import start_redis
+from core.redis_server import start_redis
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "serve.py"
 SERVERS = ("baseline", "for_you", "following", "for_you_computed", "following_computed")

@@ -353,7 +353,7 @@ def test_steps_selected_by_default_by_group_and_by_name():
 
 def ingested_world_folders(world: Path) -> Path:
     """The folders of a generated and ingested world (no data in them)."""
-    from jobs.contract import RAW_TABLES
+    from core.contract import RAW_TABLES
 
     for table in RAW_TABLES:
         (world / "raw" / table.name).mkdir(parents=True)
@@ -363,7 +363,7 @@ def ingested_world_folders(world: Path) -> Path:
 
 
 def test_a_world_is_reused_only_with_every_raw_table_ingested(tmp_path):
-    from jobs.contract import RAW_TABLES
+    from core.contract import RAW_TABLES
 
     world = ingested_world_folders(tmp_path / "world-300")
     assert holds_ingested_world(world)

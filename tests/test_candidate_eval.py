@@ -14,7 +14,7 @@ from jobs.candidate_eval import (
     popularity_same_size_recall,
     truncate_raw_table,
 )
-from jobs.contract import RAW_TABLES_BY_NAME, arrow_schema
+from core.contract import RAW_TABLES_BY_NAME, arrow_schema
 from raw_world import at
 
 CUTOFF = at(100)

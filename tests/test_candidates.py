@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from jobs import candidates as cand
-from jobs.contract import RAW_TABLES_BY_NAME
+from core.contract import RAW_TABLES_BY_NAME
 from jobs.ingest import spark_schema
 
 AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import HIGGS_DIR, REPO_ROOT
-from jobs.contract import RAW_TABLES, arrow_schema
+from core.contract import RAW_TABLES, arrow_schema
 from orchestration import cli
 
 
@@ -49,7 +49,7 @@ def test_a_generated_world_builds_as_of_its_end_unless_as_of_is_set(tmp_path):
     import json
     from datetime import datetime, timezone
 
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     (tmp_path / "world" / "truth").mkdir(parents=True)
     (tmp_path / "world" / "truth" / "metadata.json").write_text(

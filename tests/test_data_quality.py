@@ -16,7 +16,9 @@ import pytest
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from data_quality.specs import TABLE_SPECS, QualityBounds, TableSpec
+from core.quality_bounds import QualityBounds
+
+from data_quality.specs import TABLE_SPECS, TableSpec
 from data_quality.validation import check_table, check_tables
 from jobs.delta_io import is_delta_table, read_delta
 from jobs.spark_session import session_conf

@@ -3,7 +3,7 @@
 import re
 
 from conftest import REPO_ROOT
-from jobs.contract import CONTRACT_VERSION, ENGAGEMENT_ACTIONS, RAW_TABLES
+from core.contract import CONTRACT_VERSION, ENGAGEMENT_ACTIONS, RAW_TABLES
 
 CONTRACT_DOC = (REPO_ROOT / "docs" / "data_contract.md").read_text()
 
@@ -28,10 +28,10 @@ def test_contract_doc_lists_every_action():
 
 
 def test_serving_doc_names_every_endpoint_filter_event_type_and_key_space():
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
     from serving.api import create_app
     from serving.events import ENGAGEMENT_EVENTS, USER_EVENTS
-    from serving.redis_layout import KEY_SPACES
+    from core.redis_layout import KEY_SPACES
     from serving.timelines import FILTERS
 
     serving_doc = (REPO_ROOT / "docs" / "serving.md").read_text()

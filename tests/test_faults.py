@@ -19,8 +19,8 @@ import redis
 from conftest import start_test_api
 from jobs.publish import publish_feeds
 from serving.auth import mint_token
-from serving.redis_layout import feed_key
-from serving.redis_server import start_redis
+from core.redis_layout import feed_key
+from core.redis_server import start_redis
 from test_publish import _assert_still_serving, kill_a_publication_midway, ranked_feeds_table, write_table
 
 SECRET = "faults-secret-" + uuid.uuid4().hex
@@ -165,7 +165,7 @@ def test_a_new_table_whose_first_write_died_is_no_table_and_the_failed_runs_repo
     from deltalake import write_deltalake
 
     from jobs.duckdb_catalog import connect_warehouse, find_delta_tables
-    from jobs.storage import is_delta_table
+    from core.storage import is_delta_table
     from orchestration.cli import _write_run_report
     from orchestration.run import RunOutcome, StepFailure
 

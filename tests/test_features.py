@@ -14,7 +14,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from features import registry as reg
 from features import tables as ft
-from jobs.contract import RAW_TABLES_BY_NAME
+from core.contract import RAW_TABLES_BY_NAME
 from jobs.follow_graph import mutual_follows
 from jobs.ingest import spark_schema
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import feed_heuristics as fh
-from jobs.feed_heuristics import FeedHeuristics
+from core import feed_heuristics as fh
+from core.feed_heuristics import FeedHeuristics
 
 H = FeedHeuristics()
 NAN = float("nan")

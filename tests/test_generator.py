@@ -1,6 +1,6 @@
 """The synthetic world generator (jobs.synthetic): contract conformance, determinism and the
 statistical shape of the world. Everything is checked with plain pyarrow/numpy against the files
-on disk and jobs.contract — never with the generator's own helpers."""
+on disk and core.contract — never with the generator's own helpers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.contract import (
+from core.contract import (
     EARLIEST_VALID_TIME,
     ENGAGEMENT_ACTIONS,
     RAW_TABLES,

@@ -7,11 +7,11 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from jobs.contract import RAW_TABLES_BY_NAME
+from core.contract import RAW_TABLES_BY_NAME
 from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
-from jobs.graph_eval import follow_recall_at_k, normalized_mutual_information, roc_auc
+from core.graph_eval import follow_recall_at_k, normalized_mutual_information, roc_auc
 from jobs.ingest import spark_schema
-from jobs.realgraph import (
+from features.realgraph import (
     RealGraphConfig,
     fixed_weight_score,
     interaction_features,

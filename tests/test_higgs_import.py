@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
+from core.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
 from jobs.higgs_import import HiggsImportSummary, import_higgs, read_follow_prefix
 
 SRC = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "higgs-twitter"

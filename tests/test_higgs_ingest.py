@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import HIGGS_DIR
-from jobs.contract import RAW_TABLES
+from core.contract import RAW_TABLES
 from jobs.delta_io import rows_in_table
 from jobs.higgs_import import import_higgs
 from orchestration.run import run_assets

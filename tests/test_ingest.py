@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from jobs.contract import RAW_TABLES_BY_NAME, arrow_schema
+from core.contract import RAW_TABLES_BY_NAME, arrow_schema
 from jobs.ingest import RawInputError, ingest_raw_table, read_raw_table, spark_schema
 from raw_world import AS_OF, T0, as_utc, at, tiny_world, write_contract_table, write_loose_table
 

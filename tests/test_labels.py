@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from features.labels import LABELS, LabelConfig, impression_labels, time_split
-from jobs.contract import RAW_TABLES_BY_NAME
+from core.contract import RAW_TABLES_BY_NAME
 from jobs.ingest import spark_schema
 from raw_world import at
 

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.spark_session import hadoop_version
-from jobs.storage import is_object_store, models_root, s3a_spark_conf, storage_path
+from core.storage import is_object_store, models_root, s3a_spark_conf, storage_path
 from orchestration.resources import resources_from_settings
-from orchestration.settings import HomefeedSettings
+from core.settings import HomefeedSettings
 
 
 def test_a_warehouse_is_a_local_path_or_an_s3_url(tmp_path, monkeypatch):
@@ -147,7 +147,7 @@ def test_a_side_raw_input_on_object_storage_is_written_and_found_like_a_local_on
 
     import pyarrow.parquet as pq
 
-    from jobs.contract import RAW_TABLES
+    from core.contract import RAW_TABLES
     from jobs.ingest import find_raw_files
     from jobs.synthetic import WorldConfig, generate_world
     from orchestration.evaluation import truncate_raw_input, world_end_time
@@ -184,7 +184,7 @@ def test_client_events_drain_into_a_raw_input_on_object_storage(s3_bucket, redis
     hidden name left behind), the log is emptied, and the raw-input sensor's fingerprint sees it."""
     import pyarrow.parquet as pq
 
-    from jobs.contract import RAW_TABLES_BY_NAME
+    from core.contract import RAW_TABLES_BY_NAME
     from jobs.ingest import find_raw_files
     from orchestration.schedules import raw_input_fingerprint
     from serving.events import ARCHIVE_DIR, EVENT_LOG, drain_event_log, queue_log_append

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
-from jobs.contract import RAW_TABLES
+from core.contract import RAW_TABLES
 from jobs.delta_io import rows_in_table
 from jobs.duckdb_catalog import connect_warehouse
 from orchestration import cli
@@ -264,7 +264,7 @@ def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path
 
 def test_daily_build_job_and_schedule_cover_ingest_to_ranked_feeds():
     from orchestration.definitions import build_definitions
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     definitions = build_definitions(load_settings())
     daily = definitions.resolve_job_def("daily_build")

@@ -22,9 +22,9 @@ import jobs.published_datasets
 from jobs.publish import PublishError, connect, publication_status, publish_feeds, publish_warehouse, rollback
 from jobs.published_datasets import PublicationConfig
 from jobs.ranking import HEAD_COLUMNS
-from serving import redis_layout as layout
-from serving.redis_layout import CURRENT, FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
-from serving.redis_server import free_port, start_redis
+from core import redis_layout as layout
+from core.redis_layout import CURRENT, FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
+from core.redis_server import free_port, start_redis
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from features.labels import LABELS
-from jobs.graph_eval import roc_auc
+from core.graph_eval import roc_auc
 from models.heavy_ranker import (
     DEFAULT_HEAD_WEIGHTS,
     HeavyRanker,
@@ -128,7 +128,7 @@ def test_platt_scaling_does_not_blow_up_on_a_separable_head():
 
 
 def test_training_without_a_training_set_names_the_command_to_build_it(tmp_path):
-    from orchestration.rankers import train_rankers
+    from jobs.train_rankers import train_rankers
 
     with pytest.raises(FileNotFoundError, match="homefeed training-set"):
         train_rankers(tmp_path)

@@ -69,7 +69,7 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
     from deltalake import DeltaTable
 
     from features.labels import LABELS
-    from jobs.graph_eval import roc_auc
+    from core.graph_eval import roc_auc
     from jobs.synthetic import WorldConfig, generate_world
     from orchestration import cli
 

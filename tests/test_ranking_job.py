@@ -32,7 +32,8 @@ from models.fixed_rankers import register_fixed_rankers
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, RankerInputs, final_scores
 from models.ranker_features import HEAVY_RANKER_FEATURES
 from models.registry import FeatureHashMismatch
-from orchestration.rankers import HEAVY_RANKER, LIGHT_RANKER, current_models
+from models.registry import HEAVY_RANKER, LIGHT_RANKER
+from jobs.train_rankers import current_models
 
 AS_OF = datetime(2026, 10, 1, tzinfo=timezone.utc)
 USERS, TWEETS_PER_USER = (1, 2), 8
@@ -330,7 +331,7 @@ def test_feeds_of_sorted_batches_equal_each_users_own_feed():
     import pandas as pd
     import pyarrow as pa
 
-    from jobs.feed_heuristics import FeedHeuristics, rank_user_feed
+    from core.feed_heuristics import FeedHeuristics, rank_user_feed
     from jobs.ranking import HEAD_COLUMNS, RANKED_FEEDS_SCHEMA, feeds_of_sorted_batches
 
     rng = np.random.default_rng(3)
@@ -363,7 +364,7 @@ def test_apply_heuristics_equals_the_grouped_per_user_stage(spark):
     """In Spark, on 40 users' synthetic scored rows over 3 partitions: the streamed stage gives the
     table a plain groupBy(user_id).applyInPandas of rank_user_feed gives."""
     from benchmarks.ranking import grouped_heuristics, synthetic_scored_rows
-    from jobs.feed_heuristics import FeedHeuristics
+    from core.feed_heuristics import FeedHeuristics
     from jobs.ranking import RANKED_FEEDS_SCHEMA, apply_heuristics
 
     heuristics = FeedHeuristics(max_rows=12, page_size=5, in_network_cap=3, out_of_network_cap=3)

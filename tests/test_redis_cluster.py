@@ -1,5 +1,5 @@
 """Serving from a Redis Cluster: the ranked test world published by the real publisher into a local
-cluster of three masters (Debian's redis-server, `serving.redis_server.start_redis_cluster`), and the
+cluster of three masters (Debian's redis-server, `core.redis_server.start_redis_cluster`), and the
 real API under uvicorn against it (HOMEFEED_REDIS_CLUSTER=1) answering as the same API against a
 single Redis holding the same publication (`published_redis`)."""
 
@@ -15,7 +15,7 @@ import redis
 
 from jobs.publish import PublishError, connect, current_pointer, rollback
 from orchestration.publication import publish_to_redis
-from serving import redis_layout as rl
+from core import redis_layout as rl
 from serving.auth import mint_token
 from serving.events import drain_event_log
 from conftest import start_test_api
@@ -39,7 +39,7 @@ class Apis:
 
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory):
-    from serving.redis_server import start_redis_cluster
+    from core.redis_server import start_redis_cluster
 
     cluster = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
     yield cluster
@@ -119,7 +119,7 @@ def node_keys(port: int, pattern: str) -> list[bytes]:
 
 
 def test_a_plain_client_on_a_cluster_node_is_refused_and_a_socket_cannot_name_a_cluster(redis_cluster):
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     with pytest.raises(PublishError, match="HOMEFEED_REDIS_CLUSTER=1"):
         connect(redis_cluster.url)

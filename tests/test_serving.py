@@ -16,10 +16,10 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from serving import redis_layout as rl
+from core import redis_layout as rl
 from serving.auth import mint_token
 from serving.events import ARCHIVE_DIR, EVENT_LOG
-from serving.redis_server import free_port
+from core.redis_server import free_port
 from conftest import start_test_api
 
 SECRET = "test-secret-" + uuid.uuid4().hex
@@ -289,7 +289,7 @@ def test_events_are_validated_and_a_refused_batch_changes_nothing(api):
 
 
 def test_the_event_log_drains_into_raw_input_of_the_contract(api, tmp_path):
-    from jobs.contract import RAW_TABLES_BY_NAME, arrow_schema
+    from core.contract import RAW_TABLES_BY_NAME, arrow_schema
     from serving.events import drain_event_log
 
     client, r, version = api
@@ -487,7 +487,7 @@ def test_readiness_metrics_and_openapi(api):
 
 
 def test_the_explain_page_renders_in_headless_chromium(api, tmp_path):
-    from orchestration.setup_checks import ensure_chromium
+    from core.setup_checks import ensure_chromium
 
     client, r, version = api
     user = feed_users(r, version)[5]
@@ -547,7 +547,7 @@ def test_redis_down_is_a_quick_503_and_the_default_secret_is_refused_in_producti
         assert time.monotonic() - start < 10
     finally:
         process.stop()
-    from orchestration.settings import DEVELOPMENT_SECRET
+    from core.settings import DEVELOPMENT_SECRET
 
     with pytest.raises(RuntimeError, match="HOMEFEED_SECRET"):
         api_server("redis://127.0.0.1:1/0", tmp_path, secret=DEVELOPMENT_SECRET)
@@ -576,7 +576,7 @@ def test_the_demos_serving_step_starts_the_api_and_shows_a_for_you_page(publishe
     import signal
 
     from orchestration import cli
-    from orchestration.settings import load_settings
+    from core.settings import load_settings
 
     server, version = published_redis
     port = free_port()

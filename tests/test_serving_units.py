@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from serving import redis_layout as rl
+from core import redis_layout as rl
 from serving.events import EventBatch, EventError, contract_rows, log_records
 from serving.for_you import ForYouConfig, fitting_positions
 from serving.mixing import Entry, MixingConfig, place, who_to_follow_users
 from serving.store import UserState
 from serving.timelines import FRESH_SOURCE_BIT, cheap_filters, with_fresh_tweets
-from jobs.feed_heuristics import FeedHeuristics
+from core.feed_heuristics import FeedHeuristics
 
 
 def state(**kwargs) -> UserState:

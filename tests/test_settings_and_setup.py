@@ -7,8 +7,8 @@ from pydantic import ValidationError
 
 from jobs.spark_session import jars_not_in_spark
 from orchestration.cli import format_rows
-from orchestration.settings import HomefeedSettings, load_settings
-from orchestration.setup_checks import parse_java_major
+from core.settings import HomefeedSettings, load_settings
+from core.setup_checks import parse_java_major
 
 
 def test_defaults_match_the_documented_ones(monkeypatch):

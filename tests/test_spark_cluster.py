@@ -25,8 +25,8 @@ from jobs.spark_cluster import (
 )
 from jobs.spark_session import driver_address_conf
 from orchestration.resources import resources_from_settings
-from orchestration.settings import HomefeedSettings, load_settings
-from serving.redis_server import free_port
+from core.settings import HomefeedSettings, load_settings
+from core.redis_server import free_port
 
 NAN = float("nan")
 

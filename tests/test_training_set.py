@@ -10,14 +10,14 @@ import pytest
 
 from features.labels import LABELS
 from features.registry import FEATURES
-from features.training_set import (
+from jobs.training_set import (
     EXAMPLE_KEYS,
     Representations,
     TrainingWindow,
     snapshot_days,
     training_examples,
 )
-from jobs.contract import RAW_TABLES_BY_NAME
+from core.contract import RAW_TABLES_BY_NAME
 from jobs.follow_graph import mutual_follows
 from jobs.ingest import spark_schema
 from raw_world import as_utc, at

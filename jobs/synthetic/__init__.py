@@ -3,7 +3,7 @@
     from jobs.synthetic import generate_world, WorldConfig, GenerationSummary
     summary = generate_world(WorldConfig(n_users=10_000, seed=7), out_dir=Path("data/world"))
 
-writes out_dir/raw/<table>/part-*.parquet for each table of jobs.contract (exact contract
+writes out_dir/raw/<table>/part-*.parquet for each table of core.contract (exact contract
 schemas) and the hidden ground truth under out_dir/truth/ (see jobs.synthetic.truth).
 
 Modules: config (WorldConfig, seed streams), users (communities, interests, popularity),

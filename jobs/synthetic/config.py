@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.contract import EARLIEST_VALID_TIME
+from core.contract import EARLIEST_VALID_TIME
 
 US_PER_S = 1_000_000
 US_PER_MIN = 60 * US_PER_S

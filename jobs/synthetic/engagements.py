@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jobs.contract import ENGAGEMENT_ACTIONS
+from core.contract import ENGAGEMENT_ACTIONS
 from jobs.synthetic.config import US_PER_S, WorldConfig
 from jobs.synthetic.impressions import (
     Impressions,

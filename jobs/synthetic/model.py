@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.contract import ENGAGEMENT_ACTIONS
+from core.contract import ENGAGEMENT_ACTIONS
 
 ACTIONS = tuple(a for a in ENGAGEMENT_ACTIONS if a != "impression")
 FEATURES = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from jobs.contract import ENGAGEMENT_ACTIONS, SOCIAL_ACTIONS
+from core.contract import ENGAGEMENT_ACTIONS, SOCIAL_ACTIONS
 from jobs.synthetic.engagements import EngagementRows
 from jobs.synthetic.graph import Follows
 from jobs.synthetic.social import Lists, SocialActions

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jobs.contract import CONTRACT_VERSION
+from core.contract import CONTRACT_VERSION
 from jobs.synthetic.impressions import SOURCE_NAMES, Impressions
 from jobs.synthetic.model import ACTIONS
 from jobs.synthetic.social import Lists

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
+from core.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
 from jobs.synthetic import tables
 from jobs.synthetic.config import STAGE_IMPRESSIONS, GenerationSummary, WorldConfig, stream
 from jobs.synthetic.engagements import draw_engagements, merge_sorted, unlogged_likes

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.contract import RAW_TABLES_BY_NAME, arrow_schema
+from core.contract import RAW_TABLES_BY_NAME, arrow_schema
 from jobs.synthetic.config import WorldConfig
 
 TS = pa.timestamp("us", tz="UTC")

@@ -1,6 +1,6 @@
 """Held-out follow prediction for TwHIN (what `homefeed eval graph` runs for this method).
 
-The follows are split by `jobs.graph_eval.split_follows` (a fixed 10% hidden); TwHIN trains on the
+The follows are split by `core.graph_eval.split_follows` (a fixed 10% hidden); TwHIN trains on the
 training follows plus the engagement and authored edges; its top-k follow candidates are compared
 with the popularity baseline by recall@k of the hidden follows.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from jobs.graph_eval import follow_recall_at_k, popularity_candidates, split_follows
+from core.graph_eval import follow_recall_at_k, popularity_candidates, split_follows
 from models.twhin.candidates import twhin_follow_candidates
 from models.twhin.export import RELATIONS_TABLE, USER_EMBEDDINGS_TABLE, read_embeddings, read_translations
 from models.twhin.graph import USER, build_edges

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jobs.storage import is_delta_table
+from core.storage import is_delta_table
 from models.twhin.graph import TWEET, USER
 from models.twhin.train import TwhinEmbeddings
 

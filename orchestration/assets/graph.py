@@ -4,7 +4,7 @@ import dagster as dg
 
 from jobs.delta_io import overwrite_delta, read_delta
 from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
-from jobs.realgraph import (
+from features.realgraph import (
     RealGraphConfig,
     interaction_features,
     top_k_per_user,

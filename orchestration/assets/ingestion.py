@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from jobs.contract import RAW_TABLES, RawTable
+from core.contract import RAW_TABLES, RawTable
 from jobs.delta_io import overwrite_delta, read_delta, rows_written_by_last_commit
 from jobs.ingest import count_by_rule, ingest_raw_table, read_raw_table
 from orchestration.resources import SparkResource, WarehouseResource

@@ -14,7 +14,7 @@ import dagster as dg
 from features.registry import registry_hash
 from features.tables import driver_memory_bytes
 from jobs.delta_io import overwrite_delta, read_delta
-from jobs.feed_heuristics import FeedHeuristics
+from core.feed_heuristics import FeedHeuristics
 from jobs.ranking import (
     FEATURE_TABLES,
     RANKING_SPARK_CONF,
@@ -29,7 +29,8 @@ from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRankerConfig
 from models.light_ranker import LightRankerConfig
 from orchestration.assets import written_table_result
 from orchestration.assets.training import TRAINING_GROUP
-from orchestration.rankers import HEAVY_RANKER, LIGHT_RANKER, current_models, train_rankers
+from models.registry import HEAVY_RANKER, LIGHT_RANKER
+from jobs.train_rankers import current_models, train_rankers
 from orchestration.resources import SparkResource, WarehouseResource
 from orchestration.training_set import TRAINING_TABLE
 
@@ -45,7 +46,7 @@ class RankersParams(dg.Config):
 
 
 class RankedFeedsParams(dg.Config):
-    """`jobs.ranking.RankingConfig` and the heuristics of `jobs.feed_heuristics.FeedHeuristics`."""
+    """`jobs.ranking.RankingConfig` and the heuristics of `core.feed_heuristics.FeedHeuristics`."""
 
     light_keep: int = RankingConfig.light_keep
     head_weights: dict[str, float] = dict(DEFAULT_HEAD_WEIGHTS)

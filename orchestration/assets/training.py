@@ -8,7 +8,7 @@ Materialize it with the `training_set` job, `homefeed run --select group:trainin
 
 import dagster as dg
 
-from features.training_set import TrainingWindow
+from jobs.training_set import TrainingWindow
 from orchestration.resources import SparkResource, TwhinResource, WarehouseResource, settings_from_resources
 from orchestration.training_set import BRONZE_INPUTS, TRAINING_TABLE, build_training_set, training_build_time
 

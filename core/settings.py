@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobs.storage import is_object_store, models_root, s3a_spark_conf, storage_path
+from core.storage import is_object_store, models_root, s3a_spark_conf, storage_path
 
 _SPARK_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.\-]+:\d+(,[\w.\-]+:\d+)*|yarn|k8s://.+)$")
 _REDIS_URL = re.compile(r"^(redis|rediss|unix)://.+")
@@ -26,7 +26,7 @@ class HomefeedSettings(BaseSettings):
 
     warehouse: str = Field(
         "warehouse", description="Root of the Delta tables: a local path, or s3a://bucket/prefix on S3-compatible "
-                                 "object storage (jobs.storage; credentials from the standard AWS_* variables).")
+                                 "object storage (core.storage; credentials from the standard AWS_* variables).")
     models_dir: Path | None = Field(
         None, description="The model registry (a file-system path: versions are published by atomic renames). "
                           "Default <warehouse>/models; required when the warehouse is on object storage.")
@@ -125,7 +125,7 @@ class HomefeedSettings(BaseSettings):
     @field_validator("dq_bounds")
     @classmethod
     def _known_bounds(cls, value: dict) -> dict:
-        from data_quality.specs import QualityBounds
+        from core.quality_bounds import QualityBounds
 
         QualityBounds.with_overrides(value)  # raises on an unknown name or a wrong shape
         return value
@@ -144,7 +144,7 @@ class HomefeedSettings(BaseSettings):
 
     @property
     def warehouse_root(self) -> Path:
-        """The warehouse folder (a `UPath` on object storage; see jobs.storage)."""
+        """The warehouse folder (a `UPath` on object storage; see core.storage)."""
         return storage_path(self.warehouse)
 
     @property

@@ -50,7 +50,7 @@ def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None
     `extra_args`: more redis-server options, last."""
     import redis
 
-    from orchestration.setup_checks import ensure_redis_server
+    from core.setup_checks import ensure_redis_server
 
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def start_redis_cluster(workdir: Path, *, masters: int = 3, timeout_seconds: flo
     """`masters` cluster-enabled redis-servers on loopback (persistence off, each in a folder of its
     own), joined by `redis-cli --cluster create` with no replicas, ready when every node says
     cluster_state:ok; a cluster that does not form is stopped and reported with the nodes' logs."""
-    from orchestration.setup_checks import ensure_redis_server
+    from core.setup_checks import ensure_redis_server
 
     redis_cli = shutil.which("redis-cli") or str(ensure_redis_server().with_name("redis-cli"))
     nodes: list[RedisServer] = []

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.labels import LABELS
-from jobs.graph_eval import roc_auc
-from jobs.storage import is_delta_table, models_root
+from core.graph_eval import roc_auc
+from core.storage import is_delta_table, models_root
 from models.heavy_ranker import (
     HeavyRanker,
     HeavyRankerConfig,
@@ -32,10 +32,9 @@ from models.ranker_features import (
     feature_matrix,
     label_matrix,
 )
-from models.registry import ModelRegistry, PromotionDecision, feature_hash
-from orchestration.training_set import training_set_metadata
+from models.registry import HEAVY_RANKER, LIGHT_RANKER, ModelRegistry, PromotionDecision, feature_hash
+from core.delta_commits import last_commit_metadata
 
-LIGHT_RANKER, HEAVY_RANKER = "light_ranker", "heavy_ranker"
 LIGHT_PROMOTION = {"validation_auc": "max", "validation_logloss": "min"}
 HEAVY_PROMOTION = {"validation_logloss": "min"}
 TRAIN_HINT = "`homefeed run --select key:rankers` (after `homefeed training-set`)"
@@ -49,7 +48,7 @@ def read_training_examples(tables_dir: Path) -> tuple[pa.Table, dict]:
     if not is_delta_table(path):
         raise FileNotFoundError(f"{path} does not exist: build the training set first (homefeed training-set)")
     columns = ["user_id", "tweet_id", "author_id", "impression_time", "split", *LABELS, *HEAVY_RANKER_FEATURES]
-    return DeltaTable(str(path)).to_pyarrow_table(columns=list(dict.fromkeys(columns))), training_set_metadata(path)
+    return DeltaTable(str(path)).to_pyarrow_table(columns=list(dict.fromkeys(columns))), last_commit_metadata(path)
 
 
 def split_of(table: pa.Table, name: str) -> pa.Table:
