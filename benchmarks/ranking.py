@@ -41,7 +41,7 @@ import torch
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
 from benchmarks.measure import measure_command
-from features.labels import LABELS
+from core.heads import HEADS
 from models.heavy_ranker import (
     HeavyRanker,
     HeavyRankerConfig,
@@ -56,7 +56,7 @@ from models.ranker_features import HEAVY_RANKER_FEATURES, LIGHT_RANKER_FEATURES
 
 # Each head's positive rate on the 5K world's test impressions (docs/ranking.md): 2,289 likes of
 # 51,938 impressions, and so on.
-HEAD_BASE_RATES = dict(zip(LABELS, (0.044, 0.0079, 0.004, 0.030, 0.004, 0.026, 0.0002, 0.0032, 0.0002)))
+HEAD_BASE_RATES = dict(zip(HEADS, (0.044, 0.0079, 0.004, 0.030, 0.004, 0.026, 0.0002, 0.0032, 0.0002)))
 
 
 def multiply_adds_per_candidate(net: MultiTaskNet) -> int:
@@ -128,7 +128,7 @@ def synthetic_examples(rows: int, *, seed: int, users: int = 100_000, authors: i
     drawn from a logistic model over a few features whose intercept gives the head's base rate."""
     rng = np.random.default_rng(seed)
     dense = rng.normal(size=(rows, len(HEAVY_RANKER_FEATURES))).astype(np.float32)
-    weights = np.random.default_rng(0).normal(scale=0.5, size=(len(HEAVY_RANKER_FEATURES), len(LABELS)))
+    weights = np.random.default_rng(0).normal(scale=0.5, size=(len(HEAVY_RANKER_FEATURES), len(HEADS)))
     weights[12:] = 0.0  # a dozen informative features, the rest noise
     logits = dense.astype(np.float64) @ weights + np.log([rate / (1 - rate) for rate in HEAD_BASE_RATES.values()])
     labels = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(np.float32)
@@ -183,7 +183,8 @@ def synthetic_scored_rows(spark, users: int, rows_per_user: int):
     """Scored rows as `jobs.ranking.apply_heuristics` reads them, derived from the row number."""
     from pyspark.sql import functions as F
 
-    from jobs.ranking import CARRIED, HEAD_COLUMNS
+    from core.heads import HEAD_COLUMNS
+    from jobs.ranking import CARRIED
 
     unit = lambda salt: (F.xxhash64(F.col("id"), F.lit(salt)) % 10_000).cast("double") / 10_000  # noqa: E731
     rows = spark.range(users * rows_per_user).select(

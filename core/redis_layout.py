@@ -16,6 +16,9 @@ import msgpack
 import numpy as np
 import redis.exceptions
 
+from core.heads import HEAD_COLUMNS
+from core.sources import CANDIDATE_SOURCES
+
 # What a Redis or Redis Cluster client raises when the server fails: a cluster client's own errors
 # (no reachable node, a slot no node serves) are not RedisErrors.
 REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
@@ -36,13 +39,9 @@ LIVE = f"{PREFIX}:{{ptr}}:live"             # set: versions whose keys have no e
 FEED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("tweet_id", "<i8"), ("author_id", "<i8"), ("created_at_ms", "<i8"), ("rank", "<i4"),
     ("final_score", "<f4"), ("heavy_score", "<f4"), ("is_in_network", "|u1"), ("is_reply", "|u1"),
-    ("sources", "|u1"),  # bit i set: retrieved by FEED_SOURCES[i]
-    ("p_like", "<f4"), ("p_retweet", "<f4"), ("p_reply", "<f4"), ("p_good_click", "<f4"),
-    ("p_good_profile_click", "<f4"), ("p_video_playback50", "<f4"), ("p_reply_engaged_by_author", "<f4"),
-    ("p_negative_feedback", "<f4"), ("p_report", "<f4"),
+    ("sources", "|u1"),  # bit i set: retrieved by CANDIDATE_SOURCES[i]
+    *((column, "<f4") for column in HEAD_COLUMNS),
 )
-# The candidate sources, in bit order (the same tuple as jobs.candidates.SOURCES; a test holds them equal).
-FEED_SOURCES: tuple[str, ...] = ("in_network", "uteg", "simclusters", "twhin", "frs", "popular")
 # After the columns: the social proof of every item, as offsets (int32, count + 1) into one id buffer (int64).
 FEED_ITEM_FIELDS: tuple[str, ...] = (*(name for name, _ in FEED_COLUMNS), "social_proof_user_ids")
 
@@ -138,7 +137,7 @@ def decode_feed(value: bytes) -> list[dict]:
     for i in range(len(columns["tweet_id"])):
         item = {name: columns[name][i].item() for name, _ in FEED_COLUMNS}
         item["is_in_network"], item["is_reply"] = bool(item["is_in_network"]), bool(item["is_reply"])
-        item["sources"] = [source for bit, source in enumerate(FEED_SOURCES) if item["sources"] >> bit & 1]
+        item["sources"] = [source for bit, source in enumerate(CANDIDATE_SOURCES) if item["sources"] >> bit & 1]
         item["social_proof_user_ids"] = proof[offsets[i]:offsets[i + 1]].tolist()
         items.append(item)
     return items

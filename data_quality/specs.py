@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pyspark.sql import types as T
 
 from core.quality_bounds import QualityBounds
-from features.labels import LABELS
+from core.heads import HEADS
 from features.registry import ASSETS, FEATURES, keys_of_asset, spark_schema_of
 from jobs.candidates import CANDIDATES_SCHEMA, SOURCES
 from core.contract import RAW_TABLES, RawTable
 from jobs.ingest import QUARANTINE_SCHEMA
-from jobs.ranking import HEAD_COLUMNS, RANKED_FEEDS_SCHEMA
+from core.heads import HEAD_COLUMNS
+from jobs.ranking import RANKED_FEEDS_SCHEMA
 from features.realgraph import RealGraphConfig, feature_columns
 
 
@@ -309,11 +310,11 @@ TRAINING_EXAMPLES_SPEC = TableSpec(
     columns=(
         *_columns(("user_id", "bigint"), ("tweet_id", "bigint"), ("author_id", "bigint"),
                   ("impression_time", "timestamp"), ("snapshot_time", "timestamp"), ("split", "string")),
-        *(ColumnSpec(label, "int") for label in LABELS),
+        *(ColumnSpec(label, "int") for label in HEADS),
         *(ColumnSpec(f.qualified_name, f.spark_type.simpleString()) for f in FEATURES),
     ),
     key=("user_id", "tweet_id", "impression_time"),
-    sets=(InSet("split", ("train", "validation", "test")), *(InSet(label, (0, 1)) for label in LABELS)),
+    sets=(InSet("split", ("train", "validation", "test")), *(InSet(label, (0, 1)) for label in HEADS)),
     references=(_users("user", "user_id"), _tweets("tweet"),
                 Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id"))),
 )

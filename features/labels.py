@@ -21,10 +21,8 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-LABELS = (
-    "like", "retweet", "reply", "good_click", "good_profile_click", "video_playback50",
-    "reply_engaged_by_author", "negative_feedback", "report",
-)
+from core.heads import HEADS
+
 # Label column -> the contract action it comes from (good_click and reply_engaged_by_author are derived).
 ACTION_OF_LABEL = {
     "like": "like", "retweet": "retweet", "reply": "reply", "good_profile_click": "profile_click",
@@ -42,7 +40,7 @@ class LabelConfig:
 def impression_labels(
     engagements: DataFrame, tweets: DataFrame, *, start: datetime, end: datetime, config: LabelConfig = LabelConfig()
 ) -> DataFrame:
-    """(user_id, tweet_id, author_id, impression_time, impression_dwell_ms, <LABELS>) for each
+    """(user_id, tweet_id, author_id, impression_time, impression_dwell_ms, <HEADS>) for each
     impression in [start, end) of a tweet by someone else."""
     window_us = int(config.label_window.total_seconds() * 1_000_000)
     impressions = (
@@ -70,10 +68,10 @@ def impression_labels(
     )
     labelled = (
         impressions.join(per_impression, on=["user_id", "tweet_id", "impression_time"], how="left")
-        .fillna(0, subset=[c for c in LABELS if c != "reply_engaged_by_author"])
+        .fillna(0, subset=[c for c in HEADS if c != "reply_engaged_by_author"])
     )
     return _with_reply_engaged_by_author(labelled, engagements, tweets, window_us=window_us).select(
-        "user_id", "tweet_id", "author_id", "impression_time", "impression_dwell_ms", *LABELS
+        "user_id", "tweet_id", "author_id", "impression_time", "impression_dwell_ms", *HEADS
     )
 
 

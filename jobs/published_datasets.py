@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from core.sources import CANDIDATE_SOURCES
 from core.redis_layout import (
     AUTHOR_TWEETS,
     BLOCKED_MUTED,
     FEED_COLUMNS,
-    FEED_SOURCES,
     FEEDS,
     FOLLOWING,
     LIST_TIMELINES,
@@ -66,7 +66,7 @@ def _feed_column_sql(name: str, dtype: str) -> str:
         return _epoch_ms("tweet_created_at")
     if name == "sources":
         bits = " + ".join(f"list_contains(sources, '{source}')::INTEGER * {1 << bit}"
-                          for bit, source in enumerate(FEED_SOURCES))
+                          for bit, source in enumerate(CANDIDATE_SOURCES))
         return f"({bits})::UTINYINT"
     return f"{name}::{_DUCKDB_TYPES[dtype]}"
 

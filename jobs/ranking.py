@@ -21,12 +21,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from features.labels import LABELS
+from core.heads import HEAD_COLUMNS, HEADS
 from features.registry import ASSETS, ENTITY_OF_ASSET, FEATURES, features_for, keys_of_asset
 from features.vectors import qualified, with_default
 from core.feed_heuristics import FEED_COLUMNS, INPUT_COLUMNS, RESCORE_COLUMNS, FeedHeuristics, rank_user_feed
 
-HEAD_COLUMNS = tuple(f"p_{head}" for head in LABELS)
 FEATURE_TABLES = {asset: (ENTITY_OF_ASSET[asset], keys_of_asset(asset)) for asset in ASSETS}  # asset -> (entity, keys)
 # Candidate columns carried from the pool to the feed.
 CARRIED = ("user_id", "tweet_id", "author_id", "tweet_created_at", "is_in_network", "sources",
@@ -72,9 +71,9 @@ class RankingConfig:
     def __post_init__(self) -> None:
         if self.light_keep < 1:
             raise ValueError(f"light_keep must be at least 1, got {self.light_keep}")
-        unknown = set(self.head_weights) - set(LABELS)
+        unknown = set(self.head_weights) - set(HEADS)
         if unknown:
-            raise ValueError(f"head_weights names unknown heads {sorted(unknown)} (heads: {LABELS})")
+            raise ValueError(f"head_weights names unknown heads {sorted(unknown)} (heads: {HEADS})")
 
     def weights(self) -> dict[str, float]:
         from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS
@@ -220,7 +219,7 @@ def heavy_scores(vectors: DataFrame, *, model_dir: Path, feature_names: Sequence
                                   author_ids=batch.column("author_id").to_numpy(zero_copy_only=False))
             probabilities = model.probabilities(inputs)
             by_head = dict(zip(model.heads, probabilities.T))
-            for head in LABELS:
+            for head in HEADS:
                 batch = batch.append_column(f"p_{head}", pa.array(by_head[head].astype(np.float64)))
             batch = batch.append_column("heavy_score", pa.array(final_scores(probabilities, model.heads, weights)))
             yield batch

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.labels import LABELS
+from core.heads import HEADS
 from core.graph_eval import roc_auc
 from core.storage import is_delta_table, models_root
 from models.heavy_ranker import (
@@ -47,7 +47,7 @@ def read_training_examples(tables_dir: Path) -> tuple[pa.Table, dict]:
     path = tables_dir / "training_examples"
     if not is_delta_table(path):
         raise FileNotFoundError(f"{path} does not exist: build the training set first (homefeed training-set)")
-    columns = ["user_id", "tweet_id", "author_id", "impression_time", "split", *LABELS, *HEAVY_RANKER_FEATURES]
+    columns = ["user_id", "tweet_id", "author_id", "impression_time", "split", *HEADS, *HEAVY_RANKER_FEATURES]
     return DeltaTable(str(path)).to_pyarrow_table(columns=list(dict.fromkeys(columns))), last_commit_metadata(path)
 
 

@@ -34,7 +34,9 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from features.labels import LABELS, LabelConfig, impression_labels, time_split
+from core.heads import HEADS
+
+from features.labels import LabelConfig, impression_labels, time_split
 from features.realtime import tweet_counts_before
 from features.registry import FEATURES, features_for
 from features.tables import (
@@ -212,7 +214,7 @@ def training_examples(
     label_config: LabelConfig = LabelConfig(),
     feature_config: FeatureConfig = DEFAULT_CONFIG,
 ) -> DataFrame:
-    """(EXAMPLE_KEYS, LABELS, every registered feature as `<entity>__<name>` in registry order),
+    """(EXAMPLE_KEYS, HEADS, every registered feature as `<entity>__<name>` in registry order),
     one row per impression in the window; see the module docstring for what each feature may read.
 
     `representations`: one build for the whole window, or one per snapshot day (`snapshot_days`),
@@ -223,7 +225,7 @@ def training_examples(
     examples = time_split(
         labelled.withColumn("snapshot_time", _snapshot_of("impression_time")),
         validation_start=window.validation_start, test_start=window.test_start,
-    ).select(*EXAMPLE_KEYS, *LABELS)
+    ).select(*EXAMPLE_KEYS, *HEADS)
     inputs = dict(users=users, follows=follows, mutual_follows=mutual_follows, tweets=tweets,
                   engagements=engagements, social_actions=social_actions)
     per_day = [
@@ -235,6 +237,6 @@ def training_examples(
     with_tweet = _tweet_features_at_impressions(joined, tweets, engagements, window=window)
     return with_tweet.select(
         *EXAMPLE_KEYS,
-        *[F.col(label).cast("int").alias(label) for label in LABELS],
+        *[F.col(label).cast("int").alias(label) for label in HEADS],
         *[with_default(feature) for feature in FEATURES],
     )

@@ -2,7 +2,7 @@
 
 Dense registry features (signed log1p, then standardised with the training split's moments) and
 hashed embeddings of the user and author ids feed a shared bottom MLP; one tower per head
-(`features.labels.LABELS`) outputs that action's logit. Training minimises the mean of the heads'
+(`features.labels.HEADS`) outputs that action's logit. Training minimises the mean of the heads'
 binary cross-entropies with Adam, stopping early on the validation loss. Each head is then
 calibrated with Platt scaling fitted on the validation split (a monotone map, so a head's AUC is
 unchanged); the final score is Σ weight × calibrated probability with Home Mixer's published
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from features.labels import LABELS
+from core.heads import HEADS
 from models.twhin.train import torch_runtime
 
 DEFAULT_HEAD_WEIGHTS: dict[str, float] = {
@@ -248,7 +248,7 @@ def _tensors(inputs: RankerInputs, standardizer: Standardizer, bits: int) -> tup
 
 
 def train_heavy_ranker(train: RankerInputs, validation: RankerInputs, *, feature_names: Sequence[str],
-                       heads: Sequence[str] = LABELS, config: HeavyRankerConfig = HeavyRankerConfig()) -> HeavyRanker:
+                       heads: Sequence[str] = HEADS, config: HeavyRankerConfig = HeavyRankerConfig()) -> HeavyRanker:
     """Fit on `train`, stop early and calibrate on `validation`; returns the best epoch's network."""
     if train.labels is None or validation.labels is None:
         raise ValueError("training and validation inputs need labels")

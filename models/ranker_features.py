@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from features.labels import LABELS
+from core.heads import HEADS
 from features.registry import FEATURES
 
 CANDIDATE_POOL_FEATURES = frozenset(
@@ -43,7 +43,7 @@ LIGHT_RANKER_FEATURES: tuple[str, ...] = (
 )
 # "Any positive engagement", the light ranker's label: every head but the negative ones.
 POSITIVE_LABELS: tuple[str, ...] = tuple(
-    label for label in LABELS if label not in ("negative_feedback", "report")
+    label for label in HEADS if label not in ("negative_feedback", "report")
 )
 
 
@@ -72,7 +72,7 @@ def feature_matrix(table: pa.Table, feature_names: Sequence[str]) -> np.ndarray:
     return out
 
 
-def label_matrix(table: pa.Table, labels: Sequence[str] = LABELS) -> np.ndarray:
+def label_matrix(table: pa.Table, labels: Sequence[str] = HEADS) -> np.ndarray:
     """(rows, heads) float32 of the 0/1 labels."""
     return np.stack([table.column(label).to_numpy(zero_copy_only=False).astype(np.float32) for label in labels],
                     axis=1)

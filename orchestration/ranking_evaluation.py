@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.labels import ACTION_OF_LABEL, LABELS, LabelConfig
+from core.heads import HEADS
+
+from features.labels import ACTION_OF_LABEL, LabelConfig
 from features.registry import registry_hash
 from jobs.training_set import TrainingWindow
 from core.feed_heuristics import FeedHeuristics, rank_user_feed
@@ -72,7 +74,7 @@ def true_head_probabilities(truth: pd.DataFrame, quality: np.ndarray, *, reply_e
     long_enough = 1.0 - ndtr((np.log(LabelConfig().good_click_dwell_ms) - log_mean) / CLICK_DWELL_SIGMA)
     out["good_click"] = truth["p_click"].to_numpy(np.float64) * long_enough
     out["reply_engaged_by_author"] = out["reply"] * reply_engaged_rate
-    return out[list(LABELS)]
+    return out[list(HEADS)]
 
 
 def read_truth(world_dir: Path, test: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +98,7 @@ def head_report(labels: np.ndarray, calibrated: np.ndarray, uncalibrated: np.nda
                 truth: pd.DataFrame) -> tuple[dict, dict]:
     """Per head metrics and calibration bins."""
     heads, bins = {}, {}
-    for j, head in enumerate(LABELS):
+    for j, head in enumerate(HEADS):
         y = labels[:, j]
         ceiling = roc_auc(y, truth[head].to_numpy())
         heads[head] = {
@@ -180,7 +182,7 @@ def test_pool(test: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame({
         "user_id": test["user_id"], "tweet_id": test["tweet_id"], "author_id": test["author_id"],
         "is_in_network": test["user_author__follows_author"].astype(bool), "is_reply": test["tweet__is_reply"].astype(bool),
-        "gain": engagement_value(test[list(LABELS)], weights),
+        "gain": engagement_value(test[list(HEADS)], weights),
     })
 
 
@@ -244,7 +246,7 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
         "ranked": ranked_feed_positions(pool, heavy_score, heuristics),
         "heavy_ranker_only": positions(pool, heavy_score),
         **baseline_orderings(spark, test, pool, tables_dir=warehouse / "tables", test_start=window.test_start,
-                             oracle_score=final_scores(true_probabilities.to_numpy(), LABELS, weights)),
+                             oracle_score=final_scores(true_probabilities.to_numpy(), HEADS, weights)),
     }
     feed = {method: feed_metrics(pool, orderings[method], k=FEED_K) for method in METHODS}
     result = {

@@ -18,7 +18,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.labels import LABELS
+from core.heads import HEADS
 from features.registry import FEATURES, registry_hash
 from jobs.training_set import (
     SPLITS,
@@ -107,14 +107,14 @@ def split_summary(examples: DataFrame) -> dict:
     """Rows, users and the positive rate of every label, per split."""
     rows = examples.groupBy("split").agg(
         F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
-        *[F.avg(label).alias(label) for label in LABELS],
+        *[F.avg(label).alias(label) for label in HEADS],
     ).collect()
     by_split = {r["split"]: r for r in rows}
     return {
         "rows": {split: int(by_split[split]["rows"]) if split in by_split else 0 for split in SPLITS},
         "users": {split: int(by_split[split]["users"]) if split in by_split else 0 for split in SPLITS},
         "positive_rate": {
-            split: {label: round(float(by_split[split][label] or 0.0), 5) for label in LABELS}
+            split: {label: round(float(by_split[split][label] or 0.0), 5) for label in HEADS}
             for split in SPLITS if split in by_split
         },
     }

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from features.labels import LABELS, LabelConfig, impression_labels, time_split
+from core.heads import HEADS
+
+from features.labels import LabelConfig, impression_labels, time_split
 from core.contract import RAW_TABLES_BY_NAME
 from jobs.ingest import spark_schema
 from raw_world import at
@@ -44,8 +46,8 @@ def test_labels_credit_the_latest_impression_within_the_window(spark):
         (5, 10, "impression", 200, 100),       # after `end`
     ])
     rows = impression_labels(engagements, tweets, start=at(0), end=at(100), config=LabelConfig()).collect()
-    got = {(r["user_id"], r["tweet_id"], r["impression_time"].replace(tzinfo=None)): {k: r[k] for k in LABELS} for r in rows}
-    zero = dict.fromkeys(LABELS, 0)
+    got = {(r["user_id"], r["tweet_id"], r["impression_time"].replace(tzinfo=None)): {k: r[k] for k in HEADS} for r in rows}
+    zero = dict.fromkeys(HEADS, 0)
     naive = lambda h: at(h).replace(tzinfo=None)  # noqa: E731
     assert got == {
         (1, 10, naive(10)): {**zero, "like": 1, "good_click": 1, "reply": 1, "reply_engaged_by_author": 1},

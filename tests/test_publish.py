@@ -21,7 +21,7 @@ from deltalake import write_deltalake
 import jobs.published_datasets
 from jobs.publish import PublishError, connect, publication_status, publish_feeds, publish_warehouse, rollback
 from jobs.published_datasets import PublicationConfig
-from jobs.ranking import HEAD_COLUMNS
+from core.heads import HEAD_COLUMNS
 from core import redis_layout as layout
 from core.redis_layout import CURRENT, FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
 from core.redis_server import free_port, start_redis
@@ -275,12 +275,6 @@ def test_a_feed_of_another_layout_is_refused():
 
     with pytest.raises(ValueError, match="layout 999"):
         decode_feed(msgpack.packb([999, []]))
-
-
-def test_the_feed_sources_bits_are_the_candidate_sources():
-    from jobs.candidates import SOURCES
-
-    assert layout.FEED_SOURCES == SOURCES
 
 
 def test_an_empty_table_is_not_published(redis_client, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.labels import LABELS
+from core.heads import HEADS
 from core.graph_eval import roc_auc
 from models.heavy_ranker import (
     DEFAULT_HEAD_WEIGHTS,
@@ -28,7 +28,7 @@ def planted(rows: int, seed: int, n_features: int = 6) -> tuple[RankerInputs, np
     """Features; every head's true probability is sigmoid(bias_h + 1.5 x0 - x1), bias_h from -1 to -4."""
     rng = np.random.default_rng(seed)
     dense = rng.normal(size=(rows, n_features)).astype(np.float32)
-    biases = np.linspace(-1.0, -4.0, len(LABELS))
+    biases = np.linspace(-1.0, -4.0, len(HEADS))
     truth = 1 / (1 + np.exp(-(biases[None, :] + 1.5 * dense[:, [0]] - dense[:, [1]])))
     labels = (rng.random(truth.shape) < truth).astype(np.float32)
     ids = rng.integers(1, 1000, size=rows)
@@ -42,7 +42,7 @@ def test_heavy_ranker_learns_a_planted_signal_close_to_the_true_probabilities():
     test, truth = planted(4000, 3)
     model = train_heavy_ranker(train, validation, feature_names=names, config=FAST)
     p = model.probabilities(test)
-    for j, head in enumerate(LABELS[:3]):
+    for j, head in enumerate(HEADS[:3]):
         ceiling = roc_auc(test.labels[:, j], truth[:, j])
         assert roc_auc(test.labels[:, j], p[:, j]) > ceiling - 0.03, head
     # Calibrated: the mean prediction of the most frequent head is near its observed rate.
@@ -59,7 +59,7 @@ def test_heavy_training_is_deterministic_for_a_seed_and_survives_save_and_load(t
     first.save(tmp_path / "m")
     loaded = HeavyRanker.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.probabilities(validation), first.probabilities(validation))
-    assert loaded.feature_names == tuple(names) and loaded.heads == LABELS
+    assert loaded.feature_names == tuple(names) and loaded.heads == HEADS
     other_seed = train_heavy_ranker(train, validation, feature_names=names,
                                     config=HeavyRankerConfig(**{**FAST.__dict__, "seed": 1}))
     assert not np.array_equal(other_seed.probabilities(validation), first.probabilities(validation))

@@ -68,7 +68,7 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
-    from features.labels import LABELS
+    from core.heads import HEADS
     from core.graph_eval import roc_auc
     from jobs.synthetic import WorldConfig, generate_world
     from orchestration import cli
@@ -80,7 +80,7 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out)
-    for head in LABELS:
+    for head in HEADS:
         assert {"auc", "auc_ceiling", "logloss", "ece"} <= set(result["heads"][head])
     for method in ("ranked", "reverse_chron", "popularity", "als", "oracle"):
         assert {"ndcg_at_35", "recall_at_35", "distinct_authors_at_35"} <= set(result["feed"][method])
@@ -99,7 +99,7 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
 
     report = result["report"]
     html = open(report).read()
-    assert report.endswith(".html") and html.count("<svg") >= len(LABELS)
+    assert report.endswith(".html") and html.count("<svg") >= len(HEADS)
     manifest = json.loads((warehouse / "models" / "heavy_ranker" / "v0001" / "manifest.json").read_text())
     assert manifest["training_window"] == result["window"] and manifest["seed"] == 0
 

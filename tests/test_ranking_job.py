@@ -332,7 +332,8 @@ def test_feeds_of_sorted_batches_equal_each_users_own_feed():
     import pyarrow as pa
 
     from core.feed_heuristics import FeedHeuristics, rank_user_feed
-    from jobs.ranking import HEAD_COLUMNS, RANKED_FEEDS_SCHEMA, feeds_of_sorted_batches
+    from core.heads import HEAD_COLUMNS
+    from jobs.ranking import RANKED_FEEDS_SCHEMA, feeds_of_sorted_batches
 
     rng = np.random.default_rng(3)
     sizes = {101: 3, 102: 12, 103: 1, 104: 9, 105: 7}

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from features.labels import LABELS
+from core.heads import HEADS
 from features.registry import FEATURES
 from jobs.training_set import (
     EXAMPLE_KEYS,
@@ -91,7 +91,7 @@ def _examples(spark, *, later: bool) -> dict[tuple, dict]:
     f = _frames(spark, later=later)
     df = training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
                            f["social_actions"], _representations(spark), window=WINDOW)
-    assert df.columns == [*EXAMPLE_KEYS, *LABELS, *[feature.qualified_name for feature in FEATURES]]
+    assert df.columns == [*EXAMPLE_KEYS, *HEADS, *[feature.qualified_name for feature in FEATURES]]
     return {(r["user_id"], r["tweet_id"], as_utc(r["impression_time"])): r.asDict() for r in df.collect()}
 
 
@@ -111,7 +111,7 @@ def test_one_example_per_impression_in_the_window_with_its_split_and_snapshot(ex
     }
     assert examples[(1, 10, at(21))]["like"] == 1
     assert examples[(1, 11, at(28))]["good_click"] == 1
-    assert sum(examples[(1, 12, at(44))][label] for label in LABELS) == 0
+    assert sum(examples[(1, 12, at(44))][label] for label in HEADS) == 0
 
 
 def test_features_are_as_of_the_impression(examples):
