@@ -32,16 +32,18 @@ from core.feed_heuristics import (
     fatigue_multiplier,
 )
 from core import redis_layout as rl
+from core.filters import REQUEST_FILTERS
+from core.heads import HEAD_COLUMNS as HEADS
+from core.sources import CANDIDATE_SOURCES, FRESH_SOURCE
 from serving.store import Store, UserState
 
 MS_PER_DAY = 86_400_000
 Removed = dict[str, list[int]]  # filter -> the tweet ids it removed (a defaultdict(list))
 # Every filter's identifier, in the order they apply.
-FILTERS = ("self", "blocked_muted", "seen", "feedback_fatigue", "deleted", "nsfw", "duplicate")
+FILTERS = REQUEST_FILTERS
 # Candidates injected at request time carry this source bit, after the batch sources' bits.
-FRESH_SOURCE_BIT = len(rl.FEED_SOURCES)
-SOURCES = (*rl.FEED_SOURCES, "fresh")
-HEADS = tuple(name for name, _ in rl.FEED_COLUMNS if name.startswith("p_"))
+FRESH_SOURCE_BIT = len(CANDIDATE_SOURCES)
+SOURCES = (*CANDIDATE_SOURCES, FRESH_SOURCE)
 
 
 @dataclass(frozen=True)
