@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.registry import features_of_asset, keys_of_asset
+from features.tokens import TWEET_TOKENS, one_row_per_token, tweet_token_lists
 from features.topics import DEFAULT_TOPIC_CONFIG, TOPIC_FEATURE_NAMES, TopicConfig, topic_sides
 from features.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 
@@ -520,25 +521,7 @@ def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
     return _sum_of_lookups(user_map, [(entry["cluster_id"], entry["score"]) for entry in entries])
 
 
-TWEET_TOKENS, CONTENT_PROFILE, CONTENT_NORM = "_tokens", "_content_profile", "_content_norm"
-
-
-def tweet_token_lists(tweets: DataFrame) -> DataFrame:
-    """(tweet_id, _tokens): the distinct lower-cased words and hashtags of each tweet's text, @mentions
-    left out (they name accounts, not content); tweets without text have no row. No shuffle: a
-    tweet's tokens come from its own row (tweets are unique by tweet_id after ingestion)."""
-    words = F.split(F.trim(F.lower(F.regexp_replace(F.col("text"), "@\\S+", " "))), "\\s+")
-    return tweets.where(F.col("text").isNotNull()).select(
-        "tweet_id", F.array_distinct(F.array_remove(words, "")).alias(TWEET_TOKENS))
-
-
-def tweet_tokens(tweets: DataFrame) -> DataFrame:
-    """(tweet_id, token): `tweet_token_lists` one row per token."""
-    return _one_row_per_token(tweet_token_lists(tweets))
-
-
-def _one_row_per_token(token_lists: DataFrame) -> DataFrame:
-    return token_lists.select("tweet_id", F.explode(TWEET_TOKENS).alias("token"))
+CONTENT_PROFILE, CONTENT_NORM = "_content_profile", "_content_norm"
 
 
 def user_content_profiles(token_lists: DataFrame, engagements: DataFrame, *, as_of: datetime,
@@ -549,7 +532,7 @@ def user_content_profiles(token_lists: DataFrame, engagements: DataFrame, *, as_
     _check_as_of(as_of)
     engaged = (_before(engagements, as_of).where(_is(*POSITIVE_ACTIONS) & _in_last(as_of, config.content_profile_days * 24))
                .select("user_id", "tweet_id").distinct())
-    counts = (engaged.join(_one_row_per_token(token_lists), on="tweet_id", how="inner").groupBy("user_id", "token")
+    counts = (engaged.join(one_row_per_token(token_lists), on="tweet_id", how="inner").groupBy("user_id", "token")
               .agg(F.count(F.lit(1)).cast("double").alias("_w")))
     return counts.groupBy("user_id").agg(
         F.map_from_entries(F.collect_list(F.struct("token", "_w"))).alias(CONTENT_PROFILE),

@@ -12,7 +12,7 @@ hashtag mix smoothed toward the global one:
 with c_ak the author's tweets tagged k, P(k) the share of tagged tweets tagged k, n_kw the tagged
 tweets of topic k containing word w, n_k = Σ_w n_kw and V the vocabulary (the `max_vocabulary`
 most common words of tagged tweets). A tweet's confidence is its topic's posterior. A retweet has
-the topic of the tweet it retweets. Words are `features.tables.tweet_tokens` (lower-cased,
+the topic of the tweet it retweets. Words are `features.tokens.tweet_tokens` (lower-cased,
 @mentions left out).
 
 Per user and topic, three views of interest (`user_topic_profiles`):
@@ -44,6 +44,7 @@ from pyspark.sql import types as T
 from scipy.sparse import csr_matrix
 
 from features.realgraph import POSITIVE_ACTIONS
+from features.tokens import tweet_tokens
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,6 @@ class TopicModel:
     log_likelihood: np.ndarray  # (V, K): log P(word | topic)
     topic_prior: np.ndarray  # (K,): P(topic) over the tagged tweets
     prior_weight: float
-
-
-def _tokens(tweets: DataFrame) -> DataFrame:
-    from features.tables import tweet_tokens  # tables imports this module
-
-    return tweet_tokens(tweets)
 
 
 def topic_vocabulary(tokens: DataFrame, config: TopicConfig) -> tuple[str, ...]:
@@ -168,7 +163,7 @@ def tweet_topics(tweets: DataFrame, *, as_of: datetime, config: TopicConfig = DE
     and retweets of either. Empty when no hashtag qualifies as a topic."""
     past = tweets.where(F.col("created_at") < F.lit(as_of))
     # Materialized once: the vocabulary, the model's counts and the classification all read them.
-    tokens = _tokens(past).localCheckpoint()
+    tokens = tweet_tokens(past).localCheckpoint()
     topics = topic_vocabulary(tokens, config)
     spark = tweets.sparkSession
     if not topics:

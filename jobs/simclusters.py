@@ -257,75 +257,91 @@ def known_for(
         .localCheckpoint()
     )
 
-    def edge_weights(state: DataFrame) -> DataFrame:
-        """(src, cluster_id, w): one row per edge into a producer with a community."""
-        members = state.filter(F.col("current").isNotNull()).select(
-            F.col("producer_id").alias("dst"), F.col("current").alias("cluster_id")
-        )
-        return graph.join(F.broadcast(members), on="dst", how="inner").select("src", "cluster_id", "w")
-
     for iteration in range(iterations):
-        cluster_degree = (
-            state.filter(F.col("current").isNotNull())
-            .groupBy(F.col("current").alias("cluster_id"))
-            .agg(F.sum("degree").alias("cluster_degree"))
-        )
-        # Candidates: the neighbours' communities and the producer's own (w 0 when no neighbour
-        # is in it, so that a seed is not left before its neighbours join). Partitioned by src
-        # once, for both aggregations.
-        own = state.filter(F.col("current").isNotNull()).select(
-            F.col("producer_id").alias("src"), F.col("current").alias("cluster_id"), F.lit(0.0).alias("w")
-        )
-        candidates = (
-            edge_weights(state)
-            .unionByName(own)
-            .repartition("src")
-            .groupBy("src", "cluster_id")
-            .agg(F.sum("w").alias("w_in"))
-        )
-        node = state.select(F.col("producer_id").alias("src"), "degree", "current")
-        is_current = F.coalesce(F.col("current") == F.col("cluster_id"), F.lit(False))
-        # Rounded so that the float summation order cannot flip a comparison between runs.
-        gain = F.round(
-            F.col("w_in")
-            - F.lit(resolution) * F.col("degree")
-            * (F.col("cluster_degree") - F.when(is_current, F.col("degree")).otherwise(0.0))
-            / F.lit(two_m),
-            12,
-        )
-        # The best community (largest gain, then the own one, then the lowest id) if its gain is
-        # positive, or the own one at gain 0 (no better move); else none.
-        best = (
-            candidates.join(F.broadcast(cluster_degree), on="cluster_id", how="inner")
-            .join(F.broadcast(node), on="src", how="inner")
-            .select("src", F.struct(gain.alias("gain"), is_current.alias("is_current"),
-                                    (-F.col("cluster_id")).alias("neg_id")).alias("option"))
-            .groupBy("src")
-            .agg(F.max("option").alias("best"))
-            .filter((F.col("best.gain") > 0) | ((F.col("best.gain") == 0) & F.col("best.is_current")))
-            .select(F.col("src").alias("producer_id"), (-F.col("best.neg_id")).alias("proposed"))
-        )
-        # Unassigned producers may always join; assigned ones move in a seeded random half of the
-        # rounds (asynchronous updates, so that neighbours do not swap communities back and forth).
-        moving = F.col("current").isNull() | (_hash01(seed, _UPDATE_SALT + iteration, F.col("producer_id")) < 0.5)
-        step = (
-            state.join(best, on="producer_id", how="left")
-            .select(
-                "producer_id",
-                "degree",
-                F.when(moving, F.col("proposed")).otherwise(F.col("current")).alias("current"),
-                (~F.col("proposed").eqNullSafe(F.col("current"))).alias("unsettled"),
-            )
-            .localCheckpoint()
-        )
+        step = _local_moving_round(graph, state, iteration=iteration, seed=seed, resolution=resolution, two_m=two_m)
         state = step.drop("unsettled")
         # A fixed point: no producer would move, whichever of them were drawn; stop early.
         if step.filter(F.col("unsettled")).isEmpty():
             log.info("known_for: no producer moves after round %d of %d", iteration + 1, iterations)
             break
 
-    result = (
-        edge_weights(state)
+    result = _final_membership(graph, state)
+    graph.unpersist()
+    return result
+
+
+def _edge_weights(graph: DataFrame, state: DataFrame) -> DataFrame:
+    """(src, cluster_id, w): one row per edge into a producer with a community."""
+    members = state.filter(F.col("current").isNotNull()).select(
+        F.col("producer_id").alias("dst"), F.col("current").alias("cluster_id")
+    )
+    return graph.join(F.broadcast(members), on="dst", how="inner").select("src", "cluster_id", "w")
+
+
+def _local_moving_round(graph: DataFrame, state: DataFrame, *, iteration: int, seed: int, resolution: float,
+                        two_m: float) -> DataFrame:
+    """One round of `known_for`: (producer_id, degree, current, unsettled) after the drawn producers
+    moved to their best community; `unsettled`: the producer would have moved if drawn."""
+    cluster_degree = (
+        state.filter(F.col("current").isNotNull())
+        .groupBy(F.col("current").alias("cluster_id"))
+        .agg(F.sum("degree").alias("cluster_degree"))
+    )
+    # Candidates: the neighbours' communities and the producer's own (w 0 when no neighbour
+    # is in it, so that a seed is not left before its neighbours join). Partitioned by src
+    # once, for both aggregations.
+    own = state.filter(F.col("current").isNotNull()).select(
+        F.col("producer_id").alias("src"), F.col("current").alias("cluster_id"), F.lit(0.0).alias("w")
+    )
+    candidates = (
+        _edge_weights(graph, state)
+        .unionByName(own)
+        .repartition("src")
+        .groupBy("src", "cluster_id")
+        .agg(F.sum("w").alias("w_in"))
+    )
+    node = state.select(F.col("producer_id").alias("src"), "degree", "current")
+    is_current = F.coalesce(F.col("current") == F.col("cluster_id"), F.lit(False))
+    # Rounded so that the float summation order cannot flip a comparison between runs.
+    gain = F.round(
+        F.col("w_in")
+        - F.lit(resolution) * F.col("degree")
+        * (F.col("cluster_degree") - F.when(is_current, F.col("degree")).otherwise(0.0))
+        / F.lit(two_m),
+        12,
+    )
+    # The best community (largest gain, then the own one, then the lowest id) if its gain is
+    # positive, or the own one at gain 0 (no better move); else none.
+    best = (
+        candidates.join(F.broadcast(cluster_degree), on="cluster_id", how="inner")
+        .join(F.broadcast(node), on="src", how="inner")
+        .select("src", F.struct(gain.alias("gain"), is_current.alias("is_current"),
+                                (-F.col("cluster_id")).alias("neg_id")).alias("option"))
+        .groupBy("src")
+        .agg(F.max("option").alias("best"))
+        .filter((F.col("best.gain") > 0) | ((F.col("best.gain") == 0) & F.col("best.is_current")))
+        .select(F.col("src").alias("producer_id"), (-F.col("best.neg_id")).alias("proposed"))
+    )
+    # Unassigned producers may always join; assigned ones move in a seeded random half of the
+    # rounds (asynchronous updates, so that neighbours do not swap communities back and forth).
+    moving = F.col("current").isNull() | (_hash01(seed, _UPDATE_SALT + iteration, F.col("producer_id")) < 0.5)
+    return (
+        state.join(best, on="producer_id", how="left")
+        .select(
+            "producer_id",
+            "degree",
+            F.when(moving, F.col("proposed")).otherwise(F.col("current")).alias("current"),
+            (~F.col("proposed").eqNullSafe(F.col("current"))).alias("unsettled"),
+        )
+        .localCheckpoint()
+    )
+
+
+def _final_membership(graph: DataFrame, state: DataFrame) -> DataFrame:
+    """(producer_id, cluster_id, score): each producer with a community and the share of its
+    similarity that stays in it."""
+    return (
+        _edge_weights(graph, state)
         .join(F.broadcast(state.select(F.col("producer_id").alias("src"), "degree", "current")), on="src", how="inner")
         .filter(F.col("cluster_id") == F.col("current"))
         .groupBy("src", "cluster_id", "degree")
@@ -337,8 +353,6 @@ def known_for(
         )
         .localCheckpoint()
     )
-    graph.unpersist()
-    return result
 
 
 # ---------------------------------------------------------------------------------------------

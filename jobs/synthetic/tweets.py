@@ -133,42 +133,8 @@ def make_tweets(cfg: WorldConfig, users: Users, com: Communities, handles: pa.Ar
     lang[flip < 0.06] = 0  # some tweets in English whatever the author's language
     lang[flip < 0.03] = -1  # undetermined
 
-    # A few deletions, some time after posting (never after the end of the world).
-    deleted = np.full(t, -1, dtype=np.int64)
-    dele = np.flatnonzero(rng.random(t) < cfg.share_deleted)
-    delay = np.floor(rng.exponential(12 * US_PER_HOUR, size=len(dele))).astype(np.int64)
-    when = created[dele] + delay
-    late = when > end
-    when[late] = created[dele][late] + np.floor(
-        rng.random(int(late.sum())) * (end - created[dele][late])
-    ).astype(np.int64)
-    deleted[dele] = when
-
-    # Conversation targets, per topic: the best of a few recent earlier non-retweets.
-    target = np.full(t, -1, dtype=np.int64)
-    by_topic = np.argsort(topic, kind="stable")  # rows per topic, in time order
-    bounds = np.searchsorted(topic[by_topic], np.arange(com.k + 1))
-    log_fit = np.log(users.fitness)
-    n_cand = 4
-    for c in range(com.k):
-        rows = by_topic[bounds[c] : bounds[c + 1]]
-        pool = rows[kind[rows] != KIND_RETWEET]
-        derived = rows[kind[rows] != KIND_ORIGINAL]
-        if len(derived) == 0:
-            continue
-        n_before = np.searchsorted(pool, derived, side="left")
-        has = n_before > 0
-        derived, n_before = derived[has], n_before[has]
-        if len(derived) == 0 or len(pool) == 0:
-            continue
-        pool_t = created[pool]
-        mean_lag = np.where(kind[derived] == KIND_REPLY, 3.0, 8.0) * US_PER_HOUR
-        lag = rng.exponential(1.0, size=(len(derived), n_cand)) * mean_lag[:, None]
-        ci = searchsorted(pool_t, created[derived][:, None] - lag, side="right") - 1
-        ci = np.clip(ci, 0, (n_before - 1)[:, None])
-        cand = pool[ci]
-        score = quality[cand] + 0.5 * log_fit[author[cand]] + gumbel(rng, cand.shape)
-        target[derived] = cand[np.arange(len(cand)), np.argmax(score, axis=1)]
+    deleted = _deletion_times(rng, cfg, created, end)
+    target = _conversation_targets(rng, com, users, author, topic, kind, created, quality)
     # No target (first tweets of a topic) or a target already deleted: an original tweet.
     tgt_c = np.maximum(target, 0)
     gone = (deleted[tgt_c] >= 0) & (deleted[tgt_c] <= created)
@@ -197,6 +163,53 @@ def make_tweets(cfg: WorldConfig, users: Users, com: Communities, handles: pa.Ar
         quoted=quoted, retweet_of=retweet_of, topic=topic, quality=quality, has_media=has_media,
         has_video=has_video, is_nsfw=is_nsfw, lang=lang, deleted_us=deleted, text=text,
     )
+
+
+def _deletion_times(rng, cfg: WorldConfig, created: np.ndarray, end: int) -> np.ndarray:
+    """A few deletions, some time after posting (never after the end of the world); -1: kept."""
+    t = len(created)
+    deleted = np.full(t, -1, dtype=np.int64)
+    dele = np.flatnonzero(rng.random(t) < cfg.share_deleted)
+    delay = np.floor(rng.exponential(12 * US_PER_HOUR, size=len(dele))).astype(np.int64)
+    when = created[dele] + delay
+    late = when > end
+    when[late] = created[dele][late] + np.floor(
+        rng.random(int(late.sum())) * (end - created[dele][late])
+    ).astype(np.int64)
+    deleted[dele] = when
+
+    return deleted
+
+
+def _conversation_targets(rng, com: Communities, users: Users, author: np.ndarray, topic: np.ndarray,
+                          kind: np.ndarray, created: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Per reply, retweet or quote, its target row: per topic, the best of a few recent earlier
+    non-retweets; -1 for originals and where no earlier tweet exists."""
+    target = np.full(len(created), -1, dtype=np.int64)
+    by_topic = np.argsort(topic, kind="stable")  # rows per topic, in time order
+    bounds = np.searchsorted(topic[by_topic], np.arange(com.k + 1))
+    log_fit = np.log(users.fitness)
+    n_cand = 4
+    for c in range(com.k):
+        rows = by_topic[bounds[c] : bounds[c + 1]]
+        pool = rows[kind[rows] != KIND_RETWEET]
+        derived = rows[kind[rows] != KIND_ORIGINAL]
+        if len(derived) == 0:
+            continue
+        n_before = np.searchsorted(pool, derived, side="left")
+        has = n_before > 0
+        derived, n_before = derived[has], n_before[has]
+        if len(derived) == 0 or len(pool) == 0:
+            continue
+        pool_t = created[pool]
+        mean_lag = np.where(kind[derived] == KIND_REPLY, 3.0, 8.0) * US_PER_HOUR
+        lag = rng.exponential(1.0, size=(len(derived), n_cand)) * mean_lag[:, None]
+        ci = searchsorted(pool_t, created[derived][:, None] - lag, side="right") - 1
+        ci = np.clip(ci, 0, (n_before - 1)[:, None])
+        cand = pool[ci]
+        score = quality[cand] + 0.5 * log_fit[author[cand]] + gumbel(rng, cand.shape)
+        target[derived] = cand[np.arange(len(cand)), np.argmax(score, axis=1)]
+    return target
 
 
 def _texts(rng, cfg, com, handles, author, topic, kind, target) -> pa.Array:

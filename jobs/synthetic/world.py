@@ -101,28 +101,11 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     lists = make_lists(cfg, users, com, sampler)
     done("social actions and lists")
 
-    # Impressions and engagements, block by block of users.
     authors = author_index(tweets, cfg.tweet_start_us)
     ctx = build_context(cfg, users, follows, tweets, authors, *social.pair_index(users.n))
     done("policy context")
-    w = _writer(raw, "engagements", cfg)
-    imp_truth = PartWriter(truth / "impressions", IMPRESSIONS_SCHEMA, cfg)
-    source_counts = np.zeros(len(SOURCE_NAMES), dtype=np.int64)
-    for b, lo in enumerate(range(0, users.n, cfg.users_per_block)):
-        hi = min(lo + cfg.users_per_block, users.n)
-        rng = stream(cfg.seed, STAGE_IMPRESSIONS, b)
-        imp = sample_impressions(rng, cfg, ctx, users, tweets, lo, hi)
-        feats = model_features(ctx, users, tweets, imp)
-        source_counts += np.bincount(imp.source, minlength=len(SOURCE_NAMES))
-        probs = probabilities(feats, tweets.has_video[imp.tweet])
-        logged = draw_engagements(rng, cfg, tweets, imp, feats, probs)
-        extra = unlogged_likes(rng, cfg, ctx, users, tweets, lo, hi, logged)
-        w.write(tables.engagements_table(users, tweets, merge_sorted(logged, extra)))
-        imp_truth.write(impressions_truth(users, tweets, imp, feats, probs))
-        del imp, feats, probs, logged, extra
-        done(f"impressions block {b}")
-    rows["engagements"] = w.close()
-    truth_rows["impressions"] = imp_truth.close()
+    rows["engagements"], truth_rows["impressions"], source_counts = _write_engagements(
+        cfg, raw, truth, ctx, users, tweets, done)
 
     for name, table in (
         ("social_actions", tables.social_actions_table(users, social)),
@@ -153,3 +136,25 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
         out_dir=out_dir, rows_per_table=rows, truth_rows=truth_rows,
         seconds=time.perf_counter() - t0, n_communities=com.k, config=cfg,
     )
+
+
+def _write_engagements(cfg: WorldConfig, raw: Path, truth: Path, ctx, users, tweets, done) -> tuple[int, int, np.ndarray]:
+    """Impressions and engagements, block by block of users: the engagement rows written, the
+    impression truth rows written, and the impressions per policy source."""
+    w = _writer(raw, "engagements", cfg)
+    imp_truth = PartWriter(truth / "impressions", IMPRESSIONS_SCHEMA, cfg)
+    source_counts = np.zeros(len(SOURCE_NAMES), dtype=np.int64)
+    for b, lo in enumerate(range(0, users.n, cfg.users_per_block)):
+        hi = min(lo + cfg.users_per_block, users.n)
+        rng = stream(cfg.seed, STAGE_IMPRESSIONS, b)
+        imp = sample_impressions(rng, cfg, ctx, users, tweets, lo, hi)
+        feats = model_features(ctx, users, tweets, imp)
+        source_counts += np.bincount(imp.source, minlength=len(SOURCE_NAMES))
+        probs = probabilities(feats, tweets.has_video[imp.tweet])
+        logged = draw_engagements(rng, cfg, tweets, imp, feats, probs)
+        extra = unlogged_likes(rng, cfg, ctx, users, tweets, lo, hi, logged)
+        w.write(tables.engagements_table(users, tweets, merge_sorted(logged, extra)))
+        imp_truth.write(impressions_truth(users, tweets, imp, feats, probs))
+        del imp, feats, probs, logged, extra
+        done(f"impressions block {b}")
+    return w.close(), imp_truth.close(), source_counts

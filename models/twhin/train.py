@@ -240,40 +240,14 @@ def _train(edges: TwhinEdges, config: TwhinConfig, device: torch.device, log) ->
         config.optimizer, {**tables, "_translations": translations}, lr=lr, eps=eps
     )
 
-    # Per relation: its edges (as device tensors) and the log frequency of each node on each side.
-    relation_data = []
-    for r, spec in enumerate(edges.relations):
-        lhs, rhs = edges.relation_edges(spec.name)
-        relation_data.append({
-            "spec": spec,
-            "lhs": lhs,
-            "rhs": rhs,
-            "lhs_logf": torch.from_numpy(_log_frequency(lhs, edges.num_nodes(spec.lhs_type))).to(device),
-            "rhs_logf": torch.from_numpy(_log_frequency(rhs, edges.num_nodes(spec.rhs_type))).to(device),
-        })
+    relation_data = _relation_data(edges, device)
 
     relation_rows = [torch.tensor([r], device=device) for r in range(len(edges.relations))]
     epoch_losses: list[float] = []
     relation_losses: dict[str, float] = {}
     for epoch in range(config.epochs):
         epoch_started = time.monotonic()
-        # Shuffle each relation's edges, cut them into batches, then shuffle the batches.
-        shuffled, plan = [], []
-        for r, data in enumerate(relation_data):
-            n = data["lhs"].shape[0]
-            order = rng.permutation(n)
-            shuffled.append((
-                torch.from_numpy(data["lhs"][order]).to(device),
-                torch.from_numpy(data["rhs"][order]).to(device),
-            ))
-            plan += [(r, start, min(start + config.batch_size, n)) for start in range(0, n, config.batch_size)
-                     if min(start + config.batch_size, n) - start >= 2]
-        plan = [plan[i] for i in rng.permutation(len(plan))]
-        negatives_plan = (
-            [rng.integers(0, edges.num_nodes(relation_data[r]["spec"].rhs_type), config.random_negatives)
-             for r, _, _ in plan]
-            if config.random_negatives > 0 else None
-        )
+        shuffled, plan, negatives_plan = _epoch_plan(edges, relation_data, config, rng, device)
 
         loss_sums = torch.zeros(len(relation_data), dtype=torch.float64, device=device)
         batch_counts = np.zeros(len(relation_data), dtype=np.int64)
@@ -290,20 +264,8 @@ def _train(edges: TwhinEdges, config: TwhinConfig, device: torch.device, log) ->
             )
             loss_sums[r] += loss.detach()
             batch_counts[r] += 1
-
-            updates: dict[str, tuple[list, list]] = {t: ([], []) for t in node_types}
-            updates[spec.lhs_type][0].append(lhs_index)
-            updates[spec.lhs_type][1].append(grads["lhs"])
-            updates[spec.rhs_type][0].append(rhs_index)
-            updates[spec.rhs_type][1].append(grads["rhs"])
-            if negative_index is not None:
-                updates[spec.rhs_type][0].append(negative_index)
-                updates[spec.rhs_type][1].append(grads["negatives"])
-            optimizer.step()
-            for t, (indices, row_grads) in updates.items():
-                if indices:
-                    optimizer.update(t, tables[t], torch.cat(indices), torch.cat(row_grads))
-            optimizer.update_unique("_translations", translations, relation_rows[r], grads["translation"][None, :])
+            _apply_gradients(optimizer, tables, translations, relation_rows[r], spec, grads,
+                             lhs_index=lhs_index, rhs_index=rhs_index, negative_index=negative_index)
 
         per_relation = (loss_sums.cpu().numpy() / np.maximum(batch_counts, 1))
         relation_losses = {d["spec"].name: round(float(per_relation[r]), 6)
@@ -320,6 +282,62 @@ def _train(edges: TwhinEdges, config: TwhinConfig, device: torch.device, log) ->
         "epoch_losses": epoch_losses,
         "relation_losses": relation_losses,
     }
+
+
+def _relation_data(edges: TwhinEdges, device: torch.device) -> list[dict]:
+    """Per relation: its edges and the log frequency of each node on each side (device tensors)."""
+    relation_data = []
+    for spec in edges.relations:
+        lhs, rhs = edges.relation_edges(spec.name)
+        relation_data.append({
+            "spec": spec,
+            "lhs": lhs,
+            "rhs": rhs,
+            "lhs_logf": torch.from_numpy(_log_frequency(lhs, edges.num_nodes(spec.lhs_type))).to(device),
+            "rhs_logf": torch.from_numpy(_log_frequency(rhs, edges.num_nodes(spec.rhs_type))).to(device),
+        })
+    return relation_data
+
+
+def _epoch_plan(edges: TwhinEdges, relation_data: list[dict], config: TwhinConfig, rng: np.random.Generator,
+                device: torch.device) -> tuple[list, list, list | None]:
+    """One epoch's order: each relation's edges shuffled and cut into batches, the batches shuffled,
+    and each batch's random negatives (None without them)."""
+    shuffled, plan = [], []
+    for r, data in enumerate(relation_data):
+        n = data["lhs"].shape[0]
+        order = rng.permutation(n)
+        shuffled.append((
+            torch.from_numpy(data["lhs"][order]).to(device),
+            torch.from_numpy(data["rhs"][order]).to(device),
+        ))
+        plan += [(r, start, min(start + config.batch_size, n)) for start in range(0, n, config.batch_size)
+                 if min(start + config.batch_size, n) - start >= 2]
+    plan = [plan[i] for i in rng.permutation(len(plan))]
+    negatives_plan = (
+        [rng.integers(0, edges.num_nodes(relation_data[r]["spec"].rhs_type), config.random_negatives)
+         for r, _, _ in plan]
+        if config.random_negatives > 0 else None
+    )
+    return shuffled, plan, negatives_plan
+
+
+def _apply_gradients(optimizer, tables: dict, translations, relation_row, spec: RelationSpec, grads: dict, *,
+                     lhs_index, rhs_index, negative_index) -> None:
+    """One optimizer step over the rows a batch touched and its relation's translation."""
+    updates: dict[str, tuple[list, list]] = {t: ([], []) for t in tables}
+    updates[spec.lhs_type][0].append(lhs_index)
+    updates[spec.lhs_type][1].append(grads["lhs"])
+    updates[spec.rhs_type][0].append(rhs_index)
+    updates[spec.rhs_type][1].append(grads["rhs"])
+    if negative_index is not None:
+        updates[spec.rhs_type][0].append(negative_index)
+        updates[spec.rhs_type][1].append(grads["negatives"])
+    optimizer.step()
+    for t, (indices, row_grads) in updates.items():
+        if indices:
+            optimizer.update(t, tables[t], torch.cat(indices), torch.cat(row_grads))
+    optimizer.update_unique("_translations", translations, relation_row, grads["translation"][None, :])
 
 
 def _step_gradients(tables, translations, r, spec, lhs_index, rhs_index, negative_index, data, config):
