@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench lock dagster clean
+.PHONY: setup demo lint test test-slow bench lock dagster clean
 
 setup: $(INSTALLED)
 	@$(BIN)/homefeed setup
@@ -25,7 +25,13 @@ $(INSTALLED): requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/homefeed demo
 
-test: setup
+# The floors of docs/architecture.md (import-linter's contracts in pyproject.toml), ruff's rules and its format.
+lint: setup
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: setup

@@ -15,7 +15,6 @@ import pytest
 from benchmarks.graph_jobs import holds_ingested_world
 from benchmarks.suite import (
     Step,
-    combined_document,
     exit_status,
     kept_records,
     main,
@@ -23,9 +22,8 @@ from benchmarks.suite import (
     run_benchmark,
     run_steps,
     select_steps,
-    summary_rows,
-    summary_table,
 )
+from benchmarks.suite_summary import combined_document, summary_rows, summary_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
