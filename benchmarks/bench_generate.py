@@ -30,11 +30,15 @@ def _child(n_users: int, seed: int, out_dir: Path, result: Path) -> None:
     from jobs.synthetic import WorldConfig, generate_world
 
     summary = generate_world(WorldConfig(n_users=n_users, seed=seed), out_dir=out_dir)
-    result.write_text(json.dumps({
-        "seconds": round(summary.seconds, 3),
-        "rows_per_table": summary.rows_per_table,
-        "truth_rows": summary.truth_rows,
-    }))
+    result.write_text(
+        json.dumps(
+            {
+                "seconds": round(summary.seconds, 3),
+                "rows_per_table": summary.rows_per_table,
+                "truth_rows": summary.truth_rows,
+            }
+        )
+    )
 
 
 def _disk_mb(path: Path) -> float:
@@ -44,8 +48,18 @@ def _disk_mb(path: Path) -> float:
 def run_size(n_users: int, seed: int, base: Path, keep: bool) -> dict:
     out_dir = base / f"world_{n_users}"
     result = base / f"result_{n_users}.json"
-    cmd = [sys.executable, __file__, "--child", str(n_users), "--seed", str(seed),
-           "--out", str(out_dir), "--result", str(result)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(n_users),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out_dir),
+        "--result",
+        str(result),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=sys.stderr, stderr=sys.stderr, cwd=REPO)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -72,8 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--keep", type=Path, default=None,
-                    help="write worlds under this directory and keep them")
+    ap.add_argument("--keep", type=Path, default=None, help="write worlds under this directory and keep them")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -93,12 +106,17 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if cleanup is not None:
             cleanup.cleanup()
-    print(json.dumps({
-        "benchmark": "generate_world",
-        "seed": args.seed,
-        "cpus": os.cpu_count(),
-        "results": results,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "generate_world",
+                "seed": args.seed,
+                "cpus": os.cpu_count(),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

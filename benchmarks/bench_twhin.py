@@ -36,9 +36,8 @@ SEED = 7
 
 def read_world(world: Path):
     """The training columns of follows, engagements and tweets, from a warehouse or a raw world."""
-    from models.twhin.export import INPUT_COLUMNS, TRAINING_ACTIONS, read_training_tables
-
     from core.storage import is_delta_table
+    from models.twhin.export import INPUT_COLUMNS, TRAINING_ACTIONS, read_training_tables
 
     if is_delta_table(world / "tables" / "follows"):
         return read_training_tables({name: world / "tables" / name for name in INPUT_COLUMNS})
@@ -69,28 +68,36 @@ def _child(world: Path, config_json: str, result: Path) -> None:
     del tables
     trained = train_twhin(edges, config, log=lambda line: print(line, file=sys.stderr, flush=True))
     epochs = max(config.epochs, 1)
-    result.write_text(json.dumps({
-        "edges": edges.num_edges,
-        "edges_per_relation": edges.edges_per_relation(),
-        "nodes": {t: edges.num_nodes(t) for t in edges.node_ids},
-        "epochs": config.epochs,
-        "read_seconds": round(read_seconds, 2),
-        "build_edges_seconds": round(build_seconds, 2),
-        "train_seconds": round(trained.seconds, 2),
-        "seconds_per_epoch": round(trained.seconds / epochs, 2),
-        "edges_per_second": round(edges.num_edges * config.epochs / max(trained.seconds, 1e-9)),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "device": trained.device,
-        "threads": config.num_threads,
-        "final_loss": trained.final_loss,
-        "config": dataclasses.asdict(config),
-    }))
+    result.write_text(
+        json.dumps(
+            {
+                "edges": edges.num_edges,
+                "edges_per_relation": edges.edges_per_relation(),
+                "nodes": {t: edges.num_nodes(t) for t in edges.node_ids},
+                "epochs": config.epochs,
+                "read_seconds": round(read_seconds, 2),
+                "build_edges_seconds": round(build_seconds, 2),
+                "train_seconds": round(trained.seconds, 2),
+                "seconds_per_epoch": round(trained.seconds / epochs, 2),
+                "edges_per_second": round(edges.num_edges * config.epochs / max(trained.seconds, 1e-9)),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "device": trained.device,
+                "threads": config.num_threads,
+                "final_loss": trained.final_loss,
+                "config": dataclasses.asdict(config),
+            }
+        )
+    )
 
 
 def _generate(users: int, out: Path) -> Path:
     homefeed = str(Path(sys.executable).with_name("homefeed"))
-    subprocess.run([homefeed, "generate", "--users", str(users), "--seed", str(SEED), "--out", str(out)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+    subprocess.run(
+        [homefeed, "generate", "--users", str(users), "--seed", str(SEED), "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=sys.stderr,
+    )
     return out
 
 
@@ -109,13 +116,26 @@ def _users_in(world: Path) -> int | None:
 
 def run_world(world: Path, config: dict, base: Path) -> dict:
     result = base / f"result_{abs(hash(str(world)))}.json"
-    command = [sys.executable, "-m", "benchmarks.bench_twhin", "--child", str(world),
-               "--config", json.dumps(config), "--result", str(result)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_twhin",
+        "--child",
+        str(world),
+        "--config",
+        json.dumps(config),
+        "--result",
+        str(result),
+    ]
     started = time.monotonic()
     subprocess.run(command, check=True, stdout=sys.stderr, stderr=sys.stderr, cwd=REPO)
     outcome = json.loads(result.read_text())
-    return {"world": str(world), "users": _users_in(world), **outcome,
-            "wall_seconds": round(time.monotonic() - started, 2)}
+    return {
+        "world": str(world),
+        "users": _users_in(world),
+        **outcome,
+        "wall_seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def main() -> None:

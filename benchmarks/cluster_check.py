@@ -44,12 +44,14 @@ REL_TOL, ABS_TOL = 1e-6, 1e-9
 
 # --- running the builds -----------------------------------------------------------------------
 
+
 def homefeed_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("homefeed")), *args]
 
 
-def build_environment(base: Mapping[str, str], *, master: str, warehouse: Path, raw_input: Path,
-                      spark_conf: Mapping[str, str]) -> dict[str, str]:
+def build_environment(
+    base: Mapping[str, str], *, master: str, warehouse: Path, raw_input: Path, spark_conf: Mapping[str, str]
+) -> dict[str, str]:
     """What a build reads: only HOMEFEED_* settings tell the local build from the cluster build."""
     return {
         **base,
@@ -79,12 +81,15 @@ def run_build(environment: Mapping[str, str], *, log: Path, steps: Sequence[str 
             code = subprocess.run(command, env=dict(environment), stdout=out, stderr=subprocess.STDOUT).returncode
         if code != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-            raise BuildFailed(f"{' '.join(command)} exited {code} "
-                              f"(HOMEFEED_SPARK_MASTER={environment['HOMEFEED_SPARK_MASTER']}):\n{tail}")
+            raise BuildFailed(
+                f"{' '.join(command)} exited {code} "
+                f"(HOMEFEED_SPARK_MASTER={environment['HOMEFEED_SPARK_MASTER']}):\n{tail}"
+            )
     return round(time.monotonic() - started, 1)
 
 
 # --- comparing the warehouses -----------------------------------------------------------------
+
 
 def delta_tables_under(root: Path) -> dict[str, Path]:
     """Every Delta table below `root` (the side warehouses included), by its path relative to it."""
@@ -123,11 +128,13 @@ def values_match(left, right, *, rel_tol: float = REL_TOL, abs_tol: float = ABS_
     if isinstance(left, float) and isinstance(right, float):
         return (math.isnan(left) and math.isnan(right)) or math.isclose(left, right, rel_tol=rel_tol, abs_tol=abs_tol)
     if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
-        return len(left) == len(right) and all(values_match(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
-                                               for a, b in zip(left, right))
+        return len(left) == len(right) and all(
+            values_match(a, b, rel_tol=rel_tol, abs_tol=abs_tol) for a, b in zip(left, right)
+        )
     if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(values_match(left[k], right[k], rel_tol=rel_tol, abs_tol=abs_tol)
-                                                   for k in left)
+        return left.keys() == right.keys() and all(
+            values_match(left[k], right[k], rel_tol=rel_tol, abs_tol=abs_tol) for k in left
+        )
     return left == right
 
 
@@ -140,18 +147,21 @@ def table_difference(local: pa.Table, cluster: pa.Table, *, where: str = "on the
         return f"{local.num_rows} rows locally, {cluster.num_rows} {where}"
     for index, (a, b) in enumerate(zip(sorted_rows(local), sorted_rows(cluster))):
         if not values_match(a, b):
-            differing = [f"{name} {x!r} locally, {y!r} {where}"
-                         for name, x, y in zip(local.column_names, a, b) if not values_match(x, y)]
+            differing = [
+                f"{name} {x!r} locally, {y!r} {where}"
+                for name, x, y in zip(local.column_names, a, b)
+                if not values_match(x, y)
+            ]
             return f"sorted row {index}: " + "; ".join(differing)
     return None
 
 
 @dataclass(frozen=True)
 class WarehouseComparison:
-    rows: dict[str, int]          # per table present in both, the local build's row count
-    missing: tuple[str, ...]      # tables only the local build wrote
-    extra: tuple[str, ...]        # tables only the cluster build wrote
-    differences: dict[str, str]   # per table, what differs
+    rows: dict[str, int]  # per table present in both, the local build's row count
+    missing: tuple[str, ...]  # tables only the local build wrote
+    extra: tuple[str, ...]  # tables only the cluster build wrote
+    differences: dict[str, str]  # per table, what differs
 
     @property
     def equal(self) -> bool:
@@ -168,11 +178,13 @@ def compare_warehouses(local_root: Path, cluster_root: Path, *, where: str = "on
         difference = table_difference(left, right, where=where)
         if difference:
             differences[name] = difference
-    return WarehouseComparison(rows, tuple(sorted(local.keys() - cluster.keys())),
-                               tuple(sorted(cluster.keys() - local.keys())), differences)
+    return WarehouseComparison(
+        rows, tuple(sorted(local.keys() - cluster.keys())), tuple(sorted(cluster.keys() - local.keys())), differences
+    )
 
 
 # --- the check --------------------------------------------------------------------------------
+
 
 def cluster_check(workdir: Path, *, users: int, seed: int) -> dict:
     """Generate a world, build it locally and on a standalone cluster, compare; the summary."""
@@ -189,15 +201,23 @@ def cluster_check(workdir: Path, *, users: int, seed: int) -> dict:
     register_fixed_rankers(local_wh, reason="fixed models of the cluster check")
     shutil.copytree(local_wh / MODELS_DIRNAME, cluster_wh / MODELS_DIRNAME)
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    local_seconds = run_build(build_environment(environment, master=LOCAL_MASTER, warehouse=local_wh,
-                                                raw_input=world / "raw", spark_conf={}),
-                              log=workdir / "local" / "build.log")
+    local_seconds = run_build(
+        build_environment(environment, master=LOCAL_MASTER, warehouse=local_wh, raw_input=world / "raw", spark_conf={}),
+        log=workdir / "local" / "build.log",
+    )
     started = time.monotonic()
     with standalone_cluster(workdir / "cluster" / "spark", workers=2) as master_url:
         cluster_start_seconds = round(time.monotonic() - started, 1)
-        cluster_seconds = run_build(build_environment(environment, master=master_url, warehouse=cluster_wh,
-                                                      raw_input=world / "raw", spark_conf=CLUSTER_SPARK_CONF),
-                                    log=workdir / "cluster" / "build.log")
+        cluster_seconds = run_build(
+            build_environment(
+                environment,
+                master=master_url,
+                warehouse=cluster_wh,
+                raw_input=world / "raw",
+                spark_conf=CLUSTER_SPARK_CONF,
+            ),
+            log=workdir / "cluster" / "build.log",
+        )
     comparison = compare_warehouses(local_wh, cluster_wh)
     return {
         "equal": comparison.equal,
@@ -215,8 +235,7 @@ def cluster_check(workdir: Path, *, users: int, seed: int) -> dict:
     }
 
 
-def check_main(argv: Sequence[str] | None, *, description: str, prefix: str,
-               check: Callable[..., dict]) -> int:
+def check_main(argv: Sequence[str] | None, *, description: str, prefix: str, check: Callable[..., dict]) -> int:
     """The command line of a build-twice-and-compare check: `check(workdir, users=, seed=)` in the
     workdir given or a temporary one; prints its summary; exit status 1 unless it found the builds equal."""
     parser = argparse.ArgumentParser(description=description)
@@ -237,8 +256,7 @@ def check_main(argv: Sequence[str] | None, *, description: str, prefix: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return check_main(argv, description=__doc__.split("\n\n")[0], prefix="homefeed-cluster-check-",
-                      check=cluster_check)
+    return check_main(argv, description=__doc__.split("\n\n")[0], prefix="homefeed-cluster-check-", check=cluster_check)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,24 @@ def homefeed_command(*args: str) -> list[str]:
 def bench_size(users: int, workdir: Path, seed: int) -> dict:
     world = workdir / f"world-{users}"
     shutil.rmtree(world, ignore_errors=True)
-    generate = measure_command(homefeed_command("generate", "--users", str(users), "--seed", str(seed), "--out", str(world)))
+    generate = measure_command(
+        homefeed_command("generate", "--users", str(users), "--seed", str(seed), "--out", str(world))
+    )
     if generate.returncode != 0:
         raise SystemExit(f"generate {users} failed:\n{generate.stderr[-3000:]}")
     report = world / "run-report.json"
     ingest = measure_command(
-        homefeed_command("run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
-                         "--select", "group:bronze", "--report", str(report)),
+        homefeed_command(
+            "run",
+            "--input",
+            str(world / "raw"),
+            "--warehouse",
+            str(world / "warehouse"),
+            "--select",
+            "group:bronze",
+            "--report",
+            str(report),
+        ),
         env={"HOMEFEED_AS_OF": AS_OF},
     )
     if ingest.returncode != 0:
@@ -42,7 +53,11 @@ def bench_size(users: int, workdir: Path, seed: int) -> dict:
     return {
         "users": users,
         "generate": {"seconds": generate.seconds, "peak_rss_mb": generate.peak_rss_mb},
-        "ingest": {"seconds": ingest.seconds, "peak_rss_mb": ingest.peak_rss_mb, "steps_seconds": outcome["step_seconds"]},
+        "ingest": {
+            "seconds": ingest.seconds,
+            "peak_rss_mb": ingest.peak_rss_mb,
+            "steps_seconds": outcome["step_seconds"],
+        },
         "rows": outcome["rows"],
     }
 
@@ -51,12 +66,18 @@ def scaling(results: list[dict]) -> list[dict]:
     factors = []
     for small, large in zip(results, results[1:]):
         user_ratio = large["users"] / small["users"]
-        factors.append({
-            "from_users": small["users"],
-            "to_users": large["users"],
-            **{f"{stage}_time_ratio_per_user_ratio": round(large[stage]["seconds"] / small[stage]["seconds"] / user_ratio, 3)
-               for stage in ("generate", "ingest")},
-        })
+        factors.append(
+            {
+                "from_users": small["users"],
+                "to_users": large["users"],
+                **{
+                    f"{stage}_time_ratio_per_user_ratio": round(
+                        large[stage]["seconds"] / small[stage]["seconds"] / user_ratio, 3
+                    )
+                    for stage in ("generate", "ingest")
+                },
+            }
+        )
     return factors
 
 

@@ -26,7 +26,7 @@ import argparse
 import json
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
@@ -34,16 +34,34 @@ from benchmarks.measure import benchmark_workdir, measure_command
 
 # In dependency order: job name -> the assets it materializes (a multi-asset runs as one job).
 GRAPH_JOBS: dict[str, tuple[str, ...]] = {
-    **{name: (name,) for name in (
-        "follow_graph_two_hop", "mutual_follows", "user_follow_counts", "realgraph_features", "realgraph",
-        "simclusters_producer_similarity", "simclusters_known_for", "simclusters_interested_in",
-        "simclusters_producer_embeddings", "simclusters_tweet_embeddings", "simclusters_top_tweets_per_cluster",
-    )},
+    **{
+        name: (name,)
+        for name in (
+            "follow_graph_two_hop",
+            "mutual_follows",
+            "user_follow_counts",
+            "realgraph_features",
+            "realgraph",
+            "simclusters_producer_similarity",
+            "simclusters_known_for",
+            "simclusters_interested_in",
+            "simclusters_producer_embeddings",
+            "simclusters_tweet_embeddings",
+            "simclusters_top_tweets_per_cluster",
+        )
+    },
     "twhin_embeddings": ("twhin_user_embeddings", "twhin_tweet_embeddings", "twhin_relations"),
     "candidates": ("candidates",),
-    **{name: (name,) for name in (
-        "user_features", "author_features", "tweet_features", "user_author_features", "user_tweet_features",
-    )},
+    **{
+        name: (name,)
+        for name in (
+            "user_features",
+            "author_features",
+            "tweet_features",
+            "user_author_features",
+            "user_tweet_features",
+        )
+    },
 }
 
 
@@ -54,8 +72,17 @@ def _selection(assets: tuple[str, ...]) -> str:
 def _run(world: Path, selection: str) -> tuple[dict, dict]:
     report = world / f"report-{selection.split()[0].replace(':', '_')}.json"
     measured = measure_command(
-        homefeed_command("run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
-                         "--select", selection, "--report", str(report)),
+        homefeed_command(
+            "run",
+            "--input",
+            str(world / "raw"),
+            "--warehouse",
+            str(world / "warehouse"),
+            "--select",
+            selection,
+            "--report",
+            str(report),
+        ),
         env={"HOMEFEED_AS_OF": AS_OF},
     )
     if measured.returncode != 0:
@@ -95,22 +122,34 @@ def measure_job(world: Path, assets: tuple[str, ...]) -> dict:
     measured, report = _run(world, _selection(assets))
     rows = {asset: report["rows"].get(asset) for asset in assets}
     checks = {asset: phases for asset, phases in report.get("check_phase_seconds", {}).items() if asset in assets}
-    return {**measured, "job_seconds": round(sum(report["step_seconds"].values()), 2),
-            "rows": rows if len(rows) > 1 else rows[assets[0]], "check_phase_seconds": checks,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        **measured,
+        "job_seconds": round(sum(report["step_seconds"].values()), 2),
+        "rows": rows if len(rows) > 1 else rows[assets[0]],
+        "check_phase_seconds": checks,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
-def bench_size(users: int, workdir: Path, seed: int, jobs: dict[str, tuple[str, ...]], *,
-               prerequisites: tuple[str, ...] = ("group:bronze",), reuse_world: bool = False,
-               resume: bool = False) -> dict:
+def bench_size(
+    users: int,
+    workdir: Path,
+    seed: int,
+    jobs: dict[str, tuple[str, ...]],
+    *,
+    prerequisites: tuple[str, ...] = ("group:bronze",),
+    reuse_world: bool = False,
+    resume: bool = False,
+) -> dict:
     """Generate a world of `users`, build `prerequisites` (not measured), then run and measure each job.
     With `reuse_world`, a world already generated and ingested in `workdir` is used as it is; with
     `resume` too, the jobs its progress file holds are kept instead of run again."""
     world = workdir / f"world-{users}"
     if not (reuse_world and holds_ingested_world(world)):
         shutil.rmtree(world, ignore_errors=True)
-        generated = measure_command(homefeed_command("generate", "--users", str(users), "--seed", str(seed),
-                                                     "--out", str(world)))
+        generated = measure_command(
+            homefeed_command("generate", "--users", str(users), "--seed", str(seed), "--out", str(world))
+        )
         if generated.returncode != 0:
             raise SystemExit(generated.stderr[-3000:])
         for selection in prerequisites:
@@ -133,13 +172,18 @@ def growth(results: list[dict]) -> list[dict]:
     out = []
     for small, large in zip(results, results[1:]):
         ratio = large["users"] / small["users"]
-        out.append({
-            "from_users": small["users"], "to_users": large["users"],
-            "job_time_ratio_per_user_ratio": {
-                job: round(large["jobs"][job]["job_seconds"] / max(small["jobs"][job]["job_seconds"], 1e-9) / ratio, 3)
-                for job in large["jobs"]
-            },
-        })
+        out.append(
+            {
+                "from_users": small["users"],
+                "to_users": large["users"],
+                "job_time_ratio_per_user_ratio": {
+                    job: round(
+                        large["jobs"][job]["job_seconds"] / max(small["jobs"][job]["job_seconds"], 1e-9) / ratio, 3
+                    )
+                    for job in large["jobs"]
+                },
+            }
+        )
     return out
 
 
@@ -150,18 +194,26 @@ def main() -> None:
     parser.add_argument("--jobs", nargs="+", default=list(GRAPH_JOBS), choices=list(GRAPH_JOBS))
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--reuse-worlds", action="store_true",
-                        help="use a world already generated and ingested in --workdir (same seed) as it is")
-    parser.add_argument("--resume", action="store_true",
-                        help="with --reuse-worlds: keep the jobs an earlier run measured on each world (its "
-                             f"{PROGRESS_FILE}) and run the rest")
+    parser.add_argument(
+        "--reuse-worlds",
+        action="store_true",
+        help="use a world already generated and ingested in --workdir (same seed) as it is",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --reuse-worlds: keep the jobs an earlier run measured on each world (its "
+        f"{PROGRESS_FILE}) and run the rest",
+    )
     args = parser.parse_args()
     if args.resume and not args.reuse_worlds:
         parser.error("--resume needs --reuse-worlds (a regenerated world has nothing to resume)")
     jobs = {job: GRAPH_JOBS[job] for job in args.jobs}
     with benchmark_workdir(args.workdir, keep=args.keep, prefix="homefeed-graph-bench-") as workdir:
-        results = [bench_size(n, workdir, args.seed, jobs, reuse_world=args.reuse_worlds, resume=args.resume)
-                   for n in sorted(args.sizes)]
+        results = [
+            bench_size(n, workdir, args.seed, jobs, reuse_world=args.reuse_worlds, resume=args.resume)
+            for n in sorted(args.sizes)
+        ]
     print(json.dumps({"benchmark": "graph_jobs", "sizes": results, "growth": growth(results)}, indent=2))
 
 

@@ -8,10 +8,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -24,10 +24,8 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return found
     for task in tasks:
-        try:
+        with suppress(OSError):
             found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return found
 
 
@@ -55,8 +53,9 @@ class Measured:
 
 def measure_command(command: list[str], *, env: dict[str, str] | None = None, interval_s: float = 0.25) -> Measured:
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     peak = 0
     done = threading.Event()
 

@@ -36,8 +36,8 @@ from benchmarks.cluster_check import (
     homefeed_command,
     run_build,
 )
-from core.storage import MODELS_DIRNAME, storage_path
 from core.redis_server import free_port, start_redis
+from core.storage import MODELS_DIRNAME, storage_path
 
 BUCKET = "homefeed-check"
 # Two days of impressions, the representations built once at the window's start: the side
@@ -62,22 +62,35 @@ def local_s3(bucket: str = BUCKET) -> Iterator[dict[str, str]]:
     server.start()
     try:
         variables = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "homefeed", "AWS_SECRET_ACCESS_KEY": "homefeed-check",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "homefeed",
+            "AWS_SECRET_ACCESS_KEY": "homefeed-check",
             "AWS_ALLOW_HTTP": "true",  # deltalake refuses a plain-HTTP endpoint otherwise
         }
-        boto3.client("s3", endpoint_url=variables["AWS_ENDPOINT_URL"], region_name=REGION,
-                     aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
+        boto3.client(
+            "s3",
+            endpoint_url=variables["AWS_ENDPOINT_URL"],
+            region_name=REGION,
+            aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket=bucket)
         yield variables
     finally:
         server.stop()
 
 
-def object_store_environment(base: Mapping[str, str], s3: Mapping[str, str], *, warehouse: str,
-                             models_dir: Path, raw_input: str) -> dict[str, str]:
-    return {**base, **s3, "HOMEFEED_WAREHOUSE": warehouse, "HOMEFEED_MODELS_DIR": str(models_dir),
-            "HOMEFEED_RAW_INPUT": raw_input}
+def object_store_environment(
+    base: Mapping[str, str], s3: Mapping[str, str], *, warehouse: str, models_dir: Path, raw_input: str
+) -> dict[str, str]:
+    return {
+        **base,
+        **s3,
+        "HOMEFEED_WAREHOUSE": warehouse,
+        "HOMEFEED_MODELS_DIR": str(models_dir),
+        "HOMEFEED_RAW_INPUT": raw_input,
+    }
 
 
 def upload_folder(local: Path, remote: Path) -> int:
@@ -110,8 +123,7 @@ def object_storage_check(workdir: Path, *, users: int, seed: int) -> dict:
     register_fixed_rankers(local_wh, reason="fixed models of the object-storage check")
     shutil.copytree(local_wh / MODELS_DIRNAME, models_dir)
     base = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    local_env = build_environment(base, master=LOCAL_MASTER, warehouse=local_wh, raw_input=world / "raw",
-                                  spark_conf={})
+    local_env = build_environment(base, master=LOCAL_MASTER, warehouse=local_wh, raw_input=world / "raw", spark_conf={})
     local_seconds = run_build(local_env, log=workdir / "local" / "build.log")
     with local_s3() as s3:
         url, raw_url = f"s3a://{BUCKET}/warehouse", f"s3a://{BUCKET}/world/raw"
@@ -121,9 +133,15 @@ def object_storage_check(workdir: Path, *, users: int, seed: int) -> dict:
         store_seconds = run_build(store_env, log=workdir / "object-store" / "build.log")
         with environment_variables(s3):  # this process reads the store too (deltalake, fsspec)
             comparison = compare_warehouses(local_wh, storage_path(url), where="on object storage")
-        sql = run_json(homefeed_command("sql", "--format", "json",
-                                        "SELECT count(*) AS feed_rows, count(DISTINCT user_id) AS users FROM ranked_feeds"),
-                       store_env)
+        sql = run_json(
+            homefeed_command(
+                "sql",
+                "--format",
+                "json",
+                "SELECT count(*) AS feed_rows, count(DISTINCT user_id) AS users FROM ranked_feeds",
+            ),
+            store_env,
+        )
         with _redis(workdir) as redis_url:
             published = run_json(homefeed_command("publish", "--json"), {**store_env, "HOMEFEED_REDIS_URL": redis_url})
         training_env = {**store_env, "HOMEFEED_SPARK_DRIVER_MEMORY": TRAINING_DRIVER_MEMORY}
@@ -156,8 +174,11 @@ def registered_versions(models_dir: Path) -> dict[str, list[int]]:
     from models.registry import ModelRegistry
 
     registry = ModelRegistry(models_dir)
-    return {path.name: [v.version for v in registry.versions(path.name)] for path in sorted(models_dir.iterdir())
-            if path.is_dir()}
+    return {
+        path.name: [v.version for v in registry.versions(path.name)]
+        for path in sorted(models_dir.iterdir())
+        if path.is_dir()
+    }
 
 
 @contextmanager
@@ -185,8 +206,9 @@ def _redis(workdir: Path) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return check_main(argv, description=__doc__.split("\n\n")[0], prefix="homefeed-object-storage-check-",
-                      check=object_storage_check)
+    return check_main(
+        argv, description=__doc__.split("\n\n")[0], prefix="homefeed-object-storage-check-", check=object_storage_check
+    )
 
 
 if __name__ == "__main__":

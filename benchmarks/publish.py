@@ -27,9 +27,9 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from core.redis_server import start_redis
 from jobs.publish import PublishResult, connect, publish_feeds, publish_warehouse
 from orchestration.publication import table_build_metadata
-from core.redis_server import start_redis
 
 PIPELINE = 500
 
@@ -37,9 +37,29 @@ PIPELINE = 500
 def redis_benchmark_set(port: int, *, value_bytes: int, requests: int, pipeline: int = PIPELINE) -> float:
     """SET requests per second from redis-benchmark (one client, like the publisher)."""
     out = subprocess.run(
-        ["redis-benchmark", "-p", str(port), "-t", "set", "-n", str(requests), "-d", str(value_bytes),
-         "-P", str(pipeline), "-c", "1", "-r", str(requests), "-q", "--csv"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            "redis-benchmark",
+            "-p",
+            str(port),
+            "-t",
+            "set",
+            "-n",
+            str(requests),
+            "-d",
+            str(value_bytes),
+            "-P",
+            str(pipeline),
+            "-c",
+            "1",
+            "-r",
+            str(requests),
+            "-q",
+            "--csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     # "test","rps",... then "SET","12345.67",...
     match = re.search(r'"SET","([\d.]+)"', out)
     if not match:
@@ -56,16 +76,22 @@ def bench_warehouse(warehouse: Path) -> dict:
         server = start_redis(Path(workdir))
         try:
             client = connect(server.url)
-            for name, publish in (("feeds", lambda: publish_feeds(client, tables / "ranked_feeds", batch_keys=PIPELINE)),
-                                  ("warehouse", lambda: publish_warehouse(client, tables, as_of=as_of,
-                                                                          batch_keys=PIPELINE))):
+            for name, publish in (
+                ("feeds", lambda: publish_feeds(client, tables / "ranked_feeds", batch_keys=PIPELINE)),
+                ("warehouse", lambda: publish_warehouse(client, tables, as_of=as_of, batch_keys=PIPELINE)),
+            ):
                 result = publish()
                 client.flushall()
                 runs[name] = _against_redis_benchmark(result, server.port)
         finally:
             server.stop()
-    return {"warehouse": str(warehouse), "users": runs["feeds"]["keys"], "items": runs["warehouse"].pop("items"),
-            "pipeline": PIPELINE, **runs}
+    return {
+        "warehouse": str(warehouse),
+        "users": runs["feeds"]["keys"],
+        "items": runs["warehouse"].pop("items"),
+        "pipeline": PIPELINE,
+        **runs,
+    }
 
 
 def _against_redis_benchmark(result: PublishResult, port: int) -> dict:
@@ -74,10 +100,16 @@ def _against_redis_benchmark(result: PublishResult, port: int) -> dict:
     publish_bps = result.bytes / result.seconds
     benchmark_bps = sets_per_second * value_bytes
     return {
-        "keys": result.keys, "items": result.items, "bytes": result.bytes, "mean_value_bytes": value_bytes,
-        "keys_per_dataset": result.keys_per_dataset, "publish_seconds": result.seconds,
-        "publish_bytes_per_second": round(publish_bps), "publish_keys_per_second": round(result.keys / result.seconds),
-        "redis_benchmark_set_per_second": round(sets_per_second), "redis_benchmark_bytes_per_second": round(benchmark_bps),
+        "keys": result.keys,
+        "items": result.items,
+        "bytes": result.bytes,
+        "mean_value_bytes": value_bytes,
+        "keys_per_dataset": result.keys_per_dataset,
+        "publish_seconds": result.seconds,
+        "publish_bytes_per_second": round(publish_bps),
+        "publish_keys_per_second": round(result.keys / result.seconds),
+        "redis_benchmark_set_per_second": round(sets_per_second),
+        "redis_benchmark_bytes_per_second": round(benchmark_bps),
         "publish_vs_redis_benchmark": round(publish_bps / benchmark_bps, 3),
     }
 

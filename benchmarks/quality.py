@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark import StorageLevel
 
 from core.quality_bounds import QualityBounds
-
 from data_quality.specs import TABLE_SPECS
 from data_quality.suites import rows_suite
 from data_quality.validation import gx_context, release_checkpoint, run_suite, validate_once
@@ -33,7 +32,9 @@ def time_table(spark, tables_dir: Path, name: str, *, as_of: datetime, repeats: 
     spec = TABLE_SPECS[name]
     read = lambda table: read_delta(spark, tables_dir / table)  # noqa: E731
     # The frame as the checks hold it (data_quality.validation.check_table).
-    rows = rows_view(read(name), spec, read, as_of=as_of).localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+    rows = rows_view(read(name), spec, read, as_of=as_of).localCheckpoint(
+        eager=True, storageLevel=StorageLevel.DISK_ONLY
+    )
     try:
         count = rows.count()
         derived = [c for c in rows.columns if c.startswith(DERIVED_PREFIX)]
@@ -50,9 +51,15 @@ def time_table(spark, tables_dir: Path, name: str, *, as_of: datetime, repeats: 
     finally:
         release_checkpoint(rows)
     summary, two_pass = min(seconds["summary"]), min(seconds["two_pass"])
-    return {"table": name, "rows": count, "expectations": len(outcomes), "passed": all(o.success for o in outcomes),
-            "summary_seconds": round(summary, 3), "two_pass_seconds": round(two_pass, 3),
-            "speedup": round(summary / two_pass, 2)}
+    return {
+        "table": name,
+        "rows": count,
+        "expectations": len(outcomes),
+        "passed": all(o.success for o in outcomes),
+        "summary_seconds": round(summary, 3),
+        "two_pass_seconds": round(two_pass, 3),
+        "speedup": round(summary / two_pass, 2),
+    }
 
 
 def _as_of(tables_dir: Path) -> datetime:
@@ -60,12 +67,12 @@ def _as_of(tables_dir: Path) -> datetime:
 
     feeds = tables_dir / "ranked_feeds"
     built = table_build_metadata(feeds).get("built_as_of") if is_delta_table(feeds) else None
-    return datetime.fromisoformat(built) if built else datetime.now(timezone.utc)
+    return datetime.fromisoformat(built) if built else datetime.now(UTC)
 
 
 def main() -> None:
-    from orchestration.resources import resources_from_settings
     from core.settings import load_settings
+    from orchestration.resources import resources_from_settings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warehouse", type=Path, required=True)
@@ -76,10 +83,17 @@ def main() -> None:
     spark = resources_from_settings(settings)["spark"].get_session()
     tables_dir = settings.tables_dir
     as_of = args.as_of or _as_of(tables_dir)
-    results = [time_table(spark, tables_dir, name, as_of=as_of) for name in (args.table or DEFAULT_TABLES)
-               if is_delta_table(tables_dir / name)]
-    print(json.dumps({"benchmark": "quality", "warehouse": str(args.warehouse), "as_of": as_of.isoformat(),
-                      "results": results}, indent=2))
+    results = [
+        time_table(spark, tables_dir, name, as_of=as_of)
+        for name in (args.table or DEFAULT_TABLES)
+        if is_delta_table(tables_dir / name)
+    ]
+    print(
+        json.dumps(
+            {"benchmark": "quality", "warehouse": str(args.warehouse), "as_of": as_of.isoformat(), "results": results},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

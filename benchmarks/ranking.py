@@ -71,7 +71,7 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def heavy_ranker_throughput(rows: int, *, batch_size: int = 8192, seed: int = 0) -> tuple[float, float, int]:
@@ -82,11 +82,19 @@ def heavy_ranker_throughput(rows: int, *, batch_size: int = 8192, seed: int = 0)
     torch.manual_seed(seed)
     n = len(HEAVY_RANKER_FEATURES)
     net = MultiTaskNet(n, tuple(f"h{i}" for i in range(9)), config).eval()
-    model = HeavyRanker(feature_names=HEAVY_RANKER_FEATURES, heads=tuple(f"h{i}" for i in range(9)), config=config,
-                        standardizer=Standardizer(np.zeros(n), np.ones(n)), net=net)
+    model = HeavyRanker(
+        feature_names=HEAVY_RANKER_FEATURES,
+        heads=tuple(f"h{i}" for i in range(9)),
+        config=config,
+        standardizer=Standardizer(np.zeros(n), np.ones(n)),
+        net=net,
+    )
     rng = np.random.default_rng(seed)
-    inputs = RankerInputs(dense=rng.normal(size=(rows, n)).astype(np.float32),
-                          user_ids=rng.integers(0, 10**9, rows), author_ids=rng.integers(0, 10**9, rows))
+    inputs = RankerInputs(
+        dense=rng.normal(size=(rows, n)).astype(np.float32),
+        user_ids=rng.integers(0, 10**9, rows),
+        author_ids=rng.integers(0, 10**9, rows),
+    )
     dense = model.standardizer.transform(inputs.dense)
     users, authors = hash_ids(inputs.user_ids, config.id_hash_bits), hash_ids(inputs.author_ids, config.id_hash_bits)
 
@@ -113,12 +121,17 @@ def bench_inference(rows: int, threads: list[int]) -> dict:
         peak = matmul_peak_flops()
         network_rate, end_to_end_rate, macs = heavy_ranker_throughput(rows)
         achieved = network_rate * 2 * macs
-        results.append({
-            "threads": count, "candidates_per_second_network": round(network_rate),
-            "candidates_per_second_end_to_end": round(end_to_end_rate),
-            "multiply_adds_per_candidate": macs, "achieved_gflops": round(achieved / 1e9, 2),
-            "matmul_peak_gflops": round(peak / 1e9, 2), "efficiency_vs_matmul_peak": round(achieved / peak, 4),
-        })
+        results.append(
+            {
+                "threads": count,
+                "candidates_per_second_network": round(network_rate),
+                "candidates_per_second_end_to_end": round(end_to_end_rate),
+                "multiply_adds_per_candidate": macs,
+                "achieved_gflops": round(achieved / 1e9, 2),
+                "matmul_peak_gflops": round(peak / 1e9, 2),
+                "efficiency_vs_matmul_peak": round(achieved / peak, 4),
+            }
+        )
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     return {"benchmark": "heavy_ranker_inference", "rows": rows, "torch": torch.__version__, "results": results}
 
@@ -132,8 +145,9 @@ def synthetic_examples(rows: int, *, seed: int, users: int = 100_000, authors: i
     weights[12:] = 0.0  # a dozen informative features, the rest noise
     logits = dense.astype(np.float64) @ weights + np.log([rate / (1 - rate) for rate in HEAD_BASE_RATES.values()])
     labels = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits))).astype(np.float32)
-    return RankerInputs(dense=dense, user_ids=rng.integers(0, users, rows), author_ids=rng.integers(0, authors, rows),
-                        labels=labels)
+    return RankerInputs(
+        dense=dense, user_ids=rng.integers(0, users, rows), author_ids=rng.integers(0, authors, rows), labels=labels
+    )
 
 
 def bench_training(examples: int, validation: int) -> dict:
@@ -141,18 +155,33 @@ def bench_training(examples: int, validation: int) -> dict:
     start = time.perf_counter()
     heavy = train_heavy_ranker(train, valid, feature_names=HEAVY_RANKER_FEATURES)
     heavy_seconds = time.perf_counter() - start
-    light_columns = [HEAVY_RANKER_FEATURES.index(name) for name in LIGHT_RANKER_FEATURES if name in HEAVY_RANKER_FEATURES]
+    light_columns = [
+        HEAVY_RANKER_FEATURES.index(name) for name in LIGHT_RANKER_FEATURES if name in HEAVY_RANKER_FEATURES
+    ]
     positive = lambda inputs: (inputs.labels[:, :7].max(axis=1) > 0).astype(np.float32)  # noqa: E731
     start = time.perf_counter()
-    light = train_light_ranker(train.dense[:, light_columns], positive(train), valid.dense[:, light_columns],
-                               positive(valid), feature_names=[HEAVY_RANKER_FEATURES[i] for i in light_columns])
+    light = train_light_ranker(
+        train.dense[:, light_columns],
+        positive(train),
+        valid.dense[:, light_columns],
+        positive(valid),
+        feature_names=[HEAVY_RANKER_FEATURES[i] for i in light_columns],
+    )
     light_seconds = time.perf_counter() - start
     epochs = len(heavy.history)
-    return {"benchmark": "ranker_training", "train_examples": examples, "validation_examples": validation,
-            "features": len(HEAVY_RANKER_FEATURES), "torch": torch.__version__, "torch_threads": 1,
-            "heavy_ranker_seconds": round(heavy_seconds, 1), "heavy_ranker_epochs": epochs,
-            "seconds_per_epoch": round(heavy_seconds / epochs, 1),
-            "light_ranker_seconds": round(light_seconds, 1), "light_ranker_trees": light.best_iteration + 1}
+    return {
+        "benchmark": "ranker_training",
+        "train_examples": examples,
+        "validation_examples": validation,
+        "features": len(HEAVY_RANKER_FEATURES),
+        "torch": torch.__version__,
+        "torch_threads": 1,
+        "heavy_ranker_seconds": round(heavy_seconds, 1),
+        "heavy_ranker_epochs": epochs,
+        "seconds_per_epoch": round(heavy_seconds / epochs, 1),
+        "light_ranker_seconds": round(light_seconds, 1),
+        "light_ranker_trees": light.best_iteration + 1,
+    }
 
 
 def bench_batch(warehouses: list[Path], models_from: Path) -> dict:
@@ -163,18 +192,33 @@ def bench_batch(warehouses: list[Path], models_from: Path) -> dict:
         report = warehouse / "report-ranked_feeds.json"
         raw = warehouse.parent / "raw"  # a benchmark world's input, beside its warehouse
         measured = measure_command(
-            homefeed_command("run", "--warehouse", str(warehouse), "--select", "key:ranked_feeds", "--report",
-                             str(report), *(["--input", str(raw)] if raw.is_dir() else [])),
-            env={"HOMEFEED_AS_OF": AS_OF})
+            homefeed_command(
+                "run",
+                "--warehouse",
+                str(warehouse),
+                "--select",
+                "key:ranked_feeds",
+                "--report",
+                str(report),
+                *(["--input", str(raw)] if raw.is_dir() else []),
+            ),
+            env={"HOMEFEED_AS_OF": AS_OF},
+        )
         if measured.returncode != 0:
             raise SystemExit(f"ranked_feeds failed on {warehouse}:\n{measured.stderr[-3000:]}")
         outcome = json.loads(report.read_text())
         steps = outcome["step_seconds"]
-        results.append({"warehouse": str(warehouse), "process_seconds": measured.seconds,
-                        "job_seconds": steps.get("ranked_feeds"),
-                        "quality_check_seconds": steps.get("ranked_feeds_quality"),
-                        "quality_check_phase_seconds": outcome.get("check_phase_seconds", {}).get("ranked_feeds"),
-                        "peak_rss_mb": measured.peak_rss_mb, "rows": outcome["rows"].get("ranked_feeds")})
+        results.append(
+            {
+                "warehouse": str(warehouse),
+                "process_seconds": measured.seconds,
+                "job_seconds": steps.get("ranked_feeds"),
+                "quality_check_seconds": steps.get("ranked_feeds_quality"),
+                "quality_check_phase_seconds": outcome.get("check_phase_seconds", {}).get("ranked_feeds"),
+                "peak_rss_mb": measured.peak_rss_mb,
+                "rows": outcome["rows"].get("ranked_feeds"),
+            }
+        )
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     return {"benchmark": "ranked_feeds_batch", "results": results}
 
@@ -188,14 +232,20 @@ def synthetic_scored_rows(spark, users: int, rows_per_user: int):
 
     unit = lambda salt: (F.xxhash64(F.col("id"), F.lit(salt)) % 10_000).cast("double") / 10_000  # noqa: E731
     rows = spark.range(users * rows_per_user).select(
-        (F.col("id") / rows_per_user).cast("long").alias("user_id"), F.col("id").alias("tweet_id"),
+        (F.col("id") / rows_per_user).cast("long").alias("user_id"),
+        F.col("id").alias("tweet_id"),
         (F.abs(F.xxhash64("id")) % 5_000).alias("author_id"),
         F.lit("2026-10-01 00:00:00").cast("timestamp").alias("tweet_created_at"),
-        (unit("network") < 0.6).alias("is_in_network"), F.array(F.lit("twhin")).alias("sources"),
-        F.array(F.col("id") % 1_000).alias("social_proof_user_ids"), F.lit(1).alias("social_proof_count"),
-        unit("light").alias("light_score"), *[unit(c).alias(c) for c in HEAD_COLUMNS],
-        (unit("heavy") * 2 - 0.5).alias("heavy_score"), (unit("reply") < 0.2).alias("tweet__is_reply"),
-        F.when(unit("fatigue") < 0.01, unit("days") * 200).alias("fatigue_days_since"))
+        (unit("network") < 0.6).alias("is_in_network"),
+        F.array(F.lit("twhin")).alias("sources"),
+        F.array(F.col("id") % 1_000).alias("social_proof_user_ids"),
+        F.lit(1).alias("social_proof_count"),
+        unit("light").alias("light_score"),
+        *[unit(c).alias(c) for c in HEAD_COLUMNS],
+        (unit("heavy") * 2 - 0.5).alias("heavy_score"),
+        (unit("reply") < 0.2).alias("tweet__is_reply"),
+        F.when(unit("fatigue") < 0.01, unit("days") * 200).alias("fatigue_days_since"),
+    )
     return rows.select(*CARRIED, *[c for c in rows.columns if c not in CARRIED])
 
 
@@ -209,18 +259,20 @@ def grouped_heuristics(scored, heuristics):
 
     columns = [f.name for f in RANKED_FEEDS_SCHEMA.fields]
     rows = scored.withColumn("is_reply", F.col("tweet__is_reply")).withColumn(
-        "fatigue_days_since", F.coalesce("fatigue_days_since", F.lit(float("nan"))))
-    return rows.groupBy("user_id").applyInPandas(lambda user_rows: rank_user_feed(user_rows, heuristics)[columns],
-                                                 RANKED_FEEDS_SCHEMA)
+        "fatigue_days_since", F.coalesce("fatigue_days_since", F.lit(float("nan")))
+    )
+    return rows.groupBy("user_id").applyInPandas(
+        lambda user_rows: rank_user_feed(user_rows, heuristics)[columns], RANKED_FEEDS_SCHEMA
+    )
 
 
 def bench_heuristics(users: int, rows_per_user: int) -> dict:
     import tempfile
 
     from core.feed_heuristics import FeedHeuristics
+    from core.settings import load_settings
     from jobs.ranking import apply_heuristics
     from orchestration.resources import resources_from_settings
-    from core.settings import load_settings
 
     spark, heuristics = resources_from_settings(load_settings())["spark"].get_session(), FeedHeuristics()
 
@@ -228,15 +280,21 @@ def bench_heuristics(users: int, rows_per_user: int) -> dict:
         synthetic_scored_rows(spark, users, rows_per_user).write.parquet(f"{scratch}/rows")
         scored = spark.read.parquet(f"{scratch}/rows")
         seconds = {}
-        for name, stage in (("grouped_apply_in_pandas", lambda rows: grouped_heuristics(rows, heuristics)),
-                            ("sorted_arrow_batches", lambda rows: apply_heuristics(rows, heuristics=heuristics))):
+        for name, stage in (
+            ("grouped_apply_in_pandas", lambda rows: grouped_heuristics(rows, heuristics)),
+            ("sorted_arrow_batches", lambda rows: apply_heuristics(rows, heuristics=heuristics)),
+        ):
             started = time.perf_counter()
             stage(scored).write.format("noop").mode("overwrite").save()
             seconds[name] = round(time.perf_counter() - started, 2)
             print(json.dumps({name: seconds[name]}), file=sys.stderr, flush=True)
-    return {"benchmark": "feed_heuristics_stage", "users": users, "rows": users * rows_per_user,
-            "seconds": seconds,
-            "speedup": round(seconds["grouped_apply_in_pandas"] / seconds["sorted_arrow_batches"], 2)}
+    return {
+        "benchmark": "feed_heuristics_stage",
+        "users": users,
+        "rows": users * rows_per_user,
+        "seconds": seconds,
+        "speedup": round(seconds["grouped_apply_in_pandas"] / seconds["sorted_arrow_batches"], 2),
+    }
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
@@ -79,8 +79,8 @@ EXTRA_GROUPS = ("generate_world", "twhin", "ranking_training", "quality", "soak"
 KNOWN_GROUPS = (*DEFAULT_GROUPS, "train_rankers", *EXTRA_GROUPS)
 
 
-
 # --- running one benchmark ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Step:
@@ -93,7 +93,7 @@ class Step:
 def parse_benchmark_output(stdout: str) -> dict:
     """The one JSON document a benchmark prints; anything printed before it is ignored."""
     text = stdout.strip()
-    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n" and text[i + 1:i + 2] == "{"]
+    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n" and text[i + 1 : i + 2] == "{"]
     for start in starts:
         try:
             document = json.loads(text[start:])
@@ -105,19 +105,36 @@ def parse_benchmark_output(stdout: str) -> dict:
 
 
 def failed_record(command: list[str], seconds: float, returncode: int | None, stderr_tail: str) -> dict:
-    return {"status": "failed", "command": shlex.join(command), "seconds": seconds, "returncode": returncode,
-            "stderr_tail": stderr_tail[-STDERR_TAIL_CHARS:]}
+    return {
+        "status": "failed",
+        "command": shlex.join(command),
+        "seconds": seconds,
+        "returncode": returncode,
+        "stderr_tail": stderr_tail[-STDERR_TAIL_CHARS:],
+    }
 
 
-def run_benchmark(command: list[str], *, users: int | None = None, env: dict[str, str] | None = None,
-                  read_result: Callable[[str], dict] = parse_benchmark_output) -> dict:
+def run_benchmark(
+    command: list[str],
+    *,
+    users: int | None = None,
+    env: dict[str, str] | None = None,
+    read_result: Callable[[str], dict] = parse_benchmark_output,
+) -> dict:
     """Run `command` from the repository root, its stderr passed through as it comes, its stdout read
     into the record's "result" by `read_result`; wall time and the peak resident memory of its
     process tree are measured here."""
     started = time.monotonic()
     try:
-        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, encoding="utf-8",
-                                   errors="replace", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            encoding="utf-8",
+            errors="replace",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     except OSError as error:
         return failed_record(command, 0.0, None, f"could not start: {error}")
     stderr_lines: deque[str] = deque(maxlen=200)
@@ -135,8 +152,10 @@ def run_benchmark(command: list[str], *, users: int | None = None, env: dict[str
             peak_bytes = max(peak_bytes, tree_rss_bytes(process.pid))
             done.wait(0.25)
 
-    threads = [threading.Thread(target=pass_stderr_through, daemon=True),
-               threading.Thread(target=sample_memory, daemon=True)]
+    threads = [
+        threading.Thread(target=pass_stderr_through, daemon=True),
+        threading.Thread(target=sample_memory, daemon=True),
+    ]
     for thread in threads:
         thread.start()
     stdout = process.stdout.read()
@@ -152,8 +171,12 @@ def run_benchmark(command: list[str], *, users: int | None = None, env: dict[str
         result = read_result(stdout)
     except (ValueError, OSError, KeyError) as error:
         return failed_record(command, seconds, process.returncode, f"{stderr_tail}\n{error}")
-    record = {"status": "ok", "command": shlex.join(command), "seconds": seconds,
-              "peak_rss_mb": round(peak_bytes / 2**20, 1)}
+    record = {
+        "status": "ok",
+        "command": shlex.join(command),
+        "seconds": seconds,
+        "peak_rss_mb": round(peak_bytes / 2**20, 1),
+    }
     return {**record, **({"users": users} if users is not None else {}), "result": result}
 
 
@@ -162,6 +185,7 @@ def python_module(module: str, *args: object) -> list[str]:
 
 
 # --- the steps ---------------------------------------------------------------------------------------
+
 
 def world_dir(workdir: Path, users: int) -> Path:
     """Where generate_ingest and graph_jobs keep a size's world (their `--workdir` layout)."""
@@ -177,13 +201,26 @@ def train_rankers(world: Path, models_home: Path, users: int) -> dict:
     table the training set reads, so that an ingested world is enough), then its models copied to
     `models_home/models`, kept apart because ranking_batch replaces each warehouse's models."""
     report = world / "report-training.json"
-    command = homefeed_command("run", "--input", str(world / "raw"), "--warehouse", str(world / "warehouse"),
-                               "--select", "group:training or key:mutual_follows", "--report", str(report))
+    command = homefeed_command(
+        "run",
+        "--input",
+        str(world / "raw"),
+        "--warehouse",
+        str(world / "warehouse"),
+        "--select",
+        "group:training or key:mutual_follows",
+        "--report",
+        str(report),
+    )
 
     def read_report(_stdout: str) -> dict:
         outcome = json.loads(report.read_text())
-        return {"benchmark": "train_rankers", "users": users, "step_seconds": outcome["step_seconds"],
-                "rows": outcome["rows"]}
+        return {
+            "benchmark": "train_rankers",
+            "users": users,
+            "step_seconds": outcome["step_seconds"],
+            "rows": outcome["rows"],
+        }
 
     record = run_benchmark(command, users=users, env={"HOMEFEED_AS_OF": AS_OF}, read_result=read_report)
     if record["status"] == "ok":
@@ -205,13 +242,13 @@ class PublishedRedis:
         if self.error is not None:
             raise self.error
         if self.server is None:
-            from orchestration.publication import publish_to_redis
             from core.redis_server import start_redis
+            from orchestration.publication import publish_to_redis
 
             try:
                 self.server = start_redis(self.workdir)
                 publish_to_redis(self.server.url, self.tables_dir)
-            except Exception as error:  # noqa: BLE001 - recorded for each step that needed it
+            except Exception as error:
                 self.error = error
                 raise
         return self.server.url
@@ -224,15 +261,20 @@ class PublishedRedis:
 def against_published_redis(published: PublishedRedis, module: str, *args: object, users: int) -> dict:
     try:
         url = published.url()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         command = python_module(module, "--json", "--redis", "<suite redis>", *args)
-        return failed_record(command, 0.0, None, f"publishing {published.tables_dir} to a local Redis failed: "
-                                                 f"{type(error).__name__}: {error}")
+        return failed_record(
+            command,
+            0.0,
+            None,
+            f"publishing {published.tables_dir} to a local Redis failed: {type(error).__name__}: {error}",
+        )
     return run_benchmark(python_module(module, "--json", "--redis", url, *args), users=users)
 
 
-def plan_steps(sizes: list[int], workdir: Path, *, models_from: Path | None, published: PublishedRedis,
-               resume: bool = False) -> list[Step]:
+def plan_steps(
+    sizes: list[int], workdir: Path, *, models_from: Path | None, published: PublishedRedis, resume: bool = False
+) -> list[Step]:
     """Every step the suite knows, in dependency order; with `resume`, graph_jobs keeps the jobs an
     interrupted run of it measured on the same worlds."""
     smallest, largest = sizes[0], sizes[-1]
@@ -240,35 +282,85 @@ def plan_steps(sizes: list[int], workdir: Path, *, models_from: Path | None, pub
     models_home = models_from or workdir / "rankers"
     steps = [
         Step("generate_world", "generate_world", lambda: run_benchmark(python_module("bench_generate", *sizes))),
-        Step("generate_ingest", "generate_ingest",
-             lambda: run_benchmark(python_module("generate_ingest", "--sizes", *sizes, "--workdir", workdir))),
-        Step("graph_jobs", "graph_jobs",
-             lambda: run_benchmark(python_module("graph_jobs", "--sizes", *sizes, "--workdir", workdir,
-                                                 "--reuse-worlds", *(["--resume"] if resume else [])))),
+        Step(
+            "generate_ingest",
+            "generate_ingest",
+            lambda: run_benchmark(python_module("generate_ingest", "--sizes", *sizes, "--workdir", workdir)),
+        ),
+        Step(
+            "graph_jobs",
+            "graph_jobs",
+            lambda: run_benchmark(
+                python_module(
+                    "graph_jobs",
+                    "--sizes",
+                    *sizes,
+                    "--workdir",
+                    workdir,
+                    "--reuse-worlds",
+                    *(["--resume"] if resume else []),
+                )
+            ),
+        ),
         Step("twhin", "twhin", lambda: run_benchmark(python_module("bench_twhin", "--worlds", *worlds.values()))),
         Step("ranking_inference", "ranking_inference", lambda: run_benchmark(python_module("ranking", "inference"))),
         Step("ranking_training", "ranking_training", lambda: run_benchmark(python_module("ranking", "training"))),
     ]
     if models_from is None:
-        steps.append(Step("train_rankers", "train_rankers", requires=("generate_ingest",),
-                          run=lambda: train_rankers(worlds[smallest], models_home, smallest)))
+        steps.append(
+            Step(
+                "train_rankers",
+                "train_rankers",
+                requires=("generate_ingest",),
+                run=lambda: train_rankers(worlds[smallest], models_home, smallest),
+            )
+        )
     for n in sizes:
-        steps.append(Step(f"ranking_batch@{n}", "ranking_batch", requires=("graph_jobs", "train_rankers"),
-                          run=lambda n=n: run_benchmark(python_module(
-                              "ranking", "batch", "--warehouse", worlds[n] / "warehouse", "--models-from", models_home),
-                              users=n)))
+        steps.append(
+            Step(
+                f"ranking_batch@{n}",
+                "ranking_batch",
+                requires=("graph_jobs", "train_rankers"),
+                run=lambda n=n: run_benchmark(
+                    python_module(
+                        "ranking", "batch", "--warehouse", worlds[n] / "warehouse", "--models-from", models_home
+                    ),
+                    users=n,
+                ),
+            )
+        )
     for n in sizes:
-        steps.append(Step(f"publish@{n}", "publish", requires=(f"ranking_batch@{n}",),
-                          run=lambda n=n: run_benchmark(
-                              python_module("publish", "--warehouse", worlds[n] / "warehouse"), users=n)))
+        steps.append(
+            Step(
+                f"publish@{n}",
+                "publish",
+                requires=(f"ranking_batch@{n}",),
+                run=lambda n=n: run_benchmark(
+                    python_module("publish", "--warehouse", worlds[n] / "warehouse"), users=n
+                ),
+            )
+        )
     steps += [
-        Step("quality", "quality", requires=("graph_jobs",),
-             run=lambda: run_benchmark(python_module("quality", "--warehouse", worlds[smallest] / "warehouse"),
-                                       users=smallest)),
-        Step("serve", "serve", requires=(f"ranking_batch@{largest}",),
-             run=lambda: against_published_redis(published, "serve", users=largest)),
-        Step("soak", "soak", requires=(f"ranking_batch@{largest}",),
-             run=lambda: against_published_redis(published, "soak", users=largest)),
+        Step(
+            "quality",
+            "quality",
+            requires=("graph_jobs",),
+            run=lambda: run_benchmark(
+                python_module("quality", "--warehouse", worlds[smallest] / "warehouse"), users=smallest
+            ),
+        ),
+        Step(
+            "serve",
+            "serve",
+            requires=(f"ranking_batch@{largest}",),
+            run=lambda: against_published_redis(published, "serve", users=largest),
+        ),
+        Step(
+            "soak",
+            "soak",
+            requires=(f"ranking_batch@{largest}",),
+            run=lambda: against_published_redis(published, "soak", users=largest),
+        ),
     ]
     return steps
 
@@ -295,13 +387,16 @@ def kept_records(previous: dict | None, steps: list[Step], sizes: list[int]) -> 
         return {}
     origin = {"started_at": previous.get("started_at"), "git_commit": previous.get("git_commit")}
     planned = {step.name for step in steps}
-    return {name: {**record, "kept_from": record.get("kept_from", origin)}
-            for name, record in previous.get("benchmarks", {}).items()
-            if name in planned and record.get("status") == "ok"}
+    return {
+        name: {**record, "kept_from": record.get("kept_from", origin)}
+        for name, record in previous.get("benchmarks", {}).items()
+        if name in planned and record.get("status") == "ok"
+    }
 
 
-def run_steps(steps: list[Step], document: dict, *, write: Callable[[dict], None],
-              kept: dict[str, dict] | None = None) -> dict:
+def run_steps(
+    steps: list[Step], document: dict, *, write: Callable[[dict], None], kept: dict[str, dict] | None = None
+) -> dict:
     """Run each step in order (unless one it requires failed, or `kept` holds its record from a
     previous run), recording it with the time it finished and rewriting the document after each;
     returns the document."""
@@ -309,14 +404,21 @@ def run_steps(steps: list[Step], document: dict, *, write: Callable[[dict], None
     for index, step in enumerate(steps, 1):
         if step.name in kept:
             records[step.name] = kept[step.name]
-            print(f"== [{index}/{len(steps)}] {step.name}: kept from the run started at "
-                  f"{kept[step.name]['kept_from']['started_at']}", file=sys.stderr, flush=True)
+            print(
+                f"== [{index}/{len(steps)}] {step.name}: kept from the run started at "
+                f"{kept[step.name]['kept_from']['started_at']}",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
             reason = skipped_because(step, records)
-            print(f"== [{index}/{len(steps)}] {step.name}" + (f": skipped, {reason}" if reason else ""),
-                  file=sys.stderr, flush=True)
+            print(
+                f"== [{index}/{len(steps)}] {step.name}" + (f": skipped, {reason}" if reason else ""),
+                file=sys.stderr,
+                flush=True,
+            )
             records[step.name] = {"status": "skipped", "reason": reason} if reason else step.run()
-            records[step.name]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            records[step.name]["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             if records[step.name]["status"] == "failed":
                 print(f"== {step.name} failed (exit {records[step.name]['returncode']})", file=sys.stderr, flush=True)
         document["summary"] = summary_rows(records)
@@ -331,14 +433,20 @@ def exit_status(document: dict) -> int:
 
 # --- the document ------------------------------------------------------------------------------------
 
+
 def machine() -> dict:
     memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpus": os.cpu_count(), "memory_gb": round(memory_bytes / 2**30, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(memory_bytes / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def git_state() -> tuple[str | None, bool | None]:
     """(HEAD's commit, whether the working tree differs from it), or Nones outside a git checkout."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -350,9 +458,17 @@ def git_state() -> tuple[str | None, bool | None]:
 
 def new_document(sizes: list[int], command: str) -> dict:
     commit, dirty = git_state()
-    return {"suite": "homefeed", "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine(), "git_commit": commit, "git_dirty": dirty, "command": command, "sizes": sizes,
-            "benchmarks": {}, "summary": []}
+    return {
+        "suite": "homefeed",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "command": command,
+        "sizes": sizes,
+        "benchmarks": {},
+        "summary": [],
+    }
 
 
 def write_document(document: dict, out: Path) -> None:
@@ -366,8 +482,18 @@ def write_document(document: dict, out: Path) -> None:
 
 # --- main --------------------------------------------------------------------------------------------
 
-def run_suite(sizes: list[int], *, workdir: Path | None, only: list[str] | None, models_from: Path | None,
-              out: Path, command: str, resume: bool = False, previous: dict | None = None) -> dict:
+
+def run_suite(
+    sizes: list[int],
+    *,
+    workdir: Path | None,
+    only: list[str] | None,
+    models_from: Path | None,
+    out: Path,
+    command: str,
+    resume: bool = False,
+    previous: dict | None = None,
+) -> dict:
     """Run the selected steps. With `resume`, the steps `previous` (the document of an interrupted
     or partial run on the same --workdir, if any) records as succeeded are kept, not run again, and
     graph_jobs keeps the jobs it measured before it was interrupted."""
@@ -377,8 +503,11 @@ def run_suite(sizes: list[int], *, workdir: Path | None, only: list[str] | None,
         published = PublishedRedis(work / "redis", world_dir(work, sizes[-1]) / "warehouse" / "tables")
         stack.callback(published.stop)
         models_available = holds_promoted_rankers(models_from or work / "rankers")
-        steps = select_steps(plan_steps(sizes, work, models_from=models_from, published=published,
-                                        resume=resume), only, models_available=models_available)
+        steps = select_steps(
+            plan_steps(sizes, work, models_from=models_from, published=published, resume=resume),
+            only,
+            models_available=models_available,
+        )
         print(f"== {len(steps)} benchmarks in {work}: {', '.join(s.name for s in steps)}", file=sys.stderr, flush=True)
         run_steps(steps, document, write=lambda d: write_document(d, out), kept=kept_records(previous, steps, sizes))
     write_document(document, out)
@@ -391,20 +520,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="users per world")
     parser.add_argument("--workdir", type=Path, help="keep the worlds here (and reuse what a previous run left)")
-    parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help=f"run only these groups or steps (groups: {', '.join(known)})")
-    parser.add_argument("--models-from", type=Path,
-                        help="a warehouse whose promoted rankers ranking_batch uses (e.g. `warehouse` after "
-                             "`make demo`); default: train them on the smallest world")
-    parser.add_argument("--out", type=Path,
-                        help="the JSON document (default: benchmarks/results/latest.json; with --combine, "
-                             "written only when given)")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the steps that --out already records as succeeded (a run interrupted or "
-                             "split over several sittings, with the same --sizes and --workdir) and run the rest")
-    parser.add_argument("--combine", type=Path, nargs="+", metavar="DOCUMENT",
-                        help="run nothing: print one table, scaling factors across them, from the documents "
-                             "of runs at different sizes")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help=f"run only these groups or steps (groups: {', '.join(known)})"
+    )
+    parser.add_argument(
+        "--models-from",
+        type=Path,
+        help="a warehouse whose promoted rankers ranking_batch uses (e.g. `warehouse` after "
+        "`make demo`); default: train them on the smallest world",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the JSON document (default: benchmarks/results/latest.json; with --combine, written only when given)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the steps that --out already records as succeeded (a run interrupted or "
+        "split over several sittings, with the same --sizes and --workdir) and run the rest",
+    )
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="DOCUMENT",
+        help="run nothing: print one table, scaling factors across them, from the documents of runs at different sizes",
+    )
     args = parser.parse_args(argv)
     if args.combine:
         try:
@@ -432,8 +574,16 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None and previous.get("sizes") != sizes:
             parser.error(f"--resume: {args.out} measured sizes {previous.get('sizes')}, not {sizes}")
     command = shlex.join(["python", "-m", "benchmarks.suite", *argv])
-    document = run_suite(sizes, workdir=args.workdir, only=args.only, models_from=args.models_from,
-                         out=args.out, command=command, resume=args.resume, previous=previous)
+    document = run_suite(
+        sizes,
+        workdir=args.workdir,
+        only=args.only,
+        models_from=args.models_from,
+        out=args.out,
+        command=command,
+        resume=args.resume,
+        previous=previous,
+    )
     print(summary_table(document))
     print(f"JSON: {args.out}", file=sys.stderr)
     return exit_status(document)

@@ -32,15 +32,18 @@ def _graph_jobs_rows(record: dict) -> Iterator[dict]:
     for size in record["result"]["sizes"]:
         groups: dict[str, list[dict]] = {}
         for job, figures in size["jobs"].items():
-            stage = ("candidates" if job in CANDIDATE_JOBS else "feature tables" if job in FEATURE_JOBS
-                     else "graph jobs")
+            stage = "candidates" if job in CANDIDATE_JOBS else "feature tables" if job in FEATURE_JOBS else "graph jobs"
             groups.setdefault(stage, []).append(figures)
         for stage in ("graph jobs", "candidates", "feature tables"):
             if stage in groups:
                 jobs = groups[stage]
                 label = f"{stage} ({len(jobs)})" if stage != "candidates" else stage
-                yield stage_row(label, size["users"], round(sum(j["process_seconds"] for j in jobs), 2),
-                                max(j["peak_rss_mb"] for j in jobs))
+                yield stage_row(
+                    label,
+                    size["users"],
+                    round(sum(j["process_seconds"] for j in jobs), 2),
+                    max(j["peak_rss_mb"] for j in jobs),
+                )
 
 
 def _train_rankers_rows(record: dict) -> Iterator[dict]:
@@ -58,10 +61,14 @@ def _publish_rows(record: dict) -> Iterator[dict]:
         yield stage_row("publish", record["users"], run["warehouse"]["publish_seconds"], record["peak_rss_mb"])
         for dataset in ("feeds", "warehouse"):
             figures = run[dataset]
-            yield {"kind": "publication", "users": record["users"], "dataset": dataset,
-                   "publish_mb_per_second": round(figures["publish_bytes_per_second"] / 1e6, 1),
-                   "redis_benchmark_mb_per_second": round(figures["redis_benchmark_bytes_per_second"] / 1e6, 1),
-                   "ratio": figures["publish_vs_redis_benchmark"]}
+            yield {
+                "kind": "publication",
+                "users": record["users"],
+                "dataset": dataset,
+                "publish_mb_per_second": round(figures["publish_bytes_per_second"] / 1e6, 1),
+                "redis_benchmark_mb_per_second": round(figures["redis_benchmark_bytes_per_second"] / 1e6, 1),
+                "ratio": figures["publish_vs_redis_benchmark"],
+            }
 
 
 def _serve_rows(record: dict) -> Iterator[dict]:
@@ -70,18 +77,29 @@ def _serve_rows(record: dict) -> Iterator[dict]:
         if endpoint not in result:  # a document from before the *_computed runs
             continue
         figures = result[endpoint]
-        yield {"kind": "serving", "endpoint": endpoint, "users": record.get("users"),
-               "connections": result["headline_connections"], "rps": figures["rps"], "p50_ms": figures["p50_ms"],
-               "p99_ms": figures["p99_ms"], "baseline_rps": result["baseline_rps"],
-               "ratio_to_baseline": figures["ratio_to_baseline"]}
+        yield {
+            "kind": "serving",
+            "endpoint": endpoint,
+            "users": record.get("users"),
+            "connections": result["headline_connections"],
+            "rps": figures["rps"],
+            "p50_ms": figures["p50_ms"],
+            "p99_ms": figures["p99_ms"],
+            "baseline_rps": result["baseline_rps"],
+            "ratio_to_baseline": figures["ratio_to_baseline"],
+        }
 
 
 def _inference_rows(record: dict) -> Iterator[dict]:
     for run in record["result"]["results"]:
-        yield {"kind": "heavy_ranker", "threads": run["threads"],
-               "candidates_per_second": run["candidates_per_second_network"],
-               "achieved_gflops": run["achieved_gflops"], "matmul_peak_gflops": run["matmul_peak_gflops"],
-               "efficiency": run["efficiency_vs_matmul_peak"]}
+        yield {
+            "kind": "heavy_ranker",
+            "threads": run["threads"],
+            "candidates_per_second": run["candidates_per_second_network"],
+            "achieved_gflops": run["achieved_gflops"],
+            "matmul_peak_gflops": run["matmul_peak_gflops"],
+            "efficiency": run["efficiency_vs_matmul_peak"],
+        }
 
 
 def _twhin_rows(record: dict) -> Iterator[dict]:
@@ -102,8 +120,18 @@ ROW_EXTRACTORS: dict[str, Callable[[dict], Iterator[dict]]] = {
     "heavy_ranker_inference": _inference_rows,
 }
 
-STAGE_ORDER = ("generate", "ingest", "generate (generator alone)", "graph jobs", "candidates", "feature tables",
-               "twhin training", "train rankers", "ranked_feeds", "publish")
+STAGE_ORDER = (
+    "generate",
+    "ingest",
+    "generate (generator alone)",
+    "graph jobs",
+    "candidates",
+    "feature tables",
+    "twhin training",
+    "train rankers",
+    "ranked_feeds",
+    "publish",
+)
 
 
 def _stage_rank(stage: str) -> int:
@@ -133,8 +161,13 @@ def summary_rows(benchmarks: dict[str, dict]) -> list[dict]:
     stages, figures, not_ok = [], [], []
     for name, record in benchmarks.items():
         if record["status"] != "ok":
-            not_ok.append({"kind": record["status"], "benchmark": name,
-                           "detail": record.get("reason") or f"exit status {record.get('returncode')}"})
+            not_ok.append(
+                {
+                    "kind": record["status"],
+                    "benchmark": name,
+                    "detail": record.get("reason") or f"exit status {record.get('returncode')}",
+                }
+            )
             continue
         for row in ROW_EXTRACTORS.get(record["result"].get("benchmark"), lambda _: iter(()))(record):
             (stages if row["kind"] == "stage" else figures).append(row)
@@ -145,6 +178,7 @@ def summary_rows(benchmarks: dict[str, dict]) -> list[dict]:
 
 # --- the markdown table ------------------------------------------------------------------------------
 
+
 def _number(value: float | None, decimals: int = 0) -> str:
     return "" if value is None else f"{value:,.{decimals}f}"
 
@@ -153,24 +187,35 @@ def _figure_cells(row: dict) -> tuple[str, str, str, str]:
     """(what, measured, against, ratio) of a figure row."""
     if row["kind"] == "serving":
         users = f"{_number(row['users'])} users, " if row.get("users") else ""
-        return (f"serving {row['endpoint']}, {users}{row['connections']} connections",
-                f"{_number(row['rps'])} rps, p50 {_number(row['p50_ms'], 1)} ms, p99 {_number(row['p99_ms'], 1)} ms",
-                f"baseline {_number(row['baseline_rps'])} rps", _number(row["ratio_to_baseline"], 2))
+        return (
+            f"serving {row['endpoint']}, {users}{row['connections']} connections",
+            f"{_number(row['rps'])} rps, p50 {_number(row['p50_ms'], 1)} ms, p99 {_number(row['p99_ms'], 1)} ms",
+            f"baseline {_number(row['baseline_rps'])} rps",
+            _number(row["ratio_to_baseline"], 2),
+        )
     if row["kind"] == "publication":
-        return (f"publication of the {row['dataset']}, {_number(row['users'])} users",
-                f"{_number(row['publish_mb_per_second'], 1)} MB/s",
-                f"redis-benchmark {_number(row['redis_benchmark_mb_per_second'], 1)} MB/s", _number(row["ratio"], 3))
+        return (
+            f"publication of the {row['dataset']}, {_number(row['users'])} users",
+            f"{_number(row['publish_mb_per_second'], 1)} MB/s",
+            f"redis-benchmark {_number(row['redis_benchmark_mb_per_second'], 1)} MB/s",
+            _number(row["ratio"], 3),
+        )
     threads = f"{row['threads']} thread" + ("s" if row["threads"] != 1 else "")
-    return (f"heavy ranker inference, {threads}",
-            f"{_number(row['candidates_per_second'])} candidates/s, {_number(row['achieved_gflops'], 1)} GFLOP/s",
-            f"matmul peak {_number(row['matmul_peak_gflops'], 1)} GFLOP/s", _number(row["efficiency"], 2))
+    return (
+        f"heavy ranker inference, {threads}",
+        f"{_number(row['candidates_per_second'])} candidates/s, {_number(row['achieved_gflops'], 1)} GFLOP/s",
+        f"matmul peak {_number(row['matmul_peak_gflops'], 1)} GFLOP/s",
+        _number(row["efficiency"], 2),
+    )
 
 
 def _run_line(run: dict) -> str:
     machine_info = run["machine"]
     commit = (run.get("git_commit") or "unknown")[:10] + (" (modified)" if run.get("git_dirty") else "")
-    return (f"`{run['command']}`, {run['started_at']}, commit {commit}, "
-            f"{machine_info['cpus']} CPUs, {machine_info['memory_gb']} GB")
+    return (
+        f"`{run['command']}`, {run['started_at']}, commit {commit}, "
+        f"{machine_info['cpus']} CPUs, {machine_info['memory_gb']} GB"
+    )
 
 
 def summary_table(document: dict) -> str:
@@ -181,16 +226,20 @@ def summary_table(document: dict) -> str:
     stages = [row for row in rows if row["kind"] == "stage"]
     if stages:
         lines += ["| stage | users | wall s | peak MB | scaling |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['stage']} | {_number(r['users'])} | {_number(r['wall_seconds'], 1)} | "
-                  f"{_number(r['peak_rss_mb'])} | {_number(r['scaling_factor'], 2)} |" for r in stages]
+        lines += [
+            f"| {r['stage']} | {_number(r['users'])} | {_number(r['wall_seconds'], 1)} | "
+            f"{_number(r['peak_rss_mb'])} | {_number(r['scaling_factor'], 2)} |"
+            for r in stages
+        ]
         lines.append("")
     figures = [row for row in rows if row["kind"] in ("serving", "publication", "heavy_ranker")]
     if figures:
         lines += ["| figure | measured | against | ratio |", "|---|---|---|---:|"]
         lines += ["| " + " | ".join(_figure_cells(row)) + " |" for row in figures]
         lines.append("")
-    not_ok = [f"{row['benchmark']} ({row['kind']}: {row['detail']})" for row in rows
-              if row["kind"] in ("failed", "skipped")]
+    not_ok = [
+        f"{row['benchmark']} ({row['kind']}: {row['detail']})" for row in rows if row["kind"] in ("failed", "skipped")
+    ]
     if not_ok:
         lines += ["Did not succeed: " + "; ".join(not_ok) + ".", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -209,7 +258,15 @@ def combined_document(documents: list[dict]) -> dict:
         if overlap:
             raise ValueError(f"two documents measured {sorted(overlap)} users; combine runs of different sizes")
         seen |= set(document["sizes"])
-    benchmarks = {f"{name} ({'+'.join(map(str, document['sizes']))})": record
-                  for document in documents for name, record in document["benchmarks"].items()}
-    return {"suite": "homefeed", "runs": [{key: document.get(key) for key in RUN_KEYS} for document in documents],
-            "sizes": sorted(seen), "benchmarks": benchmarks, "summary": summary_rows(benchmarks)}
+    benchmarks = {
+        f"{name} ({'+'.join(map(str, document['sizes']))})": record
+        for document in documents
+        for name, record in document["benchmarks"].items()
+    }
+    return {
+        "suite": "homefeed",
+        "runs": [{key: document.get(key) for key in RUN_KEYS} for document in documents],
+        "sizes": sorted(seen),
+        "benchmarks": benchmarks,
+        "summary": summary_rows(benchmarks),
+    }

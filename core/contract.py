@@ -8,12 +8,12 @@ them. Bump CONTRACT_VERSION on any change that a data provider must know about.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 CONTRACT_VERSION = "1.0.0"
 
 # Twitter launched on 2006-03-21; anything earlier is a broken clock, not history.
-EARLIEST_VALID_TIME = datetime(2006, 3, 21, tzinfo=timezone.utc)
+EARLIEST_VALID_TIME = datetime(2006, 3, 21, tzinfo=UTC)
 
 ENGAGEMENT_ACTIONS = (
     "impression",
@@ -155,8 +155,13 @@ ENGAGEMENTS = RawTable(
         Column("tweet_id", "bigint"),
         Column("action", "string", allowed_values=ENGAGEMENT_ACTIONS),
         _ts("created_at"),
-        Column("dwell_ms", "int", nullable=True, min_value=0,
-               description="Time spent on the tweet, for impressions and clicks."),
+        Column(
+            "dwell_ms",
+            "int",
+            nullable=True,
+            min_value=0,
+            description="Time spent on the tweet, for impressions and clicks.",
+        ),
     ),
     key=("user_id", "tweet_id", "action", "created_at"),
     references=(
@@ -239,6 +244,4 @@ def arrow_schema(table: RawTable):
         "timestamp": pa.timestamp("us", tz="UTC"),
         "boolean": pa.bool_(),
     }
-    return pa.schema(
-        [pa.field(c.name, arrow_types[c.dtype], nullable=c.nullable) for c in table.columns]
-    )
+    return pa.schema([pa.field(c.name, arrow_types[c.dtype], nullable=c.nullable) for c in table.columns])

@@ -38,18 +38,18 @@ FEED_COLUMNS: tuple[str, ...] = ("page", "rank")
 class FeedHeuristics:
     """Parameters of the post-scoring heuristics (defaults follow Home Mixer's)."""
 
-    max_rows: int = 200                   # rows kept per user
-    author_diversity_decay: float = 0.5   # k-th (0-based) tweet of an author in score order is multiplied by
+    max_rows: int = 200  # rows kept per user
+    author_diversity_decay: float = 0.5  # k-th (0-based) tweet of an author in score order is multiplied by
     author_diversity_floor: float = 0.25  #   (1 - floor) * decay**k + floor
-    out_of_network_scale: float = 0.75    # multiplies the score of out-of-network candidates
-    reply_scale: float = 0.75             # multiplies the score of replies
-    page_size: int = 100                  # caps below apply per page of this many rows
-    in_network_cap: int = 60              # most in-network rows per page
-    out_of_network_cap: int = 60          # most out-of-network rows per page
+    out_of_network_scale: float = 0.75  # multiplies the score of out-of-network candidates
+    reply_scale: float = 0.75  # multiplies the score of replies
+    page_size: int = 100  # caps below apply per page of this many rows
+    in_network_cap: int = 60  # most in-network rows per page
+    out_of_network_cap: int = 60  # most out-of-network rows per page
     max_out_of_network_in_a_row: int = 2
-    fatigue_drop_days: float = 14.0       # authors given "not interested" within this many days are dropped
+    fatigue_drop_days: float = 14.0  # authors given "not interested" within this many days are dropped
     fatigue_recovery_days: float = 140.0  # after that the score is discounted, recovering linearly
-    fatigue_floor: float = 0.2            #   from fatigue_floor at fatigue_drop_days to 1.0 at fatigue_recovery_days
+    fatigue_floor: float = 0.2  #   from fatigue_floor at fatigue_drop_days to 1.0 at fatigue_recovery_days
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -57,8 +57,11 @@ class FeedHeuristics:
             if f.type == "int":
                 if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                     raise ValueError(f"FeedHeuristics.{f.name} must be an int, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(value):
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"FeedHeuristics.{f.name} must be a finite number, got {value!r}")
         for name in ("max_rows", "page_size"):
             if getattr(self, name) < 1:
@@ -68,8 +71,9 @@ class FeedHeuristics:
             if getattr(self, name) < 0:
                 raise ValueError(f"FeedHeuristics.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.author_diversity_decay <= 1.0:
-            raise ValueError(f"FeedHeuristics.author_diversity_decay must be in [0, 1], "
-                             f"got {self.author_diversity_decay}")
+            raise ValueError(
+                f"FeedHeuristics.author_diversity_decay must be in [0, 1], got {self.author_diversity_decay}"
+            )
         # Floors must be > 0: negative scores are divided by the multiplier (see `apply_multiplier`).
         for name in ("author_diversity_floor", "fatigue_floor"):
             if not 0.0 < getattr(self, name) <= 1.0:
@@ -80,7 +84,8 @@ class FeedHeuristics:
         if not 0.0 < self.fatigue_drop_days < self.fatigue_recovery_days:
             raise ValueError(
                 "FeedHeuristics needs 0 < fatigue_drop_days < fatigue_recovery_days, got "
-                f"{self.fatigue_drop_days} and {self.fatigue_recovery_days}")
+                f"{self.fatigue_drop_days} and {self.fatigue_recovery_days}"
+            )
 
 
 DEFAULTS = FeedHeuristics()
@@ -89,6 +94,7 @@ DEFAULTS = FeedHeuristics()
 # ---------------------------------------------------------------------------------------------
 # Multipliers
 # ---------------------------------------------------------------------------------------------
+
 
 def apply_multiplier(scores: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
     """`scores` scaled by positive `multipliers` so that a multiplier below 1 always lowers the score.
@@ -118,8 +124,7 @@ def fatigue_multiplier(days_since: np.ndarray, h: FeedHeuristics) -> np.ndarray:
     return np.where(np.isnan(days), 1.0, multiplier)
 
 
-def author_diversity_multipliers(author_ids: np.ndarray, scores: np.ndarray,
-                                 h: FeedHeuristics) -> np.ndarray:
+def author_diversity_multipliers(author_ids: np.ndarray, scores: np.ndarray, h: FeedHeuristics) -> np.ndarray:
     """(1 - floor) * decay**k + floor per row, k being the row's 0-based occurrence among its
     author's rows in descending score order (ties: input position); aligned with the input."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -137,12 +142,13 @@ def author_diversity_multipliers(author_ids: np.ndarray, scores: np.ndarray,
     occurrence = np.empty(n, dtype=np.int64)
     occurrence[by_score[by_author]] = np.arange(n) - group_start
     floor = h.author_diversity_floor
-    return (1.0 - floor) * h.author_diversity_decay ** occurrence + floor
+    return (1.0 - floor) * h.author_diversity_decay**occurrence + floor
 
 
 # ---------------------------------------------------------------------------------------------
 # Rescoring
 # ---------------------------------------------------------------------------------------------
+
 
 def _require_columns(frame: pd.DataFrame, columns, what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
@@ -168,27 +174,26 @@ def rescore(candidates: pd.DataFrame, h: FeedHeuristics = DEFAULTS) -> pd.DataFr
     heavy = frame["heavy_score"].to_numpy(dtype=np.float64, na_value=np.nan)
     if not np.isfinite(heavy).all():
         raise ValueError("rescore: heavy_score must be finite (no NaN or inf)")
-    fatigue = fatigue_multiplier(
-        frame["fatigue_days_since"].to_numpy(dtype=np.float64, na_value=np.nan), h)
+    fatigue = fatigue_multiplier(frame["fatigue_days_since"].to_numpy(dtype=np.float64, na_value=np.nan), h)
     kept = fatigue > 0.0
     frame, heavy, fatigue = frame.loc[kept].reset_index(drop=True), heavy[kept], fatigue[kept]
 
     in_network = frame["is_in_network"].to_numpy(dtype=bool)
     is_reply = frame["is_reply"].to_numpy(dtype=bool)
-    penalty = (np.where(in_network, 1.0, h.out_of_network_scale)
-               * np.where(is_reply, h.reply_scale, 1.0) * fatigue)
+    penalty = np.where(in_network, 1.0, h.out_of_network_scale) * np.where(is_reply, h.reply_scale, 1.0) * fatigue
     score = apply_multiplier(heavy, penalty)
     diversity = author_diversity_multipliers(frame["author_id"].to_numpy(), score, h)
-    return frame.assign(fatigue_multiplier=fatigue, diversity_multiplier=diversity,
-                        final_score=apply_multiplier(score, diversity))
+    return frame.assign(
+        fatigue_multiplier=fatigue, diversity_multiplier=diversity, final_score=apply_multiplier(score, diversity)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Page assembly
 # ---------------------------------------------------------------------------------------------
 
-def assemble_pages(in_network: list[int], out_of_network: list[int],
-                   h: FeedHeuristics) -> tuple[list[int], list[int]]:
+
+def assemble_pages(in_network: list[int], out_of_network: list[int], h: FeedHeuristics) -> tuple[list[int], list[int]]:
     """The greedy walk of `select_feed` on two queues of global ranks (lower = better, each queue
     ascending); returns the picked ranks in feed order and the 1-based page of each."""
     picked: list[int] = []
@@ -235,15 +240,12 @@ def select_feed(rescored: pd.DataFrame, h: FeedHeuristics = DEFAULTS) -> pd.Data
     `page_size` rows. Within a side the order is fixed, so only the two queue heads are compared.
     """
     _require_columns(rescored, ("tweet_id", "final_score", "is_in_network"), "select_feed")
-    order = np.lexsort((rescored["tweet_id"].to_numpy(),
-                        -rescored["final_score"].to_numpy(dtype=np.float64)))
+    order = np.lexsort((rescored["tweet_id"].to_numpy(), -rescored["final_score"].to_numpy(dtype=np.float64)))
     in_network = rescored["is_in_network"].to_numpy(dtype=bool)[order]
-    picked, pages = assemble_pages(np.flatnonzero(in_network).tolist(),
-                                   np.flatnonzero(~in_network).tolist(), h)
+    picked, pages = assemble_pages(np.flatnonzero(in_network).tolist(), np.flatnonzero(~in_network).tolist(), h)
     rows = order[np.asarray(picked, dtype=np.intp)]
     feed = rescored.iloc[rows].reset_index(drop=True)
-    return feed.assign(page=np.asarray(pages, dtype=np.int32),
-                       rank=np.arange(1, len(feed) + 1, dtype=np.int32))
+    return feed.assign(page=np.asarray(pages, dtype=np.int32), rank=np.arange(1, len(feed) + 1, dtype=np.int32))
 
 
 def rank_user_feed(candidates: pd.DataFrame, h: FeedHeuristics = DEFAULTS) -> pd.DataFrame:

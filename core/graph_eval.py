@@ -26,8 +26,9 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def holdout_mask(follower_ids: np.ndarray, followee_ids: np.ndarray, *, share: float = HOLDOUT_SHARE,
-                 salt: int = HOLDOUT_SALT) -> np.ndarray:
+def holdout_mask(
+    follower_ids: np.ndarray, followee_ids: np.ndarray, *, share: float = HOLDOUT_SHARE, salt: int = HOLDOUT_SALT
+) -> np.ndarray:
     """True for the follows hidden from training: a pure function of the pair, so any run agrees."""
     with np.errstate(over="ignore"):
         key = _mix64(follower_ids.astype(np.int64)) ^ (_mix64(followee_ids.astype(np.int64) + np.int64(salt)))
@@ -36,8 +37,7 @@ def holdout_mask(follower_ids: np.ndarray, followee_ids: np.ndarray, *, share: f
 
 def split_follows(follows: pa.Table, *, share: float = HOLDOUT_SHARE) -> tuple[pa.Table, pa.Table]:
     """(training follows, held-out follows) of a contract `follows` table."""
-    mask = holdout_mask(follows.column("follower_id").to_numpy(), follows.column("followee_id").to_numpy(),
-                        share=share)
+    mask = holdout_mask(follows.column("follower_id").to_numpy(), follows.column("followee_id").to_numpy(), share=share)
     hidden = pa.array(mask)
     return follows.filter(pc.invert(hidden)), follows.filter(hidden)
 

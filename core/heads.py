@@ -5,8 +5,15 @@ column of the explain page.
 """
 
 HEADS: tuple[str, ...] = (
-    "like", "retweet", "reply", "good_click", "good_profile_click", "video_playback50",
-    "reply_engaged_by_author", "negative_feedback", "report",
+    "like",
+    "retweet",
+    "reply",
+    "good_click",
+    "good_profile_click",
+    "video_playback50",
+    "reply_engaged_by_author",
+    "negative_feedback",
+    "report",
 )
 
 

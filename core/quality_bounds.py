@@ -12,13 +12,13 @@ class QualityBounds:
     """The policy thresholds of the distribution and freshness checks, (min, max) pairs."""
 
     freshness_hours: float = 48.0
-    min_rows: float = 1.0                    # rows of every table that must not be empty (TableSpec.non_empty)
-    feed_user_share: float = 0.5             # of the users active in the last 7 days, at least this share has a feed
-    candidate_user_share: float = 0.5        # ... and a candidate pool
+    min_rows: float = 1.0  # rows of every table that must not be empty (TableSpec.non_empty)
+    feed_user_share: float = 0.5  # of the users active in the last 7 days, at least this share has a feed
+    candidate_user_share: float = 0.5  # ... and a candidate pool
     feed_length: tuple[float, float] = (5.0, 200.0)
     candidates_per_user: tuple[float, float] = (10.0, 1500.0)
     feed_in_network_share: tuple[float, float] = (0.05, 0.95)
-    source_share: tuple[float, float] = (0.0, 0.95)   # of the feed rows, those a single source retrieved
+    source_share: tuple[float, float] = (0.0, 0.95)  # of the feed rows, those a single source retrieved
 
     @classmethod
     def with_overrides(cls, overrides: Mapping[str, float | Sequence[float]]) -> QualityBounds:

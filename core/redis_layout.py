@@ -28,22 +28,29 @@ PREFIX = "hf"
 
 # The pointer's keys share the hash tag {ptr}: the switch script touches them together, which Redis
 # Cluster allows only within one slot.
-CURRENT = f"{PREFIX}:{{ptr}}:current"       # hash: version, previous, published_at, users, ... (the pointer)
-VERSION_COUNTER = f"{PREFIX}:{{ptr}}:seq"   # INCR: the next version number
-HISTORY = f"{PREFIX}:{{ptr}}:history"       # sorted set: version -> when it became current (epoch seconds)
-LIVE = f"{PREFIX}:{{ptr}}:live"             # set: versions whose keys have no expiry yet
+CURRENT = f"{PREFIX}:{{ptr}}:current"  # hash: version, previous, published_at, users, ... (the pointer)
+VERSION_COUNTER = f"{PREFIX}:{{ptr}}:seq"  # INCR: the next version number
+HISTORY = f"{PREFIX}:{{ptr}}:history"  # sorted set: version -> when it became current (epoch seconds)
+LIVE = f"{PREFIX}:{{ptr}}:live"  # set: versions whose keys have no expiry yet
 
 # A feed is stored by column: one little-endian typed buffer per field, in rank order, so the
 # publisher copies Arrow buffers instead of building Python objects per item, and serving reads
 # each column with numpy.frombuffer (filters and reranking are array operations).
 FEED_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("tweet_id", "<i8"), ("author_id", "<i8"), ("created_at_ms", "<i8"), ("rank", "<i4"),
-    ("final_score", "<f4"), ("heavy_score", "<f4"), ("is_in_network", "|u1"), ("is_reply", "|u1"),
+    ("tweet_id", "<i8"),
+    ("author_id", "<i8"),
+    ("created_at_ms", "<i8"),
+    ("rank", "<i4"),
+    ("final_score", "<f4"),
+    ("heavy_score", "<f4"),
+    ("is_in_network", "|u1"),
+    ("is_reply", "|u1"),
     ("sources", "|u1"),  # bit i set: retrieved by CANDIDATE_SOURCES[i]
     *((column, "<f4") for column in HEAD_COLUMNS),
 )
 # After the columns: the social proof of every item, as offsets (int32, count + 1) into one id buffer (int64).
 FEED_ITEM_FIELDS: tuple[str, ...] = (*(name for name, _ in FEED_COLUMNS), "social_proof_user_ids")
+
 
 @dataclass(frozen=True)
 class KeySpace:
@@ -64,7 +71,7 @@ class KeySpace:
         tag = text.split("{", 1)[1].split("}", 1)[0]
         if not tag.startswith(self.tag) or not text.endswith(f"}}:{self.suffix}"):
             raise ValueError(f"{text!r} is not a {self.name} key")
-        return int(tag[len(self.tag):])
+        return int(tag[len(self.tag) :])
 
     def decode(self, value: bytes) -> dict:
         layout, *values = msgpack.unpackb(value, raw=False)
@@ -72,24 +79,51 @@ class KeySpace:
         return dict(zip(self.fields, values))
 
 
-FEEDS = KeySpace("feed", "u", "feed", ("count", *(name for name, _ in FEED_COLUMNS), "social_proof_offsets",
-                                       "social_proof_user_ids"))
-PROFILES = KeySpace("profile", "u", "profile",
-                    ("handle", "is_verified", "allow_nsfw", "lang", "following_count", "follower_count"))
+FEEDS = KeySpace(
+    "feed", "u", "feed", ("count", *(name for name, _ in FEED_COLUMNS), "social_proof_offsets", "social_proof_user_ids")
+)
+PROFILES = KeySpace(
+    "profile", "u", "profile", ("handle", "is_verified", "allow_nsfw", "lang", "following_count", "follower_count")
+)
 FOLLOWING = KeySpace("following", "u", "following", ("followee_ids",))
 BLOCKED_MUTED = KeySpace("blocked_muted", "u", "blocked_muted", ("blocked_ids", "muted_ids"))
 WHO_TO_FOLLOW = KeySpace("who_to_follow", "u", "who_to_follow", ("user_ids", "social_proof_counts", "proof_user_ids"))
 AUTHOR_TWEETS = KeySpace("author_tweets", "u", "tweets", ("tweet_ids", "created_at_ms"))
-TWEETS = KeySpace("tweet", "t", "tweet", (
-    "author_id", "created_at_ms", "in_reply_to_tweet_id", "quoted_tweet_id", "retweet_of_tweet_id", "has_media",
-    "has_video", "is_nsfw", "lang", "text"))
+TWEETS = KeySpace(
+    "tweet",
+    "t",
+    "tweet",
+    (
+        "author_id",
+        "created_at_ms",
+        "in_reply_to_tweet_id",
+        "quoted_tweet_id",
+        "retweet_of_tweet_id",
+        "has_media",
+        "has_video",
+        "is_nsfw",
+        "lang",
+        "text",
+    ),
+)
 LISTS = KeySpace("list", "l", "list", ("owner_id", "name", "is_private", "member_ids"))
 LIST_TIMELINES = KeySpace("list_timeline", "l", "timeline", ("tweet_ids", "author_ids", "created_at_ms"))
 POPULAR = KeySpace("popular", "g", "popular", ("tweet_ids", "scores"))  # one key, id 0
 # The ads inventory serving fills promoted slots from, best bid first (one key, id 0).
 PROMOTED = KeySpace("promoted", "g", "promoted", ("tweet_ids", "advertiser_ids", "bids"))
-KEY_SPACES: tuple[KeySpace, ...] = (FEEDS, PROFILES, FOLLOWING, BLOCKED_MUTED, WHO_TO_FOLLOW, AUTHOR_TWEETS, TWEETS,
-                                    LISTS, LIST_TIMELINES, POPULAR, PROMOTED)
+KEY_SPACES: tuple[KeySpace, ...] = (
+    FEEDS,
+    PROFILES,
+    FOLLOWING,
+    BLOCKED_MUTED,
+    WHO_TO_FOLLOW,
+    AUTHOR_TWEETS,
+    TWEETS,
+    LISTS,
+    LIST_TIMELINES,
+    POPULAR,
+    PROMOTED,
+)
 POPULAR_ID = 0
 
 
@@ -138,7 +172,7 @@ def decode_feed(value: bytes) -> list[dict]:
         item = {name: columns[name][i].item() for name, _ in FEED_COLUMNS}
         item["is_in_network"], item["is_reply"] = bool(item["is_in_network"]), bool(item["is_reply"])
         item["sources"] = [source for bit, source in enumerate(CANDIDATE_SOURCES) if item["sources"] >> bit & 1]
-        item["social_proof_user_ids"] = proof[offsets[i]:offsets[i + 1]].tolist()
+        item["social_proof_user_ids"] = proof[offsets[i] : offsets[i + 1]].tolist()
         items.append(item)
     return items
 

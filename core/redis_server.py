@@ -42,8 +42,15 @@ class RedisServer:
         stop_process(self.process)
 
 
-def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None = None,
-                timeout_seconds: float = 10.0, persistent: bool = False, extra_args: Sequence[str] = ()) -> RedisServer:
+def start_redis(
+    workdir: Path,
+    *,
+    port: int | None = None,
+    maxmemory: str | None = None,
+    timeout_seconds: float = 10.0,
+    persistent: bool = False,
+    extra_args: Sequence[str] = (),
+) -> RedisServer:
     """redis-server on 127.0.0.1:`port` (a free one by default), working in `workdir`, ready to serve.
     `persistent`: an append-only file in `workdir`, fsynced on every write, so a server restarted on
     the same folder comes back with everything it acknowledged (as a deployment runs it).
@@ -54,9 +61,23 @@ def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None
 
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    command = [str(ensure_redis_server()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "yes" if persistent else "no", "--dir", str(workdir), "--daemonize", "no",
-               "--protected-mode", "yes"]
+    command = [
+        str(ensure_redis_server()),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if persistent else "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
     if persistent:
         command += ["--appendfsync", "always"]
     if maxmemory:
@@ -74,7 +95,9 @@ def start_redis(workdir: Path, *, port: int | None = None, maxmemory: str | None
         except redis.ConnectionError:
             if process.poll() is not None or time.monotonic() > deadline:
                 server.stop()
-                raise RuntimeError(f"redis-server did not start on port {port}; see {workdir / f'redis-{port}.log'}")
+                raise RuntimeError(
+                    f"redis-server did not start on port {port}; see {workdir / f'redis-{port}.log'}"
+                ) from None
             time.sleep(0.05)
 
 
@@ -92,7 +115,9 @@ def ensure_local_redis(url: str, workdir: Path) -> RedisServer | None:
         pass
     parsed = urlparse(url)
     if parsed.scheme != "redis" or parsed.hostname not in ("127.0.0.1", "localhost"):
-        raise RuntimeError(f"no Redis answers at {url}, and it is not on this machine: start it, or set HOMEFEED_REDIS_URL")
+        raise RuntimeError(
+            f"no Redis answers at {url}, and it is not on this machine: start it, or set HOMEFEED_REDIS_URL"
+        )
     return start_redis(workdir, port=parsed.port or 6379)
 
 
@@ -119,13 +144,28 @@ class LocalRedisCluster:
 def cluster_node_args(port: int, bus_port: int) -> list[str]:
     """redis-server options of a cluster node: its own nodes file (in its own folder) and a bus
     port picked free (the default, port + 10000, may be taken or past 65535)."""
-    return ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-            "--cluster-port", str(bus_port), "--cluster-node-timeout", "5000"]
+    return [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        f"nodes-{port}.conf",
+        "--cluster-port",
+        str(bus_port),
+        "--cluster-node-timeout",
+        "5000",
+    ]
 
 
 def cluster_create_command(redis_cli: str, ports: Sequence[int]) -> list[str]:
-    return [redis_cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports),
-            "--cluster-replicas", "0", "--cluster-yes"]
+    return [
+        redis_cli,
+        "--cluster",
+        "create",
+        *(f"127.0.0.1:{port}" for port in ports),
+        "--cluster-replicas",
+        "0",
+        "--cluster-yes",
+    ]
 
 
 def cluster_state(port: int) -> dict[str, str]:
@@ -138,8 +178,11 @@ def cluster_state(port: int) -> dict[str, str]:
 
 def cluster_ready(info: dict[str, str], masters: int) -> bool:
     """The node sees every slot served and every master known."""
-    return (info.get("cluster_state") == "ok" and info.get("cluster_slots_ok") == "16384"
-            and info.get("cluster_known_nodes") == str(masters))
+    return (
+        info.get("cluster_state") == "ok"
+        and info.get("cluster_slots_ok") == "16384"
+        and info.get("cluster_known_nodes") == str(masters)
+    )
 
 
 def start_redis_cluster(workdir: Path, *, masters: int = 3, timeout_seconds: float = 30.0) -> LocalRedisCluster:
@@ -154,19 +197,25 @@ def start_redis_cluster(workdir: Path, *, masters: int = 3, timeout_seconds: flo
     try:
         for _ in range(masters):
             port = free_port()
-            nodes.append(start_redis(workdir / f"node-{port}", port=port,
-                                     extra_args=cluster_node_args(port, free_port())))
-        created = subprocess.run(cluster_create_command(redis_cli, cluster.ports), capture_output=True, text=True,
-                                 timeout=timeout_seconds)
+            nodes.append(
+                start_redis(workdir / f"node-{port}", port=port, extra_args=cluster_node_args(port, free_port()))
+            )
+        created = subprocess.run(
+            cluster_create_command(redis_cli, cluster.ports), capture_output=True, text=True, timeout=timeout_seconds
+        )
         if created.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create exited {created.returncode}:\n"
-                               f"{created.stdout[-2000:]}{created.stderr[-2000:]}{_log_tails(cluster)}")
+            raise RuntimeError(
+                f"redis-cli --cluster create exited {created.returncode}:\n"
+                f"{created.stdout[-2000:]}{created.stderr[-2000:]}{_log_tails(cluster)}"
+            )
         deadline = time.monotonic() + timeout_seconds
         while not all(cluster_ready(cluster_state(port), masters) for port in cluster.ports):
             if time.monotonic() > deadline:
                 states = {port: cluster_state(port) for port in cluster.ports}
-                raise RuntimeError(f"the Redis Cluster on ports {cluster.ports} did not reach cluster_state:ok "
-                                   f"within {timeout_seconds:.0f} s: {states}{_log_tails(cluster)}")
+                raise RuntimeError(
+                    f"the Redis Cluster on ports {cluster.ports} did not reach cluster_state:ok "
+                    f"within {timeout_seconds:.0f} s: {states}{_log_tails(cluster)}"
+                )
             time.sleep(0.1)
         return cluster
     except BaseException:

@@ -7,7 +7,7 @@ those pass explicit arguments to the functions below them.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -25,29 +25,37 @@ class HomefeedSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEFEED_", frozen=True, extra="ignore", populate_by_name=True)
 
     warehouse: str = Field(
-        "warehouse", description="Root of the Delta tables: a local path, or s3a://bucket/prefix on S3-compatible "
-                                 "object storage (core.storage; credentials from the standard AWS_* variables).")
+        "warehouse",
+        description="Root of the Delta tables: a local path, or s3a://bucket/prefix on S3-compatible "
+        "object storage (core.storage; credentials from the standard AWS_* variables).",
+    )
     models_dir: Path | None = Field(
-        None, description="The model registry (a file-system path: versions are published by atomic renames). "
-                          "Default <warehouse>/models; required when the warehouse is on object storage.")
+        None,
+        description="The model registry (a file-system path: versions are published by atomic renames). "
+        "Default <warehouse>/models; required when the warehouse is on object storage.",
+    )
     # The object store's endpoint and region, from the standard AWS variables every S3 client here
     # reads (deltalake, fsspec); Spark's S3A gets them as settings.
     s3_endpoint: str | None = Field(
-        None, validation_alias="AWS_ENDPOINT_URL",
-        description="AWS_ENDPOINT_URL: an S3-compatible endpoint (MinIO, Ceph, ...); unset for AWS itself.")
-    s3_region: str | None = Field(
-        None, validation_alias="AWS_REGION", description="AWS_REGION of the bucket.")
+        None,
+        validation_alias="AWS_ENDPOINT_URL",
+        description="AWS_ENDPOINT_URL: an S3-compatible endpoint (MinIO, Ceph, ...); unset for AWS itself.",
+    )
+    s3_region: str | None = Field(None, validation_alias="AWS_REGION", description="AWS_REGION of the bucket.")
     spark_master: str = Field("local[*]", description="Spark master URL.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis the feeds are published to.")
     redis_cluster: bool = Field(
-        False, description="HOMEFEED_REDIS_URL names one node of a Redis Cluster (the clients find the others).")
+        False, description="HOMEFEED_REDIS_URL names one node of a Redis Cluster (the clients find the others)."
+    )
     cache_dir: Path = Field(
         Path.home() / ".cache" / "homefeed",
         description="Downloaded Delta jars (outside the repository).",
     )
     raw_input: str = Field(
-        "data/demo/raw", description="The raw input (data-contract folders) a run ingests: a local path, or "
-                                     "s3a://bucket/prefix on S3-compatible object storage (like the warehouse).")
+        "data/demo/raw",
+        description="The raw input (data-contract folders) a run ingests: a local path, or "
+        "s3a://bucket/prefix on S3-compatible object storage (like the warehouse).",
+    )
     as_of: datetime | None = Field(
         None, description="The build time; rows stamped later are quarantined. Default: now."
     )
@@ -56,27 +64,35 @@ class HomefeedSettings(BaseSettings):
     spark_conf: dict[str, str] = Field(
         default_factory=dict,
         description="More Spark settings, as JSON, applied last so they win over the built-in ones, e.g. "
-                    'HOMEFEED_SPARK_CONF=\'{"spark.executor.memory": "2g", "spark.driver.host": "10.0.0.4"}\'.',
+        'HOMEFEED_SPARK_CONF=\'{"spark.executor.memory": "2g", "spark.driver.host": "10.0.0.4"}\'.',
     )
     twhin_device: Literal["cpu", "cuda", "auto"] = Field(
         "cpu", description="Torch device TwHIN trains on: cpu, cuda, or auto (cuda when present)."
     )
     twhin_threads: int = Field(1, ge=1, description="Torch CPU threads TwHIN trains with (fixed: reproducible).")
     publish_grace_seconds: int = Field(
-        3600, ge=0, description="How long a replaced Redis version's keys live after a newer one is published.")
+        3600, ge=0, description="How long a replaced Redis version's keys live after a newer one is published."
+    )
     secret: SecretStr = Field(
         SecretStr(DEVELOPMENT_SECRET),
-        description="Signs API bearer tokens and cursors; the API refuses the default outside development.")
+        description="Signs API bearer tokens and cursors; the API refuses the default outside development.",
+    )
     env: Literal["development", "production"] = Field(
-        "production", description="development lets the API start with the default secret (the demo sets it).")
+        "production", description="development lets the API start with the default secret (the demo sets it)."
+    )
     page_cache_seconds: float = Field(
-        10.0, ge=0, description="How long the API serves a For You or Following page again to a request with the same inputs "
-                                "(version, cursor, count, request-time state); 0 computes every page (serving.page_cache).")
-    page_cache_entries: int = Field(2000, ge=1, description="The most For You and Following pages each API process keeps.")
+        10.0,
+        ge=0,
+        description="How long the API serves a For You or Following page again to a request with the same inputs "
+        "(version, cursor, count, request-time state); 0 computes every page (serving.page_cache).",
+    )
+    page_cache_entries: int = Field(
+        2000, ge=1, description="The most For You and Following pages each API process keeps."
+    )
     dq_bounds: dict[str, float | tuple[float, float]] = Field(
         default_factory=dict,
         description="Overrides of the data-quality thresholds (data_quality.specs.QualityBounds), as JSON, "
-                    'e.g. HOMEFEED_DQ_BOUNDS=\'{"freshness_hours": 24, "feed_length": [10, 200]}\'.',
+        'e.g. HOMEFEED_DQ_BOUNDS=\'{"freshness_hours": 24, "feed_length": [10, 200]}\'.',
     )
 
     @field_validator("spark_master")
@@ -105,13 +121,15 @@ class HomefeedSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _cluster_over_tcp(self) -> "HomefeedSettings":
+    def _cluster_over_tcp(self) -> HomefeedSettings:
         if self.redis_cluster and self.redis_url.startswith("unix://"):
-            raise ValueError(f"HOMEFEED_REDIS_CLUSTER=1 needs a redis:// or rediss:// node address, not {self.redis_url!r}")
+            raise ValueError(
+                f"HOMEFEED_REDIS_CLUSTER=1 needs a redis:// or rediss:// node address, not {self.redis_url!r}"
+            )
         return self
 
     @model_validator(mode="after")
-    def _models_on_a_file_system(self) -> "HomefeedSettings":
+    def _models_on_a_file_system(self) -> HomefeedSettings:
         models_root(self.warehouse, self.models_dir)  # raises for an object-store warehouse without one
         return self
 
@@ -134,7 +152,7 @@ class HomefeedSettings(BaseSettings):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
+            return value.replace(tzinfo=UTC)
         return value
 
     @field_validator("warehouse", "raw_input", mode="before")

@@ -30,8 +30,7 @@ def check_java() -> int:
     java = shutil.which("java")
     if java is None:
         raise SetupError(
-            f"no `java` on PATH: Spark needs Java {MIN_JAVA_MAJOR}+ "
-            "(Debian: apt-get install openjdk-17-jre-headless)"
+            f"no `java` on PATH: Spark needs Java {MIN_JAVA_MAJOR}+ (Debian: apt-get install openjdk-17-jre-headless)"
         )
     output = subprocess.run([java, "-version"], capture_output=True, text=True)
     major = parse_java_major(output.stderr + output.stdout)
@@ -54,8 +53,10 @@ def ensure_debian_binary(names: tuple[str, ...], package: str, *, purpose: str) 
     if found:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise SetupError(f"no `{names[0]}` binary found ({purpose}). Install it as root with "
-                         f"`apt-get install {package}` (Debian/Ubuntu) or put one on PATH.")
+        raise SetupError(
+            f"no `{names[0]}` binary found ({purpose}). Install it as root with "
+            f"`apt-get install {package}` (Debian/Ubuntu) or put one on PATH."
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
         result = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -83,5 +84,6 @@ def ensure_redis_server() -> Path:
 
 def ensure_chromium() -> Path:
     """Headless Chromium for the explain page's browser test (Debian's `chromium`)."""
-    return ensure_debian_binary(("chromium", "chromium-browser"), "chromium",
-                                purpose="the tests render the explain page in a headless browser")
+    return ensure_debian_binary(
+        ("chromium", "chromium-browser"), "chromium", purpose="the tests render the explain page in a headless browser"
+    )

@@ -88,8 +88,10 @@ def models_root(warehouse: str | os.PathLike, models_dir: str | os.PathLike | No
             raise ValueError(f"HOMEFEED_MODELS_DIR={str(models_dir)!r}: the model registry needs a file-system path")
         return Path(models_dir).resolve()
     if is_object_store(warehouse):
-        raise ValueError(f"HOMEFEED_WAREHOUSE={str(warehouse)!r} is on object storage: set HOMEFEED_MODELS_DIR to a "
-                         "file-system path for the model registry (versions are published by atomic renames)")
+        raise ValueError(
+            f"HOMEFEED_WAREHOUSE={str(warehouse)!r} is on object storage: set HOMEFEED_MODELS_DIR to a "
+            "file-system path for the model registry (versions are published by atomic renames)"
+        )
     return Path(warehouse).resolve() / MODELS_DIRNAME
 
 

@@ -12,7 +12,6 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 
 from core.quality_bounds import QualityBounds
-
 from data_quality.specs import TableSpec
 from data_quality.views import (
     COVERED,
@@ -28,29 +27,50 @@ from data_quality.views import (
 
 # Spark's simpleString -> the pyspark.sql.types class name GX's type check takes. Arrays are
 # checked as arrays; their element type is part of the schema check (`schema_mismatches`).
-_GX_TYPES = {"bigint": "LongType", "int": "IntegerType", "double": "DoubleType", "float": "FloatType",
-             "boolean": "BooleanType", "string": "StringType", "timestamp": "TimestampType"}
+_GX_TYPES = {
+    "bigint": "LongType",
+    "int": "IntegerType",
+    "double": "DoubleType",
+    "float": "FloatType",
+    "boolean": "BooleanType",
+    "string": "StringType",
+    "timestamp": "TimestampType",
+}
 
 
 def gx_type(dtype: str) -> str:
     return "ArrayType" if dtype.startswith("array<") else _GX_TYPES[dtype]
 
 
-def rows_suite(spec: TableSpec, bounds: QualityBounds, *, derived: list[str], empty: bool = False) -> gx.ExpectationSuite:
+def rows_suite(
+    spec: TableSpec, bounds: QualityBounds, *, derived: list[str], empty: bool = False
+) -> gx.ExpectationSuite:
     """The `rows` suite over the table plus its `derived` check columns (`views.rows_view`); for an
     `empty` table, without the checks of means and minima (undefined over no rows: the row count says
     whether the table may be empty)."""
     array_columns = {c.name for c in spec.columns if c.dtype.startswith("array<")}
     suite = gx.ExpectationSuite(name=f"{spec.name}.rows")
     add = suite.add_expectation
-    add(gxe.ExpectTableColumnsToMatchSet(column_set=[*spec.column_names, *derived],
-                                         exact_match=True, description=f"{spec.name} has exactly its declared columns"))
+    add(
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=[*spec.column_names, *derived],
+            exact_match=True,
+            description=f"{spec.name} has exactly its declared columns",
+        )
+    )
     if spec.non_empty:
-        add(gxe.ExpectTableRowCountToBeBetween(min_value=int(bounds.min_rows),
-                                               description=f"{spec.name} has at least {bounds.min_rows:g} rows (min_rows)"))
+        add(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=int(bounds.min_rows),
+                description=f"{spec.name} has at least {bounds.min_rows:g} rows (min_rows)",
+            )
+        )
     for column in spec.columns:
-        add(gxe.ExpectColumnValuesToBeOfType(column=column.name, type_=gx_type(column.dtype),
-                                             description=f"{column.name} is {column.dtype}"))
+        add(
+            gxe.ExpectColumnValuesToBeOfType(
+                column=column.name, type_=gx_type(column.dtype), description=f"{column.name} is {column.dtype}"
+            )
+        )
         if not column.nullable:
             add(gxe.ExpectColumnValuesToNotBeNull(column=column.name, description=f"{column.name} is never null"))
     if spec.key:
@@ -58,18 +78,31 @@ def rows_suite(spec: TableSpec, bounds: QualityBounds, *, derived: list[str], em
         add(_null(duplicate_key_column(spec.key), f"{key} is unique"))
     for bound in spec.bounds:
         rows = "" if bound.mostly == 1.0 else f" for at least {bound.mostly:.1%} of rows"
-        add(gxe.ExpectColumnValuesToBeBetween(column=bound.column, min_value=bound.min, max_value=bound.max,
-                                              mostly=bound.mostly,
-                                              description=f"{bound.column} within [{_open(bound.min)}, {_open(bound.max)}]{rows}"))
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=bound.column,
+                min_value=bound.min,
+                max_value=bound.max,
+                mostly=bound.mostly,
+                description=f"{bound.column} within [{_open(bound.min)}, {_open(bound.max)}]{rows}",
+            )
+        )
     for in_set in spec.sets:
         values = ", ".join(map(str, in_set.values))
         if in_set.column in array_columns:
             add(_null(unknown_elements_column(in_set), f"every element of {in_set.column} is one of {values}"))
         else:
-            add(gxe.ExpectColumnValuesToBeInSet(column=in_set.column, value_set=list(in_set.values),
-                                                description=f"{in_set.column} is one of {values}"))
+            add(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column=in_set.column,
+                    value_set=list(in_set.values),
+                    description=f"{in_set.column} is one of {values}",
+                )
+            )
     for ref in spec.references:
-        target = f"{ref.table}({', '.join(ref.target_columns)})" + (f" where {ref.target_filter}" if ref.target_filter else "")
+        target = f"{ref.table}({', '.join(ref.target_columns)})" + (
+            f" where {ref.target_filter}" if ref.target_filter else ""
+        )
         verb = "matches no row of" if ref.forbidden else "exists in"
         add(_null(reference_column(ref), f"({', '.join(ref.columns)}) {verb} {target}"))
     for rank in spec.ranks:
@@ -80,14 +113,24 @@ def rows_suite(spec: TableSpec, bounds: QualityBounds, *, derived: list[str], em
         return suite
     for share in spec.shares:
         low, high = bounds.pair(share.bound)
-        add(gxe.ExpectColumnMeanToBeBetween(column=share_column(share), min_value=low, max_value=high,
-                                            description=f"the share of rows where {share.expression} is within "
-                                                        f"[{_open(low)}, {_open(high)}] ({share.bound})"))
+        add(
+            gxe.ExpectColumnMeanToBeBetween(
+                column=share_column(share),
+                min_value=low,
+                max_value=high,
+                description=f"the share of rows where {share.expression} is within "
+                f"[{_open(low)}, {_open(high)}] ({share.bound})",
+            )
+        )
     for fresh in spec.freshness:
         hours = bounds.pair(fresh.bound)[0]
-        add(gxe.ExpectColumnMinToBeBetween(column=age_column(fresh.column), max_value=hours,
-                                           description=f"the newest {fresh.column} is at most {hours:g} h before "
-                                                       f"the build time ({fresh.bound})"))
+        add(
+            gxe.ExpectColumnMinToBeBetween(
+                column=age_column(fresh.column),
+                max_value=hours,
+                description=f"the newest {fresh.column} is at most {hours:g} h before the build time ({fresh.bound})",
+            )
+        )
     return suite
 
 
@@ -95,10 +138,15 @@ def groups_suite(spec: TableSpec, index: int, bounds: QualityBounds) -> gx.Expec
     group_size = spec.group_sizes[index]
     low, high = bounds.pair(group_size.bound)
     suite = gx.ExpectationSuite(name=f"{spec.name}.groups.{'_'.join(group_size.group)}")
-    suite.add_expectation(gxe.ExpectColumnMeanToBeBetween(
-        column=GROUP_ROWS, min_value=low, max_value=high,
-        description=f"the mean rows per ({', '.join(group_size.group)}) is within [{_open(low)}, {_open(high)}] "
-                    f"({group_size.bound})"))
+    suite.add_expectation(
+        gxe.ExpectColumnMeanToBeBetween(
+            column=GROUP_ROWS,
+            min_value=low,
+            max_value=high,
+            description=f"the mean rows per ({', '.join(group_size.group)}) is within [{_open(low)}, {_open(high)}] "
+            f"({group_size.bound})",
+        )
+    )
     return suite
 
 
@@ -106,10 +154,14 @@ def coverage_suite(spec: TableSpec, index: int, bounds: QualityBounds) -> gx.Exp
     coverage = spec.coverage[index]
     low = bounds.pair(coverage.bound)[0]
     suite = gx.ExpectationSuite(name=f"{spec.name}.coverage.{coverage.name}")
-    suite.add_expectation(gxe.ExpectColumnMeanToBeBetween(
-        column=COVERED, min_value=low,
-        description=f"at least {low:g} of {coverage.population_table} where {coverage.population_filter} "
-                    f"(distinct {', '.join(coverage.columns)}) is in {spec.name} ({coverage.name}, {coverage.bound})"))
+    suite.add_expectation(
+        gxe.ExpectColumnMeanToBeBetween(
+            column=COVERED,
+            min_value=low,
+            description=f"at least {low:g} of {coverage.population_table} where {coverage.population_filter} "
+            f"(distinct {', '.join(coverage.columns)}) is in {spec.name} ({coverage.name}, {coverage.bound})",
+        )
+    )
     return suite
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,6 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from core.quality_bounds import QualityBounds
-
 from data_quality.specs import TABLE_SPECS, TableSpec
 from data_quality.suites import coverage_suite, groups_suite, rows_suite
 from data_quality.views import DERIVED_PREFIX, Reader, coverage_view, groups_view, rows_view
@@ -75,11 +74,21 @@ class TableCheck:
         return [o for o in self.outcomes if not o.success]
 
     def as_metadata(self) -> dict:
-        return json.loads(json.dumps({
-            "table": self.table, "success": self.success, "rows": self.rows, "error": self.error,
-            "expectations": len(self.outcomes), "failed": len(self.failures),
-            "failures": [o.__dict__ for o in self.failures], "phase_seconds": self.phase_seconds,
-        }, default=str))
+        return json.loads(
+            json.dumps(
+                {
+                    "table": self.table,
+                    "success": self.success,
+                    "rows": self.rows,
+                    "error": self.error,
+                    "expectations": len(self.outcomes),
+                    "failed": len(self.failures),
+                    "failures": [o.__dict__ for o in self.failures],
+                    "phase_seconds": self.phase_seconds,
+                },
+                default=str,
+            )
+        )
 
 
 def gx_context(docs_dir: Path | None = None):
@@ -95,14 +104,20 @@ def gx_context(docs_dir: Path | None = None):
     sites = {}
     if docs_dir is not None:
         sites[DOCS_SITE] = {
-            "class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         }
-    return gx.get_context(mode="ephemeral", project_config=DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-        data_docs_sites=sites))
+    return gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+            data_docs_sites=sites,
+        ),
+    )
 
 
 def _batch_definition(context, asset_name: str):
@@ -133,8 +148,12 @@ def run_suite(context, frame: DataFrame, suite) -> tuple[list[ExpectationOutcome
     failed = {o.description for o in outcomes if not o.success}
     if not failed:
         return outcomes, page
-    details = gx.ExpectationSuite(name=f"{suite.name}.failures", expectations=[
-        _unsaved_copy(e) for e in suite.expectations if (e.description or e.configuration.type) in failed])
+    details = gx.ExpectationSuite(
+        name=f"{suite.name}.failures",
+        expectations=[
+            _unsaved_copy(e) for e in suite.expectations if (e.description or e.configuration.type) in failed
+        ],
+    )
     explained, page = validate_once(context, frame, details, "SUMMARY")
     # Failed in the first pass is failed: the second only adds what was observed and examples.
     by_description = {o.description: replace(o, suite=suite.name, success=False) for o in explained}
@@ -155,15 +174,22 @@ def validate_once(context, frame: DataFrame, suite, result_format: str) -> tuple
     batch = _batch_definition(context, suite.name)
     suite = context.suites.add_or_update(suite)
     definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
+        gx.ValidationDefinition(name=suite.name, data=batch, suite=suite)
+    )
     has_docs = DOCS_SITE in context.list_data_docs_sites()
-    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=suite.name, validation_definitions=[definition],
-        result_format={"result_format": result_format, "partial_unexpected_count": MAX_EXAMPLES},
-        actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])] if has_docs else []))
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=suite.name,
+            validation_definitions=[definition],
+            result_format={"result_format": result_format, "partial_unexpected_count": MAX_EXAMPLES},
+            actions=[UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])] if has_docs else [],
+        )
+    )
     run = checkpoint.run(batch_parameters={"dataframe": frame})
-    (key, result), = run.run_results.items()
-    page = context.get_docs_sites_urls(resource_identifier=key, site_name=DOCS_SITE)[0]["site_url"] if has_docs else None
+    ((key, result),) = run.run_results.items()
+    page = (
+        context.get_docs_sites_urls(resource_identifier=key, site_name=DOCS_SITE)[0]["site_url"] if has_docs else None
+    )
     return [_outcome(suite.name, r) for r in result.results], page
 
 
@@ -171,9 +197,14 @@ def _outcome(suite_name: str, r) -> ExpectationOutcome:
     config, result = r.expectation_config, (r.result or {})
     examples = result.get("partial_unexpected_list") or []
     return ExpectationOutcome(
-        suite=suite_name, expectation=config.type, description=config.description or config.type,
-        success=bool(r.success), column=config.kwargs.get("column"), observed=result.get("observed_value"),
-        unexpected_count=result.get("unexpected_count"), examples=list(examples[:MAX_EXAMPLES]),
+        suite=suite_name,
+        expectation=config.type,
+        description=config.description or config.type,
+        success=bool(r.success),
+        column=config.kwargs.get("column"),
+        observed=result.get("observed_value"),
+        unexpected_count=result.get("unexpected_count"),
+        examples=list(examples[:MAX_EXAMPLES]),
         error=_exception_message(r.exception_info),
     )
 
@@ -191,12 +222,22 @@ def schema_mismatches(table: DataFrame, spec: TableSpec) -> list[str]:
     """Declared columns whose Spark type differs from the declaration, element types included
     (GX's type check sees only 'an array')."""
     actual = {f.name: f.dataType.simpleString() for f in table.schema.fields}
-    return [f"{c.name}: {actual[c.name]}, declared {c.dtype}" for c in spec.columns
-            if c.name in actual and actual[c.name] != c.dtype]
+    return [
+        f"{c.name}: {actual[c.name]}, declared {c.dtype}"
+        for c in spec.columns
+        if c.name in actual and actual[c.name] != c.dtype
+    ]
 
 
-def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datetime,
-                bounds: QualityBounds = QualityBounds(), context=None) -> TableCheck:
+def check_table(
+    table: DataFrame,
+    spec: TableSpec,
+    read: Reader,
+    *,
+    as_of: datetime,
+    bounds: QualityBounds = QualityBounds(),
+    context=None,
+) -> TableCheck:
     """Every suite of `spec` on `table` (`read` gives the tables its references and populations name)."""
     context = context or gx_context()
     outcomes, pages = [], []
@@ -206,7 +247,9 @@ def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datet
     # memory: a big table's view (the candidates of the Higgs import) ran the columnar in-memory
     # cache out of heap.
     with phases("rows_view"):
-        rows = rows_view(table, spec, read, as_of=as_of).localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+        rows = rows_view(table, spec, read, as_of=as_of).localCheckpoint(
+            eager=True, storageLevel=StorageLevel.DISK_ONLY
+        )
     try:
         count = rows.count()
         derived = [c for c in rows.columns if c.startswith(DERIVED_PREFIX)]
@@ -219,15 +262,23 @@ def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datet
         # count's business, an empty population (nobody active) the freshness checks'.
         # Both built on the persisted rows, each persisted itself: GX runs several jobs over a frame.
         aggregates = [(groups_view(rows, g), groups_suite(spec, i, bounds)) for i, g in enumerate(spec.group_sizes)]
-        aggregates += [(coverage_view(rows, c, read, as_of=as_of), coverage_suite(spec, i, bounds))
-                       for i, c in enumerate(spec.coverage)]
+        aggregates += [
+            (coverage_view(rows, c, read, as_of=as_of), coverage_suite(spec, i, bounds))
+            for i, c in enumerate(spec.coverage)
+        ]
         for frame, suite in aggregates:
             frame = frame.persist(StorageLevel.DISK_ONLY)
             try:
                 with phases(suite.name):
                     if frame.isEmpty():
-                        outcomes.append(ExpectationOutcome(suite=suite.name, expectation="skipped", success=True,
-                                                           description=f"{suite.name}: nothing to measure (no rows)"))
+                        outcomes.append(
+                            ExpectationOutcome(
+                                suite=suite.name,
+                                expectation="skipped",
+                                success=True,
+                                description=f"{suite.name}: nothing to measure (no rows)",
+                            )
+                        )
                         continue
                     found, page = run_suite(context, frame, suite)
                 outcomes += found
@@ -236,10 +287,13 @@ def check_table(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datet
                 frame.unpersist()
     finally:
         release_checkpoint(rows)
-    outcomes += [ExpectationOutcome(suite=f"{spec.name}.rows", expectation="schema", description=f"{m}",
-                                    success=False) for m in schema_mismatches(table, spec)]
-    return TableCheck(spec.name, all(o.success for o in outcomes), outcomes, rows=count, docs=pages,
-                      phase_seconds=phases.seconds)
+    outcomes += [
+        ExpectationOutcome(suite=f"{spec.name}.rows", expectation="schema", description=f"{m}", success=False)
+        for m in schema_mismatches(table, spec)
+    ]
+    return TableCheck(
+        spec.name, all(o.success for o in outcomes), outcomes, rows=count, docs=pages, phase_seconds=phases.seconds
+    )
 
 
 class PhaseClock:
@@ -262,14 +316,19 @@ class PhaseClock:
 def release_checkpoint(frame: DataFrame) -> None:
     """Drop the blocks of a localCheckpoint'ed frame now (DataFrame.unpersist does not reach them; left
     alone they wait for a JVM garbage collection, which a long-lived Dagster process may not do soon)."""
-    try:
+    with suppress(Exception):
         frame._jdf.queryExecution().logical().rdd().unpersist(True)
-    except Exception:  # noqa: BLE001 - another plan shape (e.g. Spark Connect): leave it to the cleaner
-        pass
 
 
-def check_tables(names: Iterable[str], read: Reader, *, as_of: datetime, bounds: QualityBounds = QualityBounds(),
-                 docs_dir: Path | None = None, exists: Callable[[str], bool] = lambda name: True) -> list[TableCheck]:
+def check_tables(
+    names: Iterable[str],
+    read: Reader,
+    *,
+    as_of: datetime,
+    bounds: QualityBounds = QualityBounds(),
+    docs_dir: Path | None = None,
+    exists: Callable[[str], bool] = lambda name: True,
+) -> list[TableCheck]:
     """`check_table` for each named table, one GX context for all; a table that is missing or cannot
     be read fails with that as its error rather than stopping the others."""
     context = gx_context(docs_dir)
@@ -281,7 +340,7 @@ def check_tables(names: Iterable[str], read: Reader, *, as_of: datetime, bounds:
             continue
         try:
             results.append(check_table(read(name), spec, read, as_of=as_of, bounds=bounds, context=context))
-        except Exception as exc:  # noqa: BLE001 - reported per table, with the reason
+        except Exception as exc:
             results.append(TableCheck(name, False, [], error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
     if docs_dir is not None:
         context.build_data_docs(site_names=[DOCS_SITE])

@@ -10,7 +10,7 @@ descriptions as its examples. Every derived column name starts with `_dq_`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -86,9 +86,16 @@ def _with_rank_check(rows: DataFrame, rank: ContiguousRank) -> DataFrame:
     expected = F.row_number().over(Window.partitionBy(*rank.group).orderBy(F.col(rank.rank)))
     return rows.withColumn(
         rank_column(rank),
-        F.when(F.col(rank.rank) != expected,
-               F.concat(_described(rank.group), F.lit(f" {rank.rank}="), F.col(rank.rank).cast("string"),
-                        F.lit(" expected="), expected.cast("string"))),
+        F.when(
+            F.col(rank.rank) != expected,
+            F.concat(
+                _described(rank.group),
+                F.lit(f" {rank.rank}="),
+                F.col(rank.rank).cast("string"),
+                F.lit(" expected="),
+                expected.cast("string"),
+            ),
+        ),
     )
 
 
@@ -117,14 +124,16 @@ def rows_view(table: DataFrame, spec: TableSpec, read: Reader, *, as_of: datetim
         if in_set.column in array_columns:
             allowed = F.array(*[F.lit(v) for v in in_set.values])
             unknown = F.array_except(F.col(in_set.column), allowed)
-            rows = rows.withColumn(unknown_elements_column(in_set),
-                                   F.when(F.size(unknown) > 0, F.array_join(unknown, ",")))
+            rows = rows.withColumn(
+                unknown_elements_column(in_set), F.when(F.size(unknown) > 0, F.array_join(unknown, ","))
+            )
     for share in spec.shares:
         rows = rows.withColumn(share_column(share), F.expr(share.expression).cast("double"))
-    as_of_seconds = as_of.astimezone(timezone.utc).timestamp()
+    as_of_seconds = as_of.astimezone(UTC).timestamp()
     for fresh in spec.freshness:
-        rows = rows.withColumn(age_column(fresh.column),
-                               (F.lit(as_of_seconds) - F.col(fresh.column).cast("double")) / 3600.0)
+        rows = rows.withColumn(
+            age_column(fresh.column), (F.lit(as_of_seconds) - F.col(fresh.column).cast("double")) / 3600.0
+        )
     return rows
 
 
@@ -135,9 +144,12 @@ def groups_view(table: DataFrame, group_size: GroupSize) -> DataFrame:
 
 def coverage_view(table: DataFrame, coverage: Coverage, read: Reader, *, as_of: datetime) -> DataFrame:
     """One row per member of the population: its key and whether the table has it (`covered`, 0/1)."""
-    moment = as_of.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    moment = as_of.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     population = read(coverage.population_table).where(coverage.population_filter.format(as_of=moment))
     present = table.select(*coverage.columns).distinct().withColumn(COVERED, F.lit(1.0))
-    return (population.select(*coverage.columns).distinct()
-            .join(present, on=list(coverage.columns), how="left")
-            .withColumn(COVERED, F.coalesce(F.col(COVERED), F.lit(0.0))))
+    return (
+        population.select(*coverage.columns)
+        .distinct()
+        .join(present, on=list(coverage.columns), how="left")
+        .withColumn(COVERED, F.coalesce(F.col(COVERED), F.lit(0.0)))
+    )

@@ -17,7 +17,15 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 POSITIVE_ACTIONS = (
-    "like", "retweet", "reply", "quote", "click", "profile_click", "video_playback50", "bookmark", "share",
+    "like",
+    "retweet",
+    "reply",
+    "quote",
+    "click",
+    "profile_click",
+    "video_playback50",
+    "bookmark",
+    "share",
 )
 NEGATIVE_ACTIONS = ("not_interested", "report")
 # Exposure: how often the author's tweets were shown to the user. Not an interaction, but what the
@@ -25,8 +33,17 @@ NEGATIVE_ACTIONS = ("not_interested", "report")
 EXPOSURE_ACTIONS = ("impression",)
 # Heuristic weights of the fallback score, in the spirit of the heavy ranker's action weights.
 DEFAULT_ACTION_WEIGHTS = {
-    "like": 1.0, "retweet": 2.0, "reply": 3.0, "quote": 2.0, "click": 0.5, "profile_click": 2.0,
-    "video_playback50": 0.3, "bookmark": 1.5, "share": 1.5, "not_interested": -5.0, "report": -20.0,
+    "like": 1.0,
+    "retweet": 2.0,
+    "reply": 3.0,
+    "quote": 2.0,
+    "click": 0.5,
+    "profile_click": 2.0,
+    "video_playback50": 0.3,
+    "bookmark": 1.5,
+    "share": 1.5,
+    "not_interested": -5.0,
+    "report": -20.0,
 }
 
 

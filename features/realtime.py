@@ -26,14 +26,17 @@ def tweet_counts_before(
     [time - window, time). Requests keep all their columns; duplicates are kept."""
     actions = sorted({a for acts, _ in counts.values() for a in acts})
     events = engagements.where(F.col("action").isin(*actions)).select(
-        "tweet_id", F.unix_micros("created_at").alias("_t"), F.col("action").alias("_action"),
+        "tweet_id",
+        F.unix_micros("created_at").alias("_t"),
+        F.col("action").alias("_action"),
         F.lit(False).alias("_is_request"),
     )
     # Each distinct (tweet, moment) is counted once and joined back on those values: a generated
     # row id would not survive the two evaluations of `requests` that a self-join makes.
     moments = requests.select("tweet_id", F.unix_micros(time_column).alias("_t")).distinct()
-    timeline = events.unionByName(moments.select("tweet_id", "_t", F.lit(None).cast("string").alias("_action"),
-                                                 F.lit(True).alias("_is_request")))
+    timeline = events.unionByName(
+        moments.select("tweet_id", "_t", F.lit(None).cast("string").alias("_action"), F.lit(True).alias("_is_request"))
+    )
     windowed = []
     for name, (acts, hours) in counts.items():
         frame = Window.partitionBy("tweet_id").orderBy("_t").rangeBetween(-int(hours * MICROS_PER_HOUR), -1)
@@ -41,5 +44,8 @@ def tweet_counts_before(
         counted = F.sum(F.when(F.col("_action").isin(*acts), 1.0).otherwise(0.0)).over(frame)
         windowed.append(F.coalesce(counted, F.lit(0.0)).alias(name))
     at_moments = timeline.select("tweet_id", "_t", "_is_request", *windowed).where("_is_request").drop("_is_request")
-    return (requests.withColumn("_t", F.unix_micros(time_column))
-            .join(at_moments, on=["tweet_id", "_t"], how="left").drop("_t"))
+    return (
+        requests.withColumn("_t", F.unix_micros(time_column))
+        .join(at_moments, on=["tweet_id", "_t"], how="left")
+        .drop("_t")
+    )

@@ -78,8 +78,10 @@ class Feature:
 
 
 def _declare(entity: str, *rows: tuple[str, str, float | int | bool, str]) -> tuple[Feature, ...]:
-    return tuple(Feature(name, entity, dtype, default, description, ASSET_OF_ENTITY[entity])
-                 for name, dtype, default, description in rows)
+    return tuple(
+        Feature(name, entity, dtype, default, description, ASSET_OF_ENTITY[entity])
+        for name, dtype, default, description in rows
+    )
 
 
 # Conventions: counts are doubles (rankers read doubles); windows are measured back from as_of
@@ -108,10 +110,24 @@ FEATURES: tuple[Feature, ...] = (
         ("not_interested_7d", "double", 0.0, "'not interested' given in the last 7 days"),
         ("reports_7d", "double", 0.0, "reports filed in the last 7 days"),
         ("like_rate_7d", "double", 0.0, "likes_given_7d / impressions_7d"),
-        ("engagement_rate_7d", "double", 0.0,
-         "positive actions in the last 7 days / impressions_7d (each action of an impression counts: may exceed 1)"),
-        ("avg_dwell_seconds_7d", "double", 0.0, "mean dwell of the last 7 days' impressions and clicks that report one"),
-        ("days_active_7d", "double", 0.0, "of the last 7 days (24-hour buckets back from as_of), those with an engagement"),
+        (
+            "engagement_rate_7d",
+            "double",
+            0.0,
+            "positive actions in the last 7 days / impressions_7d (each action of an impression counts: may exceed 1)",
+        ),
+        (
+            "avg_dwell_seconds_7d",
+            "double",
+            0.0,
+            "mean dwell of the last 7 days' impressions and clicks that report one",
+        ),
+        (
+            "days_active_7d",
+            "double",
+            0.0,
+            "of the last 7 days (24-hour buckets back from as_of), those with an engagement",
+        ),
         ("hours_since_last_engagement", "double", -1.0, "hours from the latest engagement to as_of; -1 if none ever"),
         ("blocks_mutes_given", "double", 0.0, "accounts the user has blocked or muted"),
     ),
@@ -132,9 +148,13 @@ FEATURES: tuple[Feature, ...] = (
         ("retweet_rate_7d", "double", 0.0, "retweets_received_7d / impressions_received_7d"),
         ("reply_rate_7d", "double", 0.0, "replies_received_7d / impressions_received_7d"),
         ("negative_rate_7d", "double", 0.0, "(not_interested + report) received in 7 days / impressions_received_7d"),
-        ("reputation", "double", 0.0,
-         "engagements received per impression over 28 days, smoothed toward the global rate "
-         "(+100 prior impressions), minus 5x the smoothed negative rate"),
+        (
+            "reputation",
+            "double",
+            0.0,
+            "engagements received per impression over 28 days, smoothed toward the global rate "
+            "(+100 prior impressions), minus 5x the smoothed negative rate",
+        ),
         ("reply_share", "double", 0.0, "share of the author's tweets that are replies"),
         ("retweet_share", "double", 0.0, "share of the author's tweets that are retweets"),
         ("media_share", "double", 0.0, "share of the author's tweets with media"),
@@ -187,7 +207,12 @@ FEATURES: tuple[Feature, ...] = (
         ("not_interested_decayed", "double", 0.0, "'not interested', decayed"),
         ("impressions_decayed", "double", 0.0, "impressions, decayed"),
         ("engagements_decayed", "double", 0.0, "all engagements (positive actions), decayed"),
-        ("hours_since_last_engagement", "double", -1.0, "hours since the user last engaged with the author; -1 if never"),
+        (
+            "hours_since_last_engagement",
+            "double",
+            -1.0,
+            "hours since the user last engaged with the author; -1 if never",
+        ),
         ("ever_replied", "boolean", False, "the user has ever replied to one of the author's tweets"),
         ("ever_quoted", "boolean", False, "the user has ever quoted one of the author's tweets"),
         ("ever_retweeted", "boolean", False, "the user has ever retweeted one of the author's tweets"),
@@ -197,8 +222,13 @@ FEATURES: tuple[Feature, ...] = (
         ("simclusters_dot", "double", 0.0, "user InterestedIn . tweet SimClusters embedding"),
         ("twhin_cosine", "double", 0.0, "cosine of the user's and the tweet's TwHIN embeddings"),
         ("has_twhin_embedding", "boolean", False, "both TwHIN embeddings exist"),
-        ("content_affinity", "double", 0.0, "cosine of the tweet's words and hashtags with those of the tweets the "
-                                            "user engaged with in the last 28 days"),
+        (
+            "content_affinity",
+            "double",
+            0.0,
+            "cosine of the tweet's words and hashtags with those of the tweets the "
+            "user engaged with in the last 28 days",
+        ),
         ("social_proof_count", "int", 0, "followees who engaged with the tweet (candidate pool)"),
         ("from_in_network", "boolean", False, "retrieved by the in-network source"),
         ("from_uteg", "boolean", False, "retrieved by UTEG"),
@@ -215,11 +245,26 @@ FEATURES: tuple[Feature, ...] = (
         ("source_count", "int", 0, "sources that retrieved the pair"),
         ("pool_rank", "int", -1, "rank in the user's candidate pool; -1 if not in it"),
         ("is_in_network", "boolean", False, "the candidate's author is followed (candidate pool)"),
-        ("topic_confidence", "double", 0.0, "posterior of the tweet's topic (1 for a topic hashtag); 0 without a topic"),
+        (
+            "topic_confidence",
+            "double",
+            0.0,
+            "posterior of the tweet's topic (1 for a topic hashtag); 0 without a topic",
+        ),
         ("topic_authored_share", "double", 0.0, "share of the user's own tweets in the tweet's topic"),
-        ("topic_followee_share", "double", 0.0, "mean share of the tweet's topic in the tweets of the user's followees"),
-        ("topic_engagement_rate", "double", 0.0, "the user's smoothed engagement rate with the tweet's topic over 28 "
-                                                 "days (toward the user's own rate); 0 without a topic"),
+        (
+            "topic_followee_share",
+            "double",
+            0.0,
+            "mean share of the tweet's topic in the tweets of the user's followees",
+        ),
+        (
+            "topic_engagement_rate",
+            "double",
+            0.0,
+            "the user's smoothed engagement rate with the tweet's topic over 28 "
+            "days (toward the user's own rate); 0 without a topic",
+        ),
     ),
 )
 

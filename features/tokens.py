@@ -15,7 +15,8 @@ def tweet_token_lists(tweets: DataFrame) -> DataFrame:
     tweet's tokens come from its own row (tweets are unique by tweet_id after ingestion)."""
     words = F.split(F.trim(F.lower(F.regexp_replace(F.col("text"), "@\\S+", " "))), "\\s+")
     return tweets.where(F.col("text").isNotNull()).select(
-        "tweet_id", F.array_distinct(F.array_remove(words, "")).alias(TWEET_TOKENS))
+        "tweet_id", F.array_distinct(F.array_remove(words, "")).alias(TWEET_TOKENS)
+    )
 
 
 def tweet_tokens(tweets: DataFrame) -> DataFrame:

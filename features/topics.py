@@ -59,11 +59,13 @@ class TopicConfig:
 
 
 DEFAULT_TOPIC_CONFIG = TopicConfig()
-TOPIC_SCHEMA = T.StructType([
-    T.StructField("tweet_id", T.LongType(), False),
-    T.StructField("topic", T.IntegerType(), False),
-    T.StructField("topic_confidence", T.DoubleType(), False),
-])
+TOPIC_SCHEMA = T.StructType(
+    [
+        T.StructField("tweet_id", T.LongType(), False),
+        T.StructField("topic", T.IntegerType(), False),
+        T.StructField("topic_confidence", T.DoubleType(), False),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,15 @@ class TopicModel:
 def topic_vocabulary(tokens: DataFrame, config: TopicConfig) -> tuple[str, ...]:
     """The topics: hashtags on at least `min_topic_tweets` tweets, the `max_topics` most used,
     most used first (ties by name)."""
-    rows = (tokens.where(F.col("token").startswith("#") & (F.length("token") > 1))
-            .groupBy("token").agg(F.count(F.lit(1)).alias("tweets"))
-            .where(F.col("tweets") >= config.min_topic_tweets)
-            .orderBy(F.desc("tweets"), "token").limit(config.max_topics).collect())
+    rows = (
+        tokens.where(F.col("token").startswith("#") & (F.length("token") > 1))
+        .groupBy("token")
+        .agg(F.count(F.lit(1)).alias("tweets"))
+        .where(F.col("tweets") >= config.min_topic_tweets)
+        .orderBy(F.desc("tweets"), "token")
+        .limit(config.max_topics)
+        .collect()
+    )
     return tuple(row.token for row in rows)
 
 
@@ -91,15 +98,24 @@ def tagged_tweets(tokens: DataFrame, topics: tuple[str, ...]) -> DataFrame:
     """(tweet_id, topic): the tweets carrying a topic hashtag, each at its most used one."""
     spark = tokens.sparkSession
     index = spark.createDataFrame([(tag, k) for k, tag in enumerate(topics)], "token string, topic int")
-    return tokens.join(F.broadcast(index), on="token", how="inner").groupBy("tweet_id").agg(F.min("topic").alias("topic"))
+    return (
+        tokens.join(F.broadcast(index), on="token", how="inner").groupBy("tweet_id").agg(F.min("topic").alias("topic"))
+    )
 
 
 def fit_topic_model(tokens: DataFrame, tagged: DataFrame, topics: tuple[str, ...], config: TopicConfig) -> TopicModel:
     """The naive Bayes tables from the tagged tweets' words (two small collects)."""
     words = tokens.where(~F.col("token").startswith("#")).join(tagged, on="tweet_id", how="inner")
-    vocabulary = tuple(row.token for row in (
-        words.groupBy("token").agg(F.count(F.lit(1)).alias("n")).orderBy(F.desc("n"), "token")
-        .limit(config.max_vocabulary).collect()))
+    vocabulary = tuple(
+        row.token
+        for row in (
+            words.groupBy("token")
+            .agg(F.count(F.lit(1)).alias("n"))
+            .orderBy(F.desc("n"), "token")
+            .limit(config.max_vocabulary)
+            .collect()
+        )
+    )
     k, v = len(topics), len(vocabulary)
     word_index = {word: i for i, word in enumerate(vocabulary)}
     counts = np.zeros((v, k))
@@ -111,8 +127,13 @@ def fit_topic_model(tokens: DataFrame, tagged: DataFrame, topics: tuple[str, ...
         per_topic[row.topic] = row.n
     alpha = config.word_smoothing
     log_likelihood = np.log(counts + alpha) - np.log(counts.sum(axis=0) + alpha * max(v, 1))
-    return TopicModel(topics=topics, vocabulary=vocabulary, log_likelihood=log_likelihood,
-                      topic_prior=per_topic / max(per_topic.sum(), 1.0), prior_weight=config.author_prior_weight)
+    return TopicModel(
+        topics=topics,
+        vocabulary=vocabulary,
+        log_likelihood=log_likelihood,
+        topic_prior=per_topic / max(per_topic.sum(), 1.0),
+        prior_weight=config.author_prior_weight,
+    )
 
 
 def _flat(lists: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -121,15 +142,19 @@ def _flat(lists: pa.Array) -> tuple[np.ndarray, pa.Array]:
     return np.repeat(np.arange(len(lists)), lengths), pc.list_flatten(lists)
 
 
-def classify(words: pa.Array, prior_topics: pa.Array, prior_counts: pa.Array,
-             model: TopicModel) -> tuple[np.ndarray, np.ndarray]:
+def classify(
+    words: pa.Array, prior_topics: pa.Array, prior_counts: pa.Array, model: TopicModel
+) -> tuple[np.ndarray, np.ndarray]:
     """(topic, posterior of that topic) per row: `words` list<string>, the author's tagged-tweet
     counts as parallel lists of topic indices and counts."""
     n, k = len(words), len(model.topics)
     counts = np.zeros((n, k))
     rows, topics = _flat(prior_topics)
-    np.add.at(counts, (rows, topics.to_numpy(zero_copy_only=False).astype(np.int64)),
-              _flat(prior_counts)[1].to_numpy(zero_copy_only=False).astype(np.float64))
+    np.add.at(
+        counts,
+        (rows, topics.to_numpy(zero_copy_only=False).astype(np.int64)),
+        _flat(prior_counts)[1].to_numpy(zero_copy_only=False).astype(np.float64),
+    )
     beta = model.prior_weight
     scores = np.log(counts + beta * model.topic_prior + 1e-300) - np.log(counts.sum(axis=1, keepdims=True) + beta)
     rows, flat_words = _flat(words)
@@ -148,12 +173,20 @@ def classify(words: pa.Array, prior_topics: pa.Array, prior_counts: pa.Array,
 def _classify_batches(model: TopicModel) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            topic, confidence = classify(batch.column("_words"), batch.column("_prior_topics"),
-                                         batch.column("_prior_counts"), model)
-            yield pa.RecordBatch.from_arrays([batch.column("tweet_id"), pa.array(topic), pa.array(confidence)],
-                                             schema=pa.schema([("tweet_id", pa.int64(), False),
-                                                               ("topic", pa.int32(), False),
-                                                               ("topic_confidence", pa.float64(), False)]))
+            topic, confidence = classify(
+                batch.column("_words"), batch.column("_prior_topics"), batch.column("_prior_counts"), model
+            )
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("tweet_id"), pa.array(topic), pa.array(confidence)],
+                schema=pa.schema(
+                    [
+                        ("tweet_id", pa.int64(), False),
+                        ("topic", pa.int32(), False),
+                        ("topic_confidence", pa.float64(), False),
+                    ]
+                ),
+            )
+
     return run
 
 
@@ -170,23 +203,33 @@ def tweet_topics(tweets: DataFrame, *, as_of: datetime, config: TopicConfig = DE
         return spark.createDataFrame([], TOPIC_SCHEMA)
     tagged = tagged_tweets(tokens, topics)
     model = fit_topic_model(tokens, tagged, topics, config)
-    author_prior = (past.select("tweet_id", "author_id").join(tagged, on="tweet_id", how="inner")
-                    .groupBy("author_id", "topic").agg(F.count(F.lit(1)).cast("double").alias("n"))
-                    .groupBy("author_id").agg(F.collect_list("topic").alias("_prior_topics"),
-                                              F.collect_list("n").alias("_prior_counts")))
-    words = (tokens.where(~F.col("token").startswith("#")).groupBy("tweet_id")
-             .agg(F.collect_list("token").alias("_words")))
-    untagged = (past.where(F.col("retweet_of_tweet_id").isNull()).select("tweet_id", "author_id")
-                .join(tagged, on="tweet_id", how="left_anti")
-                .join(words, on="tweet_id", how="left")
-                .join(author_prior, on="author_id", how="left")
-                .select("tweet_id", "_words", "_prior_topics", "_prior_counts"))
+    author_prior = (
+        past.select("tweet_id", "author_id")
+        .join(tagged, on="tweet_id", how="inner")
+        .groupBy("author_id", "topic")
+        .agg(F.count(F.lit(1)).cast("double").alias("n"))
+        .groupBy("author_id")
+        .agg(F.collect_list("topic").alias("_prior_topics"), F.collect_list("n").alias("_prior_counts"))
+    )
+    words = (
+        tokens.where(~F.col("token").startswith("#")).groupBy("tweet_id").agg(F.collect_list("token").alias("_words"))
+    )
+    untagged = (
+        past.where(F.col("retweet_of_tweet_id").isNull())
+        .select("tweet_id", "author_id")
+        .join(tagged, on="tweet_id", how="left_anti")
+        .join(words, on="tweet_id", how="left")
+        .join(author_prior, on="author_id", how="left")
+        .select("tweet_id", "_words", "_prior_topics", "_prior_counts")
+    )
     classified = untagged.mapInArrow(_classify_batches(model), TOPIC_SCHEMA)
     own = tagged.select("tweet_id", "topic", F.lit(1.0).alias("topic_confidence")).unionByName(classified)
-    retweets = (past.where(F.col("retweet_of_tweet_id").isNotNull())
-                .select("tweet_id", F.col("retweet_of_tweet_id").alias("_original"))
-                .join(own.withColumnRenamed("tweet_id", "_original"), on="_original", how="inner")
-                .select("tweet_id", "topic", "topic_confidence"))
+    retweets = (
+        past.where(F.col("retweet_of_tweet_id").isNotNull())
+        .select("tweet_id", F.col("retweet_of_tweet_id").alias("_original"))
+        .join(own.withColumnRenamed("tweet_id", "_original"), on="_original", how="inner")
+        .select("tweet_id", "topic", "topic_confidence")
+    )
     # Materialized: the profiles read it twice and user_tweet_features once more.
     return own.unionByName(retweets).localCheckpoint()
 
@@ -202,39 +245,69 @@ class TopicProfiles:
     overall_rate: DataFrame
 
 
-def user_topic_profiles(topics: DataFrame, tweets: DataFrame, follows: DataFrame, engagements: DataFrame, *,
-                        as_of: datetime, config: TopicConfig = DEFAULT_TOPIC_CONFIG) -> TopicProfiles:
+def user_topic_profiles(
+    topics: DataFrame,
+    tweets: DataFrame,
+    follows: DataFrame,
+    engagements: DataFrame,
+    *,
+    as_of: datetime,
+    config: TopicConfig = DEFAULT_TOPIC_CONFIG,
+) -> TopicProfiles:
     """Each user's interest per topic (see the module docstring); `topics` is `tweet_topics` as
     of the same moment."""
     authors = tweets.where(F.col("created_at") < F.lit(as_of)).select("tweet_id", F.col("author_id").alias("user_id"))
-    authored = (authors.join(topics, on="tweet_id", how="inner").groupBy("user_id", "topic")
-                .agg(F.count(F.lit(1)).cast("double").alias("_n"))
-                .select("user_id", "topic", (F.col("_n") / F.sum("_n").over(Window.partitionBy("user_id")))
-                        .alias("authored_share")))
+    authored = (
+        authors.join(topics, on="tweet_id", how="inner")
+        .groupBy("user_id", "topic")
+        .agg(F.count(F.lit(1)).cast("double").alias("_n"))
+        .select(
+            "user_id", "topic", (F.col("_n") / F.sum("_n").over(Window.partitionBy("user_id"))).alias("authored_share")
+        )
+    )
     edges = follows.where(F.col("created_at") < F.lit(as_of)).select(
-        F.col("follower_id").alias("user_id"), F.col("followee_id").alias("_followee"))
+        F.col("follower_id").alias("user_id"), F.col("followee_id").alias("_followee")
+    )
     followee_count = edges.groupBy("user_id").agg(F.count(F.lit(1)).cast("double").alias("_followees"))
-    followed = (edges.join(authored.withColumnRenamed("user_id", "_followee"), on="_followee", how="inner")
-                .groupBy("user_id", "topic").agg(F.sum("authored_share").alias("_sum"))
-                .join(followee_count, on="user_id", how="inner")
-                .select("user_id", "topic", (F.col("_sum") / F.col("_followees")).alias("followee_share")))
-    recent = engagements.where((F.col("created_at") < F.lit(as_of))
-                               & (F.col("created_at") >= F.lit(as_of - timedelta(days=config.engagement_days))))
+    followed = (
+        edges.join(authored.withColumnRenamed("user_id", "_followee"), on="_followee", how="inner")
+        .groupBy("user_id", "topic")
+        .agg(F.sum("authored_share").alias("_sum"))
+        .join(followee_count, on="user_id", how="inner")
+        .select("user_id", "topic", (F.col("_sum") / F.col("_followees")).alias("followee_share"))
+    )
+    recent = engagements.where(
+        (F.col("created_at") < F.lit(as_of))
+        & (F.col("created_at") >= F.lit(as_of - timedelta(days=config.engagement_days)))
+    )
     positive = F.col("action").isin(*POSITIVE_ACTIONS)
     impressed = F.col("action") == "impression"
     acted = recent.where(positive | impressed).select(
-        "user_id", "tweet_id", F.when(positive, F.col("tweet_id")).alias("_engaged_tweet"),
-        impressed.cast("double").alias("_impression"))
-    counts = [F.count_distinct("_engaged_tweet").cast("double").alias("engaged"), F.sum("_impression").alias("impressed")]
+        "user_id",
+        "tweet_id",
+        F.when(positive, F.col("tweet_id")).alias("_engaged_tweet"),
+        impressed.cast("double").alias("_impression"),
+    )
+    counts = [
+        F.count_distinct("_engaged_tweet").cast("double").alias("engaged"),
+        F.sum("_impression").alias("impressed"),
+    ]
     per_user = acted.groupBy("user_id").agg(*counts)
-    overall = per_user.agg(F.coalesce(F.try_divide(F.sum("engaged"), F.sum("impressed")), F.lit(0.0)).alias("overall_rate"))
+    overall = per_user.agg(
+        F.coalesce(F.try_divide(F.sum("engaged"), F.sum("impressed")), F.lit(0.0)).alias("overall_rate")
+    )
     m = F.lit(config.rate_prior_impressions)
     base_rates = per_user.crossJoin(F.broadcast(overall)).select(
-        "user_id", ((F.col("engaged") + m * F.col("overall_rate")) / (F.col("impressed") + m)).alias("base_rate"))
-    per_topic = (acted.join(topics.select("tweet_id", "topic"), on="tweet_id", how="inner")
-                 .groupBy("user_id", "topic").agg(*counts))
-    profiles = (authored.join(followed, on=["user_id", "topic"], how="full")
-                .join(per_topic, on=["user_id", "topic"], how="full"))
+        "user_id", ((F.col("engaged") + m * F.col("overall_rate")) / (F.col("impressed") + m)).alias("base_rate")
+    )
+    per_topic = (
+        acted.join(topics.select("tweet_id", "topic"), on="tweet_id", how="inner")
+        .groupBy("user_id", "topic")
+        .agg(*counts)
+    )
+    profiles = authored.join(followed, on=["user_id", "topic"], how="full").join(
+        per_topic, on=["user_id", "topic"], how="full"
+    )
     return TopicProfiles(per_topic=profiles, base_rates=base_rates, overall_rate=overall)
 
 
@@ -259,11 +332,19 @@ def user_topic_values(profiles: TopicProfiles, overall_rate: float, config: Topi
     m = F.lit(config.rate_prior_impressions)
     prior = F.coalesce(F.col("base_rate"), F.lit(overall_rate))
     rate = (F.coalesce(F.col("engaged"), F.lit(0.0)) + m * prior) / (F.coalesce(F.col("impressed"), F.lit(0.0)) + m)
-    value = F.struct(F.coalesce(F.col("authored_share"), F.lit(0.0)).alias("authored_share"),
-                     F.coalesce(F.col("followee_share"), F.lit(0.0)).alias("followee_share"), rate.alias("rate"))
-    maps = (profiles.per_topic.join(profiles.base_rates, on="user_id", how="left")
-            .groupBy("user_id").agg(F.map_from_entries(F.collect_list(F.struct("topic", value))).alias(TOPIC_VALUES)))
-    return maps.join(profiles.base_rates, on="user_id", how="full").select("user_id", TOPIC_VALUES, prior.alias(TOPIC_PRIOR_RATE))
+    value = F.struct(
+        F.coalesce(F.col("authored_share"), F.lit(0.0)).alias("authored_share"),
+        F.coalesce(F.col("followee_share"), F.lit(0.0)).alias("followee_share"),
+        rate.alias("rate"),
+    )
+    maps = (
+        profiles.per_topic.join(profiles.base_rates, on="user_id", how="left")
+        .groupBy("user_id")
+        .agg(F.map_from_entries(F.collect_list(F.struct("topic", value))).alias(TOPIC_VALUES))
+    )
+    return maps.join(profiles.base_rates, on="user_id", how="full").select(
+        "user_id", TOPIC_VALUES, prior.alias(TOPIC_PRIOR_RATE)
+    )
 
 
 def topic_value_columns(overall_rate: float) -> dict[str, Column]:
@@ -281,22 +362,39 @@ def topic_value_columns(overall_rate: float) -> dict[str, Column]:
     return {name: F.when(has_topic, value) for name, value in values.items()}
 
 
-def topic_sides(tweets: DataFrame, follows: DataFrame, engagements: DataFrame, *, as_of: datetime,
-                config: TopicConfig = DEFAULT_TOPIC_CONFIG) -> TopicSides:
+def topic_sides(
+    tweets: DataFrame,
+    follows: DataFrame,
+    engagements: DataFrame,
+    *,
+    as_of: datetime,
+    config: TopicConfig = DEFAULT_TOPIC_CONFIG,
+) -> TopicSides:
     """The topic features' per-tweet and per-user inputs as of `as_of` (see TopicSides). Runs the
     topic model's jobs now (`tweet_topics`) and one more for r̄."""
     topics = tweet_topics(tweets, as_of=as_of, config=config)
     profiles = user_topic_profiles(topics, tweets, follows, engagements, as_of=as_of, config=config)
     overall_rate = float(profiles.overall_rate.first()[0])
-    return TopicSides(tweets=topics, users=user_topic_values(profiles, overall_rate, config),
-                      values=topic_value_columns(overall_rate))
+    return TopicSides(
+        tweets=topics, users=user_topic_values(profiles, overall_rate, config), values=topic_value_columns(overall_rate)
+    )
 
 
-def with_topic_features(rows: DataFrame, tweets: DataFrame, follows: DataFrame, engagements: DataFrame, *,
-                        as_of: datetime, config: TopicConfig = DEFAULT_TOPIC_CONFIG) -> DataFrame:
+def with_topic_features(
+    rows: DataFrame,
+    tweets: DataFrame,
+    follows: DataFrame,
+    engagements: DataFrame,
+    *,
+    as_of: datetime,
+    config: TopicConfig = DEFAULT_TOPIC_CONFIG,
+) -> DataFrame:
     """`rows` (with user_id and tweet_id) plus TOPIC_FEATURE_NAMES, read at the tweet's topic
     (`topic_value_columns`). The rows are joined once with each side, never grouped or
     deduplicated."""
     sides = topic_sides(tweets, follows, engagements, as_of=as_of, config=config)
-    return (rows.join(sides.tweets, on="tweet_id", how="left").join(sides.users, on="user_id", how="left")
-            .select(*rows.columns, *[value.alias(name) for name, value in sides.values.items()]))
+    return (
+        rows.join(sides.tweets, on="tweet_id", how="left")
+        .join(sides.users, on="user_id", how="left")
+        .select(*rows.columns, *[value.alias(name) for name, value in sides.values.items()])
+    )

@@ -12,8 +12,7 @@ from features.registry import Feature, features_for, keys_of_asset
 
 def qualified(table: DataFrame, asset: str, entity: str) -> DataFrame:
     """A feature table's keys, then its features renamed `<entity>__<name>`."""
-    return table.select(*keys_of_asset(asset),
-                        *[F.col(f.name).alias(f.qualified_name) for f in features_for(entity)])
+    return table.select(*keys_of_asset(asset), *[F.col(f.name).alias(f.qualified_name) for f in features_for(entity)])
 
 
 def with_default(feature: Feature) -> Column:

@@ -17,16 +17,13 @@ def table_path(tables_dir: Path, name: str) -> Path:
     return tables_dir / name
 
 
-def overwrite_delta(df: DataFrame, path: Path, *, partition_by: tuple[str, ...] = (),
-                    user_metadata: str | None = None) -> None:
+def overwrite_delta(
+    df: DataFrame, path: Path, *, partition_by: tuple[str, ...] = (), user_metadata: str | None = None
+) -> None:
     """Replace the table's contents in one Delta commit: a rerun converges to the same table,
     and a writer that dies before the commit leaves the previous version in place.
     `user_metadata` is stored in the commit (`DESCRIBE HISTORY`'s userMetadata)."""
-    writer = (
-        df.write.format("delta")
-        .mode("overwrite")
-        .option("overwriteSchema", "true")
-    )
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     for key, value in DELTA_TABLE_PROPERTIES.items():
         writer = writer.option(key, value)
     if user_metadata is not None:

@@ -45,9 +45,7 @@ def _quote_literal(text: str) -> str:
 
 
 def delta_extension_installed(con: duckdb.DuckDBPyConnection) -> bool:
-    rows = con.execute(
-        "SELECT installed FROM duckdb_extensions() WHERE extension_name = 'delta'"
-    ).fetchall()
+    rows = con.execute("SELECT installed FROM duckdb_extensions() WHERE extension_name = 'delta'").fetchall()
     return bool(rows and rows[0][0])
 
 
@@ -70,8 +68,7 @@ def register_snapshot(con: duckdb.DuckDBPyConnection, name: str, path: Path, ver
         return "empty"
     file_list = ", ".join(_quote_literal(f) for f in files)
     con.execute(
-        f"CREATE OR REPLACE VIEW {ident} AS "
-        f"SELECT * FROM read_parquet([{file_list}], hive_partitioning = true)"
+        f"CREATE OR REPLACE VIEW {ident} AS SELECT * FROM read_parquet([{file_list}], hive_partitioning = true)"
     )
     return "parquet_snapshot"
 

@@ -41,9 +41,7 @@ def _recent_follows(follows: DataFrame, *, per_user: int) -> DataFrame:
 
 
 def _sampled_followees(follows: DataFrame, *, per_intermediate: int) -> DataFrame:
-    window = Window.partitionBy("follower_id").orderBy(
-        F.xxhash64("follower_id", "followee_id"), F.col("followee_id")
-    )
+    window = Window.partitionBy("follower_id").orderBy(F.xxhash64("follower_id", "followee_id"), F.col("followee_id"))
     return (
         follows.withColumn("_position", F.row_number().over(window))
         .where(F.col("_position") <= per_intermediate)
@@ -63,9 +61,7 @@ def follow_graph_two_hop(follows: DataFrame, *, config: TwoHopConfig = TwoHopCon
         on="intermediate_id",
         how="inner",
     )
-    already_followed = follows.select(
-        F.col("follower_id").alias("user_id"), F.col("followee_id").alias("candidate_id")
-    )
+    already_followed = follows.select(F.col("follower_id").alias("user_id"), F.col("followee_id").alias("candidate_id"))
     counted = (
         expansions.where(F.col("candidate_id") != F.col("user_id"))
         .groupBy("user_id", "candidate_id")
@@ -116,7 +112,9 @@ def user_follow_counts(users: DataFrame, follows: DataFrame, mutuals: DataFrame)
         .join(mutual, on="user_id", how="left")
         .select(
             "user_id",
-            *[F.coalesce(F.col(c), F.lit(0)).cast("bigint").alias(c)
-              for c in ("following_count", "follower_count", "mutual_count")],
+            *[
+                F.coalesce(F.col(c), F.lit(0)).cast("bigint").alias(c)
+                for c in ("following_count", "follower_count", "mutual_count")
+            ],
         )
     )

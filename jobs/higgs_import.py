@@ -17,7 +17,7 @@ import io
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from core.contract import (
-    ENGAGEMENTS,
     EARLIEST_VALID_TIME,
+    ENGAGEMENTS,
     FOLLOWS,
     RAW_TABLES,
     TWEETS,
@@ -48,10 +48,10 @@ NETWORK_FILES = {
 }
 
 # The dataset has no account creation times: one constant, a month before the first event.
-USER_CREATED_AT = datetime(2012, 6, 1, tzinfo=timezone.utc)
+USER_CREATED_AT = datetime(2012, 6, 1, tzinfo=UTC)
 # The dataset has no follow times (the graph was crawled once): every follow exists from the
 # start of the observed window, so in-network/out-of-network is defined for every event.
-FOLLOW_CREATED_AT = datetime(2012, 7, 1, tzinfo=timezone.utc)
+FOLLOW_CREATED_AT = datetime(2012, 7, 1, tzinfo=UTC)
 HANDLE_PREFIX = "higgs_"
 
 # Activity type -> contract engagement action. A mention ("A wrote a tweet naming @B") is an act
@@ -107,8 +107,7 @@ def read_activity(path: Path) -> pd.DataFrame:
         read_options=pacsv.ReadOptions(column_names=["user_a", "user_b", "ts", "type"]),
         parse_options=pacsv.ParseOptions(delimiter=" "),
         convert_options=pacsv.ConvertOptions(
-            column_types={"user_a": pa.int64(), "user_b": pa.int64(), "ts": pa.int64(),
-                          "type": pa.string()}
+            column_types={"user_a": pa.int64(), "user_b": pa.int64(), "ts": pa.int64(), "type": pa.string()}
         ),
     )
     df = table.to_pandas()
@@ -137,9 +136,7 @@ def read_follow_prefix(path: Path) -> FollowPrefix:
             io.BytesIO(complete),
             read_options=pacsv.ReadOptions(column_names=["follower_id", "followee_id"]),
             parse_options=pacsv.ParseOptions(delimiter=" "),
-            convert_options=pacsv.ConvertOptions(
-                column_types={"follower_id": pa.int64(), "followee_id": pa.int64()}
-            ),
+            convert_options=pacsv.ConvertOptions(column_types={"follower_id": pa.int64(), "followee_id": pa.int64()}),
         )
         follower = table.column("follower_id").to_numpy()
         followee = table.column("followee_id").to_numpy()
@@ -171,8 +168,7 @@ def read_follow_prefix(path: Path) -> FollowPrefix:
 
 
 def _ts_array(seconds: np.ndarray) -> pa.Array:
-    return pa.array(np.asarray(seconds, dtype=np.int64) * _US_PER_S,
-                    type=pa.timestamp("us", tz="UTC"))
+    return pa.array(np.asarray(seconds, dtype=np.int64) * _US_PER_S, type=pa.timestamp("us", tz="UTC"))
 
 
 def _const_ts(value: datetime, n: int) -> pa.Array:
@@ -192,17 +188,18 @@ def build_users(*, user_ids: np.ndarray) -> pa.Table:
     """One account per distinct id, sorted by id, with the documented constant attributes."""
     ids = np.unique(np.asarray(user_ids, dtype=np.int64))
     n = len(ids)
-    handles = pc.binary_join_element_wise(
-        pa.array(np.full(n, HANDLE_PREFIX)), pa.array(ids).cast(pa.string()), ""
+    handles = pc.binary_join_element_wise(pa.array(np.full(n, HANDLE_PREFIX)), pa.array(ids).cast(pa.string()), "")
+    return _table(
+        USERS,
+        {
+            "user_id": pa.array(ids, type=pa.int64()),
+            "handle": handles,
+            "created_at": _const_ts(USER_CREATED_AT, n),
+            "is_verified": _const(False, n, pa.bool_()),
+            "allow_nsfw": _const(False, n, pa.bool_()),
+            "lang": _const(None, n, pa.string()),
+        },
     )
-    return _table(USERS, {
-        "user_id": pa.array(ids, type=pa.int64()),
-        "handle": handles,
-        "created_at": _const_ts(USER_CREATED_AT, n),
-        "is_verified": _const(False, n, pa.bool_()),
-        "allow_nsfw": _const(False, n, pa.bool_()),
-        "lang": _const(None, n, pa.string()),
-    })
 
 
 def build_follows(*, prefix: FollowPrefix) -> tuple[pa.Table, dict[str, int]]:
@@ -228,11 +225,14 @@ def build_follows(*, prefix: FollowPrefix) -> tuple[pa.Table, dict[str, int]]:
     follower, followee = follower[first], followee[first]
 
     n = len(follower)
-    table = _table(FOLLOWS, {
-        "follower_id": pa.array(follower, type=pa.int64()),
-        "followee_id": pa.array(followee, type=pa.int64()),
-        "created_at": _const_ts(FOLLOW_CREATED_AT, n),
-    })
+    table = _table(
+        FOLLOWS,
+        {
+            "follower_id": pa.array(follower, type=pa.int64()),
+            "followee_id": pa.array(followee, type=pa.int64()),
+            "created_at": _const_ts(FOLLOW_CREATED_AT, n),
+        },
+    )
     return table, dropped
 
 
@@ -267,12 +267,10 @@ def build_engagements(*, activity: pd.DataFrame) -> tuple[pa.Table, pa.Table, di
 
     is_mt = kind == "MT"
     keep = np.ones(len(a), dtype=bool)
-    for twin_type, reason in (("RE", "engagements_mention_in_reply"),
-                              ("RT", "engagements_mention_in_retweet")):
+    for twin_type, reason in (("RE", "engagements_mention_in_reply"), ("RT", "engagements_mention_in_retweet")):
         twin = kind == twin_type
         in_twin = np.zeros(len(a), dtype=bool)
-        in_twin[is_mt] = _row_keys(a[is_mt], b[is_mt], t[is_mt]).isin(
-            _row_keys(a[twin], b[twin], t[twin]))
+        in_twin[is_mt] = _row_keys(a[is_mt], b[is_mt], t[is_mt]).isin(_row_keys(a[twin], b[twin], t[twin]))
         # A mention twinned with both a reply and a retweet is counted once, under reply.
         dropped[reason] = int(np.count_nonzero(in_twin & keep))
         keep &= ~in_twin
@@ -290,22 +288,26 @@ def build_engagements(*, activity: pd.DataFrame) -> tuple[pa.Table, pa.Table, di
     order = np.lexsort((action_code, tweet_id, a, t))
     a, b, t, tweet_id, action_code = (x[order] for x in (a, b, t, tweet_id, action_code))
     first = np.ones(len(a), dtype=bool)
-    first[1:] = ((t[1:] != t[:-1]) | (a[1:] != a[:-1]) | (tweet_id[1:] != tweet_id[:-1])
-                 | (action_code[1:] != action_code[:-1]))
+    first[1:] = (
+        (t[1:] != t[:-1]) | (a[1:] != a[:-1]) | (tweet_id[1:] != tweet_id[:-1]) | (action_code[1:] != action_code[:-1])
+    )
     dropped["engagements_duplicate_key"] = int(np.count_nonzero(~first))
     a, b, t, tweet_id, action_code = (x[first] for x in (a, b, t, tweet_id, action_code))
     self_engagements = int(np.count_nonzero(a == b))
 
     n = len(a)
-    engagements = _table(ENGAGEMENTS, {
-        "user_id": pa.array(a, type=pa.int64()),
-        "tweet_id": pa.array(tweet_id, type=pa.int64()),
-        "action": pa.DictionaryArray.from_arrays(
-            pa.array(action_code.astype(np.int32)), pa.array(actions, type=pa.string())
-        ).cast(pa.string()),
-        "created_at": _ts_array(t),
-        "dwell_ms": pa.nulls(n, pa.int32()),
-    })
+    engagements = _table(
+        ENGAGEMENTS,
+        {
+            "user_id": pa.array(a, type=pa.int64()),
+            "tweet_id": pa.array(tweet_id, type=pa.int64()),
+            "action": pa.DictionaryArray.from_arrays(
+                pa.array(action_code.astype(np.int32)), pa.array(actions, type=pa.string())
+            ).cast(pa.string()),
+            "created_at": _ts_array(t),
+            "dwell_ms": pa.nulls(n, pa.int32()),
+        },
+    )
 
     # Pseudo-posts: one per distinct tweet_id, created at its first engagement.
     post_order = np.lexsort((t, tweet_id))
@@ -316,20 +318,23 @@ def build_engagements(*, activity: pd.DataFrame) -> tuple[pa.Table, pa.Table, di
     post_created = t[post_order][starts]
     post_author = b[post_order][starts]
     m = len(post_ids)
-    tweets = _table(TWEETS, {
-        "tweet_id": pa.array(post_ids, type=pa.int64()),
-        "author_id": pa.array(post_author, type=pa.int64()),
-        "created_at": _ts_array(post_created),
-        "text": pa.nulls(m, pa.string()),
-        "in_reply_to_tweet_id": pa.nulls(m, pa.int64()),
-        "quoted_tweet_id": pa.nulls(m, pa.int64()),
-        "retweet_of_tweet_id": pa.nulls(m, pa.int64()),
-        "has_media": _const(False, m, pa.bool_()),
-        "has_video": _const(False, m, pa.bool_()),
-        "is_nsfw": _const(False, m, pa.bool_()),
-        "lang": pa.nulls(m, pa.string()),
-        "deleted_at": pa.nulls(m, pa.timestamp("us", tz="UTC")),
-    })
+    tweets = _table(
+        TWEETS,
+        {
+            "tweet_id": pa.array(post_ids, type=pa.int64()),
+            "author_id": pa.array(post_author, type=pa.int64()),
+            "created_at": _ts_array(post_created),
+            "text": pa.nulls(m, pa.string()),
+            "in_reply_to_tweet_id": pa.nulls(m, pa.int64()),
+            "quoted_tweet_id": pa.nulls(m, pa.int64()),
+            "retweet_of_tweet_id": pa.nulls(m, pa.int64()),
+            "has_media": _const(False, m, pa.bool_()),
+            "has_video": _const(False, m, pa.bool_()),
+            "is_nsfw": _const(False, m, pa.bool_()),
+            "lang": pa.nulls(m, pa.string()),
+            "deleted_at": pa.nulls(m, pa.timestamp("us", tz="UTC")),
+        },
+    )
     return tweets, engagements, dropped, self_engagements
 
 
@@ -361,8 +366,7 @@ def import_higgs(src_dir: Path, out_dir: Path) -> HiggsImportSummary:
     tweets, engagements, engagement_drops, self_engagements = build_engagements(activity=activity)
     # Every id in any file is an account: activity ids, and ids on complete follow lines
     # (including the dropped incomplete block; the cut last line's ids are not trusted).
-    id_parts = [activity["user_a"].to_numpy(), activity["user_b"].to_numpy(),
-                prefix.follower_id, prefix.followee_id]
+    id_parts = [activity["user_a"].to_numpy(), activity["user_b"].to_numpy(), prefix.follower_id, prefix.followee_id]
     if prefix.incomplete_source is not None:
         id_parts.append(np.array([prefix.incomplete_source], dtype=np.int64))
     users = build_users(user_ids=np.concatenate(id_parts))

@@ -54,9 +54,7 @@ class RawInputError(ValueError):
 
 
 def spark_schema(table: RawTable) -> T.StructType:
-    return T.StructType(
-        [T.StructField(c.name, SPARK_TYPES[c.dtype], c.nullable) for c in table.columns]
-    )
+    return T.StructType([T.StructField(c.name, SPARK_TYPES[c.dtype], c.nullable) for c in table.columns])
 
 
 @dataclass(frozen=True)
@@ -108,9 +106,7 @@ def check_columns_present(raw: DataFrame, table: RawTable) -> DataFrame:
     present = set(raw.columns)
     missing_required = [c.name for c in table.columns if c.name not in present and not c.nullable]
     if missing_required:
-        raise RawInputError(
-            f"{table.name}: missing required column(s) {missing_required}; found {sorted(present)}"
-        )
+        raise RawInputError(f"{table.name}: missing required column(s) {missing_required}; found {sorted(present)}")
     for column in table.columns:
         if column.name not in present:
             raw = raw.withColumn(column.name, F.lit(None).cast(T.StringType()))
@@ -143,51 +139,65 @@ def apply_row_rules(raw: DataFrame, *, table: RawTable, now: datetime) -> DataFr
         if source_types[c.name] == SPARK_TYPES[c.dtype]:
             continue
         value = raw_cols[c.name].cast("string")
-        checks.append((
-            value.isNotNull() & (F.trim(value) != "") & typed[c.name].isNull(),
-            f"invalid_type:{c.name}",
-            F.concat(F.lit(f"cannot read as {c.dtype}: "), F.substring(value, 1, 80)),
-        ))
+        checks.append(
+            (
+                value.isNotNull() & (F.trim(value) != "") & typed[c.name].isNull(),
+                f"invalid_type:{c.name}",
+                F.concat(F.lit(f"cannot read as {c.dtype}: "), F.substring(value, 1, 80)),
+            )
+        )
     for c in table.columns:
         if not c.nullable:
             name = "null_key" if c.name in table.key else "null_required"
             checks.append((typed[c.name].isNull(), f"{name}:{c.name}", F.lit(f"{c.name} is null")))
     for c in table.columns:
         if c.allowed_values is not None:
-            checks.append((
-                typed[c.name].isNotNull() & ~typed[c.name].isin(*c.allowed_values),
-                f"invalid_value:{c.name}",
-                F.concat(F.lit(f"{c.name} not in {list(c.allowed_values)}: "), typed[c.name]),
-            ))
+            checks.append(
+                (
+                    typed[c.name].isNotNull() & ~typed[c.name].isin(*c.allowed_values),
+                    f"invalid_value:{c.name}",
+                    F.concat(F.lit(f"{c.name} not in {list(c.allowed_values)}: "), typed[c.name]),
+                )
+            )
         if c.min_value is not None:
-            checks.append((
-                typed[c.name] < F.lit(c.min_value),
-                f"out_of_range:{c.name}",
-                F.concat(F.lit(f"{c.name} < {c.min_value}: "), typed[c.name].cast("string")),
-            ))
+            checks.append(
+                (
+                    typed[c.name] < F.lit(c.min_value),
+                    f"out_of_range:{c.name}",
+                    F.concat(F.lit(f"{c.name} < {c.min_value}: "), typed[c.name].cast("string")),
+                )
+            )
         if c.dtype == "timestamp":
-            checks.append((
-                typed[c.name] < F.lit(EARLIEST_VALID_TIME),
-                f"timestamp_before_2006:{c.name}",
-                F.concat(F.lit(f"{c.name} before {EARLIEST_VALID_TIME.date()}: "), typed[c.name].cast("string")),
-            ))
-            checks.append((
-                typed[c.name] > F.lit(now),
-                f"timestamp_in_future:{c.name}",
-                F.concat(F.lit(f"{c.name} after {now.isoformat()}: "), typed[c.name].cast("string")),
-            ))
+            checks.append(
+                (
+                    typed[c.name] < F.lit(EARLIEST_VALID_TIME),
+                    f"timestamp_before_2006:{c.name}",
+                    F.concat(F.lit(f"{c.name} before {EARLIEST_VALID_TIME.date()}: "), typed[c.name].cast("string")),
+                )
+            )
+            checks.append(
+                (
+                    typed[c.name] > F.lit(now),
+                    f"timestamp_in_future:{c.name}",
+                    F.concat(F.lit(f"{c.name} after {now.isoformat()}: "), typed[c.name].cast("string")),
+                )
+            )
     for left, right in table.distinct_columns:
-        checks.append((
-            typed[left] == typed[right],
-            f"self_reference:{left}={right}",
-            F.concat(F.lit(f"{left} equals {right}: "), typed[left].cast("string")),
-        ))
+        checks.append(
+            (
+                typed[left] == typed[right],
+                f"self_reference:{left}={right}",
+                F.concat(F.lit(f"{left} equals {right}: "), typed[left].cast("string")),
+            )
+        )
     for later, earlier in table.ordered_timestamps:
-        checks.append((
-            typed[later] < typed[earlier],
-            f"timestamp_order:{later}<{earlier}",
-            F.concat(F.lit(f"{later} precedes {earlier}: "), typed[later].cast("string")),
-        ))
+        checks.append(
+            (
+                typed[later] < typed[earlier],
+                f"timestamp_order:{later}<{earlier}",
+                F.concat(F.lit(f"{later} precedes {earlier}: "), typed[later].cast("string")),
+            )
+        )
 
     rule, detail = _first_violation(checks)
     return raw.select(
@@ -255,9 +265,7 @@ def tag_duplicate_keys(valid: DataFrame, *, table: RawTable) -> DataFrame:
     )
 
 
-def tag_dangling_references(
-    valid: DataFrame, *, reference: Reference, target: DataFrame
-) -> DataFrame:
+def tag_dangling_references(valid: DataFrame, *, reference: Reference, target: DataFrame) -> DataFrame:
     """Tag rows whose non-null reference has no valid target row (or precedes it in time)."""
     columns = list(reference.columns)
     target_columns = list(reference.target_columns)
@@ -273,17 +281,16 @@ def tag_dangling_references(
     missing = has_reference & F.col("_ref_0").isNull()
     shown = F.concat_ws(",", *[F.col(c).cast("string") for c in columns])
     rule = F.when(missing, F.lit(reference.rule))
-    detail = F.when(
-        missing, F.concat(F.lit(f"no {reference.target_table} row with {target_columns} = "), shown)
-    )
+    detail = F.when(missing, F.concat(F.lit(f"no {reference.target_table} row with {target_columns} = "), shown))
     if reference.not_before is not None:
         own_time = F.col(reference.not_before[0])
         too_early = has_reference & F.col("_ref_0").isNotNull() & (own_time < F.col("_ref_time"))
         rule = rule.when(too_early, F.lit(f"before_referenced_{reference.target_table}:{columns[0]}"))
         detail = detail.when(
             too_early,
-            F.concat(F.lit(f"{reference.not_before[0]} precedes the referenced row's "
-                           f"{reference.not_before[1]}: "), shown),
+            F.concat(
+                F.lit(f"{reference.not_before[0]} precedes the referenced row's {reference.not_before[1]}: "), shown
+            ),
         )
     helper_columns = [f"_ref_{i}" for i in range(len(columns))] + (
         ["_ref_time"] if reference.not_before is not None else []

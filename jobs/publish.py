@@ -20,17 +20,9 @@ import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from jobs.published_datasets import (
-    DATASETS,
-    FEEDS_DATASET,
-    FEEDS_TABLE,
-    Dataset,
-    PublicationConfig,
-    source_connection,
-)
 from core.redis_layout import (
     CURRENT,
     FEEDS,
@@ -42,6 +34,14 @@ from core.redis_layout import (
     KeySpace,
     manifest_key,
     version_pattern,
+)
+from jobs.published_datasets import (
+    DATASETS,
+    FEEDS_DATASET,
+    FEEDS_TABLE,
+    Dataset,
+    PublicationConfig,
+    source_connection,
 )
 
 DEFAULT_GRACE_SECONDS = 3600
@@ -88,12 +88,14 @@ def connect(url: str, *, cluster: bool = False, timeout_seconds: float = 5.0):
 
     timeouts = {"socket_connect_timeout": timeout_seconds, "socket_timeout": timeout_seconds * 6}
     try:
-        client = (redis.cluster.RedisCluster.from_url(url, **timeouts) if cluster
-                  else redis.Redis.from_url(url, **timeouts))
+        client = (
+            redis.cluster.RedisCluster.from_url(url, **timeouts) if cluster else redis.Redis.from_url(url, **timeouts)
+        )
         client.ping()
         if not cluster and _cluster_enabled(client):
-            raise PublishError(f"Redis at {url} is a node of a Redis Cluster: set HOMEFEED_REDIS_CLUSTER=1; "
-                               "nothing changed")
+            raise PublishError(
+                f"Redis at {url} is a node of a Redis Cluster: set HOMEFEED_REDIS_CLUSTER=1; nothing changed"
+            )
     except REDIS_ERRORS as exc:
         raise PublishError(f"Redis at {url} is unreachable ({exc}); nothing changed") from exc
     return client
@@ -141,10 +143,18 @@ def publish_warehouse(client, tables_dir: Path, *, datasets: Sequence[Dataset] =
     return publish_version(client, sources, datasets, **options)
 
 
-def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset], *, as_of: datetime | None = None,
-                    config: PublicationConfig = PublicationConfig(), grace_seconds: int = DEFAULT_GRACE_SECONDS,
-                    batch_keys: int = 500, metadata: dict[str, str] | None = None,
-                    versions: dict[str, int] | None = None) -> PublishResult:
+def publish_version(
+    client,
+    sources: dict[str, Path],
+    datasets: Sequence[Dataset],
+    *,
+    as_of: datetime | None = None,
+    config: PublicationConfig = PublicationConfig(),
+    grace_seconds: int = DEFAULT_GRACE_SECONDS,
+    batch_keys: int = 500,
+    metadata: dict[str, str] | None = None,
+    versions: dict[str, int] | None = None,
+) -> PublishResult:
     """Publish `datasets`, read from the Delta tables `sources` (at `versions` where given, else their
     current ones), as a new version and make it current (module docstring). `as_of`: the moment the
     datasets describe (default now). `metadata` (what the feeds were built with) goes into the
@@ -156,7 +166,7 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
     if clash:
         raise ValueError(f"metadata may not set the pointer's own fields {clash}")
     started = time.monotonic()
-    as_of = as_of or datetime.now(timezone.utc)
+    as_of = as_of or datetime.now(UTC)
     previous = version = None
     size = total = 0
     written: dict[str, tuple[KeySpace, array]] = {d.space.name: (d.space, array("q")) for d in datasets}
@@ -191,15 +201,40 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
         verify_version(client, version, _keys_written(version, written), checksum=checksum, batch_keys=batch_keys)
         published_at = _now()
         counts = {f"keys_{name}": len(ids) for name, (_, ids) in written.items()}
-        client.hset(manifest_key(version), mapping={
-            "state": "verified", "users": users, "items": items, "keys": keys, "bytes": size, "checksum": checksum,
-            "as_of": as_of.isoformat(), "sources": json.dumps(source_versions, sort_keys=True),
-            "layout": LAYOUT_VERSION, "datasets": ",".join(written),
-            **counts, **metadata})
-        _switch(client, expected=previous, version=version, fields={
-            "version": version, "previous": "" if previous is None else previous, "published_at": published_at,
-            "users": users, "items": items, "keys": keys, "checksum": checksum, "layout": LAYOUT_VERSION,
-            "datasets": ",".join(written), **metadata})
+        client.hset(
+            manifest_key(version),
+            mapping={
+                "state": "verified",
+                "users": users,
+                "items": items,
+                "keys": keys,
+                "bytes": size,
+                "checksum": checksum,
+                "as_of": as_of.isoformat(),
+                "sources": json.dumps(source_versions, sort_keys=True),
+                "layout": LAYOUT_VERSION,
+                "datasets": ",".join(written),
+                **counts,
+                **metadata,
+            },
+        )
+        _switch(
+            client,
+            expected=previous,
+            version=version,
+            fields={
+                "version": version,
+                "previous": "" if previous is None else previous,
+                "published_at": published_at,
+                "users": users,
+                "items": items,
+                "keys": keys,
+                "checksum": checksum,
+                "layout": LAYOUT_VERSION,
+                "datasets": ",".join(written),
+                **metadata,
+            },
+        )
     except BaseException as exc:
         # Before the switch returned: the pointer still names `previous` (or another publisher's version).
         if version is not None:
@@ -209,12 +244,24 @@ def publish_version(client, sources: dict[str, Path], datasets: Sequence[Dataset
         served = f"version {previous} is still served" if previous is not None else "nothing was published before"
         done = sum(len(ids) for _, ids in written.values())
         if isinstance(exc, redis.exceptions.OutOfMemoryError):
-            raise PublishError(f"Redis is out of memory (maxmemory) after {done} keys of version {version}: "
-                               f"the version is discarded; {served}") from exc
+            raise PublishError(
+                f"Redis is out of memory (maxmemory) after {done} keys of version {version}: "
+                f"the version is discarded; {served}"
+            ) from exc
         raise PublishError(f"publication of version {version} failed after {done} keys ({exc}); {served}") from exc
     expire_old_versions(client, keep={version, previous}, grace_seconds=grace_seconds)
-    return PublishResult(version, previous, users, items, keys, size, checksum, round(time.monotonic() - started, 3),
-                         published_at, {name: len(ids) for name, (_, ids) in written.items()})
+    return PublishResult(
+        version,
+        previous,
+        users,
+        items,
+        keys,
+        size,
+        checksum,
+        round(time.monotonic() - started, 3),
+        published_at,
+        {name: len(ids) for name, (_, ids) in written.items()},
+    )
 
 
 def _keys_written(version: int, written: dict[str, tuple[KeySpace, array]]) -> Iterator[str]:
@@ -231,8 +278,17 @@ def _source_versions(sources: dict[str, Path]) -> dict[str, int]:
 
 def _switch(client, *, expected: int | None, version: int, fields: dict) -> None:
     flat = [str(x) for pair in fields.items() for x in pair]
-    client.eval(_SWITCH, 3, CURRENT, HISTORY, manifest_key(version),
-                "" if expected is None else str(expected), str(time.time()), str(version), *flat)
+    client.eval(
+        _SWITCH,
+        3,
+        CURRENT,
+        HISTORY,
+        manifest_key(version),
+        "" if expected is None else str(expected),
+        str(time.time()),
+        str(version),
+        *flat,
+    )
 
 
 def verify_version(client, version: int, keys: Iterable[str], *, checksum: str, batch_keys: int = 500) -> int:
@@ -247,8 +303,10 @@ def verify_version(client, version: int, keys: Iterable[str], *, checksum: str, 
             if value is not None:
                 found, total = found + 1, total + _digest(key, value)
     if found != expected or _checksum(total) != checksum:
-        raise PublishError(f"verification of version {version} failed: {found} keys with checksum {_checksum(total)} "
-                           f"in Redis, {expected} with checksum {checksum} from the tables")
+        raise PublishError(
+            f"verification of version {version} failed: {found} keys with checksum {_checksum(total)} "
+            f"in Redis, {expected} with checksum {checksum} from the tables"
+        )
     return found
 
 
@@ -314,7 +372,7 @@ def _abandoned(client, version: int, *, after_seconds: float = 6 * 3600) -> bool
     newest = int(client.get(VERSION_COUNTER) or 0)
     if version < newest:
         return True  # a later publication started since: this one is not running any more (one publisher at a time)
-    return started is None or (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds() > after_seconds
+    return started is None or (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds() > after_seconds
 
 
 def rollback(client) -> dict[str, str]:
@@ -328,19 +386,38 @@ def rollback(client) -> dict[str, str]:
     if manifest.get("state") != "published":
         raise PublishError(f"version {target} is not a complete published version (state {manifest.get('state')})")
     if manifest.get("layout") != str(LAYOUT_VERSION):
-        raise PublishError(f"version {target} is encoded with layout {manifest.get('layout') or 1}, this code serves "
-                           f"layout {LAYOUT_VERSION}: publish again instead")
+        raise PublishError(
+            f"version {target} is encoded with layout {manifest.get('layout') or 1}, this code serves "
+            f"layout {LAYOUT_VERSION}: publish again instead"
+        )
     keys = {_text(k) for k in client.scan_iter(match=version_pattern(target), count=1000)}
     expected = int(manifest.get("keys", manifest["users"]))
     if len(keys) != expected:
         raise PublishError(f"version {target} has {len(keys)} keys, its manifest says {expected}")
     verify_version(client, target, keys, checksum=manifest["checksum"])
-    built_with = {k: v for k, v in manifest.items()
-                  if k not in ("state", "started_at", "bytes", "as_of", "sources", *POINTER_FIELDS) and not k.startswith("keys_")}
-    _switch(client, expected=current, version=target, fields={
-        "version": target, "previous": current, "published_at": _now(), "users": manifest["users"],
-        "items": manifest["items"], "keys": expected, "checksum": manifest["checksum"], "layout": manifest["layout"],
-        "datasets": manifest.get("datasets", ""), "rolled_back_from": current, **built_with})
+    built_with = {
+        k: v
+        for k, v in manifest.items()
+        if k not in ("state", "started_at", "bytes", "as_of", "sources", *POINTER_FIELDS) and not k.startswith("keys_")
+    }
+    _switch(
+        client,
+        expected=current,
+        version=target,
+        fields={
+            "version": target,
+            "previous": current,
+            "published_at": _now(),
+            "users": manifest["users"],
+            "items": manifest["items"],
+            "keys": expected,
+            "checksum": manifest["checksum"],
+            "layout": manifest["layout"],
+            "datasets": manifest.get("datasets", ""),
+            "rolled_back_from": current,
+            **built_with,
+        },
+    )
     return current_pointer(client)
 
 
@@ -356,4 +433,4 @@ def publication_status(client) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from core.sources import CANDIDATE_SOURCES
 from core.redis_layout import (
     AUTHOR_TWEETS,
     BLOCKED_MUTED,
@@ -37,13 +36,14 @@ from core.redis_layout import (
     KeySpace,
     encode_record,
 )
+from core.sources import CANDIDATE_SOURCES
 
 FEEDS_TABLE = "ranked_feeds"
 
 
 @dataclass(frozen=True)
 class PublicationConfig:
-    window_days: int = 7                 # tweets in author and list timelines (and their metadata)
+    window_days: int = 7  # tweets in author and list timelines (and their metadata)
     author_timeline_length: int = 200
     list_timeline_length: int = 200
     who_to_follow_length: int = 20
@@ -65,8 +65,9 @@ def _feed_column_sql(name: str, dtype: str) -> str:
     if name == "created_at_ms":
         return _epoch_ms("tweet_created_at")
     if name == "sources":
-        bits = " + ".join(f"list_contains(sources, '{source}')::INTEGER * {1 << bit}"
-                          for bit, source in enumerate(CANDIDATE_SOURCES))
+        bits = " + ".join(
+            f"list_contains(sources, '{source}')::INTEGER * {1 << bit}" for bit, source in enumerate(CANDIDATE_SOURCES)
+        )
         return f"({bits})::UTINYINT"
     return f"{name}::{_DUCKDB_TYPES[dtype]}"
 
@@ -78,8 +79,12 @@ def feed_batches(con, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
     """The ranked_feeds rows ordered by (user_id, rank), as Arrow batches of user_id, the
     FEED_COLUMNS in their stored types, and social_proof_user_ids."""
     columns = ", ".join(f"{_feed_column_sql(name, dtype)} AS {name}" for name, dtype in FEED_COLUMNS)
-    return iter(con.sql(f"SELECT user_id, {columns}, coalesce(social_proof_user_ids, []) AS social_proof_user_ids "
-                        f"FROM {FEEDS_TABLE} ORDER BY user_id, rank").to_arrow_reader(batch_rows))
+    return iter(
+        con.sql(
+            f"SELECT user_id, {columns}, coalesce(social_proof_user_ids, []) AS social_proof_user_ids "
+            f"FROM {FEEDS_TABLE} ORDER BY user_id, rank"
+        ).to_arrow_reader(batch_rows)
+    )
 
 
 def encoded_feeds(batches) -> Iterator[tuple[int, bytes]]:
@@ -107,17 +112,27 @@ def _encode_users(table: pa.Table) -> Iterator[tuple[int, bytes]]:
         return
     table = table.combine_chunks()
     users = table.column("user_id").to_numpy()
-    columns = [table.column(name).chunk(0).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-               for name, dtype in FEED_COLUMNS]
+    columns = [
+        table.column(name).chunk(0).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        for name, dtype in FEED_COLUMNS
+    ]
     proof = table.column("social_proof_user_ids").chunk(0)
     offsets = proof.offsets.to_numpy()
     proof_ids = proof.values.to_numpy(zero_copy_only=False).astype("<i8", copy=False)
     cuts = [0, *(np.flatnonzero(np.diff(users)) + 1).tolist(), len(users)]
     for start, end in zip(cuts, cuts[1:]):
         first, last = offsets[start], offsets[end]
-        yield int(users[start]), encode_record([
-            end - start, *(column[start:end].tobytes() for column in columns),
-            (offsets[start:end + 1] - first).astype("<i4").tobytes(), proof_ids[first:last].tobytes()])
+        yield (
+            int(users[start]),
+            encode_record(
+                [
+                    end - start,
+                    *(column[start:end].tobytes() for column in columns),
+                    (offsets[start : end + 1] - first).astype("<i4").tobytes(),
+                    proof_ids[first:last].tobytes(),
+                ]
+            ),
+        )
 
 
 def _feed_records(con, as_of, config) -> Iterator[tuple[int, bytes]]:
@@ -126,11 +141,13 @@ def _feed_records(con, as_of, config) -> Iterator[tuple[int, bytes]]:
 
 def _sql_records(sql: Callable[[PublicationConfig], str]) -> Callable[..., Iterator[tuple[int, bytes]]]:
     """Records from a query whose first column is the id and the rest the key space's fields."""
+
     def records(con, as_of, config, *, batch_rows: int = 65_536) -> Iterator[tuple[int, bytes]]:
         for batch in con.sql(sql(config)).to_arrow_reader(batch_rows):
             columns = [column.to_pylist() for column in batch.columns]
             for id_, *values in zip(*columns):
                 yield id_, encode_record(values)
+
     return records
 
 
@@ -139,8 +156,10 @@ def register_tweet_views(con, *, as_of: datetime, window_days: int) -> None:
     of the last `window_days`."""
     now = _timestamp(as_of)
     start = _timestamp(as_of - timedelta(days=window_days))
-    con.execute(f"CREATE OR REPLACE VIEW visible_tweets AS SELECT * FROM tweets "
-                f"WHERE created_at <= {now} AND (deleted_at IS NULL OR deleted_at > {now})")
+    con.execute(
+        f"CREATE OR REPLACE VIEW visible_tweets AS SELECT * FROM tweets "
+        f"WHERE created_at <= {now} AND (deleted_at IS NULL OR deleted_at > {now})"
+    )
     con.execute(f"CREATE OR REPLACE VIEW recent_tweets AS SELECT * FROM visible_tweets WHERE created_at > {start}")
 
 
@@ -150,7 +169,7 @@ def _epoch_ms(column: str) -> str:
 
 
 def _timestamp(moment: datetime) -> str:
-    return f"TIMESTAMPTZ '{moment.astimezone(timezone.utc).isoformat()}'"
+    return f"TIMESTAMPTZ '{moment.astimezone(UTC).isoformat()}'"
 
 
 def _as_of_filter(column: str):
@@ -162,19 +181,19 @@ _PROFILES_SQL = f"""
 SELECT u.user_id, u.handle, u.is_verified, u.allow_nsfw, u.lang,
        coalesce(c.following_count, 0), coalesce(c.follower_count, 0)
 FROM users u LEFT JOIN user_follow_counts c USING (user_id)
-WHERE {_as_of_filter('u.created_at')}
+WHERE {_as_of_filter("u.created_at")}
 ORDER BY u.user_id"""
 
 _FOLLOWING_SQL = f"""
 SELECT follower_id, list(followee_id ORDER BY followee_id)
-FROM follows WHERE {_as_of_filter('created_at')}
+FROM follows WHERE {_as_of_filter("created_at")}
 GROUP BY follower_id ORDER BY follower_id"""
 
 _BLOCKED_MUTED_SQL = f"""
 SELECT user_id,
        coalesce(list(target_user_id ORDER BY target_user_id) FILTER (WHERE action = 'block'), []),
        coalesce(list(target_user_id ORDER BY target_user_id) FILTER (WHERE action = 'mute'), [])
-FROM social_actions WHERE {_as_of_filter('created_at')}
+FROM social_actions WHERE {_as_of_filter("created_at")}
 GROUP BY user_id ORDER BY user_id"""
 
 
@@ -213,8 +232,8 @@ ORDER BY t.tweet_id"""
 _LISTS_SQL = f"""
 SELECT l.list_id, any_value(l.owner_id), any_value(l.name), any_value(l.is_private),
        coalesce(list(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL), [])
-FROM lists l LEFT JOIN (SELECT * FROM list_members WHERE {_as_of_filter('added_at')}) m USING (list_id)
-WHERE {_as_of_filter('l.created_at')}
+FROM lists l LEFT JOIN (SELECT * FROM list_members WHERE {_as_of_filter("added_at")}) m USING (list_id)
+WHERE {_as_of_filter("l.created_at")}
 GROUP BY l.list_id ORDER BY l.list_id"""
 
 
@@ -226,7 +245,7 @@ SELECT list_id, list(tweet_id ORDER BY created_at DESC, tweet_id DESC),
 FROM (SELECT m.list_id, t.tweet_id, t.author_id, t.created_at,
              row_number() OVER (PARTITION BY m.list_id ORDER BY t.created_at DESC, t.tweet_id DESC) AS position
       FROM list_members m JOIN recent_tweets t ON t.author_id = m.user_id
-      WHERE {_as_of_filter('m.added_at')})
+      WHERE {_as_of_filter("m.added_at")})
 WHERE position <= {config.list_timeline_length}
 GROUP BY list_id ORDER BY list_id"""
 
@@ -273,8 +292,9 @@ DATASETS: tuple[Dataset, ...] = (
 )
 
 
-def source_connection(sources: dict[str, Path], *, versions: dict[str, int], as_of: datetime,
-                      config: PublicationConfig):
+def source_connection(
+    sources: dict[str, Path], *, versions: dict[str, int], as_of: datetime, config: PublicationConfig
+):
     """A DuckDB connection with each source table as a view of its snapshot at `versions` (pinned: a
     commit made while publishing is not seen), the tweet views, and the build time."""
     import duckdb

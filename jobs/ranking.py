@@ -21,15 +21,23 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from core.feed_heuristics import FEED_COLUMNS, INPUT_COLUMNS, RESCORE_COLUMNS, FeedHeuristics, rank_user_feed
 from core.heads import HEAD_COLUMNS, HEADS
 from features.registry import ASSETS, ENTITY_OF_ASSET, FEATURES, features_for, keys_of_asset
 from features.vectors import qualified, with_default
-from core.feed_heuristics import FEED_COLUMNS, INPUT_COLUMNS, RESCORE_COLUMNS, FeedHeuristics, rank_user_feed
 
 FEATURE_TABLES = {asset: (ENTITY_OF_ASSET[asset], keys_of_asset(asset)) for asset in ASSETS}  # asset -> (entity, keys)
 # Candidate columns carried from the pool to the feed.
-CARRIED = ("user_id", "tweet_id", "author_id", "tweet_created_at", "is_in_network", "sources",
-           "social_proof_user_ids", "social_proof_count")
+CARRIED = (
+    "user_id",
+    "tweet_id",
+    "author_id",
+    "tweet_created_at",
+    "is_in_network",
+    "sources",
+    "social_proof_user_ids",
+    "social_proof_count",
+)
 
 RANKED_FEEDS_SCHEMA = T.StructType(
     [
@@ -54,18 +62,18 @@ RANKED_FEEDS_SCHEMA = T.StructType(
         T.StructField("page", T.IntegerType(), False),
     ]
 )
-RANKED_FEEDS_ARROW = to_arrow_schema(RANKED_FEEDS_SCHEMA, timezone="UTC")   # the sessions' time zone
+RANKED_FEEDS_ARROW = to_arrow_schema(RANKED_FEEDS_SCHEMA, timezone="UTC")  # the sessions' time zone
 
 
 @dataclass(frozen=True)
 class RankingConfig:
-    light_keep: int = 500                     # candidates per user the heavy ranker scores
-    head_weights: Mapping[str, float] = field(default_factory=dict)   # {} = DEFAULT_HEAD_WEIGHTS
+    light_keep: int = 500  # candidates per user the heavy ranker scores
+    head_weights: Mapping[str, float] = field(default_factory=dict)  # {} = DEFAULT_HEAD_WEIGHTS
     heuristics: FeedHeuristics = FeedHeuristics()
     # The per-user, per-author and per-tweet feature tables are broadcast when their estimated hash
     # map fits this share of the driver's memory (`broadcast_rows_max`), and shuffled otherwise.
-    broadcast_rows_max: int | None = None     # a fixed row limit instead of the estimate
-    broadcast_bytes_per_value: int = 16       # 8-byte values, doubled for the map's growth
+    broadcast_rows_max: int | None = None  # a fixed row limit instead of the estimate
+    broadcast_bytes_per_value: int = 16  # 8-byte values, doubled for the map's growth
     broadcast_driver_memory_share: float = 1 / 8
 
     def __post_init__(self) -> None:
@@ -103,8 +111,9 @@ def by_user(rows: DataFrame, joins: FeatureJoins) -> DataFrame:
     return rows if joins.user_partitions is None else rows.repartition(joins.user_partitions, "user_id")
 
 
-def feature_tables(tables: Mapping[str, DataFrame], feature_names: Sequence[str],
-                   joins: FeatureJoins = FeatureJoins()) -> dict[str, DataFrame]:
+def feature_tables(
+    tables: Mapping[str, DataFrame], feature_names: Sequence[str], joins: FeatureJoins = FeatureJoins()
+) -> dict[str, DataFrame]:
     """Each feature table that holds one of `feature_names`: its keys and those features (qualified
     names), broadcast or partitioned by user as `joins` says (`join_features` reads them)."""
     wanted = set(feature_names)
@@ -201,22 +210,26 @@ def keep_best(scored: DataFrame, *, column: str, keep: int) -> DataFrame:
     return scored.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= keep).drop("_n")
 
 
-def heavy_scores(vectors: DataFrame, *, model_dir: Path, feature_names: Sequence[str],
-                 weights: Mapping[str, float]) -> DataFrame:
+def heavy_scores(
+    vectors: DataFrame, *, model_dir: Path, feature_names: Sequence[str], weights: Mapping[str, float]
+) -> DataFrame:
     """`vectors` plus the calibrated probability of every head (`p_<head>`) and `heavy_score` =
     Σ weight × probability."""
     directory, names, weights = str(model_dir), list(feature_names), dict(weights)
-    schema = T.StructType(vectors.schema.fields
-                          + [T.StructField(c, T.DoubleType(), False) for c in (*HEAD_COLUMNS, "heavy_score")])
+    schema = T.StructType(
+        vectors.schema.fields + [T.StructField(c, T.DoubleType(), False) for c in (*HEAD_COLUMNS, "heavy_score")]
+    )
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from models.heavy_ranker import RankerInputs, final_scores
 
         model = _loaded("heavy", directory)
         for batch in batches:
-            inputs = RankerInputs(dense=_matrix(batch, names),
-                                  user_ids=batch.column("user_id").to_numpy(zero_copy_only=False),
-                                  author_ids=batch.column("author_id").to_numpy(zero_copy_only=False))
+            inputs = RankerInputs(
+                dense=_matrix(batch, names),
+                user_ids=batch.column("user_id").to_numpy(zero_copy_only=False),
+                author_ids=batch.column("author_id").to_numpy(zero_copy_only=False),
+            )
             probabilities = model.probabilities(inputs)
             by_head = dict(zip(model.heads, probabilities.T))
             for head in HEADS:
@@ -233,9 +246,13 @@ def fatigue_days(engagements: DataFrame, tweets: DataFrame, *, as_of: datetime) 
     return (
         engagements.where((F.col("action") == "not_interested") & (F.col("created_at") < F.lit(as_of)))
         .join(tweets.select("tweet_id", "author_id"), on="tweet_id", how="inner")
-        .groupBy("user_id", "author_id").agg(F.max("created_at").alias("_latest"))
-        .select("user_id", "author_id",
-                ((F.lit(as_of).cast("double") - F.col("_latest").cast("double")) / 86400.0).alias("fatigue_days_since"))
+        .groupBy("user_id", "author_id")
+        .agg(F.max("created_at").alias("_latest"))
+        .select(
+            "user_id",
+            "author_id",
+            ((F.lit(as_of).cast("double") - F.col("_latest").cast("double")) / 86400.0).alias("fatigue_days_since"),
+        )
     )
 
 
@@ -252,10 +269,12 @@ def feeds_of_whole_users(rows: pa.Table, heuristics: FeedHeuristics) -> pa.Table
     inputs["_row"] = np.arange(rows.num_rows)
     users = rows.column("user_id").to_numpy()
     bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
-    feed = pd.concat([rank_user_feed(inputs.iloc[start:end], heuristics) for start, end in zip(bounds[:-1], bounds[1:])],
-                     ignore_index=True)
+    feed = pd.concat(
+        [rank_user_feed(inputs.iloc[start:end], heuristics) for start, end in zip(bounds[:-1], bounds[1:])],
+        ignore_index=True,
+    )
     out = rows.take(pa.array(feed["_row"].to_numpy(dtype=np.int64)))
-    for name in (*RESCORE_COLUMNS, *FEED_COLUMNS):   # what rank_user_feed adds
+    for name in (*RESCORE_COLUMNS, *FEED_COLUMNS):  # what rank_user_feed adds
         out = out.append_column(name, pa.array(feed[name].to_numpy(), type=RANKED_FEEDS_ARROW.field(name).type))
     return out.select([f.name for f in RANKED_FEEDS_SCHEMA.fields])
 
@@ -285,10 +304,16 @@ def apply_heuristics(scored: DataFrame, *, heuristics: FeedHeuristics) -> DataFr
     grouped `applyInPandas` converts every user's rows to pandas and back on its own (at 100K
     users that conversion took 70% of the stage)."""
     rows = (
-        scored.select(*CARRIED, "light_score", *HEAD_COLUMNS, "heavy_score",
-                      F.col("tweet__is_reply").cast("boolean").alias("is_reply"),
-                      F.coalesce(F.col("fatigue_days_since"), F.lit(float("nan"))).alias("fatigue_days_since"))
-        .repartition("user_id").sortWithinPartitions("user_id")
+        scored.select(
+            *CARRIED,
+            "light_score",
+            *HEAD_COLUMNS,
+            "heavy_score",
+            F.col("tweet__is_reply").cast("boolean").alias("is_reply"),
+            F.coalesce(F.col("fatigue_days_since"), F.lit(float("nan"))).alias("fatigue_days_since"),
+        )
+        .repartition("user_id")
+        .sortWithinPartitions("user_id")
     )
 
     def rank(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -297,9 +322,19 @@ def apply_heuristics(scored: DataFrame, *, heuristics: FeedHeuristics) -> DataFr
     return rows.mapInArrow(rank, RANKED_FEEDS_SCHEMA)
 
 
-def light_ranker_recall(candidates: DataFrame, tables: Mapping[str, DataFrame], *, light_model_dir: Path,
-                        light_features: Sequence[str], heavy_model_dir: Path, heavy_features: Sequence[str],
-                        weights: Mapping[str, float], keep: int, top: int = 100, sample_users: int = 200) -> dict:
+def light_ranker_recall(
+    candidates: DataFrame,
+    tables: Mapping[str, DataFrame],
+    *,
+    light_model_dir: Path,
+    light_features: Sequence[str],
+    heavy_model_dir: Path,
+    heavy_features: Sequence[str],
+    weights: Mapping[str, float],
+    keep: int,
+    top: int = 100,
+    sample_users: int = 200,
+) -> dict:
     """How much of the heavy ranker's top `top` per user survives the light ranker's cut to `keep`,
     on a sample of users (hash order, so the same users each run) whose whole pools the heavy ranker
     scores: the share of (user, top tweet) pairs kept, and the mean over users."""
@@ -307,27 +342,49 @@ def light_ranker_recall(candidates: DataFrame, tables: Mapping[str, DataFrame], 
     users = pairs.select("user_id").distinct().orderBy(F.xxhash64("user_id"), "user_id").limit(sample_users)
     sample = pairs.join(users, on="user_id", how="left_semi")
     # Only the sampled users' rows of the per-user tables take part in the joins.
-    tables = {asset: table.join(users, on="user_id", how="left_semi") if "user_id" in FEATURE_TABLES[asset][1] else table
-              for asset, table in tables.items()}
-    light = light_scores(feature_vectors(sample, tables, light_features), model_dir=light_model_dir,
-                         feature_names=light_features)
-    heavy = heavy_scores(join_features(light, feature_tables(tables, heavy_features), heavy_features),
-                         model_dir=heavy_model_dir, feature_names=heavy_features, weights=weights)
+    tables = {
+        asset: table.join(users, on="user_id", how="left_semi") if "user_id" in FEATURE_TABLES[asset][1] else table
+        for asset, table in tables.items()
+    }
+    light = light_scores(
+        feature_vectors(sample, tables, light_features), model_dir=light_model_dir, feature_names=light_features
+    )
+    heavy = heavy_scores(
+        join_features(light, feature_tables(tables, heavy_features), heavy_features),
+        model_dir=heavy_model_dir,
+        feature_names=heavy_features,
+        weights=weights,
+    )
     by = lambda column: Window.partitionBy("user_id").orderBy(F.col(column).desc(), F.col("tweet_id"))  # noqa: E731
-    ranked = (heavy.withColumn("_light", F.row_number().over(by("light_score")))
-              .withColumn("_heavy", F.row_number().over(by("heavy_score")))
-              .where(F.col("_heavy") <= top)
-              .groupBy("user_id").agg(F.avg((F.col("_light") <= keep).cast("double")).alias("_recall"),
-                                       F.sum((F.col("_light") <= keep).cast("long")).alias("_kept"),
-                                       F.count(F.lit(1)).alias("_top")))
+    ranked = (
+        heavy.withColumn("_light", F.row_number().over(by("light_score")))
+        .withColumn("_heavy", F.row_number().over(by("heavy_score")))
+        .where(F.col("_heavy") <= top)
+        .groupBy("user_id")
+        .agg(
+            F.avg((F.col("_light") <= keep).cast("double")).alias("_recall"),
+            F.sum((F.col("_light") <= keep).cast("long")).alias("_kept"),
+            F.count(F.lit(1)).alias("_top"),
+        )
+    )
     row = ranked.agg(F.avg("_recall"), F.sum("_kept"), F.sum("_top"), F.count(F.lit(1))).first()
-    return {"mean_user_recall": None if row[0] is None else round(float(row[0]), 4),
-            "pair_recall": None if not row[2] else round(int(row[1]) / int(row[2]), 4),
-            "users": int(row[3]), "keep": keep, "top": top}
+    return {
+        "mean_user_recall": None if row[0] is None else round(float(row[0]), 4),
+        "pair_recall": None if not row[2] else round(int(row[1]) / int(row[2]), 4),
+        "users": int(row[3]),
+        "keep": keep,
+        "top": top,
+    }
 
 
-def ranking_joins(tables: Mapping[str, DataFrame], feature_names: Sequence[str], *, config: RankingConfig,
-                  driver_memory: int, partitions: int) -> FeatureJoins:
+def ranking_joins(
+    tables: Mapping[str, DataFrame],
+    feature_names: Sequence[str],
+    *,
+    config: RankingConfig,
+    driver_memory: int,
+    partitions: int,
+) -> FeatureJoins:
     """The joins `ranked_feeds` plans: the rows and the per-(user, x) tables partitioned by user into
     `partitions`; each single-key table (users, authors, tweets) that holds one of `feature_names`
     broadcast when its row count is within `broadcast_rows_max` (counting it reads only the Delta log)."""
@@ -339,10 +396,18 @@ def ranking_joins(tables: Mapping[str, DataFrame], feature_names: Sequence[str],
     return FeatureJoins(broadcast=frozenset(broadcast), user_partitions=partitions)
 
 
-def ranked_feeds(candidates: DataFrame, tables: Mapping[str, DataFrame], fatigue: DataFrame, *,
-                 light_model_dir: Path, light_features: Sequence[str], heavy_model_dir: Path,
-                 heavy_features: Sequence[str], config: RankingConfig = RankingConfig(),
-                 joins: FeatureJoins = FeatureJoins()) -> DataFrame:
+def ranked_feeds(
+    candidates: DataFrame,
+    tables: Mapping[str, DataFrame],
+    fatigue: DataFrame,
+    *,
+    light_model_dir: Path,
+    light_features: Sequence[str],
+    heavy_model_dir: Path,
+    heavy_features: Sequence[str],
+    config: RankingConfig = RankingConfig(),
+    joins: FeatureJoins = FeatureJoins(),
+) -> DataFrame:
     """The `ranked_feeds` table: every user's pool cut to `config.light_keep` by the light ranker,
     scored by the heavy ranker, shaped by the heuristics (at most `heuristics.max_rows` per user).
 
@@ -356,9 +421,14 @@ def ranked_feeds(candidates: DataFrame, tables: Mapping[str, DataFrame], fatigue
     reply = ["tweet__is_reply"]
     prepared = feature_tables(tables, [*light_features, *heavy_features, *reply], joins)
     pairs = by_user(candidates.select(*CARRIED), joins)
-    light = light_scores(join_features(pairs, prepared, light_features), model_dir=light_model_dir,
-                         feature_names=light_features).select(*CARRIED, "light_score")
+    light = light_scores(
+        join_features(pairs, prepared, light_features), model_dir=light_model_dir, feature_names=light_features
+    ).select(*CARRIED, "light_score")
     survivors = with_fatigue(keep_best(light, column="light_score", keep=config.light_keep), by_user(fatigue, joins))
-    heavy = heavy_scores(join_features(survivors, prepared, [*heavy_features, *reply]),
-                         model_dir=heavy_model_dir, feature_names=heavy_features, weights=config.weights())
+    heavy = heavy_scores(
+        join_features(survivors, prepared, [*heavy_features, *reply]),
+        model_dir=heavy_model_dir,
+        feature_names=heavy_features,
+        weights=config.weights(),
+    )
     return apply_heuristics(heavy, heuristics=config.heuristics)

@@ -27,8 +27,13 @@ def positions(pool: pd.DataFrame, score: np.ndarray, *, ranked: np.ndarray | Non
     """1-based position of each row within its user by descending `score` (ties: tweet_id ascending);
     rows where `ranked` is False get NaN."""
     keep = np.ones(len(pool), dtype=bool) if ranked is None else np.asarray(ranked, dtype=bool)
-    frame = pd.DataFrame({"user_id": pool["user_id"].to_numpy(), "tweet_id": pool["tweet_id"].to_numpy(),
-                          "score": np.asarray(score, dtype=np.float64)})
+    frame = pd.DataFrame(
+        {
+            "user_id": pool["user_id"].to_numpy(),
+            "tweet_id": pool["tweet_id"].to_numpy(),
+            "score": np.asarray(score, dtype=np.float64),
+        }
+    )
     frame = frame[keep]
     order = frame.sort_values(["user_id", "score", "tweet_id"], ascending=[True, False, True], kind="mergesort")
     out = np.full(len(pool), np.nan)
@@ -59,8 +64,10 @@ def feed_metrics(pool: pd.DataFrame, position: np.ndarray, *, k: int = 35) -> di
     authors = top_users.groupby("user_id")["author_id"].nunique().reindex(users, fill_value=0)
     in_network = top_users.groupby("user_id")["is_in_network"].mean()
     return {
-        f"ndcg_at_{k}": _mean(ndcg), f"recall_at_{k}": _mean(recall),
-        f"distinct_authors_at_{k}": _mean(authors), f"in_network_share_at_{k}": _mean(in_network),
+        f"ndcg_at_{k}": _mean(ndcg),
+        f"recall_at_{k}": _mean(recall),
+        f"distinct_authors_at_{k}": _mean(authors),
+        f"in_network_share_at_{k}": _mean(in_network),
         "coverage": float(top["tweet_id"].nunique() / max(frame["tweet_id"].nunique(), 1)),
         "users": int(len(users)),
     }

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import UTC, datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -74,6 +74,7 @@ _UPDATE_SALT = 0x51C1_0003
 # ---------------------------------------------------------------------------------------------
 # 1. Producer-producer similarity
 # ---------------------------------------------------------------------------------------------
+
 
 def producers(
     follows: DataFrame,
@@ -158,6 +159,7 @@ def producer_similarity(
 # 2. KnownFor
 # ---------------------------------------------------------------------------------------------
 
+
 def _undirected(similarity: DataFrame) -> DataFrame:
     """(src, dst, w): the similarity graph made symmetric (an edge kept by either end counts)."""
     both = similarity.select(
@@ -185,14 +187,18 @@ def _seed_producers(graph: DataFrame, degrees: DataFrame, *, k: int, seed: int) 
     """
     keyed = degrees.select(
         "producer_id",
-        F.struct(F.col("degree"), _hash01(seed, _SEED_SALT, F.col("producer_id")).alias("h"),
-                 F.col("producer_id").alias("id")).alias("key"),
+        F.struct(
+            F.col("degree"),
+            _hash01(seed, _SEED_SALT, F.col("producer_id")).alias("h"),
+            F.col("producer_id").alias("id"),
+        ).alias("key"),
     )
 
     def neighbourhood_max(values: DataFrame, column: str) -> DataFrame:
         over_edges = (
-            graph.join(values.select(F.col("producer_id").alias("dst"), F.col(column).alias("_v")),
-                       on="dst", how="inner")
+            graph.join(
+                values.select(F.col("producer_id").alias("dst"), F.col(column).alias("_v")), on="dst", how="inner"
+            )
             .groupBy(F.col("src").alias("producer_id"))
             .agg(F.max("_v").alias("_nmax"))
         )
@@ -252,10 +258,9 @@ def known_for(
     seeds = _seed_producers(graph, degrees, k=k, seed=seed)
     # One row per producer: its weighted degree and community (null: none). Small (one row per
     # producer), so it is broadcast into the joins with the edges.
-    state = (
-        degrees.join(seeds.withColumnRenamed("cluster_id", "current"), on="producer_id", how="left")
-        .localCheckpoint()
-    )
+    state = degrees.join(
+        seeds.withColumnRenamed("cluster_id", "current"), on="producer_id", how="left"
+    ).localCheckpoint()
 
     for iteration in range(iterations):
         step = _local_moving_round(graph, state, iteration=iteration, seed=seed, resolution=resolution, two_m=two_m)
@@ -278,8 +283,9 @@ def _edge_weights(graph: DataFrame, state: DataFrame) -> DataFrame:
     return graph.join(F.broadcast(members), on="dst", how="inner").select("src", "cluster_id", "w")
 
 
-def _local_moving_round(graph: DataFrame, state: DataFrame, *, iteration: int, seed: int, resolution: float,
-                        two_m: float) -> DataFrame:
+def _local_moving_round(
+    graph: DataFrame, state: DataFrame, *, iteration: int, seed: int, resolution: float, two_m: float
+) -> DataFrame:
     """One round of `known_for`: (producer_id, degree, current, unsettled) after the drawn producers
     moved to their best community; `unsettled`: the producer would have moved if drawn."""
     cluster_degree = (
@@ -305,7 +311,8 @@ def _local_moving_round(graph: DataFrame, state: DataFrame, *, iteration: int, s
     # Rounded so that the float summation order cannot flip a comparison between runs.
     gain = F.round(
         F.col("w_in")
-        - F.lit(resolution) * F.col("degree")
+        - F.lit(resolution)
+        * F.col("degree")
         * (F.col("cluster_degree") - F.when(is_current, F.col("degree")).otherwise(0.0))
         / F.lit(two_m),
         12,
@@ -315,8 +322,12 @@ def _local_moving_round(graph: DataFrame, state: DataFrame, *, iteration: int, s
     best = (
         candidates.join(F.broadcast(cluster_degree), on="cluster_id", how="inner")
         .join(F.broadcast(node), on="src", how="inner")
-        .select("src", F.struct(gain.alias("gain"), is_current.alias("is_current"),
-                                (-F.col("cluster_id")).alias("neg_id")).alias("option"))
+        .select(
+            "src",
+            F.struct(gain.alias("gain"), is_current.alias("is_current"), (-F.col("cluster_id")).alias("neg_id")).alias(
+                "option"
+            ),
+        )
         .groupBy("src")
         .agg(F.max("option").alias("best"))
         .filter((F.col("best.gain") > 0) | ((F.col("best.gain") == 0) & F.col("best.is_current")))
@@ -359,6 +370,7 @@ def _final_membership(graph: DataFrame, state: DataFrame) -> DataFrame:
 # 3. InterestedIn
 # ---------------------------------------------------------------------------------------------
 
+
 def _top_n(df: DataFrame, *, by: str, n: int, order_col: str = "score", tie_col: str = "cluster_id") -> DataFrame:
     window = Window.partitionBy(by).orderBy(F.col(order_col).desc(), F.col(tie_col))
     return df.withColumn("_rank", F.row_number().over(window)).filter(F.col("_rank") <= n).drop("_rank")
@@ -384,7 +396,9 @@ def interested_in(
     """
     edges = follows.select(F.col("follower_id").alias("user_id"), F.col("followee_id").alias("producer_id"))
     per_cluster = (
-        edges.join(known_for.select("producer_id", "cluster_id", F.col("score").alias("kf")), on="producer_id", how="inner")
+        edges.join(
+            known_for.select("producer_id", "cluster_id", F.col("score").alias("kf")), on="producer_id", how="inner"
+        )
         .groupBy("user_id", "cluster_id")
         .agg(F.sum("kf").alias("score"), F.count(F.lit(1)).alias("proof"))
         .filter((F.col("proof") >= min_social_proof) & (F.col("score") > 0))
@@ -399,6 +413,7 @@ def interested_in(
 # ---------------------------------------------------------------------------------------------
 # 4. Producer embeddings
 # ---------------------------------------------------------------------------------------------
+
 
 def producer_embeddings(
     follows: DataFrame,
@@ -430,8 +445,9 @@ def producer_embeddings(
     scored = (
         sums.join(followers, on="producer_id", how="inner")
         .join(F.broadcast(column_norm), on="cluster_id", how="inner")
-        .select("producer_id", "cluster_id",
-                (F.col("total") / (F.sqrt(F.col("followers")) * F.col("cnorm"))).alias("score"))
+        .select(
+            "producer_id", "cluster_id", (F.col("total") / (F.sqrt(F.col("followers")) * F.col("cnorm"))).alias("score")
+        )
     )
     return _top_n(scored, by="producer_id", n=top_clusters).select(
         F.col("producer_id").cast("bigint"), F.col("cluster_id").cast("int"), F.col("score").cast("double")
@@ -442,9 +458,10 @@ def producer_embeddings(
 # 5. Tweet embeddings and 6. the per-cluster index
 # ---------------------------------------------------------------------------------------------
 
+
 def _epoch_seconds(as_of: datetime) -> float:
     if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=timezone.utc)
+        as_of = as_of.replace(tzinfo=UTC)
     return as_of.timestamp()
 
 
@@ -472,7 +489,9 @@ def tweet_embeddings(
         engagements.filter(F.col("action").isin(list(actions)))
         .select("user_id", "tweet_id", age_hours.alias("age_hours"))
         .filter(F.col("age_hours") >= 0)
-        .select("user_id", "tweet_id", F.pow(F.lit(0.5), F.col("age_hours") / F.lit(float(half_life_hours))).alias("decay"))
+        .select(
+            "user_id", "tweet_id", F.pow(F.lit(0.5), F.col("age_hours") / F.lit(float(half_life_hours))).alias("decay")
+        )
     )
     if tweets is not None:
         deleted_s = F.unix_micros(F.col("deleted_at")).cast("double") / 1e6
@@ -511,6 +530,7 @@ def top_tweets_per_cluster(
 # ---------------------------------------------------------------------------------------------
 # 7. Evaluation
 # ---------------------------------------------------------------------------------------------
+
 
 def simclusters_follow_candidates(
     interested_in: DataFrame,
@@ -579,4 +599,3 @@ def known_for_quality(known_for, truth_users, *, follows, min_followers: int = D
         "producers_with_cluster": int(len(kf)),
         "eligible_producers": int(len(eligible)),
     }
-

@@ -67,15 +67,36 @@ def cluster_environment(base: Mapping[str, str], *, spark: Path, java: Path | No
 
 
 def master_command(spark: Path, *, port: int, webui_port: int) -> list[str]:
-    return [str(spark / "bin" / "spark-class"), MASTER_CLASS,
-            "--host", LOOPBACK, "--port", str(port), "--webui-port", str(webui_port)]
+    return [
+        str(spark / "bin" / "spark-class"),
+        MASTER_CLASS,
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--webui-port",
+        str(webui_port),
+    ]
 
 
-def worker_command(spark: Path, master_url: str, *, cores: int, memory: str, webui_port: int,
-                   work_dir: Path) -> list[str]:
-    return [str(spark / "bin" / "spark-class"), WORKER_CLASS, master_url,
-            "--host", LOOPBACK, "--cores", str(cores), "--memory", memory,
-            "--webui-port", str(webui_port), "--work-dir", str(work_dir)]
+def worker_command(
+    spark: Path, master_url: str, *, cores: int, memory: str, webui_port: int, work_dir: Path
+) -> list[str]:
+    return [
+        str(spark / "bin" / "spark-class"),
+        WORKER_CLASS,
+        master_url,
+        "--host",
+        LOOPBACK,
+        "--cores",
+        str(cores),
+        "--memory",
+        memory,
+        "--webui-port",
+        str(webui_port),
+        "--work-dir",
+        str(work_dir),
+    ]
 
 
 def alive_workers(master_state: Mapping) -> int:
@@ -125,13 +146,21 @@ def wait_for_workers(cluster: StandaloneCluster, *, workers: int, timeout_second
         if exited or time.monotonic() > deadline:
             reason = f"{', '.join(exited)} exited" if exited else f"not ready after {timeout_seconds:.0f} s"
             alive = alive_workers(state) if state else 0
-            raise ClusterStartError(f"Spark standalone cluster at {cluster.master_url}: {reason}; "
-                                    f"{alive} of {workers} workers alive\n{cluster.diagnostics()}")
+            raise ClusterStartError(
+                f"Spark standalone cluster at {cluster.master_url}: {reason}; "
+                f"{alive} of {workers} workers alive\n{cluster.diagnostics()}"
+            )
         time.sleep(0.5)
 
 
-def start_standalone_cluster(workdir: Path, *, workers: int = 2, cores_per_worker: int = 1,
-                             memory_per_worker: str = "2g", timeout_seconds: float = 120.0) -> StandaloneCluster:
+def start_standalone_cluster(
+    workdir: Path,
+    *,
+    workers: int = 2,
+    cores_per_worker: int = 1,
+    memory_per_worker: str = "2g",
+    timeout_seconds: float = 120.0,
+) -> StandaloneCluster:
     """A master and `workers` workers on free loopback ports, logs and work dirs under `workdir`,
     returned once every worker is registered."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -142,15 +171,22 @@ def start_standalone_cluster(workdir: Path, *, workers: int = 2, cores_per_worke
     try:
         log = workdir / "master.log"
         cluster.logs.append(log)
-        cluster.processes.append(_start(master_command(spark, port=port, webui_port=webui_port), log,
-                                        environment, workdir))
+        cluster.processes.append(
+            _start(master_command(spark, port=port, webui_port=webui_port), log, environment, workdir)
+        )
         for index in range(workers):
             work_dir = workdir / f"worker-{index}"
             work_dir.mkdir(exist_ok=True)
             log = workdir / f"worker-{index}.log"
             cluster.logs.append(log)
-            command = worker_command(spark, cluster.master_url, cores=cores_per_worker, memory=memory_per_worker,
-                                     webui_port=free_port(), work_dir=work_dir)
+            command = worker_command(
+                spark,
+                cluster.master_url,
+                cores=cores_per_worker,
+                memory=memory_per_worker,
+                webui_port=free_port(),
+                work_dir=work_dir,
+            )
             cluster.processes.append(_start(command, log, environment, workdir))
         wait_for_workers(cluster, workers=workers, timeout_seconds=timeout_seconds)
     except BaseException:

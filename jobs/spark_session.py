@@ -108,12 +108,22 @@ def resolve_maven_jars(cache_dir: Path, coordinate: tuple[str, str, str]) -> lis
     retrieve_dir = cache_dir / "delta-jars" / f"{artifact}-{revision}"
     retrieve_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        "java", "-jar", str(ivy_jar),
-        "-dependency", org, artifact, revision,
-        "-confs", "default",
-        "-types", "jar", "bundle",
-        "-cache", str(cache_dir / "ivy-cache"),
-        "-retrieve", str(retrieve_dir / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"),
+        "java",
+        "-jar",
+        str(ivy_jar),
+        "-dependency",
+        org,
+        artifact,
+        revision,
+        "-confs",
+        "default",
+        "-types",
+        "jar",
+        "bundle",
+        "-cache",
+        str(cache_dir / "ivy-cache"),
+        "-retrieve",
+        str(retrieve_dir / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"),
     ]
     log.info("resolving %s:%s:%s from Maven Central into %s", org, artifact, revision, cache_dir)
     result = subprocess.run(command, capture_output=True, text=True)

@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.heads import HEADS
+from core.delta_commits import last_commit_metadata
 from core.graph_eval import roc_auc
+from core.heads import HEADS
 from core.storage import is_delta_table, models_root
 from models.heavy_ranker import (
     HeavyRanker,
@@ -33,7 +34,6 @@ from models.ranker_features import (
     label_matrix,
 )
 from models.registry import HEAVY_RANKER, LIGHT_RANKER, ModelRegistry, PromotionDecision, feature_hash
-from core.delta_commits import last_commit_metadata
 
 LIGHT_PROMOTION = {"validation_auc": "max", "validation_logloss": "min"}
 HEAVY_PROMOTION = {"validation_logloss": "min"}
@@ -58,7 +58,8 @@ def split_of(table: pa.Table, name: str) -> pa.Table:
 def ranker_inputs(table: pa.Table, feature_names=HEAVY_RANKER_FEATURES, *, labels: bool = True) -> RankerInputs:
     return RankerInputs(
         dense=feature_matrix(table, feature_names),
-        user_ids=table["user_id"].to_numpy(), author_ids=table["author_id"].to_numpy(),
+        user_ids=table["user_id"].to_numpy(),
+        author_ids=table["author_id"].to_numpy(),
         labels=label_matrix(table) if labels else None,
     )
 
@@ -67,9 +68,12 @@ def head_metrics(model: HeavyRanker, inputs: RankerInputs) -> dict[str, dict[str
     """Per head: AUC and log loss of the calibrated probabilities, positives and rows."""
     probabilities = model.probabilities(inputs)
     return {
-        head: {"auc": roc_auc(inputs.labels[:, j], probabilities[:, j]),
-               "logloss": log_loss(probabilities[:, j], inputs.labels[:, j]),
-               "positives": int(inputs.labels[:, j].sum()), "rows": len(inputs)}
+        head: {
+            "auc": roc_auc(inputs.labels[:, j], probabilities[:, j]),
+            "logloss": log_loss(probabilities[:, j], inputs.labels[:, j]),
+            "positives": int(inputs.labels[:, j].sum()),
+            "rows": len(inputs),
+        }
         for j, head in enumerate(model.heads)
     }
 
@@ -81,9 +85,14 @@ def finite_metric(value: float | None) -> float | None:
 
 def train_light(table: pa.Table, config: LightRankerConfig) -> tuple[LightRanker, dict]:
     train, validation, test = (split_of(table, s) for s in ("train", "validation", "test"))
-    model = train_light_ranker(feature_matrix(train, LIGHT_RANKER_FEATURES), any_positive(train),
-                               feature_matrix(validation, LIGHT_RANKER_FEATURES), any_positive(validation),
-                               feature_names=LIGHT_RANKER_FEATURES, config=config)
+    model = train_light_ranker(
+        feature_matrix(train, LIGHT_RANKER_FEATURES),
+        any_positive(train),
+        feature_matrix(validation, LIGHT_RANKER_FEATURES),
+        any_positive(validation),
+        feature_names=LIGHT_RANKER_FEATURES,
+        config=config,
+    )
     metrics = {}
     for name, split in (("validation", validation), ("test", test)):
         if split.num_rows:
@@ -108,21 +117,33 @@ def train_heavy(table: pa.Table, config: HeavyRankerConfig) -> tuple[HeavyRanker
     return model, metrics
 
 
-def _register(registry: ModelRegistry, name: str, model, *, metrics: dict, metadata: dict, seed: int,
-              params: dict, criteria: dict) -> tuple[int, PromotionDecision]:
+def _register(
+    registry: ModelRegistry, name: str, model, *, metrics: dict, metadata: dict, seed: int, params: dict, criteria: dict
+) -> tuple[int, PromotionDecision]:
     version = registry.register(
-        name, write_artifacts=model.save, feature_names=model.feature_names,
-        training_window=metadata.get("window", {}), metrics=metrics, seed=seed, params=params,
-        extra={"training_set_registry_hash": metadata.get("registry_hash"),
-               "representations_as_of": metadata.get("representations_as_of")},
+        name,
+        write_artifacts=model.save,
+        feature_names=model.feature_names,
+        training_window=metadata.get("window", {}),
+        metrics=metrics,
+        seed=seed,
+        params=params,
+        extra={
+            "training_set_registry_hash": metadata.get("registry_hash"),
+            "representations_as_of": metadata.get("representations_as_of"),
+        },
     )
     return version.version, registry.promote_if_not_worse(name, version.version, criteria=criteria)
 
 
-def train_rankers(warehouse: Path, *, models_dir: Path | None = None,
-                  light_config: LightRankerConfig = LightRankerConfig(),
-                  heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
-                  examples: tuple[pa.Table, dict] | None = None) -> dict:
+def train_rankers(
+    warehouse: Path,
+    *,
+    models_dir: Path | None = None,
+    light_config: LightRankerConfig = LightRankerConfig(),
+    heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
+    examples: tuple[pa.Table, dict] | None = None,
+) -> dict:
     """Train both rankers on `<warehouse>/tables/training_examples` (or `examples`, that table and its
     metadata as `read_training_examples` returns them), register them in `models_dir` (default
     `<warehouse>/models`), promote each if not worse than the current one; returns a summary
@@ -135,10 +156,23 @@ def train_rankers(warehouse: Path, *, models_dir: Path | None = None,
         (HEAVY_RANKER, train_heavy, heavy_config, HEAVY_PROMOTION),
     ):
         model, metrics = train(table, config)
-        version, decision = _register(registry, name, model, metrics=metrics, metadata=metadata,
-                                      seed=config.seed, params=asdict(config), criteria=criteria)
-        summary["models"][name] = {"version": version, "promoted": decision.promoted, "reason": decision.reason,
-                                   "metrics": metrics, "feature_hash": feature_hash(model.feature_names)}
+        version, decision = _register(
+            registry,
+            name,
+            model,
+            metrics=metrics,
+            metadata=metadata,
+            seed=config.seed,
+            params=asdict(config),
+            criteria=criteria,
+        )
+        summary["models"][name] = {
+            "version": version,
+            "promoted": decision.promoted,
+            "reason": decision.reason,
+            "metrics": metrics,
+            "feature_hash": feature_hash(model.feature_names),
+        }
     return summary
 
 

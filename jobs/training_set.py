@@ -28,14 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from core.heads import HEADS
-
 from features.labels import LabelConfig, impression_labels, time_split
 from features.realtime import tweet_counts_before
 from features.registry import FEATURES, features_for
@@ -79,13 +78,24 @@ class TrainingWindow:
             )
 
     @classmethod
-    def ending_at(cls, build_time: datetime, *, days: float = 4.0, validation_days: float = 1.0,
-                  test_days: float = 1.0, label_window: timedelta = LabelConfig.label_window) -> TrainingWindow:
+    def ending_at(
+        cls,
+        build_time: datetime,
+        *,
+        days: float = 4.0,
+        validation_days: float = 1.0,
+        test_days: float = 1.0,
+        label_window: timedelta = LabelConfig.label_window,
+    ) -> TrainingWindow:
         """The last `days` of impressions whose label window has closed by `build_time`."""
         end = build_time - label_window
         test_start = end - timedelta(days=test_days)
-        return cls(start=end - timedelta(days=days), end=end,
-                   validation_start=test_start - timedelta(days=validation_days), test_start=test_start)
+        return cls(
+            start=end - timedelta(days=days),
+            end=end,
+            validation_start=test_start - timedelta(days=validation_days),
+            test_start=test_start,
+        )
 
     def as_dict(self) -> dict[str, str]:
         return {name: getattr(self, name).isoformat() for name in ("start", "validation_start", "test_start", "end")}
@@ -105,7 +115,7 @@ class Representations:
 
 def snapshot_days(start: datetime, end: datetime) -> list[datetime]:
     """The UTC midnights d with floor_day(start) <= d < end."""
-    day = start.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = []
     while day < end:
         days.append(day)
@@ -119,7 +129,9 @@ def first_impression_of_day(day: datetime, window: TrainingWindow) -> datetime:
 
 
 def representations_per_day(
-    representations: Representations | Mapping[datetime, Representations], *, days: list[datetime],
+    representations: Representations | Mapping[datetime, Representations],
+    *,
+    days: list[datetime],
     window: TrainingWindow,
 ) -> dict[datetime, Representations]:
     """Each snapshot day's representations; refuses a missing day or one built after the first
@@ -147,29 +159,56 @@ def _snapshot_of(time_column: str) -> Column:
 
 
 def _day_features(
-    day_examples: DataFrame, day: datetime, *, users: DataFrame, follows: DataFrame, mutual_follows: DataFrame,
-    tweets: DataFrame, engagements: DataFrame, social_actions: DataFrame, representations: Representations,
+    day_examples: DataFrame,
+    day: datetime,
+    *,
+    users: DataFrame,
+    follows: DataFrame,
+    mutual_follows: DataFrame,
+    tweets: DataFrame,
+    engagements: DataFrame,
+    social_actions: DataFrame,
+    representations: Representations,
     config: FeatureConfig,
 ) -> DataFrame:
     """One snapshot day's examples joined to the user, author, user-author and user-tweet features as of `day`."""
     pairs = day_examples.select("user_id", "author_id").distinct()
-    user = qualified(user_features(users, follows, mutual_follows, tweets, engagements, social_actions, as_of=day),
-                      "user_features", "user").join(pairs.select("user_id").distinct(), on="user_id", how="left_semi")
-    author = qualified(author_features(users, follows, tweets, engagements, social_actions, as_of=day, config=config),
-                        "author_features", "author").join(pairs.select("author_id").distinct(), on="author_id",
-                                                          how="left_semi")
+    user = qualified(
+        user_features(users, follows, mutual_follows, tweets, engagements, social_actions, as_of=day),
+        "user_features",
+        "user",
+    ).join(pairs.select("user_id").distinct(), on="user_id", how="left_semi")
+    author = qualified(
+        author_features(users, follows, tweets, engagements, social_actions, as_of=day, config=config),
+        "author_features",
+        "author",
+    ).join(pairs.select("author_id").distinct(), on="author_id", how="left_semi")
     user_author = qualified(
         user_author_features(follows, tweets, engagements, representations.realgraph, as_of=day, config=config),
-        "user_author_features", "user_author",
+        "user_author_features",
+        "user_author",
     ).join(pairs, on=["user_id", "author_id"], how="left_semi")
-    sc_tweets = tweet_embeddings(engagements.where(F.col("created_at") < F.lit(day)),
-                                 representations.simclusters_interested_in, as_of=day, tweets=tweets)
+    sc_tweets = tweet_embeddings(
+        engagements.where(F.col("created_at") < F.lit(day)),
+        representations.simclusters_interested_in,
+        as_of=day,
+        tweets=tweets,
+    )
     user_tweet = qualified(
-        user_tweet_features(day_examples.select("user_id", "tweet_id", "author_id").distinct(),
-                            representations.simclusters_interested_in, sc_tweets,
-                            representations.twhin_user_embeddings, representations.twhin_tweet_embeddings,
-                            as_of=day, tweets=tweets, engagements=engagements, follows=follows, config=config),
-        "user_tweet_features", "user_tweet",
+        user_tweet_features(
+            day_examples.select("user_id", "tweet_id", "author_id").distinct(),
+            representations.simclusters_interested_in,
+            sc_tweets,
+            representations.twhin_user_embeddings,
+            representations.twhin_tweet_embeddings,
+            as_of=day,
+            tweets=tweets,
+            engagements=engagements,
+            follows=follows,
+            config=config,
+        ),
+        "user_tweet_features",
+        "user_tweet",
     )
     return (
         day_examples.join(user, on="user_id", how="left")
@@ -179,26 +218,29 @@ def _day_features(
     )
 
 
-def _tweet_features_at_impressions(examples: DataFrame, tweets: DataFrame, engagements: DataFrame,
-                                   *, window: TrainingWindow) -> DataFrame:
+def _tweet_features_at_impressions(
+    examples: DataFrame, tweets: DataFrame, engagements: DataFrame, *, window: TrainingWindow
+) -> DataFrame:
     """`examples` plus the tweet features as of each impression, named `tweet__<name>`. The author's
     follower count and verification come from the snapshot's author features."""
     longest = max(hours for _, hours in TWEET_ENGAGEMENT_COUNTS.values())
-    relevant = (
-        engagements.where((F.col("created_at") >= F.lit(window.start - timedelta(hours=longest)))
-                          & (F.col("created_at") < F.lit(window.end)))
-        .join(examples.select("tweet_id").distinct(), on="tweet_id", how="left_semi")
-    )
+    relevant = engagements.where(
+        (F.col("created_at") >= F.lit(window.start - timedelta(hours=longest)))
+        & (F.col("created_at") < F.lit(window.end))
+    ).join(examples.select("tweet_id").distinct(), on="tweet_id", how="left_semi")
     counted = tweet_counts_before(examples, relevant, counts=TWEET_ENGAGEMENT_COUNTS)
     content = tweets.select("tweet_id", F.col("created_at").alias("_tweet_created_at"), *tweet_content_columns())
     age_hours = (F.col("impression_time").cast("double") - F.col("_tweet_created_at").cast("double")) / 3600.0
     with_content = counted.join(content, on="tweet_id", how="left").select(
-        "*", age_hours.alias("age_hours"), like_rate_24h(),
+        "*",
+        age_hours.alias("age_hours"),
+        like_rate_24h(),
         F.col("author__follower_count").alias("author_follower_count"),
         F.col("author__is_verified").alias("author_is_verified"),
     )
-    return with_content.select(*examples.columns,
-                               *[F.col(f.name).alias(f.qualified_name) for f in features_for("tweet")])
+    return with_content.select(
+        *examples.columns, *[F.col(f.name).alias(f.qualified_name) for f in features_for("tweet")]
+    )
 
 
 def training_examples(
@@ -224,13 +266,25 @@ def training_examples(
     labelled = impression_labels(engagements, tweets, start=window.start, end=window.end, config=label_config)
     examples = time_split(
         labelled.withColumn("snapshot_time", _snapshot_of("impression_time")),
-        validation_start=window.validation_start, test_start=window.test_start,
+        validation_start=window.validation_start,
+        test_start=window.test_start,
     ).select(*EXAMPLE_KEYS, *HEADS)
-    inputs = dict(users=users, follows=follows, mutual_follows=mutual_follows, tweets=tweets,
-                  engagements=engagements, social_actions=social_actions)
+    inputs = dict(
+        users=users,
+        follows=follows,
+        mutual_follows=mutual_follows,
+        tweets=tweets,
+        engagements=engagements,
+        social_actions=social_actions,
+    )
     per_day = [
-        _day_features(examples.where(F.col("snapshot_time") == F.lit(day)), day, **inputs,
-                      representations=per_day_representations[day], config=feature_config)
+        _day_features(
+            examples.where(F.col("snapshot_time") == F.lit(day)),
+            day,
+            **inputs,
+            representations=per_day_representations[day],
+            config=feature_config,
+        )
         for day in days
     ]
     joined = reduce(lambda a, b: a.unionByName(b), per_day)

@@ -27,8 +27,15 @@ from core.heads import HEADS
 from models.twhin.train import torch_runtime
 
 DEFAULT_HEAD_WEIGHTS: dict[str, float] = {
-    "like": 0.5, "retweet": 1.0, "reply": 13.5, "good_profile_click": 12.0, "video_playback50": 0.005,
-    "reply_engaged_by_author": 75.0, "good_click": 11.0, "negative_feedback": -74.0, "report": -369.0,
+    "like": 0.5,
+    "retweet": 1.0,
+    "reply": 13.5,
+    "good_profile_click": 12.0,
+    "video_playback50": 0.005,
+    "reply_engaged_by_author": 75.0,
+    "good_click": 11.0,
+    "negative_feedback": -74.0,
+    "report": -369.0,
 }
 WEIGHTS_FILE, STATE_FILE = "heavy_ranker.json", "heavy_ranker.pt"
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -39,12 +46,12 @@ class HeavyRankerConfig:
     bottom_sizes: tuple[int, ...] = (256, 128)
     tower_size: int = 64
     id_embedding_dim: int = 8
-    id_hash_bits: int = 14            # 16,384 buckets per id kind
+    id_hash_bits: int = 14  # 16,384 buckets per id kind
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 512
     max_epochs: int = 12
-    patience: int = 2                 # epochs without a better validation loss before stopping
+    patience: int = 2  # epochs without a better validation loss before stopping
     seed: int = 0
     num_threads: int | None = 1
 
@@ -100,8 +107,8 @@ class MultiTaskNet(nn.Module):
     def __init__(self, n_features: int, heads: Sequence[str], config: HeavyRankerConfig):
         super().__init__()
         dim = config.id_embedding_dim
-        self.user_embedding = nn.Embedding(2 ** config.id_hash_bits, dim) if dim else None
-        self.author_embedding = nn.Embedding(2 ** config.id_hash_bits, dim) if dim else None
+        self.user_embedding = nn.Embedding(2**config.id_hash_bits, dim) if dim else None
+        self.author_embedding = nn.Embedding(2**config.id_hash_bits, dim) if dim else None
         layers, width = [], n_features + 2 * dim
         for size in config.bottom_sizes:
             layers += [nn.Linear(width, size), nn.ReLU()]
@@ -187,8 +194,9 @@ class HeavyRanker:
         with torch.inference_mode():
             for lo in range(0, len(dense), batch_size):
                 hi = lo + batch_size
-                out[lo:hi] = self.net(torch.from_numpy(dense[lo:hi]), torch.from_numpy(users[lo:hi]),
-                                      torch.from_numpy(authors[lo:hi])).numpy()
+                out[lo:hi] = self.net(
+                    torch.from_numpy(dense[lo:hi]), torch.from_numpy(users[lo:hi]), torch.from_numpy(authors[lo:hi])
+                ).numpy()
         return out
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
@@ -204,11 +212,20 @@ class HeavyRanker:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), directory / STATE_FILE)
-        (directory / WEIGHTS_FILE).write_text(json.dumps({
-            "feature_names": list(self.feature_names), "heads": list(self.heads), "config": asdict(self.config),
-            "mean": self.standardizer.mean.tolist(), "scale": self.standardizer.scale.tolist(),
-            "platt": {head: list(ab) for head, ab in self.platt.items()}, "history": self.history,
-        }, indent=1))
+        (directory / WEIGHTS_FILE).write_text(
+            json.dumps(
+                {
+                    "feature_names": list(self.feature_names),
+                    "heads": list(self.heads),
+                    "config": asdict(self.config),
+                    "mean": self.standardizer.mean.tolist(),
+                    "scale": self.standardizer.scale.tolist(),
+                    "platt": {head: list(ab) for head, ab in self.platt.items()},
+                    "history": self.history,
+                },
+                indent=1,
+            )
+        )
 
     @classmethod
     def load(cls, directory: Path) -> HeavyRanker:
@@ -219,9 +236,15 @@ class HeavyRanker:
         net = MultiTaskNet(len(spec["feature_names"]), spec["heads"], config)
         net.load_state_dict(torch.load(directory / STATE_FILE, weights_only=True))
         net.eval()
-        return cls(feature_names=tuple(spec["feature_names"]), heads=tuple(spec["heads"]), config=config,
-                   standardizer=Standardizer(np.asarray(spec["mean"]), np.asarray(spec["scale"])), net=net,
-                   platt={head: tuple(ab) for head, ab in spec["platt"].items()}, history=spec["history"])
+        return cls(
+            feature_names=tuple(spec["feature_names"]),
+            heads=tuple(spec["heads"]),
+            config=config,
+            standardizer=Standardizer(np.asarray(spec["mean"]), np.asarray(spec["scale"])),
+            net=net,
+            platt={head: tuple(ab) for head, ab in spec["platt"].items()},
+            history=spec["history"],
+        )
 
 
 def final_scores(probabilities: np.ndarray, heads: Sequence[str], weights: Mapping[str, float]) -> np.ndarray:
@@ -236,19 +259,28 @@ def _mean_bce(net: MultiTaskNet, data: tuple[torch.Tensor, ...], batch_size: int
     net.eval()
     with torch.inference_mode():
         for lo in range(0, rows, batch_size):
-            dense, users, authors, labels = (t[lo:lo + batch_size] for t in data)
+            dense, users, authors, labels = (t[lo : lo + batch_size] for t in data)
             total += float(loss_fn(net(dense, users, authors), labels))
     return total / max(rows * data[3].shape[1], 1)
 
 
 def _tensors(inputs: RankerInputs, standardizer: Standardizer, bits: int) -> tuple[torch.Tensor, ...]:
-    return (torch.from_numpy(standardizer.transform(inputs.dense)),
-            torch.from_numpy(hash_ids(inputs.user_ids, bits)), torch.from_numpy(hash_ids(inputs.author_ids, bits)),
-            torch.from_numpy(np.asarray(inputs.labels, dtype=np.float32)))
+    return (
+        torch.from_numpy(standardizer.transform(inputs.dense)),
+        torch.from_numpy(hash_ids(inputs.user_ids, bits)),
+        torch.from_numpy(hash_ids(inputs.author_ids, bits)),
+        torch.from_numpy(np.asarray(inputs.labels, dtype=np.float32)),
+    )
 
 
-def train_heavy_ranker(train: RankerInputs, validation: RankerInputs, *, feature_names: Sequence[str],
-                       heads: Sequence[str] = HEADS, config: HeavyRankerConfig = HeavyRankerConfig()) -> HeavyRanker:
+def train_heavy_ranker(
+    train: RankerInputs,
+    validation: RankerInputs,
+    *,
+    feature_names: Sequence[str],
+    heads: Sequence[str] = HEADS,
+    config: HeavyRankerConfig = HeavyRankerConfig(),
+) -> HeavyRanker:
     """Fit on `train`, stop early and calibrate on `validation`; returns the best epoch's network."""
     if train.labels is None or validation.labels is None:
         raise ValueError("training and validation inputs need labels")
@@ -268,15 +300,17 @@ def train_heavy_ranker(train: RankerInputs, validation: RankerInputs, *, feature
             net.train()
             order = torch.from_numpy(order_rng.permutation(len(train)))
             for lo in range(0, len(train), config.batch_size):
-                rows = order[lo:lo + config.batch_size]
+                rows = order[lo : lo + config.batch_size]
                 dense, users, authors, labels = (t[rows] for t in train_t)
                 optimizer.zero_grad()
                 loss_fn(net(dense, users, authors), labels).backward()
                 optimizer.step()
             validation_loss = _mean_bce(net, valid_t, 8192)
             if not np.isfinite(validation_loss):
-                raise FloatingPointError(f"heavy ranker: validation loss is {validation_loss} after epoch {epoch + 1} "
-                                         "(non-finite features or a learning rate too high)")
+                raise FloatingPointError(
+                    f"heavy ranker: validation loss is {validation_loss} after epoch {epoch + 1} "
+                    "(non-finite features or a learning rate too high)"
+                )
             history.append({"epoch": epoch + 1, "validation_bce": validation_loss})
             if validation_loss < best_loss - 1e-6:
                 best_loss, stale = validation_loss, 0
@@ -287,8 +321,14 @@ def train_heavy_ranker(train: RankerInputs, validation: RankerInputs, *, feature
                     break
         net.load_state_dict(best_state)
         net.eval()
-    ranker = HeavyRanker(feature_names=tuple(feature_names), heads=tuple(heads), config=config,
-                         standardizer=standardizer, net=net, history=history)
+    ranker = HeavyRanker(
+        feature_names=tuple(feature_names),
+        heads=tuple(heads),
+        config=config,
+        standardizer=standardizer,
+        net=net,
+        history=history,
+    )
     validation_logits = ranker.logits(validation)
     ranker.platt = {head: fit_platt(validation_logits[:, j], validation.labels[:, j]) for j, head in enumerate(heads)}
     return ranker

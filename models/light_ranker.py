@@ -33,9 +33,15 @@ class LightRankerConfig:
 
     def xgb_params(self) -> dict:
         return {
-            "objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-            "max_depth": self.max_depth, "eta": self.learning_rate, "min_child_weight": self.min_child_weight,
-            "subsample": self.subsample, "colsample_bytree": self.colsample_bytree, "seed": self.seed,
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "min_child_weight": self.min_child_weight,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "seed": self.seed,
             "nthread": self.nthread,
         }
 
@@ -56,10 +62,16 @@ class LightRanker:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / MODEL_FILE))
-        (directory / SPEC_FILE).write_text(json.dumps({
-            "feature_names": list(self.feature_names), "best_iteration": self.best_iteration,
-            "config": asdict(self.config),
-        }, indent=1))
+        (directory / SPEC_FILE).write_text(
+            json.dumps(
+                {
+                    "feature_names": list(self.feature_names),
+                    "best_iteration": self.best_iteration,
+                    "config": asdict(self.config),
+                },
+                indent=1,
+            )
+        )
 
     @classmethod
     def load(cls, directory: Path) -> LightRanker:
@@ -69,13 +81,23 @@ class LightRanker:
         booster = xgb.Booster()
         booster.load_model(str(directory / MODEL_FILE))
         booster.set_param({"nthread": 1})  # scoring runs one per Spark task
-        return cls(feature_names=tuple(spec["feature_names"]), booster=booster,
-                   best_iteration=int(spec["best_iteration"]), config=LightRankerConfig(**spec["config"]))
+        return cls(
+            feature_names=tuple(spec["feature_names"]),
+            booster=booster,
+            best_iteration=int(spec["best_iteration"]),
+            config=LightRankerConfig(**spec["config"]),
+        )
 
 
-def train_light_ranker(train_dense: np.ndarray, train_labels: np.ndarray, validation_dense: np.ndarray,
-                       validation_labels: np.ndarray, *, feature_names: Sequence[str],
-                       config: LightRankerConfig = LightRankerConfig()) -> LightRanker:
+def train_light_ranker(
+    train_dense: np.ndarray,
+    train_labels: np.ndarray,
+    validation_dense: np.ndarray,
+    validation_labels: np.ndarray,
+    *,
+    feature_names: Sequence[str],
+    config: LightRankerConfig = LightRankerConfig(),
+) -> LightRanker:
     """Boost on the training split, stopping on the validation log loss."""
     import xgboost as xgb
 
@@ -84,8 +106,14 @@ def train_light_ranker(train_dense: np.ndarray, train_labels: np.ndarray, valida
     names = list(feature_names)
     train = xgb.DMatrix(train_dense, label=train_labels, feature_names=names)
     validation = xgb.DMatrix(validation_dense, label=validation_labels, feature_names=names)
-    booster = xgb.train(config.xgb_params(), train, num_boost_round=config.max_rounds,
-                        evals=[(validation, "validation")], early_stopping_rounds=config.early_stopping_rounds,
-                        verbose_eval=False)
-    return LightRanker(feature_names=tuple(names), booster=booster, best_iteration=int(booster.best_iteration),
-                       config=config)
+    booster = xgb.train(
+        config.xgb_params(),
+        train,
+        num_boost_round=config.max_rounds,
+        evals=[(validation, "validation")],
+        early_stopping_rounds=config.early_stopping_rounds,
+        verbose_eval=False,
+    )
+    return LightRanker(
+        feature_names=tuple(names), booster=booster, best_iteration=int(booster.best_iteration), config=config
+    )

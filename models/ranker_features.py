@@ -19,10 +19,24 @@ from core.heads import HEADS
 from features.registry import FEATURES
 
 CANDIDATE_POOL_FEATURES = frozenset(
-    f"user_tweet__{name}" for name in (
-        "social_proof_count", "from_in_network", "from_uteg", "from_simclusters", "from_twhin", "from_frs",
-        "from_popular", "in_network_score", "uteg_score", "simclusters_score", "twhin_score", "frs_score",
-        "popular_score", "source_count", "pool_rank", "is_in_network",
+    f"user_tweet__{name}"
+    for name in (
+        "social_proof_count",
+        "from_in_network",
+        "from_uteg",
+        "from_simclusters",
+        "from_twhin",
+        "from_frs",
+        "from_popular",
+        "in_network_score",
+        "uteg_score",
+        "simclusters_score",
+        "twhin_score",
+        "frs_score",
+        "popular_score",
+        "source_count",
+        "pool_rank",
+        "is_in_network",
     )
 )
 HEAVY_RANKER_FEATURES: tuple[str, ...] = tuple(
@@ -32,19 +46,35 @@ HEAVY_RANKER_FEATURES: tuple[str, ...] = tuple(
 # per-user, per-author and per-tweet tables and the pair's RealGraph/follow state, not the
 # user-tweet embedding products.
 LIGHT_RANKER_FEATURES: tuple[str, ...] = (
-    "user__like_rate_7d", "user__engagement_rate_7d", "user__impressions_7d", "user__followee_count",
+    "user__like_rate_7d",
+    "user__engagement_rate_7d",
+    "user__impressions_7d",
+    "user__followee_count",
     "user__days_active_7d",
-    "author__follower_count", "author__reputation", "author__like_rate_7d", "author__retweet_rate_7d",
-    "author__reply_rate_7d", "author__negative_rate_7d", "author__media_share",
-    "tweet__age_hours", "tweet__has_media", "tweet__has_video", "tweet__is_reply", "tweet__is_nsfw",
-    "tweet__impressions_24h", "tweet__likes_24h", "tweet__like_rate_24h", "tweet__negative_24h",
-    "user_author__realgraph_score", "user_author__follows_author", "user_author__engagements_decayed",
-    "user_author__likes_7d", "user_author__impressions_7d",
+    "author__follower_count",
+    "author__reputation",
+    "author__like_rate_7d",
+    "author__retweet_rate_7d",
+    "author__reply_rate_7d",
+    "author__negative_rate_7d",
+    "author__media_share",
+    "tweet__age_hours",
+    "tweet__has_media",
+    "tweet__has_video",
+    "tweet__is_reply",
+    "tweet__is_nsfw",
+    "tweet__impressions_24h",
+    "tweet__likes_24h",
+    "tweet__like_rate_24h",
+    "tweet__negative_24h",
+    "user_author__realgraph_score",
+    "user_author__follows_author",
+    "user_author__engagements_decayed",
+    "user_author__likes_7d",
+    "user_author__impressions_7d",
 )
 # "Any positive engagement", the light ranker's label: every head but the negative ones.
-POSITIVE_LABELS: tuple[str, ...] = tuple(
-    label for label in HEADS if label not in ("negative_feedback", "report")
-)
+POSITIVE_LABELS: tuple[str, ...] = tuple(label for label in HEADS if label not in ("negative_feedback", "report"))
 
 
 def check_known(feature_names: Sequence[str]) -> None:
@@ -74,8 +104,7 @@ def feature_matrix(table: pa.Table, feature_names: Sequence[str]) -> np.ndarray:
 
 def label_matrix(table: pa.Table, labels: Sequence[str] = HEADS) -> np.ndarray:
     """(rows, heads) float32 of the 0/1 labels."""
-    return np.stack([table.column(label).to_numpy(zero_copy_only=False).astype(np.float32) for label in labels],
-                    axis=1)
+    return np.stack([table.column(label).to_numpy(zero_copy_only=False).astype(np.float32) for label in labels], axis=1)
 
 
 def any_positive(table: pa.Table) -> np.ndarray:

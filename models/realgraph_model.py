@@ -36,11 +36,13 @@ XGB_PARAMS = {
     "nthread": 2,
 }
 BOOST_ROUNDS = 120
-SCORE_SCHEMA = T.StructType([
-    T.StructField("user_id", T.LongType()),
-    T.StructField("author_id", T.LongType()),
-    T.StructField("score", T.DoubleType()),
-])
+SCORE_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.LongType()),
+        T.StructField("author_id", T.LongType()),
+        T.StructField("score", T.DoubleType()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,11 @@ def train_realgraph_model(training: pd.DataFrame, *, feature_names: list[str], s
     """Fit the booster on rows of `feature_names` + `label`."""
     import xgboost as xgb
 
-    matrix = xgb.DMatrix(training[feature_names].to_numpy(np.float32), label=training["label"].to_numpy(),
-                         feature_names=list(feature_names))
+    matrix = xgb.DMatrix(
+        training[feature_names].to_numpy(np.float32),
+        label=training["label"].to_numpy(),
+        feature_names=list(feature_names),
+    )
     booster = xgb.train({**XGB_PARAMS, "seed": seed}, matrix, num_boost_round=BOOST_ROUNDS)
     gain = booster.get_score(importance_type="total_gain")
     total = sum(gain.values()) or 1.0
@@ -81,11 +86,13 @@ def score_pairs(features: DataFrame, model: TrainedRealGraph) -> DataFrame:
         booster.load_model(bytearray(model_bytes))
         for batch in batches:
             matrix = xgb.DMatrix(batch[names].to_numpy(np.float32), feature_names=names)
-            yield pd.DataFrame({
-                "user_id": batch["user_id"].astype("int64"),
-                "author_id": batch["author_id"].astype("int64"),
-                "score": booster.predict(matrix).astype("float64"),
-            })
+            yield pd.DataFrame(
+                {
+                    "user_id": batch["user_id"].astype("int64"),
+                    "author_id": batch["author_id"].astype("int64"),
+                    "score": booster.predict(matrix).astype("float64"),
+                }
+            )
 
     return features.select("user_id", "author_id", *names).mapInPandas(predict, schema=SCORE_SCHEMA)
 

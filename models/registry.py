@@ -25,12 +25,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from features.registry import FEATURES, Feature, registry_hash
 from core.storage import MODELS_DIRNAME
+from features.registry import FEATURES, Feature, registry_hash
 
 # The two rankers a registry holds (light: candidate pruning; heavy: the multi-task scorer).
 LIGHT_RANKER, HEAVY_RANKER = "light_ranker", "heavy_ranker"
@@ -71,10 +71,13 @@ def feature_hash(feature_names: Sequence[str], features: tuple[Feature, ...] = F
     by_name = {f.qualified_name: f for f in features}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise ValueError(f"unknown features {unknown}: not in the feature registry "
-                         f"(names are qualified, <entity>__<name>, e.g. {features[0].qualified_name!r})")
-    declarations = [[by_name[n].asset, by_name[n].entity, by_name[n].name, by_name[n].dtype, by_name[n].default]
-                    for n in names]
+        raise ValueError(
+            f"unknown features {unknown}: not in the feature registry "
+            f"(names are qualified, <entity>__<name>, e.g. {features[0].qualified_name!r})"
+        )
+    declarations = [
+        [by_name[n].asset, by_name[n].entity, by_name[n].name, by_name[n].dtype, by_name[n].default] for n in names
+    ]
     return hashlib.sha256(json.dumps(declarations, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -110,8 +113,9 @@ class ModelVersion:
             raise ValueError(f"artifact {filename!r} of {self.label} is outside its folder {self.path}")
         if not path.is_file():
             listed = sorted(a["filename"] for a in self.manifest.get("artifacts", []))
-            raise FileNotFoundError(f"{self.label} has no artifact {filename!r} under {self.path}; "
-                                    f"its artifacts are {listed}")
+            raise FileNotFoundError(
+                f"{self.label} has no artifact {filename!r} under {self.path}; its artifacts are {listed}"
+            )
         return path
 
     def check_features(self, expected_hash: str) -> None:
@@ -121,7 +125,8 @@ class ModelVersion:
                 f"{self.label} was trained on features with hash {self.feature_hash}, but the caller "
                 f"expects {expected_hash}: the feature declarations or their order differ from training "
                 f"({len(self.feature_names)} features at training). Retrain {self.name} on the current "
-                f"feature registry (or pass the feature names it was trained on).")
+                f"feature registry (or pass the feature names it was trained on)."
+            )
 
     def verify(self) -> None:
         """Raise `ArtifactChanged` if any artifact listed in the manifest is missing or altered."""
@@ -133,8 +138,10 @@ class ModelVersion:
                 continue
             size, digest = _file_digest(path)
             if (size, digest) != (entry["size"], entry["sha256"]):
-                problems.append(f"{entry['filename']} changed (sha256 {digest}, size {size}; "
-                                f"manifest: sha256 {entry['sha256']}, size {entry['size']})")
+                problems.append(
+                    f"{entry['filename']} changed (sha256 {digest}, size {size}; "
+                    f"manifest: sha256 {entry['sha256']}, size {entry['size']})"
+                )
         if problems:
             raise ArtifactChanged(f"{self.label} under {self.path}: " + "; ".join(problems))
 
@@ -173,13 +180,23 @@ class ModelRegistry:
 
     def model_dir(self, name: str) -> Path:
         if not _MODEL_NAME.fullmatch(name):
-            raise ValueError(f"bad model name {name!r}: use letters, digits, '_', '.' and '-', "
-                             "starting with a letter or digit")
+            raise ValueError(
+                f"bad model name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+            )
         return self.root / name
 
-    def register(self, name: str, *, write_artifacts: Callable[[Path], None], feature_names: Sequence[str],
-                 training_window: dict, metrics: dict, seed: int, params: dict | None = None,
-                 extra: dict | None = None) -> ModelVersion:
+    def register(
+        self,
+        name: str,
+        *,
+        write_artifacts: Callable[[Path], None],
+        feature_names: Sequence[str],
+        training_window: dict,
+        metrics: dict,
+        seed: int,
+        params: dict | None = None,
+        extra: dict | None = None,
+    ) -> ModelVersion:
         """Write a new version of `name`: `write_artifacts(folder)` fills a temporary folder, the
         manifest is added and the folder is renamed to the next `v%04d`. If `write_artifacts` raises,
         nothing is registered."""
@@ -246,8 +263,9 @@ class ModelRegistry:
         path = self.model_dir(name) / CURRENT
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def promote_if_not_worse(self, name: str, version: int, *, criteria: Mapping[str, str],
-                             tolerance: float = 0.0) -> PromotionDecision:
+    def promote_if_not_worse(
+        self, name: str, version: int, *, criteria: Mapping[str, str], tolerance: float = 0.0
+    ) -> PromotionDecision:
         """Make `version` current if there is no current model or if, on every criterion (metric ->
         "min" or "max", looked up in the manifests' metrics), it is no worse than the current one by
         more than `tolerance` (absolute). The decision is appended to promotions.jsonl either way."""
@@ -265,9 +283,13 @@ class ModelRegistry:
             raise ValueError(f"{candidate.label} has no metric {missing} (its metrics: {sorted(candidate_metrics)})")
         current = self.current(name)
         current_metrics = current.metrics if current is not None else {}
-        compared = {m: {"candidate": _metric_value(candidate, m, candidate_metrics[m]),
-                        "current": _metric_value(current, m, current_metrics[m]) if m in current_metrics else None}
-                    for m in criteria}
+        compared = {
+            m: {
+                "candidate": _metric_value(candidate, m, candidate_metrics[m]),
+                "current": _metric_value(current, m, current_metrics[m]) if m in current_metrics else None,
+            }
+            for m in criteria
+        }
         if current is None:
             decision = PromotionDecision(True, version, None, "first model", compared)
         elif current.version == version:
@@ -284,9 +306,17 @@ class ModelRegistry:
         self.get(name, version)  # must exist
         previous = self._current_pointer(name)
         self._write_current(name, version, reason)
-        self._log(name, {"promoted": True, "version": version,
-                         "previous_version": None if previous is None else previous["version"],
-                         "reason": reason, "compared": {}, "forced": True})
+        self._log(
+            name,
+            {
+                "promoted": True,
+                "version": version,
+                "previous_version": None if previous is None else previous["version"],
+                "reason": reason,
+                "compared": {},
+                "forced": True,
+            },
+        )
 
     def load_current_checked(self, name: str, *, expected_hash: str, train_hint: str | None = None) -> ModelVersion:
         """The current version of `name`, after checking it was trained on features hashing to
@@ -310,8 +340,9 @@ class ModelRegistry:
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def _compare(version: int, current_version: int, criteria: Mapping[str, str], compared: dict,
-             tolerance: float) -> PromotionDecision:
+def _compare(
+    version: int, current_version: int, criteria: Mapping[str, str], compared: dict, tolerance: float
+) -> PromotionDecision:
     """Promote unless some criterion of the candidate is worse than the current one's by more than tolerance."""
     worse, fine, uncompared = [], [], []
     for metric, direction in criteria.items():
@@ -319,12 +350,16 @@ def _compare(version: int, current_version: int, criteria: Mapping[str, str], co
         if cur is None:
             uncompared.append(f"v{current_version} has no {metric} (candidate {_fmt(cand)}), not compared")
         elif _is_worse(cand, cur, direction, tolerance):
-            worse.append(f"{metric} {_fmt(cand)} worse than {_fmt(cur)} of v{current_version} "
-                         f"({direction}imise, tolerance {_fmt(tolerance)})")
+            worse.append(
+                f"{metric} {_fmt(cand)} worse than {_fmt(cur)} of v{current_version} "
+                f"({direction}imise, tolerance {_fmt(tolerance)})"
+            )
         else:
             sign = "<=" if direction == "min" else ">="
-            fine.append(f"{metric} {_fmt(cand)} {sign} {_fmt(cur)} of v{current_version}"
-                        + (f" within tolerance {_fmt(tolerance)}" if tolerance else ""))
+            fine.append(
+                f"{metric} {_fmt(cand)} {sign} {_fmt(cur)} of v{current_version}"
+                + (f" within tolerance {_fmt(tolerance)}" if tolerance else "")
+            )
     if worse:
         return PromotionDecision(False, version, current_version, "; ".join(worse + fine + uncompared), compared)
     return PromotionDecision(True, version, current_version, "; ".join(fine + uncompared), compared)
@@ -411,4 +446,4 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -14,7 +14,7 @@ import numbers
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,9 @@ def _clean(probabilities, labels) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(p[keep], 0.0, 1.0), y[keep]
 
 
-def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 10,
-                     strategy: str = "quantile") -> list[dict]:
+def reliability_bins(
+    probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 10, strategy: str = "quantile"
+) -> list[dict]:
     """Reliability-diagram bins: ``uniform`` splits [0, 1] evenly, ``quantile`` into equal-count bins.
 
     Each bin: lower, upper (bin edges), mean_predicted, observed_rate, count. Empty bins are omitted;
@@ -70,13 +71,15 @@ def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, n_bins: int 
         count = int(mask.sum())
         if count == 0:
             continue
-        bins.append({
-            "lower": float(edges[i]),
-            "upper": float(edges[i + 1]),
-            "mean_predicted": float(p[mask].mean()),
-            "observed_rate": float(y[mask].mean()),
-            "count": count,
-        })
+        bins.append(
+            {
+                "lower": float(edges[i]),
+                "upper": float(edges[i + 1]),
+                "mean_predicted": float(p[mask].mean()),
+                "observed_rate": float(y[mask].mean()),
+                "count": count,
+            }
+        )
     return bins
 
 
@@ -187,13 +190,16 @@ class _Canvas:
     def py(self, y: float) -> float:
         return self.y1 - (y - self.ylo) / (self.yhi - self.ylo) * (self.y1 - self.y0)
 
-    def axes(self, xticks: Sequence[tuple[float, str]], yticks: Sequence[tuple[float, str]],
-             x_label: str, y_label: str) -> None:
+    def axes(
+        self, xticks: Sequence[tuple[float, str]], yticks: Sequence[tuple[float, str]], x_label: str, y_label: str
+    ) -> None:
         p = self.parts
         for y, label in yticks:
             yy = _n(self.py(y))
             p.append(f'<line x1="{_n(self.x0)}" y1="{yy}" x2="{_n(self.x1)}" y2="{yy}" class="grid"/>')
-            p.append(f'<text x="{_n(self.x0 - 5)}" y="{yy}" text-anchor="end" dominant-baseline="middle">{_e(label)}</text>')
+            p.append(
+                f'<text x="{_n(self.x0 - 5)}" y="{yy}" text-anchor="end" dominant-baseline="middle">{_e(label)}</text>'
+            )
         for x, label in xticks:
             xx = _n(x)
             p.append(f'<line x1="{xx}" y1="{_n(self.y1)}" x2="{xx}" y2="{_n(self.y1 + 4)}" class="axis"/>')
@@ -201,7 +207,9 @@ class _Canvas:
         p.append(f'<line x1="{_n(self.x0)}" y1="{_n(self.y1)}" x2="{_n(self.x1)}" y2="{_n(self.y1)}" class="axis"/>')
         p.append(f'<line x1="{_n(self.x0)}" y1="{_n(self.y0)}" x2="{_n(self.x0)}" y2="{_n(self.y1)}" class="axis"/>')
         if x_label:
-            p.append(f'<text x="{_n((self.x0 + self.x1) / 2)}" y="{_n(self.height - 8)}" text-anchor="middle">{_e(x_label)}</text>')
+            p.append(
+                f'<text x="{_n((self.x0 + self.x1) / 2)}" y="{_n(self.height - 8)}" text-anchor="middle">{_e(x_label)}</text>'
+            )
         cy = _n((self.y0 + self.y1) / 2)
         p.append(f'<text x="14" y="{cy}" text-anchor="middle" transform="rotate(-90 14 {cy})">{_e(y_label)}</text>')
 
@@ -214,9 +222,11 @@ class _Canvas:
         return [(t, _tick_label(t, step)) for t in ticks]
 
     def render(self, body: Sequence[str], legend_kind: str = "line") -> str:
-        out = [f'<svg xmlns="{SVG_NS}" width="{self.width}" height="{self.height}" '
-               f'viewBox="0 0 {self.width} {self.height}" role="img" aria-label="{_e(self.title)}" class="chart">',
-               f'<text x="{_n(self.width / 2)}" y="17" text-anchor="middle" class="title">{_e(self.title)}</text>']
+        out = [
+            f'<svg xmlns="{SVG_NS}" width="{self.width}" height="{self.height}" '
+            f'viewBox="0 0 {self.width} {self.height}" role="img" aria-label="{_e(self.title)}" class="chart">',
+            f'<text x="{_n(self.width / 2)}" y="17" text-anchor="middle" class="title">{_e(self.title)}</text>',
+        ]
         for r, row in enumerate(self.legend_rows):
             y = 32 + 16 * r
             for x, i, name in row:
@@ -224,7 +234,9 @@ class _Canvas:
                 if legend_kind == "bar":
                     out.append(f'<rect x="{_n(x)}" y="{y - 5}" width="14" height="10" fill="{colour}"/>')
                 else:
-                    out.append(f'<line x1="{_n(x)}" y1="{y}" x2="{_n(x + 16)}" y2="{y}" stroke="{colour}" stroke-width="2"/>')
+                    out.append(
+                        f'<line x1="{_n(x)}" y1="{y}" x2="{_n(x + 16)}" y2="{y}" stroke="{colour}" stroke-width="2"/>'
+                    )
                 out.append(f'<text x="{_n(x + 20)}" y="{y}" dominant-baseline="middle">{_e(name)}</text>')
         out.extend(self.parts)
         out.extend(body)
@@ -236,8 +248,17 @@ def _points(pts) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in pts if _finite(x) and _finite(y)]
 
 
-def svg_line_chart(series: Mapping[str, list[tuple[float, float]]], *, title: str, x_label: str, y_label: str,
-                   diagonal: bool = False, width: int = 420, height: int = 320, log_x: bool = False) -> str:
+def svg_line_chart(
+    series: Mapping[str, list[tuple[float, float]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    diagonal: bool = False,
+    width: int = 420,
+    height: int = 320,
+    log_x: bool = False,
+) -> str:
     """Line chart with markers, one colour per series; ``diagonal`` draws the y = x reference.
 
     Non-finite points (and x <= 0 with ``log_x``) are skipped. With ``diagonal`` both axes share one
@@ -251,7 +272,7 @@ def svg_line_chart(series: Mapping[str, list[tuple[float, float]]], *, title: st
         lo_e = math.floor(math.log10(min(xs))) if xs else -3
         hi_e = max(math.ceil(math.log10(max(xs))) if xs else 0, lo_e + 1)
         c.set_x(lo_e, hi_e, log=True)
-        xticks = [(c.px(10.0 ** k), f"{10.0 ** k:g}") for k in range(lo_e, hi_e + 1)]
+        xticks = [(c.px(10.0**k), f"{10.0**k:g}") for k in range(lo_e, hi_e + 1)]
     if diagonal:  # one shared domain from 0, so y = x is the 45-degree line
         ylo, yhi, yt = _nice_ticks(0.0, max(xs + ys, default=1.0))
         if not log_x:
@@ -267,10 +288,7 @@ def svg_line_chart(series: Mapping[str, list[tuple[float, float]]], *, title: st
     c.axes(xticks, c.linear_y_ticks(yt), x_label, y_label)
     body: list[str] = []
     if diagonal:
-        if log_x:
-            grid = [10.0 ** (c.xlo + (c.xhi - c.xlo) * i / 48) for i in range(49)]
-        else:
-            grid = [c.xlo, c.xhi]
+        grid = [10.0 ** (c.xlo + (c.xhi - c.xlo) * i / 48) for i in range(49)] if log_x else [c.xlo, c.xhi]
         diag = " ".join(f"{_n(c.px(x))},{_n(c.py(x))}" for x in grid if ylo <= x <= yhi)
         if diag:
             body.append(f'<polyline points="{diag}" class="diagonal"/>')
@@ -281,13 +299,16 @@ def svg_line_chart(series: Mapping[str, list[tuple[float, float]]], *, title: st
             coords = " ".join(f"{_n(c.px(x))},{_n(c.py(y))}" for x, y in pts)
             body.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, y in pts:
-            body.append(f'<circle cx="{_n(c.px(x))}" cy="{_n(c.py(y))}" r="2.5" fill="{colour}">'
-                        f'<title>{_e(name)}: ({x:.4g}, {y:.4g})</title></circle>')
+            body.append(
+                f'<circle cx="{_n(c.px(x))}" cy="{_n(c.py(y))}" r="2.5" fill="{colour}">'
+                f"<title>{_e(name)}: ({x:.4g}, {y:.4g})</title></circle>"
+            )
     return c.render(body)
 
 
-def svg_bar_chart(groups: Mapping[str, Mapping[str, float]], *, title: str, y_label: str,
-                  width: int = 520, height: int = 320) -> str:
+def svg_bar_chart(
+    groups: Mapping[str, Mapping[str, float]], *, title: str, y_label: str, width: int = 520, height: int = 320
+) -> str:
     """Grouped bars: ``{group (metric): {series (method): value}}``, one colour per series, legend.
 
     Non-finite values draw no bar (the slot stays empty).
@@ -313,14 +334,17 @@ def svg_bar_chart(groups: Mapping[str, Mapping[str, float]], *, title: str, y_la
             if not _finite(v):
                 continue
             top, x = c.py(float(v)), c.x0 + group_w * (g + 0.1) + bar_w * i
-            body.append(f'<rect x="{_n(x)}" y="{_n(min(top, zero))}" width="{_n(bar_w * 0.92)}" '
-                        f'height="{_n(abs(zero - top))}" fill="{PALETTE[i % len(PALETTE)]}">'
-                        f'<title>{_e(method)} {_e(metric)}: {float(v):.4g}</title></rect>')
+            body.append(
+                f'<rect x="{_n(x)}" y="{_n(min(top, zero))}" width="{_n(bar_w * 0.92)}" '
+                f'height="{_n(abs(zero - top))}" fill="{PALETTE[i % len(PALETTE)]}">'
+                f"<title>{_e(method)} {_e(metric)}: {float(v):.4g}</title></rect>"
+            )
     return c.render(body, legend_kind="bar")
 
 
-def svg_histogram(hists: Mapping[str, dict], *, title: str, x_label: str, density: bool = True,
-                  width: int = 420, height: int = 300) -> str:
+def svg_histogram(
+    hists: Mapping[str, dict], *, title: str, x_label: str, density: bool = True, width: int = 420, height: int = 300
+) -> str:
     """Overlaid step histograms (``{"edges", "counts"}`` each); ``density`` scales each to its share."""
     steps: dict[str, tuple[list[float], list[float]]] = {}
     for name, h in hists.items():
@@ -331,14 +355,15 @@ def svg_histogram(hists: Mapping[str, dict], *, title: str, x_label: str, densit
         total = sum(counts)
         steps[name] = (edges, [v / total for v in counts] if density and total > 0 else counts)
     c = _Canvas(width, height, title, list(steps))
-    xlo, xhi, xt = _nice_ticks(min((e[0] for e, _ in steps.values()), default=0.0),
-                               max((e[-1] for e, _ in steps.values()), default=1.0))
+    xlo, xhi, xt = _nice_ticks(
+        min((e[0] for e, _ in steps.values()), default=0.0), max((e[-1] for e, _ in steps.values()), default=1.0)
+    )
     ylo, yhi, yt = _nice_ticks(0.0, max((max(v) for _, v in steps.values()), default=1.0) or 1.0)
     c.set_x(xlo, xhi)
     c.set_y(ylo, yhi)
     c.axes(c.linear_x_ticks(xt), c.linear_y_ticks(yt), x_label, "share of rows" if density else "count")
     body: list[str] = []
-    for i, (name, (edges, values)) in enumerate(steps.items()):
+    for i, (edges, values) in enumerate(steps.values()):
         d = [f"M{_n(c.px(edges[0]))},{_n(c.py(0.0))}"]
         for k, v in enumerate(values):
             d.append(f"L{_n(c.px(edges[k]))},{_n(c.py(v))}L{_n(c.px(edges[k + 1]))},{_n(c.py(v))}")
@@ -385,6 +410,7 @@ def _fmt(v) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Header cells are raw text (escaped here); row cells are pre-rendered HTML, the first one a key."""
+
     def cls(i: int) -> str:
         return ' class="k"' if i == 0 else ""
 
@@ -426,9 +452,12 @@ def _feed_section(name: str, feed: Mapping) -> list[str]:
             text = _fmt(v)
             cells.append(f"<b>{text}</b>" if metric in best and _finite(v) and float(v) == best[metric] else text)
         body.append(cells)
-    out = [f"<h2>{_e(name)}</h2>", _table(["method", *metrics], body),
-           '<p class="meta">best value per column in bold (lower is better for logloss/ECE; '
-           f'{", ".join(NEUTRAL_METRICS)} is descriptive, not ranked)</p>']
+    out = [
+        f"<h2>{_e(name)}</h2>",
+        _table(["method", *metrics], body),
+        '<p class="meta">best value per column in bold (lower is better for logloss/ECE; '
+        f"{', '.join(NEUTRAL_METRICS)} is descriptive, not ranked)</p>",
+    ]
     chart = {m: {method: values.get(m) for method, values in rows.items()} for m in FEED_CHART_METRICS if m in metrics}
     if chart:
         out.append(svg_bar_chart(chart, title=f"{name}: ranking quality vs baselines", y_label="value"))
@@ -441,11 +470,36 @@ def _heads_section(heads: Mapping) -> list[str]:
         h = h if isinstance(h, Mapping) else {}
         auc, ceiling = h.get("auc"), h.get("auc_ceiling")
         gap = float(ceiling) - float(auc) if _finite(auc) and _finite(ceiling) else None
-        rows.append([_e(head), _fmt(h.get("rows")), _fmt(h.get("positives")), _fmt(auc), _fmt(ceiling),
-                     _fmt(gap), _fmt(h.get("logloss")), _fmt(h.get("ece_uncalibrated")), _fmt(h.get("ece"))])
-    return ["<h2>Engagement heads</h2>",
-            _table(["head", "rows", "positives", "auc", "auc ceiling", "gap", "logloss",
-                    "ECE (uncalibrated)", "ECE (calibrated)"], rows)]
+        rows.append(
+            [
+                _e(head),
+                _fmt(h.get("rows")),
+                _fmt(h.get("positives")),
+                _fmt(auc),
+                _fmt(ceiling),
+                _fmt(gap),
+                _fmt(h.get("logloss")),
+                _fmt(h.get("ece_uncalibrated")),
+                _fmt(h.get("ece")),
+            ]
+        )
+    return [
+        "<h2>Engagement heads</h2>",
+        _table(
+            [
+                "head",
+                "rows",
+                "positives",
+                "auc",
+                "auc ceiling",
+                "gap",
+                "logloss",
+                "ECE (uncalibrated)",
+                "ECE (calibrated)",
+            ],
+            rows,
+        ),
+    ]
 
 
 def _generic_section(name: str, value) -> list[str]:
@@ -462,18 +516,31 @@ def _generic_section(name: str, value) -> list[str]:
     return out
 
 
-def render_ranking_report(evaluation: Mapping, *, calibration: Mapping[str, Mapping[str, list[dict]]] | None = None,
-                          score_histograms: Mapping[str, Mapping[str, dict]] | None = None,
-                          title: str = "homefeed ranking evaluation", generated_at: str | None = None) -> str:
+def render_ranking_report(
+    evaluation: Mapping,
+    *,
+    calibration: Mapping[str, Mapping[str, list[dict]]] | None = None,
+    score_histograms: Mapping[str, Mapping[str, dict]] | None = None,
+    title: str = "homefeed ranking evaluation",
+    generated_at: str | None = None,
+) -> str:
     """The full HTML document for one ``homefeed eval ranking`` result (see module docstring)."""
     if generated_at is None:
-        generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        generated_at = datetime.now(UTC).isoformat(timespec="seconds")
     calibration = calibration or {}
     score_histograms = score_histograms or {}
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{_e(title)}</title>", f"<style>\n{_STYLE}\n</style>", "</head>", "<body>",
-             f"<h1>{_e(title)}</h1>",
-             f'<p class="meta">world: {_fmt(evaluation.get("world"))} &middot; generated at {_e(generated_at)}</p>']
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{_e(title)}</title>",
+        f"<style>\n{_STYLE}\n</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">world: {_fmt(evaluation.get("world"))} &middot; generated at {_e(generated_at)}</p>',
+    ]
     scalars = {k: v for k, v in evaluation.items() if k not in _KNOWN_SECTIONS and not isinstance(v, (Mapping, list))}
     if scalars:
         parts += ["<h2>Summary</h2>", _kv_table(scalars)]
@@ -493,14 +560,19 @@ def render_ranking_report(evaluation: Mapping, *, calibration: Mapping[str, Mapp
     if calibration:
         head_order = [h for h in (evaluation.get("heads") or {}) if h in calibration]
         head_order += [h for h in calibration if h not in head_order]
-        parts += ["<h2>Calibration</h2>",
-                  '<p class="meta">observed positive rate vs mean predicted probability per bin; dashed: perfect calibration</p>',
-                  '<div class="grid-plots">']
+        parts += [
+            "<h2>Calibration</h2>",
+            '<p class="meta">observed positive rate vs mean predicted probability per bin; dashed: perfect calibration</p>',
+            '<div class="grid-plots">',
+        ]
         for head in head_order:
-            series = {kind: [(b.get("mean_predicted"), b.get("observed_rate")) for b in bins or []]
-                      for kind, bins in calibration[head].items()}
-            parts.append(svg_line_chart(series, title=head, x_label="mean predicted", y_label="observed rate",
-                                        diagonal=True))
+            series = {
+                kind: [(b.get("mean_predicted"), b.get("observed_rate")) for b in bins or []]
+                for kind, bins in calibration[head].items()
+            }
+            parts.append(
+                svg_line_chart(series, title=head, x_label="mean predicted", y_label="observed rate", diagonal=True)
+            )
         parts.append("</div>")
     if score_histograms:
         parts += ["<h2>Score distributions</h2>", '<div class="grid-plots">']
@@ -508,8 +580,14 @@ def render_ranking_report(evaluation: Mapping, *, calibration: Mapping[str, Mapp
             parts.append(svg_histogram(hists, title=name, x_label="score"))
         parts.append("</div>")
     raw = json.dumps(evaluation, indent=2, default=str)
-    parts += ["<details>", "<summary>raw evaluation JSON</summary>", f"<pre>{_e(raw)}</pre>", "</details>",
-              "</body>", "</html>"]
+    parts += [
+        "<details>",
+        "<summary>raw evaluation JSON</summary>",
+        f"<pre>{_e(raw)}</pre>",
+        "</details>",
+        "</body>",
+        "</html>",
+    ]
     return "\n".join(parts) + "\n"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,9 @@ US_PER_HOUR = 60 * US_PER_MIN
 US_PER_DAY = 24 * US_PER_HOUR
 
 # The earliest account in a synthetic world; comfortably after EARLIEST_VALID_TIME.
-FIRST_ACCOUNT_TIME = datetime(2007, 1, 1, tzinfo=timezone.utc)
+FIRST_ACCOUNT_TIME = datetime(2007, 1, 1, tzinfo=UTC)
 
-DEFAULT_END_TIME = datetime(2026, 11, 1, tzinfo=timezone.utc)
+DEFAULT_END_TIME = datetime(2026, 11, 1, tzinfo=UTC)
 
 # Sub-stream ids: each stage draws from its own SeedSequence(seed, spawn_key=(stage, ...)) so a
 # change in one stage's number of draws never shifts another stage's randomness.
@@ -37,7 +37,7 @@ def to_us(dt: datetime) -> int:
     """Microseconds since the Unix epoch of an aware datetime."""
     if dt.tzinfo is None:
         raise ValueError("datetimes must be timezone-aware (UTC)")
-    delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
 
 

@@ -11,8 +11,8 @@ from jobs.synthetic.config import US_PER_S, WorldConfig
 from jobs.synthetic.impressions import (
     Impressions,
     PolicyContext,
-    by_user_time,
     blocked,
+    by_user_time,
     in_network,
 )
 from jobs.synthetic.model import ACTIONS, DELAY_MEDIAN_S, click_dwell_ms, impression_dwell_ms
@@ -41,8 +41,9 @@ def _alive(cfg: WorldConfig, tweets: Tweets, tweet: np.ndarray, t: np.ndarray) -
     return (t <= cfg.end_us) & ((dele < 0) | (t < dele))
 
 
-def draw_engagements(rng, cfg: WorldConfig, tweets: Tweets, imp: Impressions,
-                     features: dict, probs: dict) -> EngagementRows:
+def draw_engagements(
+    rng, cfg: WorldConfig, tweets: Tweets, imp: Impressions, features: dict, probs: dict
+) -> EngagementRows:
     """Impression rows, then each action independently with its true probability, a little after
     the impression (actions that would land after the end or after a deletion are not logged)."""
     m = len(imp.user)
@@ -64,8 +65,9 @@ def draw_engagements(rng, cfg: WorldConfig, tweets: Tweets, imp: Impressions,
     return _concat(parts)
 
 
-def unlogged_likes(rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, tweets: Tweets,
-                   lo: int, hi: int, logged: EngagementRows) -> EngagementRows:
+def unlogged_likes(
+    rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, tweets: Tweets, lo: int, hi: int, logged: EngagementRows
+) -> EngagementRows:
     """A few likes with no logged impression: a followee's tweet liked at a random time
     (from a profile visit or a notification), never a tweet the user already liked."""
     like = ACTION_CODE["like"]
@@ -93,7 +95,10 @@ def unlogged_likes(rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, twee
     ok &= fresh
     k = int(ok.sum())
     return EngagementRows(
-        user=user[ok], tweet=tweet[ok], action=np.full(k, like, dtype=np.int8), t_us=t[ok],
+        user=user[ok],
+        tweet=tweet[ok],
+        action=np.full(k, like, dtype=np.int8),
+        t_us=t[ok],
         dwell_ms=np.full(k, -1, dtype=np.int32),
     )
 
@@ -107,8 +112,8 @@ def _concat(parts) -> EngagementRows:
 
 def merge_sorted(a: EngagementRows, b: EngagementRows) -> EngagementRows:
     """All rows, sorted by (user, time); ties keep a's order then b's (deterministic)."""
-    rows = _concat([(a.user, a.tweet, a.action, a.t_us, a.dwell_ms),
-                    (b.user, b.tweet, b.action, b.t_us, b.dwell_ms)])
+    rows = _concat([(a.user, a.tweet, a.action, a.t_us, a.dwell_ms), (b.user, b.tweet, b.action, b.t_us, b.dwell_ms)])
     order = by_user_time(rows.user, rows.t_us)
-    return EngagementRows(rows.user[order], rows.tweet[order], rows.action[order],
-                          rows.t_us[order], rows.dwell_ms[order])
+    return EngagementRows(
+        rows.user[order], rows.tweet[order], rows.action[order], rows.t_us[order], rows.dwell_ms[order]
+    )

@@ -38,9 +38,7 @@ class CommunitySampler:
         self.member_w = flat_w[keep][order]
         self.offsets = csr_offsets(flat_c[keep][order].astype(np.int64), k)
 
-    def sample(
-        self, rng: np.random.Generator, communities: np.ndarray, popularity: np.ndarray
-    ) -> np.ndarray:
+    def sample(self, rng: np.random.Generator, communities: np.ndarray, popularity: np.ndarray) -> np.ndarray:
         """One account per entry of `communities` (-1 = anywhere); popularity is per user."""
         out = np.empty(len(communities), dtype=np.int64)
         order = np.argsort(communities, kind="stable")
@@ -119,7 +117,7 @@ def make_follows(cfg: WorldConfig, users: Users, sampler: CommunitySampler) -> F
     round_of = rng.integers(0, rounds, size=len(follower))
     followee = np.empty(len(follower), dtype=np.int64)
     indeg = np.zeros(n, dtype=np.float64)
-    base = users.fitness ** cfg.popularity_exponent
+    base = users.fitness**cfg.popularity_exponent
     for r in range(rounds):
         rows = np.flatnonzero(round_of == r)
         pop = base * (1.0 + indeg / max(indeg.mean(), 1.0)) ** cfg.attachment_exponent

@@ -48,9 +48,7 @@ _POLICY_HEADER = "Policy (also written to truth/metadata.json):"
 def policy_json(cfg: WorldConfig) -> dict:
     return {
         "description": [
-            " ".join(item.split())
-            for item in __doc__.split(_POLICY_HEADER)[1].split("\n  * ")
-            if item.strip()
+            " ".join(item.split()) for item in __doc__.split(_POLICY_HEADER)[1].split("\n  * ") if item.strip()
         ],
         "exploration_share": cfg.exploration_share,
         "explore_popular_share": cfg.explore_popular_share,
@@ -91,8 +89,9 @@ class PolicyContext:
     past_since: np.ndarray
 
 
-def build_context(cfg, users: Users, follows: Follows, tweets: Tweets, authors: AuthorIndex,
-                  social_keys, social_since) -> PolicyContext:
+def build_context(
+    cfg, users: Users, follows: Follows, tweets: Tweets, authors: AuthorIndex, social_keys, social_since
+) -> PolicyContext:
     n = users.n
     offs = follows.offsets()
     posts = np.bincount(tweets.author, minlength=n).astype(np.float64)
@@ -112,12 +111,21 @@ def build_context(cfg, users: Users, follows: Follows, tweets: Tweets, authors: 
     keys_s = keys[order]
     first = np.r_[True, keys_s[1:] != keys_s[:-1]] if len(keys_s) else np.zeros(0, bool)
     return PolicyContext(
-        follows=follows, follow_offsets=offs, follow_keys=follows.keys, followee_cw=cw,
-        authors=authors, pool_rows=rows, pool_bounds=bounds, pool_times=tweets.created_us[rows],
+        follows=follows,
+        follow_offsets=offs,
+        follow_keys=follows.keys,
+        followee_cw=cw,
+        authors=authors,
+        pool_rows=rows,
+        pool_bounds=bounds,
+        pool_times=tweets.created_us[rows],
         pool_quality=tweets.quality[rows].astype(np.float64),
         pool_pop=np.log1p(followers[tweets.author[rows]]),
-        topic_volume_cdf=np.cumsum(volume), muted_keys=social_keys, muted_since=social_since,
-        past_keys=keys_s[first], past_since=tweets.created_us[d][order][first],
+        topic_volume_cdf=np.cumsum(volume),
+        muted_keys=social_keys,
+        muted_since=social_since,
+        past_keys=keys_s[first],
+        past_since=tweets.created_us[d][order][first],
     )
 
 
@@ -194,8 +202,9 @@ class Impressions:
     source: np.ndarray  # int8
 
 
-def sample_impressions(rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, tweets: Tweets,
-                       lo: int, hi: int) -> Impressions:
+def sample_impressions(
+    rng, cfg: WorldConfig, ctx: PolicyContext, users: Users, tweets: Tweets, lo: int, hi: int
+) -> Impressions:
     """The impressions of users [lo, hi): sessions of slots filled by the policy."""
     level = users.consume_activity[lo:hi]
     if tweets.n == 0:

@@ -28,31 +28,46 @@ from core.contract import ENGAGEMENT_ACTIONS
 
 ACTIONS = tuple(a for a in ENGAGEMENT_ACTIONS if a != "impression")
 FEATURES = (
-    "interest", "follows", "community", "past", "quality", "log_age_h", "nsfw_unwanted",
-    "has_media", "propensity",
+    "interest",
+    "follows",
+    "community",
+    "past",
+    "quality",
+    "log_age_h",
+    "nsfw_unwanted",
+    "has_media",
+    "propensity",
 )
 
 # action: (bias, interest, follows, community, past, quality, log_age_h, nsfw_unwanted,
 #          has_media, propensity)
 COEFFICIENTS: dict[str, tuple[float, ...]] = {
-    "click":            (-5.6, 2.0, 0.4, 0.2, 0.6, 0.35, -0.10, 0.3, 0.8, 1.0),
-    "like":             (-6.7, 3.2, 0.9, 0.3, 1.0, 0.60, -0.20, -0.5, 0.2, 1.0),
-    "retweet":          (-8.1, 2.6, 0.8, 0.3, 1.2, 0.70, -0.25, -1.0, 0.2, 1.0),
-    "reply":            (-8.2, 2.2, 0.9, 0.4, 1.5, 0.30, -0.30, -0.5, 0.0, 1.0),
-    "quote":            (-9.5, 2.2, 0.6, 0.3, 1.0, 0.50, -0.25, -1.0, 0.0, 1.0),
-    "profile_click":    (-6.3, 1.5, -0.9, 0.3, 0.2, 0.30, -0.10, 0.5, 0.0, 0.7),
+    "click": (-5.6, 2.0, 0.4, 0.2, 0.6, 0.35, -0.10, 0.3, 0.8, 1.0),
+    "like": (-6.7, 3.2, 0.9, 0.3, 1.0, 0.60, -0.20, -0.5, 0.2, 1.0),
+    "retweet": (-8.1, 2.6, 0.8, 0.3, 1.2, 0.70, -0.25, -1.0, 0.2, 1.0),
+    "reply": (-8.2, 2.2, 0.9, 0.4, 1.5, 0.30, -0.30, -0.5, 0.0, 1.0),
+    "quote": (-9.5, 2.2, 0.6, 0.3, 1.0, 0.50, -0.25, -1.0, 0.0, 1.0),
+    "profile_click": (-6.3, 1.5, -0.9, 0.3, 0.2, 0.30, -0.10, 0.5, 0.0, 0.7),
     "video_playback50": (-2.4, 2.0, 0.4, 0.2, 0.3, 0.40, -0.10, 0.0, 0.0, 0.6),
-    "bookmark":         (-8.4, 2.6, 0.3, 0.2, 0.5, 0.70, -0.15, -1.0, 0.3, 0.8),
-    "share":            (-8.8, 2.2, 0.3, 0.3, 0.5, 0.60, -0.15, -1.0, 0.3, 0.8),
-    "not_interested":   (-4.6, -3.0, -0.8, -0.5, -0.8, -0.40, 0.05, 2.5, 0.0, 0.0),
-    "report":           (-7.5, -2.0, -1.0, -0.5, -1.0, -0.80, 0.00, 3.5, 0.0, 0.0),
+    "bookmark": (-8.4, 2.6, 0.3, 0.2, 0.5, 0.70, -0.15, -1.0, 0.3, 0.8),
+    "share": (-8.8, 2.2, 0.3, 0.3, 0.5, 0.60, -0.15, -1.0, 0.3, 0.8),
+    "not_interested": (-4.6, -3.0, -0.8, -0.5, -0.8, -0.40, 0.05, 2.5, 0.0, 0.0),
+    "report": (-7.5, -2.0, -1.0, -0.5, -1.0, -0.80, 0.00, 3.5, 0.0, 0.0),
 }
 
 # Median seconds from the impression to the action (lognormal, sigma 1).
 DELAY_MEDIAN_S = {
-    "click": 3.0, "like": 8.0, "retweet": 15.0, "reply": 45.0, "quote": 60.0,
-    "profile_click": 6.0, "video_playback50": 12.0, "bookmark": 20.0, "share": 25.0,
-    "not_interested": 4.0, "report": 30.0,
+    "click": 3.0,
+    "like": 8.0,
+    "retweet": 15.0,
+    "reply": 45.0,
+    "quote": 60.0,
+    "profile_click": 6.0,
+    "video_playback50": 12.0,
+    "bookmark": 20.0,
+    "share": 25.0,
+    "not_interested": 4.0,
+    "report": 30.0,
 }
 
 
@@ -106,9 +121,7 @@ def model_json() -> dict:
             "has_media": "tweet has media (0/1)",
             "propensity": "per-user engagement offset (truth/users propensity)",
         },
-        "coefficients": {
-            a: dict(zip(("bias",) + FEATURES, COEFFICIENTS[a])) for a in ACTIONS
-        },
+        "coefficients": {a: dict(zip(("bias",) + FEATURES, COEFFICIENTS[a])) for a in ACTIONS},
         "video_playback50": "probability 0 unless has_video",
         "delay_median_s": DELAY_MEDIAN_S,
         "delay": "action time = impression time + lognormal(log(median), 1) seconds",

@@ -9,15 +9,37 @@ from jobs.synthetic.config import US_PER_HOUR
 # Relative posting/reading intensity per local hour of day (0..23): quiet at night, a morning
 # bump, a lunch bump and the evening peak.
 DIURNAL = np.array(
-    [0.9, 0.6, 0.4, 0.3, 0.25, 0.3, 0.5, 0.9, 1.3, 1.5, 1.6, 1.7,
-     1.9, 1.8, 1.6, 1.5, 1.5, 1.6, 1.8, 2.0, 2.2, 2.1, 1.8, 1.3]
+    [
+        0.9,
+        0.6,
+        0.4,
+        0.3,
+        0.25,
+        0.3,
+        0.5,
+        0.9,
+        1.3,
+        1.5,
+        1.6,
+        1.7,
+        1.9,
+        1.8,
+        1.6,
+        1.5,
+        1.5,
+        1.6,
+        1.8,
+        2.0,
+        2.2,
+        2.1,
+        1.8,
+        1.3,
+    ]
 )
 DIURNAL_P = DIURNAL / DIURNAL.sum()
 
 
-def diurnal_times(
-    rng: np.random.Generator, utc_offset_h: np.ndarray, start_us: int, days: int
-) -> np.ndarray:
+def diurnal_times(rng: np.random.Generator, utc_offset_h: np.ndarray, start_us: int, days: int) -> np.ndarray:
     """One timestamp (int64 us) per row in [start_us, start_us + days), following DIURNAL in the
     row's local time (UTC + utc_offset_h); local days wrap around the window."""
     n = len(utc_offset_h)

@@ -15,8 +15,16 @@ from jobs.synthetic.users import Communities, Users, sample_interest
 
 ACTION_BLOCK, ACTION_MUTE = 0, 1
 LIST_SUFFIXES = (
-    "favorites", "must follow", "news", "people", "experts", "crew", "daily", "watchlist",
-    "legends", "friends",
+    "favorites",
+    "must follow",
+    "news",
+    "people",
+    "experts",
+    "crew",
+    "daily",
+    "watchlist",
+    "legends",
+    "friends",
 )
 
 
@@ -79,8 +87,10 @@ def make_social_actions(cfg: WorldConfig, users: Users, follows: Follows) -> Soc
     key = pair_keys(user, target, n) * 2 + action
     _, first = np.unique(key, return_index=True)  # sorted by (user, target, action)
     return SocialActions(
-        user=user[first].astype(np.int32), target=target[first].astype(np.int32),
-        action=action[first], created_us=created[first],
+        user=user[first].astype(np.int32),
+        target=target[first].astype(np.int32),
+        action=action[first],
+        created_us=created[first],
     )
 
 
@@ -96,9 +106,7 @@ class Lists:
     member_added_us: np.ndarray
 
 
-def make_lists(
-    cfg: WorldConfig, users: Users, com: Communities, sampler: CommunitySampler
-) -> Lists:
+def make_lists(cfg: WorldConfig, users: Users, com: Communities, sampler: CommunitySampler) -> Lists:
     """Lists are about one community (mostly the owner's); members are popular accounts of it,
     with a few picks from anywhere."""
     rng = stream(cfg.seed, STAGE_LISTS)
@@ -123,7 +131,12 @@ def make_lists(
     lo = np.maximum(created[mlist], users.created_us[member])
     added = uniform_between(rng, lo, cfg.end_us)
     return Lists(
-        owner=owner.astype(np.int32), community=community, is_private=is_private,
-        created_us=created, name=name, member_list=mlist, member_user=member,
+        owner=owner.astype(np.int32),
+        community=community,
+        is_private=is_private,
+        created_us=created,
+        name=name,
+        member_list=mlist,
+        member_user=member,
         member_added_us=added,
     )

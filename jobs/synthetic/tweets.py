@@ -79,8 +79,7 @@ class AuthorIndex:
         ok &= (self.keys[pos_c] >> AUTHOR_KEY_SHIFT) == author
         return np.where(ok, self.order[pos_c], -1)
 
-    def recent(self, rng: np.random.Generator, author: np.ndarray, t_us: np.ndarray,
-               horizon_us: int) -> np.ndarray:
+    def recent(self, rng: np.random.Generator, author: np.ndarray, t_us: np.ndarray, horizon_us: int) -> np.ndarray:
         """One of `author`'s tweets posted in (t - horizon, t], recency weighted (density
         falling linearly with age rank); the latest before t if none is that recent; else -1."""
         if len(self.keys) == 0:
@@ -98,9 +97,7 @@ class AuthorIndex:
 
 def author_index(tw: Tweets, t0_us: int) -> AuthorIndex:
     order = np.argsort(tw.author, kind="stable")  # rows are in time order already
-    keys = (tw.author[order].astype(np.int64) << AUTHOR_KEY_SHIFT) | (
-        (tw.created_us[order] - t0_us) // 1000
-    )
+    keys = (tw.author[order].astype(np.int64) << AUTHOR_KEY_SHIFT) | ((tw.created_us[order] - t0_us) // 1000)
     return AuthorIndex(order=order, keys=keys, t0_us=t0_us)
 
 
@@ -159,9 +156,22 @@ def make_tweets(cfg: WorldConfig, users: Users, com: Communities, handles: pa.Ar
 
     text = _texts(rng, cfg, com, handles, author, topic, kind, target)
     return Tweets(
-        n=t, ids=ids, author=author, created_us=created, kind=kind, reply_to=reply_to,
-        quoted=quoted, retweet_of=retweet_of, topic=topic, quality=quality, has_media=has_media,
-        has_video=has_video, is_nsfw=is_nsfw, lang=lang, deleted_us=deleted, text=text,
+        n=t,
+        ids=ids,
+        author=author,
+        created_us=created,
+        kind=kind,
+        reply_to=reply_to,
+        quoted=quoted,
+        retweet_of=retweet_of,
+        topic=topic,
+        quality=quality,
+        has_media=has_media,
+        has_video=has_video,
+        is_nsfw=is_nsfw,
+        lang=lang,
+        deleted_us=deleted,
+        text=text,
     )
 
 
@@ -173,16 +183,24 @@ def _deletion_times(rng, cfg: WorldConfig, created: np.ndarray, end: int) -> np.
     delay = np.floor(rng.exponential(12 * US_PER_HOUR, size=len(dele))).astype(np.int64)
     when = created[dele] + delay
     late = when > end
-    when[late] = created[dele][late] + np.floor(
-        rng.random(int(late.sum())) * (end - created[dele][late])
-    ).astype(np.int64)
+    when[late] = created[dele][late] + np.floor(rng.random(int(late.sum())) * (end - created[dele][late])).astype(
+        np.int64
+    )
     deleted[dele] = when
 
     return deleted
 
 
-def _conversation_targets(rng, com: Communities, users: Users, author: np.ndarray, topic: np.ndarray,
-                          kind: np.ndarray, created: np.ndarray, quality: np.ndarray) -> np.ndarray:
+def _conversation_targets(
+    rng,
+    com: Communities,
+    users: Users,
+    author: np.ndarray,
+    topic: np.ndarray,
+    kind: np.ndarray,
+    created: np.ndarray,
+    quality: np.ndarray,
+) -> np.ndarray:
     """Per reply, retweet or quote, its target row: per topic, the best of a few recent earlier
     non-retweets; -1 for originals and where no earlier tweet exists."""
     target = np.full(len(created), -1, dtype=np.int64)

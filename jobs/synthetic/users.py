@@ -20,23 +20,84 @@ from jobs.synthetic.config import (
 from jobs.synthetic.sampling import categorical_rows, lognormal_mean1
 
 TOPIC_NAMES = (
-    "tech", "sports", "music", "politics", "gaming", "anime", "finance", "crypto", "science",
-    "movies", "fashion", "food", "travel", "fitness", "art", "books", "news", "comedy", "kpop",
-    "football", "basketball", "cricket", "climate", "health", "parenting", "pets", "photography",
-    "cars", "space", "history", "education", "startups", "design", "memes", "religion", "law",
-    "tv", "theatre", "dance", "outdoors",
+    "tech",
+    "sports",
+    "music",
+    "politics",
+    "gaming",
+    "anime",
+    "finance",
+    "crypto",
+    "science",
+    "movies",
+    "fashion",
+    "food",
+    "travel",
+    "fitness",
+    "art",
+    "books",
+    "news",
+    "comedy",
+    "kpop",
+    "football",
+    "basketball",
+    "cricket",
+    "climate",
+    "health",
+    "parenting",
+    "pets",
+    "photography",
+    "cars",
+    "space",
+    "history",
+    "education",
+    "startups",
+    "design",
+    "memes",
+    "religion",
+    "law",
+    "tv",
+    "theatre",
+    "dance",
+    "outdoors",
 )
 
 # Community languages and the UTC offsets (hours) their members live at.
 LANGS = ("en", "ja", "es", "pt", "ar", "fr", "ko", "de", "tr", "hi")
 LANG_P = np.array([0.60, 0.09, 0.09, 0.06, 0.04, 0.04, 0.03, 0.02, 0.02, 0.01])
 LANG_OFFSETS = {
-    "en": (-5.0, -8.0, 0.0, -6.0), "ja": (9.0,), "es": (-5.0, 1.0, -3.0), "pt": (-3.0,),
-    "ar": (3.0,), "fr": (1.0,), "ko": (9.0,), "de": (1.0,), "tr": (3.0,), "hi": (5.5,),
+    "en": (-5.0, -8.0, 0.0, -6.0),
+    "ja": (9.0,),
+    "es": (-5.0, 1.0, -3.0),
+    "pt": (-3.0,),
+    "ar": (3.0,),
+    "fr": (1.0,),
+    "ko": (9.0,),
+    "de": (1.0,),
+    "tr": (3.0,),
+    "hi": (5.5,),
 }
 HANDLE_WORDS = (
-    "the", "real", "its", "just", "hey", "mr", "ms", "dr", "team", "daily", "official", "big",
-    "little", "cool", "pixel", "sunny", "cosmic", "lucky", "quiet", "wild",
+    "the",
+    "real",
+    "its",
+    "just",
+    "hey",
+    "mr",
+    "ms",
+    "dr",
+    "team",
+    "daily",
+    "official",
+    "big",
+    "little",
+    "cool",
+    "pixel",
+    "sunny",
+    "cosmic",
+    "lucky",
+    "quiet",
+    "wild",
 )
 
 
@@ -120,9 +181,7 @@ def make_users(cfg: WorldConfig, com: Communities) -> Users:
     idx = np.empty((n, 3), dtype=np.int32)
     idx[:, 0] = home
     idx[:, 1:] = rng.choice(k, size=(n, 2), p=com.share)
-    w = np.stack(
-        [rng.gamma(4.0, size=n), rng.gamma(1.5, size=n), rng.gamma(1.5, size=n)], axis=1
-    )
+    w = np.stack([rng.gamma(4.0, size=n), rng.gamma(1.5, size=n), rng.gamma(1.5, size=n)], axis=1)
     w[np.arange(3)[None, :] >= m[:, None]] = 0.0
     w[:, 1][idx[:, 1] == idx[:, 0]] = 0.0
     w[:, 2][(idx[:, 2] == idx[:, 0]) | (idx[:, 2] == idx[:, 1])] = 0.0
@@ -171,10 +230,23 @@ def make_users(cfg: WorldConfig, com: Communities) -> Users:
     utc = com.utc_offset_h[home] + rng.choice([-1.0, 0.0, 0.0, 1.0], size=n)
 
     return Users(
-        n=n, ids=ids, created_us=created, home=home, interest_idx=idx, interest_w=w,
-        fitness=fitness, is_celebrity=is_celebrity, post_activity=post_activity,
-        consume_activity=consume, propensity=propensity, skill=skill, is_verified=is_verified,
-        allow_nsfw=allow_nsfw, is_nsfw_poster=is_nsfw_poster, lang=lang, utc_offset_h=utc,
+        n=n,
+        ids=ids,
+        created_us=created,
+        home=home,
+        interest_idx=idx,
+        interest_w=w,
+        fitness=fitness,
+        is_celebrity=is_celebrity,
+        post_activity=post_activity,
+        consume_activity=consume,
+        propensity=propensity,
+        skill=skill,
+        is_verified=is_verified,
+        allow_nsfw=allow_nsfw,
+        is_nsfw_poster=is_nsfw_poster,
+        lang=lang,
+        utc_offset_h=utc,
     )
 
 

@@ -105,7 +105,8 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     ctx = build_context(cfg, users, follows, tweets, authors, *social.pair_index(users.n))
     done("policy context")
     rows["engagements"], truth_rows["impressions"], source_counts = _write_engagements(
-        cfg, raw, truth, ctx, users, tweets, done)
+        cfg, raw, truth, ctx, users, tweets, done
+    )
 
     for name, table in (
         ("social_actions", tables.social_actions_table(users, social)),
@@ -116,29 +117,27 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
         w.write(table)
         rows[name] = w.close()
 
-    truth_rows["communities"] = write_single(
-        truth / "communities.parquet", communities_truth(com), cfg
-    )
-    truth_rows["users"] = write_single(
-        truth / "users.parquet", users_truth(users, com.k, follows.in_degree()), cfg
-    )
+    truth_rows["communities"] = write_single(truth / "communities.parquet", communities_truth(com), cfg)
+    truth_rows["users"] = write_single(truth / "users.parquet", users_truth(users, com.k, follows.in_degree()), cfg)
     truth_rows["lists"] = write_single(truth / "lists.parquet", lists_truth(lists), cfg)
     rows = {t.name: rows[t.name] for t in RAW_TABLES}
     policy = policy_json(cfg)
     total = max(int(source_counts.sum()), 1)
-    policy["measured_source_share"] = {
-        name: round(int(c) / total, 4) for name, c in zip(SOURCE_NAMES, source_counts)
-    }
-    write_metadata(
-        truth / "metadata.json", metadata(cfg, com, policy, model_json(), rows, truth_rows)
-    )
+    policy["measured_source_share"] = {name: round(int(c) / total, 4) for name, c in zip(SOURCE_NAMES, source_counts)}
+    write_metadata(truth / "metadata.json", metadata(cfg, com, policy, model_json(), rows, truth_rows))
     return GenerationSummary(
-        out_dir=out_dir, rows_per_table=rows, truth_rows=truth_rows,
-        seconds=time.perf_counter() - t0, n_communities=com.k, config=cfg,
+        out_dir=out_dir,
+        rows_per_table=rows,
+        truth_rows=truth_rows,
+        seconds=time.perf_counter() - t0,
+        n_communities=com.k,
+        config=cfg,
     )
 
 
-def _write_engagements(cfg: WorldConfig, raw: Path, truth: Path, ctx, users, tweets, done) -> tuple[int, int, np.ndarray]:
+def _write_engagements(
+    cfg: WorldConfig, raw: Path, truth: Path, ctx, users, tweets, done
+) -> tuple[int, int, np.ndarray]:
     """Impressions and engagements, block by block of users: the engagement rows written, the
     impression truth rows written, and the impressions per policy source."""
     w = _writer(raw, "engagements", cfg)

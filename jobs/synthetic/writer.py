@@ -65,9 +65,13 @@ class PartWriter:
     def _open(self) -> pq.ParquetWriter:
         path = self.directory / f"part-{self.part:05d}.parquet"
         return pq.ParquetWriter(
-            path, self.schema, compression=self.cfg.compression,
-            compression_level=self.cfg.compression_level, use_dictionary=True,
-            write_statistics=True, version="2.6",
+            path,
+            self.schema,
+            compression=self.cfg.compression,
+            compression_level=self.cfg.compression_level,
+            use_dictionary=True,
+            write_statistics=True,
+            version="2.6",
         )
 
     def write(self, table: pa.Table) -> None:
@@ -101,8 +105,13 @@ class PartWriter:
 def write_single(path: Path, table: pa.Table, cfg: WorldConfig) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(
-        table, path, compression=cfg.compression, compression_level=cfg.compression_level,
-        use_dictionary=True, write_statistics=True, version="2.6",
+        table,
+        path,
+        compression=cfg.compression,
+        compression_level=cfg.compression_level,
+        use_dictionary=True,
+        write_statistics=True,
+        version="2.6",
         row_group_size=cfg.row_group_size,
     )
     return table.num_rows

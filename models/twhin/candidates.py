@@ -13,11 +13,13 @@ import torch
 from models.twhin.export import table_to_matrix
 from models.twhin.train import resolve_device, torch_runtime
 
-CANDIDATES_SCHEMA = pa.schema([
-    pa.field("user_id", pa.int64(), nullable=False),
-    pa.field("candidate_id", pa.int64(), nullable=False),
-    pa.field("score", pa.float64(), nullable=False),
-])
+CANDIDATES_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("candidate_id", pa.int64(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+    ]
+)
 
 
 def _as_matrix(user_embeddings) -> tuple[np.ndarray, np.ndarray]:
@@ -68,16 +70,17 @@ def twhin_follow_candidates(
     out_users, out_candidates, out_scores = [], [], []
     with torch_runtime(num_threads=num_threads, deterministic=False), torch.no_grad():
         users = torch.tensor(matrix, device=torch_device)
-        targets = (users + torch.as_tensor(np.asarray(follow_translation, dtype=np.float32),
-                                           device=torch_device)).T.contiguous()
+        targets = (
+            users + torch.as_tensor(np.asarray(follow_translation, dtype=np.float32), device=torch_device)
+        ).T.contiguous()
         for start in range(0, n, batch_size):
             end = min(start + batch_size, n)
             scores = users[start:end] @ targets  # (b, n)
             lo, hi = row_starts[start], row_starts[end]
             mask_rows = np.concatenate([row[lo:hi] - start, np.arange(end - start)])
             mask_cols = np.concatenate([col[lo:hi], np.arange(start, end)])
-            scores[torch.from_numpy(mask_rows).to(torch_device), torch.from_numpy(mask_cols).to(torch_device)] = (
-                float("-inf")
+            scores[torch.from_numpy(mask_rows).to(torch_device), torch.from_numpy(mask_cols).to(torch_device)] = float(
+                "-inf"
             )
             best, where = torch.topk(scores, take, dim=1, sorted=True)
             best, where = best.cpu().numpy(), where.cpu().numpy()
@@ -86,7 +89,10 @@ def twhin_follow_candidates(
             out_candidates.append(ids[where[keep]])
             out_scores.append(best[keep].astype(np.float64))
     return pa.table(
-        [pa.array(np.concatenate(out_users)), pa.array(np.concatenate(out_candidates)),
-         pa.array(np.concatenate(out_scores))],
+        [
+            pa.array(np.concatenate(out_users)),
+            pa.array(np.concatenate(out_candidates)),
+            pa.array(np.concatenate(out_scores)),
+        ],
         schema=CANDIDATES_SCHEMA,
     )

@@ -35,8 +35,12 @@ def evaluate_twhin_follow_recall(
     started = time.monotonic()
     result = train_twhin(edges, config, log=log)
     candidates = twhin_follow_candidates(
-        (result.ids(USER), result.embeddings(USER)), result.translation("follow"), train,
-        k=k, device=config.device, num_threads=config.num_threads,
+        (result.ids(USER), result.embeddings(USER)),
+        result.translation("follow"),
+        train,
+        k=k,
+        device=config.device,
+        num_threads=config.num_threads,
     )
     seconds = time.monotonic() - started
     return {
@@ -53,7 +57,6 @@ def evaluate_twhin_follow_recall(
         "seconds": round(seconds, 2),
         "device": result.device,
     }
-
 
 
 def follow_candidates_from_warehouse(

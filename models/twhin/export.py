@@ -60,18 +60,21 @@ def vectors_array(matrix: np.ndarray) -> pa.ListArray:
 
 
 def embeddings_table(ids: np.ndarray, matrix: np.ndarray, id_column: str) -> pa.Table:
-    return pa.table({id_column: pa.array(np.asarray(ids, dtype=np.int64), type=pa.int64()),
-                     "embedding": vectors_array(matrix)})
+    return pa.table(
+        {id_column: pa.array(np.asarray(ids, dtype=np.int64), type=pa.int64()), "embedding": vectors_array(matrix)}
+    )
 
 
 def relations_table(result: TwhinEmbeddings) -> pa.Table:
-    return pa.table({
-        "relation": pa.array([r.name for r in result.relations], type=pa.string()),
-        "lhs_type": pa.array([r.lhs_type for r in result.relations], type=pa.string()),
-        "rhs_type": pa.array([r.rhs_type for r in result.relations], type=pa.string()),
-        "edges": pa.array([result.edges_per_relation.get(r.name, 0) for r in result.relations], type=pa.int64()),
-        "translation": vectors_array(result.translations),
-    })
+    return pa.table(
+        {
+            "relation": pa.array([r.name for r in result.relations], type=pa.string()),
+            "lhs_type": pa.array([r.lhs_type for r in result.relations], type=pa.string()),
+            "rhs_type": pa.array([r.rhs_type for r in result.relations], type=pa.string()),
+            "edges": pa.array([result.edges_per_relation.get(r.name, 0) for r in result.relations], type=pa.int64()),
+            "translation": vectors_array(result.translations),
+        }
+    )
 
 
 def output_tables(result: TwhinEmbeddings) -> dict[str, pa.Table]:
@@ -122,5 +125,7 @@ def read_translations(path: Path) -> dict[str, np.ndarray]:
     from deltalake import DeltaTable
 
     table = DeltaTable(str(path)).to_pyarrow_table(columns=["relation", "translation"])
-    return {name: np.asarray(vector, dtype=np.float32)
-            for name, vector in zip(table["relation"].to_pylist(), table["translation"].to_pylist())}
+    return {
+        name: np.asarray(vector, dtype=np.float32)
+        for name, vector in zip(table["relation"].to_pylist(), table["translation"].to_pylist())
+    }

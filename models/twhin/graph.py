@@ -141,7 +141,8 @@ def build_edges(
 
     columns = set(tweets.column_names)
     is_retweet = (
-        pc.is_valid(tweets["retweet_of_tweet_id"]) if "retweet_of_tweet_id" in columns
+        pc.is_valid(tweets["retweet_of_tweet_id"])
+        if "retweet_of_tweet_id" in columns
         else pa.array(np.zeros(tweets.num_rows, dtype=bool))
     )
     if AUTHORED.name in raw:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -147,8 +147,15 @@ class SparseRowOptimizer:
     bias correction counts steps globally, as torch's SparseAdam).
     """
 
-    def __init__(self, kind: str, tables: dict[str, torch.Tensor], *, lr: float, eps: float,
-                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
+    def __init__(
+        self,
+        kind: str,
+        tables: dict[str, torch.Tensor],
+        *,
+        lr: float,
+        eps: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> None:
         if kind not in OPTIMIZERS:
             raise ValueError(f"TwHIN optimizer {kind!r} is not one of {OPTIMIZERS}")
         self.kind, self.lr, self.eps, self.betas = kind, lr, eps, betas
@@ -232,13 +239,10 @@ def _train(edges: TwhinEdges, config: TwhinConfig, device: torch.device, log) ->
 
     node_types = list(edges.node_ids)
     tables = {
-        t: (torch.randn((edges.num_nodes(t), dim), generator=init) * config.init_std).to(device)
-        for t in node_types
+        t: (torch.randn((edges.num_nodes(t), dim), generator=init) * config.init_std).to(device) for t in node_types
     }
     translations = (torch.randn((len(edges.relations), dim), generator=init) * config.init_std).to(device)
-    optimizer = SparseRowOptimizer(
-        config.optimizer, {**tables, "_translations": translations}, lr=lr, eps=eps
-    )
+    optimizer = SparseRowOptimizer(config.optimizer, {**tables, "_translations": translations}, lr=lr, eps=eps)
 
     relation_data = _relation_data(edges, device)
 
@@ -256,25 +260,35 @@ def _train(edges: TwhinEdges, config: TwhinConfig, device: torch.device, log) ->
             spec: RelationSpec = data["spec"]
             lhs_index = shuffled[r][0][start:end]
             rhs_index = shuffled[r][1][start:end]
-            negative_index = (
-                torch.from_numpy(negatives_plan[step]).to(device) if negatives_plan is not None else None
-            )
+            negative_index = torch.from_numpy(negatives_plan[step]).to(device) if negatives_plan is not None else None
             loss, grads = _step_gradients(
                 tables, translations, r, spec, lhs_index, rhs_index, negative_index, data, config
             )
             loss_sums[r] += loss.detach()
             batch_counts[r] += 1
-            _apply_gradients(optimizer, tables, translations, relation_rows[r], spec, grads,
-                             lhs_index=lhs_index, rhs_index=rhs_index, negative_index=negative_index)
+            _apply_gradients(
+                optimizer,
+                tables,
+                translations,
+                relation_rows[r],
+                spec,
+                grads,
+                lhs_index=lhs_index,
+                rhs_index=rhs_index,
+                negative_index=negative_index,
+            )
 
-        per_relation = (loss_sums.cpu().numpy() / np.maximum(batch_counts, 1))
-        relation_losses = {d["spec"].name: round(float(per_relation[r]), 6)
-                           for r, d in enumerate(relation_data) if batch_counts[r]}
+        per_relation = loss_sums.cpu().numpy() / np.maximum(batch_counts, 1)
+        relation_losses = {
+            d["spec"].name: round(float(per_relation[r]), 6) for r, d in enumerate(relation_data) if batch_counts[r]
+        }
         mean_loss = float(loss_sums.sum().item() / max(int(batch_counts.sum()), 1))
         epoch_losses.append(round(mean_loss, 6))
         if log is not None:
-            log(f"twhin epoch {epoch + 1}/{config.epochs}: loss {mean_loss:.4f} {relation_losses} "
-                f"({len(plan)} batches, {time.monotonic() - epoch_started:.1f}s on {device})")
+            log(
+                f"twhin epoch {epoch + 1}/{config.epochs}: loss {mean_loss:.4f} {relation_losses} "
+                f"({len(plan)} batches, {time.monotonic() - epoch_started:.1f}s on {device})"
+            )
 
     return {
         "embeddings": {t: tables[t].cpu().numpy().astype(np.float32, copy=False) for t in node_types},
@@ -289,41 +303,62 @@ def _relation_data(edges: TwhinEdges, device: torch.device) -> list[dict]:
     relation_data = []
     for spec in edges.relations:
         lhs, rhs = edges.relation_edges(spec.name)
-        relation_data.append({
-            "spec": spec,
-            "lhs": lhs,
-            "rhs": rhs,
-            "lhs_logf": torch.from_numpy(_log_frequency(lhs, edges.num_nodes(spec.lhs_type))).to(device),
-            "rhs_logf": torch.from_numpy(_log_frequency(rhs, edges.num_nodes(spec.rhs_type))).to(device),
-        })
+        relation_data.append(
+            {
+                "spec": spec,
+                "lhs": lhs,
+                "rhs": rhs,
+                "lhs_logf": torch.from_numpy(_log_frequency(lhs, edges.num_nodes(spec.lhs_type))).to(device),
+                "rhs_logf": torch.from_numpy(_log_frequency(rhs, edges.num_nodes(spec.rhs_type))).to(device),
+            }
+        )
     return relation_data
 
 
-def _epoch_plan(edges: TwhinEdges, relation_data: list[dict], config: TwhinConfig, rng: np.random.Generator,
-                device: torch.device) -> tuple[list, list, list | None]:
+def _epoch_plan(
+    edges: TwhinEdges, relation_data: list[dict], config: TwhinConfig, rng: np.random.Generator, device: torch.device
+) -> tuple[list, list, list | None]:
     """One epoch's order: each relation's edges shuffled and cut into batches, the batches shuffled,
     and each batch's random negatives (None without them)."""
     shuffled, plan = [], []
     for r, data in enumerate(relation_data):
         n = data["lhs"].shape[0]
         order = rng.permutation(n)
-        shuffled.append((
-            torch.from_numpy(data["lhs"][order]).to(device),
-            torch.from_numpy(data["rhs"][order]).to(device),
-        ))
-        plan += [(r, start, min(start + config.batch_size, n)) for start in range(0, n, config.batch_size)
-                 if min(start + config.batch_size, n) - start >= 2]
+        shuffled.append(
+            (
+                torch.from_numpy(data["lhs"][order]).to(device),
+                torch.from_numpy(data["rhs"][order]).to(device),
+            )
+        )
+        plan += [
+            (r, start, min(start + config.batch_size, n))
+            for start in range(0, n, config.batch_size)
+            if min(start + config.batch_size, n) - start >= 2
+        ]
     plan = [plan[i] for i in rng.permutation(len(plan))]
     negatives_plan = (
-        [rng.integers(0, edges.num_nodes(relation_data[r]["spec"].rhs_type), config.random_negatives)
-         for r, _, _ in plan]
-        if config.random_negatives > 0 else None
+        [
+            rng.integers(0, edges.num_nodes(relation_data[r]["spec"].rhs_type), config.random_negatives)
+            for r, _, _ in plan
+        ]
+        if config.random_negatives > 0
+        else None
     )
     return shuffled, plan, negatives_plan
 
 
-def _apply_gradients(optimizer, tables: dict, translations, relation_row, spec: RelationSpec, grads: dict, *,
-                     lhs_index, rhs_index, negative_index) -> None:
+def _apply_gradients(
+    optimizer,
+    tables: dict,
+    translations,
+    relation_row,
+    spec: RelationSpec,
+    grads: dict,
+    *,
+    lhs_index,
+    rhs_index,
+    negative_index,
+) -> None:
     """One optimizer step over the rows a batch touched and its relation's translation."""
     updates: dict[str, tuple[list, list]] = {t: ([], []) for t in tables}
     updates[spec.lhs_type][0].append(lhs_index)
@@ -359,7 +394,9 @@ def _step_gradients(tables, translations, r, spec, lhs_index, rhs_index, negativ
         rhs_collisions = (rhs_index[:, None] == rhs_index[None, :]).logical_and_(~eye)
         lhs_collisions = (lhs_index[:, None] == lhs_index[None, :]).logical_and_(~eye) if config.symmetric else None
     return in_batch_softmax_loss_and_grads(
-        lhs, rhs, translations[r],
+        lhs,
+        rhs,
+        translations[r],
         negatives=negatives,
         symmetric=config.symmetric,
         rhs_logit_offset=rhs_offset,
