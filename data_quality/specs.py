@@ -13,20 +13,18 @@ candidates and ranked-feeds schemas) the spec reads it from there rather than re
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 
 from pyspark.sql import types as T
 
-from core.quality_bounds import QualityBounds
-from core.heads import HEADS
-from features.registry import ASSETS, FEATURES, keys_of_asset, spark_schema_of
-from jobs.candidates import CANDIDATES_SCHEMA, SOURCES
 from core.contract import RAW_TABLES, RawTable
-from jobs.ingest import QUARANTINE_SCHEMA
-from core.heads import HEAD_COLUMNS
-from jobs.ranking import RANKED_FEEDS_SCHEMA
+from core.heads import HEAD_COLUMNS, HEADS
+from core.sources import CANDIDATE_SOURCES
 from features.realgraph import RealGraphConfig, feature_columns
+from features.registry import ASSETS, FEATURES, keys_of_asset, spark_schema_of
+from jobs.candidates.config import CANDIDATES_SCHEMA
+from jobs.ingest import QUARANTINE_SCHEMA
+from jobs.ranking import RANKED_FEEDS_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -272,8 +270,8 @@ CANDIDATES_SPEC = TableSpec(
     name="candidates",
     columns=columns_of(CANDIDATES_SCHEMA),
     key=("user_id", "tweet_id"),
-    bounds=(Bound("social_proof_count", min=0), *(Bound(f"{s}_rank", min=1) for s in SOURCES)),
-    sets=(InSet("sources", SOURCES),),
+    bounds=(Bound("social_proof_count", min=0), *(Bound(f"{s}_rank", min=1) for s in CANDIDATE_SOURCES)),
+    sets=(InSet("sources", CANDIDATE_SOURCES),),
     references=(_users("user", "user_id"), _tweets("tweet"),
                 Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
                 _BLOCKED_AUTHOR),
@@ -291,14 +289,14 @@ RANKED_FEEDS_SPEC = TableSpec(
     bounds=(*(Bound(c, min=0.0, max=1.0) for c in HEAD_COLUMNS), Bound("light_score", min=0.0, max=1.0),
             Bound("diversity_multiplier", min=0.0, max=1.0), Bound("fatigue_multiplier", min=0.0, max=1.0),
             Bound("page", min=0), Bound("social_proof_count", min=0)),
-    sets=(InSet("sources", SOURCES),),
+    sets=(InSet("sources", CANDIDATE_SOURCES),),
     references=(_users("user", "user_id"), _tweets("tweet"),
                 Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
                 Reference("candidate", ("user_id", "tweet_id"), "candidates", ("user_id", "tweet_id")),
                 _BLOCKED_AUTHOR),
     ranks=_ranks_from_one(("rank", ("user_id",))),
     shares=(Share("in_network", "is_in_network", "feed_in_network_share"),
-            *(Share(f"only_{s}", f"sources = array('{s}')", "source_share") for s in SOURCES)),
+            *(Share(f"only_{s}", f"sources = array('{s}')", "source_share") for s in CANDIDATE_SOURCES)),
     group_sizes=(GroupSize(("user_id",), "feed_length"),),
     coverage=(Coverage("active_users_with_feed", ("user_id",), "engagements", RECENT_7_DAYS, "feed_user_share"),),
     freshness=(Freshness("tweet_created_at"),),

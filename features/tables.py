@@ -15,9 +15,9 @@ Engagements are aggregated once per table with conditional sums, not one join pe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +26,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from core.sources import CANDIDATE_SOURCES
+from features.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 from features.registry import features_of_asset, keys_of_asset
 from features.tokens import TWEET_TOKENS, one_row_per_token, tweet_token_lists
 from features.topics import DEFAULT_TOPIC_CONFIG, TOPIC_FEATURE_NAMES, TopicConfig, topic_sides
-from features.realgraph import POSITIVE_ACTIONS, RealGraphConfig, user_author_interactions
 
 NEGATIVE_ACTIONS = ("not_interested", "report")
 # The tweet engagement counts: feature -> (actions counted, window in hours back from as_of). The
@@ -47,9 +48,8 @@ TWEET_ENGAGEMENT_COUNTS: dict[str, tuple[tuple[str, ...], int]] = {
     "clicks_24h": (("click",), 24),
     "negative_24h": (NEGATIVE_ACTIONS, 24),
 }
-# Candidate sources, in the order of the user_tweet flags; a source's score column is `<source>_score`.
-CANDIDATE_SOURCES = ("in_network", "uteg", "simclusters", "twhin", "frs", "popular")
-# The candidate columns user_tweet_features reads, with their types; an absent one is all nulls.
+# The candidate columns user_tweet_features reads, with their types; an absent one is all nulls. The
+# source flags (`from_<source>`) and score columns follow `core.sources.CANDIDATE_SOURCES`.
 CANDIDATE_COLUMNS: dict[str, str] = {
     "sources": "array<string>",
     **{f"{source}_score": "double" for source in CANDIDATE_SOURCES},

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.contract import RawTable
+from core.sources import CANDIDATE_SOURCES
 
 # Explicit engagements: what a For You pool exists to surface.
 HELDOUT_ACTIONS = ("like", "retweet", "reply", "quote", "bookmark", "share")
-SOURCES = ("in_network", "uteg", "simclusters", "twhin", "frs", "popular")
 
 
 def time_column(table: RawTable) -> str:
@@ -72,17 +72,17 @@ def heldout_positives(engagements: pa.Table, tweets: pa.Table, *, cutoff: dateti
 def pool_recall(pool: pa.Table, heldout: pa.Table) -> dict[str, float]:
     """Share of held-out pairs in the pool: `union`, and one key per source (pairs that source produced)."""
     if heldout.num_rows == 0:
-        return {"union": float("nan"), **{s: float("nan") for s in SOURCES}}
+        return {"union": float("nan"), **{s: float("nan") for s in CANDIDATE_SOURCES}}
     con = duckdb.connect()
     con.register("pool", pool.select(["user_id", "tweet_id", "sources"]))
     con.register("heldout", heldout)
-    per_source = ", ".join(f"count(*) FILTER (WHERE list_contains(p.sources, '{s}')) AS {s}" for s in SOURCES)
+    per_source = ", ".join(f"count(*) FILTER (WHERE list_contains(p.sources, '{s}')) AS {s}" for s in CANDIDATE_SOURCES)
     found = con.sql(
         f"SELECT count(p.tweet_id) AS union_found, {per_source} "
         "FROM heldout h LEFT JOIN pool p USING (user_id, tweet_id)"
     ).to_arrow_table().to_pylist()[0]
     total = heldout.num_rows
-    return {"union": found["union_found"] / total, **{s: found[s] / total for s in SOURCES}}
+    return {"union": found["union_found"] / total, **{s: found[s] / total for s in CANDIDATE_SOURCES}}
 
 
 def popularity_same_size_recall(

@@ -3,18 +3,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs import candidates as cand
 from core.contract import RAW_TABLES_BY_NAME
+from core.sources import CANDIDATE_SOURCES
+from jobs.candidates.blocks import RequestBlock, Retrieved
+from jobs.candidates.config import CandidateInputs, CandidatesConfig
+from jobs.candidates.indexes import TweetTable, collect_indexes, popular_tweet_scores
+from jobs.candidates.kernels import top_k_per_row
+from jobs.candidates.merge import merge_block
+from jobs.candidates.pipeline import retrieved_candidates
+from jobs.candidates.requests import candidate_requests, tweet_pool, tweet_pool_exclusions
+from jobs.candidates.sources import SOURCE_FUNCTIONS
 from jobs.ingest import spark_schema
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 HALF = 0.5 ** 0.5  # decay factor of half a half-life
 
 
@@ -95,29 +103,29 @@ def _users(spark, ids, hours=500):
     return spark.createDataFrame([(u, ago(hours)) for u in ids], EMPTY_SCHEMAS["users"])
 
 
-def _inputs(spark, **tables) -> cand.CandidateInputs:
+def _inputs(spark, **tables) -> CandidateInputs:
     """The given tables; the others empty (users: 1-9, created long before AS_OF)."""
     tables.setdefault("users", _users(spark, range(1, 10)))
     tables.setdefault("tweets", _tweets(spark, []))
     for name, schema in EMPTY_SCHEMAS.items():
         tables.setdefault(name, spark.createDataFrame([], schema))
-    return cand.CandidateInputs(**tables)
+    return CandidateInputs(**tables)
 
 
 def _retrieve(spark, config, **tables):
     """{user_id: [row, ...] in rank order} of the sources in `config.sources`, before the merge."""
     inputs = _inputs(spark, **tables)
-    indexes = cand.collect_indexes(inputs, as_of=AS_OF, config=config)
-    requests = cand.candidate_requests(inputs, as_of=AS_OF, config=config)
+    indexes = collect_indexes(inputs, as_of=AS_OF, config=config)
+    requests = candidate_requests(inputs, as_of=AS_OF, config=config)
     out: dict[int, list] = {}
-    for r in sorted(cand.retrieved_candidates(requests, indexes, config=config).collect(),
+    for r in sorted(retrieved_candidates(requests, indexes, config=config).collect(),
                     key=lambda r: (r["user_id"], r["source"], r["rank"])):
         out.setdefault(r["user_id"], []).append(r)
     return out
 
 
 def _only(source, **overrides):
-    return cand.CandidatesConfig(sources=(source,), **overrides)
+    return CandidatesConfig(sources=(source,), **overrides)
 
 
 # --- the tweet pool and the requests -------------------------------------------------------------
@@ -132,8 +140,8 @@ def test_tweet_pool_keeps_fresh_undeleted_tweets_up_to_as_of(spark):
         (6, 9, 72),          # exactly 72 h old: kept
     ]
     tweets = _tweets(spark, rows)
-    assert sorted(r["tweet_id"] for r in cand.tweet_pool(tweets, as_of=AS_OF).collect()) == [1, 5, 6]
-    counts = cand.tweet_pool_exclusions(tweets, as_of=AS_OF).first().asDict()
+    assert sorted(r["tweet_id"] for r in tweet_pool(tweets, as_of=AS_OF).collect()) == [1, 5, 6]
+    counts = tweet_pool_exclusions(tweets, as_of=AS_OF).first().asDict()
     assert counts == {"future": 1, "stale": 1, "deleted": 1, "eligible": 3}
 
 
@@ -149,8 +157,8 @@ def test_requests_hold_what_each_user_had_at_as_of(spark):
         follow_graph_two_hop=_two_hop(spark, [(1, 41, 2, [30, 32], 1), (1, 42, 1, [30], 2), (1, 43, 1, [32], 3)]),
         simclusters_interested_in=_interested_in(spark, [(1, 5, 0.2), (1, 6, 0.9), (1, 7, 0.2)]),
     )
-    config = cand.CandidatesConfig(frs_accounts=2, simclusters_clusters=2, popular_user_communities=1)
-    rows = {r["user_id"]: r for r in cand.candidate_requests(inputs, as_of=AS_OF, config=config).collect()}
+    config = CandidatesConfig(frs_accounts=2, simclusters_clusters=2, popular_user_communities=1)
+    rows = {r["user_id"]: r for r in candidate_requests(inputs, as_of=AS_OF, config=config).collect()}
     assert sorted(rows) == [1, 2]
     one = rows[1]
     assert (one["followed_ids"], one["followed_weights"]) == ([30, 32], [0.7, 0.01])  # RealGraph, else the floor
@@ -177,7 +185,7 @@ def test_in_network_scores_realgraph_weight_times_recency(spark):
     # 24's author was followed after AS_OF, 25 was deleted.
     assert [(r["tweet_id"], r["rank"], r["author_id"]) for r in got[1]] == [(21, 1, 2), (20, 2, 2), (22, 3, 3)]
     assert [r["score"] for r in got[1]] == pytest.approx([0.8, 0.4, 0.01 * HALF])
-    assert got[1][0]["tweet_created_at"].replace(tzinfo=timezone.utc) == AS_OF
+    assert got[1][0]["tweet_created_at"].replace(tzinfo=UTC) == AS_OF
     capped = _retrieve(spark, _only("in_network", in_network_top_k=2), **tables)
     assert [r["tweet_id"] for r in capped[1]] == [21, 20]
 
@@ -263,9 +271,9 @@ def test_popular_global_and_community_backfill(spark):
         (5, 84, "like", 0),                                            # 84 is stale
     ])
     config = _only("popular", popular_global_k=1, popular_per_community_k=1, popular_user_communities=1)
-    pool = cand.tweet_pool(tweets, as_of=AS_OF)
+    pool = tweet_pool(tweets, as_of=AS_OF)
     scores = {r["tweet_id"]: r["score"] for r in
-              cand.popular_tweet_scores(engagements, pool, as_of=AS_OF, config=config).collect()}
+              popular_tweet_scores(engagements, pool, as_of=AS_OF, config=config).collect()}
     assert scores == pytest.approx({80: 3.0, 81: 1.0, 82: 1.0, 83: 1.0})
     got = _retrieve(
         spark, config, tweets=tweets, engagements=engagements,
@@ -281,9 +289,13 @@ def test_popular_global_and_community_backfill(spark):
         1: [(80, 3.0, 1), (81, 1.0, 2)], 2: [(80, 3.0, 1)], 3: [(80, 3.0, 1)]}
 
 
+def test_every_candidate_source_has_a_function():
+    assert set(SOURCE_FUNCTIONS) == set(CANDIDATE_SOURCES)
+
+
 def test_top_k_per_row_is_exact_with_ties_by_column():
     scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.5, -np.inf, -np.inf, -np.inf, -np.inf]], dtype=np.float32)
-    rows, cols, values, ranks = cand.top_k_per_row(scores, 2)
+    rows, cols, values, ranks = top_k_per_row(scores, 2)
     assert rows.tolist() == [0, 0, 1]
     assert cols.tolist() == [1, 2, 0]  # three 3.0s: the two lowest columns; -inf never selected
     assert values.tolist() == [3.0, 3.0, 0.5]
@@ -330,12 +342,12 @@ REQUEST_ARROW = pa.schema([
 
 
 def _block(*users):
-    return cand.RequestBlock.from_arrow(pa.Table.from_pylist(list(users), schema=REQUEST_ARROW))
+    return RequestBlock.from_arrow(pa.Table.from_pylist(list(users), schema=REQUEST_ARROW))
 
 
 # Tweets 1-12 (column = id - 1) and their authors.
 MERGE_AUTHORS = {1: 30, 2: 31, 3: 32, 4: 34, 5: 1, 6: 20, 7: 21, 8: 33, 9: 33, 10: 22, 11: 35, 12: 36}
-MERGE_TWEETS = cand.TweetTable(
+MERGE_TWEETS = TweetTable(
     tweet_ids=np.array(list(MERGE_AUTHORS), dtype=np.int64),
     author_ids=np.array(list(MERGE_AUTHORS.values()), dtype=np.int64),
     created_us=np.arange(len(MERGE_AUTHORS), dtype=np.int64) * 1000,
@@ -352,18 +364,18 @@ def _rows(source, tweets, *, user_row=0, proofs=None, counts=None, clusters=None
                      proof_counts=np.array(counts, dtype=np.int64))
     if clusters is not None:
         extra["clusters"] = np.array(clusters, dtype=np.int64)
-    return cand.Retrieved(source, np.full(len(tweets), user_row, dtype=np.int64), np.array(tweets) - 1,
-                          10.0 - ranks, ranks, **extra)
+    return Retrieved(source, np.full(len(tweets), user_row, dtype=np.int64), np.array(tweets) - 1,
+                     10.0 - ranks, ranks, **extra)
 
 
 def _merged(block, retrieved, config):
     return {r["tweet_id"]: r for r in pa.Table.from_batches(
-        [cand.merge_block(block, retrieved, MERGE_TWEETS, config)]).to_pylist()}
+        [merge_block(block, retrieved, MERGE_TWEETS, config)]).to_pylist()}
 
 
 def test_merge_keeps_every_source_filters_and_interleaves():
-    config = cand.CandidatesConfig(in_network_top_k=8, twhin_top_k=2, uteg_top_k=3, frs_top_k=1, max_proofs=2,
-                                   max_candidates_per_user=3)
+    config = CandidatesConfig(in_network_top_k=8, twhin_top_k=2, uteg_top_k=3, frs_top_k=1, max_proofs=2,
+                              max_candidates_per_user=3)
     # User 1 follows 30; blocked 20, muted 21; saw 8 and 9.
     block = _block(dict(user_id=1, followed_ids=[30], followed_weights=[0.5], hidden_author_ids=[20, 21],
                         seen_tweet_ids=[8, 9, 99]))
@@ -376,9 +388,8 @@ def test_merge_keeps_every_source_filters_and_interleaves():
     ]
     got = _merged(block, retrieved, config)
     assert {t: r["filtered_by"] for t, r in got.items()} == {
-        1: None, 2: None, 3: "total_cap", 4: "total_cap", 5: "self_tweet", 6: "blocked_or_muted",
-        7: "blocked_or_muted", 8: "previously_seen", 9: "previously_seen", 10: "total_cap", 11: "total_cap",
-        12: None}
+        1: None, 2: None, 3: "total_cap", 4: "total_cap", 5: "self", 6: "blocked_muted", 7: "blocked_muted",
+        8: "seen", 9: "seen", 10: "total_cap", 11: "total_cap", 12: None}
     three = got[3]
     assert three["sources"] == ["frs", "in_network", "uteg"]
     assert (three["in_network_score"], three["uteg_score"], three["frs_score"], three["twhin_score"]) == (
@@ -395,28 +406,28 @@ def test_merge_keeps_every_source_filters_and_interleaves():
     # Interleaving key = min over sources of rank / cap:
     #   1: 1/8;  2: min(2/8, 1/2) = 1/4;  3: min(3/8, 1/3, 1/1) = 1/3;  12: 1/400;  4: 2/2 = 1;
     #   10: 3/2;  11: 4/2.
-    uncapped = _merged(block, retrieved, cand.CandidatesConfig(in_network_top_k=8, twhin_top_k=2, uteg_top_k=3,
-                                                               frs_top_k=1))
+    uncapped = _merged(block, retrieved, CandidatesConfig(in_network_top_k=8, twhin_top_k=2, uteg_top_k=3,
+                                                          frs_top_k=1))
     ranked = sorted((r["pool_rank"], t) for t, r in uncapped.items() if r["filtered_by"] is None)
     assert [t for _, t in ranked] == [12, 1, 2, 3, 4, 10, 11]
     # Capped at 3: 12, 1, 2 stay, ranked 1-3.
     assert sorted((r["pool_rank"], t) for t, r in got.items() if r["filtered_by"] is None) == [(1, 12), (2, 1), (3, 2)]
 
-    keep_seen = cand.CandidatesConfig(exclude_seen=False)
+    keep_seen = CandidatesConfig(exclude_seen=False)
     assert {t for t, r in _merged(block, retrieved, keep_seen).items() if r["filtered_by"] is None} == {
         1, 2, 3, 4, 8, 9, 10, 11, 12}
 
 
 def test_interleaving_ties_break_by_tweet_id_and_users_stay_apart():
     # 2/6 and 1/3 are the same key: the smaller tweet id goes first. User 2's rows are its own.
-    config = cand.CandidatesConfig(in_network_top_k=6, uteg_top_k=3)
+    config = CandidatesConfig(in_network_top_k=6, uteg_top_k=3)
     block = _block(dict(user_id=1), dict(user_id=2))
     retrieved = [
-        cand.Retrieved("in_network", np.array([0, 0, 1]), np.array([8, 7, 7]), np.array([2.0, 1.0, 5.0]),
-                       np.array([1, 2, 1], dtype=np.int32)),
+        Retrieved("in_network", np.array([0, 0, 1]), np.array([8, 7, 7]), np.array([2.0, 1.0, 5.0]),
+                  np.array([1, 2, 1], dtype=np.int32)),
         _rows("uteg", [7], proofs=[[5]], counts=[1]),
     ]
-    batch = pa.Table.from_batches([cand.merge_block(block, retrieved, MERGE_TWEETS, config)]).to_pylist()
+    batch = pa.Table.from_batches([merge_block(block, retrieved, MERGE_TWEETS, config)]).to_pylist()
     assert sorted((r["user_id"], r["pool_rank"], r["tweet_id"]) for r in batch) == [
         (1, 1, 9), (1, 2, 7), (1, 3, 8), (2, 1, 8)]
     assert [r["social_proof_user_ids"] for r in batch if (r["user_id"], r["tweet_id"]) == (2, 8)] == [[]]
@@ -435,6 +446,22 @@ def test_asset_is_one_table_with_its_inputs_as_deps():
         "simclusters_interested_in", "simclusters_top_tweets_per_cluster", "simclusters_known_for",
         "twhin_user_embeddings", "twhin_tweet_embeddings",
     }
+
+
+def test_asset_config_is_candidates_config_with_its_defaults():
+    """The launchpad's fields are CandidatesConfig's, with its defaults (tuples as lists), and the
+    run config comes back as a CandidatesConfig."""
+    from dataclasses import asdict
+
+    from orchestration.assets.candidates import CandidatesParams, candidates_asset
+
+    defaults = asdict(CandidatesConfig())
+    fields = candidates_asset.op.config_schema.config_type.fields
+    assert set(fields) == set(defaults)
+    assert {name: f.default_value for name, f in fields.items()} == {
+        name: list(value) if isinstance(value, tuple) else value for name, value in defaults.items()}
+    chosen = CandidatesParams(sources=["twhin"], seen_actions=["like"], max_proofs=2).to_dataclass()
+    assert chosen == CandidatesConfig(sources=("twhin",), seen_actions=("like",), max_proofs=2)
 
 
 def test_asset_materializes_on_a_tiny_warehouse(spark, settings, tmp_path):
@@ -497,12 +524,11 @@ def test_asset_materializes_on_a_tiny_warehouse(spark, settings, tmp_path):
     # Keys: 12 = min(twhin 4/400, simclusters 1/400, frs 1/100) = 1/400; 16 = twhin 1/400 (tie:
     # smaller id first); 11 = min(in_network 2/600, twhin 3/400, uteg 1/300, popular 1/200) = 1/300.
     assert sorted((r["pool_rank"], t) for (u, t), r in got.items() if u == 1) == [(1, 12), (2, 16), (3, 11)]
-    assert {r["built_at"].replace(tzinfo=timezone.utc) for r in got.values()} == {AS_OF}
+    assert {r["built_at"].replace(tzinfo=UTC) for r in got.values()} == {AS_OF}
 
     metadata = result.asset_materializations_for_node("candidates")[0].metadata
     assert metadata["dagster/row_count"].value == 6
-    assert metadata["removed_by_filter"].value == {"self_tweet": 1, "blocked_or_muted": 1, "previously_seen": 1,
-                                                   "total_cap": 0}
+    assert metadata["removed_by_filter"].value == {"self": 1, "blocked_muted": 1, "seen": 1, "total_cap": 0}
     assert metadata["retrieved_per_source"].value == {"in_network": 3, "uteg": 1, "simclusters": 1, "twhin": 4,
                                                       "frs": 1, "popular": 5}
     assert metadata["kept_per_source"].value == {"in_network": 2, "uteg": 1, "simclusters": 1, "twhin": 3,

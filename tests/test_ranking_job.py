@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from features.registry import FEATURES, features_of_asset, spark_schema_of
-from jobs.candidates import CANDIDATES_SCHEMA
+from jobs.candidates.config import CANDIDATES_SCHEMA
 from jobs.delta_io import overwrite_delta
 from jobs.ranking import (
     FEATURE_TABLES,

@@ -2,28 +2,24 @@
 
 import dagster as dg
 
-from jobs.delta_io import overwrite_delta, read_delta
-from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
 from features.realgraph import (
     RealGraphConfig,
     interaction_features,
     top_k_per_user,
     user_author_interactions,
 )
+from jobs.delta_io import overwrite_delta, read_delta
+from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
 from models.realgraph_model import score_pairs, train_on_recent_periods
 from orchestration.assets import written_table_result
+from orchestration.dataclass_config import config_from_dataclass
 from orchestration.resources import SparkResource, WarehouseResource
 
 GRAPH_GROUP = "graph"
 
 
-
-
-class TwoHopParams(dg.Config):
-    max_intermediates_per_user: int = TwoHopConfig.max_intermediates_per_user
-    max_followees_per_intermediate: int = TwoHopConfig.max_followees_per_intermediate
-    max_proofs: int = TwoHopConfig.max_proofs
-    top_k: int = TwoHopConfig.top_k
+class TwoHopParams(config_from_dataclass(TwoHopConfig)):
+    """`jobs.follow_graph.TwoHopConfig`, settable in the launchpad."""
 
 
 @dg.asset(name="follow_graph_two_hop", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["follows"])
@@ -33,7 +29,7 @@ def follow_graph_two_hop_asset(
     """Accounts followed by a user's followees, with social proof, top-k per user (bounded fan-out)."""
     session = spark.get_session()
     follows = read_delta(session, warehouse.table_path("follows"))
-    two_hop = follow_graph_two_hop(follows, config=TwoHopConfig(**config.model_dump()))
+    two_hop = follow_graph_two_hop(follows, config=config.to_dataclass())
     overwrite_delta(two_hop, warehouse.table_path("follow_graph_two_hop"))
     return written_table_result(warehouse, "follow_graph_two_hop", **config.model_dump())
 
@@ -60,15 +56,11 @@ def user_follow_counts_asset(spark: SparkResource, warehouse: WarehouseResource)
     return written_table_result(warehouse, "user_follow_counts")
 
 
-class RealGraphParams(dg.Config):
-    half_life_days: float = RealGraphConfig.half_life_days
-    label_days: float = RealGraphConfig.label_days
-    top_k: int = RealGraphConfig.top_k
+class RealGraphParams(config_from_dataclass(RealGraphConfig, exclude=("windows_days", "actions"))):
+    """`features.realgraph.RealGraphConfig` (but the windows and actions, which name the columns of
+    `realgraph_features` that its data-quality spec expects from the defaults), and the model's seed."""
+
     seed: int = 7
-
-
-def _realgraph_config(params: RealGraphParams) -> RealGraphConfig:
-    return RealGraphConfig(half_life_days=params.half_life_days, label_days=params.label_days, top_k=params.top_k)
 
 
 def _interactions_and_follows(session, warehouse: WarehouseResource, config: RealGraphConfig):
@@ -87,7 +79,7 @@ def realgraph_features_asset(
 ) -> dg.MaterializeResult:
     """Per (user, author): counts of each action and of exposures in several windows, decayed counts, the follow edge."""
     session = spark.get_session()
-    rg_config = _realgraph_config(config)
+    rg_config = config.to_dataclass()
     interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
     features = interaction_features(interactions, follows, cutoff=warehouse.now(), config=rg_config)
     overwrite_delta(features, warehouse.table_path("realgraph_features"))
@@ -101,7 +93,7 @@ def realgraph_asset(
 ) -> dg.MaterializeResult:
     """User -> author interaction strength: a model of next-period interaction over the counts, top-k per user."""
     session = spark.get_session()
-    rg_config = _realgraph_config(config)
+    rg_config = config.to_dataclass()
     interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
     interactions = interactions.cache()
     model = train_on_recent_periods(interactions, follows, as_of=warehouse.now(), config=rg_config, seed=config.seed)

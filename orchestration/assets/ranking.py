@@ -11,10 +11,10 @@ import json
 
 import dagster as dg
 
+from core.feed_heuristics import FeedHeuristics
 from features.registry import registry_hash
 from features.tables import driver_memory_bytes
 from jobs.delta_io import overwrite_delta, read_delta
-from core.feed_heuristics import FeedHeuristics
 from jobs.ranking import (
     FEATURE_TABLES,
     RANKING_SPARK_CONF,
@@ -25,17 +25,17 @@ from jobs.ranking import (
     ranking_joins,
 )
 from jobs.spark_session import session_conf
+from jobs.train_rankers import current_models, train_rankers
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRankerConfig
 from models.light_ranker import LightRankerConfig
+from models.registry import HEAVY_RANKER, LIGHT_RANKER
 from orchestration.assets import written_table_result
 from orchestration.assets.training import TRAINING_GROUP
-from models.registry import HEAVY_RANKER, LIGHT_RANKER
-from jobs.train_rankers import current_models, train_rankers
+from orchestration.dataclass_config import config_from_dataclass
 from orchestration.resources import SparkResource, WarehouseResource
 from orchestration.training_set import TRAINING_TABLE
 
 RANKING_GROUP = "ranking"
-HEURISTICS = FeedHeuristics()
 
 
 class RankersParams(dg.Config):
@@ -45,28 +45,16 @@ class RankersParams(dg.Config):
     light_max_rounds: int = LightRankerConfig.max_rounds
 
 
-class RankedFeedsParams(dg.Config):
-    """`jobs.ranking.RankingConfig` and the heuristics of `core.feed_heuristics.FeedHeuristics`."""
+class RankedFeedsParams(config_from_dataclass(FeedHeuristics)):
+    """`core.feed_heuristics.FeedHeuristics`, and of `jobs.ranking.RankingConfig` the heavy ranker's
+    share of the pool and the head weights (all of them, the defaults filled in)."""
 
     light_keep: int = RankingConfig.light_keep
     head_weights: dict[str, float] = dict(DEFAULT_HEAD_WEIGHTS)
-    max_rows: int = HEURISTICS.max_rows
-    author_diversity_decay: float = HEURISTICS.author_diversity_decay
-    author_diversity_floor: float = HEURISTICS.author_diversity_floor
-    out_of_network_scale: float = HEURISTICS.out_of_network_scale
-    reply_scale: float = HEURISTICS.reply_scale
-    page_size: int = HEURISTICS.page_size
-    in_network_cap: int = HEURISTICS.in_network_cap
-    out_of_network_cap: int = HEURISTICS.out_of_network_cap
-    max_out_of_network_in_a_row: int = HEURISTICS.max_out_of_network_in_a_row
-    fatigue_drop_days: float = HEURISTICS.fatigue_drop_days
-    fatigue_recovery_days: float = HEURISTICS.fatigue_recovery_days
-    fatigue_floor: float = HEURISTICS.fatigue_floor
 
     def to_config(self) -> RankingConfig:
-        values = self.model_dump()
-        light_keep, weights = values.pop("light_keep"), values.pop("head_weights")
-        return RankingConfig(light_keep=light_keep, head_weights=weights, heuristics=FeedHeuristics(**values))
+        return RankingConfig(light_keep=self.light_keep, head_weights=dict(self.head_weights),
+                             heuristics=self.to_dataclass())
 
 
 @dg.asset(name="rankers", group_name=TRAINING_GROUP, kinds={"xgboost", "pytorch"}, deps=[TRAINING_TABLE])
