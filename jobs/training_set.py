@@ -47,8 +47,8 @@ from features.tables import (
     tweet_content_columns,
     user_author_features,
     user_features,
-    user_tweet_features,
 )
+from features.user_tweet import user_tweet_features
 from features.vectors import qualified, with_default
 from jobs.simclusters import tweet_embeddings
 

@@ -14,6 +14,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from features import registry as reg
 from features import tables as ft
+from features import user_tweet as fut
 from core.contract import RAW_TABLES_BY_NAME
 from jobs.follow_graph import mutual_follows
 from jobs.ingest import spark_schema
@@ -168,7 +169,7 @@ def world(spark):
 @pytest.fixture(scope="module")
 def tables(world):
     built = _tables(world)
-    built["user_tweet_features"] = ft.user_tweet_features(
+    built["user_tweet_features"] = fut.user_tweet_features(
         world["candidates"], world["simclusters_interested_in"], world["simclusters_tweet_embeddings"],
         world["twhin_user_embeddings"], world["twhin_tweet_embeddings"], as_of=AS_OF,
     )
@@ -366,7 +367,7 @@ def test_user_tweet_similarities_against_numpy_and_source_flags(rows):
 
 def test_user_tweet_pairs_without_candidate_columns_get_defaults(spark, world):
     impressions = spark.createDataFrame([(1, 100, 2)], "user_id bigint, tweet_id bigint, author_id bigint")
-    (row,) = ft.user_tweet_features(
+    (row,) = fut.user_tweet_features(
         impressions, world["simclusters_interested_in"], world["simclusters_tweet_embeddings"],
         world["twhin_user_embeddings"], world["twhin_tweet_embeddings"], as_of=AS_OF,
     ).collect()
@@ -375,7 +376,7 @@ def test_user_tweet_pairs_without_candidate_columns_get_defaults(spark, world):
 
 
 def test_user_tweet_features_are_the_same_without_broadcasting_user_vectors(world, tables):
-    shuffled = ft.user_tweet_features(
+    shuffled = fut.user_tweet_features(
         world["candidates"], world["simclusters_interested_in"], world["simclusters_tweet_embeddings"],
         world["twhin_user_embeddings"], world["twhin_tweet_embeddings"], as_of=AS_OF,
         config=ft.FeatureConfig(broadcast_user_vectors_max=0),
@@ -428,9 +429,9 @@ def test_feature_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_pat
 
 
 def test_features_command_lists_the_registry(capsys):
-    from orchestration import cli
+    from cli.main import main
 
-    assert cli.main(["features", "--json"]) == 0
+    assert main(["features", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["registry_hash"] == reg.registry_hash()
     listed = document["features"]
@@ -438,7 +439,7 @@ def test_features_command_lists_the_registry(capsys):
     assert listed[0] == dict(name=reg.FEATURES[0].name, entity="user", dtype=reg.FEATURES[0].dtype,
                              default=reg.FEATURES[0].default, description=reg.FEATURES[0].description,
                              asset="user_features")
-    assert cli.main(["features"]) == 0
+    assert main(["features"]) == 0
     table = capsys.readouterr().out
     assert "twhin_cosine" in table and "user_tweet_features" in table and reg.registry_hash() in table
 
@@ -470,7 +471,7 @@ def test_content_affinity_is_the_cosine_of_tokens_with_the_users_engaged_token_p
     ], "user_id long, tweet_id long, action string, created_at timestamp")
     pairs = spark.createDataFrame([(1, 2), (1, 3), (1, 4), (2, 1)], "user_id long, tweet_id long")
     got = {(r.user_id, r.tweet_id): r.content_affinity
-           for r in ft.content_affinity(pairs, tweets, engagements, as_of=as_of).collect()}
+           for r in fut.content_affinity(pairs, tweets, engagements, as_of=as_of).collect()}
     # Profile of user 1: #sports 2, ball 1, game 1 (norm sqrt 6); "@bob" is not a token.
     assert set(got) == {(1, 2), (1, 3)}
     assert got[(1, 2)] == pytest.approx(1 / (math.sqrt(6) * math.sqrt(2)))
@@ -480,7 +481,7 @@ def test_content_affinity_is_the_cosine_of_tokens_with_the_users_engaged_token_p
 def test_user_vectors_are_broadcast_up_to_a_share_of_the_driver_memory(spark):
     # 4 GB / 16 / 4 KB a user = 65,536 users; 8 GB twice that; an explicit maximum wins.
     four_gb = 4 * 1024**3
-    assert ft.broadcast_users_max(ft.FeatureConfig(), four_gb) == 65_536
-    assert ft.broadcast_users_max(ft.FeatureConfig(), 2 * four_gb) == 131_072
-    assert ft.broadcast_users_max(ft.FeatureConfig(broadcast_user_vectors_max=0), four_gb) == 0
-    assert ft.driver_memory_bytes(spark) == four_gb  # the test session's driver: the default 4g
+    assert fut.broadcast_users_max(ft.FeatureConfig(), four_gb) == 65_536
+    assert fut.broadcast_users_max(ft.FeatureConfig(), 2 * four_gb) == 131_072
+    assert fut.broadcast_users_max(ft.FeatureConfig(broadcast_user_vectors_max=0), four_gb) == 0
+    assert fut.driver_memory_bytes(spark) == four_gb  # the test session's driver: the default 4g

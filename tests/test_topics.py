@@ -142,6 +142,7 @@ def test_topic_features_read_the_users_shares_and_smoothed_rate_at_the_tweets_to
 
 def test_user_tweet_features_carry_the_topic_features_and_content_affinity(spark):
     from features import tables as ft
+    from features import user_tweet as fut
 
     tweets, follows, engagements, pairs = frames(spark)
     empty_sc = spark.createDataFrame([], "user_id bigint, cluster_id int, score double")
@@ -149,7 +150,7 @@ def test_user_tweet_features_carry_the_topic_features_and_content_affinity(spark
     empty_tw = spark.createDataFrame([], "user_id bigint, embedding array<float>")
     empty_ttw = spark.createDataFrame([], "tweet_id bigint, embedding array<float>")
     config = ft.FeatureConfig(topics=CONFIG)
-    with_topics = {(r.user_id, r.tweet_id): r for r in ft.user_tweet_features(
+    with_topics = {(r.user_id, r.tweet_id): r for r in fut.user_tweet_features(
         pairs, empty_sc, empty_tsc, empty_tw, empty_ttw, as_of=AS_OF, tweets=tweets, engagements=engagements,
         follows=follows, config=config).collect()}
     assert set(with_topics) == set(PAIRS)
@@ -161,5 +162,5 @@ def test_user_tweet_features_carry_the_topic_features_and_content_affinity(spark
     # pasta 1 each (norm √8). Tweet 6 is "pasta goal @bob": 2 / (√8 · √2). Nobody else engaged.
     assert {pair: row.content_affinity for pair, row in with_topics.items()} == {
         **{pair: 0.0 for pair in PAIRS}, (20, 6): pytest.approx(2 / (math.sqrt(8) * math.sqrt(2)))}
-    without = ft.user_tweet_features(pairs, empty_sc, empty_tsc, empty_tw, empty_ttw, as_of=AS_OF, config=config)
+    without = fut.user_tweet_features(pairs, empty_sc, empty_tsc, empty_tw, empty_ttw, as_of=AS_OF, config=config)
     assert {r.topic_confidence for r in without.collect()} == {0.0}

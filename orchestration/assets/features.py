@@ -8,8 +8,8 @@ from features.tables import (
     tweet_features,
     user_author_features,
     user_features,
-    user_tweet_features,
 )
+from features.user_tweet import user_tweet_features
 from jobs.delta_io import overwrite_delta, read_delta
 from orchestration.assets import written_table_result
 from orchestration.resources import SparkResource, WarehouseResource

@@ -13,7 +13,7 @@ import dagster as dg
 
 from core.feed_heuristics import FeedHeuristics
 from features.registry import registry_hash
-from features.tables import driver_memory_bytes
+from features.user_tweet import driver_memory_bytes
 from jobs.delta_io import overwrite_delta, read_delta
 from jobs.ranking import (
     FEATURE_TABLES,
