@@ -12,14 +12,16 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.heads import HEADS
+from core.settings import HomefeedSettings
 from features.registry import FEATURES, registry_hash
+from jobs.delta_io import is_delta_table, overwrite_delta, read_delta
 from jobs.training_set import (
     SPLITS,
     Representations,
@@ -28,9 +30,7 @@ from jobs.training_set import (
     snapshot_days,
     training_examples,
 )
-from jobs.delta_io import is_delta_table, overwrite_delta, read_delta
-from orchestration.evaluation import build_eval_warehouse, truncate_raw_input
-from core.settings import HomefeedSettings
+from orchestration.side_builds import build_eval_warehouse, truncate_raw_input
 
 TRAINING_TABLE = "training_examples"
 # The groups whose tables the representations need (bronze feeds them; graph holds RealGraph).
@@ -58,7 +58,7 @@ def training_build_time(spark: SparkSession, tables_dir: Path, as_of: datetime |
     latest = read_delta(spark, tables_dir / "engagements").agg(F.max("created_at")).first()[0]
     if latest is None:
         raise ValueError(f"{tables_dir / 'engagements'} is empty: nothing to build a training set from")
-    return latest.replace(tzinfo=timezone.utc) if latest.tzinfo is None else latest
+    return latest.replace(tzinfo=UTC) if latest.tzinfo is None else latest
 
 
 def build_training_set(settings: HomefeedSettings, spark: SparkSession, *, window: TrainingWindow, daily: bool = True,

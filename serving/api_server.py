@@ -40,7 +40,7 @@ def start_api(*, port: int, environment: dict[str, str], log_path: Path | None =
     base = f"http://{host}:{port}"
     sink = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the server's output
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", "serve", "--host", host, "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--host", host, "--port", str(port)],
         env={**os.environ, **environment}, stdout=sink, stderr=subprocess.STDOUT, start_new_session=detach)
     server = ApiServer(process, base)
     deadline = time.monotonic() + timeout_seconds

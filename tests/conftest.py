@@ -48,8 +48,8 @@ def spark(settings):
 def generated_build(settings, spark, tmp_path_factory):
     """A 300-user generated world through the default build (every asset up to the feature tables,
     each with its data-quality check) as of the world's end: (run settings, outcome, generation summary)."""
+    from evaluation.worlds import world_end_time
     from jobs.synthetic import WorldConfig, generate_world
-    from orchestration.evaluation import world_end_time
     from orchestration.run import run_assets
 
     world = tmp_path_factory.mktemp("generated") / "world"

@@ -118,7 +118,7 @@ def test_pool_size_summary():
 
 
 def test_active_users_are_those_logged_in_the_week_before_the_cutoff():
-    from orchestration.candidate_evaluation import active_users
+    from evaluation.candidates import active_users
 
     # Two chunks, as a table read from several Parquet files arrives.
     first = _engagements([(1, 10, "impression", 99), (2, 10, "like", 100 - 24 * 7 - 1)])

@@ -209,7 +209,7 @@ def test_check_command_exits_nonzero_and_names_the_failure(generated_build, tmp_
 
     from deltalake import DeltaTable, write_deltalake
 
-    from orchestration import cli
+    from cli.main import main
 
     run_settings, _, _ = generated_build
     warehouse = tmp_path / "warehouse"
@@ -218,13 +218,13 @@ def test_check_command_exits_nonzero_and_names_the_failure(generated_build, tmp_
     users = DeltaTable(str(warehouse / "tables" / "users")).to_pyarrow_table()
     gone = users["user_id"][0].as_py()
     write_deltalake(str(warehouse / "tables" / "users"), users.slice(1), mode="overwrite")
-    code = cli.main(["check", "--warehouse", str(warehouse), "--input", str(run_settings.raw_input)])
+    code = main(["check", "--warehouse", str(warehouse), "--input", str(run_settings.raw_input)])
     out = capsys.readouterr().out
     assert code == 1, out
     assert "ok   users" in out and "FAIL follows" in out
     assert f"follower_id={gone}" in out or f"followee_id={gone}" in out
     assert "1/2 tables passed" in out
-    assert code == 1 and cli.main(["check", "--warehouse", str(warehouse), "--table", "users",
+    assert code == 1 and main(["check", "--warehouse", str(warehouse), "--table", "users",
                                    "--input", str(run_settings.raw_input)]) == 0
 
 
@@ -271,10 +271,10 @@ def test_check_command_passes_on_the_generated_world(generated_build, capsys):
     """What a deployment's CI runs: `homefeed check` over the whole warehouse, JSON out, exit 0."""
     import json
 
-    from orchestration import cli
+    from cli.main import main
 
     run_settings, outcome, _ = generated_build
-    code = cli.main(["check", "--warehouse", str(run_settings.warehouse), "--input", str(run_settings.raw_input),
+    code = main(["check", "--warehouse", str(run_settings.warehouse), "--input", str(run_settings.raw_input),
                      "--json"])
     document = json.loads(capsys.readouterr().out)
     assert code == 0 and document["success"], [t for t in document["tables"] if not t["success"]]

@@ -166,7 +166,7 @@ def test_a_new_table_whose_first_write_died_is_no_table_and_the_failed_runs_repo
 
     from jobs.duckdb_catalog import connect_warehouse, find_delta_tables
     from core.storage import is_delta_table
-    from orchestration.cli import _write_run_report
+    from cli.build import _write_run_report
     from orchestration.run import RunOutcome, StepFailure
 
     tables = tmp_path / "tables"

@@ -148,9 +148,10 @@ def test_a_side_raw_input_on_object_storage_is_written_and_found_like_a_local_on
     import pyarrow.parquet as pq
 
     from core.contract import RAW_TABLES
+    from evaluation.worlds import world_end_time
     from jobs.ingest import find_raw_files
     from jobs.synthetic import WorldConfig, generate_world
-    from orchestration.evaluation import truncate_raw_input, world_end_time
+    from orchestration.side_builds import truncate_raw_input
 
     generate_world(WorldConfig(n_users=60, seed=1), out_dir=tmp_path / "world")
     raw = tmp_path / "world" / "raw"

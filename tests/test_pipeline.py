@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from core.contract import RAW_TABLES
 from jobs.delta_io import rows_in_table
 from jobs.duckdb_catalog import connect_warehouse
-from orchestration import cli
+from cli.main import main
 from orchestration.run import run_assets
 from raw_world import AS_OF, at, tiny_world, write_world
 
@@ -109,7 +109,7 @@ def test_failed_run_names_the_step_and_keeps_old_tables(built, spark, tmp_path, 
     follows = warehouse / "tables" / "follows"
     follows_before = (DeltaTable(str(follows)).version(), _table_rows(spark, follows))
 
-    code = cli.main(["run", "--input", str(raw), "--warehouse", str(warehouse)])
+    code = main(["run", "--input", str(raw), "--warehouse", str(warehouse)])
 
     err = capsys.readouterr().err
     assert code == 1
@@ -120,7 +120,7 @@ def test_failed_run_names_the_step_and_keeps_old_tables(built, spark, tmp_path, 
 
 def test_sql_command_prints_json_rows(built, capsys):
     run_settings, _ = built
-    code = cli.main(["sql", "SELECT user_id, handle FROM users ORDER BY user_id",
+    code = main(["sql", "SELECT user_id, handle FROM users ORDER BY user_id",
                      "--warehouse", str(run_settings.warehouse), "--format", "json"])
     assert code == 0
     assert json.loads(capsys.readouterr().out) == [
@@ -130,7 +130,7 @@ def test_sql_command_prints_json_rows(built, capsys):
 
 def test_sql_command_reports_a_bad_query(built, capsys):
     run_settings, _ = built
-    code = cli.main(["sql", "SELECT nope FROM users", "--warehouse", str(run_settings.warehouse)])
+    code = main(["sql", "SELECT nope FROM users", "--warehouse", str(run_settings.warehouse)])
     assert code == 1
     assert "nope" in capsys.readouterr().err
 
@@ -140,7 +140,7 @@ def test_duckdb_database_file_keeps_the_views(built, tmp_path):
 
     run_settings, _ = built
     db = tmp_path / "homefeed.duckdb"
-    assert cli.main(["duckdb", "--warehouse", str(run_settings.warehouse), "--db", str(db)]) == 0
+    assert main(["duckdb", "--warehouse", str(run_settings.warehouse), "--db", str(db)]) == 0
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM tweets").fetchone() == (len(tiny_world()["tweets"]),)
     assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (2,)

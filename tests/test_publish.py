@@ -309,22 +309,22 @@ def _distinct_users(tables_dir) -> int:
 def test_publish_status_and_rollback_commands(ranked_build, redis_server, redis_client, capsys):
     import json
 
-    from orchestration import cli
+    from cli.main import main
 
     settings, _ = ranked_build
     where = ["--warehouse", str(settings.warehouse), "--input", str(settings.raw_input), "--redis", redis_server.url]
-    assert cli.main(["publish", *where, "--json"]) == 0
+    assert main(["publish", *where, "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["version"] == 1 and first["users"] == _distinct_users(settings.tables_dir)
-    assert cli.main(["publish", *where]) == 0 and "published version 2 (previous 1)" in capsys.readouterr().out
-    assert cli.main(["status", "--redis", redis_server.url, "--json"]) == 0
+    assert main(["publish", *where]) == 0 and "published version 2 (previous 1)" in capsys.readouterr().out
+    assert main(["status", "--redis", redis_server.url, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert (status["published_version"], status["previous_version"]) == (2, 1)
     assert status["users_published"] == first["users"] and status["published_at"]
     assert status["built_heavy_ranker"] == "heavy_ranker/v0001" and status["built_feature_registry"]
-    assert cli.main(["rollback", "--redis", redis_server.url]) == 0
+    assert main(["rollback", "--redis", redis_server.url]) == 0
     assert "rolled back to version 1 (from 2)" in capsys.readouterr().out
-    assert cli.main(["status", "--redis", f"redis://127.0.0.1:{free_port()}/0"]) == 1
+    assert main(["status", "--redis", f"redis://127.0.0.1:{free_port()}/0"]) == 1
     assert "unreachable" in capsys.readouterr().err
 
 
@@ -332,7 +332,7 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
                                                                         capsys, monkeypatch):
     """In Dagster, ranked_feeds' blocking check stops published_feeds; on the command line, publish
     refuses; either way Redis keeps serving the version it had."""
-    from orchestration import cli
+    from cli.main import main
     from orchestration.run import run_assets
 
     import orchestration.assets.publication as publication_assets
@@ -366,7 +366,7 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
     assert publication_status(redis_client)["published_version"] == 1
 
     monkeypatch.setenv("HOMEFEED_DQ_BOUNDS", '{"feed_length": [1000, 2000]}')
-    code = cli.main(["publish", "--warehouse", str(settings.warehouse), "--input", str(settings.raw_input),
+    code = main(["publish", "--warehouse", str(settings.warehouse), "--input", str(settings.raw_input),
                      "--redis", redis_server.url])
     err = capsys.readouterr().err
     assert code == 1 and "fail their data-quality suites; nothing was published" in err

@@ -71,11 +71,11 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
     from core.heads import HEADS
     from core.graph_eval import roc_auc
     from jobs.synthetic import WorldConfig, generate_world
-    from orchestration import cli
+    from cli.main import main
 
     world = tmp_path / "world"
     generate_world(WorldConfig(n_users=150, seed=11), out_dir=world)
-    code = cli.main(["eval", "ranking", "--world", str(world), "--days", "3", "--representations", "window-start",
+    code = main(["eval", "ranking", "--world", str(world), "--days", "3", "--representations", "window-start",
                      "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -109,7 +109,7 @@ def _at(hours: float):
 
 
 def test_higgs_gains_pools_and_pair_features_by_hand():
-    from orchestration.higgs_ranking_evaluation import gains, pair_features, pools
+    from evaluation.higgs_ranking import gains, pair_features, pools
 
     engagements = pd.DataFrame({
         "user_id": [1, 1, 1, 2, 3, 1],
@@ -137,10 +137,10 @@ def test_eval_ranking_on_a_higgs_style_import(spark, tmp_path, capsys):
     import json
 
     from jobs.synthetic import WorldConfig, generate_world
-    from orchestration import cli
+    from cli.main import main
 
     generate_world(WorldConfig(n_users=120, seed=2), out_dir=tmp_path / "imported")
-    code = cli.main(["eval", "ranking", "--higgs", str(tmp_path / "imported"), "--json"])
+    code = main(["eval", "ranking", "--higgs", str(tmp_path / "imported"), "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out)
@@ -148,4 +148,4 @@ def test_eval_ranking_on_a_higgs_style_import(spark, tmp_path, capsys):
     for metrics in result["feed"].values():
         assert 0.0 <= metrics["ndcg_at_35"] <= 1.0 and metrics["users"] == result["test_users"] > 0
     assert open(result["report"]).read().startswith("<!DOCTYPE html>")
-    assert cli.main(["eval", "ranking", "--higgs", str(tmp_path / "missing")]) == 2
+    assert main(["eval", "ranking", "--higgs", str(tmp_path / "missing")]) == 2

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.spark_session import jars_not_in_spark
-from orchestration.cli import format_rows
+from cli.output import format_rows
 from core.settings import HomefeedSettings, load_settings
 from core.setup_checks import parse_java_major
 

@@ -219,7 +219,7 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     from deltalake import DeltaTable
 
     from jobs.synthetic import WorldConfig, generate_world
-    from orchestration import cli
+    from cli.main import main
     from orchestration.run import run_assets
     from orchestration.training_set import representations_dir
 
@@ -230,7 +230,7 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
                        selection="group:bronze or key:mutual_follows")
     assert built.success, built.failures
 
-    code = cli.main(["training-set", "--input", str(raw), "--warehouse", str(warehouse), "--json",
+    code = main(["training-set", "--input", str(raw), "--warehouse", str(warehouse), "--json",
                      "--as-of", config.end_time.isoformat(), "--days", "2", "--validation-days", "0.5",
                      "--test-days", "0.5"])
     out = capsys.readouterr().out

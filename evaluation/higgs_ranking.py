@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from evaluation.ranking import FEED_K, als_scores
 from features.labels import ACTION_OF_LABEL
 from jobs.ranking_eval import feed_metrics, positions
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS
 from models.light_ranker import LightRankerConfig, train_light_ranker
-from orchestration.ranking_evaluation import FEED_K, als_scores
 
 ACTION_WEIGHTS = {action: DEFAULT_HEAD_WEIGHTS[label] for label, action in ACTION_OF_LABEL.items()}
 PAIR_FEATURES = (

@@ -12,7 +12,6 @@ evaluation warehouse. Then:
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,16 +19,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
-from jobs.candidate_eval import truncate_raw_table
-from core.contract import RAW_TABLES, arrow_schema
+from core.contract import RAW_TABLES
 from core.graph_eval import follow_recall_at_k, popularity_candidates, split_follows
-from core.storage import read_parquet_folder, remove_tree
 from core.settings import HomefeedSettings
+from evaluation.worlds import read_warehouse_table, world_end_time
+from orchestration.side_builds import build_eval_warehouse
 
 EVAL_K = 50
-BUILD_MARKER = "eval_build.json"
 
 
 @dataclass(frozen=True)
@@ -40,11 +37,6 @@ class EvalWorld:
     heldout: pa.Table
     train_follows: pa.Table
     as_of: datetime
-
-
-def world_end_time(world_dir: Path) -> datetime:
-    metadata = json.loads((world_dir / "truth" / "metadata.json").read_text())
-    return datetime.fromisoformat(metadata["config"]["end_time"])
 
 
 def prepare_holdout_input(world_dir: Path, eval_dir: Path) -> tuple[Path, pa.Table, pa.Table, str]:
@@ -66,22 +58,6 @@ def prepare_holdout_input(world_dir: Path, eval_dir: Path) -> tuple[Path, pa.Tab
     return raw_dir, train, heldout, fingerprint
 
 
-def truncate_raw_input(raw_dir: Path, out_dir: Path, *, cutoff: datetime) -> tuple[Path, str]:
-    """Write the raw tables of `raw_dir` as known at `cutoff` to `out_dir`; return it and a fingerprint
-    of the input and the cut."""
-    remove_tree(out_dir)
-    counts = []
-    for table in RAW_TABLES:
-        rows = read_parquet_folder(raw_dir / table.name, schema=arrow_schema(table))  # local or object storage
-        kept = truncate_raw_table(rows, table, cutoff=cutoff)
-        (out_dir / table.name).mkdir(parents=True, exist_ok=True)
-        with (out_dir / table.name / "part-00000.parquet").open("wb") as out:  # out_dir may be on object storage
-            pq.write_table(kept, out)
-        counts.append(f"{table.name}={rows.num_rows}>{kept.num_rows}")
-    fingerprint = hashlib.sha256(f"{raw_dir.resolve()}:{cutoff.isoformat()}:{','.join(counts)}".encode()).hexdigest()[:16]
-    return out_dir, fingerprint
-
-
 def link_or_copy(src: str, dst: str) -> None:
     import os
 
@@ -89,25 +65,6 @@ def link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
-
-
-def build_eval_warehouse(settings: HomefeedSettings, *, raw_dir: Path, warehouse: Path, as_of: datetime,
-                         fingerprint: str, rebuild: bool = False, selection: str | None = None) -> None:
-    """Build every asset (or `selection`) from `raw_dir` into `warehouse` as of `as_of`, unless the
-    warehouse's marker says it was built from the same input (`fingerprint`) already."""
-    from orchestration.run import run_assets
-
-    marker = warehouse / BUILD_MARKER
-    fingerprint = fingerprint if selection is None else f"{fingerprint}:{selection}"
-    built = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
-    if rebuild or not built:
-        run_settings = settings.model_copy(update={"warehouse": warehouse, "raw_input": raw_dir, "as_of": as_of})
-        outcome = run_assets(run_settings, selection=selection, checks=False)
-        if not outcome.success:
-            failures = "; ".join(f"{f.step}: {f.message}" for f in outcome.failures)
-            raise RuntimeError(f"building the warehouse in {warehouse} failed: {failures}")
-        marker.write_text(json.dumps({"fingerprint": fingerprint, "as_of": as_of.isoformat(),
-                                      "step_seconds": outcome.step_seconds}))
 
 
 def build_eval_world(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None, *,
@@ -122,10 +79,6 @@ def build_eval_world(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
     return EvalWorld(world_dir, raw_dir, warehouse, heldout, train, as_of)
 
 
-def read_warehouse_table(warehouse: Path, name: str, columns: list[str] | None = None) -> pa.Table:
-    return DeltaTable(str(warehouse / "tables" / name)).to_pyarrow_table(columns=columns)
-
-
 def two_hop_candidates(warehouse: Path) -> pa.Table:
     table = read_warehouse_table(warehouse, "follow_graph_two_hop", ["user_id", "candidate_id", "social_proof_count", "rank"])
     # Rank breaks ties in social proof the way the job does (smaller id first).
@@ -137,8 +90,8 @@ def two_hop_candidates(warehouse: Path) -> pa.Table:
 def evaluate_graph(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
                    rebuild: bool = False) -> dict:
     from features.realgraph import RealGraphConfig, user_author_interactions
-    from jobs.spark_session import build_spark_session
     from jobs.delta_io import read_delta
+    from jobs.spark_session import build_spark_session
     from models.realgraph_model import evaluate_next_period
 
     world = build_eval_world(settings, world_dir, warehouse, rebuild=rebuild)

@@ -15,19 +15,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.settings import HomefeedSettings
+from evaluation.worlds import read_warehouse_table, world_end_time
 from jobs.candidate_eval import (
     heldout_positives,
     pool_recall,
     pool_size_summary,
     popularity_same_size_recall,
 )
-from orchestration.evaluation import (
-    build_eval_warehouse,
-    read_warehouse_table,
-    truncate_raw_input,
-    world_end_time,
-)
-from core.settings import HomefeedSettings
+from orchestration.side_builds import build_eval_warehouse, truncate_raw_input
 
 DEFAULT_HORIZON = timedelta(hours=24)
 ACTIVE_DAYS = 7
@@ -48,7 +44,7 @@ def active_users(engagements: pa.Table, *, cutoff: datetime) -> pa.Array:
 
 def evaluate_candidates(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
                         horizon: timedelta = DEFAULT_HORIZON, rebuild: bool = False) -> dict:
-    from jobs.candidates import CandidatesConfig
+    from jobs.candidates.config import CandidatesConfig
 
     eval_dir = world_dir / "eval-candidates"
     warehouse = (warehouse or eval_dir / "warehouse").resolve()

@@ -25,24 +25,19 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core.heads import HEADS
-
-from features.labels import ACTION_OF_LABEL, LabelConfig
-from features.registry import registry_hash
-from jobs.training_set import TrainingWindow
+from core.delta_commits import last_commit_metadata
 from core.feed_heuristics import FeedHeuristics, rank_user_feed
-from jobs.delta_io import read_delta
 from core.graph_eval import roc_auc
-from jobs.ranking_eval import engagement_value, feed_metrics, positions
-from features.realgraph import POSITIVE_ACTIONS
+from core.heads import HEADS
+from core.settings import HomefeedSettings
 from core.storage import is_delta_table
+from evaluation.worlds import world_end_time
+from features.labels import ACTION_OF_LABEL, LabelConfig
+from features.realgraph import POSITIVE_ACTIONS
+from features.registry import registry_hash
+from jobs.delta_io import read_delta
+from jobs.ranking_eval import engagement_value, feed_metrics, positions
 from jobs.synthetic.model import CLICK_DWELL_SIGMA, click_dwell_log_mean
-from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, final_scores, log_loss, sigmoid
-from models.light_ranker import LightRanker
-from models.ranker_features import feature_matrix
-from models.registry import ModelRegistry
-from models.report import expected_calibration_error, histogram, reliability_bins, render_ranking_report, write_ranking_report
-from orchestration.evaluation import build_eval_warehouse, world_end_time
 from jobs.train_rankers import (
     HEAVY_RANKER,
     LIGHT_RANKER,
@@ -52,8 +47,19 @@ from jobs.train_rankers import (
     split_of,
     train_rankers,
 )
-from core.settings import HomefeedSettings
-from core.delta_commits import last_commit_metadata
+from jobs.training_set import TrainingWindow
+from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRanker, HeavyRankerConfig, final_scores, log_loss, sigmoid
+from models.light_ranker import LightRanker
+from models.ranker_features import feature_matrix
+from models.registry import ModelRegistry
+from models.report import (
+    expected_calibration_error,
+    histogram,
+    reliability_bins,
+    render_ranking_report,
+    write_ranking_report,
+)
+from orchestration.side_builds import build_eval_warehouse
 from orchestration.training_set import TRAINING_TABLE, build_training_set
 
 FEED_K = 35

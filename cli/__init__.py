@@ -1,0 +1,1 @@
+"""homefeed: the `homefeed` command (`cli.main`), one module per group of subcommands."""
