@@ -60,9 +60,10 @@ BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python -m benchmarks.suite $(BENCH_ARGS)
 
-# The Dagster UI over the same definitions (http://127.0.0.1:3000).
+# The Dagster UI over the same definitions and the instance `homefeed run` and `homefeed demo` record
+# their runs in (http://127.0.0.1:3000).
 dagster: setup
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} ; mkdir -p $$DAGSTER_HOME ; \
+	DAGSTER_HOME=$${HOMEFEED_DAGSTER_HOME:-$${DAGSTER_HOME:-$(CURDIR)/.dagster_home}} ; mkdir -p $$DAGSTER_HOME ; \
 	DAGSTER_HOME=$$DAGSTER_HOME $(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
 # Recompile requirements.lock after editing requirements.in.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
+from cli.logs import stderr_into
 from cli.options import with_warehouse
 from cli.output import format_rows
 from cli.settings import settings_from_args
@@ -29,22 +29,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_and_report(settings, selection=args.select, report=args.report)
 
 
-def _dagster_instance():
-    import dagster as dg
-
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-
-
-def run_and_report(settings: HomefeedSettings, *, selection: str | None, report: str | None = None) -> int:
-    """Materialize the assets (the default build or `selection`) in-process, then print what was built
-    or why the run failed; 0 on success, else 1."""
+def run_and_report(settings: HomefeedSettings, *, selection: str | None, report: str | None = None,
+                   log_path: Path | None = None) -> int:
+    """Materialize the assets (the default build or `selection`) in-process, recorded in the Dagster
+    instance of `settings.dagster_home`, then print what was built or why the run failed; 0 on
+    success, else 1. `log_path`: Dagster's and Spark's log lines go to that file, not the terminal."""
+    from orchestration.instance import local_instance
     from orchestration.run import run_assets
 
     started = time.monotonic()
     build_time = settings.as_of.isoformat() if settings.as_of else "now"
     print(f"building assets from {settings.raw_dir} into {settings.tables_dir} as of {build_time} "
           f"(spark {settings.spark_master})", flush=True)
-    outcome = run_assets(settings, selection=selection, instance=_dagster_instance())
+    with stderr_into(log_path):
+        outcome = run_assets(settings, selection=selection, instance=local_instance(settings.dagster_home))
     seconds = time.monotonic() - started
     if report:
         _write_run_report(Path(report), outcome, seconds, settings.tables_dir)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from cli.build import run_and_report
+from cli.logs import log_into
 from cli.options import with_warehouse
 from cli.output import print_row_counts
 from cli.publish import cmd_status
@@ -14,6 +15,7 @@ from cli.settings import with_world_build_time
 from core.settings import HomefeedSettings, load_settings
 
 DEFAULT_DEMO_DIR = Path("data/demo")
+DEMO_LOG = "demo.log"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -24,23 +26,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.assets.training import TRAINING_GROUP
 
     out = Path(args.out)
-    print(f"== 1/5 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
+    log_path = out / DEMO_LOG
+    log_path.unlink(missing_ok=True)
+    log_into(log_path)
+    print(f"full logs (Spark, Dagster, every step): {log_path}", flush=True)
+    print(f"\n== 1/5 generating a synthetic world of {args.users} users (seed {args.seed}) into {out}", flush=True)
     summary = generate_world(WorldConfig(n_users=args.users, seed=args.seed), out_dir=out)
     settings = with_world_build_time(load_settings(warehouse=args.warehouse, raw_input=out / "raw"))
     print_row_counts(f"raw tables ({summary.seconds:.1f} s):", summary.rows_per_table)
+    print(f"runs recorded in the Dagster instance {settings.dagster_home.resolve()} (`make dagster` shows them)")
     print("\n== 2/5 building every asset up to the feature tables through Dagster, each table checked", flush=True)
-    code = run_and_report(settings, selection=None)
+    code = run_and_report(settings, selection=None, log_path=log_path)
     if code or args.no_publish:
         return code
     print("\n== 3/5 the training set, the rankers, the ranked feeds", flush=True)
-    code = run_and_report(settings, selection=f"group:{TRAINING_GROUP} or group:{RANKING_GROUP}")
+    code = run_and_report(settings, selection=f"group:{TRAINING_GROUP} or group:{RANKING_GROUP}", log_path=log_path)
     if code:
         return code
     server = ensure_local_redis(settings.redis_url, out / "redis")
     if server:
         print(f"\nstarted redis-server on port {server.port} (pid {server.process.pid}; persistence off)")
     print(f"\n== 4/5 publishing the ranked feeds to {settings.redis_url}", flush=True)
-    code = run_and_report(settings, selection=f"group:{PUBLICATION_GROUP}")
+    code = run_and_report(settings, selection=f"group:{PUBLICATION_GROUP}", log_path=log_path)
     if code:
         return code
     cmd_status(argparse.Namespace(redis_url=settings.redis_url, json=False, warehouse=None, input=None))

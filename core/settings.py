@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.storage import is_object_store, models_root, s3a_spark_conf, storage_path
@@ -88,6 +88,12 @@ class HomefeedSettings(BaseSettings):
     )
     page_cache_entries: int = Field(
         2000, ge=1, description="The most For You and Following pages each API process keeps."
+    )
+    dagster_home: Path = Field(
+        Path(".dagster_home"),
+        validation_alias=AliasChoices("HOMEFEED_DAGSTER_HOME", "DAGSTER_HOME", "dagster_home"),
+        description="The Dagster instance (run history, materializations, check results) that `homefeed run`, "
+        "`homefeed demo` and `make dagster` share; Dagster's own DAGSTER_HOME is read too.",
     )
     dq_bounds: dict[str, float | tuple[float, float]] = Field(
         default_factory=dict,

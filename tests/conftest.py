@@ -16,8 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HIGGS_DIR = REPO_ROOT.parent / "shared" / "datasets" / "higgs-twitter"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dagster_home(tmp_path_factory):
+    """The Dagster instance the CLI records its runs in, for this test session (not the repository's)."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    os.environ["HOMEFEED_DAGSTER_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory):
+def settings(tmp_path_factory, dagster_home):
     from core.settings import load_settings
 
     # Tests get their own warehouse; the jar cache is the user's (filled by `make setup`).

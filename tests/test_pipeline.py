@@ -118,6 +118,31 @@ def test_failed_run_names_the_step_and_keeps_old_tables(built, spark, tmp_path, 
     assert (DeltaTable(str(follows)).version(), _table_rows(spark, follows)) == follows_before
 
 
+def test_a_cli_run_is_recorded_in_the_dagster_instance_the_ui_opens(settings, tmp_path, monkeypatch, capsys):
+    """`homefeed run` writes its run, each table's materialization with its row count and each check's
+    result into the instance of HOMEFEED_DAGSTER_HOME, the folder `make dagster` serves."""
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("HOMEFEED_DAGSTER_HOME", str(home))
+    monkeypatch.setenv("HOMEFEED_DQ_BOUNDS", json.dumps(TINY_WORLD_BOUNDS))
+    monkeypatch.setenv("HOMEFEED_AS_OF", AS_OF.isoformat())
+    raw = write_world(tmp_path / "raw", tiny_world())
+    world = tiny_world()
+
+    code = main(["run", "--input", str(raw), "--warehouse", str(tmp_path / "warehouse"), "--select", "group:bronze"])
+
+    assert code == 0, capsys.readouterr().err[-2000:]
+    instance = dg.DagsterInstance.from_config(str(home))
+    (run,) = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    for table in RAW_TABLES:
+        event = instance.get_latest_materialization_event(dg.AssetKey(table.name))
+        assert event is not None and event.run_id == run.run_id, table.name
+        assert event.asset_materialization.metadata["dagster/row_count"].value == len(world[table.name]), table.name
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey(table.name), "quality")])
+        assert check[dg.AssetCheckKey(dg.AssetKey(table.name), "quality")].status.value == "SUCCEEDED", table.name
+
+
 def test_sql_command_prints_json_rows(built, capsys):
     run_settings, _ = built
     code = main(["sql", "SELECT user_id, handle FROM users ORDER BY user_id",
