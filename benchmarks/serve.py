@@ -62,8 +62,13 @@ from core.redis_server import stop_process  # noqa: E402
 HOST = "127.0.0.1"
 ENDPOINTS = ("for_you", "following", "for_you_computed", "following_computed")
 # run -> (server, the endpoint of its path): the *_computed runs are on an API that keeps no recent pages
-RUNS = {"baseline": ("baseline", "baseline"), "for_you": ("api", "for_you"), "following": ("api", "following"),
-        "for_you_computed": ("api_computed", "for_you"), "following_computed": ("api_computed", "following")}
+RUNS = {
+    "baseline": ("baseline", "baseline"),
+    "for_you": ("api", "for_you"),
+    "following": ("api", "following"),
+    "for_you_computed": ("api_computed", "for_you"),
+    "following_computed": ("api_computed", "following"),
+}
 TARGET_CONNECTIONS = 50
 TARGET_RATIO_TO_BASELINE = 0.5
 TARGET_P99_MS = 25.0
@@ -76,6 +81,7 @@ class Refused(RuntimeError):
 
 
 # --- the baseline app (imported by uvicorn in its own process) ------------------------------------
+
 
 def create_baseline_app(redis_url: str) -> FastAPI:
     """One route returning a user's published feed value unchanged: one Redis GET per request."""
@@ -111,6 +117,7 @@ def baseline_app_from_environment() -> FastAPI:
 
 # --- what to request -------------------------------------------------------------------------------
 
+
 def published_version(redis_url: str) -> int:
     import redis
 
@@ -119,8 +126,10 @@ def published_version(redis_url: str) -> int:
     except redis.RedisError as error:
         raise Refused(f"cannot read Redis at {redis_url}: {error}") from None
     if version is None:
-        raise Refused(f"no published version in Redis at {redis_url} (hash {rl.CURRENT} has no 'version'): "
-                      "run `make demo` or `homefeed publish` first, or point --redis at a published Redis")
+        raise Refused(
+            f"no published version in Redis at {redis_url} (hash {rl.CURRENT} has no 'version'): "
+            "run `make demo` or `homefeed publish` first, or point --redis at a published Redis"
+        )
     return int(version)
 
 
@@ -139,8 +148,9 @@ def sample_users(users: list[int], n: int, *, seed: int) -> list[int]:
 
 
 def http_request(path: str, *, port: int, token: str) -> bytes:
-    return (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            "Accept: */*\r\n\r\n").encode("latin-1")
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\nAccept: */*\r\n\r\n"
+    ).encode("latin-1")
 
 
 def endpoint_path(endpoint: str, user_id: int, *, count: int) -> str:
@@ -150,6 +160,7 @@ def endpoint_path(endpoint: str, user_id: int, *, count: int) -> str:
 
 
 # --- the load generator (runs in a process of its own) ---------------------------------------------
+
 
 @dataclass(frozen=True)
 class LoadSpec:
@@ -176,8 +187,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int, bool]:
     """(status, body bytes, server closes) of one HTTP/1.1 response with a Content-Length."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
     status_line, *lines = head.split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in
-               (line.partition(":") for line in lines if line)}
+    headers = {
+        name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)
+    }
     if "content-length" not in headers:
         raise ProtocolError(f"no Content-Length in {status_line!r}")
     body = await reader.readexactly(int(headers["content-length"]))
@@ -198,8 +210,14 @@ async def _connection(spec: LoadSpec, index: int, measure_from: float, stop_at: 
             writer.write(request)
             status, size, closes = await asyncio.wait_for(_read_response(reader), REQUEST_TIMEOUT_SECONDS)
             outcome = str(status)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
-                ProtocolError, ValueError):
+        except (
+            TimeoutError,
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ProtocolError,
+            ValueError,
+        ):
             outcome, size, closes = "connection_error", 0, True
         latency = time.perf_counter() - started
         if started >= measure_from:
@@ -237,6 +255,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
 
 # --- figures ---------------------------------------------------------------------------------------
 
+
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in [0, 100]) of ascending values; None of none."""
     if not sorted_values:
@@ -253,11 +272,17 @@ def summarize(result: LoadResult, connections: int) -> dict:
     ok = len(latencies_ms)
     errors = {status: n for status, n in sorted(result.statuses.items()) if status != "200"}
     return {
-        "connections": connections, "requests": sum(result.statuses.values()), "ok": ok,
-        "errors": sum(errors.values()), "errors_by_status": errors, "duration_s": round(result.duration_s, 3),
+        "connections": connections,
+        "requests": sum(result.statuses.values()),
+        "ok": ok,
+        "errors": sum(errors.values()),
+        "errors_by_status": errors,
+        "duration_s": round(result.duration_s, 3),
         "rps": round(ok / result.duration_s, 1) if result.duration_s > 0 else 0.0,
-        "p50_ms": _ms(percentile(latencies_ms, 50)), "p90_ms": _ms(percentile(latencies_ms, 90)),
-        "p99_ms": _ms(percentile(latencies_ms, 99)), "max_ms": _ms(percentile(latencies_ms, 100)),
+        "p50_ms": _ms(percentile(latencies_ms, 50)),
+        "p90_ms": _ms(percentile(latencies_ms, 90)),
+        "p99_ms": _ms(percentile(latencies_ms, 99)),
+        "max_ms": _ms(percentile(latencies_ms, 100)),
         "mean_response_bytes": round(result.ok_bytes / ok) if ok else 0,
     }
 
@@ -272,30 +297,46 @@ def target_met(figures: dict, connections: int) -> dict | None:
     if connections != TARGET_CONNECTIONS:
         return None
     ratio = figures["ratio_to_baseline"]
-    return {"ratio_to_baseline": ratio is not None and ratio >= TARGET_RATIO_TO_BASELINE,
-            "p99_ms": figures["p99_ms"] is not None and figures["p99_ms"] < TARGET_P99_MS}
+    return {
+        "ratio_to_baseline": ratio is not None and ratio >= TARGET_RATIO_TO_BASELINE,
+        "p99_ms": figures["p99_ms"] is not None and figures["p99_ms"] < TARGET_P99_MS,
+    }
 
 
-def report(*, runs: dict[str, dict[int, dict]], version: int, users: list[int], redis_url: str,
-           settings: dict) -> dict:
+def report(*, runs: dict[str, dict[int, dict]], version: int, users: list[int], redis_url: str, settings: dict) -> dict:
     """The JSON document: the headline figures at the largest connection count, then every level."""
     headline = max(runs["baseline"])
     document = {
-        "benchmark": "serve", "version": version, "redis": redis_url,
-        "machine": {"cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-                    "platform": platform.platform(), "python": platform.python_version()},
-        "settings": settings, "sample_users": {"count": len(users), "user_ids": users},
-        "headline_connections": headline, "baseline_rps": runs["baseline"][headline]["rps"],
-        "target": {"endpoint": "for_you", "connections": TARGET_CONNECTIONS,
-                   "ratio_to_baseline_min": TARGET_RATIO_TO_BASELINE, "p99_ms_max": TARGET_P99_MS},
+        "benchmark": "serve",
+        "version": version,
+        "redis": redis_url,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "usable_cpus": len(os.sched_getaffinity(0)),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "settings": settings,
+        "sample_users": {"count": len(users), "user_ids": users},
+        "headline_connections": headline,
+        "baseline_rps": runs["baseline"][headline]["rps"],
+        "target": {
+            "endpoint": "for_you",
+            "connections": TARGET_CONNECTIONS,
+            "ratio_to_baseline_min": TARGET_RATIO_TO_BASELINE,
+            "p99_ms_max": TARGET_P99_MS,
+        },
         "baseline": {"connections": {str(c): runs["baseline"][c] for c in sorted(runs["baseline"])}},
     }
     for endpoint in ENDPOINTS:
         levels = {c: with_ratio(runs[endpoint][c], runs["baseline"][c]) for c in sorted(runs[endpoint])}
         top = levels[headline]
         document[endpoint] = {
-            "rps": top["rps"], "p50_ms": top["p50_ms"], "p99_ms": top["p99_ms"],
-            "ratio_to_baseline": top["ratio_to_baseline"], "errors": top["errors"],
+            "rps": top["rps"],
+            "p50_ms": top["p50_ms"],
+            "p99_ms": top["p99_ms"],
+            "ratio_to_baseline": top["ratio_to_baseline"],
+            "errors": top["errors"],
             "target_met": target_met(top, headline),
             "connections": {str(c): figures for c, figures in levels.items()},
         }
@@ -307,16 +348,20 @@ def _cell(value: float | None, width: int) -> str:
 
 
 def table(document: dict) -> str:
-    lines = [f"published version {document['version']}, {document['sample_users']['count']} sample users, "
-             f"{document['machine']['cpu_count']} CPUs, {document['settings']['seconds']} s per run",
-             f"{'server':<10} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'errors':>6} {'cached':>6}"]
+    lines = [
+        f"published version {document['version']}, {document['sample_users']['count']} sample users, "
+        f"{document['machine']['cpu_count']} CPUs, {document['settings']['seconds']} s per run",
+        f"{'server':<10} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'errors':>6} {'cached':>6}",
+    ]
     for name in ("baseline", *ENDPOINTS):
         label = name.replace("_computed", "*")  # every page computed
         for c, f in document[name]["connections"].items():
             cells = [_cell(f["p50_ms"], 8), _cell(f["p99_ms"], 8), _cell(f.get("ratio_to_baseline"), 6)]
             cached = f.get("page_cache_hit_ratio")
-            lines.append(f"{label:<10} {c:>5} {f['rps']:>9.1f} {' '.join(cells)} {f['errors']:>6} "
-                         f"{'-' if cached is None else f'{cached:.0%}':>6}")
+            lines.append(
+                f"{label:<10} {c:>5} {f['rps']:>9.1f} {' '.join(cells)} {f['errors']:>6} "
+                f"{'-' if cached is None else f'{cached:.0%}':>6}"
+            )
     lines.append("*: the API with HOMEFEED_PAGE_CACHE_SECONDS=0 (every page computed); cached: pages served again")
     for endpoint in ENDPOINTS:
         met = document[endpoint]["target_met"]
@@ -326,6 +371,7 @@ def table(document: dict) -> str:
 
 
 # --- servers ---------------------------------------------------------------------------------------
+
 
 def uvicorn_options(workers: int) -> dict[str, str]:
     """The uvicorn settings both apps run under."""
@@ -338,8 +384,9 @@ def uvicorn_command(factory: str, *, port: int, workers: int) -> list[str]:
 
 
 @contextmanager
-def running_server(command: list[str], *, env: dict[str, str], ready_path: str, port: int,
-                   log_dir: Path) -> Iterator[subprocess.Popen]:
+def running_server(
+    command: list[str], *, env: dict[str, str], ready_path: str, port: int, log_dir: Path
+) -> Iterator[subprocess.Popen]:
     """The server `command` in its own process until the block ends; ready once `ready_path` answers 200."""
     import httpx
 
@@ -357,8 +404,9 @@ def running_server(command: list[str], *, env: dict[str, str], ready_path: str, 
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no 200 from {ready_path} within {STARTUP_TIMEOUT_SECONDS:.0f} s: "
-                                   f"{log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"no 200 from {ready_path} within {STARTUP_TIMEOUT_SECONDS:.0f} s: {log_path.read_text()[-2000:]}"
+                )
             time.sleep(0.2)
         yield process
     finally:
@@ -367,16 +415,31 @@ def running_server(command: list[str], *, env: dict[str, str], ready_path: str, 
 
 def server_environment(redis_url: str, secret: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, "HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_SECRET": secret,
-            "HOMEFEED_ENV": "production"}
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "HOMEFEED_REDIS_URL": redis_url,
+        "HOMEFEED_SECRET": secret,
+        "HOMEFEED_ENV": "production",
+    }
 
 
 # --- the run ---------------------------------------------------------------------------------------
 
-def benchmark(*, redis_url: str, seconds: float, warmup_seconds: float, connections: list[int], n_users: int,
-              count: int, workers: int, seed: int) -> dict:
-    from serving.auth import mint_token
+
+def benchmark(
+    *,
+    redis_url: str,
+    seconds: float,
+    warmup_seconds: float,
+    connections: list[int],
+    n_users: int,
+    count: int,
+    workers: int,
+    seed: int,
+) -> dict:
     from core.redis_server import free_port
+    from serving.auth import mint_token
 
     version = published_version(redis_url)
     users = sample_users(feed_users(redis_url, version), n_users, seed=seed)
@@ -386,30 +449,56 @@ def benchmark(*, redis_url: str, seconds: float, warmup_seconds: float, connecti
     tokens = {user: mint_token(user, secret, now=time.time()) for user in users}
     env = server_environment(redis_url, secret)
     # server name -> (uvicorn factory, port, path answering 200 once it serves)
-    servers = {"baseline": ("benchmarks.serve:baseline_app_from_environment", free_port(), f"/raw/{users[0]}", env),
-               "api": ("serving.api:app_from_environment", free_port(), "/readyz", env),
-               "api_computed": ("serving.api:app_from_environment", free_port(), "/readyz",
-                                {**env, "HOMEFEED_PAGE_CACHE_SECONDS": "0"})}
+    servers = {
+        "baseline": ("benchmarks.serve:baseline_app_from_environment", free_port(), f"/raw/{users[0]}", env),
+        "api": ("serving.api:app_from_environment", free_port(), "/readyz", env),
+        "api_computed": (
+            "serving.api:app_from_environment",
+            free_port(),
+            "/readyz",
+            {**env, "HOMEFEED_PAGE_CACHE_SECONDS": "0"},
+        ),
+    }
     runs: dict[str, dict[int, dict]] = {name: {} for name in RUNS}
     with ExitStack() as stack:
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hf-bench-serve-")))
         for factory, port, ready_path, server_env in servers.values():
-            stack.enter_context(running_server(uvicorn_command(factory, port=port, workers=workers), env=server_env,
-                                               ready_path=ready_path, port=port, log_dir=log_dir))
+            stack.enter_context(
+                running_server(
+                    uvicorn_command(factory, port=port, workers=workers),
+                    env=server_env,
+                    ready_path=ready_path,
+                    port=port,
+                    log_dir=log_dir,
+                )
+            )
         load_process = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
         for c in connections:
             for name, (server, endpoint) in RUNS.items():
                 port = servers[server][1]
-                spec = LoadSpec(port=port, connections=c, warmup_seconds=warmup_seconds, seconds=seconds,
-                                requests=tuple(http_request(endpoint_path(endpoint, u, count=count), port=port,
-                                                            token=tokens[u]) for u in users))
+                spec = LoadSpec(
+                    port=port,
+                    connections=c,
+                    warmup_seconds=warmup_seconds,
+                    seconds=seconds,
+                    requests=tuple(
+                        http_request(endpoint_path(endpoint, u, count=count), port=port, token=tokens[u]) for u in users
+                    ),
+                )
                 before = page_cache_counts(port, endpoint) if server != "baseline" else None
                 runs[name][c] = summarize(load_process.submit(run_load, spec).result(), c)
                 if before is not None:
                     runs[name][c]["page_cache_hit_ratio"] = hit_ratio(before, page_cache_counts(port, endpoint))
                 print(json.dumps({name: runs[name][c]}), file=sys.stderr, flush=True)
-    settings = {"seconds": seconds, "warmup_seconds": warmup_seconds, "connections": connections, "users": n_users,
-                "seed": seed, "count": count, "uvicorn": {**uvicorn_options(workers), "access-log": "off"}}
+    settings = {
+        "seconds": seconds,
+        "warmup_seconds": warmup_seconds,
+        "connections": connections,
+        "users": n_users,
+        "seed": seed,
+        "count": count,
+        "uvicorn": {**uvicorn_options(workers), "access-log": "off"},
+    }
     return report(runs=runs, version=version, users=users, redis_url=redis_url, settings=settings)
 
 
@@ -441,12 +530,19 @@ def connection_counts(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis", default=os.environ.get("HOMEFEED_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                        help="the Redis holding the published version (default: $HOMEFEED_REDIS_URL)")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("HOMEFEED_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="the Redis holding the published version (default: $HOMEFEED_REDIS_URL)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per server and level")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each measurement")
-    parser.add_argument("--connections", type=connection_counts, default=[1, TARGET_CONNECTIONS],
-                        help="concurrent connections, comma-separated (default 1,50)")
+    parser.add_argument(
+        "--connections",
+        type=connection_counts,
+        default=[1, TARGET_CONNECTIONS],
+        help="concurrent connections, comma-separated (default 1,50)",
+    )
     parser.add_argument("--users", type=int, default=200, help="sample users (with a feed in the current version)")
     parser.add_argument("--count", type=int, default=35, help="timeline items per request")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of each server")
@@ -456,9 +552,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds <= 0 or args.warmup < 0 or args.users < 1 or args.workers < 1:
         parser.error("--seconds and --users and --workers must be positive, --warmup not negative")
     try:
-        document = benchmark(redis_url=args.redis, seconds=args.seconds, warmup_seconds=args.warmup,
-                             connections=args.connections, n_users=args.users, count=args.count,
-                             workers=args.workers, seed=args.seed)
+        document = benchmark(
+            redis_url=args.redis,
+            seconds=args.seconds,
+            warmup_seconds=args.warmup,
+            connections=args.connections,
+            n_users=args.users,
+            count=args.count,
+            workers=args.workers,
+            seed=args.seed,
+        )
     except Refused as error:
         print(f"benchmarks/serve.py: {error}", file=sys.stderr)
         return 2

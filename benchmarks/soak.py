@@ -21,17 +21,17 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import secrets  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections import Counter, defaultdict  # noqa: E402
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import tempfile
+import time
+from collections import Counter, defaultdict
 
-from benchmarks.serve import (  # noqa: E402
+from benchmarks.serve import (
     HOST,
     LoadSpec,
     Refused,
@@ -60,14 +60,23 @@ def rss_mb(pid: int) -> float:
 
 
 def event_request(user: int, tweet_id: int, *, port: int, token: str) -> bytes:
-    body = json.dumps({"events": [{"type": "impression", "tweet_id": tweet_id, "dwell_ms": 800},
-                                  {"type": "like", "tweet_id": tweet_id}]}).encode()
-    return (f"POST /v1/events HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
+    body = json.dumps(
+        {
+            "events": [
+                {"type": "impression", "tweet_id": tweet_id, "dwell_ms": 800},
+                {"type": "like", "tweet_id": tweet_id},
+            ]
+        }
+    ).encode()
+    return (
+        f"POST /v1/events HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1") + body
 
 
-async def paced_load(requests: dict[str, list[bytes]], *, port: int, rate: float, seconds: float,
-                     connections: int, seed: int) -> dict:
+async def paced_load(
+    requests: dict[str, list[bytes]], *, port: int, rate: float, seconds: float, connections: int, seed: int
+) -> dict:
     """Open-loop load: `connections` senders, each starting a request every connections / rate
     seconds (a late one starts at once), the kind drawn by MIX; latencies per kind and minute."""
     rng = random.Random(seed)
@@ -88,7 +97,7 @@ async def paced_load(requests: dict[str, list[bytes]], *, port: int, rate: float
             try:
                 writer.write(request)
                 status, _, _ = await asyncio.wait_for(_read_response(reader), 10)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
                 status = 0
                 writer.close()
                 reader, writer = await asyncio.open_connection(HOST, port)
@@ -105,8 +114,8 @@ def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: floa
     import redis
 
     from core import redis_layout as rl
-    from serving.auth import mint_token
     from core.redis_server import free_port
+    from serving.auth import mint_token
 
     version = published_version(redis_url)
     users = sample_users(feed_users(redis_url, version), n_users, seed=seed)
@@ -116,18 +125,29 @@ def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: floa
     secret = secrets.token_urlsafe(32)
     tokens = {user: mint_token(user, secret, now=time.time() + minutes * 60) for user in users}
     port = free_port()
-    first_tweets = {u: rl.decode_feed_columns(client.get(rl.FEEDS.key(version, u)))["tweet_id"][:20].tolist()
-                    for u in users}
+    first_tweets = {
+        u: rl.decode_feed_columns(client.get(rl.FEEDS.key(version, u)))["tweet_id"][:20].tolist() for u in users
+    }
     requests = {
         kind: [http_request(endpoint_path(kind, u, count=35), port=port, token=tokens[u]) for u in users]
-        for kind in ("for_you", "following")}
+        for kind in ("for_you", "following")
+    }
     requests["events"] = [event_request(u, t, port=port, token=tokens[u]) for u in users for t in first_tweets[u]]
-    with tempfile.TemporaryDirectory(prefix="hf-soak-") as log_dir, running_server(
+    with (
+        tempfile.TemporaryDirectory(prefix="hf-soak-") as log_dir,
+        running_server(
             uvicorn_command("serving.api:app_from_environment", port=port, workers=1),
-            env=server_environment(redis_url, secret), ready_path="/readyz", port=port,
-            log_dir=Path(log_dir)) as server:
-        probe = run_load(LoadSpec(port=port, requests=tuple(requests["for_you"]), connections=8,
-                                  warmup_seconds=1.0, seconds=probe_seconds))
+            env=server_environment(redis_url, secret),
+            ready_path="/readyz",
+            port=port,
+            log_dir=Path(log_dir),
+        ) as server,
+    ):
+        probe = run_load(
+            LoadSpec(
+                port=port, requests=tuple(requests["for_you"]), connections=8, warmup_seconds=1.0, seconds=probe_seconds
+            )
+        )
         capacity = probe.statuses["200"] / probe.duration_s
         rate = max(1.0, capacity * fraction)
         samples: list[dict] = []
@@ -136,12 +156,17 @@ def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: floa
             async def sample() -> None:
                 began = time.perf_counter()
                 while time.perf_counter() - began < minutes * 60 + 1:
-                    samples.append({"t_s": round(time.perf_counter() - began, 1), "rss_mb": round(rss_mb(server.pid), 1),
-                                    "redis_used_mb": round(client.info("memory")["used_memory"] / 2**20, 1)})
+                    samples.append(
+                        {
+                            "t_s": round(time.perf_counter() - began, 1),
+                            "rss_mb": round(rss_mb(server.pid), 1),
+                            "redis_used_mb": round(client.info("memory")["used_memory"] / 2**20, 1),
+                        }
+                    )
                     await asyncio.sleep(SAMPLE_SECONDS)
+
             sampler = asyncio.ensure_future(sample())
-            outcome = await paced_load(requests, port=port, rate=rate, seconds=minutes * 60,
-                                       connections=16, seed=seed)
+            outcome = await paced_load(requests, port=port, rate=rate, seconds=minutes * 60, connections=16, seed=seed)
             sampler.cancel()
             return outcome
 
@@ -152,20 +177,37 @@ def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: floa
         minutes_figures = {}
         for minute, values in sorted(outcome["latencies"][kind].items()):
             values.sort()
-            minutes_figures[str(minute)] = {"requests": len(values), "p50_ms": round(1000 * percentile(values, 50), 2),
-                                            "p99_ms": round(1000 * percentile(values, 99), 2)}
-        per_kind[kind] = {"requests": sum(statuses.values()), "statuses": dict(statuses),
-                          "errors": sum(n for s, n in statuses.items() if s not in ("200", "202")),
-                          "per_minute": minutes_figures}
+            minutes_figures[str(minute)] = {
+                "requests": len(values),
+                "p50_ms": round(1000 * percentile(values, 50), 2),
+                "p99_ms": round(1000 * percentile(values, 99), 2),
+            }
+        per_kind[kind] = {
+            "requests": sum(statuses.values()),
+            "statuses": dict(statuses),
+            "errors": sum(n for s, n in statuses.items() if s not in ("200", "202")),
+            "per_minute": minutes_figures,
+        }
     return {
-        "benchmark": "soak", "version": version, "users": len(users), "minutes": minutes,
-        "capacity_rps": round(capacity, 1), "target_rps": round(rate, 1), "fraction": fraction,
+        "benchmark": "soak",
+        "version": version,
+        "users": len(users),
+        "minutes": minutes,
+        "capacity_rps": round(capacity, 1),
+        "target_rps": round(rate, 1),
+        "fraction": fraction,
         "achieved_rps": round(sum(k["requests"] for k in per_kind.values()) / (minutes * 60), 1),
-        "errors": sum(k["errors"] for k in per_kind.values()), "kinds": per_kind,
-        "rss_mb": {"first": samples[0]["rss_mb"], "after_first_minute": warm[0]["rss_mb"], "last": samples[-1]["rss_mb"],
-                   "max": max(s["rss_mb"] for s in samples),
-                   "growth_after_first_minute": round(samples[-1]["rss_mb"] - warm[0]["rss_mb"], 1)},
-        "samples": samples, "machine": {"cpu_count": os.cpu_count()},
+        "errors": sum(k["errors"] for k in per_kind.values()),
+        "kinds": per_kind,
+        "rss_mb": {
+            "first": samples[0]["rss_mb"],
+            "after_first_minute": warm[0]["rss_mb"],
+            "last": samples[-1]["rss_mb"],
+            "max": max(s["rss_mb"] for s in samples),
+            "growth_after_first_minute": round(samples[-1]["rss_mb"] - warm[0]["rss_mb"], 1),
+        },
+        "samples": samples,
+        "machine": {"cpu_count": os.cpu_count()},
     }
 
 
@@ -180,8 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print only the JSON document")
     args = parser.parse_args(argv)
     try:
-        document = soak(redis_url=args.redis, minutes=args.minutes, fraction=args.fraction,
-                        probe_seconds=args.probe_seconds, n_users=args.users, seed=args.seed)
+        document = soak(
+            redis_url=args.redis,
+            minutes=args.minutes,
+            fraction=args.fraction,
+            probe_seconds=args.probe_seconds,
+            n_users=args.users,
+            seed=args.seed,
+        )
     except Refused as error:
         print(f"benchmarks/soak.py: {error}", file=sys.stderr)
         return 2

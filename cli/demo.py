@@ -66,8 +66,11 @@ def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
     from serving.auth import mint_token
 
     secret = settings.secret.get_secret_value()
-    environment = {"HOMEFEED_REDIS_URL": settings.redis_url, "HOMEFEED_REDIS_CLUSTER": str(int(settings.redis_cluster)),
-                   "HOMEFEED_SECRET": secret}
+    environment = {
+        "HOMEFEED_REDIS_URL": settings.redis_url,
+        "HOMEFEED_REDIS_CLUSTER": str(int(settings.redis_cluster)),
+        "HOMEFEED_SECRET": secret,
+    }
     if secret == DEVELOPMENT_SECRET:
         environment["HOMEFEED_ENV"] = "development"
         print("HOMEFEED_SECRET is not set: the demo's API runs with HOMEFEED_ENV=development and the built-in secret")
@@ -81,9 +84,15 @@ def _serve_demo(settings: HomefeedSettings, out: Path, *, port: int) -> int:
     user = min(rl.FEEDS.id_of(k) for k in client.scan_iter(match=f"{rl.version_prefix(version)}:*:feed", count=1000))
     token = mint_token(user, secret, now=time.time())
     # `homefeed token` refuses the built-in secret as the API does, unless told it is development.
-    token_command = ("HOMEFEED_ENV=development " if secret == DEVELOPMENT_SECRET else "") + f".venv/bin/homefeed token {user}"
-    response = httpx.get(f"{server.base_url}/v1/users/{user}/timelines/for_you", params={"count": 10},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    token_command = (
+        "HOMEFEED_ENV=development " if secret == DEVELOPMENT_SECRET else ""
+    ) + f".venv/bin/homefeed token {user}"
+    response = httpx.get(
+        f"{server.base_url}/v1/users/{user}/timelines/for_you",
+        params={"count": 10},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
     response.raise_for_status()
     print(f"\nFor You of user {user}, first 10 entries:")
     for position, entry in enumerate(response.json()["items"], 1):
@@ -112,6 +121,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(DEFAULT_DEMO_DIR))
-    p.add_argument("--no-publish", action="store_true",
-                   help="stop after the feature tables (no training, ranking or publication)")
+    p.add_argument(
+        "--no-publish", action="store_true", help="stop after the feature tables (no training, ranking or publication)"
+    )
     p.set_defaults(func=cmd_demo)

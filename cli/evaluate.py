@@ -26,8 +26,9 @@ def cmd_eval_graph(args: argparse.Namespace) -> int:
     world = _synthetic_world(args.world)
     if world is None:
         return 2
-    result = evaluate_graph(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
-                            rebuild=args.rebuild)
+    result = evaluate_graph(
+        load_settings(), world, Path(args.warehouse) if args.warehouse else None, rebuild=args.rebuild
+    )
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 
@@ -38,8 +39,13 @@ def cmd_eval_candidates(args: argparse.Namespace) -> int:
     world = _synthetic_world(args.world)
     if world is None:
         return 2
-    result = evaluate_candidates(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
-                                 horizon=timedelta(hours=args.horizon_hours), rebuild=args.rebuild)
+    result = evaluate_candidates(
+        load_settings(),
+        world,
+        Path(args.warehouse) if args.warehouse else None,
+        horizon=timedelta(hours=args.horizon_hours),
+        rebuild=args.rebuild,
+    )
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 
@@ -52,8 +58,14 @@ def cmd_eval_ranking(args: argparse.Namespace) -> int:
     world = _synthetic_world(args.world)
     if world is None:
         return 2
-    result = evaluate_ranking(load_settings(), world, Path(args.warehouse) if args.warehouse else None,
-                              days=args.days, daily=args.representations == "daily", rebuild=args.rebuild)
+    result = evaluate_ranking(
+        load_settings(),
+        world,
+        Path(args.warehouse) if args.warehouse else None,
+        days=args.days,
+        daily=args.representations == "daily",
+        rebuild=args.rebuild,
+    )
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 
@@ -71,8 +83,9 @@ def _eval_higgs_ranking(args: argparse.Namespace) -> int:
     settings = load_settings()
     result = evaluate_higgs_ranking(resources_from_settings(settings)["spark"].get_session(), imported)
     out_dir = Path(args.warehouse) if args.warehouse else imported / "eval-ranking"
-    report = write_ranking_report(out_dir / REPORT_NAME,
-                                  render_ranking_report(result, title="homefeed ranking evaluation: Higgs"))
+    report = write_ranking_report(
+        out_dir / REPORT_NAME, render_ranking_report(result, title="homefeed ranking evaluation: Higgs")
+    )
     result["report"] = str(report)
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
@@ -99,27 +112,45 @@ def _add_eval_candidates(eval_sub: argparse._SubParsersAction) -> None:
     p = eval_sub.add_parser("candidates", help="pool recall of next-day engagements per source vs popularity (JSON)")
     p.add_argument("--world", required=True, help="a `homefeed generate` output directory")
     p.add_argument("--warehouse", help="where the evaluation build goes (default: WORLD/eval-candidates/warehouse)")
-    p.add_argument("--horizon-hours", type=float, default=24.0,
-                   help="the build is cut this long before the world's end; what follows is held out")
+    p.add_argument(
+        "--horizon-hours",
+        type=float,
+        default=24.0,
+        help="the build is cut this long before the world's end; what follows is held out",
+    )
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
     p.set_defaults(func=cmd_eval_candidates)
 
 
 def _add_eval_ranking(eval_sub: argparse._SubParsersAction) -> None:
-    p = eval_sub.add_parser("ranking", help="heavy ranker heads vs the true probabilities, feed NDCG@35 vs baselines, "
-                                            "HTML report (JSON)")
+    p = eval_sub.add_parser(
+        "ranking", help="heavy ranker heads vs the true probabilities, feed NDCG@35 vs baselines, HTML report (JSON)"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--world", help="a `homefeed generate` output directory")
-    source.add_argument("--higgs", help="a `homefeed import-higgs` output directory: feed metrics only, authors as items")
-    p.add_argument("--warehouse", help="where the evaluation build goes (default: WORLD/eval-ranking/warehouse; "
-                                       "with --higgs, where the report goes: DIR/eval-ranking)")
-    p.add_argument("--days", type=float, default=5.0,
-                   help="training window in days ending one label window before the world's end; the last "
-                        "day is the test split, the one before it validation")
-    p.add_argument("--representations", choices=("daily", "window-start"), default="daily",
-                   help="the training set's representations: rebuilt for each day (as served), or once at the "
-                        "window's start (faster)")
+    source.add_argument(
+        "--higgs", help="a `homefeed import-higgs` output directory: feed metrics only, authors as items"
+    )
+    p.add_argument(
+        "--warehouse",
+        help="where the evaluation build goes (default: WORLD/eval-ranking/warehouse; "
+        "with --higgs, where the report goes: DIR/eval-ranking)",
+    )
+    p.add_argument(
+        "--days",
+        type=float,
+        default=5.0,
+        help="training window in days ending one label window before the world's end; the last "
+        "day is the test split, the one before it validation",
+    )
+    p.add_argument(
+        "--representations",
+        choices=("daily", "window-start"),
+        default="daily",
+        help="the training set's representations: rebuilt for each day (as served), or once at the "
+        "window's start (faster)",
+    )
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the evaluation warehouse even if current")
     p.set_defaults(func=cmd_eval_ranking)

@@ -11,10 +11,23 @@ from orchestration.errors import without_jvm_frames
 
 # The subcommands in the order `homefeed --help` lists them.
 SUBCOMMANDS = (
-    setup.add_setup, world.add_generate, world.add_import_higgs, build.add_run, build.add_check,
-    publish.add_publish, publish.add_rollback, publish.add_status, serve.add_serve, publish.add_drain_events,
-    serve.add_token, demo.add_demo, evaluate.add_eval, build.add_training_set, build.add_features,
-    query.add_sql, query.add_duckdb,
+    setup.add_setup,
+    world.add_generate,
+    world.add_import_higgs,
+    build.add_run,
+    build.add_check,
+    publish.add_publish,
+    publish.add_rollback,
+    publish.add_status,
+    serve.add_serve,
+    publish.add_drain_events,
+    serve.add_token,
+    demo.add_demo,
+    evaluate.add_eval,
+    build.add_training_set,
+    build.add_features,
+    query.add_sql,
+    query.add_duckdb,
 )
 
 

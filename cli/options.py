@@ -12,8 +12,13 @@ def with_warehouse(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def with_redis_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--redis", dest="redis_url", help="Redis URL (default: $HOMEFEED_REDIS_URL)")
-    p.add_argument("--redis-cluster", dest="redis_cluster", action="store_true", default=None,
-                   help="the Redis URL names one node of a Redis Cluster (default: $HOMEFEED_REDIS_CLUSTER)")
+    p.add_argument(
+        "--redis-cluster",
+        dest="redis_cluster",
+        action="store_true",
+        default=None,
+        help="the Redis URL names one node of a Redis Cluster (default: $HOMEFEED_REDIS_CLUSTER)",
+    )
     return p
 
 

@@ -22,15 +22,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     table = settings.tables_dir / FEEDS_TABLE
     if not args.skip_check and is_delta_table(table):
         resources = resources_from_settings(settings)
-        check_published_tables(resources["spark"].get_session(), settings.tables_dir,
-                               as_of=resources["warehouse"].now(), bounds=QualityBounds.with_overrides(settings.dq_bounds))
-    result = publish_to_redis(settings.redis_url, settings.tables_dir, cluster=settings.redis_cluster,
-                              grace_seconds=settings.publish_grace_seconds)
+        check_published_tables(
+            resources["spark"].get_session(),
+            settings.tables_dir,
+            as_of=resources["warehouse"].now(),
+            bounds=QualityBounds.with_overrides(settings.dq_bounds),
+        )
+    result = publish_to_redis(
+        settings.redis_url,
+        settings.tables_dir,
+        cluster=settings.redis_cluster,
+        grace_seconds=settings.publish_grace_seconds,
+    )
     if args.json:
         print(json.dumps(asdict(result), indent=2))
     else:
-        print(f"published version {result.version} (previous {result.previous_version}): {result.users:,} feeds, "
-              f"{result.items:,} items, {result.keys:,} keys, {result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, checksum {result.checksum}")
+        print(
+            f"published version {result.version} (previous {result.previous_version}): {result.users:,} feeds, "
+            f"{result.items:,} items, {result.keys:,} keys, {result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s, checksum {result.checksum}"
+        )
     return 0
 
 
@@ -39,8 +49,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     pointer = rollback(connect(settings.redis_url, cluster=settings.redis_cluster))
-    print(json.dumps(pointer, indent=2) if args.json else
-          f"rolled back to version {pointer['version']} (from {pointer['rolled_back_from']})")
+    print(
+        json.dumps(pointer, indent=2)
+        if args.json
+        else f"rolled back to version {pointer['version']} (from {pointer['rolled_back_from']})"
+    )
     return 0
 
 
@@ -54,8 +67,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif status["published_version"] is None:
         print("nothing is published")
     else:
-        print(f"version {status['published_version']} (previous {status['previous_version']}), "
-              f"{status['users_published']:,} users, published at {status['published_at']}")
+        print(
+            f"version {status['published_version']} (previous {status['previous_version']}), "
+            f"{status['users_published']:,} users, published at {status['published_at']}"
+        )
     return 0
 
 
@@ -75,10 +90,17 @@ def cmd_drain_events(args: argparse.Namespace) -> int:
 
 
 def add_publish(sub: argparse._SubParsersAction) -> None:
-    p = with_redis(with_warehouse(sub.add_parser(
-        "publish", help="check ranked_feeds, publish it to Redis as a new version, switch to it")))
+    p = with_redis(
+        with_warehouse(
+            sub.add_parser("publish", help="check ranked_feeds, publish it to Redis as a new version, switch to it")
+        )
+    )
     p.add_argument("--input", help="raw input folder of the build (a generated world's end is the build time)")
-    p.add_argument("--skip-check", action="store_true", help="publish without running the data-quality suites of the published tables first")
+    p.add_argument(
+        "--skip-check",
+        action="store_true",
+        help="publish without running the data-quality suites of the published tables first",
+    )
     p.set_defaults(func=cmd_publish)
 
 
@@ -93,8 +115,11 @@ def add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def add_drain_events(sub: argparse._SubParsersAction) -> None:
-    p = with_redis_url(sub.add_parser(
-        "drain-events", help="move the API's client-event log from Redis into the raw input (--input)"))
-    p.add_argument("--input", help="the raw input folder or s3a:// prefix the next build reads (default: $HOMEFEED_RAW_INPUT)")
+    p = with_redis_url(
+        sub.add_parser("drain-events", help="move the API's client-event log from Redis into the raw input (--input)")
+    )
+    p.add_argument(
+        "--input", help="the raw input folder or s3a:// prefix the next build reads (default: $HOMEFEED_RAW_INPUT)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drain_events)

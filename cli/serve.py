@@ -21,8 +21,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"serving on http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/docs), "
-          f"reading {settings.redis_url}", flush=True)
+    print(
+        f"serving on http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/docs), "
+        f"reading {settings.redis_url}",
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -44,8 +47,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
-    p = with_redis_url(sub.add_parser(
-        "serve", help="serve the timeline API (For You, Following, Lists) from the published Redis version"))
+    p = with_redis_url(
+        sub.add_parser(
+            "serve", help="serve the timeline API (For You, Following, Lists) from the published Redis version"
+        )
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)

@@ -9,12 +9,14 @@ from core.settings import HomefeedSettings, load_settings
 
 
 def settings_from_args(args: argparse.Namespace) -> HomefeedSettings:
-    return with_world_build_time(load_settings(
-        warehouse=getattr(args, "warehouse", None),
-        raw_input=getattr(args, "input", None),
-        redis_url=getattr(args, "redis_url", None),
-        redis_cluster=getattr(args, "redis_cluster", None),
-    ))
+    return with_world_build_time(
+        load_settings(
+            warehouse=getattr(args, "warehouse", None),
+            raw_input=getattr(args, "input", None),
+            redis_url=getattr(args, "redis_url", None),
+            redis_cluster=getattr(args, "redis_cluster", None),
+        )
+    )
 
 
 def with_world_build_time(settings: HomefeedSettings) -> HomefeedSettings:

@@ -25,6 +25,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def add_setup(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("setup", help="check Java, cache the Delta jars, make sure redis-server exists")
-    p.add_argument("--object-storage", action="store_true",
-                   help="cache Hadoop's S3A jars too (done anyway when HOMEFEED_WAREHOUSE is an s3a:// URL)")
+    p.add_argument(
+        "--object-storage",
+        action="store_true",
+        help="cache Hadoop's S3A jars too (done anyway when HOMEFEED_WAREHOUSE is an s3a:// URL)",
+    )
     p.set_defaults(func=cmd_setup)

@@ -176,8 +176,12 @@ def _contract_spec(raw: RawTable) -> TableSpec:
 
 
 def _quarantine_spec(table: str) -> TableSpec:
-    return TableSpec(name=f"quarantine_{table}", columns=columns_of(QUARANTINE_SCHEMA),
-                     sets=(InSet("source_table", (table,)),), non_empty=False)
+    return TableSpec(
+        name=f"quarantine_{table}",
+        columns=columns_of(QUARANTINE_SCHEMA),
+        sets=(InSet("source_table", (table,)),),
+        non_empty=False,
+    )
 
 
 _NON_NEGATIVE_COUNT_FEATURES = ("count", "_1d", "_7d", "_1h", "_6h", "_24h", "_decayed", "rate", "share")
@@ -196,7 +200,7 @@ def _feature_spec(asset: str) -> TableSpec:
     most 1, rates of one action at most 1 for nearly every row."""
     schema = spark_schema_of(asset)
     bounds = []
-    for f in schema.fields[len(keys_of_asset(asset)):]:
+    for f in schema.fields[len(keys_of_asset(asset)) :]:
         if isinstance(f.dataType, T.DoubleType) and any(f.name.endswith(s) for s in _NON_NEGATIVE_COUNT_FEATURES):
             share = f.name.endswith("_share")
             bounds.append(Bound(f.name, min=0.0, max=1.0 if share else None))
@@ -213,58 +217,118 @@ _REALGRAPH_FEATURES = feature_columns(RealGraphConfig())
 _SIGNED_REALGRAPH = {"hours_since_last", "follow_age_days"}  # -1 stands for "never"
 
 GRAPH_SPECS: tuple[TableSpec, ...] = (
-    TableSpec("follow_graph_two_hop",
-              _columns(("user_id", "bigint"), ("candidate_id", "bigint"), ("social_proof_count", "int"),
-                       ("proof_user_ids", "array<bigint>"), ("rank", "int")),
-              key=("user_id", "candidate_id"), bounds=(Bound("social_proof_count", min=1),),
-              references=(_users("user", "user_id"), _users("candidate", "candidate_id")),
-              ranks=_ranks_from_one(("rank", ("user_id",))), distinct_columns=(("user_id", "candidate_id"),)),
-    TableSpec("mutual_follows", _columns(("user_id", "bigint"), ("mutual_id", "bigint"), ("since", "timestamp")),
-              key=("user_id", "mutual_id"),
-              references=(Reference("follow", ("user_id", "mutual_id"), "follows", ("follower_id", "followee_id")),),
-              distinct_columns=(("user_id", "mutual_id"),)),
-    TableSpec("user_follow_counts",
-              _columns(("user_id", "bigint"), ("following_count", "bigint"), ("follower_count", "bigint"),
-                       ("mutual_count", "bigint")),
-              key=("user_id",), references=(_users("user", "user_id"),),
-              bounds=tuple(Bound(c, min=0) for c in ("following_count", "follower_count", "mutual_count"))),
-    TableSpec("realgraph_features",
-              _columns(("user_id", "bigint"), ("author_id", "bigint"), *((c, "double") for c in _REALGRAPH_FEATURES)),
-              key=("user_id", "author_id"),
-              bounds=tuple(Bound(c, min=-1.0 if c in _SIGNED_REALGRAPH else 0.0) for c in _REALGRAPH_FEATURES)),
-    TableSpec("realgraph",
-              _columns(("user_id", "bigint"), ("author_id", "bigint"), ("score", "double"), ("rank", "int")),
-              key=("user_id", "author_id"), bounds=(Bound("score", min=0.0),),
-              references=(_users("user", "user_id"), _users("author", "author_id")),
-              ranks=_ranks_from_one(("rank", ("user_id",)))),
-    TableSpec("simclusters_producer_similarity",
-              _columns(("producer_id", "bigint"), ("neighbor_id", "bigint"), ("cosine", "double")),
-              key=("producer_id", "neighbor_id"), bounds=(Bound("cosine", min=0.0, max=1.0 + 1e-9),),
-              distinct_columns=(("producer_id", "neighbor_id"),)),
-    *(
-        TableSpec(f"simclusters_{name}",
-                  _columns((entity, "bigint"), ("cluster_id", "int"), ("score", "double")),
-                  key=(entity, "cluster_id"), bounds=(Bound("score", min=0.0), Bound("cluster_id", min=0)),
-                  references=(_tweets("tweet") if entity == "tweet_id" else _users(entity.removesuffix("_id"), entity),))
-        for name, entity in (("known_for", "producer_id"), ("interested_in", "user_id"),
-                             ("producer_embeddings", "producer_id"), ("tweet_embeddings", "tweet_id"))
+    TableSpec(
+        "follow_graph_two_hop",
+        _columns(
+            ("user_id", "bigint"),
+            ("candidate_id", "bigint"),
+            ("social_proof_count", "int"),
+            ("proof_user_ids", "array<bigint>"),
+            ("rank", "int"),
+        ),
+        key=("user_id", "candidate_id"),
+        bounds=(Bound("social_proof_count", min=1),),
+        references=(_users("user", "user_id"), _users("candidate", "candidate_id")),
+        ranks=_ranks_from_one(("rank", ("user_id",))),
+        distinct_columns=(("user_id", "candidate_id"),),
     ),
-    TableSpec("simclusters_top_tweets_per_cluster",
-              _columns(("cluster_id", "int"), ("tweet_id", "bigint"), ("score", "double"), ("rank", "int")),
-              key=("cluster_id", "tweet_id"), bounds=(Bound("score", min=0.0),),
-              references=(_tweets("tweet"),), ranks=_ranks_from_one(("rank", ("cluster_id",)))),
-    TableSpec("twhin_relations",
-              _columns(("relation", "string"), ("lhs_type", "string"), ("rhs_type", "string"), ("edges", "bigint"),
-                       ("translation", "array<float>")),
-              key=("relation",), bounds=(Bound("edges", min=0),)),
-    TableSpec("twhin_user_embeddings", _columns(("user_id", "bigint"), ("embedding", "array<float>")),
-              key=("user_id",), references=(_users("user", "user_id"),)),
-    TableSpec("twhin_tweet_embeddings", _columns(("tweet_id", "bigint"), ("embedding", "array<float>")),
-              key=("tweet_id",), references=(_tweets("tweet"),)),
+    TableSpec(
+        "mutual_follows",
+        _columns(("user_id", "bigint"), ("mutual_id", "bigint"), ("since", "timestamp")),
+        key=("user_id", "mutual_id"),
+        references=(Reference("follow", ("user_id", "mutual_id"), "follows", ("follower_id", "followee_id")),),
+        distinct_columns=(("user_id", "mutual_id"),),
+    ),
+    TableSpec(
+        "user_follow_counts",
+        _columns(
+            ("user_id", "bigint"),
+            ("following_count", "bigint"),
+            ("follower_count", "bigint"),
+            ("mutual_count", "bigint"),
+        ),
+        key=("user_id",),
+        references=(_users("user", "user_id"),),
+        bounds=tuple(Bound(c, min=0) for c in ("following_count", "follower_count", "mutual_count")),
+    ),
+    TableSpec(
+        "realgraph_features",
+        _columns(("user_id", "bigint"), ("author_id", "bigint"), *((c, "double") for c in _REALGRAPH_FEATURES)),
+        key=("user_id", "author_id"),
+        bounds=tuple(Bound(c, min=-1.0 if c in _SIGNED_REALGRAPH else 0.0) for c in _REALGRAPH_FEATURES),
+    ),
+    TableSpec(
+        "realgraph",
+        _columns(("user_id", "bigint"), ("author_id", "bigint"), ("score", "double"), ("rank", "int")),
+        key=("user_id", "author_id"),
+        bounds=(Bound("score", min=0.0),),
+        references=(_users("user", "user_id"), _users("author", "author_id")),
+        ranks=_ranks_from_one(("rank", ("user_id",))),
+    ),
+    TableSpec(
+        "simclusters_producer_similarity",
+        _columns(("producer_id", "bigint"), ("neighbor_id", "bigint"), ("cosine", "double")),
+        key=("producer_id", "neighbor_id"),
+        bounds=(Bound("cosine", min=0.0, max=1.0 + 1e-9),),
+        distinct_columns=(("producer_id", "neighbor_id"),),
+    ),
+    *(
+        TableSpec(
+            f"simclusters_{name}",
+            _columns((entity, "bigint"), ("cluster_id", "int"), ("score", "double")),
+            key=(entity, "cluster_id"),
+            bounds=(Bound("score", min=0.0), Bound("cluster_id", min=0)),
+            references=(_tweets("tweet") if entity == "tweet_id" else _users(entity.removesuffix("_id"), entity),),
+        )
+        for name, entity in (
+            ("known_for", "producer_id"),
+            ("interested_in", "user_id"),
+            ("producer_embeddings", "producer_id"),
+            ("tweet_embeddings", "tweet_id"),
+        )
+    ),
+    TableSpec(
+        "simclusters_top_tweets_per_cluster",
+        _columns(("cluster_id", "int"), ("tweet_id", "bigint"), ("score", "double"), ("rank", "int")),
+        key=("cluster_id", "tweet_id"),
+        bounds=(Bound("score", min=0.0),),
+        references=(_tweets("tweet"),),
+        ranks=_ranks_from_one(("rank", ("cluster_id",))),
+    ),
+    TableSpec(
+        "twhin_relations",
+        _columns(
+            ("relation", "string"),
+            ("lhs_type", "string"),
+            ("rhs_type", "string"),
+            ("edges", "bigint"),
+            ("translation", "array<float>"),
+        ),
+        key=("relation",),
+        bounds=(Bound("edges", min=0),),
+    ),
+    TableSpec(
+        "twhin_user_embeddings",
+        _columns(("user_id", "bigint"), ("embedding", "array<float>")),
+        key=("user_id",),
+        references=(_users("user", "user_id"),),
+    ),
+    TableSpec(
+        "twhin_tweet_embeddings",
+        _columns(("tweet_id", "bigint"), ("embedding", "array<float>")),
+        key=("tweet_id",),
+        references=(_tweets("tweet"),),
+    ),
 )
 
-_BLOCKED_AUTHOR = Reference("blocked_author", ("user_id", "author_id"), "social_actions", ("user_id", "target_user_id"),
-                            target_filter="action = 'block'", forbidden=True)
+_BLOCKED_AUTHOR = Reference(
+    "blocked_author",
+    ("user_id", "author_id"),
+    "social_actions",
+    ("user_id", "target_user_id"),
+    target_filter="action = 'block'",
+    forbidden=True,
+)
 
 CANDIDATES_SPEC = TableSpec(
     name="candidates",
@@ -272,12 +336,17 @@ CANDIDATES_SPEC = TableSpec(
     key=("user_id", "tweet_id"),
     bounds=(Bound("social_proof_count", min=0), *(Bound(f"{s}_rank", min=1) for s in CANDIDATE_SOURCES)),
     sets=(InSet("sources", CANDIDATE_SOURCES),),
-    references=(_users("user", "user_id"), _tweets("tweet"),
-                Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
-                _BLOCKED_AUTHOR),
+    references=(
+        _users("user", "user_id"),
+        _tweets("tweet"),
+        Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
+        _BLOCKED_AUTHOR,
+    ),
     ranks=_ranks_from_one(("pool_rank", ("user_id",))),
     group_sizes=(GroupSize(("user_id",), "candidates_per_user"),),
-    coverage=(Coverage("active_users_with_candidates", ("user_id",), "engagements", RECENT_7_DAYS, "candidate_user_share"),),
+    coverage=(
+        Coverage("active_users_with_candidates", ("user_id",), "engagements", RECENT_7_DAYS, "candidate_user_share"),
+    ),
     freshness=(Freshness("tweet_created_at"),),
     distinct_columns=(("user_id", "author_id"),),
 )
@@ -286,17 +355,27 @@ RANKED_FEEDS_SPEC = TableSpec(
     name="ranked_feeds",
     columns=columns_of(RANKED_FEEDS_SCHEMA),
     key=("user_id", "tweet_id"),
-    bounds=(*(Bound(c, min=0.0, max=1.0) for c in HEAD_COLUMNS), Bound("light_score", min=0.0, max=1.0),
-            Bound("diversity_multiplier", min=0.0, max=1.0), Bound("fatigue_multiplier", min=0.0, max=1.0),
-            Bound("page", min=0), Bound("social_proof_count", min=0)),
+    bounds=(
+        *(Bound(c, min=0.0, max=1.0) for c in HEAD_COLUMNS),
+        Bound("light_score", min=0.0, max=1.0),
+        Bound("diversity_multiplier", min=0.0, max=1.0),
+        Bound("fatigue_multiplier", min=0.0, max=1.0),
+        Bound("page", min=0),
+        Bound("social_proof_count", min=0),
+    ),
     sets=(InSet("sources", CANDIDATE_SOURCES),),
-    references=(_users("user", "user_id"), _tweets("tweet"),
-                Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
-                Reference("candidate", ("user_id", "tweet_id"), "candidates", ("user_id", "tweet_id")),
-                _BLOCKED_AUTHOR),
+    references=(
+        _users("user", "user_id"),
+        _tweets("tweet"),
+        Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
+        Reference("candidate", ("user_id", "tweet_id"), "candidates", ("user_id", "tweet_id")),
+        _BLOCKED_AUTHOR,
+    ),
     ranks=_ranks_from_one(("rank", ("user_id",))),
-    shares=(Share("in_network", "is_in_network", "feed_in_network_share"),
-            *(Share(f"only_{s}", f"sources = array('{s}')", "source_share") for s in CANDIDATE_SOURCES)),
+    shares=(
+        Share("in_network", "is_in_network", "feed_in_network_share"),
+        *(Share(f"only_{s}", f"sources = array('{s}')", "source_share") for s in CANDIDATE_SOURCES),
+    ),
     group_sizes=(GroupSize(("user_id",), "feed_length"),),
     coverage=(Coverage("active_users_with_feed", ("user_id",), "engagements", RECENT_7_DAYS, "feed_user_share"),),
     freshness=(Freshness("tweet_created_at"),),
@@ -306,19 +385,29 @@ RANKED_FEEDS_SPEC = TableSpec(
 TRAINING_EXAMPLES_SPEC = TableSpec(
     name="training_examples",
     columns=(
-        *_columns(("user_id", "bigint"), ("tweet_id", "bigint"), ("author_id", "bigint"),
-                  ("impression_time", "timestamp"), ("snapshot_time", "timestamp"), ("split", "string")),
+        *_columns(
+            ("user_id", "bigint"),
+            ("tweet_id", "bigint"),
+            ("author_id", "bigint"),
+            ("impression_time", "timestamp"),
+            ("snapshot_time", "timestamp"),
+            ("split", "string"),
+        ),
         *(ColumnSpec(label, "int") for label in HEADS),
         *(ColumnSpec(f.qualified_name, f.spark_type.simpleString()) for f in FEATURES),
     ),
     key=("user_id", "tweet_id", "impression_time"),
     sets=(InSet("split", ("train", "validation", "test")), *(InSet(label, (0, 1)) for label in HEADS)),
-    references=(_users("user", "user_id"), _tweets("tweet"),
-                Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id"))),
+    references=(
+        _users("user", "user_id"),
+        _tweets("tweet"),
+        Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
+    ),
 )
 
 TABLE_SPECS: dict[str, TableSpec] = {
-    spec.name: spec for spec in (
+    spec.name: spec
+    for spec in (
         *(_contract_spec(raw) for raw in RAW_TABLES),
         *(_quarantine_spec(raw.name) for raw in RAW_TABLES),
         *GRAPH_SPECS,

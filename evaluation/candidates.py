@@ -37,24 +37,37 @@ def prepare_truncated_input(world_dir: Path, eval_dir: Path, *, cutoff: datetime
 def active_users(engagements: pa.Table, *, cutoff: datetime) -> pa.Array:
     """Users with any logged activity (impressions included) in the week before `cutoff`."""
     stamp = engagements.column("created_at")
-    recent = pc.and_(pc.greater(stamp, pa.scalar(cutoff - timedelta(days=ACTIVE_DAYS), type=stamp.type)),
-                     pc.less_equal(stamp, pa.scalar(cutoff, type=stamp.type)))
+    recent = pc.and_(
+        pc.greater(stamp, pa.scalar(cutoff - timedelta(days=ACTIVE_DAYS), type=stamp.type)),
+        pc.less_equal(stamp, pa.scalar(cutoff, type=stamp.type)),
+    )
     return pc.unique(engagements.filter(recent).column("user_id"))
 
 
-def evaluate_candidates(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
-                        horizon: timedelta = DEFAULT_HORIZON, rebuild: bool = False) -> dict:
+def evaluate_candidates(
+    settings: HomefeedSettings,
+    world_dir: Path,
+    warehouse: Path | None = None,
+    *,
+    horizon: timedelta = DEFAULT_HORIZON,
+    rebuild: bool = False,
+) -> dict:
     from jobs.candidates.config import CandidatesConfig
 
     eval_dir = world_dir / "eval-candidates"
     warehouse = (warehouse or eval_dir / "warehouse").resolve()
     cutoff = world_end_time(world_dir) - horizon
     raw_dir, fingerprint = prepare_truncated_input(world_dir, eval_dir, cutoff=cutoff)
-    build_eval_warehouse(settings, raw_dir=raw_dir, warehouse=warehouse, as_of=cutoff,
-                         fingerprint=fingerprint, rebuild=rebuild)
+    build_eval_warehouse(
+        settings, raw_dir=raw_dir, warehouse=warehouse, as_of=cutoff, fingerprint=fingerprint, rebuild=rebuild
+    )
 
-    full_engagements = pq.read_table(world_dir / "raw" / "engagements", columns=["user_id", "tweet_id", "action", "created_at"])
-    full_tweets = pq.read_table(world_dir / "raw" / "tweets", columns=["tweet_id", "author_id", "created_at", "deleted_at"])
+    full_engagements = pq.read_table(
+        world_dir / "raw" / "engagements", columns=["user_id", "tweet_id", "action", "created_at"]
+    )
+    full_tweets = pq.read_table(
+        world_dir / "raw" / "tweets", columns=["tweet_id", "author_id", "created_at", "deleted_at"]
+    )
     heldout, heldout_counts = heldout_positives(full_engagements, full_tweets, cutoff=cutoff, horizon=horizon)
 
     pool = read_warehouse_table(warehouse, "candidates", ["user_id", "tweet_id", "sources"])
@@ -62,7 +75,11 @@ def evaluate_candidates(settings: HomefeedSettings, world_dir: Path, warehouse: 
     built_tweets = read_warehouse_table(warehouse, "tweets", ["tweet_id", "author_id", "created_at", "deleted_at"])
     recall = pool_recall(pool, heldout)
     recall["popularity_same_size"] = popularity_same_size_recall(
-        pool, heldout, built_engagements, built_tweets, cutoff=cutoff,
+        pool,
+        heldout,
+        built_engagements,
+        built_tweets,
+        cutoff=cutoff,
         freshness=timedelta(hours=CandidatesConfig().freshness_hours),
     )
     summary = pool_size_summary(pool, active_users(built_engagements, cutoff=cutoff))

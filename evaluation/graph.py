@@ -52,9 +52,9 @@ def prepare_holdout_input(world_dir: Path, eval_dir: Path) -> tuple[Path, pa.Tab
     (raw_dir / "follows").mkdir(parents=True)
     pq.write_table(train, raw_dir / "follows" / "part-00000.parquet")
     pq.write_table(heldout, eval_dir / "heldout_follows.parquet")
-    fingerprint = hashlib.sha256(
-        f"{world_dir.resolve()}:{follows.num_rows}:{heldout.num_rows}".encode()
-    ).hexdigest()[:16]
+    fingerprint = hashlib.sha256(f"{world_dir.resolve()}:{follows.num_rows}:{heldout.num_rows}".encode()).hexdigest()[
+        :16
+    ]
     return raw_dir, train, heldout, fingerprint
 
 
@@ -67,28 +67,35 @@ def link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def build_eval_world(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None, *,
-                     rebuild: bool = False) -> EvalWorld:
+def build_eval_world(
+    settings: HomefeedSettings, world_dir: Path, warehouse: Path | None, *, rebuild: bool = False
+) -> EvalWorld:
     """Split the follows, and build every asset from the split unless this warehouse has it already."""
     eval_dir = world_dir / "eval"
     warehouse = (warehouse or eval_dir / "warehouse").resolve()
     raw_dir, train, heldout, fingerprint = prepare_holdout_input(world_dir, eval_dir)
     as_of = world_end_time(world_dir)
-    build_eval_warehouse(settings, raw_dir=raw_dir, warehouse=warehouse, as_of=as_of, fingerprint=fingerprint,
-                         rebuild=rebuild)
+    build_eval_warehouse(
+        settings, raw_dir=raw_dir, warehouse=warehouse, as_of=as_of, fingerprint=fingerprint, rebuild=rebuild
+    )
     return EvalWorld(world_dir, raw_dir, warehouse, heldout, train, as_of)
 
 
 def two_hop_candidates(warehouse: Path) -> pa.Table:
-    table = read_warehouse_table(warehouse, "follow_graph_two_hop", ["user_id", "candidate_id", "social_proof_count", "rank"])
+    table = read_warehouse_table(
+        warehouse, "follow_graph_two_hop", ["user_id", "candidate_id", "social_proof_count", "rank"]
+    )
     # Rank breaks ties in social proof the way the job does (smaller id first).
-    score = pa.compute.subtract(pa.compute.cast(table["social_proof_count"], pa.float64()),
-                                pa.compute.multiply(pa.compute.cast(table["rank"], pa.float64()), 1e-6))
+    score = pa.compute.subtract(
+        pa.compute.cast(table["social_proof_count"], pa.float64()),
+        pa.compute.multiply(pa.compute.cast(table["rank"], pa.float64()), 1e-6),
+    )
     return pa.table({"user_id": table["user_id"], "candidate_id": table["candidate_id"], "score": score})
 
 
-def evaluate_graph(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
-                   rebuild: bool = False) -> dict:
+def evaluate_graph(
+    settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *, rebuild: bool = False
+) -> dict:
     from features.realgraph import RealGraphConfig, user_author_interactions
     from jobs.delta_io import read_delta
     from jobs.spark_session import build_spark_session
@@ -97,8 +104,10 @@ def evaluate_graph(settings: HomefeedSettings, world_dir: Path, warehouse: Path 
     world = build_eval_world(settings, world_dir, warehouse, rebuild=rebuild)
     tables = world.warehouse / "tables"
     spark = build_spark_session(
-        master=settings.spark_master, jars_cache_dir=settings.cache_dir,
-        driver_memory=settings.spark_driver_memory, shuffle_partitions=settings.spark_shuffle_partitions,
+        master=settings.spark_master,
+        jars_cache_dir=settings.cache_dir,
+        driver_memory=settings.spark_driver_memory,
+        shuffle_partitions=settings.spark_shuffle_partitions,
         extra_conf=settings.spark_conf,
     )
 
@@ -165,6 +174,8 @@ def _known_for_quality(world: EvalWorld) -> dict:
         pq.read_table(world.world_dir / "truth" / "users.parquet", columns=["user_id", "home_community"]),
         follows=world.train_follows,
     )
-    return {"known_for_nmi": round(quality["known_for_nmi"], 4),
-            "known_for_coverage": round(quality["known_for_coverage"], 4),
-            **{k: v for k, v in quality.items() if k not in ("known_for_nmi", "known_for_coverage")}}
+    return {
+        "known_for_nmi": round(quality["known_for_nmi"], 4),
+        "known_for_coverage": round(quality["known_for_coverage"], 4),
+        **{k: v for k, v in quality.items() if k not in ("known_for_nmi", "known_for_coverage")},
+    }

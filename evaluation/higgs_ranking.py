@@ -33,8 +33,17 @@ from models.light_ranker import LightRankerConfig, train_light_ranker
 
 ACTION_WEIGHTS = {action: DEFAULT_HEAD_WEIGHTS[label] for label, action in ACTION_OF_LABEL.items()}
 PAIR_FEATURES = (
-    "retweets", "replies", "profile_clicks", "engagements", "hours_since_last", "follows", "followed_by",
-    "author_received", "author_received_24h", "author_fans", "user_given",
+    "retweets",
+    "replies",
+    "profile_clicks",
+    "engagements",
+    "hours_since_last",
+    "follows",
+    "followed_by",
+    "author_received",
+    "author_received_24h",
+    "author_fans",
+    "user_given",
 )
 POPULAR_AUTHORS = 50
 
@@ -42,7 +51,9 @@ POPULAR_AUTHORS = 50
 def read_higgs(import_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(engagements with author_id, follows) of a `homefeed import-higgs` output, self-engagements dropped."""
     raw = import_dir / "raw"
-    engagements = pq.read_table(raw / "engagements", columns=["user_id", "tweet_id", "action", "created_at"]).to_pandas()
+    engagements = pq.read_table(
+        raw / "engagements", columns=["user_id", "tweet_id", "action", "created_at"]
+    ).to_pandas()
     tweets = pq.read_table(raw / "tweets", columns=["tweet_id", "author_id"]).to_pandas()
     engagements = engagements.merge(tweets, on="tweet_id", how="inner")
     engagements = engagements[engagements["user_id"] != engagements["author_id"]]
@@ -75,23 +86,36 @@ def pair_features(pool: pd.DataFrame, history: pd.DataFrame, follows: pd.DataFra
     """`pool` plus PAIR_FEATURES from the engagements before `cut` (`history`) and the follow graph."""
     counts = pd.crosstab([history["user_id"], history["author_id"]], history["action"])
     by_pair = history.groupby(["user_id", "author_id"])["created_at"]
-    pair = pd.DataFrame({
-        "retweets": counts.get("retweet", 0), "replies": counts.get("reply", 0),
-        "profile_clicks": counts.get("profile_click", 0), "engagements": counts.sum(axis=1),
-        "hours_since_last": (cut - by_pair.max()).dt.total_seconds() / 3600.0,
-    }).reset_index()
+    pair = pd.DataFrame(
+        {
+            "retweets": counts.get("retweet", 0),
+            "replies": counts.get("reply", 0),
+            "profile_clicks": counts.get("profile_click", 0),
+            "engagements": counts.sum(axis=1),
+            "hours_since_last": (cut - by_pair.max()).dt.total_seconds() / 3600.0,
+        }
+    ).reset_index()
     recent = history[history["created_at"] >= cut - timedelta(hours=24)]
-    author = pd.DataFrame({
-        "author_received": history.groupby("author_id").size(),
-        "author_fans": history.groupby("author_id")["user_id"].nunique(),
-    }).join(recent.groupby("author_id").size().rename("author_received_24h"), how="left").reset_index()
+    author = (
+        pd.DataFrame(
+            {
+                "author_received": history.groupby("author_id").size(),
+                "author_fans": history.groupby("author_id")["user_id"].nunique(),
+            }
+        )
+        .join(recent.groupby("author_id").size().rename("author_received_24h"), how="left")
+        .reset_index()
+    )
     user = history.groupby("user_id").size().rename("user_given").reset_index()
     edges = follows.rename(columns={"follower_id": "user_id", "followee_id": "author_id"}).drop_duplicates()
     reverse = edges.rename(columns={"user_id": "author_id", "author_id": "user_id"})
-    out = (pool.merge(pair, on=["user_id", "author_id"], how="left").merge(author, on="author_id", how="left")
-           .merge(user, on="user_id", how="left")
-           .merge(edges.assign(follows=1.0), on=["user_id", "author_id"], how="left")
-           .merge(reverse.assign(followed_by=1.0), on=["user_id", "author_id"], how="left"))
+    out = (
+        pool.merge(pair, on=["user_id", "author_id"], how="left")
+        .merge(author, on="author_id", how="left")
+        .merge(user, on="user_id", how="left")
+        .merge(edges.assign(follows=1.0), on=["user_id", "author_id"], how="left")
+        .merge(reverse.assign(followed_by=1.0), on=["user_id", "author_id"], how="left")
+    )
     out["hours_since_last"] = out["hours_since_last"].fillna(24.0 * 30)
     return out.fillna(0.0)
 
@@ -118,8 +142,14 @@ def evaluate_higgs_ranking(spark, import_dir: Path, *, test_days: float = 2.0, s
     features = list(PAIR_FEATURES)
     matrix = train[features].to_numpy(np.float32)
     label = (train["gain"] > 0).to_numpy(np.float32)
-    model = train_light_ranker(matrix[~is_validation], label[~is_validation], matrix[is_validation],
-                               label[is_validation], feature_names=features, config=LightRankerConfig(seed=seed))
+    model = train_light_ranker(
+        matrix[~is_validation],
+        label[~is_validation],
+        matrix[is_validation],
+        label[is_validation],
+        feature_names=features,
+        config=LightRankerConfig(seed=seed),
+    )
     pool = test.assign(is_in_network=test["follows"] > 0, tweet_id=test["author_id"])  # the item is the author
     history = engagements[engagements["created_at"] < cut]
     latest_post = history.groupby("author_id")["created_at"].max()
@@ -128,12 +158,20 @@ def evaluate_higgs_ranking(spark, import_dir: Path, *, test_days: float = 2.0, s
         "ranked": positions(pool, model.predict(pool[features].to_numpy(np.float32))),
         "reverse_chron": positions(pool, newest, ranked=pool["is_in_network"].to_numpy()),
         "popularity": positions(pool, pool["author_received"].to_numpy(float)),
-        "als": positions(pool, als_scores(spark, history.groupby(["user_id", "author_id"]).size().rename("count")
-                                          .reset_index(), pool, seed=seed)),
+        "als": positions(
+            pool,
+            als_scores(
+                spark, history.groupby(["user_id", "author_id"]).size().rename("count").reset_index(), pool, seed=seed
+            ),
+        ),
     }
     return {
-        "dataset": str(import_dir), "items": "authors", "cut": cut.isoformat(), "train_cut": train_cut.isoformat(),
-        "test_users": int(pool["user_id"].nunique()), "mean_pool_size": round(len(pool) / max(pool["user_id"].nunique(), 1), 2),
+        "dataset": str(import_dir),
+        "items": "authors",
+        "cut": cut.isoformat(),
+        "train_cut": train_cut.isoformat(),
+        "test_users": int(pool["user_id"].nunique()),
+        "mean_pool_size": round(len(pool) / max(pool["user_id"].nunique(), 1), 2),
         "ranker_best_iteration": model.best_iteration,
         "feed": {name: feed_metrics(pool, order, k=FEED_K) for name, order in orderings.items()},
     }

@@ -85,14 +85,20 @@ def true_head_probabilities(truth: pd.DataFrame, quality: np.ndarray, *, reply_e
 
 def read_truth(world_dir: Path, test: pd.DataFrame) -> pd.DataFrame:
     """The truth rows of the test impressions, aligned with `test` (user_id, tweet_id, impression_time)."""
-    truth = pq.read_table(world_dir / "truth" / "impressions").to_pandas().rename(
-        columns={"impression_at": "impression_time"})
+    truth = (
+        pq.read_table(world_dir / "truth" / "impressions")
+        .to_pandas()
+        .rename(columns={"impression_at": "impression_time"})
+    )
     quality = pq.read_table(world_dir / "truth" / "tweets", columns=["tweet_id", "quality"]).to_pandas()
     keys = test[["user_id", "tweet_id", "impression_time"]].copy()
     keys["impression_time"] = pd.to_datetime(keys["impression_time"], utc=True)
     truth["impression_time"] = pd.to_datetime(truth["impression_time"], utc=True)
-    joined = keys.merge(truth.drop_duplicates(["user_id", "tweet_id", "impression_time"]),
-                        on=["user_id", "tweet_id", "impression_time"], how="left")
+    joined = keys.merge(
+        truth.drop_duplicates(["user_id", "tweet_id", "impression_time"]),
+        on=["user_id", "tweet_id", "impression_time"],
+        how="left",
+    )
     joined = joined.merge(quality, on="tweet_id", how="left")
     missing = int(joined["p_like"].isna().sum())
     if missing:
@@ -100,23 +106,28 @@ def read_truth(world_dir: Path, test: pd.DataFrame) -> pd.DataFrame:
     return joined
 
 
-def head_report(labels: np.ndarray, calibrated: np.ndarray, uncalibrated: np.ndarray,
-                truth: pd.DataFrame) -> tuple[dict, dict]:
+def head_report(
+    labels: np.ndarray, calibrated: np.ndarray, uncalibrated: np.ndarray, truth: pd.DataFrame
+) -> tuple[dict, dict]:
     """Per head metrics and calibration bins."""
     heads, bins = {}, {}
     for j, head in enumerate(HEADS):
         y = labels[:, j]
         ceiling = roc_auc(y, truth[head].to_numpy())
         heads[head] = {
-            "auc": finite_metric(roc_auc(y, calibrated[:, j])), "auc_ceiling": finite_metric(ceiling),
+            "auc": finite_metric(roc_auc(y, calibrated[:, j])),
+            "auc_ceiling": finite_metric(ceiling),
             "logloss": finite_metric(log_loss(calibrated[:, j], y)),
             "logloss_ceiling": finite_metric(log_loss(truth[head].to_numpy(), y)),
             "ece": finite_metric(expected_calibration_error(calibrated[:, j], y)),
             "ece_uncalibrated": finite_metric(expected_calibration_error(uncalibrated[:, j], y)),
-            "positives": int(y.sum()), "rows": int(len(y)),
+            "positives": int(y.sum()),
+            "rows": int(len(y)),
         }
-        bins[head] = {"uncalibrated": reliability_bins(uncalibrated[:, j], y),
-                      "calibrated": reliability_bins(calibrated[:, j], y)}
+        bins[head] = {
+            "uncalibrated": reliability_bins(uncalibrated[:, j], y),
+            "calibrated": reliability_bins(calibrated[:, j], y),
+        }
     return heads, bins
 
 
@@ -126,11 +137,25 @@ def als_scores(spark, interactions: pd.DataFrame, pairs: pd.DataFrame, *, rank: 
     from pyspark.ml.recommendation import ALS
 
     users, authors = pd.Index(interactions["user_id"].unique()), pd.Index(interactions["author_id"].unique())
-    ratings = pd.DataFrame({"u": users.get_indexer(interactions["user_id"]),
-                            "i": authors.get_indexer(interactions["author_id"]),
-                            "rating": interactions["count"].astype(np.float32)})
-    model = ALS(rank=rank, maxIter=10, regParam=0.1, alpha=10.0, implicitPrefs=True, userCol="u", itemCol="i",
-                ratingCol="rating", seed=seed, coldStartStrategy="nan").fit(spark.createDataFrame(ratings))
+    ratings = pd.DataFrame(
+        {
+            "u": users.get_indexer(interactions["user_id"]),
+            "i": authors.get_indexer(interactions["author_id"]),
+            "rating": interactions["count"].astype(np.float32),
+        }
+    )
+    model = ALS(
+        rank=rank,
+        maxIter=10,
+        regParam=0.1,
+        alpha=10.0,
+        implicitPrefs=True,
+        userCol="u",
+        itemCol="i",
+        ratingCol="rating",
+        seed=seed,
+        coldStartStrategy="nan",
+    ).fit(spark.createDataFrame(ratings))
 
     def factors(frame, size: int) -> tuple[np.ndarray, np.ndarray]:
         table, known = np.zeros((size, rank)), np.zeros(size, dtype=bool)
@@ -150,12 +175,18 @@ def als_scores(spark, interactions: pd.DataFrame, pairs: pd.DataFrame, *, rank: 
 
 def ranked_feed_positions(pool: pd.DataFrame, heavy_score: np.ndarray, heuristics: FeedHeuristics) -> np.ndarray:
     """Positions from the heuristics applied to each user's scored pool (rows the feed leaves out: NaN)."""
-    frame = pd.DataFrame({
-        "row": np.arange(len(pool)), "user_id": pool["user_id"].to_numpy(), "tweet_id": pool["tweet_id"].to_numpy(),
-        "author_id": pool["author_id"].to_numpy(), "heavy_score": heavy_score,
-        "is_in_network": pool["is_in_network"].to_numpy(bool), "is_reply": pool["is_reply"].to_numpy(bool),
-        "fatigue_days_since": np.nan,
-    })
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(len(pool)),
+            "user_id": pool["user_id"].to_numpy(),
+            "tweet_id": pool["tweet_id"].to_numpy(),
+            "author_id": pool["author_id"].to_numpy(),
+            "heavy_score": heavy_score,
+            "is_in_network": pool["is_in_network"].to_numpy(bool),
+            "is_reply": pool["is_reply"].to_numpy(bool),
+            "fatigue_days_since": np.nan,
+        }
+    )
     out = np.full(len(pool), np.nan)
     for _, rows in frame.groupby("user_id", sort=False):
         feed = rank_user_feed(rows.drop(columns="user_id"), heuristics)
@@ -163,21 +194,32 @@ def ranked_feed_positions(pool: pd.DataFrame, heavy_score: np.ndarray, heuristic
     return out
 
 
-def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window: TrainingWindow, *,
-           daily: bool, rebuild: bool) -> None:
+def _build(
+    settings: HomefeedSettings, world_dir: Path, warehouse: Path, window: TrainingWindow, *, daily: bool, rebuild: bool
+) -> None:
     from orchestration.resources import resources_from_settings
 
     as_of = world_end_time(world_dir)
     fingerprint = hashlib.sha256(f"{world_dir.resolve()}:{as_of.isoformat()}".encode()).hexdigest()[:16]
-    build_eval_warehouse(settings, raw_dir=world_dir / "raw", warehouse=warehouse, as_of=as_of,
-                         fingerprint=fingerprint, rebuild=rebuild, selection="group:bronze or key:mutual_follows")
+    build_eval_warehouse(
+        settings,
+        raw_dir=world_dir / "raw",
+        warehouse=warehouse,
+        as_of=as_of,
+        fingerprint=fingerprint,
+        rebuild=rebuild,
+        selection="group:bronze or key:mutual_follows",
+    )
     local = settings.model_copy(update={"warehouse": warehouse, "raw_input": world_dir / "raw", "as_of": as_of})
     table_dir = local.tables_dir / TRAINING_TABLE
     if not rebuild and is_delta_table(table_dir):
         metadata = last_commit_metadata(table_dir)
         representations = "daily" if daily else "window_start"
         if (metadata.get("window"), metadata.get("registry_hash"), metadata.get("representations")) == (
-                window.as_dict(), registry_hash(), representations):
+            window.as_dict(),
+            registry_hash(),
+            representations,
+        ):
             return
     spark = resources_from_settings(local)["spark"].get_session()
     build_training_set(local, spark, window=window, daily=daily, rebuild=rebuild)
@@ -185,11 +227,16 @@ def _build(settings: HomefeedSettings, world_dir: Path, warehouse: Path, window:
 
 def test_pool(test: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
     """The test impressions as pools: keys, in-network (the user follows the author), reply, gain."""
-    return pd.DataFrame({
-        "user_id": test["user_id"], "tweet_id": test["tweet_id"], "author_id": test["author_id"],
-        "is_in_network": test["user_author__follows_author"].astype(bool), "is_reply": test["tweet__is_reply"].astype(bool),
-        "gain": engagement_value(test[list(HEADS)], weights),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": test["user_id"],
+            "tweet_id": test["tweet_id"],
+            "author_id": test["author_id"],
+            "is_in_network": test["user_author__follows_author"].astype(bool),
+            "is_reply": test["tweet__is_reply"].astype(bool),
+            "gain": engagement_value(test[list(HEADS)], weights),
+        }
+    )
 
 
 def interactions_before(spark, tables_dir: Path, moment: datetime) -> pd.DataFrame:
@@ -198,28 +245,44 @@ def interactions_before(spark, tables_dir: Path, moment: datetime) -> pd.DataFra
 
     engagements = read_delta(spark, tables_dir / "engagements")
     tweets = read_delta(spark, tables_dir / "tweets").select("tweet_id", "author_id")
-    return (engagements.where(F.col("action").isin(*POSITIVE_ACTIONS) & (F.col("created_at") < F.lit(moment)))
-            .join(tweets, on="tweet_id", how="inner").where(F.col("user_id") != F.col("author_id"))
-            .groupBy("user_id", "author_id").count().toPandas())
+    return (
+        engagements.where(F.col("action").isin(*POSITIVE_ACTIONS) & (F.col("created_at") < F.lit(moment)))
+        .join(tweets, on="tweet_id", how="inner")
+        .where(F.col("user_id") != F.col("author_id"))
+        .groupBy("user_id", "author_id")
+        .count()
+        .toPandas()
+    )
 
 
-def baseline_orderings(spark, test: pd.DataFrame, pool: pd.DataFrame, *, tables_dir: Path, test_start: datetime,
-                       oracle_score: np.ndarray) -> dict[str, np.ndarray]:
+def baseline_orderings(
+    spark, test: pd.DataFrame, pool: pd.DataFrame, *, tables_dir: Path, test_start: datetime, oracle_score: np.ndarray
+) -> dict[str, np.ndarray]:
     """Positions of the reverse-chronological, popularity, ALS and oracle orderings of the pools."""
     created = pd.to_datetime(test["impression_time"], utc=True) - pd.to_timedelta(test["tweet__age_hours"], unit="h")
     popularity = (test["tweet__likes_24h"] + test["tweet__retweets_24h"] + test["tweet__replies_24h"]).to_numpy(float)
     history = interactions_before(spark, tables_dir, test_start)
     return {
-        "reverse_chron": positions(pool, created.astype("int64").to_numpy(float), ranked=pool["is_in_network"].to_numpy()),
+        "reverse_chron": positions(
+            pool, created.astype("int64").to_numpy(float), ranked=pool["is_in_network"].to_numpy()
+        ),
         "popularity": positions(pool, popularity),
         "als": positions(pool, als_scores(spark, history, pool)),
         "oracle": positions(pool, oracle_score),
     }
 
 
-def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Path | None = None, *,
-                     days: float = 5.0, daily: bool = True, rebuild: bool = False, heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
-                     heuristics: FeedHeuristics = FeedHeuristics()) -> dict:
+def evaluate_ranking(
+    settings: HomefeedSettings,
+    world_dir: Path,
+    warehouse: Path | None = None,
+    *,
+    days: float = 5.0,
+    daily: bool = True,
+    rebuild: bool = False,
+    heavy_config: HeavyRankerConfig = HeavyRankerConfig(),
+    heuristics: FeedHeuristics = FeedHeuristics(),
+) -> dict:
     """Build, train and measure (module docstring); returns the JSON result, whose `report` is the HTML path."""
     from orchestration.resources import resources_from_settings
 
@@ -240,8 +303,9 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
     train_labels = split_of(table, "train").select(["reply", "reply_engaged_by_author"]).to_pandas()
     reply_engaged_rate = float(train_labels["reply_engaged_by_author"].sum() / max(train_labels["reply"].sum(), 1))
     truth = read_truth(world_dir, test)
-    true_probabilities = true_head_probabilities(truth, truth["quality"].to_numpy(np.float64),
-                                                 reply_engaged_rate=reply_engaged_rate)
+    true_probabilities = true_head_probabilities(
+        truth, truth["quality"].to_numpy(np.float64), reply_engaged_rate=reply_engaged_rate
+    )
     heads, calibration = head_report(inputs.labels, calibrated, uncalibrated, true_probabilities)
 
     weights = dict(DEFAULT_HEAD_WEIGHTS)
@@ -251,17 +315,29 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
     orderings = {
         "ranked": ranked_feed_positions(pool, heavy_score, heuristics),
         "heavy_ranker_only": positions(pool, heavy_score),
-        **baseline_orderings(spark, test, pool, tables_dir=warehouse / "tables", test_start=window.test_start,
-                             oracle_score=final_scores(true_probabilities.to_numpy(), HEADS, weights)),
+        **baseline_orderings(
+            spark,
+            test,
+            pool,
+            tables_dir=warehouse / "tables",
+            test_start=window.test_start,
+            oracle_score=final_scores(true_probabilities.to_numpy(), HEADS, weights),
+        ),
     }
     feed = {method: feed_metrics(pool, orderings[method], k=FEED_K) for method in METHODS}
     result = {
-        "world": str(world_dir), "warehouse": str(warehouse), "window": window.as_dict(),
-        "test_rows": int(len(test)), "test_users": int(test["user_id"].nunique()),
+        "world": str(world_dir),
+        "warehouse": str(warehouse),
+        "window": window.as_dict(),
+        "test_rows": int(len(test)),
+        "test_users": int(test["user_id"].nunique()),
         "mean_pool_size": round(float(len(test) / max(test["user_id"].nunique(), 1)), 2),
-        "model": {name: {"version": trained["models"][name]["version"],
-                         "promoted": trained["models"][name]["promoted"]} for name in trained["models"]},
-        "heads": heads, "feed": feed,
+        "model": {
+            name: {"version": trained["models"][name]["version"], "promoted": trained["models"][name]["promoted"]}
+            for name in trained["models"]
+        },
+        "heads": heads,
+        "feed": feed,
         "light_ranker": trained["models"][LIGHT_RANKER]["metrics"],
         "ratios": _ratios(feed),
     }
@@ -270,8 +346,10 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
         "heavy score": _pos_neg_histograms(heavy_score, engaged),
         "light score": _pos_neg_histograms(light.predict(feature_matrix(test_table, light.feature_names)), engaged),
     }
-    report = write_ranking_report(warehouse / REPORT_NAME,
-                                  render_ranking_report(result, calibration=calibration, score_histograms=score_histograms))
+    report = write_ranking_report(
+        warehouse / REPORT_NAME,
+        render_ranking_report(result, calibration=calibration, score_histograms=score_histograms),
+    )
     result["report"] = str(report)
     (warehouse / "ranking_eval.json").write_text(json.dumps(result, indent=2, default=str))
     return result
@@ -279,7 +357,10 @@ def evaluate_ranking(settings: HomefeedSettings, world_dir: Path, warehouse: Pat
 
 def _pos_neg_histograms(scores: np.ndarray, positive: np.ndarray) -> dict:
     lo, hi = float(np.nanmin(scores)), float(np.nanmax(scores))
-    return {"positives": histogram(scores[positive], range_=(lo, hi)), "negatives": histogram(scores[~positive], range_=(lo, hi))}
+    return {
+        "positives": histogram(scores[positive], range_=(lo, hi)),
+        "negatives": histogram(scores[~positive], range_=(lo, hi)),
+    }
 
 
 def _ratios(feed: dict) -> dict:
@@ -290,4 +371,3 @@ def _ratios(feed: dict) -> dict:
         return round(ranked / other, 4) if other else None
 
     return {f"ranked_ndcg_over_{method}": ratio(method) for method in METHODS if method != "ranked"}
-

@@ -74,6 +74,7 @@ DEFAULT_CONFIG = FeatureConfig()
 
 # --- shared pieces ---------------------------------------------------------------------------
 
+
 def registered(df: DataFrame, asset: str) -> DataFrame:
     """The output contract of a feature table: keys, then every feature of `asset` in declaration
     order, cast to its dtype, nulls (and absent inputs) replaced by its default."""
@@ -126,6 +127,7 @@ def _decay(as_of: datetime, half_life_days: float) -> Column:
 
 # --- user ------------------------------------------------------------------------------------
 
+
 def user_features(
     users: DataFrame,
     follows: DataFrame,
@@ -146,10 +148,13 @@ def user_features(
         "user_id", (_age_hours(as_of) / 24.0).alias("account_age_days"), "is_verified", "allow_nsfw"
     )
     mutuals = (
-        before(mutual_follows, as_of, "since").groupBy("user_id").agg(F.count(F.lit(1)).cast("double").alias("mutual_count"))
+        before(mutual_follows, as_of, "since")
+        .groupBy("user_id")
+        .agg(F.count(F.lit(1)).cast("double").alias("mutual_count"))
     )
     posted = (
-        before(tweets, as_of).where(in_last(as_of, 7 * 24))
+        before(tweets, as_of)
+        .where(in_last(as_of, 7 * 24))
         .groupBy(F.col("author_id").alias("user_id"))
         .agg(_count(in_last(as_of, 24), "tweets_1d"), F.count(F.lit(1)).alias("tweets_7d"))
     )
@@ -181,7 +186,8 @@ def user_features(
         )
     )
     blocked = (
-        before(social_actions, as_of).groupBy("user_id")
+        before(social_actions, as_of)
+        .groupBy("user_id")
         .agg(F.count(F.lit(1)).cast("double").alias("blocks_mutes_given"))
     )
     joined = (
@@ -203,6 +209,7 @@ def user_features(
 
 
 # --- author ----------------------------------------------------------------------------------
+
 
 def author_features(
     users: DataFrame,
@@ -238,7 +245,9 @@ def author_features(
     )
     received = _engagements_received(engagements, past_tweets, as_of=as_of, config=config)
     overall = received.agg(
-        F.coalesce(F.try_divide(F.sum("_engagements_w"), F.sum("_impressions_w")), F.lit(0.0)).alias("_engagement_prior"),
+        F.coalesce(F.try_divide(F.sum("_engagements_w"), F.sum("_impressions_w")), F.lit(0.0)).alias(
+            "_engagement_prior"
+        ),
         F.coalesce(F.try_divide(F.sum("_negatives_w"), F.sum("_impressions_w")), F.lit(0.0)).alias("_negative_prior"),
     )
     social = (
@@ -255,7 +264,9 @@ def author_features(
     )
     m = F.lit(config.reputation_prior_impressions)
     impressions = F.coalesce(F.col("_impressions_w"), F.lit(0.0)) + m
-    smoothed_engagement = (F.coalesce(F.col("_engagements_w"), F.lit(0.0)) + m * F.col("_engagement_prior")) / impressions
+    smoothed_engagement = (
+        F.coalesce(F.col("_engagements_w"), F.lit(0.0)) + m * F.col("_engagement_prior")
+    ) / impressions
     smoothed_negative = (F.coalesce(F.col("_negatives_w"), F.lit(0.0)) + m * F.col("_negative_prior")) / impressions
     impressions_7d = F.col("impressions_received_7d")
     return registered(
@@ -271,8 +282,9 @@ def author_features(
     )
 
 
-def _engagements_received(engagements: DataFrame, past_tweets: DataFrame, *, as_of: datetime,
-                          config: FeatureConfig) -> DataFrame:
+def _engagements_received(
+    engagements: DataFrame, past_tweets: DataFrame, *, as_of: datetime, config: FeatureConfig
+) -> DataFrame:
     """Per author, the engagements by others with its tweets: the last 7 days' counts per action and
     the reputation window's impressions, engagements and negatives (`_..._w`)."""
     last_7d = in_last(as_of, 7 * 24)
@@ -298,6 +310,7 @@ def _engagements_received(engagements: DataFrame, past_tweets: DataFrame, *, as_
 
 
 # --- tweet -----------------------------------------------------------------------------------
+
 
 def tweet_features(
     users: DataFrame,
@@ -326,15 +339,21 @@ def tweet_features(
         before(engagements, as_of)
         .where(in_last(as_of, 24))
         .groupBy("tweet_id")
-        .agg(*[_count(is_action(*actions) & in_last(as_of, hours), name)
-               for name, (actions, hours) in TWEET_ENGAGEMENT_COUNTS.items()])
+        .agg(
+            *[
+                _count(is_action(*actions) & in_last(as_of, hours), name)
+                for name, (actions, hours) in TWEET_ENGAGEMENT_COUNTS.items()
+            ]
+        )
     )
     followers = (
         before(follows, as_of)
         .groupBy(F.col("followee_id").alias("author_id"))
         .agg(F.count(F.lit(1)).cast("double").alias("author_follower_count"))
     )
-    verified = before(users, as_of).select(F.col("user_id").alias("author_id"), F.col("is_verified").alias("author_is_verified"))
+    verified = before(users, as_of).select(
+        F.col("user_id").alias("author_id"), F.col("is_verified").alias("author_is_verified")
+    )
     joined = (
         live.join(recent, on="tweet_id", how="left")
         .join(followers, on="author_id", how="left")
@@ -366,8 +385,13 @@ def like_rate_24h() -> Column:
 # --- user x author ---------------------------------------------------------------------------
 
 _PAIR_ACTIONS = {  # feature stem -> contract action
-    "likes": "like", "retweets": "retweet", "replies": "reply", "clicks": "click",
-    "profile_clicks": "profile_click", "not_interested": "not_interested", "impressions": "impression",
+    "likes": "like",
+    "retweets": "retweet",
+    "replies": "reply",
+    "clicks": "click",
+    "profile_clicks": "profile_click",
+    "not_interested": "not_interested",
+    "impressions": "impression",
 }
 _FOLLOWS, _FOLLOWED_BY, _REALGRAPH = "_follows", "_followed_by", "_realgraph"
 
@@ -399,13 +423,33 @@ def user_author_features(
     edges = before(follows, as_of)
     events = (
         interactions.select("user_id", "author_id", "action", "created_at", no_score)
-        .unionByName(edges.select(F.col("follower_id").alias("user_id"), F.col("followee_id").alias("author_id"),
-                                  F.lit(_FOLLOWS).alias("action"), "created_at", no_score))
-        .unionByName(edges.select(F.col("followee_id").alias("user_id"), F.col("follower_id").alias("author_id"),
-                                  F.lit(_FOLLOWED_BY).alias("action"), "created_at", no_score))
-        .unionByName(realgraph.select("user_id", "author_id", F.lit(_REALGRAPH).alias("action"),
-                                      F.lit(None).cast("timestamp").alias("created_at"),
-                                      F.col("score").cast("double").alias("score")))
+        .unionByName(
+            edges.select(
+                F.col("follower_id").alias("user_id"),
+                F.col("followee_id").alias("author_id"),
+                F.lit(_FOLLOWS).alias("action"),
+                "created_at",
+                no_score,
+            )
+        )
+        .unionByName(
+            edges.select(
+                F.col("followee_id").alias("user_id"),
+                F.col("follower_id").alias("author_id"),
+                F.lit(_FOLLOWED_BY).alias("action"),
+                "created_at",
+                no_score,
+            )
+        )
+        .unionByName(
+            realgraph.select(
+                "user_id",
+                "author_id",
+                F.lit(_REALGRAPH).alias("action"),
+                F.lit(None).cast("timestamp").alias("created_at"),
+                F.col("score").cast("double").alias("score"),
+            )
+        )
         .select(*columns)
     )
     age = _age_hours(as_of)

@@ -44,6 +44,7 @@ CANDIDATE_COLUMNS: dict[str, str] = {
 
 # --- user x tweet ----------------------------------------------------------------------------
 
+
 def _with_candidate_columns(pairs: DataFrame) -> DataFrame:
     """`pairs` with every CANDIDATE_COLUMNS column, the absent ones as typed nulls."""
     present = set(pairs.columns)
@@ -109,8 +110,12 @@ def _sum_of_lookups(user_map: str, terms: list[tuple[Column, Column | None]]) ->
     interpreted array reads look the SQL conf up again for every element (it made content_affinity
     at 100K users run for hours)."""
     looked_up = [F.try_element_at(F.col(user_map), key) for key, _ in terms]
-    return _balanced_sum([F.coalesce(value if weight is None else value * weight, F.lit(0.0))
-                          for value, (_, weight) in zip(looked_up, terms)])
+    return _balanced_sum(
+        [
+            F.coalesce(value if weight is None else value * weight, F.lit(0.0))
+            for value, (_, weight) in zip(looked_up, terms)
+        ]
+    )
 
 
 def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
@@ -123,19 +128,28 @@ def _sparse_dot(user_map: str, tweet_entries: str, length: int) -> Column:
 CONTENT_PROFILE, CONTENT_NORM = "_content_profile", "_content_norm"
 
 
-def user_content_profiles(token_lists: DataFrame, engagements: DataFrame, *, as_of: datetime,
-                          config: FeatureConfig = DEFAULT_CONFIG) -> DataFrame:
+def user_content_profiles(
+    token_lists: DataFrame, engagements: DataFrame, *, as_of: datetime, config: FeatureConfig = DEFAULT_CONFIG
+) -> DataFrame:
     """(user_id, _content_profile, _content_norm) from `tweet_token_lists`: per user who engaged positively in the
     `content_profile_days` before as_of, how many of those tweets carry each token (a map token ->
     count; a tweet counts once, however many actions) and the map's Euclidean norm."""
     check_as_of(as_of)
-    engaged = (before(engagements, as_of).where(is_action(*POSITIVE_ACTIONS) & in_last(as_of, config.content_profile_days * 24))
-               .select("user_id", "tweet_id").distinct())
-    counts = (engaged.join(one_row_per_token(token_lists), on="tweet_id", how="inner").groupBy("user_id", "token")
-              .agg(F.count(F.lit(1)).cast("double").alias("_w")))
+    engaged = (
+        before(engagements, as_of)
+        .where(is_action(*POSITIVE_ACTIONS) & in_last(as_of, config.content_profile_days * 24))
+        .select("user_id", "tweet_id")
+        .distinct()
+    )
+    counts = (
+        engaged.join(one_row_per_token(token_lists), on="tweet_id", how="inner")
+        .groupBy("user_id", "token")
+        .agg(F.count(F.lit(1)).cast("double").alias("_w"))
+    )
     return counts.groupBy("user_id").agg(
         F.map_from_entries(F.collect_list(F.struct("token", "_w"))).alias(CONTENT_PROFILE),
-        F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias(CONTENT_NORM))
+        F.sqrt(F.sum(F.col("_w") * F.col("_w"))).alias(CONTENT_NORM),
+    )
 
 
 def longest_token_list(token_lists: DataFrame) -> int:
@@ -152,16 +166,27 @@ def content_affinity_column(length: int) -> Column:
     return F.when(dot > 0, dot / (F.col(CONTENT_NORM) * F.sqrt(F.size(TWEET_TOKENS))))
 
 
-def content_affinity(pairs: DataFrame, tweets: DataFrame, engagements: DataFrame, *, as_of: datetime,
-                     config: FeatureConfig = DEFAULT_CONFIG) -> DataFrame:
+def content_affinity(
+    pairs: DataFrame,
+    tweets: DataFrame,
+    engagements: DataFrame,
+    *,
+    as_of: datetime,
+    config: FeatureConfig = DEFAULT_CONFIG,
+) -> DataFrame:
     """(user_id, tweet_id, content_affinity) for the distinct (user_id, tweet_id) of `pairs`
     (`content_affinity_column`). Pairs whose tweet has no text, whose user has no profile or that
     share no token with it are left out (the feature's default, 0)."""
     token_lists = tweet_token_lists(tweets)
-    scored = (pairs.select("user_id", "tweet_id").distinct()
-              .join(token_lists, on="tweet_id", how="inner")
-              .join(user_content_profiles(token_lists, engagements, as_of=as_of, config=config), on="user_id", how="inner")
-              .select("user_id", "tweet_id", content_affinity_column(longest_token_list(token_lists)).alias("content_affinity")))
+    scored = (
+        pairs.select("user_id", "tweet_id")
+        .distinct()
+        .join(token_lists, on="tweet_id", how="inner")
+        .join(user_content_profiles(token_lists, engagements, as_of=as_of, config=config), on="user_id", how="inner")
+        .select(
+            "user_id", "tweet_id", content_affinity_column(longest_token_list(token_lists)).alias("content_affinity")
+        )
+    )
     return scored.where(F.col("content_affinity").isNotNull())
 
 
@@ -183,8 +208,14 @@ def _null_doubles(names: tuple[str, ...]) -> dict[str, Column]:
     return {name: F.lit(None).cast("double") for name in names}
 
 
-def pair_sides(tweets: DataFrame | None, engagements: DataFrame | None, follows: DataFrame | None, *,
-               as_of: datetime, config: FeatureConfig) -> PairSides:
+def pair_sides(
+    tweets: DataFrame | None,
+    engagements: DataFrame | None,
+    follows: DataFrame | None,
+    *,
+    as_of: datetime,
+    config: FeatureConfig,
+) -> PairSides:
     """content_affinity (needs `tweets` and `engagements`) and the topic features (need `follows`
     too) as per-side columns; a value whose inputs are missing is null. Each pair value is then an
     expression over one joined row, so the 91M candidate rows of a 100K-user world are never
@@ -197,9 +228,11 @@ def pair_sides(tweets: DataFrame | None, engagements: DataFrame | None, follows:
     if follows is None:
         return PairSides(tweet_side, user_side, {**values, **_null_doubles(TOPIC_FEATURE_NAMES)})
     topics = topic_sides(tweets, follows, engagements, as_of=as_of, config=config.topics)
-    return PairSides(tweet_side.join(topics.tweets, on="tweet_id", how="full"),
-                     user_side.join(topics.users, on="user_id", how="full"),
-                     {**values, **topics.values})
+    return PairSides(
+        tweet_side.join(topics.tweets, on="tweet_id", how="full"),
+        user_side.join(topics.users, on="user_id", how="full"),
+        {**values, **topics.values},
+    )
 
 
 def driver_memory_bytes(spark: SparkSession) -> int:
@@ -215,14 +248,24 @@ def broadcast_users_max(config: FeatureConfig, driver_memory: int) -> int:
     return int(driver_memory * config.broadcast_driver_memory_share) // config.broadcast_bytes_per_user
 
 
-def _entity_sides(simclusters_interested_in: DataFrame, simclusters_tweet_embeddings: DataFrame,
-                  twhin_user_embeddings: DataFrame, twhin_tweet_embeddings: DataFrame, *,
-                  tweets: DataFrame | None, engagements: DataFrame | None, follows: DataFrame | None,
-                  as_of: datetime, config: FeatureConfig) -> tuple[DataFrame, DataFrame, int, PairSides]:
+def _entity_sides(
+    simclusters_interested_in: DataFrame,
+    simclusters_tweet_embeddings: DataFrame,
+    twhin_user_embeddings: DataFrame,
+    twhin_tweet_embeddings: DataFrame,
+    *,
+    tweets: DataFrame | None,
+    engagements: DataFrame | None,
+    follows: DataFrame | None,
+    as_of: datetime,
+    config: FeatureConfig,
+) -> tuple[DataFrame, DataFrame, int, PairSides]:
     """The per-user rows (SimClusters map, TwHIN vector, user sides) and per-tweet rows (SimClusters
     entries, TwHIN vector, tweet sides) user_tweet_features joins, the longest tweet vector, and the
     pair sides."""
-    entries = F.struct(F.col("cluster_id").cast("int").alias("cluster_id"), F.col("score").cast("double").alias("score"))
+    entries = F.struct(
+        F.col("cluster_id").cast("int").alias("cluster_id"), F.col("score").cast("double").alias("score")
+    )
     user_clusters = simclusters_interested_in.groupBy("user_id").agg(
         F.map_from_entries(F.collect_list(entries)).alias("_user_sc")
     )
@@ -278,18 +321,24 @@ def user_tweet_features(
     """
     check_as_of(as_of)
     user_vectors, tweet_vectors, tweet_length, sides = _entity_sides(
-        simclusters_interested_in, simclusters_tweet_embeddings, twhin_user_embeddings, twhin_tweet_embeddings,
-        tweets=tweets, engagements=engagements, follows=follows, as_of=as_of, config=config)
+        simclusters_interested_in,
+        simclusters_tweet_embeddings,
+        twhin_user_embeddings,
+        twhin_tweet_embeddings,
+        tweets=tweets,
+        engagements=engagements,
+        follows=follows,
+        as_of=as_of,
+        config=config,
+    )
     if twhin_user_embeddings.count() <= broadcast_users_max(config, driver_memory_bytes(pairs.sparkSession)):
         user_vectors = F.broadcast(user_vectors)  # then the pairs are shuffled once, slim, by tweet_id
     candidate_rows = _with_candidate_columns(pairs).select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
-    joined = (
-        candidate_rows
-        .join(tweet_vectors, on="tweet_id", how="left")
-        .join(user_vectors, on="user_id", how="left")
-    )
+    joined = candidate_rows.join(tweet_vectors, on="tweet_id", how="left").join(user_vectors, on="user_id", how="left")
     # ",innetwork,uteg," : one normalised string per row, then a substring test per source.
-    names = F.concat(F.lit(","), F.lower(F.regexp_replace(F.array_join(F.col("sources"), ","), "[_\\- ]", "")), F.lit(","))
+    names = F.concat(
+        F.lit(","), F.lower(F.regexp_replace(F.array_join(F.col("sources"), ","), "[_\\- ]", "")), F.lit(",")
+    )
     flags = {
         source: F.coalesce(names.contains("," + source.replace("_", "") + ","), F.lit(False))
         | F.col(f"{source}_score").isNotNull()
@@ -301,13 +350,18 @@ def user_tweet_features(
         *[flag.alias(f"from_{source}") for source, flag in flags.items()],
         sum((flag.cast("int") for flag in flags.values()), F.lit(0)).alias("source_count"),
         *[F.col(f"{source}_score") for source in CANDIDATE_SOURCES],
-        "social_proof_count", "pool_rank", "is_in_network",
+        "social_proof_count",
+        "pool_rank",
+        "is_in_network",
         *[sides.values[name].alias(name) for name in PAIR_VALUE_NAMES],
         *TWHIN_VECTORS,
     )
     with_cosine = T.StructType(
         [T.StructField(f.name, f.dataType, True) for f in scored.schema.fields if f.name not in TWHIN_VECTORS]
-        + [T.StructField("twhin_cosine", T.DoubleType(), True), T.StructField("has_twhin_embedding", T.BooleanType(), True)]
+        + [
+            T.StructField("twhin_cosine", T.DoubleType(), True),
+            T.StructField("has_twhin_embedding", T.BooleanType(), True),
+        ]
     )
     with_cosine_rows = scored.mapInArrow(_twhin_cosine_batches, with_cosine)
     return registered(with_cosine_rows, "user_tweet_features")

@@ -40,14 +40,16 @@ def truncate_raw_table(rows: pa.Table, table: RawTable, *, cutoff: datetime) -> 
         deleted = kept.column("deleted_at")
         later = pc.fill_null(pc.greater(deleted, pa.scalar(cutoff, type=deleted.type)), False)
         kept = kept.set_column(
-            kept.schema.get_field_index("deleted_at"), "deleted_at",
+            kept.schema.get_field_index("deleted_at"),
+            "deleted_at",
             pc.if_else(later, pa.nulls(len(kept), type=deleted.type), deleted),
         )
     return kept
 
 
-def heldout_positives(engagements: pa.Table, tweets: pa.Table, *, cutoff: datetime,
-                      horizon: timedelta) -> tuple[pa.Table, dict]:
+def heldout_positives(
+    engagements: pa.Table, tweets: pa.Table, *, cutoff: datetime, horizon: timedelta
+) -> tuple[pa.Table, dict]:
     """Distinct (user_id, tweet_id) with an explicit engagement in (cutoff, cutoff + horizon] on a tweet
     that was live at cutoff, and counts of what was left out."""
     con = duckdb.connect()
@@ -77,10 +79,14 @@ def pool_recall(pool: pa.Table, heldout: pa.Table) -> dict[str, float]:
     con.register("pool", pool.select(["user_id", "tweet_id", "sources"]))
     con.register("heldout", heldout)
     per_source = ", ".join(f"count(*) FILTER (WHERE list_contains(p.sources, '{s}')) AS {s}" for s in CANDIDATE_SOURCES)
-    found = con.sql(
-        f"SELECT count(p.tweet_id) AS union_found, {per_source} "
-        "FROM heldout h LEFT JOIN pool p USING (user_id, tweet_id)"
-    ).to_arrow_table().to_pylist()[0]
+    found = (
+        con.sql(
+            f"SELECT count(p.tweet_id) AS union_found, {per_source} "
+            "FROM heldout h LEFT JOIN pool p USING (user_id, tweet_id)"
+        )
+        .to_arrow_table()
+        .to_pylist()[0]
+    )
     total = heldout.num_rows
     return {"union": found["union_found"] / total, **{s: found[s] / total for s in CANDIDATE_SOURCES}}
 
@@ -109,8 +115,12 @@ def popularity_same_size_recall(
     con.register("heldout", heldout)
     con.register("engagements", engagements)
     con.register("tweets", tweets)
-    params = {"cutoff": cutoff, "oldest": cutoff - freshness, "half_life_s": half_life.total_seconds(),
-              "actions": list(HELDOUT_ACTIONS)}
+    params = {
+        "cutoff": cutoff,
+        "oldest": cutoff - freshness,
+        "half_life_s": half_life.total_seconds(),
+        "actions": list(HELDOUT_ACTIONS),
+    }
     (found,) = con.execute(
         """
         WITH fresh AS (
@@ -161,9 +171,13 @@ def pool_size_summary(pool: pa.Table, active_users: pa.Array) -> dict:
     sizes = con.sql("SELECT count(*) AS n FROM pool GROUP BY user_id").to_arrow_table().column("n").to_numpy()
     users_with_pool = set(pc.unique(pool.column("user_id")).to_pylist())
     active = set(pc.unique(active_users).to_pylist())
-    mix = con.sql(
-        "SELECT s AS source, count(*) AS n FROM (SELECT unnest(sources) AS s FROM pool) GROUP BY ALL ORDER BY source"
-    ).to_arrow_table().to_pylist()
+    mix = (
+        con.sql(
+            "SELECT s AS source, count(*) AS n FROM (SELECT unnest(sources) AS s FROM pool) GROUP BY ALL ORDER BY source"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
     total_rows = max(pool.num_rows, 1)
     return {
         "pool_size": {

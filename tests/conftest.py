@@ -62,9 +62,13 @@ def generated_build(settings, spark, tmp_path_factory):
 
     world = tmp_path_factory.mktemp("generated") / "world"
     summary = generate_world(WorldConfig(n_users=300, seed=3), out_dir=world)
-    run_settings = settings.model_copy(update={
-        "raw_input": world / "raw", "warehouse": world.parent / "warehouse", "as_of": world_end_time(world),
-    })
+    run_settings = settings.model_copy(
+        update={
+            "raw_input": world / "raw",
+            "warehouse": world.parent / "warehouse",
+            "as_of": world_end_time(world),
+        }
+    )
     return run_settings, run_assets(run_settings), summary
 
 
@@ -108,8 +112,8 @@ def ranked_build(settings, spark, generated_build, tmp_path_factory):
 @pytest.fixture(scope="module")
 def published_redis(tmp_path_factory, ranked_build):
     """A Redis of the module's own holding one publication of the ranked test world: (server, version)."""
-    from orchestration.publication import publish_to_redis
     from core.redis_server import start_redis
+    from orchestration.publication import publish_to_redis
 
     server = start_redis(tmp_path_factory.mktemp("published-redis"))
     settings, _ = ranked_build
@@ -118,13 +122,28 @@ def published_redis(tmp_path_factory, ranked_build):
     server.stop()
 
 
-def start_test_api(redis_url: str, workdir: Path, *, secret: str, env: str = "production", cluster: bool = False,
-                   environment: dict[str, str] | None = None):
+def start_test_api(
+    redis_url: str,
+    workdir: Path,
+    *,
+    secret: str,
+    env: str = "production",
+    cluster: bool = False,
+    environment: dict[str, str] | None = None,
+):
     """The real app under uvicorn in a process of its own, reading `redis_url` (`cluster`: one node
     of a Redis Cluster; `environment`: more HOMEFEED_* settings)."""
-    from serving.api_server import start_api
     from core.redis_server import free_port
+    from serving.api_server import start_api
 
-    return start_api(port=free_port(), log_path=workdir / "api.log",
-                     environment={"HOMEFEED_REDIS_URL": redis_url, "HOMEFEED_REDIS_CLUSTER": str(int(cluster)),
-                                  "HOMEFEED_SECRET": secret, "HOMEFEED_ENV": env, **(environment or {})})
+    return start_api(
+        port=free_port(),
+        log_path=workdir / "api.log",
+        environment={
+            "HOMEFEED_REDIS_URL": redis_url,
+            "HOMEFEED_REDIS_CLUSTER": str(int(cluster)),
+            "HOMEFEED_SECRET": secret,
+            "HOMEFEED_ENV": env,
+            **(environment or {}),
+        },
+    )

@@ -5,7 +5,7 @@ Tests build their expected values from these literal rows, never from the code u
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 
 from core.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
 
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def at(hours: float) -> datetime:
@@ -23,7 +23,7 @@ def at(hours: float) -> datetime:
 
 def as_utc(value: datetime) -> datetime:
     """Spark hands timestamps back naive, in the session time zone (UTC here)."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def tiny_world() -> dict[str, list[dict]]:
@@ -38,14 +38,31 @@ def tiny_world() -> dict[str, list[dict]]:
         dict(follower_id=2, followee_id=1, created_at=at(-9)),
         dict(follower_id=3, followee_id=1, created_at=at(-8)),
     ]
-    tweet = dict(text=None, in_reply_to_tweet_id=None, quoted_tweet_id=None, retweet_of_tweet_id=None,
-                 has_media=False, has_video=False, is_nsfw=False, lang="en", deleted_at=None)
+    tweet = dict(
+        text=None,
+        in_reply_to_tweet_id=None,
+        quoted_tweet_id=None,
+        retweet_of_tweet_id=None,
+        has_media=False,
+        has_video=False,
+        is_nsfw=False,
+        lang="en",
+        deleted_at=None,
+    )
     tweets = [
         {**tweet, "tweet_id": 10, "author_id": 1, "created_at": at(1), "text": "hello"},
         {**tweet, "tweet_id": 11, "author_id": 2, "created_at": at(2), "in_reply_to_tweet_id": 10},
         {**tweet, "tweet_id": 12, "author_id": 3, "created_at": at(3), "retweet_of_tweet_id": 10},
-        {**tweet, "tweet_id": 13, "author_id": 1, "created_at": at(4), "quoted_tweet_id": 11,
-         "has_media": True, "has_video": True, "deleted_at": at(5)},
+        {
+            **tweet,
+            "tweet_id": 13,
+            "author_id": 1,
+            "created_at": at(4),
+            "quoted_tweet_id": 11,
+            "has_media": True,
+            "has_video": True,
+            "deleted_at": at(5),
+        },
     ]
     engagements = [
         dict(user_id=2, tweet_id=10, action="impression", created_at=at(1.5), dwell_ms=1200),
@@ -55,8 +72,15 @@ def tiny_world() -> dict[str, list[dict]]:
     social_actions = [dict(user_id=3, target_user_id=2, action="block", created_at=at(0))]
     lists = [dict(list_id=100, owner_id=1, name="friends", is_private=False, created_at=at(-5))]
     list_members = [dict(list_id=100, user_id=2, added_at=at(-4)), dict(list_id=100, user_id=3, added_at=at(-4))]
-    return dict(users=users, follows=follows, tweets=tweets, engagements=engagements,
-                social_actions=social_actions, lists=lists, list_members=list_members)
+    return dict(
+        users=users,
+        follows=follows,
+        tweets=tweets,
+        engagements=engagements,
+        social_actions=social_actions,
+        lists=lists,
+        list_members=list_members,
+    )
 
 
 def write_contract_table(raw_dir: Path, name: str, rows: list[dict]) -> None:

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 import schemathesis
+from conftest import start_test_api
 from hypothesis import HealthCheck, settings
 
-from conftest import start_test_api
 from serving.auth import mint_token
 
 SECRET = "fuzz-secret-" + uuid.uuid4().hex
@@ -51,5 +51,8 @@ def test_no_server_error_and_responses_match_the_schema(case, api_base_url):
     token = mint_token(VIEWER, SECRET, now=time.time(), admin=case.path.startswith("/debug"))
     # A cursor is an opaque signed string: a schema-valid one the server did not sign is rightly a
     # 400, which the positive-data check would count against it; every other check applies.
-    case.call_and_validate(base_url=api_base_url, headers={"Authorization": f"Bearer {token}"},
-                           excluded_checks=[schemathesis.checks.positive_data_acceptance])
+    case.call_and_validate(
+        base_url=api_base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+    )

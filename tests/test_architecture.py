@@ -12,15 +12,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_AND_UPPER_FLOORS = ("jobs", "orchestration", "features", "models", "data_quality", "evaluation", "cli")
 HEAVY_FRAMEWORKS = ("pyspark", "dagster", "delta", "great_expectations", "torch", "xgboost")
-PACKAGES = ("core", "features", "models", "jobs", "data_quality", "orchestration", "evaluation", "cli", "serving",
-            "benchmarks")
+PACKAGES = (
+    "core",
+    "features",
+    "models",
+    "jobs",
+    "data_quality",
+    "orchestration",
+    "evaluation",
+    "cli",
+    "serving",
+    "benchmarks",
+)
 
 
 def modules_loaded_by(code: str) -> set[str]:
     script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
     env = {"HOMEFEED_ENV": "development", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=120
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -29,19 +40,23 @@ def top_level(modules: set[str]) -> set[str]:
 
 
 def test_the_api_app_loads_only_the_ground_floor_and_serving():
-    loaded = top_level(modules_loaded_by(
-        "from core.settings import load_settings\n"
-        "from serving.api import create_app\n"
-        "create_app(load_settings())"))
+    loaded = top_level(
+        modules_loaded_by(
+            "from core.settings import load_settings\nfrom serving.api import create_app\ncreate_app(load_settings())"
+        )
+    )
     assert {"core", "serving", "fastapi"} <= loaded
     assert loaded.isdisjoint(BATCH_AND_UPPER_FLOORS), sorted(loaded & set(BATCH_AND_UPPER_FLOORS))
     assert loaded.isdisjoint(HEAVY_FRAMEWORKS), sorted(loaded & set(HEAVY_FRAMEWORKS))
 
 
 def test_the_ground_floor_loads_no_framework():
-    loaded = top_level(modules_loaded_by(
-        "import core.contract, core.feed_heuristics, core.filters, core.heads, core.redis_layout, "
-        "core.settings, core.sources, core.storage"))
+    loaded = top_level(
+        modules_loaded_by(
+            "import core.contract, core.feed_heuristics, core.filters, core.heads, core.redis_layout, "
+            "core.settings, core.sources, core.storage"
+        )
+    )
     assert loaded.isdisjoint({*HEAVY_FRAMEWORKS, "fastapi", *BATCH_AND_UPPER_FLOORS, "serving"})
 
 
@@ -50,8 +65,13 @@ def test_the_architecture_check_finds_an_import_that_points_up(tmp_path):
     upward = ROOT / "core" / "_upward_import_probe.py"
     upward.write_text("import jobs.ranking  # noqa: F401\n")
     try:
-        result = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         upward.unlink()
     assert result.returncode != 0
@@ -63,8 +83,7 @@ def _python_files() -> list[Path]:
 
 
 def test_no_file_outside_tests_is_over_600_lines():
-    long_files = {str(p.relative_to(ROOT)): n for p in _python_files()
-                  if (n := len(p.read_text().splitlines())) > 600}
+    long_files = {str(p.relative_to(ROOT)): n for p in _python_files() if (n := len(p.read_text().splitlines())) > 600}
     assert long_files == {}
 
 

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from core.redis_server import start_redis
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "serve.py"
 SERVERS = ("baseline", "for_you", "following", "for_you_computed", "following_computed")
@@ -28,16 +29,18 @@ def feed_values(url: str, version: int) -> dict[int, bytes]:
 
 def run_benchmark(*args: str, env: dict | None = None, as_module: bool = False) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "benchmarks.serve"] if as_module else [sys.executable, str(SCRIPT)]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, env={**os.environ, **(env or {})}
+    )
 
 
 def test_the_benchmark_reports_every_server_at_every_level_without_errors(published_redis):
     server, version = published_redis
     url = server.url
     feeds = feed_values(url, version)
-    done = run_benchmark("--json", "--redis", url, "--seconds", "1", "--warmup", "0.5", "--connections", "4,1",
-                         "--users", "20")
+    done = run_benchmark(
+        "--json", "--redis", url, "--seconds", "1", "--warmup", "0.5", "--connections", "4,1", "--users", "20"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)  # --json: the document alone on stdout
 
@@ -73,10 +76,12 @@ def test_the_benchmark_reports_every_server_at_every_level_without_errors(publis
 
     for endpoint in SERVERS[1:]:
         headline = report[endpoint]["connections"]["4"]
-        assert {k: report[endpoint][k] for k in ("rps", "p50_ms", "p99_ms", "ratio_to_baseline")} == \
-            {k: headline[k] for k in ("rps", "p50_ms", "p99_ms", "ratio_to_baseline")}
+        assert {k: report[endpoint][k] for k in ("rps", "p50_ms", "p99_ms", "ratio_to_baseline")} == {
+            k: headline[k] for k in ("rps", "p50_ms", "p99_ms", "ratio_to_baseline")
+        }
         assert report[endpoint]["ratio_to_baseline"] == pytest.approx(
-            report[endpoint]["rps"] / report["baseline_rps"], abs=1e-4)
+            report[endpoint]["rps"] / report["baseline_rps"], abs=1e-4
+        )
         assert report[endpoint]["target_met"] is None  # the target is stated at 50 connections only
 
     # The baseline returns the stored value unchanged: its mean size lies within the sampled feeds' sizes.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +22,9 @@ def test_temporary_workdir_is_removed_unless_kept():
 
 def test_named_workdir_survives_a_failed_run(tmp_path):
     given = tmp_path / "bench"
-    with pytest.raises(RuntimeError):
-        with benchmark_workdir(given, keep=False, prefix="hf-test-") as workdir:
-            (workdir / "world").mkdir()
-            raise RuntimeError("a job failed")
+    with pytest.raises(RuntimeError), benchmark_workdir(given, keep=False, prefix="hf-test-") as workdir:
+        (workdir / "world").mkdir()
+        raise RuntimeError("a job failed")
     assert (given / "world").is_dir()
 
 
@@ -35,15 +35,20 @@ def test_memory_of_a_process_tree_counts_its_children_and_nothing_once_it_exited
 
     from benchmarks.measure import PAGE_BYTES, _children, tree_rss_bytes
 
-    parent = subprocess.Popen([sys.executable, "-c",
-                               "import subprocess, sys, time; "
-                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"])
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)",
+        ]
+    )
     try:
         deadline = time.monotonic() + 10
         while not _children(parent.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         (child,) = _children(parent.pid)
-        own = {pid: int(open(f"/proc/{pid}/statm").read().split()[1]) * PAGE_BYTES for pid in (parent.pid, child)}
+        own = {pid: int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES for pid in (parent.pid, child)}
         # Both are idle interpreters, so their resident sizes hardly move between the two reads.
         assert tree_rss_bytes(parent.pid) >= 0.9 * sum(own.values()) > own[parent.pid]
     finally:

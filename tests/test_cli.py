@@ -41,7 +41,10 @@ def test_duckdb_shell_runs_statements_from_stdin(tmp_path):
     shell = subprocess.run(
         [sys.executable, "-m", "cli", "duckdb", "--warehouse", str(tmp_path)],
         input=".tables\nSELECT sum(user_id)\n  AS total FROM users;\n.quit\n",
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
     )
     assert shell.returncode == 0, shell.stderr
     assert "users" in shell.stdout
@@ -56,7 +59,8 @@ def test_a_generated_world_builds_as_of_its_end_unless_as_of_is_set(tmp_path):
 
     (tmp_path / "world" / "truth").mkdir(parents=True)
     (tmp_path / "world" / "truth" / "metadata.json").write_text(
-        json.dumps({"config": {"end_time": "2026-11-01T00:00:00+00:00"}}))
+        json.dumps({"config": {"end_time": "2026-11-01T00:00:00+00:00"}})
+    )
     world = load_settings(raw_input=tmp_path / "world" / "raw").model_copy(update={"as_of": None})
     assert with_world_build_time(world).as_of == datetime(2026, 11, 1, tzinfo=UTC)
     chosen = datetime(2026, 10, 30, tzinfo=UTC)
@@ -66,8 +70,10 @@ def test_a_generated_world_builds_as_of_its_end_unless_as_of_is_set(tmp_path):
 
 
 def test_a_spark_error_escaping_a_command_prints_its_exception_lines_not_the_jvm_frames(monkeypatch, capsys):
-    jvm_error = ("An error occurred while calling o7.save.\n: java.io.IOException: No space left on device\n"
-                 "\tat org.apache.hadoop.fs.RawLocalFileSystem.write(RawLocalFileSystem.java:321)\n\t... 9 more\n")
+    jvm_error = (
+        "An error occurred while calling o7.save.\n: java.io.IOException: No space left on device\n"
+        "\tat org.apache.hadoop.fs.RawLocalFileSystem.write(RawLocalFileSystem.java:321)\n\t... 9 more\n"
+    )
 
     def failing_generate(args):
         raise RuntimeError(jvm_error)
@@ -75,5 +81,7 @@ def test_a_spark_error_escaping_a_command_prints_its_exception_lines_not_the_jvm
     monkeypatch.setattr(cli.world, "cmd_generate", failing_generate)
     assert main(["generate", "--users", "10", "--out", "unused"]) == 1
     err = capsys.readouterr().err
-    assert err == ("error: RuntimeError: An error occurred while calling o7.save.\n"
-                   ": java.io.IOException: No space left on device\n")
+    assert err == (
+        "error: RuntimeError: An error occurred while calling o7.save.\n"
+        ": java.io.IOException: No space left on device\n"
+    )

@@ -9,7 +9,7 @@ The distribution, coverage and freshness checks are broken through their thresho
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from core.quality_bounds import QualityBounds
-
 from data_quality.specs import TABLE_SPECS, TableSpec
 from data_quality.validation import check_table, check_tables
 from jobs.delta_io import is_delta_table, read_delta
@@ -49,8 +48,11 @@ def breakages(spec: TableSpec) -> list[tuple[str, object, str]]:
 
     for ref in spec.references:
         if not ref.forbidden and _numeric(columns[ref.columns[0]].dtype):
-            add(ref.columns[0], F.lit(MISSING_ID).cast(columns[ref.columns[0]].dtype),
-                f"exists in {ref.table}({', '.join(ref.target_columns)})")
+            add(
+                ref.columns[0],
+                F.lit(MISSING_ID).cast(columns[ref.columns[0]].dtype),
+                f"exists in {ref.table}({', '.join(ref.target_columns)})",
+            )
             break
     for rank in spec.ranks:
         add(rank.rank, F.col(rank.rank) + 100_000, f"{rank.rank} counts 1, 2, 3")
@@ -63,8 +65,13 @@ def breakages(spec: TableSpec) -> list[tuple[str, object, str]]:
             break
     for in_set in spec.sets:
         dtype = columns[in_set.column].dtype
-        bogus = (F.array(F.lit("bogus")) if dtype.startswith("array<")
-                 else F.lit(7).cast(dtype) if _numeric(dtype) else F.lit("bogus"))
+        bogus = (
+            F.array(F.lit("bogus"))
+            if dtype.startswith("array<")
+            else F.lit(7).cast(dtype)
+            if _numeric(dtype)
+            else F.lit("bogus")
+        )
         words = f"every element of {in_set.column}" if dtype.startswith("array<") else f"{in_set.column} is one of"
         add(in_set.column, bogus, words)
         break
@@ -139,9 +146,11 @@ def test_engagements_per_impression_may_exceed_one_but_a_single_action_rate_only
     run_settings, _, _ = generated_build
     read = _reader(spark, run_settings.tables_dir)
     first = read("user_features").agg(F.min("user_id")).first()[0]
-    table = (read("user_features")
-             .withColumn("engagement_rate_7d", F.when(F.col("user_id") == first, 2.5).otherwise(F.col("engagement_rate_7d")))
-             .withColumn("like_rate_7d", F.when(F.col("user_id") == first, 1.5).otherwise(F.col("like_rate_7d"))))
+    table = (
+        read("user_features")
+        .withColumn("engagement_rate_7d", F.when(F.col("user_id") == first, 2.5).otherwise(F.col("engagement_rate_7d")))
+        .withColumn("like_rate_7d", F.when(F.col("user_id") == first, 1.5).otherwise(F.col("like_rate_7d")))
+    )
     failed = _failed(check_table(table, TABLE_SPECS["user_features"], read, as_of=run_settings.as_of))
     assert [d for d in failed if "rate_7d" in d] == ["like_rate_7d within [-, 1] for at least 99.9% of rows"], failed
 
@@ -162,9 +171,15 @@ def test_pool_sizes_and_coverage_outside_their_bounds_fail(spark, generated_buil
     read = _reader(spark, run_settings.tables_dir)
     candidates = read("candidates")
     pools = candidates.groupBy("user_id").count().agg(F.avg("count")).first()[0]
-    active = read("engagements").where(
-        (F.col("created_at") >= F.lit(run_settings.as_of - timedelta(days=7))) & (F.col("created_at") < F.lit(run_settings.as_of))
-    ).select("user_id").distinct()
+    active = (
+        read("engagements")
+        .where(
+            (F.col("created_at") >= F.lit(run_settings.as_of - timedelta(days=7)))
+            & (F.col("created_at") < F.lit(run_settings.as_of))
+        )
+        .select("user_id")
+        .distinct()
+    )
     covered = active.join(candidates.select("user_id").distinct(), "user_id").count() / active.count()
     strict = QualityBounds(candidates_per_user=(pools + 1, pools + 2), candidate_user_share=min(covered + 0.01, 1.01))
     failed = _failed(check_table(candidates, TABLE_SPECS["candidates"], read, as_of=run_settings.as_of, bounds=strict))
@@ -179,15 +194,19 @@ def test_a_candidate_from_a_blocked_author_fails(spark, generated_build, tmp_pat
     run_settings, _, _ = generated_build
     read = _reader(spark, run_settings.tables_dir)
     candidate = read("candidates").orderBy("user_id", "tweet_id").first()
-    block = spark.createDataFrame([(candidate.user_id, candidate.author_id, "block", run_settings.as_of)],
-                                  read("social_actions").schema)
+    block = spark.createDataFrame(
+        [(candidate.user_id, candidate.author_id, "block", run_settings.as_of)], read("social_actions").schema
+    )
     blocked = read("social_actions").unionByName(block)
     reader = lambda name: blocked if name == "social_actions" else read(name)  # noqa: E731
     result = check_table(read("candidates"), TABLE_SPECS["candidates"], reader, as_of=run_settings.as_of)
     (failure,) = result.failures
     assert failure.description.startswith("(user_id, author_id) matches no row of social_actions")
-    from_author = read("candidates").where((F.col("user_id") == candidate.user_id)
-                                           & (F.col("author_id") == candidate.author_id)).count()
+    from_author = (
+        read("candidates")
+        .where((F.col("user_id") == candidate.user_id) & (F.col("author_id") == candidate.author_id))
+        .count()
+    )
     assert failure.unexpected_count == from_author
     assert set(failure.examples) == {f"user_id={candidate.user_id} author_id={candidate.author_id}"}
 
@@ -195,8 +214,13 @@ def test_a_candidate_from_a_blocked_author_fails(spark, generated_build, tmp_pat
 def test_check_tables_reports_a_missing_table_and_writes_the_html(spark, generated_build, tmp_path):
     run_settings, _, _ = generated_build
     tables_dir = run_settings.tables_dir
-    results = check_tables(["users", "ranked_feeds"], _reader(spark, tables_dir), as_of=run_settings.as_of,
-                           docs_dir=tmp_path / "docs", exists=lambda name: is_delta_table(tables_dir / name))
+    results = check_tables(
+        ["users", "ranked_feeds"],
+        _reader(spark, tables_dir),
+        as_of=run_settings.as_of,
+        docs_dir=tmp_path / "docs",
+        exists=lambda name: is_delta_table(tables_dir / name),
+    )
     assert [(r.table, r.success) for r in results] == [("users", True), ("ranked_feeds", False)]
     assert results[1].error == "ranked_feeds does not exist"
     index = tmp_path / "docs" / "index.html"
@@ -224,8 +248,11 @@ def test_check_command_exits_nonzero_and_names_the_failure(generated_build, tmp_
     assert "ok   users" in out and "FAIL follows" in out
     assert f"follower_id={gone}" in out or f"followee_id={gone}" in out
     assert "1/2 tables passed" in out
-    assert code == 1 and main(["check", "--warehouse", str(warehouse), "--table", "users",
-                                   "--input", str(run_settings.raw_input)]) == 0
+    assert (
+        code == 1
+        and main(["check", "--warehouse", str(warehouse), "--table", "users", "--input", str(run_settings.raw_input)])
+        == 0
+    )
 
 
 def test_bounds_overrides_are_validated():
@@ -263,8 +290,9 @@ def test_feed_shares_outside_their_bounds_fail(spark, ranked_build):
     in_network = feeds.agg(F.avg(F.col("is_in_network").cast("double"))).first()[0]
     strict = QualityBounds(feed_in_network_share=(in_network + 0.01, 1.0))
     failed = _failed(check_table(feeds, TABLE_SPECS["ranked_feeds"], read, as_of=ranked_settings.as_of, bounds=strict))
-    assert failed == ["the share of rows where is_in_network is within "
-                      f"[{in_network + 0.01:g}, 1] (feed_in_network_share)"], failed
+    assert failed == [
+        f"the share of rows where is_in_network is within [{in_network + 0.01:g}, 1] (feed_in_network_share)"
+    ], failed
 
 
 def test_check_command_passes_on_the_generated_world(generated_build, capsys):
@@ -274,8 +302,7 @@ def test_check_command_passes_on_the_generated_world(generated_build, capsys):
     from cli.main import main
 
     run_settings, outcome, _ = generated_build
-    code = main(["check", "--warehouse", str(run_settings.warehouse), "--input", str(run_settings.raw_input),
-                     "--json"])
+    code = main(["check", "--warehouse", str(run_settings.warehouse), "--input", str(run_settings.raw_input), "--json"])
     document = json.loads(capsys.readouterr().out)
     assert code == 0 and document["success"], [t for t in document["tables"] if not t["success"]]
     assert sorted(t["table"] for t in document["tables"]) == sorted(outcome.checks_passed)
@@ -286,18 +313,21 @@ def test_check_command_passes_on_the_generated_world(generated_build, capsys):
 def _feed_like_spec() -> TableSpec:
     from data_quality.specs import ColumnSpec, ContiguousRank
 
-    return TableSpec(name="feed_like", columns=(ColumnSpec("user_id", "bigint"), ColumnSpec("tweet_id", "bigint"),
-                                                ColumnSpec("rank", "int")),
-                     key=("user_id", "tweet_id"), ranks=(ContiguousRank("rank", ("user_id",)),))
+    return TableSpec(
+        name="feed_like",
+        columns=(ColumnSpec("user_id", "bigint"), ColumnSpec("tweet_id", "bigint"), ColumnSpec("rank", "int")),
+        key=("user_id", "tweet_id"),
+        ranks=(ContiguousRank("rank", ("user_id",)),),
+    )
 
 
 def test_a_duplicated_key_is_reported_with_its_key_and_the_check_times_its_phases(spark):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     spec = _feed_like_spec()
     rows = [(1, 10, 1), (1, 11, 2), (2, 10, 1), (2, 12, 2), (2, 12, 3)]  # user 2 holds tweet 12 twice
     table = spark.createDataFrame(rows, "user_id bigint, tweet_id bigint, rank int")
-    result = check_table(table, spec, lambda name: None, as_of=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    result = check_table(table, spec, lambda name: None, as_of=datetime(2026, 1, 1, tzinfo=UTC))
     (failure,) = result.failures
     assert failure.description == "(user_id, tweet_id) is unique"
     assert failure.unexpected_count == 2 and failure.examples == ["user_id=2 tweet_id=12"] * 2
@@ -308,11 +338,11 @@ def test_a_duplicated_key_is_reported_with_its_key_and_the_check_times_its_phase
 def test_the_key_check_rides_on_the_rank_windows_shuffle(spark):
     """A feed's ranks are numbered per user and its key is (user, tweet): one shuffle by user serves
     both windows (Spark's plan), where a check of the key alone shuffles by the key."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from data_quality.views import rows_view
 
-    as_of = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    as_of = datetime(2026, 1, 1, tzinfo=UTC)
     table = spark.createDataFrame([(1, 10, 1)], "user_id bigint, tweet_id bigint, rank int")
 
     def shuffles(spec: TableSpec) -> list[str]:
@@ -323,6 +353,7 @@ def test_the_key_check_rides_on_the_rank_windows_shuffle(spark):
     (both,) = shuffles(spec)
     assert "hashpartitioning(user_id" in both and "tweet_id" not in both
     from dataclasses import replace
+
     (key_only,) = shuffles(replace(spec, ranks=()))
     assert "hashpartitioning(user_id" in key_only and "tweet_id" in key_only
 
@@ -337,19 +368,21 @@ def test_the_run_reports_where_each_check_spent_its_time(generated_build):
 def test_a_reference_with_few_keys_is_joined_by_broadcast_whatever_spark_estimates(spark):
     """Spark's size estimate of a key set can be over its broadcast threshold while the keys are few
     (840K tweets at 100K users): the reference is then broadcast rather than shuffling the table."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from data_quality.specs import ColumnSpec, Reference
     from data_quality.views import rows_view
 
     tweets = spark.createDataFrame([(10, 1), (11, 2)], "tweet_id bigint, author_id bigint")
     table = spark.createDataFrame([(1, 10, 1), (1, 10, 2)], "user_id bigint, tweet_id bigint, author_id bigint")
-    spec = TableSpec(name="pairs", columns=tuple(ColumnSpec(c, "bigint") for c in table.columns),
-                     references=(Reference("tweet_author", ("tweet_id", "author_id"), "tweets",
-                                           ("tweet_id", "author_id")),))
+    spec = TableSpec(
+        name="pairs",
+        columns=tuple(ColumnSpec(c, "bigint") for c in table.columns),
+        references=(Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),),
+    )
     # As if every estimate were too big.
     with session_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1"}):
-        view = rows_view(table, spec, lambda name: tweets, as_of=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        view = rows_view(table, spec, lambda name: tweets, as_of=datetime(2026, 1, 1, tzinfo=UTC))
         plan = view._jdf.queryExecution().executedPlan().toString()
         assert "BroadcastHashJoin" in plan and "SortMergeJoin" not in plan, plan
         assert view.where(F.col("_dq_ref_tweet_author").isNotNull()).count() == 1  # tweet 10 is author 1's, not 2's

@@ -3,6 +3,7 @@
 import re
 
 from conftest import REPO_ROOT
+
 from core.contract import CONTRACT_VERSION, ENGAGEMENT_ACTIONS, RAW_TABLES
 
 CONTRACT_DOC = (REPO_ROOT / "docs" / "data_contract.md").read_text()
@@ -28,10 +29,10 @@ def test_contract_doc_lists_every_action():
 
 
 def test_serving_doc_names_every_endpoint_filter_event_type_and_key_space():
+    from core.redis_layout import KEY_SPACES
     from core.settings import load_settings
     from serving.api import create_app
     from serving.events import ENGAGEMENT_EVENTS, USER_EVENTS
-    from core.redis_layout import KEY_SPACES
     from serving.timelines import FILTERS
 
     serving_doc = (REPO_ROOT / "docs" / "serving.md").read_text()

@@ -15,15 +15,16 @@ import httpx
 import pyarrow.compute as pc
 import pytest
 import redis
-
 from conftest import start_test_api
-from jobs.publish import publish_feeds
-from serving.auth import mint_token
-from core.redis_layout import feed_key
-from core.redis_server import start_redis
 from test_publish import _assert_still_serving, kill_a_publication_midway, ranked_feeds_table, write_table
 
+from core.redis_layout import feed_key
+from core.redis_server import start_redis
+from jobs.publish import publish_feeds
+from serving.auth import mint_token
+
 SECRET = "faults-secret-" + uuid.uuid4().hex
+
 
 def test_a_killed_publication_then_a_redis_restart_still_serves_the_previous_version_in_full(tmp_path):
     workdir = tmp_path / "redis"
@@ -91,8 +92,11 @@ def test_an_unpersisted_restart_is_reported_as_not_published(tmp_path):
         server.stop()
         server = start_redis(tmp_path / "redis-empty", port=port)
         time.sleep(1.2)  # past the pointer cache
-        response = httpx.get(f"{api.base_url}/v1/users/1/timelines/for_you", timeout=30,
-                             headers={"Authorization": f"Bearer {mint_token(1, SECRET, now=time.time())}"})
+        response = httpx.get(
+            f"{api.base_url}/v1/users/1/timelines/for_you",
+            timeout=30,
+            headers={"Authorization": f"Bearer {mint_token(1, SECRET, now=time.time())}"},
+        )
         assert response.status_code == 503 and "no published version" in response.json()["detail"]
     finally:
         api.stop()
@@ -130,9 +134,13 @@ def test_a_spark_writer_killed_midway_leaves_the_delta_table_at_its_previous_ver
     overwrite_delta(spark.range(0, 1000).selectExpr("id", "id * 2 AS v"), path)
     before = DeltaTable(str(path))
     files_before = set(path.glob("*.parquet"))
-    process = subprocess.Popen([sys.executable, "-c", SLOW_DELTA_WRITE, str(path), str(settings.cache_dir)],
-                               env={**os.environ, "PYTHONPATH": os.getcwd()}, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DELTA_WRITE, str(path), str(settings.cache_dir)],
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not (set(path.glob("*.parquet")) - files_before):  # the new version's first data files
         assert process.poll() is None, "the writer ended before it was killed"
@@ -142,8 +150,10 @@ def test_a_spark_writer_killed_midway_leaves_the_delta_table_at_its_previous_ver
     process.wait()
     after = DeltaTable(str(path))
     assert after.version() == before.version() == 0
-    assert after.to_pyarrow_table().sort_by("id").to_pydict() == {"id": list(range(1000)),
-                                                                  "v": [2 * i for i in range(1000)]}
+    assert after.to_pyarrow_table().sort_by("id").to_pydict() == {
+        "id": list(range(1000)),
+        "v": [2 * i for i in range(1000)],
+    }
     # The rerun (the same job, uninterrupted) commits once, over the killed run's orphan files.
     overwrite_delta(spark.range(0, 2_000_000, numPartitions=8).selectExpr("id", "id * 3 AS v"), path)
     rerun = DeltaTable(str(path))
@@ -164,9 +174,9 @@ def test_a_new_table_whose_first_write_died_is_no_table_and_the_failed_runs_repo
     import pyarrow.parquet as pq
     from deltalake import write_deltalake
 
-    from jobs.duckdb_catalog import connect_warehouse, find_delta_tables
-    from core.storage import is_delta_table
     from cli.build import _write_run_report
+    from core.storage import is_delta_table
+    from jobs.duckdb_catalog import connect_warehouse, find_delta_tables
     from orchestration.run import RunOutcome, StepFailure
 
     tables = tmp_path / "tables"
@@ -178,8 +188,9 @@ def test_a_new_table_whose_first_write_died_is_no_table_and_the_failed_runs_repo
     assert is_delta_table(tables / "users") and not is_delta_table(died)
     assert list(find_delta_tables(tables)) == ["users"]
     assert connect_warehouse(tables).execute('SELECT count(*) FROM "users"').fetchone() == (3,)
-    outcome = RunOutcome(success=False, materialized=(),
-                         failures=(StepFailure("user_tweet_features", "java.lang.OutOfMemoryError"),))
+    outcome = RunOutcome(
+        success=False, materialized=(), failures=(StepFailure("user_tweet_features", "java.lang.OutOfMemoryError"),)
+    )
     _write_run_report(tmp_path / "report.json", outcome, 12.0, tables)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["rows"] == {"users": 3}

@@ -55,26 +55,43 @@ def assert_feed_invariants(feed: pd.DataFrame, pool_rows: pd.DataFrame, h: FeedH
     # Within a side the feed is a prefix of that side's (final_score desc, tweet_id asc) order.
     for side in (True, False):
         chosen = feed[feed["is_in_network"] == side]["tweet_id"].tolist()
-        ranked = (pool_rows[pool_rows["is_in_network"] == side]
-                  .sort_values(["final_score", "tweet_id"], ascending=[False, True])["tweet_id"].tolist())
+        ranked = (
+            pool_rows[pool_rows["is_in_network"] == side]
+            .sort_values(["final_score", "tweet_id"], ascending=[False, True])["tweet_id"]
+            .tolist()
+        )
         assert chosen == ranked[: len(chosen)]
 
 
 # --- parameters --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs", [
-    dict(max_rows=0), dict(page_size=0), dict(in_network_cap=-1), dict(max_out_of_network_in_a_row=-1),
-    dict(max_rows=2.5), dict(page_size=True), dict(author_diversity_decay=1.5),
-    dict(author_diversity_floor=0.0), dict(fatigue_floor=0.0), dict(reply_scale=0.0),
-    dict(out_of_network_scale=-1.0), dict(fatigue_drop_days=0.0), dict(fatigue_recovery_days=14.0),
-    dict(reply_scale=float("nan")),
-])
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(max_rows=0),
+        dict(page_size=0),
+        dict(in_network_cap=-1),
+        dict(max_out_of_network_in_a_row=-1),
+        dict(max_rows=2.5),
+        dict(page_size=True),
+        dict(author_diversity_decay=1.5),
+        dict(author_diversity_floor=0.0),
+        dict(fatigue_floor=0.0),
+        dict(reply_scale=0.0),
+        dict(out_of_network_scale=-1.0),
+        dict(fatigue_drop_days=0.0),
+        dict(fatigue_recovery_days=14.0),
+        dict(reply_scale=float("nan")),
+    ],
+)
 def test_invalid_parameters_raise(kwargs):
     with pytest.raises(ValueError, match="FeedHeuristics"):
         FeedHeuristics(**kwargs)
 
 
 # --- multipliers -------------------------------------------------------------------------------
+
 
 def test_author_diversity_multipliers_decay_by_occurrence_in_score_order():
     # Author 7 in score order: 3.0 (k=0: 1.0), 2.0 (k=1: .75*.5+.25 = .625), 1.0 (k=2: .75*.25+.25 = .4375).
@@ -88,26 +105,41 @@ def test_author_diversity_ties_break_by_input_position():
     assert fh.author_diversity_multipliers(np.array([], dtype=np.int64), np.array([]), H).shape == (0,)
 
 
-@pytest.mark.parametrize("days, expected", [
-    (0.0, 0.0), (13.9, 0.0), (14.0, 0.2), (77.0, 0.6),  # 77: 0.2 + 0.8 * (63 / 126)
-    (140.0, 1.0), (500.0, 1.0), (NAN, 1.0), (-3.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "days, expected",
+    [
+        (0.0, 0.0),
+        (13.9, 0.0),
+        (14.0, 0.2),
+        (77.0, 0.6),  # 77: 0.2 + 0.8 * (63 / 126)
+        (140.0, 1.0),
+        (500.0, 1.0),
+        (NAN, 1.0),
+        (-3.0, 0.0),
+    ],
+)
 def test_fatigue_multiplier(days, expected):
     assert fh.fatigue_multiplier(np.array([days]), H)[0] == pytest.approx(expected)
 
 
 # --- rescore -----------------------------------------------------------------------------------
 
+
 def test_rescore_scales_out_of_network_replies_and_fatigue_and_drops_fatigued():
-    out = fh.rescore(pool([
-        (1, 11, 10.0, True, False),
-        (2, 12, 10.0, False, False),        # 10 * .75
-        (3, 13, 10.0, True, True),          # 10 * .75
-        (4, 14, 10.0, False, True),         # 10 * .75 * .75
-        (5, 15, 10.0, True, False, 77.0),   # 10 * .6
-        (6, 16, 10.0, True, False, 5.0),    # dropped
-        (7, 17, 10.0, False, True, 77.0),   # 10 * .75 * .75 * .6
-    ]), H)
+    out = fh.rescore(
+        pool(
+            [
+                (1, 11, 10.0, True, False),
+                (2, 12, 10.0, False, False),  # 10 * .75
+                (3, 13, 10.0, True, True),  # 10 * .75
+                (4, 14, 10.0, False, True),  # 10 * .75 * .75
+                (5, 15, 10.0, True, False, 77.0),  # 10 * .6
+                (6, 16, 10.0, True, False, 5.0),  # dropped
+                (7, 17, 10.0, False, True, 77.0),  # 10 * .75 * .75 * .6
+            ]
+        ),
+        H,
+    )
     assert sorted(out["tweet_id"]) == [1, 2, 3, 4, 5, 7]
     assert by_tweet(out, "final_score") == pytest.approx({1: 10.0, 2: 7.5, 3: 7.5, 4: 5.625, 5: 6.0, 7: 3.375})
     assert by_tweet(out, "fatigue_multiplier") == pytest.approx({1: 1, 2: 1, 3: 1, 4: 1, 5: 0.6, 7: 0.6})
@@ -115,12 +147,17 @@ def test_rescore_scales_out_of_network_replies_and_fatigue_and_drops_fatigued():
 
 
 def test_rescore_penalties_make_negative_scores_more_negative():
-    out = fh.rescore(pool([
-        (1, 11, -2.0, True, True),            # reply: -2 / .75
-        (2, 12, 4.0, True, False),            # author 12's best: untouched
-        (3, 12, -1.0, True, False),           # author 12's second: -1 / .625
-        (4, 13, -1.0, False, False, 77.0),    # -1 / (.75 * .6)
-    ]), H)
+    out = fh.rescore(
+        pool(
+            [
+                (1, 11, -2.0, True, True),  # reply: -2 / .75
+                (2, 12, 4.0, True, False),  # author 12's best: untouched
+                (3, 12, -1.0, True, False),  # author 12's second: -1 / .625
+                (4, 13, -1.0, False, False, 77.0),  # -1 / (.75 * .6)
+            ]
+        ),
+        H,
+    )
     assert by_tweet(out, "final_score") == pytest.approx({1: -2 / 0.75, 2: 4.0, 3: -1.6, 4: -1 / 0.45})
     assert by_tweet(out, "diversity_multiplier") == pytest.approx({1: 1.0, 2: 1.0, 3: 0.625, 4: 1.0})
 
@@ -133,11 +170,11 @@ def test_rescore_diversity_uses_the_scaled_score():
 
 # --- select_feed -------------------------------------------------------------------------------
 
+
 def caps_pool() -> pd.DataFrame:
     """100 in-network rows (tweet ids 1..100, scores 1000..901) above 100 out-of-network rows
     (tweet ids 101..200, scores 100..1)."""
-    return scored([(t, 1001.0 - t, True) for t in range(1, 101)]
-                  + [(t, 201.0 - t, False) for t in range(101, 201)])
+    return scored([(t, 1001.0 - t, True) for t in range(1, 101)] + [(t, 201.0 - t, False) for t in range(101, 201)])
 
 
 def test_caps_page_pattern():
@@ -147,8 +184,7 @@ def test_caps_page_pattern():
     # then block both sides, so page 2 starts: the other 40 in-network. With no in-network left the
     # run limit stops applying: out-of-network fills page 2 to its cap of 60 (100 rows, full), and
     # page 3 takes the remaining 38 up to max_rows 200.
-    assert feed["tweet_id"].tolist() == (list(range(1, 61)) + [101, 102]
-                                         + list(range(61, 101)) + list(range(103, 201)))
+    assert feed["tweet_id"].tolist() == (list(range(1, 61)) + [101, 102] + list(range(61, 101)) + list(range(103, 201)))
     assert feed["page"].tolist() == [1] * 62 + [2] * 100 + [3] * 38
     assert side_pattern(feed) == "I" * 60 + "OO" + "I" * 40 + "O" * 98
     assert_feed_invariants(feed, caps_pool(), h)
@@ -156,8 +192,10 @@ def test_caps_page_pattern():
 
 def test_caps_pattern_through_rank_user_feed():
     # Distinct authors, no replies or fatigue: OON scores become 75..0.75, still below in-network.
-    candidates = pool([(t, t, 1001.0 - t, True, False) for t in range(1, 101)]
-                      + [(t, t, 201.0 - t, False, False) for t in range(101, 201)])
+    candidates = pool(
+        [(t, t, 1001.0 - t, True, False) for t in range(1, 101)]
+        + [(t, t, 201.0 - t, False, False) for t in range(101, 201)]
+    )
     feed = fh.rank_user_feed(candidates, FeedHeuristics())
     assert side_pattern(feed) == "I" * 60 + "OO" + "I" * 40 + "O" * 98
     assert feed["final_score"].iloc[60] == pytest.approx(100 * 0.75)
@@ -199,8 +237,9 @@ def test_ties_break_by_tweet_id_whatever_the_input_order():
     # score .75) and decay in tweet id order among themselves; the OON ones continue from k=3.
     rescored = fh.rescore(candidates, H)
     author_1 = by_tweet(rescored[rescored["author_id"] == 1], "diversity_multiplier")
-    assert author_1 == pytest.approx({4: 1.0, 10: 0.625, 16: 0.4375, 1: 0.34375, 7: 0.296875,
-                                      13: 0.2734375, 19: 0.26171875})
+    assert author_1 == pytest.approx(
+        {4: 1.0, 10: 0.625, 16: 0.4375, 1: 0.34375, 7: 0.296875, 13: 0.2734375, 19: 0.26171875}
+    )
 
 
 def test_empty_input():
@@ -219,6 +258,7 @@ def test_everything_fatigued_gives_an_empty_feed():
 
 # --- random pools ------------------------------------------------------------------------------
 
+
 def naive_feed(rescored: pd.DataFrame, h: FeedHeuristics) -> list[int]:
     """The selection rules written out directly: scan every remaining row, best first, each step."""
     remaining = rescored.sort_values(["final_score", "tweet_id"], ascending=[False, True])
@@ -229,9 +269,12 @@ def naive_feed(rescored: pd.DataFrame, h: FeedHeuristics) -> list[int]:
         if rows == h.page_size:
             rows, counts = 0, {True: 0, False: 0}
         cap = {True: h.in_network_cap, False: h.out_of_network_cap}
-        allowed = [c for c in remaining
-                   if counts[c[1]] < cap[c[1]]
-                   and (c[1] or run < h.max_out_of_network_in_a_row or not any(r[1] for r in remaining))]
+        allowed = [
+            c
+            for c in remaining
+            if counts[c[1]] < cap[c[1]]
+            and (c[1] or run < h.max_out_of_network_in_a_row or not any(r[1] for r in remaining))
+        ]
         if not allowed:
             if rows == 0:
                 break
@@ -248,24 +291,37 @@ def naive_feed(rescored: pd.DataFrame, h: FeedHeuristics) -> list[int]:
 def random_pool(seed: int, n: int = 500) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     fatigue = np.where(rng.random(n) < 0.15, rng.uniform(-5.0, 200.0, n), np.nan)
-    return pd.DataFrame({
-        "tweet_id": rng.permutation(np.arange(10_000, 10_000 + 3 * n, 3))[:n],
-        "author_id": rng.integers(0, 60, n),
-        "heavy_score": np.round(rng.normal(0.5, 1.0, n), 1),  # rounded: plenty of ties
-        "is_in_network": rng.random(n) < 0.4,
-        "is_reply": rng.random(n) < 0.3,
-        "fatigue_days_since": fatigue,
-    })
+    return pd.DataFrame(
+        {
+            "tweet_id": rng.permutation(np.arange(10_000, 10_000 + 3 * n, 3))[:n],
+            "author_id": rng.integers(0, 60, n),
+            "heavy_score": np.round(rng.normal(0.5, 1.0, n), 1),  # rounded: plenty of ties
+            "is_in_network": rng.random(n) < 0.4,
+            "is_reply": rng.random(n) < 0.3,
+            "fatigue_days_since": fatigue,
+        }
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("h", [
-    FeedHeuristics(),
-    FeedHeuristics(max_rows=120, page_size=20, in_network_cap=8, out_of_network_cap=9,
-                   max_out_of_network_in_a_row=1),
-    FeedHeuristics(max_rows=500, page_size=50, in_network_cap=50, out_of_network_cap=10,
-                   max_out_of_network_in_a_row=3, author_diversity_decay=0.0),
-], ids=["defaults", "tight", "loose"])
+@pytest.mark.parametrize(
+    "h",
+    [
+        FeedHeuristics(),
+        FeedHeuristics(
+            max_rows=120, page_size=20, in_network_cap=8, out_of_network_cap=9, max_out_of_network_in_a_row=1
+        ),
+        FeedHeuristics(
+            max_rows=500,
+            page_size=50,
+            in_network_cap=50,
+            out_of_network_cap=10,
+            max_out_of_network_in_a_row=3,
+            author_diversity_decay=0.0,
+        ),
+    ],
+    ids=["defaults", "tight", "loose"],
+)
 def test_random_pool_invariants(seed, h):
     candidates = random_pool(seed)
     rescored = fh.rescore(candidates, h)
@@ -279,8 +335,9 @@ def test_random_pool_invariants(seed, h):
     final = rescored["final_score"].to_numpy()
     assert (final <= heavy + 1e-12).all()
     assert (np.sign(final) == np.sign(heavy)).all()
-    assert ((rescored["diversity_multiplier"] >= h.author_diversity_floor)
-            & (rescored["diversity_multiplier"] <= 1.0)).all()
+    assert (
+        (rescored["diversity_multiplier"] >= h.author_diversity_floor) & (rescored["diversity_multiplier"] <= 1.0)
+    ).all()
 
     assert_feed_invariants(feed, rescored, h)
     assert feed["tweet_id"].tolist() == naive_feed(rescored, h)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,11 @@ from jobs.synthetic import GenerationSummary, WorldConfig, generate_world
 
 N_USERS = 1500
 SEED = 7
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _us(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1))
+    return int((dt - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
 
 
 def read(root: Path, name: str) -> pa.Table:
@@ -103,8 +103,7 @@ def test_summary_matches_files(world, tables):
 
 def test_same_seed_identical_bytes_and_different_seed_differs(tmp_path):
     # Small blocks and files so that multi-part output and block boundaries are exercised too.
-    cfg = WorldConfig(n_users=400, seed=3, users_per_block=150, max_rows_per_file=4000,
-                      row_group_size=1000)
+    cfg = WorldConfig(n_users=400, seed=3, users_per_block=150, max_rows_per_file=4000, row_group_size=1000)
     a = file_hashes(_gen(cfg, tmp_path / "a"))
     b = file_hashes(_gen(cfg, tmp_path / "b"))
     assert a == b
@@ -277,7 +276,7 @@ def test_lists_and_social_actions(tables):
     # A member is added after the list exists.
     created = dict(zip(np_col(lists, "list_id").tolist(), np_ts(lists.column("created_at"))))
     added = np_ts(members.column("added_at"))
-    assert all(a >= created[int(l)] for l, a in zip(np_col(members, "list_id"), added))
+    assert all(a >= created[int(list_id)] for list_id, a in zip(np_col(members, "list_id"), added))
     sa = tables["social_actions"]
     assert sa.num_rows > 0
 
@@ -356,14 +355,17 @@ def _impressions_with_truth(root: Path, tables):
 def test_like_rate_rises_with_true_interest(world, tables):
     root, _ = world
     e, action, user, tweet, match = _impressions_with_truth(root, tables)
-    liked = set(zip(np_col(e, "user_id")[action == "like"].tolist(),
-                    np_col(e, "tweet_id")[action == "like"].tolist()))
+    liked = set(zip(np_col(e, "user_id")[action == "like"].tolist(), np_col(e, "tweet_id")[action == "like"].tolist()))
     was_liked = np.array([(a, b) in liked for a, b in zip(user.tolist(), tweet.tolist())])
     high, low = match >= 0.5, match == 0
     assert high.sum() > 1000 and low.sum() > 1000
     assert was_liked[high].mean() > 3 * was_liked[low].mean()
-    ni = set(zip(np_col(e, "user_id")[action == "not_interested"].tolist(),
-                 np_col(e, "tweet_id")[action == "not_interested"].tolist()))
+    ni = set(
+        zip(
+            np_col(e, "user_id")[action == "not_interested"].tolist(),
+            np_col(e, "tweet_id")[action == "not_interested"].tolist(),
+        )
+    )
     was_ni = np.array([(a, b) in ni for a, b in zip(user.tolist(), tweet.tolist())])
     assert was_ni[low].mean() > 2 * was_ni[high].mean()
 
@@ -409,10 +411,7 @@ def test_engagements_follow_an_impression(tables):
     for a, b, c in zip(user[imp].tolist(), tweet[imp].tolist(), t[imp].tolist()):
         first_seen[(a, b)] = min(c, first_seen.get((a, b), c))
     other = np.flatnonzero(~imp)
-    preceded = [
-        (user[i], tweet[i]) in first_seen and first_seen[(user[i], tweet[i])] <= t[i]
-        for i in other.tolist()
-    ]
+    preceded = [(user[i], tweet[i]) in first_seen and first_seen[(user[i], tweet[i])] <= t[i] for i in other.tolist()]
     assert np.mean(preceded) > 0.97
     video = np_col(tables["tweets"], "tweet_id")[np_col(tables["tweets"], "has_video")]
     assert np.isin(tweet[action == "video_playback50"], video).all()
@@ -453,8 +452,7 @@ def test_true_probabilities_match_observed_rates(world, tables):
     """The logged actions are draws from the truth probabilities: observed counts agree."""
     root, _ = world
     ti = read_truth(root, "impressions")
-    counts = {d["values"]: d["counts"] for d in
-              tables["engagements"].column("action").value_counts().to_pylist()}
+    counts = {d["values"]: d["counts"] for d in tables["engagements"].column("action").value_counts().to_pylist()}
     for a in ("click", "like", "retweet", "not_interested"):
         expected = float(np_col(ti, f"p_{a}").astype(np.float64).sum())
         observed = counts[a]
@@ -477,8 +475,7 @@ def test_unwanted_nsfw_draws_negative_feedback(tables):
     nsfw = set(np_col(tw, "tweet_id")[np_col(tw, "is_nsfw")].tolist())
     opted = set(np_col(u, "user_id")[np_col(u, "allow_nsfw")].tolist())
     imp = action == "impression"
-    unwanted = np.array([b in nsfw and a not in opted
-                         for a, b in zip(user[imp].tolist(), tweet[imp].tolist())])
+    unwanted = np.array([b in nsfw and a not in opted for a, b in zip(user[imp].tolist(), tweet[imp].tolist())])
     is_ni = action == "not_interested"
     ni = set(zip(user[is_ni].tolist(), tweet[is_ni].tolist()))
     was_ni = np.array([(a, b) in ni for a, b in zip(user[imp].tolist(), tweet[imp].tolist())])
@@ -492,6 +489,8 @@ def test_list_members_mostly_from_the_list_community(world, tables):
     community = dict(zip(np_col(tl, "list_id").tolist(), np_col(tl, "community").tolist()))
     interests = dict(zip(np_col(tu, "user_id").tolist(), tu.column("communities").to_pylist()))
     m = tables["list_members"]
-    inside = [community[l] in interests[u]
-              for l, u in zip(np_col(m, "list_id").tolist(), np_col(m, "user_id").tolist())]
+    inside = [
+        community[list_id] in interests[u]
+        for list_id, u in zip(np_col(m, "list_id").tolist(), np_col(m, "user_id").tolist())
+    ]
     assert np.mean(inside) > 0.6

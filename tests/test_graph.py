@@ -6,11 +6,10 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from raw_world import AS_OF, at
 
 from core.contract import RAW_TABLES_BY_NAME
-from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
 from core.graph_eval import follow_recall_at_k, normalized_mutual_information, roc_auc
-from jobs.ingest import spark_schema
 from features.realgraph import (
     RealGraphConfig,
     fixed_weight_score,
@@ -18,11 +17,14 @@ from features.realgraph import (
     next_period_labels,
     user_author_interactions,
 )
-from raw_world import AS_OF, at
+from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
+from jobs.ingest import spark_schema
 
 
 def _follows(spark, pairs, hours=None):
-    rows = [dict(follower_id=a, followee_id=b, created_at=at(hours[i] if hours else i)) for i, (a, b) in enumerate(pairs)]
+    rows = [
+        dict(follower_id=a, followee_id=b, created_at=at(hours[i] if hours else i)) for i, (a, b) in enumerate(pairs)
+    ]
     return spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME["follows"]))
 
 
@@ -31,8 +33,9 @@ def test_two_hop_counts_proofs_and_exclusions(spark):
     # 3 follows 1 (the user itself).
     follows = _follows(spark, [(1, 2), (1, 3), (1, 4), (2, 5), (3, 5), (4, 5), (4, 6), (2, 3), (3, 1)])
     rows = {(r["user_id"], r["candidate_id"]): r for r in follow_graph_two_hop(follows).collect()}
-    user_1 = sorted((c, r["social_proof_count"], list(r["proof_user_ids"]), r["rank"])
-                    for (u, c), r in rows.items() if u == 1)
+    user_1 = sorted(
+        (c, r["social_proof_count"], list(r["proof_user_ids"]), r["rank"]) for (u, c), r in rows.items() if u == 1
+    )
     assert user_1 == [(5, 3, [2, 3, 4], 1), (6, 1, [4], 2)]
     # 2 reaches 1 through 3; 5 follows nobody.
     assert sorted(c for (u, c) in rows if u == 2) == [1]
@@ -52,8 +55,14 @@ def test_two_hop_caps_bound_the_fan_out(spark):
     config = TwoHopConfig(max_intermediates_per_user=2, max_followees_per_intermediate=4)
     via_celebrity = [r for r in follow_graph_two_hop(follows, config=config).collect() if r["user_id"] == 1]
     assert len([r for r in via_celebrity if r["candidate_id"] >= 1000 and r["candidate_id"] < 2000]) == 4
-    sampled = {frozenset(r["candidate_id"] for r in follow_graph_two_hop(follows, config=config).collect()
-                         if r["user_id"] == u and r["candidate_id"] < 2000) for u in (1, 2, 3)}
+    sampled = {
+        frozenset(
+            r["candidate_id"]
+            for r in follow_graph_two_hop(follows, config=config).collect()
+            if r["user_id"] == u and r["candidate_id"] < 2000
+        )
+        for u in (1, 2, 3)
+    }
     assert len(sampled) == 1  # every follower of the celebrity sees the same sample
 
 
@@ -63,8 +72,10 @@ def test_mutuals_and_counts(spark):
     assert [(u, m) for u, m, _ in mutual] == [(1, 2), (2, 1)]
     assert all(since.hour == 5 for _, _, since in mutual)
     users = spark.createDataFrame([(i,) for i in (1, 2, 3, 4)], "user_id bigint")
-    counts = {r["user_id"]: (r["following_count"], r["follower_count"], r["mutual_count"])
-              for r in user_follow_counts(users, follows, mutual_follows(follows)).collect()}
+    counts = {
+        r["user_id"]: (r["following_count"], r["follower_count"], r["mutual_count"])
+        for r in user_follow_counts(users, follows, mutual_follows(follows)).collect()
+    }
     assert counts == {1: (2, 1, 1), 2: (1, 2, 1), 3: (1, 1, 0), 4: (0, 0, 0)}
 
 
@@ -72,12 +83,12 @@ def test_realgraph_windows_and_decay_arithmetic(spark):
     tweets = spark.createDataFrame([(10, 2), (11, 2), (12, 1)], "tweet_id bigint, author_id bigint")
     cutoff = AS_OF
     rows = [
-        (1, 10, "like", cutoff - timedelta(days=7)),     # exactly one half-life old: weight 0.5
-        (1, 11, "like", cutoff - timedelta(hours=12)),   # within 1 day: 0.5 ** (0.5 / 7)
-        (1, 10, "retweet", cutoff - timedelta(days=14)), # two half-lives: 0.25; outside 7d, inside 28d
-        (1, 12, "like", cutoff - timedelta(days=1)),     # own tweet: not an interaction
+        (1, 10, "like", cutoff - timedelta(days=7)),  # exactly one half-life old: weight 0.5
+        (1, 11, "like", cutoff - timedelta(hours=12)),  # within 1 day: 0.5 ** (0.5 / 7)
+        (1, 10, "retweet", cutoff - timedelta(days=14)),  # two half-lives: 0.25; outside 7d, inside 28d
+        (1, 12, "like", cutoff - timedelta(days=1)),  # own tweet: not an interaction
         (1, 10, "impression", cutoff - timedelta(days=1)),
-        (1, 10, "like", cutoff + timedelta(hours=1)),    # after the cutoff: not counted
+        (1, 10, "like", cutoff + timedelta(hours=1)),  # after the cutoff: not counted
     ]
     engagements = spark.createDataFrame(rows, "user_id bigint, tweet_id bigint, action string, created_at timestamp")
     follows = _follows(spark, [(1, 2), (1, 3)], hours=[-48 + (AS_OF - at(0)).total_seconds() / 3600, 10_000])
@@ -118,7 +129,8 @@ def test_realgraph_training_sample_is_bounded_deterministic_and_uniform(spark):
     first = sample_pairs(pairs, max_rows=5_000, seed=7)
     rows = first.collect()
     assert 4_500 <= len(rows) <= 5_500  # a quarter in expectation (binomial sd ~ 61)
-    assert sorted(r["author_id"] for r in sample_pairs(pairs, max_rows=5_000, seed=7).collect()) == \
-        sorted(r["author_id"] for r in rows)
+    assert sorted(r["author_id"] for r in sample_pairs(pairs, max_rows=5_000, seed=7).collect()) == sorted(
+        r["author_id"] for r in rows
+    )
     assert abs(sum(r["label"] for r in rows) / len(rows) - 0.25) < 0.03  # the label rate is kept
     assert sample_pairs(pairs, max_rows=50_000, seed=7).count() == 20_000  # small tables untouched

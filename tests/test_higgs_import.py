@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,8 @@ NETWORKS = {
 }
 # The documented mapping (docs/higgs_import.md), restated here on purpose.
 EXPECTED_ACTION = {"RT": "retweet", "RE": "reply", "MT": "profile_click"}
-WINDOW_START = datetime(2012, 6, 30, tzinfo=timezone.utc)
-WINDOW_END = datetime(2012, 7, 8, tzinfo=timezone.utc)
-
+WINDOW_START = datetime(2012, 6, 30, tzinfo=UTC)
+WINDOW_END = datetime(2012, 7, 8, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +79,11 @@ def imported(src, tmp_path_factory) -> tuple[Path, HiggsImportSummary]:
 @pytest.fixture(scope="module")
 def tables(imported) -> dict[str, pd.DataFrame]:
     out, _ = imported
-    return {t.name: pq.read_table(out / "raw" / t.name / "part-00000.parquet").to_pandas()
-            for t in RAW_TABLES}
+    return {t.name: pq.read_table(out / "raw" / t.name / "part-00000.parquet").to_pandas() for t in RAW_TABLES}
 
 
 def _epoch_s(col: pd.Series) -> np.ndarray:
-    return np.asarray((col - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1),
-                      dtype=np.int64)
+    return np.asarray((col - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1), dtype=np.int64)
 
 
 # ------------------------------------------------------------------------------------- the file
@@ -114,7 +111,6 @@ def test_non_contiguous_sources_are_refused(tmp_path):
     path.write_bytes(b"1 2\n5 6\n1 3\n5 7")
     with pytest.raises(ValueError, match="contiguous"):
         read_follow_prefix(path)
-
 
 
 def test_follow_prefix_is_cut_mid_record_as_documented(follow_file):
@@ -204,8 +200,7 @@ def test_follows_equal_complete_lists_without_self_follows(tables, follow_file, 
     assert set(zip(f["follower_id"].tolist(), f["followee_id"].tolist())) == expected
     dropped = imported[1].dropped
     assert dropped["follows_incomplete_source"] == int(np.count_nonzero(edges[:, 0] == last_source))
-    assert dropped["follows_self_follow"] == sum(
-        1 for a, b in edges.tolist() if a == b and a != last_source)
+    assert dropped["follows_self_follow"] == sum(1 for a, b in edges.tolist() if a == b and a != last_source)
     assert dropped["follows_truncated_line"] == 1
 
 
@@ -220,9 +215,14 @@ def test_engagement_counts_per_action(tables, expected_events):
 def test_engagements_are_exactly_the_mapped_events(tables, expected_events, imported):
     e = tables["engagements"].merge(
         tables["tweets"][["tweet_id", "author_id", "created_at"]],
-        on="tweet_id", how="left", suffixes=("", "_tweet"), validate="many_to_one")
-    actual = set(zip(e["user_id"].tolist(), e["author_id"].tolist(),
-                     _epoch_s(e["created_at"]).tolist(), e["action"].tolist()))
+        on="tweet_id",
+        how="left",
+        suffixes=("", "_tweet"),
+        validate="many_to_one",
+    )
+    actual = set(
+        zip(e["user_id"].tolist(), e["author_id"].tolist(), _epoch_s(e["created_at"]).tolist(), e["action"].tolist())
+    )
     assert len(actual) == len(e) == len(expected_events)
     assert actual == set(expected_events)
     assert imported[1].self_engagements == sum(1 for a, b, *_ in expected_events if a == b)
@@ -231,8 +231,7 @@ def test_engagements_are_exactly_the_mapped_events(tables, expected_events, impo
 
 def test_retweet_pairs_match_the_retweet_network(tables):
     e = tables["engagements"]
-    e = e[e["action"] == "retweet"].merge(tables["tweets"][["tweet_id", "author_id"]],
-                                          on="tweet_id", how="left")
+    e = e[e["action"] == "retweet"].merge(tables["tweets"][["tweet_id", "author_id"]], on="tweet_id", how="left")
     pairs = set(zip(e["user_id"].tolist(), e["author_id"].tolist()))
     with gzip.open(NETWORKS["RT"], "rt", newline="") as f:
         network = {(int(a), int(b)) for a, b, _ in csv.reader(f, delimiter=" ")}
@@ -251,20 +250,20 @@ def test_pseudo_posts_are_author_hours_created_at_first_engagement(tables, expec
     assert actual == first
     # Documented id encoding: author_id * 10**6 + hours since the epoch.
     assert (tw["tweet_id"].to_numpy() == authors * 1_000_000 + created // 3600).all()
-    for col in ("text", "in_reply_to_tweet_id", "quoted_tweet_id", "retweet_of_tweet_id",
-                "lang", "deleted_at"):
+    for col in ("text", "in_reply_to_tweet_id", "quoted_tweet_id", "retweet_of_tweet_id", "lang", "deleted_at"):
         assert tw[col].isna().all(), col
     assert not (tw["has_media"] | tw["has_video"] | tw["is_nsfw"]).any()
 
 
 def test_engagement_times_follow_their_tweet_and_lie_in_the_window(tables):
-    e = tables["engagements"].merge(tables["tweets"][["tweet_id", "created_at"]],
-                                    on="tweet_id", how="left", suffixes=("", "_tweet"))
+    e = tables["engagements"].merge(
+        tables["tweets"][["tweet_id", "created_at"]], on="tweet_id", how="left", suffixes=("", "_tweet")
+    )
     assert (e["created_at"] >= e["created_at_tweet"]).all()
     for col in (e["created_at"], tables["tweets"]["created_at"]):
         assert (col >= pd.Timestamp(WINDOW_START)).all() and (col < pd.Timestamp(WINDOW_END)).all()
     follow_times = tables["follows"]["created_at"]
-    assert (follow_times.min() >= tables["users"]["created_at"].max())
+    assert follow_times.min() >= tables["users"]["created_at"].max()
 
 
 # ------------------------------------------------------------------------------ determinism

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from raw_world import AS_OF, T0, as_utc, at, tiny_world, write_contract_table, write_loose_table
 
 from core.contract import RAW_TABLES_BY_NAME, arrow_schema
 from jobs.ingest import RawInputError, ingest_raw_table, read_raw_table, spark_schema
-from raw_world import AS_OF, T0, as_utc, at, tiny_world, write_contract_table, write_loose_table
 
 
 def _ingest(spark, raw_dir: Path, name: str, targets: dict[str, list[dict]] | None = None):
@@ -83,10 +83,12 @@ def test_follows_self_dangling_and_duplicate(spark, tmp_path):
     valid, quarantined = _ingest(spark, tmp_path, "follows", {"users": users})
 
     assert sorted((r["follower_id"], r["followee_id"], as_utc(r["created_at"])) for r in valid) == [
-        (1, 7, at(1)), (7, 1, at(1))
+        (1, 7, at(1)),
+        (7, 1, at(1)),
     ]
-    by_pair = {(json.loads(q["record"])["follower_id"], json.loads(q["record"])["followee_id"]): q["rule"]
-               for q in quarantined}
+    by_pair = {
+        (json.loads(q["record"])["follower_id"], json.loads(q["record"])["followee_id"]): q["rule"] for q in quarantined
+    }
     assert by_pair == {
         ("1", "1"): "self_reference:follower_id=followee_id",
         ("1", "99"): "dangling_followee_id",
@@ -97,6 +99,7 @@ def test_follows_self_dangling_and_duplicate(spark, tmp_path):
 
 def test_tweets_references_are_checked_transitively(spark, tmp_path):
     base = tiny_world()["tweets"][0]
+
     def tweet(tweet_id, hours, **kw):
         return {**base, "tweet_id": tweet_id, "author_id": 1, "created_at": at(hours), "text": f"t{tweet_id}", **kw}
 
@@ -104,10 +107,10 @@ def test_tweets_references_are_checked_transitively(spark, tmp_path):
         tweet(20, 1),
         tweet(21, 2, in_reply_to_tweet_id=20),
         tweet(22, 3, in_reply_to_tweet_id=999),
-        tweet(23, 4, in_reply_to_tweet_id=22),      # its parent is quarantined: dangling too
+        tweet(23, 4, in_reply_to_tweet_id=22),  # its parent is quarantined: dangling too
         tweet(24, 5, deleted_at=at(4)),
         tweet(25, 6, author_id=99),
-        tweet(26, 0.5, retweet_of_tweet_id=20),     # a retweet posted before the original
+        tweet(26, 0.5, retweet_of_tweet_id=20),  # a retweet posted before the original
         tweet(27, 7, quoted_tweet_id=21),
     ]
     write_contract_table(tmp_path, "tweets", rows)
@@ -136,18 +139,21 @@ def test_engagements_values_ranges_references_and_time(spark, tmp_path):
         dict(user_id=42, tweet_id=10, action="like", created_at=at(2.0), dwell_ms=None),
     ]
     write_contract_table(tmp_path, "engagements", rows)
-    valid, quarantined = _ingest(spark, tmp_path, "engagements",
-                                 {"users": world["users"], "tweets": world["tweets"][:1]})
+    valid, quarantined = _ingest(
+        spark, tmp_path, "engagements", {"users": world["users"], "tweets": world["tweets"][:1]}
+    )
 
     assert sorted((r["action"], r["dwell_ms"]) for r in valid) == [("impression", 1200), ("like", 7)]
-    assert sorted(q["rule"] for q in quarantined) == sorted([
-        "invalid_value:action",
-        "out_of_range:dwell_ms",
-        "dangling_tweet_id",
-        "before_referenced_tweets:tweet_id",
-        "duplicate_key",
-        "dangling_user_id",
-    ])
+    assert sorted(q["rule"] for q in quarantined) == sorted(
+        [
+            "invalid_value:action",
+            "out_of_range:dwell_ms",
+            "dangling_tweet_id",
+            "before_referenced_tweets:tweet_id",
+            "duplicate_key",
+            "dangling_user_id",
+        ]
+    )
     duplicate = next(q for q in quarantined if q["rule"] == "duplicate_key")
     # Same key and time: the tie is broken by the other columns, nulls last, so the fuller row wins.
     assert json.loads(duplicate["record"])["dwell_ms"] is None
@@ -155,35 +161,55 @@ def test_engagements_values_ranges_references_and_time(spark, tmp_path):
 
 def test_social_actions_lists_and_members(spark, tmp_path):
     world = tiny_world()
-    write_contract_table(tmp_path, "social_actions", [
-        dict(user_id=3, target_user_id=2, action="block", created_at=at(0)),
-        dict(user_id=3, target_user_id=2, action="mute", created_at=at(0)),
-        dict(user_id=3, target_user_id=3, action="mute", created_at=at(0)),
-        dict(user_id=3, target_user_id=1, action="report", created_at=at(0)),
-    ])
+    write_contract_table(
+        tmp_path,
+        "social_actions",
+        [
+            dict(user_id=3, target_user_id=2, action="block", created_at=at(0)),
+            dict(user_id=3, target_user_id=2, action="mute", created_at=at(0)),
+            dict(user_id=3, target_user_id=3, action="mute", created_at=at(0)),
+            dict(user_id=3, target_user_id=1, action="report", created_at=at(0)),
+        ],
+    )
     nullable = pa.schema([f.with_nullable(True) for f in arrow_schema(RAW_TABLES_BY_NAME["list_members"])])
-    write_loose_table(tmp_path, "list_members", [
-        dict(list_id=100, user_id=2, added_at=at(-4)),
-        dict(list_id=101, user_id=2, added_at=at(-4)),
-        dict(list_id=100, user_id=None, added_at=at(-4)),
-    ], schema=nullable)
+    write_loose_table(
+        tmp_path,
+        "list_members",
+        [
+            dict(list_id=100, user_id=2, added_at=at(-4)),
+            dict(list_id=101, user_id=2, added_at=at(-4)),
+            dict(list_id=100, user_id=None, added_at=at(-4)),
+        ],
+        schema=nullable,
+    )
     valid, quarantined = _ingest(spark, tmp_path, "social_actions", {"users": world["users"]})
     assert sorted(r["action"] for r in valid) == ["block", "mute"]
     assert sorted(q["rule"] for q in quarantined) == ["invalid_value:action", "self_reference:user_id=target_user_id"]
 
-    valid, quarantined = _ingest(spark, tmp_path, "list_members",
-                                 {"users": world["users"], "lists": world["lists"]})
+    valid, quarantined = _ingest(spark, tmp_path, "list_members", {"users": world["users"], "lists": world["lists"]})
     assert [(r["list_id"], r["user_id"]) for r in valid] == [(100, 2)]
     assert sorted(q["rule"] for q in quarantined) == ["dangling_list_id", "null_key:user_id"]
 
 
 def test_wrong_parquet_types_are_cast_or_quarantined(spark, tmp_path):
-    schema = pa.schema([("list_id", pa.string()), ("owner_id", pa.float64()), ("name", pa.string()),
-                        ("is_private", pa.string()), ("created_at", pa.string())])
-    write_loose_table(tmp_path, "lists", [
-        dict(list_id="100", owner_id=1.0, name="ok", is_private="false", created_at="2026-10-01T00:00:00Z"),
-        dict(list_id="101", owner_id=1.5, name="bad owner", is_private="true", created_at="2026-10-01T00:00:00Z"),
-    ], schema=schema)
+    schema = pa.schema(
+        [
+            ("list_id", pa.string()),
+            ("owner_id", pa.float64()),
+            ("name", pa.string()),
+            ("is_private", pa.string()),
+            ("created_at", pa.string()),
+        ]
+    )
+    write_loose_table(
+        tmp_path,
+        "lists",
+        [
+            dict(list_id="100", owner_id=1.0, name="ok", is_private="false", created_at="2026-10-01T00:00:00Z"),
+            dict(list_id="101", owner_id=1.5, name="bad owner", is_private="true", created_at="2026-10-01T00:00:00Z"),
+        ],
+        schema=schema,
+    )
     valid, quarantined = _ingest(spark, tmp_path, "lists", {"users": tiny_world()["users"]})
     assert [(r["list_id"], r["owner_id"], r["is_private"], as_utc(r["created_at"])) for r in valid] == [
         (100, 1, False, T0)
@@ -212,7 +238,10 @@ def test_missing_required_column_is_a_clear_error(spark, tmp_path):
         (lambda d: d.mkdir(), "no .parquet or .csv files"),
         (lambda d: (d.mkdir(), (d / "part-0.parquet").write_bytes(b"")), "is an empty file"),
         (lambda d: (d.mkdir(), (d / "part-0.parquet").write_bytes(b"PAR1\x00\x01garbage")), "not a readable Parquet"),
-        (lambda d: (d.mkdir(), (d / "a.parquet").write_bytes(b"x"), (d / "b.csv").write_text("x")), "mixes Parquet and CSV"),
+        (
+            lambda d: (d.mkdir(), (d / "a.parquet").write_bytes(b"x"), (d / "b.csv").write_text("x")),
+            "mixes Parquet and CSV",
+        ),
     ],
     ids=["missing-folder", "no-files", "empty-file", "truncated-parquet", "mixed-formats"],
 )

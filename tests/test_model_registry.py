@@ -132,8 +132,11 @@ def test_manifest_holds_what_the_model_was_trained_on(registry):
     assert on_disk["created_at"].endswith("+00:00")
     artifacts = {a["filename"]: a for a in on_disk["artifacts"]}
     assert set(artifacts) == {"booster.json", "calibration/table.csv"}
-    assert artifacts["booster.json"] == {"filename": "booster.json", "sha256": hashlib.sha256(BOOSTER).hexdigest(),
-                                         "size": len(BOOSTER)}
+    assert artifacts["booster.json"] == {
+        "filename": "booster.json",
+        "sha256": hashlib.sha256(BOOSTER).hexdigest(),
+        "size": len(BOOSTER),
+    }
     assert version.feature_names == TWO and version.feature_hash == by_hand(*TWO)
     assert version.metrics["validation_auc_like"] == 0.70
     assert version.artifact("booster.json").read_bytes() == BOOSTER
@@ -253,18 +256,36 @@ def test_a_nan_candidate_is_never_promoted(registry):
 
 
 def test_a_metric_the_current_model_lacks_is_noted_and_not_held_against(registry):
-    registry.register(NAME, write_artifacts=write_booster(), feature_names=TWO, training_window={},
-                      metrics={"validation_logloss": 0.30}, seed=1)
+    registry.register(
+        NAME,
+        write_artifacts=write_booster(),
+        feature_names=TWO,
+        training_window={},
+        metrics={"validation_logloss": 0.30},
+        seed=1,
+    )
     registry.promote_if_not_worse(NAME, 1, criteria={"validation_logloss": "min"})
-    registry.register(NAME, write_artifacts=write_booster(), feature_names=TWO, training_window={},
-                      metrics={"validation_logloss": 0.30, "recall": 0.2}, seed=1)
+    registry.register(
+        NAME,
+        write_artifacts=write_booster(),
+        feature_names=TWO,
+        training_window={},
+        metrics={"validation_logloss": 0.30, "recall": 0.2},
+        seed=1,
+    )
     decision = registry.promote_if_not_worse(NAME, 2, criteria={"validation_logloss": "min", "recall": "max"})
     assert decision.promoted
     assert "v1 has no recall" in decision.reason
     assert decision.compared["recall"] == {"candidate": 0.2, "current": None}
     # A criterion the current model lacks does not excuse one that is worse.
-    registry.register(NAME, write_artifacts=write_booster(), feature_names=TWO, training_window={},
-                      metrics={"validation_logloss": 0.35, "recall": 0.3, "ndcg": 0.5}, seed=1)
+    registry.register(
+        NAME,
+        write_artifacts=write_booster(),
+        feature_names=TWO,
+        training_window={},
+        metrics={"validation_logloss": 0.35, "recall": 0.3, "ndcg": 0.5},
+        seed=1,
+    )
     assert not registry.promote_if_not_worse(NAME, 3, criteria={"validation_logloss": "min", "ndcg": "max"}).promoted
 
 
@@ -284,7 +305,9 @@ def test_every_decision_is_appended_to_the_history(registry):
     registry.promote_if_not_worse(NAME, 2, criteria=CRITERIA)
     lines = promotion_lines(registry)
     assert [(line["version"], line["promoted"], line["previous_version"]) for line in lines] == [
-        (1, True, None), (2, False, 1)]
+        (1, True, None),
+        (2, False, 1),
+    ]
     assert lines[0]["reason"] == "first model"
     assert lines[1]["compared"]["validation_logloss"] == {"candidate": 0.40, "current": 0.33}
     assert all(line["name"] == NAME and not line["forced"] for line in lines)

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from jobs.spark_session import hadoop_version
-from core.storage import is_object_store, models_root, s3a_spark_conf, storage_path
-from orchestration.resources import resources_from_settings
 from core.settings import HomefeedSettings
+from core.storage import is_object_store, models_root, s3a_spark_conf, storage_path
+from jobs.spark_session import hadoop_version
+from orchestration.resources import resources_from_settings
 
 
 def test_a_warehouse_is_a_local_path_or_an_s3_url(tmp_path, monkeypatch):
@@ -71,13 +71,20 @@ def test_the_raw_input_may_be_on_object_storage_with_a_local_warehouse(tmp_path,
     local = HomefeedSettings(warehouse=tmp_path / "wh", raw_input="data/raw")
     assert local.raw_dir == tmp_path / "data" / "raw" and local.object_storage_conf is None
     # AWS itself: no endpoint, virtual-host requests, TLS.
-    assert s3a_spark_conf(endpoint=None, region=None) == {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
-    assert s3a_spark_conf(endpoint="https://minio:9000", region=None)["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
+    assert s3a_spark_conf(endpoint=None, region=None) == {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    }
+    assert (
+        s3a_spark_conf(endpoint="https://minio:9000", region=None)["spark.hadoop.fs.s3a.connection.ssl.enabled"]
+        == "true"
+    )
 
 
 def test_hadoop_aws_matches_the_hadoop_that_spark_ships():
-    assert hadoop_version(["parquet-hadoop-1.17.0.jar", "hadoop-client-api-3.5.0.jar",
-                           "hadoop-client-runtime-3.5.0.jar"]) == "3.5.0"
+    assert (
+        hadoop_version(["parquet-hadoop-1.17.0.jar", "hadoop-client-api-3.5.0.jar", "hadoop-client-runtime-3.5.0.jar"])
+        == "3.5.0"
+    )
 
 
 @pytest.fixture
@@ -108,13 +115,17 @@ def test_duckdb_and_table_comparison_read_delta_tables_on_object_storage(s3_buck
     assert sorted(find_delta_tables(remote / "tables")) == ["follows", "users"]
     con = connect_warehouse(remote / "tables")
     # Followers of user 3 are users 1 and 2: names a and b; the current version of users has 4 rows.
-    assert con.execute("SELECT string_agg(u.name, ',' ORDER BY u.name) FROM follows f JOIN users u "
-                       "ON u.user_id = f.user_id WHERE f.followed_id = 3").fetchone() == ("a,b",)
+    assert con.execute(
+        "SELECT string_agg(u.name, ',' ORDER BY u.name) FROM follows f JOIN users u "
+        "ON u.user_id = f.user_id WHERE f.followed_id = 3"
+    ).fetchone() == ("a,b",)
     assert con.execute("SELECT count(*) FROM users").fetchone() == (4,)
 
     assert compare_warehouses(local, remote).equal
     write_deltalake(str(remote / "tables" / "follows"), follows.slice(0, 2), mode="overwrite")
-    assert compare_warehouses(local, remote, where="on object storage").differences == {"tables/follows": "3 rows locally, 2 on object storage"}
+    assert compare_warehouses(local, remote, where="on object storage").differences == {
+        "tables/follows": "3 rows locally, 2 on object storage"
+    }
 
 
 @pytest.mark.slow
@@ -129,7 +140,9 @@ def test_the_pipeline_writes_to_object_storage_what_it_writes_locally(tmp_path):
 
     assert summary["missing_on_object_store"] == [] and summary["extra_on_object_store"] == []
     assert summary["differences"] == {}
-    assert {"tables/users", "tables/twhin_user_embeddings", "tables/candidates", "tables/ranked_feeds"} <= set(summary["rows"])
+    assert {"tables/users", "tables/twhin_user_embeddings", "tables/candidates", "tables/ranked_feeds"} <= set(
+        summary["rows"]
+    )
     feed_rows = summary["rows"]["tables/ranked_feeds"]
     assert feed_rows > 0 and summary["sql"][0]["feed_rows"] == feed_rows
     assert summary["published"]["items"] >= feed_rows
@@ -192,10 +205,18 @@ def test_client_events_drain_into_a_raw_input_on_object_storage(s3_bucket, redis
 
     raw = storage_path(f"s3a://{s3_bucket}/landing/raw")
     assert raw_input_fingerprint(raw) is None  # nothing there yet
-    records = [{"type": "like", "tweet_id": 11, "author_id": 2, "user_id": 1, "created_at_ms": 1_767_225_600_000},
-               {"type": "follow", "target_user_id": 3, "user_id": 1, "created_at_ms": 1_767_225_601_000},
-               {"type": "impression", "tweet_id": 12, "author_id": 3, "dwell_ms": 40, "user_id": 4,
-                "created_at_ms": 1_767_225_602_000}]
+    records = [
+        {"type": "like", "tweet_id": 11, "author_id": 2, "user_id": 1, "created_at_ms": 1_767_225_600_000},
+        {"type": "follow", "target_user_id": 3, "user_id": 1, "created_at_ms": 1_767_225_601_000},
+        {
+            "type": "impression",
+            "tweet_id": 12,
+            "author_id": 3,
+            "dwell_ms": 40,
+            "user_id": 4,
+            "created_at_ms": 1_767_225_602_000,
+        },
+    ]
     pipe = redis_client.pipeline()
     for record in records:
         queue_log_append(pipe, record)
@@ -211,7 +232,9 @@ def test_client_events_drain_into_a_raw_input_on_object_storage(s3_bucket, redis
     engagements = find_raw_files(raw, RAW_TABLES_BY_NAME["engagements"]).paths
     rows = [row for path in engagements for row in pq.read_table(path.open("rb")).to_pylist()]
     assert sorted((r["user_id"], r["tweet_id"], r["action"]) for r in rows) == [(1, 11, "like"), (4, 12, "impression")]
-    archived = [row for path in sorted((raw / ARCHIVE_DIR).iterdir()) for row in pq.read_table(path.open("rb")).to_pylist()]
+    archived = [
+        row for path in sorted((raw / ARCHIVE_DIR).iterdir()) for row in pq.read_table(path.open("rb")).to_pylist()
+    ]
     assert [a["type"] for a in archived] == ["like", "follow", "impression"]
 
     before = raw_input_fingerprint(raw)

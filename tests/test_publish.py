@@ -4,13 +4,12 @@ and interrupted (on purpose, by SIGKILL, by a full Redis) without touching what 
 from __future__ import annotations
 
 import math
-
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -19,14 +18,14 @@ import redis
 from deltalake import write_deltalake
 
 import jobs.published_datasets
-from jobs.publish import PublishError, connect, publication_status, publish_feeds, publish_warehouse, rollback
-from jobs.published_datasets import PublicationConfig
-from core.heads import HEAD_COLUMNS
 from core import redis_layout as layout
+from core.heads import HEAD_COLUMNS
 from core.redis_layout import CURRENT, FEED_ITEM_FIELDS, decode_feed, feed_key, manifest_key
 from core.redis_server import free_port, start_redis
+from jobs.publish import PublishError, connect, publication_status, publish_feeds, publish_warehouse, rollback
+from jobs.published_datasets import PublicationConfig
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def ranked_feeds_table(users: int, per_user: int, *, salt: int = 0) -> pa.Table:
@@ -34,15 +33,27 @@ def ranked_feeds_table(users: int, per_user: int, *, salt: int = 0) -> pa.Table:
     rows = []
     for u in range(1, users + 1):
         for r in range(1, per_user + 1):
-            rows.append({
-                "user_id": u, "rank": r, "tweet_id": 1000 * u + r + salt, "author_id": r % 7 + 100,
-                "tweet_created_at": T0 - timedelta(minutes=r), "final_score": 1.0 / r, "heavy_score": 2.0 / r,
-                "light_score": 0.5, **{c: 0.01 * (i + 1) for i, c in enumerate(HEAD_COLUMNS)},
-                "is_in_network": r % 2 == 0, "is_reply": r % 3 == 0,
-                "sources": ["in_network"] if r % 2 == 0 else ["uteg", "twhin", "popular"][: r % 4 or 1],
-                "social_proof_user_ids": list(range(u, u + r % 3)), "social_proof_count": r % 3,
-                "diversity_multiplier": 1.0, "fatigue_multiplier": 1.0, "page": 0,
-            })
+            rows.append(
+                {
+                    "user_id": u,
+                    "rank": r,
+                    "tweet_id": 1000 * u + r + salt,
+                    "author_id": r % 7 + 100,
+                    "tweet_created_at": T0 - timedelta(minutes=r),
+                    "final_score": 1.0 / r,
+                    "heavy_score": 2.0 / r,
+                    "light_score": 0.5,
+                    **{c: 0.01 * (i + 1) for i, c in enumerate(HEAD_COLUMNS)},
+                    "is_in_network": r % 2 == 0,
+                    "is_reply": r % 3 == 0,
+                    "sources": ["in_network"] if r % 2 == 0 else ["uteg", "twhin", "popular"][: r % 4 or 1],
+                    "social_proof_user_ids": list(range(u, u + r % 3)),
+                    "social_proof_count": r % 3,
+                    "diversity_multiplier": 1.0,
+                    "fatigue_multiplier": 1.0,
+                    "page": 0,
+                }
+            )
     # Written in reverse order: the publisher must sort by (user, rank) itself.
     return pa.Table.from_pylist(rows[::-1])
 
@@ -54,9 +65,17 @@ def write_table(path, table: pa.Table) -> None:
 def expected_feed(table: pa.Table, user_id: int) -> list[dict]:
     """The user's rows as the feed stores them: in rank order, scores and probabilities as float32."""
     rows = sorted((r for r in table.to_pylist() if r["user_id"] == user_id), key=lambda r: r["rank"])
-    return [{**{f: float(np.float32(r[f])) if isinstance(r[f], float) else r[f]
-                for f in FEED_ITEM_FIELDS if f != "created_at_ms"},
-             "created_at_ms": int(r["tweet_created_at"].timestamp() * 1000)} for r in rows]
+    return [
+        {
+            **{
+                f: float(np.float32(r[f])) if isinstance(r[f], float) else r[f]
+                for f in FEED_ITEM_FIELDS
+                if f != "created_at_ms"
+            },
+            "created_at_ms": int(r["tweet_created_at"].timestamp() * 1000),
+        }
+        for r in rows
+    ]
 
 
 def served_feed(client, user_id: int) -> list[dict]:
@@ -87,11 +106,11 @@ def test_a_feed_split_across_arrow_batches_is_encoded_whole(tmp_path):
     write_table(tmp_path / "ranked_feeds", table)
     con = duckdb.connect()
     register_snapshot(con, "ranked_feeds", tmp_path / "ranked_feeds")
-    feeds = list(encoded_feeds(feed_batches(con, batch_rows=7)))   # 7 rows a batch: most users span two
+    feeds = list(encoded_feeds(feed_batches(con, batch_rows=7)))  # 7 rows a batch: most users span two
     assert [user for user, _ in feeds] == list(range(1, 10))
     for user, value in feeds:
         assert decode_feed(value) == expected_feed(table, user)
-    long = ranked_feeds_table(users=3, per_user=16)                  # each user spans three batches
+    long = ranked_feeds_table(users=3, per_user=16)  # each user spans three batches
     write_table(tmp_path / "ranked_feeds", long)
     register_snapshot(con, "ranked_feeds", tmp_path / "ranked_feeds")
     assert len(list(feed_batches(con, batch_rows=7))) >= 7
@@ -107,8 +126,8 @@ def test_a_new_version_keeps_the_previous_and_expires_older_ones(redis_client, t
     status = publication_status(redis_client)
     assert (status["published_version"], status["previous_version"]) == (3, 2)
     assert served_feed(redis_client, 4)[0]["tweet_id"] == 4000 + 1 + 2
-    assert redis_client.ttl(feed_key(2, 4)) == -1            # the previous version stays for a rollback
-    assert 0 < redis_client.ttl(feed_key(1, 4)) <= 600        # older ones expire after the grace period
+    assert redis_client.ttl(feed_key(2, 4)) == -1  # the previous version stays for a rollback
+    assert 0 < redis_client.ttl(feed_key(1, 4)) <= 600  # older ones expire after the grace period
 
 
 def test_rollback_returns_to_the_previous_version(redis_client, tmp_path):
@@ -201,8 +220,9 @@ SLOW_PUBLICATION = (
 def kill_a_publication_midway(redis_url: str, path, client) -> None:
     """SIGKILL a publication of the table at `path` once version 2 is being written (user 200's
     feed is in), as 3,000 users' feeds take seconds at that pace."""
-    process = subprocess.Popen([sys.executable, "-c", SLOW_PUBLICATION, redis_url, str(path)],
-                               env={**os.environ, "PYTHONPATH": os.getcwd()})
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PUBLICATION, redis_url, str(path)], env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
     deadline = time.monotonic() + 60
     while client.hget(manifest_key(2), "state") != b"writing" or not client.exists(feed_key(2, 200)):
         assert process.poll() is None and time.monotonic() < deadline, "the publication ended before it was killed"
@@ -220,7 +240,7 @@ def test_a_killed_publication_leaves_the_previous_version_served(redis_server, r
     publish_feeds(redis_client, path)
     write_table(path, ranked_feeds_table(users=3000, per_user=2, salt=5))
     kill_a_publication_midway(redis_server.url, path, redis_client)
-    assert not redis_client.exists(feed_key(2, 3000))      # killed midway
+    assert not redis_client.exists(feed_key(2, 3000))  # killed midway
     _assert_still_serving(redis_client, 1, first)
     assert publish_feeds(redis_client, path, grace_seconds=120).version == 3
     assert 0 < redis_client.ttl(feed_key(2, 1)) <= 120
@@ -261,7 +281,7 @@ def test_the_pointer_switch_refuses_a_concurrent_change(redis_client, tmp_path):
 
     def incr_and_race(key):
         number = real_incr(key)
-        redis_client.hset(CURRENT, "version", "99")   # someone else switched meanwhile
+        redis_client.hset(CURRENT, "version", "99")  # someone else switched meanwhile
         return number
 
     redis_client.incr = incr_and_race
@@ -303,7 +323,9 @@ def test_rollback_serves_the_build_details_of_the_version_it_returns_to(redis_cl
 def _distinct_users(tables_dir) -> int:
     from deltalake import DeltaTable
 
-    return len(set(DeltaTable(str(tables_dir / "ranked_feeds")).to_pyarrow_table(columns=["user_id"])["user_id"].to_pylist()))
+    return len(
+        set(DeltaTable(str(tables_dir / "ranked_feeds")).to_pyarrow_table(columns=["user_id"])["user_id"].to_pylist())
+    )
 
 
 def test_publish_status_and_rollback_commands(ranked_build, redis_server, redis_client, capsys):
@@ -328,14 +350,14 @@ def test_publish_status_and_rollback_commands(ranked_build, redis_server, redis_
     assert "unreachable" in capsys.readouterr().err
 
 
-def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_build, redis_server, redis_client,
-                                                                        capsys, monkeypatch):
+def test_a_failed_check_blocks_publication_and_the_served_version_stays(
+    ranked_build, redis_server, redis_client, capsys, monkeypatch
+):
     """In Dagster, ranked_feeds' blocking check stops published_feeds; on the command line, publish
     refuses; either way Redis keeps serving the version it had."""
+    import orchestration.assets.publication as publication_assets
     from cli.main import main
     from orchestration.run import run_assets
-
-    import orchestration.assets.publication as publication_assets
 
     settings, _ = ranked_build
     settings = settings.model_copy(update={"redis_url": redis_server.url})
@@ -355,10 +377,13 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
     monkeypatch.undo()
 
     impossible = {"feed_length": [1000, 2000]}
-    blocked = run_assets(settings.model_copy(update={"dq_bounds": impossible}),
-                         selection="key:ranked_feeds or key:published_feeds")
+    blocked = run_assets(
+        settings.model_copy(update={"dq_bounds": impossible}), selection="key:ranked_feeds or key:published_feeds"
+    )
     assert not blocked.success and "published_feeds" not in blocked.materialized
-    assert [c.table for c in blocked.failed_checks] == ["ranked_feeds"] and "mean rows per" in blocked.failed_checks[0].failed
+    assert [c.table for c in blocked.failed_checks] == ["ranked_feeds"] and "mean rows per" in blocked.failed_checks[
+        0
+    ].failed
     assert publication_status(redis_client)["published_version"] == 1
     # Alone (the publish job), the asset runs the suite itself.
     alone = run_assets(settings.model_copy(update={"dq_bounds": impossible}), selection="key:published_feeds")
@@ -366,8 +391,17 @@ def test_a_failed_check_blocks_publication_and_the_served_version_stays(ranked_b
     assert publication_status(redis_client)["published_version"] == 1
 
     monkeypatch.setenv("HOMEFEED_DQ_BOUNDS", '{"feed_length": [1000, 2000]}')
-    code = main(["publish", "--warehouse", str(settings.warehouse), "--input", str(settings.raw_input),
-                     "--redis", redis_server.url])
+    code = main(
+        [
+            "publish",
+            "--warehouse",
+            str(settings.warehouse),
+            "--input",
+            str(settings.raw_input),
+            "--redis",
+            redis_server.url,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "fail their data-quality suites; nothing was published" in err
     assert "ranked_feeds: the mean rows per (user_id) is within [1000, 2000]" in err
@@ -382,7 +416,7 @@ def _rows(tables_dir, name: str) -> list[dict]:
 
 def _ms(moment: datetime) -> int:
     """Epoch milliseconds, floored, in integer arithmetic (a float timestamp rounds some microseconds up)."""
-    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
 def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_build, redis_client):
@@ -393,8 +427,9 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
     settings, _ = ranked_build
     tables = settings.tables_dir
     as_of = datetime.fromisoformat(table_build_metadata(tables / "ranked_feeds")["built_as_of"])
-    config = PublicationConfig(window_days=3, author_timeline_length=5, list_timeline_length=4, who_to_follow_length=3,
-                               popular_length=10)
+    config = PublicationConfig(
+        window_days=3, author_timeline_length=5, list_timeline_length=4, who_to_follow_length=3, popular_length=10
+    )
     result = publish_warehouse(redis_client, tables, as_of=as_of, config=config)
     v = result.version
 
@@ -420,7 +455,9 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
     for row in _rows(tables, "social_actions"):
         if row["created_at"] <= as_of:
             column = {"block": "blocked_ids", "mute": "muted_ids"}[row["action"]]
-            hidden.setdefault(row["user_id"], {"blocked_ids": [], "muted_ids": []})[column].append(row["target_user_id"])
+            hidden.setdefault(row["user_id"], {"blocked_ids": [], "muted_ids": []})[column].append(
+                row["target_user_id"]
+            )
     assert hidden and result.keys_per_dataset["blocked_muted"] == len(hidden)
     for user, expected in hidden.items():
         assert served(layout.BLOCKED_MUTED, user) == {k: sorted(ids) for k, ids in expected.items()}
@@ -432,14 +469,22 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
     user = sorted(suggestions)[0]
     ranked = sorted(suggestions[user], key=lambda r: r["rank"])
     assert served(layout.WHO_TO_FOLLOW, user) == {
-        "user_ids": [r["candidate_id"] for r in ranked], "social_proof_counts": [r["social_proof_count"] for r in ranked],
-        "proof_user_ids": [r["proof_user_ids"] for r in ranked]}
+        "user_ids": [r["candidate_id"] for r in ranked],
+        "social_proof_counts": [r["social_proof_count"] for r in ranked],
+        "proof_user_ids": [r["proof_user_ids"] for r in ranked],
+    }
 
     tweets = {r["tweet_id"]: r for r in _rows(tables, "tweets")}
-    visible = {t: r for t, r in tweets.items()
-               if r["created_at"] <= as_of and (r["deleted_at"] is None or r["deleted_at"] > as_of)}
-    recent = sorted((r for r in visible.values() if r["created_at"] > as_of - timedelta(days=3)),
-                    key=lambda r: (r["created_at"], r["tweet_id"]), reverse=True)
+    visible = {
+        t: r
+        for t, r in tweets.items()
+        if r["created_at"] <= as_of and (r["deleted_at"] is None or r["deleted_at"] > as_of)
+    }
+    recent = sorted(
+        (r for r in visible.values() if r["created_at"] > as_of - timedelta(days=3)),
+        key=lambda r: (r["created_at"], r["tweet_id"]),
+        reverse=True,
+    )
     by_author: dict[int, list[dict]] = {}
     for row in recent:
         by_author.setdefault(row["author_id"], []).append(row)
@@ -448,7 +493,8 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
     assert len(by_author[prolific]) > 5
     assert served(layout.AUTHOR_TWEETS, prolific) == {
         "tweet_ids": [r["tweet_id"] for r in by_author[prolific][:5]],
-        "created_at_ms": [_ms(r["created_at"]) for r in by_author[prolific][:5]]}
+        "created_at_ms": [_ms(r["created_at"]) for r in by_author[prolific][:5]],
+    }
 
     feed = decode_feed(redis_client.get(feed_key(v, sorted(followees)[0])))
     for item in feed:
@@ -470,22 +516,38 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
     assert served(layout.LISTS, some_list)["member_ids"] == sorted(members[some_list])
     list_tweets = [r for r in recent if r["author_id"] in set(members[some_list])][:4]
     assert served(layout.LIST_TIMELINES, some_list) == {
-        "tweet_ids": [r["tweet_id"] for r in list_tweets], "author_ids": [r["author_id"] for r in list_tweets],
-        "created_at_ms": [_ms(r["created_at"]) for r in list_tweets]}
+        "tweet_ids": [r["tweet_id"] for r in list_tweets],
+        "author_ids": [r["author_id"] for r in list_tweets],
+        "created_at_ms": [_ms(r["created_at"]) for r in list_tweets],
+    }
 
     recent_ids = {r["tweet_id"] for r in recent}
-    scored = sorted(((r["likes_24h"] + r["retweets_24h"] + r["replies_24h"], r["tweet_id"])
-                     for r in _rows(tables, "tweet_features")
-                     if r["tweet_id"] in recent_ids and not r["is_reply"] and not r["is_retweet"]),
-                    key=lambda p: (-p[0], p[1]))
+    scored = sorted(
+        (
+            (r["likes_24h"] + r["retweets_24h"] + r["replies_24h"], r["tweet_id"])
+            for r in _rows(tables, "tweet_features")
+            if r["tweet_id"] in recent_ids and not r["is_reply"] and not r["is_retweet"]
+        ),
+        key=lambda p: (-p[0], p[1]),
+    )
     top = [p for p in scored if p[0] > 0][:10]
-    assert served(layout.POPULAR, layout.POPULAR_ID) == {"tweet_ids": [t for _, t in top], "scores": [s for s, _ in top]}
+    assert served(layout.POPULAR, layout.POPULAR_ID) == {
+        "tweet_ids": [t for _, t in top],
+        "scores": [s for s, _ in top],
+    }
 
     followers = {r["user_id"]: r["follower_count"] for r in _rows(tables, "user_follow_counts")}
-    ads = sorted(((round(1 + math.log(1 + followers.get(r["author_id"], 0)), 4), r["tweet_id"], r["author_id"])
-                  for r in recent if users[r["author_id"]]["is_verified"] and not r["is_nsfw"]
-                  and r["in_reply_to_tweet_id"] is None and r["retweet_of_tweet_id"] is None),
-                 key=lambda ad: (-ad[0], ad[1]))[:config.ads_inventory_length]
+    ads = sorted(
+        (
+            (round(1 + math.log(1 + followers.get(r["author_id"], 0)), 4), r["tweet_id"], r["author_id"])
+            for r in recent
+            if users[r["author_id"]]["is_verified"]
+            and not r["is_nsfw"]
+            and r["in_reply_to_tweet_id"] is None
+            and r["retweet_of_tweet_id"] is None
+        ),
+        key=lambda ad: (-ad[0], ad[1]),
+    )[: config.ads_inventory_length]
     assert ads, "the test world has verified authors with recent tweets"
     inventory = served(layout.PROMOTED, layout.POPULAR_ID)
     assert inventory["tweet_ids"] == [t for _, t, _ in ads] and inventory["advertiser_ids"] == [a for _, _, a in ads]
@@ -502,10 +564,15 @@ def test_a_warehouse_publication_serves_every_dataset_as_its_tables_say(ranked_b
     assert changed, "the test world has follows in its last day"
     for user in changed[:10]:
         value = redis_client.get(layout.FOLLOWING.key(before.version, user))
-        assert (layout.FOLLOWING.decode(value)["followee_ids"] if value else []) == sorted(followed_earlier.get(user, []))
-    tweeted = {r["author_id"] for r in tweets.values()
-               if earlier - timedelta(days=3) < r["created_at"] <= earlier
-               and (r["deleted_at"] is None or r["deleted_at"] > earlier)}
+        assert (layout.FOLLOWING.decode(value)["followee_ids"] if value else []) == sorted(
+            followed_earlier.get(user, [])
+        )
+    tweeted = {
+        r["author_id"]
+        for r in tweets.values()
+        if earlier - timedelta(days=3) < r["created_at"] <= earlier
+        and (r["deleted_at"] is None or r["deleted_at"] > earlier)
+    }
     assert before.keys_per_dataset["author_tweets"] == len(tweeted)
     assert redis_client.hget(manifest_key(before.version), "layout") == str(layout.LAYOUT_VERSION).encode()
 

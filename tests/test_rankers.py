@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.heads import HEADS
 from core.graph_eval import roc_auc
+from core.heads import HEADS
 from models.heavy_ranker import (
     DEFAULT_HEAD_WEIGHTS,
     HeavyRanker,
@@ -20,8 +20,9 @@ from models.heavy_ranker import (
 from models.light_ranker import LightRanker, LightRankerConfig, train_light_ranker
 from models.ranker_features import HEAVY_RANKER_FEATURES, LIGHT_RANKER_FEATURES, POSITIVE_LABELS
 
-FAST = HeavyRankerConfig(bottom_sizes=(32,), tower_size=8, id_embedding_dim=2, id_hash_bits=6, max_epochs=12,
-                         batch_size=256)
+FAST = HeavyRankerConfig(
+    bottom_sizes=(32,), tower_size=8, id_embedding_dim=2, id_hash_bits=6, max_epochs=12, batch_size=256
+)
 
 
 def planted(rows: int, seed: int, n_features: int = 6) -> tuple[RankerInputs, np.ndarray]:
@@ -60,8 +61,9 @@ def test_heavy_training_is_deterministic_for_a_seed_and_survives_save_and_load(t
     loaded = HeavyRanker.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.probabilities(validation), first.probabilities(validation))
     assert loaded.feature_names == tuple(names) and loaded.heads == HEADS
-    other_seed = train_heavy_ranker(train, validation, feature_names=names,
-                                    config=HeavyRankerConfig(**{**FAST.__dict__, "seed": 1}))
+    other_seed = train_heavy_ranker(
+        train, validation, feature_names=names, config=HeavyRankerConfig(**{**FAST.__dict__, "seed": 1})
+    )
     assert not np.array_equal(other_seed.probabilities(validation), first.probabilities(validation))
 
 
@@ -94,8 +96,14 @@ def test_light_ranker_trains_stops_early_and_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     dense = rng.normal(size=(4000, 3)).astype(np.float32)
     labels = (rng.random(4000) < 1 / (1 + np.exp(-(2 * dense[:, 0] - 2)))).astype(np.float32)
-    model = train_light_ranker(dense[:3000], labels[:3000], dense[3000:], labels[3000:], feature_names=["a", "b", "c"],
-                               config=LightRankerConfig(max_rounds=200, early_stopping_rounds=5))
+    model = train_light_ranker(
+        dense[:3000],
+        labels[:3000],
+        dense[3000:],
+        labels[3000:],
+        feature_names=["a", "b", "c"],
+        config=LightRankerConfig(max_rounds=200, early_stopping_rounds=5),
+    )
     scores = model.predict(dense[3000:])
     assert roc_auc(labels[3000:], scores) > 0.8
     assert model.best_iteration < 199

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,15 @@ from jobs.ranking_eval import engagement_value, feed_metrics, positions
 
 def pool() -> pd.DataFrame:
     # user 1: gains 0, 3, 1 on tweets 10, 11, 12; user 2: no gain (left out of the means).
-    return pd.DataFrame({
-        "user_id": [1, 1, 1, 2, 2],
-        "tweet_id": [10, 11, 12, 20, 21],
-        "author_id": [100, 100, 101, 200, 201],
-        "is_in_network": [True, False, True, True, True],
-        "gain": [0.0, 3.0, 1.0, 0.0, 0.0],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2],
+            "tweet_id": [10, 11, 12, 20, 21],
+            "author_id": [100, 100, 101, 200, 201],
+            "is_in_network": [True, False, True, True, True],
+            "gain": [0.0, 3.0, 1.0, 0.0, 0.0],
+        }
+    )
 
 
 def test_engagement_value_is_the_clipped_weighted_sum_of_what_happened():
@@ -44,9 +47,9 @@ def test_ndcg_recall_diversity_and_coverage_by_hand():
     idcg = 3 / math.log2(2) + 1 / math.log2(3)
     assert got["ndcg_at_2"] == pytest.approx(dcg / idcg, abs=1e-6)
     assert got["recall_at_2"] == pytest.approx(1 / 4)
-    assert got["distinct_authors_at_2"] == pytest.approx(2.0)   # 101 and 100
+    assert got["distinct_authors_at_2"] == pytest.approx(2.0)  # 101 and 100
     assert got["in_network_share_at_2"] == pytest.approx(1.0)
-    assert got["coverage"] == pytest.approx(4 / 5)              # 12, 10, 20, 21 of 5 tweets
+    assert got["coverage"] == pytest.approx(4 / 5)  # 12, 10, 20, 21 of 5 tweets
     assert got["users"] == 1
     perfect = feed_metrics(frame, np.array([3, 1, 2, 1, 2]), k=2)
     assert perfect["ndcg_at_2"] == pytest.approx(1.0) and perfect["recall_at_2"] == pytest.approx(1.0)
@@ -68,15 +71,16 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
-    from core.heads import HEADS
-    from core.graph_eval import roc_auc
-    from jobs.synthetic import WorldConfig, generate_world
     from cli.main import main
+    from core.graph_eval import roc_auc
+    from core.heads import HEADS
+    from jobs.synthetic import WorldConfig, generate_world
 
     world = tmp_path / "world"
     generate_world(WorldConfig(n_users=150, seed=11), out_dir=world)
-    code = main(["eval", "ranking", "--world", str(world), "--days", "3", "--representations", "window-start",
-                     "--json"])
+    code = main(
+        ["eval", "ranking", "--world", str(world), "--days", "3", "--representations", "window-start", "--json"]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out)
@@ -89,16 +93,21 @@ def test_eval_ranking_command_on_a_generated_world(settings, spark, tmp_path, ca
 
     warehouse = world / "eval-ranking" / "warehouse"
     test = DeltaTable(str(warehouse / "tables" / "training_examples")).to_pandas(
-        columns=["user_id", "tweet_id", "impression_time", "split", "like"])
+        columns=["user_id", "tweet_id", "impression_time", "split", "like"]
+    )
     test = test[test["split"] == "test"]
     truth = pq.read_table(world / "truth" / "impressions").to_pandas()
-    joined = test.merge(truth, left_on=["user_id", "tweet_id", "impression_time"],
-                        right_on=["user_id", "tweet_id", "impression_at"], how="left")
+    joined = test.merge(
+        truth,
+        left_on=["user_id", "tweet_id", "impression_time"],
+        right_on=["user_id", "tweet_id", "impression_at"],
+        how="left",
+    )
     assert result["test_rows"] == len(test) and joined["p_like"].notna().all()
     assert result["heads"]["like"]["auc_ceiling"] == pytest.approx(roc_auc(joined["like"], joined["p_like"]), abs=1e-6)
 
     report = result["report"]
-    html = open(report).read()
+    html = Path(report).read_text()
     assert report.endswith(".html") and html.count("<svg") >= len(HEADS)
     manifest = json.loads((warehouse / "models" / "heavy_ranker" / "v0001" / "manifest.json").read_text())
     assert manifest["training_window"] == result["window"] and manifest["seed"] == 0
@@ -111,12 +120,14 @@ def _at(hours: float):
 def test_higgs_gains_pools_and_pair_features_by_hand():
     from evaluation.higgs_ranking import gains, pair_features, pools
 
-    engagements = pd.DataFrame({
-        "user_id": [1, 1, 1, 2, 3, 1],
-        "author_id": [10, 10, 11, 10, 11, 11],
-        "action": ["retweet", "reply", "profile_click", "retweet", "retweet", "reply"],
-        "created_at": [_at(1), _at(2), _at(3), _at(4), _at(5), _at(30)],
-    })
+    engagements = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 3, 1],
+            "author_id": [10, 10, 11, 10, 11, 11],
+            "action": ["retweet", "reply", "profile_click", "retweet", "retweet", "reply"],
+            "created_at": [_at(1), _at(2), _at(3), _at(4), _at(5), _at(30)],
+        }
+    )
     follows = pd.DataFrame({"follower_id": [1, 12], "followee_id": [12, 1]})
     got = gains(engagements, _at(0), _at(24)).set_index(["user_id", "author_id"])["gain"].to_dict()
     assert got == {(1, 10): 1.0 + 13.5, (1, 11): 12.0, (2, 10): 1.0, (3, 11): 1.0}
@@ -125,7 +136,9 @@ def test_higgs_gains_pools_and_pair_features_by_hand():
     # followee 12, engaged 10 and 11, popular (all of 10 and 11): no duplicates, never the user itself.
     assert sorted(pool["author_id"]) == [10, 11, 12]
     features = pair_features(pool, history, follows, cut=_at(24)).set_index("author_id")
-    assert features.loc[10, "retweets"] == 1 and features.loc[10, "replies"] == 1 and features.loc[10, "engagements"] == 2
+    assert (
+        features.loc[10, "retweets"] == 1 and features.loc[10, "replies"] == 1 and features.loc[10, "engagements"] == 2
+    )
     assert features.loc[10, "hours_since_last"] == pytest.approx(22.0)
     assert features.loc[10, "author_received"] == 3 and features.loc[10, "author_fans"] == 2
     assert features.loc[12, "follows"] == 1.0 and features.loc[12, "followed_by"] == 1.0
@@ -136,8 +149,8 @@ def test_eval_ranking_on_a_higgs_style_import(spark, tmp_path, capsys):
     """`--higgs` reads only raw engagements, tweets and follows: a generated world's raw tables stand in."""
     import json
 
-    from jobs.synthetic import WorldConfig, generate_world
     from cli.main import main
+    from jobs.synthetic import WorldConfig, generate_world
 
     generate_world(WorldConfig(n_users=120, seed=2), out_dir=tmp_path / "imported")
     code = main(["eval", "ranking", "--higgs", str(tmp_path / "imported"), "--json"])
@@ -147,5 +160,5 @@ def test_eval_ranking_on_a_higgs_style_import(spark, tmp_path, capsys):
     assert result["items"] == "authors" and set(result["feed"]) == {"ranked", "reverse_chron", "popularity", "als"}
     for metrics in result["feed"].values():
         assert 0.0 <= metrics["ndcg_at_35"] <= 1.0 and metrics["users"] == result["test_users"] > 0
-    assert open(result["report"]).read().startswith("<!DOCTYPE html>")
+    assert Path(result["report"]).read_text().startswith("<!DOCTYPE html>")
     assert main(["eval", "ranking", "--higgs", str(tmp_path / "missing")]) == 2

@@ -7,7 +7,7 @@ the same vectors, fatigue, the heuristics' limits, the registry's refusals), not
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -28,16 +28,15 @@ from jobs.ranking import (
     ranking_joins,
 )
 from jobs.spark_session import session_conf
+from jobs.train_rankers import current_models
 from models.fixed_rankers import register_fixed_rankers
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, RankerInputs, final_scores
 from models.ranker_features import HEAVY_RANKER_FEATURES
-from models.registry import FeatureHashMismatch
-from models.registry import HEAVY_RANKER, LIGHT_RANKER
-from jobs.train_rankers import current_models
+from models.registry import HEAVY_RANKER, LIGHT_RANKER, FeatureHashMismatch
 
-AS_OF = datetime(2026, 10, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 10, 1, tzinfo=UTC)
 USERS, TWEETS_PER_USER = (1, 2), 8
-LIKES_24H = {1003: 40, 1005: 7}   # tweet_features rows for two tweets; every other tweet is at the defaults
+LIKES_24H = {1003: 40, 1005: 7}  # tweet_features rows for two tweets; every other tweet is at the defaults
 DEFAULTS = {f.qualified_name: float(f.default) for f in FEATURES}
 
 
@@ -46,9 +45,23 @@ def candidate_rows():
     for user in USERS:
         for i in range(TWEETS_PER_USER):
             tweet = 1000 + 100 * (user - 1) + i
-            author = 50 + i % 4   # four authors, two tweets each
-            rows.append((user, tweet, author, AS_OF - timedelta(hours=i + 1), i + 1, ["in_network"] if i % 2 else ["twhin"],
-                         bool(i % 2), *[None] * 12, None, [7], 1, AS_OF))
+            author = 50 + i % 4  # four authors, two tweets each
+            rows.append(
+                (
+                    user,
+                    tweet,
+                    author,
+                    AS_OF - timedelta(hours=i + 1),
+                    i + 1,
+                    ["in_network"] if i % 2 else ["twhin"],
+                    bool(i % 2),
+                    *[None] * 12,
+                    None,
+                    [7],
+                    1,
+                    AS_OF,
+                )
+            )
     return rows
 
 
@@ -63,15 +76,24 @@ def write_warehouse(spark, warehouse):
     overwrite_delta(spark.createDataFrame(candidate_rows(), CANDIDATES_SCHEMA), tables / "candidates")
     for asset in FEATURE_TABLES:
         schema = spark_schema_of(asset)
-        rows = [_tweet_feature_row(schema, tweet, likes) for tweet, likes in LIKES_24H.items()] \
-            if asset == "tweet_features" else []
+        rows = (
+            [_tweet_feature_row(schema, tweet, likes) for tweet, likes in LIKES_24H.items()]
+            if asset == "tweet_features"
+            else []
+        )
         overwrite_delta(spark.createDataFrame(rows, schema), tables / asset)
     # User 1 said "not interested" to author 51 three days ago: 51 is dropped from user 1's feed.
-    overwrite_delta(spark.createDataFrame([(1, 1001, "not_interested", AS_OF - timedelta(days=3))],
-                                          "user_id long, tweet_id long, action string, created_at timestamp"),
-                    tables / "engagements")
-    overwrite_delta(spark.createDataFrame([(r[1], r[2]) for r in candidate_rows()], "tweet_id long, author_id long"),
-                    tables / "tweets")
+    overwrite_delta(
+        spark.createDataFrame(
+            [(1, 1001, "not_interested", AS_OF - timedelta(days=3))],
+            "user_id long, tweet_id long, action string, created_at timestamp",
+        ),
+        tables / "engagements",
+    )
+    overwrite_delta(
+        spark.createDataFrame([(r[1], r[2]) for r in candidate_rows()], "tweet_id long, author_id long"),
+        tables / "tweets",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +110,15 @@ def _read(spark, warehouse, name):
 def test_feature_vectors_join_the_tables_and_fill_the_defaults(spark, warehouse):
     path, _ = warehouse
     pairs = _read(spark, path, "candidates").select("user_id", "tweet_id", "author_id")
-    vectors = feature_vectors(pairs, {a: _read(spark, path, a) for a in FEATURE_TABLES},
-                              ["tweet__likes_24h", "user__like_rate_7d", "user_author__follow_age_days"]).toPandas()
+    vectors = feature_vectors(
+        pairs,
+        {a: _read(spark, path, a) for a in FEATURE_TABLES},
+        ["tweet__likes_24h", "user__like_rate_7d", "user_author__follow_age_days"],
+    ).toPandas()
     assert len(vectors) == len(USERS) * TWEETS_PER_USER
     likes = dict(zip(vectors["tweet_id"], vectors["tweet__likes_24h"]))
     assert likes[1003] == 40.0 and likes[1005] == 7.0 and likes[1000] == 0.0
-    assert (vectors["user_author__follow_age_days"] == -1.0).all()   # declared default -1
+    assert (vectors["user_author__follow_age_days"] == -1.0).all()  # declared default -1
 
 
 def test_ranked_feeds_cut_score_and_shape_each_pool(spark, warehouse):
@@ -101,10 +126,13 @@ def test_ranked_feeds_cut_score_and_shape_each_pool(spark, warehouse):
     read = lambda name: _read(spark, path, name)  # noqa: E731
     models = current_models(path)
     feeds = ranked_feeds(
-        read("candidates"), {a: read(a) for a in FEATURE_TABLES},
+        read("candidates"),
+        {a: read(a) for a in FEATURE_TABLES},
         fatigue_days(read("engagements"), read("tweets"), as_of=AS_OF),
-        light_model_dir=models[LIGHT_RANKER][0], light_features=models[LIGHT_RANKER][1],
-        heavy_model_dir=models[HEAVY_RANKER][0], heavy_features=models[HEAVY_RANKER][1],
+        light_model_dir=models[LIGHT_RANKER][0],
+        light_features=models[LIGHT_RANKER][1],
+        heavy_model_dir=models[HEAVY_RANKER][0],
+        heavy_features=models[HEAVY_RANKER][1],
         config=RankingConfig(light_keep=6),
     ).toPandas()
     per_user = feeds.groupby("user_id")
@@ -117,11 +145,13 @@ def test_ranked_feeds_cut_score_and_shape_each_pool(spark, warehouse):
     dense = np.tile(np.array([DEFAULTS[n] for n in HEAVY_RANKER_FEATURES], dtype=np.float32), (len(feeds), 1))
     likes = HEAVY_RANKER_FEATURES.index("tweet__likes_24h")
     dense[:, likes] = [LIKES_24H.get(t, 0.0) for t in feeds["tweet_id"]]
-    expected = heavy.probabilities(RankerInputs(dense=dense, user_ids=feeds["user_id"].to_numpy(),
-                                                author_ids=feeds["author_id"].to_numpy()))
+    expected = heavy.probabilities(
+        RankerInputs(dense=dense, user_ids=feeds["user_id"].to_numpy(), author_ids=feeds["author_id"].to_numpy())
+    )
     np.testing.assert_allclose(feeds["p_like"], expected[:, 0], rtol=1e-5)
-    np.testing.assert_allclose(feeds["heavy_score"], final_scores(expected, heavy.heads, DEFAULT_HEAD_WEIGHTS),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        feeds["heavy_score"], final_scores(expected, heavy.heads, DEFAULT_HEAD_WEIGHTS), rtol=1e-5
+    )
     assert (feeds["sources"].map(len) == 1).all() and (feeds["social_proof_count"] == 1).all()
 
 
@@ -131,8 +161,9 @@ def test_ranked_feeds_asset_writes_the_table(settings, spark, warehouse):
     path, _ = warehouse
     # A hand-made warehouse of the few tables ranking reads: the table's suite (which reads users,
     # tweets and more) runs on a whole generated world in test_data_quality.
-    outcome = run_assets(settings.model_copy(update={"warehouse": path, "as_of": AS_OF}), selection="key:ranked_feeds",
-                         checks=False)
+    outcome = run_assets(
+        settings.model_copy(update={"warehouse": path, "as_of": AS_OF}), selection="key:ranked_feeds", checks=False
+    )
     assert outcome.success, outcome.failures
     table = _read(spark, path, "ranked_feeds").toPandas()
     assert set(table["user_id"]) == set(USERS) and table.groupby("user_id").size().max() <= 200
@@ -155,11 +186,15 @@ def test_light_ranker_recall_of_the_heavy_top(spark, warehouse):
     candidates, tables = _read(spark, path, "candidates"), {a: _read(spark, path, a) for a in FEATURE_TABLES}
     # Both models' scores of every candidate, then the recall worked out here with pandas.
     pairs = candidates.select("user_id", "tweet_id", "author_id")
-    light = light_scores(feature_vectors(pairs, tables, light_features), model_dir=light_dir,
-                         feature_names=light_features).select("user_id", "tweet_id", "light_score")
-    heavy = heavy_scores(feature_vectors(pairs, tables, heavy_features), model_dir=heavy_dir,
-                         feature_names=heavy_features, weights=DEFAULT_HEAD_WEIGHTS).select("user_id", "tweet_id",
-                                                                                               "heavy_score")
+    light = light_scores(
+        feature_vectors(pairs, tables, light_features), model_dir=light_dir, feature_names=light_features
+    ).select("user_id", "tweet_id", "light_score")
+    heavy = heavy_scores(
+        feature_vectors(pairs, tables, heavy_features),
+        model_dir=heavy_dir,
+        feature_names=heavy_features,
+        weights=DEFAULT_HEAD_WEIGHTS,
+    ).select("user_id", "tweet_id", "heavy_score")
     scores = light.join(heavy, on=["user_id", "tweet_id"], how="inner").toPandas()
     keep, top = 4, 3
     expected_pairs = kept = 0
@@ -168,9 +203,17 @@ def test_light_ranker_recall_of_the_heavy_top(spark, warehouse):
         best_heavy = rows.sort_values(["heavy_score", "tweet_id"], ascending=[False, True])["tweet_id"][:top]
         kept += sum(t in best_light for t in best_heavy)
         expected_pairs += top
-    got = light_ranker_recall(candidates, tables, light_model_dir=light_dir, light_features=light_features,
-                              heavy_model_dir=heavy_dir, heavy_features=heavy_features, weights=DEFAULT_HEAD_WEIGHTS,
-                              keep=keep, top=top)
+    got = light_ranker_recall(
+        candidates,
+        tables,
+        light_model_dir=light_dir,
+        light_features=light_features,
+        heavy_model_dir=heavy_dir,
+        heavy_features=heavy_features,
+        weights=DEFAULT_HEAD_WEIGHTS,
+        keep=keep,
+        top=top,
+    )
     assert got["pair_recall"] == pytest.approx(kept / expected_pairs, abs=1e-4) and got["users"] == 2
     assert 0 < kept < expected_pairs  # the planted case discriminates: neither all nor nothing is kept
 
@@ -178,7 +221,7 @@ def test_light_ranker_recall_of_the_heavy_top(spark, warehouse):
 # A world whose five feature tables all hold seeded random rows (a few keys left out, so defaults
 # show), for the co-partitioned plan that ranked_feeds runs at scale.
 RICH_USERS, RICH_CANDIDATES, RICH_AUTHORS, RICH_KEEP = (11, 12, 13), 12, (70, 71, 72, 73), 7
-FATIGUED = (12, 71)   # user 12 said "not interested" to author 71 two days ago
+FATIGUED = (12, 71)  # user 12 said "not interested" to author 71 two days ago
 
 
 def _random_value(field, rng):
@@ -193,37 +236,62 @@ def rich_world(spark, path):
     """Writes the world's tables under `path`; returns (candidate (user, tweet, author) triples,
     {asset: {keys: row dict}})."""
     rng = np.random.default_rng(7)
-    triples = [(user, 5000 + 100 * user + i, RICH_AUTHORS[i % len(RICH_AUTHORS)])
-               for user in RICH_USERS for i in range(RICH_CANDIDATES)]
-    candidates = [(u, t, a, AS_OF - timedelta(hours=1), 1, ["in_network"], True, *[None] * 12, None, [], 0, AS_OF)
-                  for u, t, a in triples]
+    triples = [
+        (user, 5000 + 100 * user + i, RICH_AUTHORS[i % len(RICH_AUTHORS)])
+        for user in RICH_USERS
+        for i in range(RICH_CANDIDATES)
+    ]
+    candidates = [
+        (u, t, a, AS_OF - timedelta(hours=1), 1, ["in_network"], True, *[None] * 12, None, [], 0, AS_OF)
+        for u, t, a in triples
+    ]
     overwrite_delta(spark.createDataFrame(candidates, CANDIDATES_SCHEMA), path / "tables" / "candidates")
-    keys_of = {"user_features": lambda u, t, a: (u,), "author_features": lambda u, t, a: (a,),
-               "tweet_features": lambda u, t, a: (t,), "user_author_features": lambda u, t, a: (u, a),
-               "user_tweet_features": lambda u, t, a: (u, t)}
+    keys_of = {
+        "user_features": lambda u, t, a: (u,),
+        "author_features": lambda u, t, a: (a,),
+        "tweet_features": lambda u, t, a: (t,),
+        "user_author_features": lambda u, t, a: (u, a),
+        "user_tweet_features": lambda u, t, a: (u, t),
+    }
     rows_by_asset = {}
     for asset, keys in keys_of.items():
         schema, key_names = spark_schema_of(asset), FEATURE_TABLES[asset][1]
-        wanted = sorted({keys(*triple) for triple in triples})[1:]   # the first key has no row: defaults
-        rows = {key: {f.name: (dict(zip(key_names, key))[f.name] if f.name in key_names else _random_value(f, rng))
-                      for f in schema.fields} for key in wanted}
+        wanted = sorted({keys(*triple) for triple in triples})[1:]  # the first key has no row: defaults
+        rows = {
+            key: {
+                f.name: (dict(zip(key_names, key))[f.name] if f.name in key_names else _random_value(f, rng))
+                for f in schema.fields
+            }
+            for key in wanted
+        }
         rows_by_asset[asset] = rows
-        overwrite_delta(spark.createDataFrame([tuple(r.values()) for r in rows.values()], schema),
-                        path / "tables" / asset)
-    overwrite_delta(spark.createDataFrame([(FATIGUED[0], 5000 + 100 * FATIGUED[0] + 1, "not_interested",
-                                            AS_OF - timedelta(days=2))],
-                                          "user_id long, tweet_id long, action string, created_at timestamp"),
-                    path / "tables" / "engagements")
-    overwrite_delta(spark.createDataFrame([(t, a) for _, t, a in triples], "tweet_id long, author_id long"),
-                    path / "tables" / "tweets")
+        overwrite_delta(
+            spark.createDataFrame([tuple(r.values()) for r in rows.values()], schema), path / "tables" / asset
+        )
+    overwrite_delta(
+        spark.createDataFrame(
+            [(FATIGUED[0], 5000 + 100 * FATIGUED[0] + 1, "not_interested", AS_OF - timedelta(days=2))],
+            "user_id long, tweet_id long, action string, created_at timestamp",
+        ),
+        path / "tables" / "engagements",
+    )
+    overwrite_delta(
+        spark.createDataFrame([(t, a) for _, t, a in triples], "tweet_id long, author_id long"),
+        path / "tables" / "tweets",
+    )
     return triples, rows_by_asset
 
 
 def expected_vectors(triples, rows_by_asset, names):
     """(rows, features) float32 built row by row from the written rows: independent of the joins."""
     entity_of = {asset: entity for asset, (entity, _) in FEATURE_TABLES.items()}
-    key_of = {"user": lambda u, t, a: (u,), "author": lambda u, t, a: (a,), "tweet": lambda u, t, a: (t,),
-              "user_author": lambda u, t, a: (u, a), "user_tweet": lambda u, t, a: (u, t)}
+    key_of = {
+        "user": lambda u, t, a: (u,),
+        "author": lambda u, t, a: (a,),
+        "tweet": lambda u, t, a: (t,),
+        "user_author": lambda u, t, a: (u, a),
+        "user_tweet": lambda u, t, a: (u, t),
+    }
     out = np.empty((len(triples), len(names)), dtype=np.float32)
     for i, triple in enumerate(triples):
         for j, name in enumerate(names):
@@ -246,22 +314,37 @@ def _co_partitioned_feeds(spark, path, *, broadcast_rows_max=None):
     """ranked_feeds as the asset plans it (ranking_joins, RANKING_SPARK_CONF) with Spark's own
     broadcasting of small tables off, as on tables too large for it, and 3 partitions by user."""
     read = lambda name: _read(spark, path, name)  # noqa: E731
-    (light_dir, light_features), (heavy_dir, heavy_features) = (current_models(path)[n] for n in (LIGHT_RANKER,
-                                                                                                  HEAVY_RANKER))
-    tables, config = {a: read(a) for a in FEATURE_TABLES}, RankingConfig(light_keep=RICH_KEEP,
-                                                                         broadcast_rows_max=broadcast_rows_max)
-    joins = ranking_joins(tables, [*light_features, *heavy_features], config=config, driver_memory=1 << 30,
-                          partitions=3)
-    return joins, ranked_feeds(read("candidates"), tables, fatigue_days(read("engagements"), read("tweets"), as_of=AS_OF),
-                               light_model_dir=light_dir, light_features=light_features, heavy_model_dir=heavy_dir,
-                               heavy_features=heavy_features, config=config, joins=joins)
+    (light_dir, light_features), (heavy_dir, heavy_features) = (
+        current_models(path)[n] for n in (LIGHT_RANKER, HEAVY_RANKER)
+    )
+    tables, config = (
+        {a: read(a) for a in FEATURE_TABLES},
+        RankingConfig(light_keep=RICH_KEEP, broadcast_rows_max=broadcast_rows_max),
+    )
+    joins = ranking_joins(
+        tables, [*light_features, *heavy_features], config=config, driver_memory=1 << 30, partitions=3
+    )
+    return joins, ranked_feeds(
+        read("candidates"),
+        tables,
+        fatigue_days(read("engagements"), read("tweets"), as_of=AS_OF),
+        light_model_dir=light_dir,
+        light_features=light_features,
+        heavy_model_dir=heavy_dir,
+        heavy_features=heavy_features,
+        config=config,
+        joins=joins,
+    )
 
 
-PLANNED_AT_SCALE = {**RANKING_SPARK_CONF, "spark.sql.autoBroadcastJoinThreshold": "-1",
-                    "spark.sql.adaptive.enabled": "false"}
+PLANNED_AT_SCALE = {
+    **RANKING_SPARK_CONF,
+    "spark.sql.autoBroadcastJoinThreshold": "-1",
+    "spark.sql.adaptive.enabled": "false",
+}
 
 
-@pytest.mark.parametrize("broadcast_rows_max", [None, 2])   # every single-key table broadcast; only user_features
+@pytest.mark.parametrize("broadcast_rows_max", [None, 2])  # every single-key table broadcast; only user_features
 def test_co_partitioned_ranked_feeds_match_vectors_built_row_by_row(spark, rich_warehouse, broadcast_rows_max):
     from models.light_ranker import LightRanker
 
@@ -270,8 +353,9 @@ def test_co_partitioned_ranked_feeds_match_vectors_built_row_by_row(spark, rich_
     with session_conf(spark, PLANNED_AT_SCALE):
         joins, feeds = _co_partitioned_feeds(spark, path, broadcast_rows_max=broadcast_rows_max)
         feeds = feeds.toPandas()
-    expected_broadcast = {"user_features", "author_features", "tweet_features"} if broadcast_rows_max is None \
-        else {"user_features"}   # rows for 2 of the 3 users; 3 authors and 35 tweets are over 2
+    expected_broadcast = (
+        {"user_features", "author_features", "tweet_features"} if broadcast_rows_max is None else {"user_features"}
+    )  # rows for 2 of the 3 users; 3 authors and 35 tweets are over 2
     assert joins.broadcast == expected_broadcast and joins.user_partitions == 3
     light = LightRanker.load(models[LIGHT_RANKER][0])
     light_scores_expected = light.predict(expected_vectors(triples, rows_by_asset, list(models[LIGHT_RANKER][1])))
@@ -282,12 +366,18 @@ def test_co_partitioned_ranked_feeds_match_vectors_built_row_by_row(spark, rich_
         if user == FATIGUED[0]:
             survivors = {t for t in survivors if by_pair[(user, t)][0] != FATIGUED[1]}
         assert set(feeds[feeds.user_id == user]["tweet_id"]) == survivors, user
-    np.testing.assert_allclose(feeds["light_score"], [by_pair[(u, t)][1] for u, t in zip(feeds.user_id, feeds.tweet_id)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        feeds["light_score"], [by_pair[(u, t)][1] for u, t in zip(feeds.user_id, feeds.tweet_id)], rtol=1e-6
+    )
     heavy = heavy_ranker_of(path)
     fed = [(u, t, a) for u, t, a in zip(feeds.user_id, feeds.tweet_id, feeds.author_id)]
-    expected = heavy.probabilities(RankerInputs(dense=expected_vectors(fed, rows_by_asset, list(models[HEAVY_RANKER][1])),
-                                                user_ids=feeds["user_id"].to_numpy(), author_ids=feeds["author_id"].to_numpy()))
+    expected = heavy.probabilities(
+        RankerInputs(
+            dense=expected_vectors(fed, rows_by_asset, list(models[HEAVY_RANKER][1])),
+            user_ids=feeds["user_id"].to_numpy(),
+            author_ids=feeds["author_id"].to_numpy(),
+        )
+    )
     np.testing.assert_allclose(feeds[[f"p_{h}" for h in heavy.heads]].to_numpy(), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -320,7 +410,7 @@ def test_the_candidate_rows_are_shuffled_three_times(spark, rich_warehouse):
         _, feeds = _co_partitioned_feeds(spark, path)
         plan = feeds._jdf.queryExecution().executedPlan()
     assert _shuffles_over(plan, f"{path}/tables/candidates]") == 3
-    with session_conf(spark, {**PLANNED_AT_SCALE, **{key: "true" for key in RANKING_SPARK_CONF}}):
+    with session_conf(spark, {**PLANNED_AT_SCALE, **dict.fromkeys(RANKING_SPARK_CONF, "true")}):
         _, feeds = _co_partitioned_feeds(spark, path)
         assert _shuffles_over(feeds._jdf.queryExecution().executedPlan(), f"{path}/tables/candidates]") > 3
 
@@ -337,25 +427,48 @@ def test_feeds_of_sorted_batches_equal_each_users_own_feed():
 
     rng = np.random.default_rng(3)
     sizes = {101: 3, 102: 12, 103: 1, 104: 9, 105: 7}
-    rows = pd.DataFrame([
-        {"user_id": user, "tweet_id": 10 * user + i, "author_id": int(rng.integers(0, 3)),
-         "tweet_created_at": pd.Timestamp("2026-10-01", tz="UTC") - pd.Timedelta(hours=i),
-         "is_in_network": bool(rng.random() < 0.5), "sources": ["twhin"], "social_proof_user_ids": [user],
-         "social_proof_count": 1, "light_score": float(rng.random()),
-         **{column: float(rng.random()) for column in HEAD_COLUMNS}, "heavy_score": float(rng.normal()),
-         "is_reply": bool(rng.random() < 0.3), "fatigue_days_since": 3.0 if i == 0 else float("nan")}
-        for user, n in sizes.items() for i in range(n)])
+    rows = pd.DataFrame(
+        [
+            {
+                "user_id": user,
+                "tweet_id": 10 * user + i,
+                "author_id": int(rng.integers(0, 3)),
+                "tweet_created_at": pd.Timestamp("2026-10-01", tz="UTC") - pd.Timedelta(hours=i),
+                "is_in_network": bool(rng.random() < 0.5),
+                "sources": ["twhin"],
+                "social_proof_user_ids": [user],
+                "social_proof_count": 1,
+                "light_score": float(rng.random()),
+                **{column: float(rng.random()) for column in HEAD_COLUMNS},
+                "heavy_score": float(rng.normal()),
+                "is_reply": bool(rng.random() < 0.3),
+                "fatigue_days_since": 3.0 if i == 0 else float("nan"),
+            }
+            for user, n in sizes.items()
+            for i in range(n)
+        ]
+    )
     heuristics = FeedHeuristics(max_rows=5, page_size=3, in_network_cap=2, out_of_network_cap=2)
     batches = pa.Table.from_pandas(rows, preserve_index=False).to_batches(max_chunksize=7)
     assert len(batches) == 5
     got = pa.Table.from_batches(list(feeds_of_sorted_batches(iter(batches), heuristics))).to_pandas()
-    expected = pd.concat([rank_user_feed(user_rows, heuristics) for _, user_rows in rows.groupby("user_id")],
-                         ignore_index=True)
+    expected = pd.concat(
+        [rank_user_feed(user_rows, heuristics) for _, user_rows in rows.groupby("user_id")], ignore_index=True
+    )
     assert list(got.columns) == [f.name for f in RANKED_FEEDS_SCHEMA.fields]
     assert got["user_id"].value_counts().to_dict() == expected["user_id"].value_counts().to_dict()
-    assert set(got["user_id"]) == {101, 102, 104, 105}   # user 103's one row is from a fatigued author
-    for column in ("user_id", "tweet_id", "rank", "page", "final_score", "diversity_multiplier", "fatigue_multiplier",
-                   "light_score", "p_like"):
+    assert set(got["user_id"]) == {101, 102, 104, 105}  # user 103's one row is from a fatigued author
+    for column in (
+        "user_id",
+        "tweet_id",
+        "rank",
+        "page",
+        "final_score",
+        "diversity_multiplier",
+        "fatigue_multiplier",
+        "light_score",
+        "p_like",
+    ):
         assert got[column].tolist() == expected[column].tolist(), column
     assert [list(s) for s in got["sources"]] == [list(s) for s in expected["sources"]]
     assert (got["tweet_created_at"].to_numpy() == expected["tweet_created_at"].to_numpy()).all()

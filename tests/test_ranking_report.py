@@ -137,21 +137,28 @@ def test_histogram_counts():
 
 
 def test_svg_charts_are_well_formed_and_skip_non_finite():
-    line = svg_line_chart({"a <b>": [(0.1, 0.2), (float("nan"), 0.5), (0.5, float("inf")), (0.9, 0.8)]},
-                          title="t & t", x_label="x", y_label="y", diagonal=True)
+    line = svg_line_chart(
+        {"a <b>": [(0.1, 0.2), (float("nan"), 0.5), (0.5, float("inf")), (0.9, 0.8)]},
+        title="t & t",
+        x_label="x",
+        y_label="y",
+        diagonal=True,
+    )
     assert line.startswith("<svg") and line.count("<circle") == 2
     assert "a &lt;b&gt;" in line and "t &amp; t" in line
     assert not re.search(r"\b(nan|inf)\b", line, re.I)
     _check_well_formed(line)
-    log = svg_line_chart({"s": [(0.001, 0.1), (0.1, 0.2), (0.0, 0.3)]}, title="l", x_label="x", y_label="y",
-                         log_x=True, diagonal=True)
+    log = svg_line_chart(
+        {"s": [(0.001, 0.1), (0.1, 0.2), (0.0, 0.3)]}, title="l", x_label="x", y_label="y", log_x=True, diagonal=True
+    )
     assert log.count("<circle") == 2
     _check_well_formed(log)
     bars = svg_bar_chart({"m1": {"x": 0.5, "y": float("nan")}, "m2": {"x": -0.1, "y": 0.3}}, title="b", y_label="v")
     assert bars.count("<rect") == 3 + 2  # three finite bars + two legend swatches
     _check_well_formed(bars)
-    hist = svg_histogram({"pos": histogram(np.linspace(0, 1, 50), 10), "neg": {"edges": [], "counts": []}},
-                         title="h", x_label="score")
+    hist = svg_histogram(
+        {"pos": histogram(np.linspace(0, 1, 50), 10), "neg": {"edges": [], "counts": []}}, title="h", x_label="score"
+    )
     assert hist.count("<path") == 1
     _check_well_formed(hist)
     empty = svg_line_chart({}, title="e", x_label="x", y_label="y")
@@ -169,22 +176,55 @@ def _evaluation(world: str = "small") -> dict:
         "world": world,
         "model": {"kind": "xgboost", "rounds": 120, "features": ["a", "b"]},
         "heads": {
-            "like": {"auc": 0.81, "auc_ceiling": 0.9, "logloss": 0.31, "ece": 0.004, "ece_uncalibrated": 0.03,
-                     "positives": 1200, "rows": 10000},
-            "reply": {"auc": 0.7, "auc_ceiling": None, "logloss": float("nan"), "ece": 0.01, "ece_uncalibrated": 0.05,
-                      "positives": 80, "rows": 10000},
-            "retweet": {"auc": 0.75, "auc_ceiling": 0.8, "logloss": 0.1, "ece": 0.002, "positives": 300,
-                        "rows": 10000},
+            "like": {
+                "auc": 0.81,
+                "auc_ceiling": 0.9,
+                "logloss": 0.31,
+                "ece": 0.004,
+                "ece_uncalibrated": 0.03,
+                "positives": 1200,
+                "rows": 10000,
+            },
+            "reply": {
+                "auc": 0.7,
+                "auc_ceiling": None,
+                "logloss": float("nan"),
+                "ece": 0.01,
+                "ece_uncalibrated": 0.05,
+                "positives": 80,
+                "rows": 10000,
+            },
+            "retweet": {"auc": 0.75, "auc_ceiling": 0.8, "logloss": 0.1, "ece": 0.002, "positives": 300, "rows": 10000},
         },
         "feed": {
-            "heavy_ranker": {"ndcg_at_35": 0.42, "recall_at_35": 0.5, "distinct_authors_at_35": 21.0,
-                             "in_network_share_at_35": 0.5, "coverage": 0.99},
-            "light_ranker": {"ndcg_at_35": 0.35, "recall_at_35": 0.44, "distinct_authors_at_35": 19.0,
-                             "in_network_share_at_35": 0.55, "coverage": 0.99},
-            "recency": {"ndcg_at_35": 0.2, "recall_at_35": 0.3, "distinct_authors_at_35": 25.0,
-                        "in_network_share_at_35": 0.7, "coverage": 1.0},
-            "random": {"ndcg_at_35": 0.1, "recall_at_35": None, "distinct_authors_at_35": 30.0,
-                       "in_network_share_at_35": 0.5, "coverage": 1.0},
+            "heavy_ranker": {
+                "ndcg_at_35": 0.42,
+                "recall_at_35": 0.5,
+                "distinct_authors_at_35": 21.0,
+                "in_network_share_at_35": 0.5,
+                "coverage": 0.99,
+            },
+            "light_ranker": {
+                "ndcg_at_35": 0.35,
+                "recall_at_35": 0.44,
+                "distinct_authors_at_35": 19.0,
+                "in_network_share_at_35": 0.55,
+                "coverage": 0.99,
+            },
+            "recency": {
+                "ndcg_at_35": 0.2,
+                "recall_at_35": 0.3,
+                "distinct_authors_at_35": 25.0,
+                "in_network_share_at_35": 0.7,
+                "coverage": 1.0,
+            },
+            "random": {
+                "ndcg_at_35": 0.1,
+                "recall_at_35": None,
+                "distinct_authors_at_35": 30.0,
+                "in_network_share_at_35": 0.5,
+                "coverage": 1.0,
+            },
         },
         "light_ranker": {"auc": 0.7, "features": 12},
         "elapsed_s": 12.5,
@@ -203,13 +243,22 @@ def _calibration() -> dict:
 
 def _histograms() -> dict:
     rng = np.random.default_rng(5)
-    return {"final score": {"positives": histogram(rng.random(200), 20, (0, 1)),
-                            "negatives": histogram(rng.random(800) ** 2, 20, (0, 1))}}
+    return {
+        "final score": {
+            "positives": histogram(rng.random(200), 20, (0, 1)),
+            "negatives": histogram(rng.random(800) ** 2, 20, (0, 1)),
+        }
+    }
 
 
 def _render(evaluation=None, **kw) -> str:
-    return render_ranking_report(evaluation or _evaluation(), calibration=_calibration(),
-                                 score_histograms=_histograms(), generated_at="2025-01-01T00:00:00+00:00", **kw)
+    return render_ranking_report(
+        evaluation or _evaluation(),
+        calibration=_calibration(),
+        score_histograms=_histograms(),
+        generated_at="2025-01-01T00:00:00+00:00",
+        **kw,
+    )
 
 
 def test_report_well_formed_and_self_contained():
@@ -249,8 +298,7 @@ def test_report_escapes_world_and_names():
     evil = "<script>alert(1)</script>"
     ev = _evaluation(world=evil)
     ev["feed"]["<b>x</b>"] = {"ndcg_at_35": 0.01}
-    doc = render_ranking_report(ev, calibration={evil: {"calibrated": []}}, score_histograms={},
-                                generated_at="t")
+    doc = render_ranking_report(ev, calibration={evil: {"calibrated": []}}, score_histograms={}, generated_at="t")
     assert "<script>" not in doc and "alert(1)" in doc
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in doc
     assert "<b>x</b>" not in doc

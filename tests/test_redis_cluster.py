@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import redis
+from conftest import start_test_api
 
+from core import redis_layout as rl
 from jobs.publish import PublishError, connect, current_pointer, rollback
 from orchestration.publication import publish_to_redis
-from core import redis_layout as rl
 from serving.auth import mint_token
 from serving.events import drain_event_log
-from conftest import start_test_api
 
 SECRET = "cluster-test-secret-" + uuid.uuid4().hex
 
@@ -33,8 +33,10 @@ class Apis:
     def both(self, method: str, path: str, user: int, **kwargs) -> tuple[httpx.Response, httpx.Response]:
         """The same request to the API on the cluster, then to the one on the single Redis."""
         headers = auth(user)
-        return (self.on_cluster.request(method, path, headers=headers, **kwargs),
-                self.on_single.request(method, path, headers=headers, **kwargs))
+        return (
+            self.on_cluster.request(method, path, headers=headers, **kwargs),
+            self.on_single.request(method, path, headers=headers, **kwargs),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,10 @@ def apis(redis_cluster, cluster_version, published_redis, tmp_path_factory):
     assert cluster_version == version  # both Redis hold their first publication
     on_cluster = start_test_api(redis_cluster.url, tmp_path_factory.mktemp("api-cluster"), secret=SECRET, cluster=True)
     on_single = start_test_api(single.url, tmp_path_factory.mktemp("api-single"), secret=SECRET)
-    with httpx.Client(base_url=on_cluster.base_url, timeout=30) as c, \
-            httpx.Client(base_url=on_single.base_url, timeout=30) as s:
+    with (
+        httpx.Client(base_url=on_cluster.base_url, timeout=30) as c,
+        httpx.Client(base_url=on_single.base_url, timeout=30) as s,
+    ):
         yield Apis(c, s, redis.Redis.from_url(single.url), version)
     on_cluster.stop()
     on_single.stop()
@@ -80,8 +84,12 @@ def entry_ids(entry: dict) -> tuple:
 def shown(page: dict) -> dict:
     """A page as compared across the two APIs (scores may differ by the milliseconds between the two
     requests' clocks; what is shown, in what order, and what was filtered may not)."""
-    return {"items": [entry_ids(e) for e in page["items"]], "filtered": page["filtered"],
-            "fallback": page.get("fallback"), "more": page["next_cursor"] is not None}
+    return {
+        "items": [entry_ids(e) for e in page["items"]],
+        "filtered": page["filtered"],
+        "fallback": page.get("fallback"),
+        "more": page["next_cursor"] is not None,
+    }
 
 
 def pages_of_both(apis: Apis, path: str, user: int, count: int) -> tuple[list[dict], list[dict]]:
@@ -90,8 +98,9 @@ def pages_of_both(apis: Apis, path: str, user: int, count: int) -> tuple[list[di
     for client, pages in zip((apis.on_cluster, apis.on_single), found):
         cursor = None
         while True:
-            response = client.get(path, params={"count": count} | ({"cursor": cursor} if cursor else {}),
-                                  headers=auth(user))
+            response = client.get(
+                path, params={"count": count} | ({"cursor": cursor} if cursor else {}), headers=auth(user)
+            )
             assert response.status_code == 200, response.text
             pages.append(response.json())
             cursor = pages[-1]["next_cursor"]
@@ -101,7 +110,9 @@ def pages_of_both(apis: Apis, path: str, user: int, count: int) -> tuple[list[di
 
 
 def ranked_tweets(page: dict) -> list[dict]:
-    return [e if e["type"] == "tweet" else e["tweets"][-1] for e in page["items"] if e["type"] in ("tweet", "conversation")]
+    return [
+        e if e["type"] == "tweet" else e["tweets"][-1] for e in page["items"] if e["type"] in ("tweet", "conversation")
+    ]
 
 
 def published(r: redis.Redis, space: rl.KeySpace, version: int, id_: int) -> dict | None:
@@ -128,7 +139,8 @@ def test_a_plain_client_on_a_cluster_node_is_refused_and_a_socket_cannot_name_a_
 
 
 def test_the_publication_spreads_over_every_node_and_equals_the_one_on_a_single_redis(
-        redis_cluster, cluster_version, published_redis):
+    redis_cluster, cluster_version, published_redis
+):
     single, version = published_redis
     on_cluster = current_pointer(connect(redis_cluster.url, cluster=True))
     on_single = current_pointer(redis.Redis.from_url(single.url))
@@ -155,7 +167,9 @@ def test_for_you_following_and_lists_answer_as_on_a_single_redis(apis):
         on_cluster, on_single = apis.both("GET", f"/v1/users/{user}/timelines/for_you", user)
         assert on_cluster.json()["fallback"] and shown(on_cluster.json()) == shown(on_single.json())
 
-    user = max(feeds, key=lambda u: len((published(r, rl.FOLLOWING, version, u) or {"followee_ids": []})["followee_ids"]))
+    user = max(
+        feeds, key=lambda u: len((published(r, rl.FOLLOWING, version, u) or {"followee_ids": []})["followee_ids"])
+    )
     cluster_pages, single_pages = pages_of_both(apis, f"/v1/users/{user}/timelines/following", user, count=10)
     assert [shown(p) for p in cluster_pages] == [shown(p) for p in single_pages] and cluster_pages[0]["items"]
 
@@ -182,15 +196,28 @@ def test_events_apply_on_the_cluster_as_on_a_single_redis(apis, redis_cluster, t
     seen = next(t for t in first[1:] if int(t["author"]["user_id"]) != blocked)
     following = set(published(r, rl.FOLLOWING, version, user)["followee_ids"])
     hidden = published(r, rl.BLOCKED_MUTED, version, user) or {"blocked_ids": []}
-    newcomer = next(u for u in ids_of(r, rl.PROFILES, version)
-                    if u not in following | {user, blocked} and u not in hidden["blocked_ids"])
+    newcomer = next(
+        u
+        for u in ids_of(r, rl.PROFILES, version)
+        if u not in following | {user, blocked} and u not in hidden["blocked_ids"]
+    )
     fresh, gone = 9_100_000_000 + int(time.time()), 9_200_000_000 + int(time.time())
     batches = [  # (poster, events): keys of the user's slot, the tweets' slots, {rt} and {events} together
-        (user, [{"type": "block", "target_user_id": blocked},
+        (
+            user,
+            [
+                {"type": "block", "target_user_id": blocked},
                 {"type": "impression", "tweet_id": int(seen["tweet_id"]), "dwell_ms": 900},
-                {"type": "follow", "target_user_id": newcomer}]),
-        (newcomer, [{"type": "tweet", "tweet_id": fresh, "text": "posted to a cluster"},
-                    {"type": "tweet", "tweet_id": gone, "text": "deleted at once"}]),
+                {"type": "follow", "target_user_id": newcomer},
+            ],
+        ),
+        (
+            newcomer,
+            [
+                {"type": "tweet", "tweet_id": fresh, "text": "posted to a cluster"},
+                {"type": "tweet", "tweet_id": gone, "text": "deleted at once"},
+            ],
+        ),
         (newcomer, [{"type": "delete_tweet", "tweet_id": gone}]),
     ]
     for poster, events in batches:
@@ -214,8 +241,9 @@ def test_events_apply_on_the_cluster_as_on_a_single_redis(apis, redis_cluster, t
     assert drained.rows_per_table["tweets"] == 2 and drained.rows_per_table["social_actions"] == 1
 
 
-def test_republication_a_failed_one_rollback_and_retention_on_the_cluster(redis_cluster, cluster_version, ranked_build,
-                                                                          monkeypatch):
+def test_republication_a_failed_one_rollback_and_retention_on_the_cluster(
+    redis_cluster, cluster_version, ranked_build, monkeypatch
+):
     import jobs.publish
 
     settings, _ = ranked_build

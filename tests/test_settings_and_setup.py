@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from jobs.spark_session import jars_not_in_spark
 from cli.output import format_rows
 from core.settings import HomefeedSettings, load_settings
 from core.setup_checks import parse_java_major
+from jobs.spark_session import jars_not_in_spark
 
 
 def test_defaults_match_the_documented_ones(monkeypatch):
@@ -32,13 +32,16 @@ def test_environment_is_read_and_flags_win(monkeypatch, tmp_path):
     assert settings.tables_dir == (tmp_path / "flag").resolve() / "tables"
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("HOMEFEED_SPARK_MASTER", "localhost"),
-    ("HOMEFEED_REDIS_URL", "http://127.0.0.1:6379"),
-    ("HOMEFEED_SPARK_DRIVER_MEMORY", "lots"),
-    ("HOMEFEED_SPARK_SHUFFLE_PARTITIONS", "0"),
-    ("HOMEFEED_AS_OF", "yesterday"),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("HOMEFEED_SPARK_MASTER", "localhost"),
+        ("HOMEFEED_REDIS_URL", "http://127.0.0.1:6379"),
+        ("HOMEFEED_SPARK_DRIVER_MEMORY", "lots"),
+        ("HOMEFEED_SPARK_SHUFFLE_PARTITIONS", "0"),
+        ("HOMEFEED_AS_OF", "yesterday"),
+    ],
+)
 def test_bad_configuration_fails_fast_naming_the_variable(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError) as error:
@@ -46,26 +49,33 @@ def test_bad_configuration_fails_fast_naming_the_variable(monkeypatch, variable,
     assert variable.removeprefix("HOMEFEED_").lower() in str(error.value)
 
 
-@pytest.mark.parametrize("output, major", [
-    ('openjdk version "17.0.15" 2025-04-15', 17),
-    ('openjdk version "21" 2023-09-19', 21),
-    ('java version "1.8.0_392"', 8),
-    ("no version here", None),
-])
+@pytest.mark.parametrize(
+    "output, major",
+    [
+        ('openjdk version "17.0.15" 2025-04-15', 17),
+        ('openjdk version "21" 2023-09-19', 21),
+        ('java version "1.8.0_392"', 8),
+        ("no version here", None),
+    ],
+)
 def test_parse_java_major(output, major):
     assert parse_java_major(output) == major
 
 
 def test_jars_spark_ships_are_left_out():
-    resolved = [Path(n) for n in (
-        "io.delta_delta-spark_4.2_2.13-4.4.0.jar",
-        "io.delta_delta-storage-4.4.0.jar",
-        "org.apache.parquet_parquet-column-1.16.0.jar",
-        "com.fasterxml.jackson.core_jackson-core-2.13.5.jar",
-    )]
+    resolved = [
+        Path(n)
+        for n in (
+            "io.delta_delta-spark_4.2_2.13-4.4.0.jar",
+            "io.delta_delta-storage-4.4.0.jar",
+            "org.apache.parquet_parquet-column-1.16.0.jar",
+            "com.fasterxml.jackson.core_jackson-core-2.13.5.jar",
+        )
+    ]
     shipped = ["parquet-column-1.15.2.jar", "jackson-core-2.18.2.jar", "spark-sql_2.13-4.2.0.jar"]
     assert [p.name for p in jars_not_in_spark(resolved, shipped)] == [
-        "io.delta_delta-spark_4.2_2.13-4.4.0.jar", "io.delta_delta-storage-4.4.0.jar"
+        "io.delta_delta-spark_4.2_2.13-4.4.0.jar",
+        "io.delta_delta-storage-4.4.0.jar",
     ]
 
 
@@ -74,5 +84,9 @@ def test_format_rows_table_csv_json():
     assert format_rows(columns, rows, "json") == '[{"id": 1, "name": "a,b"}, {"id": 22, "name": null}]'
     assert format_rows(columns, rows, "csv") == 'id,name\n1,"a,b"\n22,'
     assert format_rows(columns, rows, "table").splitlines() == [
-        "id  name", "--  ----", "1   a,b", "22  NULL", "(2 rows)"
+        "id  name",
+        "--  ----",
+        "1   a,b",
+        "22  NULL",
+        "(2 rows)",
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -11,7 +11,7 @@ import pytest
 
 from jobs import simclusters as sc
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 # Followers 1-4; producers 10, 11, 12 (and 13 with a single follower).
 #   10 <- 1, 2, 3     11 <- 1, 2     12 <- 3, 4     13 <- 1
@@ -31,7 +31,9 @@ def _rows(df, *columns):
 def _similarity(spark, **kw):
     params = dict(min_followers=2, min_cosine=0.0, max_neighbors=10, max_producers_per_follower=10)
     params.update(kw)
-    return _rows(sc.producer_similarity(_follows(spark, SMALL_FOLLOWS), **params), "producer_id", "neighbor_id", "cosine")
+    return _rows(
+        sc.producer_similarity(_follows(spark, SMALL_FOLLOWS), **params), "producer_id", "neighbor_id", "cosine"
+    )
 
 
 def test_cosine_of_follower_sets(spark):
@@ -71,7 +73,8 @@ def test_seeds_are_numbered_by_tier_then_key(spark):
     # (weight 0.5): degrees 10 -> 1, 11 and 12 -> 0.5. Each hub has the largest key within two
     # hops (tier 0), and 1's degree (2) beats 10's (1), so 1 is cluster 0 and 10 cluster 1.
     similarity = spark.createDataFrame(
-        [(1, 2, 1.0), (1, 3, 1.0), (10, 11, 0.5), (10, 12, 0.5)], "producer_id bigint, neighbor_id bigint, cosine double"
+        [(1, 2, 1.0), (1, 3, 1.0), (10, 11, 0.5), (10, 12, 0.5)],
+        "producer_id bigint, neighbor_id bigint, cosine double",
     )
     graph = sc._undirected(similarity)
     degrees = graph.groupBy(graph.src.alias("producer_id")).agg({"w": "sum"}).withColumnRenamed("sum(w)", "degree")
@@ -89,13 +92,15 @@ def test_fan_out_cap_bounds_the_pairs_of_one_follower(spark):
     full = sc.producer_similarity(follows, max_producers_per_follower=6, **params).collect()
     assert len(full) == 30
     # Capped at 3: the follower enters the pairs with 3 of its producers, 3 * 2 ordered pairs.
-    capped = _rows(sc.producer_similarity(follows, max_producers_per_follower=3, **params),
-                   "producer_id", "neighbor_id", "cosine")
+    capped = _rows(
+        sc.producer_similarity(follows, max_producers_per_follower=3, **params), "producer_id", "neighbor_id", "cosine"
+    )
     assert len(capped) == 6
     assert len({a for a, _, _ in capped}) == 3
     assert all(c == pytest.approx(1.0) for _, _, c in capped)
-    again = _rows(sc.producer_similarity(follows, max_producers_per_follower=3, **params),
-                  "producer_id", "neighbor_id", "cosine")
+    again = _rows(
+        sc.producer_similarity(follows, max_producers_per_follower=3, **params), "producer_id", "neighbor_id", "cosine"
+    )
     assert again == capped  # the sample is deterministic
 
 
@@ -156,8 +161,12 @@ def test_interested_in_is_l2_normalised_and_needs_social_proof(spark):
     two = _rows(sc.interested_in(follows, _known_for(spark), min_social_proof=2), "user_id", "cluster_id", "score")
     assert two == [(1, 0, pytest.approx(1.0))]
     # Top 2 clusters: c0, then c1 (tied with c2, lower id first), normalised over the two kept.
-    top2 = _rows(sc.interested_in(follows, _known_for(spark), min_social_proof=1, top_clusters=2),
-                 "user_id", "cluster_id", "score")
+    top2 = _rows(
+        sc.interested_in(follows, _known_for(spark), min_social_proof=1, top_clusters=2),
+        "user_id",
+        "cluster_id",
+        "score",
+    )
     n2 = math.sqrt(1.5**2 + 1)
     assert top2 == [(1, 0, pytest.approx(1.5 / n2)), (1, 1, pytest.approx(1 / n2)), (2, 1, pytest.approx(1.0))]
 
@@ -198,7 +207,9 @@ def test_tweet_embeddings_decay_by_half_lives(spark):
     )
     got = _rows(
         sc.tweet_embeddings(engagements, _interested(spark), as_of=AS_OF, half_life_hours=8.0),
-        "tweet_id", "cluster_id", "score",
+        "tweet_id",
+        "cluster_id",
+        "score",
     )
     assert got == [
         (100, 0, pytest.approx(0.5 * 0.6 + 0.25 * 1.0)),
@@ -210,8 +221,10 @@ def test_tweet_embeddings_decay_by_half_lives(spark):
     tweets = spark.createDataFrame(
         [(100, None), (101, AS_OF + timedelta(hours=1)), (102, hours(1))], "tweet_id bigint, deleted_at timestamp"
     )
-    live = _rows(sc.tweet_embeddings(engagements, _interested(spark), as_of=AS_OF, half_life_hours=8.0,
-                                     tweets=tweets), "tweet_id")
+    live = _rows(
+        sc.tweet_embeddings(engagements, _interested(spark), as_of=AS_OF, half_life_hours=8.0, tweets=tweets),
+        "tweet_id",
+    )
     assert sorted(set(live)) == [(100,), (101,)]
 
 
@@ -234,8 +247,9 @@ def test_follow_candidates_go_through_top_clusters_and_skip_followed(spark):
     got = _rows(sc.simclusters_follow_candidates(interested, producers, train), "user_id", "candidate_id", "score")
     # 10 is followed and 1 is the user; 11: 0.8 * 0.5; 12: 0.6 * 0.2 + 0.8 * 0.2.
     assert got == [(1, 11, pytest.approx(0.4)), (1, 12, pytest.approx(0.28))]
-    only_top = _rows(sc.simclusters_follow_candidates(interested, producers, train, user_clusters=1, k=1),
-                     "candidate_id", "score")
+    only_top = _rows(
+        sc.simclusters_follow_candidates(interested, producers, train, user_clusters=1, k=1), "candidate_id", "score"
+    )
     assert only_top == [(11, pytest.approx(0.4))]  # through cluster 1 only, the best one
 
 
@@ -279,17 +293,23 @@ def test_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_path):
     pairs = [(f, p) for f in range(1, 11) for p in (101, 102, 103)]
     pairs += [(f, p) for f in range(11, 21) for p in (201, 202, 203)]
     overwrite_delta(
-        spark.createDataFrame([(f, p, AS_OF) for f, p in pairs], "follower_id bigint, followee_id bigint, created_at timestamp"),
+        spark.createDataFrame(
+            [(f, p, AS_OF) for f, p in pairs], "follower_id bigint, followee_id bigint, created_at timestamp"
+        ),
         tables / "follows",
     )
     overwrite_delta(
-        spark.createDataFrame([(900, 101, AS_OF - timedelta(hours=1), None)],
-                              "tweet_id bigint, author_id bigint, created_at timestamp, deleted_at timestamp"),
+        spark.createDataFrame(
+            [(900, 101, AS_OF - timedelta(hours=1), None)],
+            "tweet_id bigint, author_id bigint, created_at timestamp, deleted_at timestamp",
+        ),
         tables / "tweets",
     )
     overwrite_delta(
-        spark.createDataFrame([(1, 900, "like", AS_OF - timedelta(hours=1))],
-                              "user_id bigint, tweet_id bigint, action string, created_at timestamp"),
+        spark.createDataFrame(
+            [(1, 900, "like", AS_OF - timedelta(hours=1))],
+            "user_id bigint, tweet_id bigint, action string, created_at timestamp",
+        ),
         tables / "engagements",
     )
     result = dg.materialize(simclusters_assets, resources=resources_from_settings(run_settings))

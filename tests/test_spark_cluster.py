@@ -13,6 +13,8 @@ from deltalake import write_deltalake
 from pydantic import ValidationError
 
 from benchmarks.cluster_check import build_environment, compare_warehouses, table_difference, values_match
+from core.redis_server import free_port
+from core.settings import HomefeedSettings, load_settings
 from jobs.spark_cluster import (
     ClusterStartError,
     StandaloneCluster,
@@ -25,8 +27,6 @@ from jobs.spark_cluster import (
 )
 from jobs.spark_session import driver_address_conf
 from orchestration.resources import resources_from_settings
-from core.settings import HomefeedSettings, load_settings
-from core.redis_server import free_port
 
 NAN = float("nan")
 
@@ -34,10 +34,16 @@ NAN = float("nan")
 def test_daemon_commands_bind_loopback_and_size_the_worker():
     spark = Path("/spark")
     assert master_command(spark, port=7077, webui_port=8080) == [
-        "/spark/bin/spark-class", "org.apache.spark.deploy.master.Master",
-        "--host", "127.0.0.1", "--port", "7077", "--webui-port", "8080"]
-    worker = worker_command(spark, "spark://127.0.0.1:7077", cores=1, memory="1g", webui_port=8081,
-                            work_dir=Path("/w"))
+        "/spark/bin/spark-class",
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "7077",
+        "--webui-port",
+        "8080",
+    ]
+    worker = worker_command(spark, "spark://127.0.0.1:7077", cores=1, memory="1g", webui_port=8081, work_dir=Path("/w"))
     assert worker[:3] == ["/spark/bin/spark-class", "org.apache.spark.deploy.worker.Worker", "spark://127.0.0.1:7077"]
     assert " ".join(worker[3:]) == "--host 127.0.0.1 --cores 1 --memory 1g --webui-port 8081 --work-dir /w"
 
@@ -49,8 +55,12 @@ def test_only_alive_workers_count():
 
 
 def test_executors_get_this_python_spark_and_java():
-    environment = cluster_environment({"PATH": "/bin", "PYSPARK_PYTHON": "python3"}, spark=Path("/spark"),
-                                      java=Path("/jdk"), python="/venv/bin/python")
+    environment = cluster_environment(
+        {"PATH": "/bin", "PYSPARK_PYTHON": "python3"},
+        spark=Path("/spark"),
+        java=Path("/jdk"),
+        python="/venv/bin/python",
+    )
     assert environment["PYSPARK_PYTHON"] == "/venv/bin/python"
     assert (environment["SPARK_HOME"], environment["JAVA_HOME"]) == ("/spark", "/jdk")
     assert environment["SPARK_LOCAL_IP"] == "127.0.0.1" and environment["PATH"] == "/bin"
@@ -76,10 +86,17 @@ def test_a_daemon_that_exits_fails_the_start_at_once_with_its_log(tmp_path):
     assert "BindException" in str(error.value)
 
 
-@pytest.mark.parametrize("master, on_loopback", [
-    ("local[2]", True), ("spark://127.0.0.1:7077", True), ("spark://localhost:7077,127.0.0.1:7078", True),
-    ("spark://10.0.0.5:7077", False), ("spark://127.0.0.1:7077,10.0.0.5:7077", False), ("yarn", False),
-])
+@pytest.mark.parametrize(
+    "master, on_loopback",
+    [
+        ("local[2]", True),
+        ("spark://127.0.0.1:7077", True),
+        ("spark://localhost:7077,127.0.0.1:7078", True),
+        ("spark://10.0.0.5:7077", False),
+        ("spark://127.0.0.1:7077,10.0.0.5:7077", False),
+        ("yarn", False),
+    ],
+)
 def test_the_driver_is_on_loopback_only_when_its_executors_are(master, on_loopback):
     conf = driver_address_conf(master)
     assert (conf.get("spark.driver.host") == "127.0.0.1") is on_loopback
@@ -95,10 +112,16 @@ def test_spark_conf_setting_reaches_the_spark_resource(monkeypatch):
 
 
 def test_builds_differ_only_in_their_settings(tmp_path):
-    local = build_environment({"PATH": "/bin"}, master="local[2]", warehouse=tmp_path / "a", raw_input=tmp_path / "raw",
-                              spark_conf={})
-    cluster = build_environment({"PATH": "/bin"}, master="spark://127.0.0.1:1", warehouse=tmp_path / "b",
-                                raw_input=tmp_path / "raw", spark_conf={"spark.executor.memory": "1g"})
+    local = build_environment(
+        {"PATH": "/bin"}, master="local[2]", warehouse=tmp_path / "a", raw_input=tmp_path / "raw", spark_conf={}
+    )
+    cluster = build_environment(
+        {"PATH": "/bin"},
+        master="spark://127.0.0.1:1",
+        warehouse=tmp_path / "b",
+        raw_input=tmp_path / "raw",
+        spark_conf={"spark.executor.memory": "1g"},
+    )
     differing = {name for name in local.keys() | cluster.keys() if local.get(name) != cluster.get(name)}
     assert differing == {"HOMEFEED_SPARK_MASTER", "HOMEFEED_WAREHOUSE", "HOMEFEED_SPARK_CONF"}
     assert json.loads(cluster["HOMEFEED_SPARK_CONF"]) == {"spark.executor.memory": "1g"}
@@ -116,8 +139,10 @@ def test_table_difference_ignores_row_order_and_summation_noise():
     shuffled = pa.table({"id": [3, 1, 2], "score": [NAN, 0.3, 0.5], "tags": [None, ["a"], []]})
     assert table_difference(local, shuffled) is None
     assert table_difference(local, local.slice(0, 2)) == "3 rows locally, 2 on the cluster"
-    assert (table_difference(local, local.set_column(1, "score", pa.array([0.3, 0.6, NAN])))
-            == "sorted row 1: score 0.5 locally, 0.6 on the cluster")
+    assert (
+        table_difference(local, local.set_column(1, "score", pa.array([0.3, 0.6, NAN])))
+        == "sorted row 1: score 0.5 locally, 0.6 on the cluster"
+    )
     assert "columns" in table_difference(local, local.drop_columns(["tags"]))
 
 
@@ -132,12 +157,16 @@ def test_compare_warehouses_catches_a_missing_an_extra_and_a_different_table(tmp
     follows = pa.table({"follower_id": [1], "followee_id": [2]})
     local = _warehouse(tmp_path / "local", {"users": users, "follows": follows, "as_of/x/tables/users": users})
     same = _warehouse(tmp_path / "same", {"follows": follows, "users": users, "as_of/x/tables/users": users})
-    other = _warehouse(tmp_path / "other", {"users": pa.table({"user_id": [1, 3]}), "lists": users,
-                                             "as_of/x/tables/users": users})
+    other = _warehouse(
+        tmp_path / "other", {"users": pa.table({"user_id": [1, 3]}), "lists": users, "as_of/x/tables/users": users}
+    )
 
     assert compare_warehouses(local, same).equal
-    assert compare_warehouses(local, same).rows == {"tables/as_of/x/tables/users": 2, "tables/follows": 1,
-                                                    "tables/users": 2}
+    assert compare_warehouses(local, same).rows == {
+        "tables/as_of/x/tables/users": 2,
+        "tables/follows": 1,
+        "tables/users": 2,
+    }
     comparison = compare_warehouses(local, other)
     assert not comparison.equal
     assert comparison.missing == ("tables/follows",) and comparison.extra == ("tables/lists",)
@@ -157,6 +186,13 @@ def test_the_pipeline_on_a_standalone_cluster_writes_what_local_mode_writes(tmp_
     assert summary["differences"] == {}
     tables = set(summary["rows"])
     # Every stage of the build, the Python (Arrow / pandas) UDF ones on the executors included.
-    assert {"tables/users", "tables/realgraph", "tables/simclusters_interested_in", "tables/twhin_user_embeddings",
-            "tables/candidates", "tables/user_tweet_features", "tables/ranked_feeds"} <= tables
+    assert {
+        "tables/users",
+        "tables/realgraph",
+        "tables/simclusters_interested_in",
+        "tables/twhin_user_embeddings",
+        "tables/candidates",
+        "tables/user_tweet_features",
+        "tables/ranked_feeds",
+    } <= tables
     assert summary["rows"]["tables/ranked_feeds"] > 0 and summary["rows"]["tables/candidates"] > 0

@@ -42,24 +42,36 @@ FAST = TwhinConfig(dim=8, epochs=3, batch_size=16, random_negatives=4, num_threa
 
 def _follows(pairs) -> pa.Table:
     pairs = list(pairs)
-    return pa.table({"follower_id": pa.array([p[0] for p in pairs], pa.int64()),
-                     "followee_id": pa.array([p[1] for p in pairs], pa.int64())})
+    return pa.table(
+        {
+            "follower_id": pa.array([p[0] for p in pairs], pa.int64()),
+            "followee_id": pa.array([p[1] for p in pairs], pa.int64()),
+        }
+    )
 
 
 def _engagements(rows) -> pa.Table:
     rows = list(rows)
-    return pa.table({"user_id": pa.array([r[0] for r in rows], pa.int64()),
-                     "tweet_id": pa.array([r[1] for r in rows], pa.int64()),
-                     "action": pa.array([r[2] for r in rows], pa.string())})
+    return pa.table(
+        {
+            "user_id": pa.array([r[0] for r in rows], pa.int64()),
+            "tweet_id": pa.array([r[1] for r in rows], pa.int64()),
+            "action": pa.array([r[2] for r in rows], pa.string()),
+        }
+    )
 
 
 def _tweets(rows) -> pa.Table:
     """rows: (tweet_id, author_id, in_reply_to_tweet_id, retweet_of_tweet_id)."""
     rows = list(rows)
-    return pa.table({"tweet_id": pa.array([r[0] for r in rows], pa.int64()),
-                     "author_id": pa.array([r[1] for r in rows], pa.int64()),
-                     "in_reply_to_tweet_id": pa.array([r[2] for r in rows], pa.int64()),
-                     "retweet_of_tweet_id": pa.array([r[3] for r in rows], pa.int64())})
+    return pa.table(
+        {
+            "tweet_id": pa.array([r[0] for r in rows], pa.int64()),
+            "author_id": pa.array([r[1] for r in rows], pa.int64()),
+            "in_reply_to_tweet_id": pa.array([r[2] for r in rows], pa.int64()),
+            "retweet_of_tweet_id": pa.array([r[3] for r in rows], pa.int64()),
+        }
+    )
 
 
 def _small_world(seed: int = 3):
@@ -68,12 +80,14 @@ def _small_world(seed: int = 3):
     follows = {(int(a), int(b)) for a, b in rng.integers(1, 41, size=(300, 2)) if a != b}
     tweets = [(1000 + i, int(rng.integers(1, 41)), None, None) for i in range(60)]
     actions = ["like", "retweet", "reply", "impression", "click"]
-    engagements = [(int(rng.integers(1, 41)), int(rng.integers(1000, 1060)), actions[int(rng.integers(0, 5))])
-                   for _ in range(200)]
+    engagements = [
+        (int(rng.integers(1, 41)), int(rng.integers(1000, 1060)), actions[int(rng.integers(0, 5))]) for _ in range(200)
+    ]
     return _follows(sorted(follows)), _engagements(engagements), _tweets(tweets)
 
 
 # -- the model, by hand ------------------------------------------------------------------------
+
 
 def test_translation_score_equals_a_hand_computation():
     lhs = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
@@ -108,13 +122,17 @@ def test_in_batch_loss_on_a_2x2_batch_equals_the_hand_computed_cross_entropy():
 def test_closed_form_gradients_equal_autograd(symmetric, with_negatives):
     g = torch.Generator().manual_seed(0)
     batch, dim, k = 6, 4, 3
-    lhs, rhs = torch.randn(batch, dim, generator=g, dtype=torch.float64), torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    lhs, rhs = (
+        torch.randn(batch, dim, generator=g, dtype=torch.float64),
+        torch.randn(batch, dim, generator=g, dtype=torch.float64),
+    )
     t = torch.randn(dim, generator=g, dtype=torch.float64)
     negatives = torch.randn(k, dim, generator=g, dtype=torch.float64) if with_negatives else None
     rhs_ids, lhs_ids = torch.tensor([0, 1, 1, 2, 3, 3]), torch.tensor([5, 5, 1, 2, 3, 4])
     eye = torch.eye(batch, dtype=torch.bool)
     options = dict(
-        negatives=negatives, symmetric=symmetric,
+        negatives=negatives,
+        symmetric=symmetric,
         rhs_logit_offset=torch.randn(batch, generator=g, dtype=torch.float64),
         lhs_logit_offset=torch.randn(batch, generator=g, dtype=torch.float64),
         negatives_logit_offset=torch.randn(k, generator=g, dtype=torch.float64) if with_negatives else None,
@@ -122,7 +140,8 @@ def test_closed_form_gradients_equal_autograd(symmetric, with_negatives):
         lhs_collisions=(lhs_ids[:, None] == lhs_ids[None, :]) & ~eye,
     )
     inputs = [x.clone().requires_grad_() for x in (lhs, rhs, t)] + (
-        [negatives.clone().requires_grad_()] if with_negatives else [])
+        [negatives.clone().requires_grad_()] if with_negatives else []
+    )
     reference = in_batch_softmax_loss(*inputs[:3], **{**options, "negatives": inputs[3] if with_negatives else None})
     expected = torch.autograd.grad(reference, inputs)
     loss, grads = in_batch_softmax_loss_and_grads(lhs, rhs, t, **options)
@@ -133,10 +152,12 @@ def test_closed_form_gradients_equal_autograd(symmetric, with_negatives):
 
 # -- the graph ----------------------------------------------------------------------------------
 
+
 def test_build_edges_maps_relations_and_ids():
     follows = _follows([(1, 2), (2, 1), (3, 1), (3, 1)])
-    engagements = _engagements([(2, 10, "like"), (2, 10, "impression"), (3, 11, "not_interested"),
-                                (1, 11, "retweet"), (3, 10, "reply")])
+    engagements = _engagements(
+        [(2, 10, "like"), (2, 10, "impression"), (3, 11, "not_interested"), (1, 11, "retweet"), (3, 10, "reply")]
+    )
     tweets = _tweets([(10, 1, None, None), (11, 2, 10, None), (12, 3, None, 10)])
     edges = build_edges(follows, engagements, tweets)
     assert edges.node_ids["user"].tolist() == [1, 2, 3]
@@ -160,6 +181,7 @@ def test_build_edges_maps_relations_and_ids():
 
 
 # -- training -----------------------------------------------------------------------------------
+
 
 def test_same_seed_gives_bitwise_identical_embeddings():
     edges = build_edges(*_small_world())
@@ -200,7 +222,9 @@ def test_two_clusters_rank_same_cluster_accounts_first():
     followed = {(a, b) for a, b in zip(follows["follower_id"].to_pylist(), follows["followee_id"].to_pylist())}
     for i, u in enumerate(users):
         scores = matrix[i] @ (matrix + translation).T
-        same = [scores[j] for j, v in enumerate(users) if v != u and cluster(v) == cluster(u) and (u, v) not in followed]
+        same = [
+            scores[j] for j, v in enumerate(users) if v != u and cluster(v) == cluster(u) and (u, v) not in followed
+        ]
         other = [scores[j] for j, v in enumerate(users) if cluster(v) != cluster(u)]
         assert min(same) > max(other), f"user {u}"
     # ... so the 3 candidates of every user are the 3 same-cluster accounts it does not follow yet.
@@ -224,6 +248,7 @@ def test_devices_resolve_to_cpu_unless_cuda_is_present_and_asked_for():
 
 # -- candidates ---------------------------------------------------------------------------------
 
+
 def test_candidates_exclude_followed_accounts_and_self():
     ids = np.array([5, 1, 3, 2, 4], dtype=np.int64)  # unsorted on purpose
     # One-dimensional in effect: scores are products of lengths, so longer accounts rank first.
@@ -242,8 +267,9 @@ def test_candidates_exclude_followed_accounts_and_self():
     for u, pairs in got.items():
         assert u not in [v for v, _ in pairs]
     # Fewer than k left after the exclusions: only what is left comes back.
-    assert twhin_follow_candidates(table, [0.0, 0.0], follows, k=10).filter(
-        pc.equal(pc.field("user_id"), 1)).num_rows == 2
+    assert (
+        twhin_follow_candidates(table, [0.0, 0.0], follows, k=10).filter(pc.equal(pc.field("user_id"), 1)).num_rows == 2
+    )
 
 
 def test_translation_enters_candidate_scores():
@@ -256,6 +282,7 @@ def test_translation_enters_candidate_scores():
 
 
 # -- Delta round trip and the asset --------------------------------------------------------------
+
 
 def test_delta_round_trip_through_deltalake_spark_and_duckdb(tmp_path, spark):
     from jobs.duckdb_catalog import connect_warehouse
@@ -285,12 +312,13 @@ def test_delta_round_trip_through_deltalake_spark_and_duckdb(tmp_path, spark):
 
     follows = _small_world()[0]
     from_warehouse = follow_candidates_from_warehouse(tables_dir, follows, k=5)
-    in_memory = twhin_follow_candidates((result.ids("user"), result.embeddings("user")),
-                                        result.translation("follow"), follows, k=5)
+    in_memory = twhin_follow_candidates(
+        (result.ids("user"), result.embeddings("user")), result.translation("follow"), follows, k=5
+    )
     assert from_warehouse.equals(in_memory)
 
     con = connect_warehouse(tables_dir)
-    (count, length), = con.execute("SELECT count(*), max(len(embedding)) FROM twhin_tweet_embeddings").fetchall()
+    ((count, length),) = con.execute("SELECT count(*), max(len(embedding)) FROM twhin_tweet_embeddings").fetchall()
     assert (count, length) == (result.ids("tweet").size, FAST.dim)
 
 

@@ -10,8 +10,12 @@ def nullable_array(values: np.ndarray, valid: np.ndarray, arrow_type: pa.DataTyp
     """A primitive Arrow array from numpy values (of the type's width) and a validity mask."""
     values = np.ascontiguousarray(values)
     bitmap = np.packbits(valid, bitorder="little")
-    return pa.Array.from_buffers(arrow_type, values.shape[0], [pa.py_buffer(bitmap), pa.py_buffer(values)],
-                                 null_count=int(values.shape[0] - np.count_nonzero(valid)))
+    return pa.Array.from_buffers(
+        arrow_type,
+        values.shape[0],
+        [pa.py_buffer(bitmap), pa.py_buffer(values)],
+        null_count=int(values.shape[0] - np.count_nonzero(valid)),
+    )
 
 
 def list_array(offsets: np.ndarray, values: pa.Array) -> pa.ListArray:

@@ -134,21 +134,26 @@ CANDIDATES_SCHEMA = T.StructType(
 # What the per-user kernel writes: the table's columns (the creation time as microseconds, no
 # built_at) for every merged row, removed ones included (`filtered_by` set, `pool_rank` null).
 TAGGED_SCHEMA = T.StructType(
-    [T.StructField(f.name, f.dataType, f.nullable or f.name == "pool_rank")
-     for f in CANDIDATES_SCHEMA.fields if f.name not in ("tweet_created_at", "built_at")]
+    [
+        T.StructField(f.name, f.dataType, f.nullable or f.name == "pool_rank")
+        for f in CANDIDATES_SCHEMA.fields
+        if f.name not in ("tweet_created_at", "built_at")
+    ]
     + [T.StructField("created_us", T.LongType(), False), T.StructField("filtered_by", T.StringType(), True)]
 )
 
 # One source's rows before the merge (`retrieved_candidates`, for inspection and tests).
-RETRIEVED_SCHEMA = T.StructType([
-    T.StructField("source", T.StringType(), False),
-    T.StructField("user_id", T.LongType(), False),
-    T.StructField("tweet_id", T.LongType(), False),
-    T.StructField("author_id", T.LongType(), False),
-    T.StructField("created_us", T.LongType(), False),
-    T.StructField("score", T.DoubleType(), False),
-    T.StructField("rank", T.IntegerType(), False),
-    T.StructField("cluster_id", T.IntegerType(), True),
-    T.StructField("proof_user_ids", T.ArrayType(T.LongType()), True),
-    T.StructField("proof_count", T.IntegerType(), True),
-])
+RETRIEVED_SCHEMA = T.StructType(
+    [
+        T.StructField("source", T.StringType(), False),
+        T.StructField("user_id", T.LongType(), False),
+        T.StructField("tweet_id", T.LongType(), False),
+        T.StructField("author_id", T.LongType(), False),
+        T.StructField("created_us", T.LongType(), False),
+        T.StructField("score", T.DoubleType(), False),
+        T.StructField("rank", T.IntegerType(), False),
+        T.StructField("cluster_id", T.IntegerType(), True),
+        T.StructField("proof_user_ids", T.ArrayType(T.LongType()), True),
+        T.StructField("proof_count", T.IntegerType(), True),
+    ]
+)

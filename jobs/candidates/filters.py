@@ -41,7 +41,8 @@ def viewer_filters(
     return {
         SELF: self_tweets(block, user_rows, author_ids),
         BLOCKED_MUTED: blocked_muted_authors(block, user_rows, author_ids),
-        SEEN: seen_tweets(block, user_rows, cols, tweets) if config.exclude_seen
+        SEEN: seen_tweets(block, user_rows, cols, tweets)
+        if config.exclude_seen
         else np.zeros(user_rows.shape[0], dtype=bool),
     }
 

@@ -64,7 +64,9 @@ class CandidateIndexes:
     twhin_by_author: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def collect_indexes(inputs: CandidateInputs, *, as_of: datetime, config: CandidatesConfig = DEFAULTS) -> CandidateIndexes:
+def collect_indexes(
+    inputs: CandidateInputs, *, as_of: datetime, config: CandidatesConfig = DEFAULTS
+) -> CandidateIndexes:
     """The candidate stores, collected to the driver (Spark jobs run here); a source that is not in
     `config.sources` gets an empty index."""
     pool = tweet_pool(inputs.tweets, as_of=as_of, freshness_hours=config.freshness_hours)
@@ -75,24 +77,40 @@ def collect_indexes(inputs: CandidateInputs, *, as_of: datetime, config: Candida
     empty = SparseIndex.empty()
     half_life = config.recency_half_life_hours
     sparse = dict(
-        in_network=recent_by_author(tweets, as_of=as_of, window_hours=config.in_network_window_hours,
-                                    half_life_hours=half_life) if "in_network" in wanted else empty,
-        frs=recent_by_author(tweets, as_of=as_of, window_hours=config.frs_window_hours,
-                             half_life_hours=half_life) if "frs" in wanted else empty,
+        in_network=recent_by_author(
+            tweets, as_of=as_of, window_hours=config.in_network_window_hours, half_life_hours=half_life
+        )
+        if "in_network" in wanted
+        else empty,
+        frs=recent_by_author(tweets, as_of=as_of, window_hours=config.frs_window_hours, half_life_hours=half_life)
+        if "frs" in wanted
+        else empty,
         uteg=uteg_index(inputs.engagements, tweets, as_of=as_of, config=config) if "uteg" in wanted else empty,
         simclusters=simclusters_index(inputs.simclusters_top_tweets_per_cluster, tweets, config=config)
-        if "simclusters" in wanted else empty,
-        popular=popular_source_index(inputs, pool, tweets, as_of=as_of, config=config) if "popular" in wanted else empty,
+        if "simclusters" in wanted
+        else empty,
+        popular=popular_source_index(inputs, pool, tweets, as_of=as_of, config=config)
+        if "popular" in wanted
+        else empty,
     )
-    twhin_cols, twhin_matrix = twhin_tweet_matrix(inputs.twhin_tweet_embeddings, pool, tweets) if "twhin" in wanted \
+    twhin_cols, twhin_matrix = (
+        twhin_tweet_matrix(inputs.twhin_tweet_embeddings, pool, tweets)
+        if "twhin" in wanted
         else (np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+    )
     return CandidateIndexes(
-        as_of_us=micros(as_of), tweets=tweets, twhin_cols=twhin_cols, twhin_matrix=twhin_matrix,
-        twhin_by_author=np.argsort(tweets.author_ids[twhin_cols], kind="stable"), **sparse,
+        as_of_us=micros(as_of),
+        tweets=tweets,
+        twhin_cols=twhin_cols,
+        twhin_matrix=twhin_matrix,
+        twhin_by_author=np.argsort(tweets.author_ids[twhin_cols], kind="stable"),
+        **sparse,
     )
 
 
-def recent_by_author(tweets: TweetTable, *, as_of: datetime, window_hours: float, half_life_hours: float) -> SparseIndex:
+def recent_by_author(
+    tweets: TweetTable, *, as_of: datetime, window_hours: float, half_life_hours: float
+) -> SparseIndex:
     """author -> pool tweets created at most `window_hours` before as_of, score = recency decay
     0.5 ** (age hours / half-life) (in_network, frs)."""
     hours = (micros(as_of) - tweets.created_us) / 3.6e9
@@ -101,8 +119,9 @@ def recent_by_author(tweets: TweetTable, *, as_of: datetime, window_hours: float
     return SparseIndex.build(tweets.author_ids[recent], columns[recent], 0.5 ** (hours[recent] / half_life_hours))
 
 
-def uteg_index(engagements: DataFrame, tweets: TweetTable, *, as_of: datetime,
-               config: CandidatesConfig = DEFAULTS) -> SparseIndex:
+def uteg_index(
+    engagements: DataFrame, tweets: TweetTable, *, as_of: datetime, config: CandidatesConfig = DEFAULTS
+) -> SparseIndex:
     """engager -> pool tweets they engaged with (`uteg_actions`) in the uteg window, score 1."""
     engaged = (
         engagements.where(
@@ -118,8 +137,9 @@ def uteg_index(engagements: DataFrame, tweets: TweetTable, *, as_of: datetime,
     return SparseIndex.build(engagers, cols, np.ones(cols.shape[0]))
 
 
-def simclusters_index(top_tweets_per_cluster: DataFrame, tweets: TweetTable, *,
-                      config: CandidatesConfig = DEFAULTS) -> SparseIndex:
+def simclusters_index(
+    top_tweets_per_cluster: DataFrame, tweets: TweetTable, *, config: CandidatesConfig = DEFAULTS
+) -> SparseIndex:
     """cluster -> its indexed pool tweets down to rank `simclusters_tweets_per_cluster`, score = the
     index score."""
     index = (
@@ -129,7 +149,8 @@ def simclusters_index(top_tweets_per_cluster: DataFrame, tweets: TweetTable, *,
     )
     cols, found = tweets.columns_of(np.asarray(index["tweet_id"].to_numpy(), dtype=np.int64))
     return SparseIndex.build(
-        np.asarray(index["cluster_id"].to_numpy(), dtype=np.int64)[found], cols,
+        np.asarray(index["cluster_id"].to_numpy(), dtype=np.int64)[found],
+        cols,
         np.asarray(index["score"].to_numpy(), dtype=np.float64)[found],
     )
 
@@ -144,12 +165,24 @@ def popular_tweet_scores(
     recent = pool.where(F.col("created_at") >= F.lit(start)).select("tweet_id", "author_id")
     weighted = engagements.where(
         F.col("action").isin(*config.popular_actions) & between("created_at", start, as_of)
-    ).select("tweet_id", F.pow(F.lit(0.5), age_hours("created_at", as_of) / F.lit(config.popular_half_life_hours)).alias("w"))
-    return weighted.join(recent, on="tweet_id", how="inner").groupBy("tweet_id", "author_id").agg(F.sum("w").alias("score"))
+    ).select(
+        "tweet_id", F.pow(F.lit(0.5), age_hours("created_at", as_of) / F.lit(config.popular_half_life_hours)).alias("w")
+    )
+    return (
+        weighted.join(recent, on="tweet_id", how="inner")
+        .groupBy("tweet_id", "author_id")
+        .agg(F.sum("w").alias("score"))
+    )
 
 
-def popular_source_index(inputs: CandidateInputs, pool: DataFrame, tweets: TweetTable, *, as_of: datetime,
-                         config: CandidatesConfig = DEFAULTS) -> SparseIndex:
+def popular_source_index(
+    inputs: CandidateInputs,
+    pool: DataFrame,
+    tweets: TweetTable,
+    *,
+    as_of: datetime,
+    config: CandidatesConfig = DEFAULTS,
+) -> SparseIndex:
     """`popular_index` of the pool's `popular_tweet_scores`, communities from `simclusters_known_for`."""
     scores = popular_tweet_scores(inputs.engagements, pool, as_of=as_of, config=config).toArrow()
     known_for = inputs.simclusters_known_for.select(
@@ -159,18 +192,25 @@ def popular_source_index(inputs: CandidateInputs, pool: DataFrame, tweets: Tweet
         np.asarray(scores["tweet_id"].to_numpy(), dtype=np.int64),
         np.asarray(scores["author_id"].to_numpy(), dtype=np.int64),
         np.asarray(scores["score"].to_numpy(), dtype=np.float64),
-        known_for, tweets, config=config,
+        known_for,
+        tweets,
+        config=config,
     )
 
 
 def popular_index(
-    tweet_ids: np.ndarray, author_ids: np.ndarray, scores: np.ndarray, known_for: pa.Table,
-    tweets: TweetTable, *, config: CandidatesConfig = DEFAULTS,
+    tweet_ids: np.ndarray,
+    author_ids: np.ndarray,
+    scores: np.ndarray,
+    known_for: pa.Table,
+    tweets: TweetTable,
+    *,
+    config: CandidatesConfig = DEFAULTS,
 ) -> SparseIndex:
     """GLOBAL_COMMUNITY -> the `popular_global_k` best tweets; each community (the author's KnownFor
     cluster) -> its `popular_per_community_k` best, less the global ones (a tweet has one community,
     so a user's lists then never repeat a tweet). Best = score, ties by tweet id."""
-    global_pick = np.lexsort((tweet_ids, -scores))[:config.popular_global_k]
+    global_pick = np.lexsort((tweet_ids, -scores))[: config.popular_global_k]
     producers = np.asarray(known_for["producer_id"].to_numpy(), dtype=np.int64)
     by_producer = np.argsort(producers, kind="stable")
     position, has_community = lookup(producers[by_producer], author_ids)
@@ -187,7 +227,9 @@ def popular_index(
     return SparseIndex.build(keys[found], cols, scores[picked][found])
 
 
-def twhin_tweet_matrix(tweet_embeddings: DataFrame, pool: DataFrame, tweets: TweetTable) -> tuple[np.ndarray, np.ndarray]:
+def twhin_tweet_matrix(
+    tweet_embeddings: DataFrame, pool: DataFrame, tweets: TweetTable
+) -> tuple[np.ndarray, np.ndarray]:
     """(pool columns with a TwHIN embedding, ascending; their vectors as a float32 matrix, one row each)."""
     embedded = tweet_embeddings.join(pool.select("tweet_id"), on="tweet_id", how="left_semi").toArrow()
     if not embedded.num_rows:

@@ -42,8 +42,11 @@ def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def run_starts(sorted_values: np.ndarray) -> np.ndarray:
     """Positions where a run of equal values begins."""
-    return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) if sorted_values.shape[0] \
+    return (
+        np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+        if sorted_values.shape[0]
         else np.zeros(0, dtype=np.int64)
+    )
 
 
 def ranks_within(rows: np.ndarray) -> np.ndarray:
@@ -58,8 +61,11 @@ def ranks_within(rows: np.ndarray) -> np.ndarray:
 def best_per_user(user_rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of each user's k best (score descending; among ties the earlier position), for
     `user_rows` ascending with each user's entries in tweet order; returned by user then rank."""
-    bounds = np.flatnonzero(np.r_[True, user_rows[1:] != user_rows[:-1], True]) if user_rows.shape[0] \
+    bounds = (
+        np.flatnonzero(np.r_[True, user_rows[1:] != user_rows[:-1], True])
+        if user_rows.shape[0]
         else np.zeros(1, dtype=np.int64)
+    )
     picks = [lo + np.argsort(-scores[lo:hi], kind="stable")[:k] for lo, hi in zip(bounds[:-1], bounds[1:])]
     return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
 

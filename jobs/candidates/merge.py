@@ -98,8 +98,7 @@ class Proofs:
 def merged_proofs(groups: Groups, parts: list[Retrieved], *, max_proofs: int) -> Proofs:
     """uteg's proofs first, then frs's, each in its own order, deduplicated, at most `max_proofs`."""
     entries = [_proof_entries(r, g) for r, g in zip(parts, groups.of_part) if r.proof_ids is not None]
-    group, priority, ids = [np.concatenate(c) for c in zip(*entries)] if entries \
-        else [np.zeros(0, dtype=np.int64)] * 3
+    group, priority, ids = [np.concatenate(c) for c in zip(*entries)] if entries else [np.zeros(0, dtype=np.int64)] * 3
     return Proofs(*union_proofs(len(groups), group, priority, ids, max_proofs=max_proofs))
 
 
@@ -144,8 +143,14 @@ def interleaved_cap(
 
 
 def tagged_batch(
-    block: RequestBlock, tweets: TweetTable, groups: Groups, sources: SourceColumns, proofs: Proofs, *,
-    pool_rank: np.ndarray, reason: np.ndarray,
+    block: RequestBlock,
+    tweets: TweetTable,
+    groups: Groups,
+    sources: SourceColumns,
+    proofs: Proofs,
+    *,
+    pool_rank: np.ndarray,
+    reason: np.ndarray,
 ) -> pa.RecordBatch:
     """The groups as `TAGGED_SCHEMA` rows; `reason` indexes (None,) + REMOVAL_REASONS."""
     kept = reason == 0
@@ -158,21 +163,29 @@ def tagged_batch(
         "tweet_id": pa.array(tweets.tweet_ids[groups.cols], type=pa.int64()),
         "author_id": pa.array(author_ids, type=pa.int64()),
         "pool_rank": nullable_array(pool_rank, kept, pa.int32()),
-        "sources": list_array(np.r_[0, np.cumsum(sources.present.sum(axis=1))],
-                              pc.take(pa.array(alphabetical, type=pa.string()), pa.array(named))),
-        "is_in_network": pa.array(pairs_in(groups.rows, author_ids, block.followed.rows, block.followed.values),
-                                  type=pa.bool_()),
-        **{f"{s}_score": nullable_array(scores[i], sources.present[:, i], pa.float64())
-           for i, s in enumerate(CANDIDATE_SOURCES)},
-        **{f"{s}_rank": nullable_array(ranks[i], sources.present[:, i], pa.int32())
-           for i, s in enumerate(CANDIDATE_SOURCES)},
-        "simclusters_cluster_id": nullable_array(sources.cluster.astype(np.int32),
-                                                 sources.present[:, CANDIDATE_SOURCES.index("simclusters")], pa.int32()),
+        "sources": list_array(
+            np.r_[0, np.cumsum(sources.present.sum(axis=1))],
+            pc.take(pa.array(alphabetical, type=pa.string()), pa.array(named)),
+        ),
+        "is_in_network": pa.array(
+            pairs_in(groups.rows, author_ids, block.followed.rows, block.followed.values), type=pa.bool_()
+        ),
+        **{
+            f"{s}_score": nullable_array(scores[i], sources.present[:, i], pa.float64())
+            for i, s in enumerate(CANDIDATE_SOURCES)
+        },
+        **{
+            f"{s}_rank": nullable_array(ranks[i], sources.present[:, i], pa.int32())
+            for i, s in enumerate(CANDIDATE_SOURCES)
+        },
+        "simclusters_cluster_id": nullable_array(
+            sources.cluster.astype(np.int32), sources.present[:, CANDIDATE_SOURCES.index("simclusters")], pa.int32()
+        ),
         "social_proof_user_ids": list_array(proofs.offsets, pa.array(proofs.ids, type=pa.int64())),
         "social_proof_count": pa.array(np.maximum(proofs.total, sources.frs_count), type=pa.int32()),
         "created_us": pa.array(tweets.created_us[groups.cols], type=pa.int64()),
-        "filtered_by": pc.take(pa.array((None,) + REMOVAL_REASONS, type=pa.string()),
-                               nullable_array(reason, ~kept, pa.int64())),
+        "filtered_by": pc.take(
+            pa.array((None,) + REMOVAL_REASONS, type=pa.string()), nullable_array(reason, ~kept, pa.int64())
+        ),
     }
     return pa.RecordBatch.from_arrays([columns[f.name] for f in TAGGED_SCHEMA.fields], names=TAGGED_SCHEMA.fieldNames())
-

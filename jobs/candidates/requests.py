@@ -13,8 +13,17 @@ from jobs.candidates.config import DEFAULTS, HIDING_SOCIAL_ACTIONS, CandidateInp
 
 # The request columns, in order (`blocks.RequestBlock` reads them).
 REQUEST_COLUMNS = (
-    "user_id", "followed_ids", "followed_weights", "two_hop_ids", "two_hop_counts", "two_hop_proofs",
-    "cluster_ids", "cluster_scores", "embedding", "hidden_author_ids", "seen_tweet_ids",
+    "user_id",
+    "followed_ids",
+    "followed_weights",
+    "two_hop_ids",
+    "two_hop_counts",
+    "two_hop_proofs",
+    "cluster_ids",
+    "cluster_scores",
+    "embedding",
+    "hidden_author_ids",
+    "seen_tweet_ids",
 )
 
 

@@ -19,8 +19,14 @@ SourceFunction = Callable[[RequestBlock, CandidateIndexes, CandidatesConfig], Re
 
 def in_network_candidates(block: RequestBlock, indexes: CandidateIndexes, config: CandidatesConfig) -> Retrieved:
     """Tweets of followed accounts from the in-network window: RealGraph weight x recency decay."""
-    s = sparse_top_k(block.followed.rows, block.followed.values, block.followed_weights, indexes.in_network,
-                     len(indexes.tweets), k=config.in_network_top_k)
+    s = sparse_top_k(
+        block.followed.rows,
+        block.followed.values,
+        block.followed_weights,
+        indexes.in_network,
+        len(indexes.tweets),
+        k=config.in_network_top_k,
+    )
     return Retrieved("in_network", s.user_rows, s.cols, s.scores, s.ranks)
 
 
@@ -32,8 +38,16 @@ def uteg_candidates(block: RequestBlock, indexes: CandidateIndexes, config: Cand
     keep = order[ranks_within(followed.rows[order]) <= config.uteg_followees]
     ids, weights = followed.values[keep], block.followed_weights[keep]
     s = sparse_top_k(followed.rows[keep], ids, weights, indexes.uteg, len(indexes.tweets), k=config.uteg_top_k)
-    return Retrieved("uteg", s.user_rows, s.cols, s.scores, s.ranks, proof_offsets=s.contributor_offsets,
-                     proof_ids=ids[s.contributor_keys], proof_counts=np.diff(s.contributor_offsets))
+    return Retrieved(
+        "uteg",
+        s.user_rows,
+        s.cols,
+        s.scores,
+        s.ranks,
+        proof_offsets=s.contributor_offsets,
+        proof_ids=ids[s.contributor_keys],
+        proof_counts=np.diff(s.contributor_offsets),
+    )
 
 
 def simclusters_candidates(block: RequestBlock, indexes: CandidateIndexes, config: CandidatesConfig) -> Retrieved:
@@ -42,8 +56,14 @@ def simclusters_candidates(block: RequestBlock, indexes: CandidateIndexes, confi
     clusters = block.clusters
     keep = ranks_within(clusters.rows) <= config.simclusters_clusters
     ids = clusters.values[keep]
-    s = sparse_top_k(clusters.rows[keep], ids, block.cluster_scores[keep], indexes.simclusters,
-                     len(indexes.tweets), k=config.simclusters_top_k)
+    s = sparse_top_k(
+        clusters.rows[keep],
+        ids,
+        block.cluster_scores[keep],
+        indexes.simclusters,
+        len(indexes.tweets),
+        k=config.simclusters_top_k,
+    )
     return Retrieved("simclusters", s.user_rows, s.cols, s.scores, s.ranks, clusters=ids[s.best_keys])
 
 
@@ -60,12 +80,14 @@ def twhin_candidates(block: RequestBlock, indexes: CandidateIndexes, config: Can
         targets = torch.from_numpy(indexes.twhin_matrix).T
         step = max(1, config.twhin_block_scores // n)
         for start in range(0, block.embedded_rows.shape[0], step):
-            rows = block.embedded_rows[start:start + step]
-            vectors = torch.tensor(block.embeddings[start:start + step], dtype=torch.float32)
+            rows = block.embedded_rows[start : start + step]
+            vectors = torch.tensor(block.embeddings[start : start + step], dtype=torch.float32)
             scores = (vectors @ targets).numpy()
             users = block.user_ids[rows]
-            own_owner, own = expand_ranges(np.searchsorted(authors_sorted, users, side="left"),
-                                           np.searchsorted(authors_sorted, users, side="right"))
+            own_owner, own = expand_ranges(
+                np.searchsorted(authors_sorted, users, side="left"),
+                np.searchsorted(authors_sorted, users, side="right"),
+            )
             scores[own_owner, by_author[own]] = -np.inf
             r, c, v, k = top_k_per_row(scores, config.twhin_top_k)
             parts.append((rows[r], indexes.twhin_cols[c], v.astype(np.float64), k))
@@ -82,14 +104,27 @@ def frs_candidates(block: RequestBlock, indexes: CandidateIndexes, config: Candi
     two_hop = block.two_hop
     keep = ranks_within(two_hop.rows) <= config.frs_accounts
     positions = np.flatnonzero(keep)
-    s = sparse_top_k(two_hop.rows[keep], two_hop.values[keep], block.two_hop_counts[keep].astype(np.float64),
-                     indexes.frs, len(indexes.tweets), k=config.frs_top_k)
+    s = sparse_top_k(
+        two_hop.rows[keep],
+        two_hop.values[keep],
+        block.two_hop_counts[keep].astype(np.float64),
+        indexes.frs,
+        len(indexes.tweets),
+        k=config.frs_top_k,
+    )
     account = positions[s.best_keys]  # one author per tweet: the only contributor
     lo, hi = block.two_hop_proof_offsets[account], block.two_hop_proof_offsets[account + 1]
     _, proof_positions = expand_ranges(lo, hi)
-    return Retrieved("frs", s.user_rows, s.cols, s.scores, s.ranks,
-                     proof_offsets=np.r_[0, np.cumsum(hi - lo)].astype(np.int64),
-                     proof_ids=block.two_hop_proof_ids[proof_positions], proof_counts=block.two_hop_counts[account])
+    return Retrieved(
+        "frs",
+        s.user_rows,
+        s.cols,
+        s.scores,
+        s.ranks,
+        proof_offsets=np.r_[0, np.cumsum(hi - lo)].astype(np.int64),
+        proof_ids=block.two_hop_proof_ids[proof_positions],
+        proof_counts=block.two_hop_counts[account],
+    )
 
 
 def popular_candidates(block: RequestBlock, indexes: CandidateIndexes, config: CandidatesConfig) -> Retrieved:
@@ -101,8 +136,9 @@ def popular_candidates(block: RequestBlock, indexes: CandidateIndexes, config: C
     rows = np.r_[users, clusters.rows[keep]]
     ids = np.r_[np.full(users.shape[0], GLOBAL_COMMUNITY, dtype=np.int64), clusters.values[keep]]
     order = np.argsort(rows, kind="stable")
-    s = sparse_top_k(rows[order], ids[order], np.ones(rows.shape[0]), indexes.popular, len(indexes.tweets),
-                     k=config.popular_top_k)
+    s = sparse_top_k(
+        rows[order], ids[order], np.ones(rows.shape[0]), indexes.popular, len(indexes.tweets), k=config.popular_top_k
+    )
     return Retrieved("popular", s.user_rows, s.cols, s.scores, s.ranks)
 
 

@@ -69,8 +69,9 @@ def sparse_top_k(
     owner, positions = expand_ranges(lo, hi)
     if positions.shape[0] == 0:
         nothing = np.zeros(0, dtype=np.int64)
-        return SparseSelection(nothing, nothing, np.zeros(0), nothing.astype(np.int32), nothing,
-                               np.zeros(1, dtype=np.int64), nothing)
+        return SparseSelection(
+            nothing, nothing, np.zeros(0), nothing.astype(np.int32), nothing, np.zeros(1, dtype=np.int64), nothing
+        )
     group_key = key_rows[owner] * n_cols + index.cols[positions]
     contribution = key_weights[owner] * index.scores[positions]
     # Stable: within a (user, tweet) group the entries stay in key order, so sums are reproducible.
