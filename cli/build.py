@@ -180,9 +180,14 @@ def _print_check_results(results, *, as_of: datetime, index: Path | None) -> Non
 # --- training set ----------------------------------------------------------------------------
 
 def cmd_training_set(args: argparse.Namespace) -> int:
+    """The representation snapshots of the window that are not current (a run per partition of
+    `representations_as_of`), then `training_examples`; every run recorded in the Dagster instance of
+    `settings.dagster_home`."""
     from jobs.training_set import TrainingWindow
+    from orchestration.instance import local_instance
     from orchestration.resources import resources_from_settings
-    from orchestration.training_set import build_training_set, training_build_time
+    from orchestration.training_examples import training_build_time
+    from orchestration.training_set import build_training_set
 
     settings = settings_from_args(args)
     spark = resources_from_settings(settings)["spark"].get_session()
@@ -192,7 +197,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
         window = TrainingWindow.ending_at(build_time, days=args.days, validation_days=args.validation_days,
                                           test_days=args.test_days)
         summary = build_training_set(settings, spark, window=window, daily=args.representations == "daily",
-                                     rebuild=args.rebuild)
+                                     rebuild=args.rebuild, instance=local_instance(settings.dagster_home))
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,17 +2,19 @@
 
 import dagster as dg
 
+from orchestration.asset_variants import SNAPSHOT_GROUP
 from orchestration.assets.ingestion import INGESTION_GROUP
 from orchestration.assets.publication import PUBLICATION_GROUP
 from orchestration.assets.ranking import RANKING_GROUP
 from orchestration.assets.training import TRAINING_GROUP
 
-# What a plain build materializes: everything up to the feature tables. The training set rebuilds
-# the representations as of its window (a second pass over the graph jobs) and the rankers train
-# on it; the ranked feeds need a promoted model. Those run as their own jobs.
-DEFAULT_BUILD = dg.AssetSelection.all() - dg.AssetSelection.groups(TRAINING_GROUP, RANKING_GROUP, PUBLICATION_GROUP)
-DEFAULT_BUILD_SELECTION = (f"not group:{TRAINING_GROUP} and not group:{RANKING_GROUP} "
-                           f"and not group:{PUBLICATION_GROUP}")
+# What a plain build materializes: everything up to the feature tables. The training set reads the
+# representations rebuilt as of its window (the partitioned snapshots, a second pass over the graph
+# jobs per cut) and the rankers train on it; the ranked feeds need a promoted model. Those run on
+# their own.
+NOT_IN_DEFAULT_BUILD = (TRAINING_GROUP, SNAPSHOT_GROUP, RANKING_GROUP, PUBLICATION_GROUP)
+DEFAULT_BUILD = dg.AssetSelection.all() - dg.AssetSelection.groups(*NOT_IN_DEFAULT_BUILD)
+DEFAULT_BUILD_SELECTION = " and ".join(f"not group:{group}" for group in NOT_IN_DEFAULT_BUILD)
 
 def _in_process_job(name: str, selection: dg.AssetSelection, description: str):
     """One Spark session per process: the steps of a job run in one process, one after another,
@@ -29,7 +31,14 @@ build_all_job = _in_process_job(
     "Every asset from ingestion to the feature tables (training, ranking and publication run on their own).")
 training_set_job = _in_process_job(
     "training_set", dg.AssetSelection.groups(TRAINING_GROUP),
-    "The training_examples table (labelled impressions, point-in-time features), then the rankers.")
+    "The training_examples table (labelled impressions, point-in-time features), then the rankers. It reads "
+    "the representation snapshots of its window (job training_representations), which `homefeed training-set` "
+    "and `homefeed run --select group:training` build first.")
+representation_snapshots_job = _in_process_job(
+    "training_representations", dg.AssetSelection.groups(SNAPSHOT_GROUP),
+    "A representation snapshot of the training set (a partition of representations_as_of, named by its cut): "
+    "the raw input as known at the cut, and the bronze, RealGraph, SimClusters and TwHIN tables built from it "
+    "as of the cut, in <warehouse>/as_of/<cut>/.")
 ranked_feeds_job = _in_process_job(
     "rank_feeds", dg.AssetSelection.groups(RANKING_GROUP),
     "Every user's ranked For You feed, from the candidates and the promoted rankers.")

@@ -8,7 +8,6 @@ checked again, the others are.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 

@@ -2,16 +2,15 @@
 
 
 import json
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 from pyspark.sql import SparkSession
 
-from jobs.spark_session import build_spark_session
-from core.storage import models_root, storage_path
 from core.settings import HomefeedSettings
+from core.storage import models_root, storage_path
+from jobs.spark_session import build_spark_session
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -22,7 +21,7 @@ class SparkResource(dg.ConfigurableResource):
     driver_memory: str = "4g"
     shuffle_partitions: int = 8
     # Spark's S3A settings when the warehouse or the raw input is on object storage (HomefeedSettings.object_storage_conf).
-    object_storage_conf: Optional[dict[str, str]] = None
+    object_storage_conf: dict[str, str] | None = None
     # More Spark settings (HOMEFEED_SPARK_CONF), applied last: executor sizes, the driver's address.
     extra_conf: dict[str, str] = {}
 
@@ -43,9 +42,9 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     raw_input: str
     # Rows stamped after this are in the future; None means the time the run starts.
-    as_of: Optional[str] = None
+    as_of: str | None = None
     # The model registry (HOMEFEED_MODELS_DIR); None: <warehouse>/models.
-    models: Optional[str] = None
+    models: str | None = None
 
     @property
     def root(self) -> Path:
@@ -69,8 +68,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def now(self) -> datetime:
         if self.as_of:
-            return datetime.fromisoformat(self.as_of).astimezone(timezone.utc)
-        return datetime.now(timezone.utc)
+            return datetime.fromisoformat(self.as_of).astimezone(UTC)
+        return datetime.now(UTC)
 
 
 class TwhinResource(dg.ConfigurableResource):
@@ -100,17 +99,6 @@ class QualityResource(dg.ConfigurableResource):
         from core.quality_bounds import QualityBounds
 
         return QualityBounds.with_overrides(json.loads(self.bounds_json))
-
-
-def settings_from_resources(spark: SparkResource, warehouse: WarehouseResource, twhin: TwhinResource) -> HomefeedSettings:
-    """The settings these resources were made from (for an asset that starts a run of its own)."""
-    return HomefeedSettings(
-        warehouse=warehouse.path, raw_input=warehouse.raw_input, models_dir=warehouse.models,
-        as_of=datetime.fromisoformat(warehouse.as_of) if warehouse.as_of else None,
-        spark_master=spark.master, cache_dir=Path(spark.cache_dir), spark_driver_memory=spark.driver_memory,
-        spark_shuffle_partitions=spark.shuffle_partitions, spark_conf=dict(spark.extra_conf),
-        twhin_device=twhin.device, twhin_threads=twhin.threads,
-    )
 
 
 def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.ConfigurableResource]:

@@ -1,51 +1,29 @@
-"""Materialize assets in-process (what `homefeed run` does), reporting progress and the outcome."""
+"""Materialize assets in-process (what `homefeed run` does), reporting progress and the outcome.
+
+A selection that holds `training_examples` first brings the representation snapshots of its window
+up to date (`orchestration.training_set.prepare_training_examples`: one run per partition of
+`representations_as_of` that is not current), then runs the selection.
+"""
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
-
 import dagster as dg
 
-from orchestration.definitions import ALL_ASSETS, ALL_CHECKS
-from orchestration.errors import without_jvm_frames
-from orchestration.jobs import DEFAULT_BUILD_SELECTION
-from orchestration.resources import resources_from_settings
 from core.settings import HomefeedSettings
+from orchestration.definitions import ALL_ASSETS
+from orchestration.jobs import DEFAULT_BUILD_SELECTION
+from orchestration.materialize import (
+    CheckFailure,
+    RunOutcome,
+    StepFailure,
+    materialize_assets,
+    selection_from_string,
+)
+from orchestration.snapshot_builds import SnapshotBuildError
+from orchestration.training_examples import TRAINING_TABLE
+from orchestration.training_set import prepare_training_examples
 
-
-@dataclass(frozen=True)
-class StepFailure:
-    step: str
-    message: str
-
-
-@dataclass(frozen=True)
-class CheckFailure:
-    table: str
-    check: str
-    failed: str  # the failed expectations, a line each
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    success: bool
-    materialized: tuple[str, ...]
-    failures: tuple[StepFailure, ...] = field(default=())
-    skipped: tuple[str, ...] = field(default=())
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    checks_passed: tuple[str, ...] = field(default=())
-    failed_checks: tuple[CheckFailure, ...] = field(default=())
-    # Per checked table, where its data-quality check's time went (`TableCheck.phase_seconds`).
-    check_phase_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-def selection_from_string(selection: str) -> dg.AssetSelection:
-    """Dagster's parser of a selection string; its `group:` terms pass the beta `include_sources`
-    parameter of `AssetSelection.groups` themselves, which would warn on every such run."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=dg.BetaWarning)
-        return dg.AssetSelection.from_string(selection)
+__all__ = ["CheckFailure", "RunOutcome", "StepFailure", "run_assets", "selection_from_string"]
 
 
 def run_assets(
@@ -59,69 +37,21 @@ def run_assets(
 ) -> RunOutcome:
     """Materialize every asset of the default build (or `selection`, a Dagster asset selection
     string) in this process, each followed by its data-quality check unless `checks` is False (a
-    side build of a cut of the input for an evaluation or a training set, whose source was checked).
+    side build of a cut of the input for an evaluation, whose source was checked).
     `asset_config`: run config per asset name, e.g. {"training_examples": {"days": 2.0}}."""
     instance = instance or dg.DagsterInstance.ephemeral()
     selected = selection_from_string(selection or DEFAULT_BUILD_SELECTION)
-    result = dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS],
-        resources=resources_from_settings(settings),
-        selection=selected if checks else selected.without_checks(),
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}},
-                    **({"ops": {name: {"config": config} for name, config in asset_config.items()}}
-                       if asset_config else {})},
-    )
-    materialized = tuple(
-        sorted(
-            event.asset_key.to_user_string()
-            for event in result.get_asset_materialization_events()
-            if event.asset_key is not None
-        )
-    )
-    failures = tuple(
-        StepFailure(event.step_key or "?", _failure_message(event))
-        for event in result.all_node_events
-        if event.is_step_failure
-    )
-    skipped = tuple(event.step_key or "?" for event in result.all_node_events if event.is_step_skipped)
-    step_seconds = {
-        stats.step_key: round(stats.end_time - stats.start_time, 3)
-        for stats in instance.get_run_step_stats(result.run_id)
-        if stats.start_time is not None and stats.end_time is not None
-    }
-    evaluations = result.get_asset_check_evaluations()
-    checks_passed = tuple(sorted(e.asset_key.to_user_string() for e in evaluations if e.passed))
-    failed_checks = tuple(
-        CheckFailure(e.asset_key.to_user_string(), e.check_name, _metadata_text(e.metadata.get("failed_expectations")))
-        for e in evaluations if not e.passed
-    )
-    check_phase_seconds = {e.asset_key.to_user_string(): dict(_metadata_value(e.metadata.get("phase_seconds")) or {})
-                           for e in evaluations}
-    return RunOutcome(result.success, materialized, failures, skipped, step_seconds, checks_passed, failed_checks,
-                      check_phase_seconds)
+    if selects(selected, TRAINING_TABLE):
+        try:
+            prepare_training_examples(settings, (asset_config or {}).get(TRAINING_TABLE, {}), instance=instance,
+                                      log_level=log_level)
+        except SnapshotBuildError as error:
+            return error.outcome
+        except (ValueError, FileNotFoundError) as error:  # no window: the inputs are missing or empty
+            return RunOutcome(False, (), (StepFailure(TRAINING_TABLE, f"{type(error).__name__}: {error}"),))
+    return materialize_assets(settings, selected, instance=instance, log_level=log_level, checks=checks,
+                              asset_config=asset_config)
 
 
-def _metadata_value(value):
-    return getattr(value, "value", value)
-
-
-def _metadata_text(value) -> str:
-    return "" if value is None else str(_metadata_value(value))
-
-
-def _failure_message(event: dg.DagsterEvent) -> str:
-    error = event.step_failure_data.error if event.step_failure_data else None
-    if error is None:
-        return "unknown error"
-    # Dagster wraps the asset's own exception in its errors; report the asset's.
-    while error.cls_name and error.cls_name.startswith("Dagster") and error.cause is not None:
-        error = error.cause
-    message = error.message.strip()
-    # Messages read "package.module.ClassName: text"; keep the class's short name only.
-    head, _, text = message.partition(": ")
-    if text and head.split(".")[-1] == error.cls_name:
-        message = text
-    return f"{error.cls_name}: {without_jvm_frames(message)}"
-
+def selects(selection: dg.AssetSelection, asset_name: str) -> bool:
+    return dg.AssetKey(asset_name) in selection.resolve(ALL_ASSETS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -38,7 +38,7 @@ STALE_RUN_AFTER = timedelta(hours=24)
 def build_in_progress(instance: dg.DagsterInstance, *, now: datetime | None = None) -> str | None:
     """The id of a daily build that has not finished yet (started in the last day), if any: two builds
     at once would write the same tables and race to publish."""
-    since = (now or datetime.now(timezone.utc)) - STALE_RUN_AFTER
+    since = (now or datetime.now(UTC)) - STALE_RUN_AFTER
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=daily_build_job.name, statuses=_UNFINISHED,
                                                    created_after=since), limit=1)
     return runs[0].run_id if runs else None

@@ -7,9 +7,13 @@ import math
 from datetime import timedelta
 
 import pytest
+from raw_world import as_utc, at
 
+from core.contract import RAW_TABLES_BY_NAME
 from core.heads import HEADS
 from features.registry import FEATURES
+from jobs.follow_graph import mutual_follows
+from jobs.ingest import spark_schema
 from jobs.training_set import (
     EXAMPLE_KEYS,
     Representations,
@@ -17,10 +21,6 @@ from jobs.training_set import (
     snapshot_days,
     training_examples,
 )
-from core.contract import RAW_TABLES_BY_NAME
-from jobs.follow_graph import mutual_follows
-from jobs.ingest import spark_schema
-from raw_world import as_utc, at
 
 WINDOW = TrainingWindow(start=at(18), end=at(48), validation_start=at(27), test_start=at(40))
 SC_HALF_LIFE_HOURS = 8.0  # jobs.simclusters' default, the decay of tweet embeddings
@@ -48,28 +48,29 @@ LATER_TWEETS = [(14, 2, 35, None)]
 LATER_SOCIAL = [(1, 3, "mute", 33)]
 
 
-def _frames(spark, *, later: bool):
-    def frame(table, rows):
-        return spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME[table]))
-
+def _rows(*, later: bool) -> dict[str, list[dict]]:
+    """The hand-made log as raw rows per table (with the events after CUT when `later`)."""
     follows = FOLLOWS + (LATER_FOLLOWS if later else [])
     tweets = [t if not (later and t[0] == 10) else (10, 2, 20, 32) for t in TWEETS] + (LATER_TWEETS if later else [])
     engagements = ENGAGEMENTS + (LATER_ENGAGEMENTS if later else [])
     social = LATER_SOCIAL if later else []
-    frames = dict(
-        users=frame("users", [dict(user_id=u, handle=f"u{u}", created_at=at(-1000), is_verified=u == 2,
-                                   allow_nsfw=False, lang=None) for u in USERS]),
-        follows=frame("follows", [dict(follower_id=a, followee_id=b, created_at=at(h)) for a, b, h in follows]),
-        tweets=frame("tweets", [
-            dict(tweet_id=t, author_id=a, created_at=at(h), text="x" * t, in_reply_to_tweet_id=None,
-                 quoted_tweet_id=None, retweet_of_tweet_id=None, has_media=t == 12, has_video=False, is_nsfw=False,
-                 lang="en", deleted_at=None if d is None else at(d))
-            for t, a, h, d in tweets]),
-        engagements=frame("engagements", [dict(user_id=u, tweet_id=t, action=a, created_at=at(h), dwell_ms=d)
-                                          for u, t, a, h, d in engagements]),
-        social_actions=frame("social_actions", [dict(user_id=u, target_user_id=t, action=a, created_at=at(h))
-                                                for u, t, a, h in social]),
+    return dict(
+        users=[dict(user_id=u, handle=f"u{u}", created_at=at(-1000), is_verified=u == 2, allow_nsfw=False, lang=None)
+               for u in USERS],
+        follows=[dict(follower_id=a, followee_id=b, created_at=at(h)) for a, b, h in follows],
+        tweets=[dict(tweet_id=t, author_id=a, created_at=at(h), text="x" * t, in_reply_to_tweet_id=None,
+                     quoted_tweet_id=None, retweet_of_tweet_id=None, has_media=t == 12, has_video=False,
+                     is_nsfw=False, lang="en", deleted_at=None if d is None else at(d))
+                for t, a, h, d in tweets],
+        engagements=[dict(user_id=u, tweet_id=t, action=a, created_at=at(h), dwell_ms=d)
+                     for u, t, a, h, d in engagements],
+        social_actions=[dict(user_id=u, target_user_id=t, action=a, created_at=at(h)) for u, t, a, h in social],
     )
+
+
+def _frames(spark, *, later: bool):
+    frames = {table: spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME[table]))
+              for table, rows in _rows(later=later).items()}
     frames["mutual_follows"] = mutual_follows(frames["follows"])
     return frames
 
@@ -208,6 +209,60 @@ def test_window_ending_at_leaves_a_full_label_window_and_checks_its_order():
     assert snapshot_days(at(24), at(48.5)) == [at(24), at(48)]
 
 
+def test_a_build_records_each_representation_snapshot_and_the_table_in_the_dagster_instance(settings, spark,
+                                                                                             tmp_path):
+    """The hand-made log through `build_training_set`: training_examples refuses to run before the
+    snapshots of its cuts exist, naming them; the build materializes every snapshot asset once per cut
+    (partitions of `representations_as_of`) and then the table, all recorded in a persistent
+    instance; a second build reuses the snapshots (only the raw input is cut again)."""
+    import dagster as dg
+    from raw_world import write_world
+
+    from orchestration.assets.representation_snapshots import REPRESENTATION_SNAPSHOT_ASSETS
+    from orchestration.instance import local_instance
+    from orchestration.materialize import materialize_assets
+    from orchestration.run import run_assets
+    from orchestration.training_set import build_training_set
+
+    raw, warehouse = write_world(tmp_path / "raw", _rows(later=False)), tmp_path / "warehouse"
+    run_settings = settings.model_copy(update={"raw_input": raw, "warehouse": warehouse, "as_of": at(72)})
+    assert run_assets(run_settings, selection="group:bronze or key:mutual_follows", checks=False).success
+    # WINDOW, as the window of a build at hour 72: cuts at its start (hour 18) and the next midnight.
+    window = TrainingWindow.ending_at(at(72), days=30 / 24, validation_days=13 / 24, test_days=8 / 24)
+    assert window == WINDOW
+    partitions = ["20261001T180000Z", "20261002T000000Z"]
+    instance = local_instance(tmp_path / "dagster_home")
+
+    config = {"days": 30 / 24, "validation_days": 13 / 24, "test_days": 8 / 24}
+    refused = materialize_assets(run_settings, dg.AssetSelection.assets("training_examples"), instance=instance,
+                                 checks=False, asset_config={"training_examples": config})
+    assert not refused.success
+    (failure,) = refused.failures
+    assert all(key in failure.message for key in partitions) and "homefeed training-set" in failure.message
+
+    summary = build_training_set(run_settings, spark, window=window, instance=instance)
+    assert summary["rows"] == {"train": 2, "validation": 2, "test": 1}
+    assert summary["representations_as_of"] == [at(18).isoformat(), at(24).isoformat()]
+    assert sorted(instance.get_dynamic_partitions("representations_as_of")) == partitions
+
+    def materialized(key: dg.AssetKey, partition: str | None = None) -> int:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=10)
+        return len(records.records)
+
+    snapshot_keys = [key for asset in REPRESENTATION_SNAPSHOT_ASSETS for key in asset.keys]
+    assert {"as_of/raw_input", "as_of/engagements", "as_of/realgraph", "as_of/simclusters_interested_in",
+            "as_of/twhin_user_embeddings", "as_of/twhin_tweet_embeddings"} <= {k.to_user_string() for k in snapshot_keys}
+    assert {(key.to_user_string(), p): materialized(key, p) for key in snapshot_keys for p in partitions} == {
+        (key.to_user_string(), p): 1 for key in snapshot_keys for p in partitions}
+    assert materialized(dg.AssetKey("training_examples")) == 1  # the refused run recorded none
+
+    assert build_training_set(run_settings, spark, window=window, instance=instance)["rows"] == summary["rows"]
+    assert [materialized(dg.AssetKey(["as_of", "raw_input"]), p) for p in partitions] == [2, 2]
+    assert [materialized(dg.AssetKey(["as_of", "realgraph"]), p) for p in partitions] == [1, 1]
+    assert materialized(dg.AssetKey("training_examples")) == 2
+
+
 @pytest.mark.slow  # about 6 minutes: a world through the training set (and the rankers); `make test-slow`
 def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, capsys):
     """`homefeed training-set` end to end: the representations come from the input cut at the window's
@@ -218,8 +273,8 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
-    from jobs.synthetic import WorldConfig, generate_world
     from cli.main import main
+    from jobs.synthetic import WorldConfig, generate_world
     from orchestration.run import run_assets
     from orchestration.training_set import representations_dir
 
@@ -280,9 +335,10 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
 def test_a_broken_training_set_fails_its_suite(spark, tmp_path):
     """The training_examples suite: a good table (the hand-made log above) passes; a copy with a
     dangling user, a split outside its set, a null author and a repeated impression fails on each."""
+    from test_data_quality import breakages, broken_copy
+
     from data_quality.specs import TABLE_SPECS
     from data_quality.validation import check_table
-    from test_data_quality import breakages, broken_copy
 
     f = _frames(spark, later=False)
     table = training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],

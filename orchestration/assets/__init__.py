@@ -3,10 +3,10 @@
 import dagster as dg
 
 from jobs.delta_io import rows_written_by_last_commit
-from orchestration.resources import WarehouseResource
+from orchestration.asset_variants import AssetWarehouse
 
 
-def written_table_result(warehouse: WarehouseResource, name: str, **metadata) -> dg.MaterializeResult:
+def written_table_result(warehouse: AssetWarehouse, name: str, **metadata) -> dg.MaterializeResult:
     """The result of an asset that just wrote Delta table `name`: its row count, path and `metadata`."""
     path = warehouse.table_path(name)
     return dg.MaterializeResult(

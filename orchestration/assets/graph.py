@@ -1,4 +1,6 @@
-"""Follow-graph expansions and RealGraph: user -> user representations read by candidate sources."""
+"""Follow-graph expansions and RealGraph: user -> user representations read by candidate sources.
+RealGraph's two assets are declared by factories, for the main build and the training set's
+representation snapshots (`orchestration.asset_variants`)."""
 
 import dagster as dg
 
@@ -11,6 +13,7 @@ from features.realgraph import (
 from jobs.delta_io import overwrite_delta, read_delta
 from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
 from models.realgraph_model import score_pairs, train_on_recent_periods
+from orchestration.asset_variants import MAIN, AssetVariant, AssetWarehouse
 from orchestration.assets import written_table_result
 from orchestration.dataclass_config import config_from_dataclass
 from orchestration.resources import SparkResource, WarehouseResource
@@ -63,7 +66,7 @@ class RealGraphParams(config_from_dataclass(RealGraphConfig, exclude=("windows_d
     seed: int = 7
 
 
-def _interactions_and_follows(session, warehouse: WarehouseResource, config: RealGraphConfig):
+def _interactions_and_follows(session, warehouse: AssetWarehouse, config: RealGraphConfig):
     interactions = user_author_interactions(
         read_delta(session, warehouse.table_path("engagements")),
         read_delta(session, warehouse.table_path("tweets")),
@@ -72,43 +75,53 @@ def _interactions_and_follows(session, warehouse: WarehouseResource, config: Rea
     return interactions, read_delta(session, warehouse.table_path("follows"))
 
 
-@dg.asset(name="realgraph_features", group_name=GRAPH_GROUP, kinds={"spark", "delta"},
-          deps=["engagements", "tweets", "follows"])
-def realgraph_features_asset(
-    config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Per (user, author): counts of each action and of exposures in several windows, decayed counts, the follow edge."""
-    session = spark.get_session()
-    rg_config = config.to_dataclass()
-    interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
-    features = interaction_features(interactions, follows, cutoff=warehouse.now(), config=rg_config)
-    overwrite_delta(features, warehouse.table_path("realgraph_features"))
-    return written_table_result(warehouse, "realgraph_features", half_life_days=config.half_life_days)
+def build_realgraph_features_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
+    @dg.asset(key=variant.key("realgraph_features"), group_name=variant.group(GRAPH_GROUP), kinds={"spark", "delta"},
+              deps=variant.keys(["engagements", "tweets", "follows"]), partitions_def=variant.partitions_def)
+    def realgraph_features(
+        context: dg.AssetExecutionContext, config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """Per (user, author): counts of each action and of exposures in several windows, decayed counts, the follow edge."""
+        warehouse = variant.warehouse(context, warehouse)
+        session = spark.get_session()
+        rg_config = config.to_dataclass()
+        interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
+        features = interaction_features(interactions, follows, cutoff=warehouse.now(), config=rg_config)
+        overwrite_delta(features, warehouse.table_path("realgraph_features"))
+        return written_table_result(warehouse, "realgraph_features", half_life_days=config.half_life_days)
+
+    return realgraph_features
 
 
-@dg.asset(name="realgraph", group_name=GRAPH_GROUP, kinds={"spark", "xgboost", "delta"},
-          deps=["realgraph_features", "engagements", "tweets", "follows"])
-def realgraph_asset(
-    config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """User -> author interaction strength: a model of next-period interaction over the counts, top-k per user."""
-    session = spark.get_session()
-    rg_config = config.to_dataclass()
-    interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
-    interactions = interactions.cache()
-    model = train_on_recent_periods(interactions, follows, as_of=warehouse.now(), config=rg_config, seed=config.seed)
-    interactions.unpersist()
-    scored = score_pairs(read_delta(session, warehouse.table_path("realgraph_features")), model)
-    overwrite_delta(top_k_per_user(scored, k=rg_config.top_k), warehouse.table_path("realgraph"))
-    return written_table_result(
-        warehouse, "realgraph",
-        train_rows=model.train_rows,
-        train_positive_rate=round(model.positive_rate, 4),
-        top_features=dg.MetadataValue.json(model.feature_importance),
-    )
+def build_realgraph_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
+    @dg.asset(key=variant.key("realgraph"), group_name=variant.group(GRAPH_GROUP), kinds={"spark", "xgboost", "delta"},
+              deps=variant.keys(["realgraph_features", "engagements", "tweets", "follows"]),
+              partitions_def=variant.partitions_def)
+    def realgraph(
+        context: dg.AssetExecutionContext, config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """User -> author interaction strength: a model of next-period interaction over the counts, top-k per user."""
+        warehouse = variant.warehouse(context, warehouse)
+        session = spark.get_session()
+        rg_config = config.to_dataclass()
+        interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
+        interactions = interactions.cache()
+        model = train_on_recent_periods(interactions, follows, as_of=warehouse.now(), config=rg_config,
+                                        seed=config.seed)
+        interactions.unpersist()
+        scored = score_pairs(read_delta(session, warehouse.table_path("realgraph_features")), model)
+        overwrite_delta(top_k_per_user(scored, k=rg_config.top_k), warehouse.table_path("realgraph"))
+        return written_table_result(
+            warehouse, "realgraph",
+            train_rows=model.train_rows,
+            train_positive_rate=round(model.positive_rate, 4),
+            top_features=dg.MetadataValue.json(model.feature_importance),
+        )
+
+    return realgraph
 
 
 graph_assets = [
     follow_graph_two_hop_asset, mutual_follows_asset, user_follow_counts_asset,
-    realgraph_features_asset, realgraph_asset,
+    build_realgraph_features_asset(), build_realgraph_asset(),
 ]

@@ -33,7 +33,7 @@ from orchestration.assets import written_table_result
 from orchestration.assets.training import TRAINING_GROUP
 from orchestration.dataclass_config import config_from_dataclass
 from orchestration.resources import SparkResource, WarehouseResource
-from orchestration.training_set import TRAINING_TABLE
+from orchestration.training_examples import TRAINING_TABLE
 
 RANKING_GROUP = "ranking"
 

@@ -1,6 +1,8 @@
 """SimClusters v2 assets: one Delta table each, built from the bronze follows and engagements.
 
-Parameters are `jobs.simclusters.DEFAULTS`; the method is described in docs/simclusters.md.
+Parameters are `jobs.simclusters.DEFAULTS`; the method is described in docs/simclusters.md. The
+assets up to InterestedIn are declared by factories, for the main build and the training set's
+representation snapshots (`orchestration.asset_variants`).
 """
 
 
@@ -8,6 +10,7 @@ import dagster as dg
 
 from jobs import simclusters as sc
 from jobs.delta_io import overwrite_delta, read_delta
+from orchestration.asset_variants import MAIN, AssetVariant
 from orchestration.assets import written_table_result
 from orchestration.resources import SparkResource, WarehouseResource
 
@@ -15,58 +18,80 @@ SIMCLUSTERS_GROUP = "simclusters"
 CONFIG = sc.DEFAULTS
 
 
+def build_producer_similarity_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
+    @dg.asset(key=variant.key("simclusters_producer_similarity"), group_name=variant.group(SIMCLUSTERS_GROUP),
+              kinds={"spark", "delta"}, deps=variant.keys(["follows"]), partitions_def=variant.partitions_def)
+    def simclusters_producer_similarity(
+        context: dg.AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """Cosine similarity of producers' follower sets, pruned to each producer's best neighbours."""
+        warehouse = variant.warehouse(context, warehouse)
+        session = spark.get_session()
+        follows = read_delta(session, warehouse.table_path("follows"))
+        similarity = sc.producer_similarity(
+            follows,
+            min_followers=CONFIG.min_followers,
+            min_cosine=CONFIG.min_cosine,
+            max_neighbors=CONFIG.max_neighbors,
+            max_producers=CONFIG.max_producers,
+            max_producers_per_follower=CONFIG.max_producers_per_follower,
+        )
+        overwrite_delta(similarity, warehouse.table_path("simclusters_producer_similarity"))
+        return written_table_result(
+            warehouse,
+            "simclusters_producer_similarity",
+            min_followers=CONFIG.min_followers,
+            max_producers_per_follower=CONFIG.max_producers_per_follower,
+            min_cosine=CONFIG.min_cosine,
+            max_neighbors=CONFIG.max_neighbors,
+        )
+
+    return simclusters_producer_similarity
 
 
-@dg.asset(group_name=SIMCLUSTERS_GROUP, kinds={"spark", "delta"}, deps=["follows"])
-def simclusters_producer_similarity(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Cosine similarity of producers' follower sets, pruned to each producer's best neighbours."""
-    session = spark.get_session()
-    follows = read_delta(session, warehouse.table_path("follows"))
-    similarity = sc.producer_similarity(
-        follows,
-        min_followers=CONFIG.min_followers,
-        min_cosine=CONFIG.min_cosine,
-        max_neighbors=CONFIG.max_neighbors,
-        max_producers=CONFIG.max_producers,
-        max_producers_per_follower=CONFIG.max_producers_per_follower,
-    )
-    overwrite_delta(similarity, warehouse.table_path("simclusters_producer_similarity"))
-    return written_table_result(
-        warehouse,
-        "simclusters_producer_similarity",
-        min_followers=CONFIG.min_followers,
-        max_producers_per_follower=CONFIG.max_producers_per_follower,
-        min_cosine=CONFIG.min_cosine,
-        max_neighbors=CONFIG.max_neighbors,
-    )
+def build_known_for_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
+    @dg.asset(key=variant.key("simclusters_known_for"), group_name=variant.group(SIMCLUSTERS_GROUP),
+              kinds={"spark", "delta"}, deps=variant.keys(["simclusters_producer_similarity"]),
+              partitions_def=variant.partitions_def)
+    def simclusters_known_for(
+        context: dg.AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """KnownFor: at most one of K communities per producer, detected on the similarity graph."""
+        warehouse = variant.warehouse(context, warehouse)
+        session = spark.get_session()
+        similarity = read_delta(session, warehouse.table_path("simclusters_producer_similarity"))
+        known_for = sc.known_for(
+            similarity, k=CONFIG.k, seed=CONFIG.seed, iterations=CONFIG.iterations, resolution=CONFIG.resolution
+        )
+        path = warehouse.table_path("simclusters_known_for")
+        overwrite_delta(known_for, path)
+        clusters = read_delta(session, path).select("cluster_id").distinct().count()
+        return written_table_result(warehouse, "simclusters_known_for", k=CONFIG.k, nonempty_clusters=clusters,
+                                    seed=CONFIG.seed)
+
+    return simclusters_known_for
 
 
-@dg.asset(group_name=SIMCLUSTERS_GROUP, kinds={"spark", "delta"}, deps=["simclusters_producer_similarity"])
-def simclusters_known_for(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """KnownFor: at most one of K communities per producer, detected on the similarity graph."""
-    session = spark.get_session()
-    similarity = read_delta(session, warehouse.table_path("simclusters_producer_similarity"))
-    known_for = sc.known_for(
-        similarity, k=CONFIG.k, seed=CONFIG.seed, iterations=CONFIG.iterations, resolution=CONFIG.resolution
-    )
-    path = warehouse.table_path("simclusters_known_for")
-    overwrite_delta(known_for, path)
-    clusters = read_delta(session, path).select("cluster_id").distinct().count()
-    return written_table_result(warehouse, "simclusters_known_for", k=CONFIG.k, nonempty_clusters=clusters, seed=CONFIG.seed)
+def build_interested_in_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
+    @dg.asset(key=variant.key("simclusters_interested_in"), group_name=variant.group(SIMCLUSTERS_GROUP),
+              kinds={"spark", "delta"}, deps=variant.keys(["follows", "simclusters_known_for"]),
+              partitions_def=variant.partitions_def)
+    def simclusters_interested_in(
+        context: dg.AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        """InterestedIn: each user's follows times KnownFor, L2-normalised, top clusters with social proof."""
+        warehouse = variant.warehouse(context, warehouse)
+        session = spark.get_session()
+        interested = sc.interested_in(
+            read_delta(session, warehouse.table_path("follows")),
+            read_delta(session, warehouse.table_path("simclusters_known_for")),
+            top_clusters=CONFIG.top_clusters,
+            min_social_proof=CONFIG.min_social_proof,
+        )
+        overwrite_delta(interested, warehouse.table_path("simclusters_interested_in"))
+        return written_table_result(warehouse, "simclusters_interested_in", min_social_proof=CONFIG.min_social_proof)
 
-
-@dg.asset(group_name=SIMCLUSTERS_GROUP, kinds={"spark", "delta"}, deps=["follows", "simclusters_known_for"])
-def simclusters_interested_in(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """InterestedIn: each user's follows times KnownFor, L2-normalised, top clusters with social proof."""
-    session = spark.get_session()
-    interested = sc.interested_in(
-        read_delta(session, warehouse.table_path("follows")),
-        read_delta(session, warehouse.table_path("simclusters_known_for")),
-        top_clusters=CONFIG.top_clusters,
-        min_social_proof=CONFIG.min_social_proof,
-    )
-    overwrite_delta(interested, warehouse.table_path("simclusters_interested_in"))
-    return written_table_result(warehouse, "simclusters_interested_in", min_social_proof=CONFIG.min_social_proof)
+    return simclusters_interested_in
 
 
 @dg.asset(group_name=SIMCLUSTERS_GROUP, kinds={"spark", "delta"}, deps=["follows", "simclusters_interested_in"])
@@ -124,9 +149,9 @@ def simclusters_top_tweets_per_cluster(spark: SparkResource, warehouse: Warehous
 
 
 simclusters_assets = [
-    simclusters_producer_similarity,
-    simclusters_known_for,
-    simclusters_interested_in,
+    build_producer_similarity_asset(),
+    build_known_for_asset(),
+    build_interested_in_asset(),
     simclusters_producer_embeddings,
     simclusters_tweet_embeddings,
     simclusters_top_tweets_per_cluster,
