@@ -20,17 +20,22 @@ FEATURE_FIELDS = ("name", "entity", "dtype", "default", "description", "asset")
 
 # --- run -------------------------------------------------------------------------------------
 
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not settings.raw_dir.is_dir():
-        print(f"error: raw input {settings.raw_dir} does not exist "
-              "(create one with `homefeed generate` or `homefeed import-higgs`)", file=sys.stderr)
+        print(
+            f"error: raw input {settings.raw_dir} does not exist "
+            "(create one with `homefeed generate` or `homefeed import-higgs`)",
+            file=sys.stderr,
+        )
         return 2
     return run_and_report(settings, selection=args.select, report=args.report)
 
 
-def run_and_report(settings: HomefeedSettings, *, selection: str | None, report: str | None = None,
-                   log_path: Path | None = None) -> int:
+def run_and_report(
+    settings: HomefeedSettings, *, selection: str | None, report: str | None = None, log_path: Path | None = None
+) -> int:
     """Materialize the assets (the default build or `selection`) in-process, recorded in the Dagster
     instance of `settings.dagster_home`, then print what was built or why the run failed; 0 on
     success, else 1. `log_path`: Dagster's and Spark's log lines go to that file, not the terminal."""
@@ -39,8 +44,11 @@ def run_and_report(settings: HomefeedSettings, *, selection: str | None, report:
 
     started = time.monotonic()
     build_time = settings.as_of.isoformat() if settings.as_of else "now"
-    print(f"building assets from {settings.raw_dir} into {settings.tables_dir} as of {build_time} "
-          f"(spark {settings.spark_master})", flush=True)
+    print(
+        f"building assets from {settings.raw_dir} into {settings.tables_dir} as of {build_time} "
+        f"(spark {settings.spark_master})",
+        flush=True,
+    )
     with stderr_into(log_path):
         outcome = run_assets(settings, selection=selection, instance=local_instance(settings.dagster_home))
     seconds = time.monotonic() - started
@@ -49,8 +57,10 @@ def run_and_report(settings: HomefeedSettings, *, selection: str | None, report:
     if not outcome.success:
         _print_run_failure(outcome, seconds)
         return 1
-    print(f"\nmaterialized {len(outcome.materialized)} assets in {seconds:.0f} s; per step: "
-          + ", ".join(f"{step} {secs:.1f}s" for step, secs in outcome.step_seconds.items()))
+    print(
+        f"\nmaterialized {len(outcome.materialized)} assets in {seconds:.0f} s; per step: "
+        + ", ".join(f"{step} {secs:.1f}s" for step, secs in outcome.step_seconds.items())
+    )
     print_warehouse_summary(settings.tables_dir)
     return 0
 
@@ -64,9 +74,11 @@ def _print_run_failure(outcome, seconds: float) -> None:
         print(f"not run because of the failure: {', '.join(outcome.skipped)}", file=sys.stderr)
     failed_tables = [c.table for c in outcome.failed_checks]
     if failed_tables:
-        print(f"{', '.join(failed_tables)}: the new version that failed its checks is in the warehouse for "
-              "inspection (its Delta history keeps the previous one); nothing downstream was built from it",
-              file=sys.stderr)
+        print(
+            f"{', '.join(failed_tables)}: the new version that failed its checks is in the warehouse for "
+            "inspection (its Delta history keeps the previous one); nothing downstream was built from it",
+            file=sys.stderr,
+        )
     print(f"run failed after {seconds:.0f} s; every other table is as the last run left it", file=sys.stderr)
 
 
@@ -129,6 +141,7 @@ def _command_name() -> str:
 
 # --- check -----------------------------------------------------------------------------------
 
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Every table's data-quality suites on the warehouse as it is; exit 1 if any fails."""
     from core.quality_bounds import QualityBounds
@@ -150,14 +163,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     resources = resources_from_settings(settings)
     spark, as_of = resources["spark"].get_session(), resources["warehouse"].now()
     docs_dir = settings.data_docs_dir
-    results = check_tables(names, lambda name: read_delta(spark, tables_dir / name), as_of=as_of,
-                           bounds=QualityBounds.with_overrides(settings.dq_bounds), docs_dir=docs_dir,
-                           exists=lambda name: is_delta_table(tables_dir / name))
+    results = check_tables(
+        names,
+        lambda name: read_delta(spark, tables_dir / name),
+        as_of=as_of,
+        bounds=QualityBounds.with_overrides(settings.dq_bounds),
+        docs_dir=docs_dir,
+        exists=lambda name: is_delta_table(tables_dir / name),
+    )
     index = docs_dir / "index.html" if docs_dir else None
     if args.json:
-        print(json.dumps({"success": all(r.success for r in results), "as_of": as_of.isoformat(),
-                          "docs": str(index) if index else None, "tables": [r.as_metadata() for r in results]},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "success": all(r.success for r in results),
+                    "as_of": as_of.isoformat(),
+                    "docs": str(index) if index else None,
+                    "tables": [r.as_metadata() for r in results],
+                },
+                indent=2,
+            )
+        )
     else:
         _print_check_results(results, as_of=as_of, index=index)
     return 0 if all(r.success for r in results) else 1
@@ -171,13 +197,19 @@ def _print_check_results(results, *, as_of: datetime, index: Path | None) -> Non
         for outcome in r.failures:
             print(f"       {outcome.line()}")
     failed = [r.table for r in results if not r.success]
-    print(f"\n{len(results) - len(failed)}/{len(results)} tables passed as of {as_of.isoformat()}"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
-    print(f"Great Expectations results: {index}" if index else
-          "Great Expectations pages are written only for a warehouse on a file system")
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} tables passed as of {as_of.isoformat()}"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    print(
+        f"Great Expectations results: {index}"
+        if index
+        else "Great Expectations pages are written only for a warehouse on a file system"
+    )
 
 
 # --- training set ----------------------------------------------------------------------------
+
 
 def cmd_training_set(args: argparse.Namespace) -> int:
     """The representation snapshots of the window that are not current (a run per partition of
@@ -194,10 +226,17 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     try:
         as_of = datetime.fromisoformat(args.as_of) if args.as_of else settings.as_of
         build_time = training_build_time(spark, settings.tables_dir, as_of)
-        window = TrainingWindow.ending_at(build_time, days=args.days, validation_days=args.validation_days,
-                                          test_days=args.test_days)
-        summary = build_training_set(settings, spark, window=window, daily=args.representations == "daily",
-                                     rebuild=args.rebuild, instance=local_instance(settings.dagster_home))
+        window = TrainingWindow.ending_at(
+            build_time, days=args.days, validation_days=args.validation_days, test_days=args.test_days
+        )
+        summary = build_training_set(
+            settings,
+            spark,
+            window=window,
+            daily=args.representations == "daily",
+            rebuild=args.rebuild,
+            instance=local_instance(settings.dagster_home),
+        )
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -206,6 +245,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
 
 
 # --- features --------------------------------------------------------------------------------
+
 
 def cmd_features(args: argparse.Namespace) -> int:
     from features.registry import FEATURES, registry_hash
@@ -226,10 +266,13 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 # --- parsers ---------------------------------------------------------------------------------
 
+
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = with_warehouse(sub.add_parser("run", help="ingest the raw input and build every asset through Dagster"))
     p.add_argument("--input", help="raw input folder or s3a:// prefix (default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
-    p.add_argument("--select", help="Dagster asset selection, e.g. 'follows', 'key:users or key:follows', 'group:graph'")
+    p.add_argument(
+        "--select", help="Dagster asset selection, e.g. 'follows', 'key:users or key:follows', 'group:graph'"
+    )
     p.add_argument("--report", help="also write the outcome (steps, timings, row counts) as JSON here")
     p.set_defaults(func=cmd_run)
 
@@ -243,21 +286,37 @@ def add_check(sub: argparse._SubParsersAction) -> None:
 
 
 def add_training_set(sub: argparse._SubParsersAction) -> None:
-    p = with_warehouse(sub.add_parser(
-        "training-set", help="build the training_examples table: labelled impressions with point-in-time features"))
-    p.add_argument("--input", help="raw input folder the representations are rebuilt from "
-                                   "(default: $HOMEFEED_RAW_INPUT or data/demo/raw)")
-    p.add_argument("--as-of", help="build time, ISO 8601 with offset (default: $HOMEFEED_AS_OF, else the newest "
-                                   "engagement in the warehouse); the window ends one label window earlier")
-    p.add_argument("--days", type=float, default=4.0,
-                   help="days of impressions in the window (default 4); the log must reach further back, "
-                        "since the representations are built from what came before the window")
+    p = with_warehouse(
+        sub.add_parser(
+            "training-set", help="build the training_examples table: labelled impressions with point-in-time features"
+        )
+    )
+    p.add_argument(
+        "--input",
+        help="raw input folder the representations are rebuilt from (default: $HOMEFEED_RAW_INPUT or data/demo/raw)",
+    )
+    p.add_argument(
+        "--as-of",
+        help="build time, ISO 8601 with offset (default: $HOMEFEED_AS_OF, else the newest "
+        "engagement in the warehouse); the window ends one label window earlier",
+    )
+    p.add_argument(
+        "--days",
+        type=float,
+        default=4.0,
+        help="days of impressions in the window (default 4); the log must reach further back, "
+        "since the representations are built from what came before the window",
+    )
     p.add_argument("--validation-days", type=float, default=1.0, help="of which validation (default 1)")
     p.add_argument("--test-days", type=float, default=1.0, help="and test, the last (default 1)")
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
-    p.add_argument("--representations", choices=("daily", "window-start"), default="daily",
-                   help="rebuild RealGraph, SimClusters and TwHIN once per day of the window, as of its first "
-                        "impression (default: what serving sees), or once as of the window's start (cheaper)")
+    p.add_argument(
+        "--representations",
+        choices=("daily", "window-start"),
+        default="daily",
+        help="rebuild RealGraph, SimClusters and TwHIN once per day of the window, as of its first "
+        "impression (default: what serving sees), or once as of the window's start (cheaper)",
+    )
     p.add_argument("--rebuild", action="store_true", help="rebuild the representations even if current")
     p.set_defaults(func=cmd_training_set)
 

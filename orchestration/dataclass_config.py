@@ -33,7 +33,8 @@ class DataclassConfig(dg.Config):
         hints = typing.get_type_hints(self.dataclass_type)
         values = {
             f.name: _to_python(getattr(self, f.name), hints[f.name])
-            for f in dataclasses.fields(self.dataclass_type) if f.name in type(self).model_fields
+            for f in dataclasses.fields(self.dataclass_type)
+            if f.name in type(self).model_fields
         }
         return self.dataclass_type(**values)
 
@@ -47,11 +48,14 @@ def config_from_dataclass(dataclass_type: type, *, exclude: tuple[str, ...] = ()
     hints = typing.get_type_hints(dataclass_type)
     definitions = {
         f.name: (_config_type(hints[f.name], f.name), _config_default(f))
-        for f in dataclasses.fields(dataclass_type) if f.init and f.name not in exclude
+        for f in dataclasses.fields(dataclass_type)
+        if f.init and f.name not in exclude
     }
     model = pydantic.create_model(
-        f"{dataclass_type.__name__}Fields", __base__=DataclassConfig,
-        __doc__=f"The fields of `{dataclass_type.__module__}.{dataclass_type.__name__}`.", **definitions,
+        f"{dataclass_type.__name__}Fields",
+        __base__=DataclassConfig,
+        __doc__=f"The fields of `{dataclass_type.__module__}.{dataclass_type.__name__}`.",
+        **definitions,
     )
     model.dataclass_type = dataclass_type
     return model
@@ -71,8 +75,10 @@ def _config_type(annotation: Any, name: str) -> Any:
     if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
         return _config_type(inner, name) | None
-    raise TypeError(f"field {name!r}: {annotation!r} has no Dagster config type (scalars, tuple[X, ...], "
-                    f"list, Mapping/dict and Optional of those are supported)")
+    raise TypeError(
+        f"field {name!r}: {annotation!r} has no Dagster config type (scalars, tuple[X, ...], "
+        f"list, Mapping/dict and Optional of those are supported)"
+    )
 
 
 def _config_default(field: dataclasses.Field) -> Any:

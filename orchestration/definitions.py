@@ -27,8 +27,15 @@ from orchestration.resources import resources_from_settings
 from orchestration.schedules import daily_build_schedule, raw_input_sensor
 
 MAIN_ASSETS = [
-    *ingestion_assets, *graph_assets, *simclusters_assets, *twhin_assets, *CANDIDATE_ASSETS, *FEATURE_ASSETS,
-    *TRAINING_ASSETS, *RANKING_ASSETS, *PUBLICATION_ASSETS,
+    *ingestion_assets,
+    *graph_assets,
+    *simclusters_assets,
+    *twhin_assets,
+    *CANDIDATE_ASSETS,
+    *FEATURE_ASSETS,
+    *TRAINING_ASSETS,
+    *RANKING_ASSETS,
+    *PUBLICATION_ASSETS,
 ]
 # The training set's representation snapshots (partitioned by the cut) run without checks.
 ALL_ASSETS = [*MAIN_ASSETS, *REPRESENTATION_SNAPSHOT_ASSETS]
@@ -39,8 +46,16 @@ def build_definitions(settings: HomefeedSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[ingest_job, build_all_job, representation_snapshots_job, training_set_job, ranked_feeds_job,
-              daily_build_job, publish_job, rollback_job],
+        jobs=[
+            ingest_job,
+            build_all_job,
+            representation_snapshots_job,
+            training_set_job,
+            ranked_feeds_job,
+            daily_build_job,
+            publish_job,
+            rollback_job,
+        ],
         schedules=[daily_build_schedule],
         sensors=[raw_input_sensor],
         resources=resources_from_settings(settings),

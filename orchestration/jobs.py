@@ -16,37 +16,53 @@ NOT_IN_DEFAULT_BUILD = (TRAINING_GROUP, SNAPSHOT_GROUP, RANKING_GROUP, PUBLICATI
 DEFAULT_BUILD = dg.AssetSelection.all() - dg.AssetSelection.groups(*NOT_IN_DEFAULT_BUILD)
 DEFAULT_BUILD_SELECTION = " and ".join(f"not group:{group}" for group in NOT_IN_DEFAULT_BUILD)
 
+
 def _in_process_job(name: str, selection: dg.AssetSelection, description: str):
     """One Spark session per process: the steps of a job run in one process, one after another,
     rather than a JVM per step on a small machine."""
-    return dg.define_asset_job(name=name, selection=selection, description=description,
-                               executor_def=dg.in_process_executor)
+    return dg.define_asset_job(
+        name=name, selection=selection, description=description, executor_def=dg.in_process_executor
+    )
 
 
 ingest_job = _in_process_job(
-    "ingest", dg.AssetSelection.groups(INGESTION_GROUP),
-    "Validate the raw input against the data contract and write the bronze Delta tables.")
+    "ingest",
+    dg.AssetSelection.groups(INGESTION_GROUP),
+    "Validate the raw input against the data contract and write the bronze Delta tables.",
+)
 build_all_job = _in_process_job(
-    "build_all", DEFAULT_BUILD,
-    "Every asset from ingestion to the feature tables (training, ranking and publication run on their own).")
+    "build_all",
+    DEFAULT_BUILD,
+    "Every asset from ingestion to the feature tables (training, ranking and publication run on their own).",
+)
 training_set_job = _in_process_job(
-    "training_set", dg.AssetSelection.groups(TRAINING_GROUP),
+    "training_set",
+    dg.AssetSelection.groups(TRAINING_GROUP),
     "The training_examples table (labelled impressions, point-in-time features), then the rankers. It reads "
     "the representation snapshots of its window (job training_representations), which `homefeed training-set` "
-    "and `homefeed run --select group:training` build first.")
+    "and `homefeed run --select group:training` build first.",
+)
 representation_snapshots_job = _in_process_job(
-    "training_representations", dg.AssetSelection.groups(SNAPSHOT_GROUP),
+    "training_representations",
+    dg.AssetSelection.groups(SNAPSHOT_GROUP),
     "A representation snapshot of the training set (a partition of representations_as_of, named by its cut): "
     "the raw input as known at the cut, and the bronze, RealGraph, SimClusters and TwHIN tables built from it "
-    "as of the cut, in <warehouse>/as_of/<cut>/.")
+    "as of the cut, in <warehouse>/as_of/<cut>/.",
+)
 ranked_feeds_job = _in_process_job(
-    "rank_feeds", dg.AssetSelection.groups(RANKING_GROUP),
-    "Every user's ranked For You feed, from the candidates and the promoted rankers.")
+    "rank_feeds",
+    dg.AssetSelection.groups(RANKING_GROUP),
+    "Every user's ranked For You feed, from the candidates and the promoted rankers.",
+)
 publish_job = _in_process_job(
-    "publish", dg.AssetSelection.groups(PUBLICATION_GROUP),
-    "Publish ranked_feeds to Redis as a new version and switch to it.")
+    "publish",
+    dg.AssetSelection.groups(PUBLICATION_GROUP),
+    "Publish ranked_feeds to Redis as a new version and switch to it.",
+)
 daily_build_job = _in_process_job(
-    "daily_build", DEFAULT_BUILD | dg.AssetSelection.groups(RANKING_GROUP, PUBLICATION_GROUP),
+    "daily_build",
+    DEFAULT_BUILD | dg.AssetSelection.groups(RANKING_GROUP, PUBLICATION_GROUP),
     "The daily build: ingestion to the ranked feeds with the promoted rankers, then their publication to "
     "Redis, every table behind its blocking data-quality check (retraining runs on its own: the "
-    "training_set job).")
+    "training_set job).",
+)

@@ -25,11 +25,15 @@ def table_build_metadata(table_path: Path) -> dict[str, str]:
     from deltalake import DeltaTable
 
     built_with = last_commit_metadata(table_path)
-    return {"table_version": str(DeltaTable(str(table_path)).version()), **{f"built_{k}": str(v) for k, v in built_with.items()}}
+    return {
+        "table_version": str(DeltaTable(str(table_path)).version()),
+        **{f"built_{k}": str(v) for k, v in built_with.items()},
+    }
 
 
-def publish_to_redis(redis_url: str, tables_dir: Path, *, cluster: bool = False,
-                     grace_seconds: int = DEFAULT_GRACE_SECONDS) -> PublishResult:
+def publish_to_redis(
+    redis_url: str, tables_dir: Path, *, cluster: bool = False, grace_seconds: int = DEFAULT_GRACE_SECONDS
+) -> PublishResult:
     """Every published dataset of the warehouse, as of the moment its ranked feeds were built (the
     ranked_feeds version whose build details are read here is the one published). `cluster`:
     `redis_url` names one node of a Redis Cluster."""
@@ -40,8 +44,14 @@ def publish_to_redis(redis_url: str, tables_dir: Path, *, cluster: bool = False,
         raise PublishError(f"{feeds} does not exist: build it first (homefeed run --select key:ranked_feeds)")
     metadata = table_build_metadata(feeds)
     as_of = datetime.fromisoformat(metadata["built_as_of"]) if "built_as_of" in metadata else None
-    return publish_warehouse(connect(redis_url, cluster=cluster), tables_dir, as_of=as_of, grace_seconds=grace_seconds,
-                             metadata=metadata, versions={FEEDS_TABLE: int(metadata["table_version"])})
+    return publish_warehouse(
+        connect(redis_url, cluster=cluster),
+        tables_dir,
+        as_of=as_of,
+        grace_seconds=grace_seconds,
+        metadata=metadata,
+        versions={FEEDS_TABLE: int(metadata["table_version"])},
+    )
 
 
 def check_published_tables(spark, tables_dir: Path, *, as_of: datetime, bounds, passed: set[str] = frozenset()) -> None:
@@ -59,5 +69,6 @@ def check_published_tables(spark, tables_dir: Path, *, as_of: datetime, bounds, 
         result = check_table(read(table), TABLE_SPECS[table], read, as_of=as_of, bounds=bounds)
         failures += [f"  {table}: {o.line()}" for o in result.failures]
     if failures:
-        raise PublishError("the tables to publish fail their data-quality suites; nothing was published:\n"
-                           + "\n".join(failures))
+        raise PublishError(
+            "the tables to publish fail their data-quality suites; nothing was published:\n" + "\n".join(failures)
+        )

@@ -1,6 +1,5 @@
 """Dagster resources, configured from the one settings object."""
 
-
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +118,7 @@ def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.Configur
         ),
         "twhin": TwhinResource(device=settings.twhin_device, threads=settings.twhin_threads),
         "quality": QualityResource(bounds_json=json.dumps(settings.dq_bounds)),
-        "redis": RedisResource(url=settings.redis_url, grace_seconds=settings.publish_grace_seconds,
-                               cluster=settings.redis_cluster),
+        "redis": RedisResource(
+            url=settings.redis_url, grace_seconds=settings.publish_grace_seconds, cluster=settings.redis_cluster
+        ),
     }

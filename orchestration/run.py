@@ -43,14 +43,16 @@ def run_assets(
     selected = selection_from_string(selection or DEFAULT_BUILD_SELECTION)
     if selects(selected, TRAINING_TABLE):
         try:
-            prepare_training_examples(settings, (asset_config or {}).get(TRAINING_TABLE, {}), instance=instance,
-                                      log_level=log_level)
+            prepare_training_examples(
+                settings, (asset_config or {}).get(TRAINING_TABLE, {}), instance=instance, log_level=log_level
+            )
         except SnapshotBuildError as error:
             return error.outcome
         except (ValueError, FileNotFoundError) as error:  # no window: the inputs are missing or empty
             return RunOutcome(False, (), (StepFailure(TRAINING_TABLE, f"{type(error).__name__}: {error}"),))
-    return materialize_assets(settings, selected, instance=instance, log_level=log_level, checks=checks,
-                              asset_config=asset_config)
+    return materialize_assets(
+        settings, selected, instance=instance, log_level=log_level, checks=checks, asset_config=asset_config
+    )
 
 
 def selects(selection: dg.AssetSelection, asset_name: str) -> bool:

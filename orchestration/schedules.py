@@ -22,14 +22,20 @@ def raw_input_fingerprint(raw_dir: Path) -> str | None:
         return None
     entries = sorted(
         f"{path.relative_to(raw_dir)}\t{stat.st_size}\t{stat.st_mtime_ns}"
-        for path in raw_dir.rglob("*") if path.is_file() and not path.name.startswith(".")
+        for path in raw_dir.rglob("*")
+        if path.is_file() and not path.name.startswith(".")
         for stat in [path.stat()]
     )
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16] if entries else None
 
 
-_UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+_UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 # A run still "started" after this long was left by a process that died (run monitoring is off by
 # default): it must not hold every later build back.
 STALE_RUN_AFTER = timedelta(hours=24)
@@ -39,13 +45,19 @@ def build_in_progress(instance: dg.DagsterInstance, *, now: datetime | None = No
     """The id of a daily build that has not finished yet (started in the last day), if any: two builds
     at once would write the same tables and race to publish."""
     since = (now or datetime.now(UTC)) - STALE_RUN_AFTER
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=daily_build_job.name, statuses=_UNFINISHED,
-                                                   created_after=since), limit=1)
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=daily_build_job.name, statuses=_UNFINISHED, created_after=since), limit=1
+    )
     return runs[0].run_id if runs else None
 
 
-@dg.schedule(name="daily_build_schedule", job=daily_build_job, cron_schedule=DAILY_BUILD_CRON,
-             execution_timezone="UTC", description="The daily build at 04:00 UTC, unless one is still running.")
+@dg.schedule(
+    name="daily_build_schedule",
+    job=daily_build_job,
+    cron_schedule=DAILY_BUILD_CRON,
+    execution_timezone="UTC",
+    description="The daily build at 04:00 UTC, unless one is still running.",
+)
 def daily_build_schedule(context: dg.ScheduleEvaluationContext):
     running = build_in_progress(context.instance)
     if running:
@@ -53,10 +65,14 @@ def daily_build_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=None)
 
 
-@dg.sensor(name="raw_input_sensor", job=daily_build_job, minimum_interval_seconds=300,
-           description="Starts the daily build when the raw input folder has changed and then stayed the same "
-                       "for one evaluation (so a file still being written does not start a build), and no "
-                       "daily build is running.")
+@dg.sensor(
+    name="raw_input_sensor",
+    job=daily_build_job,
+    minimum_interval_seconds=300,
+    description="Starts the daily build when the raw input folder has changed and then stayed the same "
+    "for one evaluation (so a file still being written does not start a build), and no "
+    "daily build is running.",
+)
 def raw_input_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     fingerprint = raw_input_fingerprint(warehouse.raw_dir)
     if fingerprint is None:

@@ -16,8 +16,16 @@ from orchestration.run import run_assets
 __all__ = ["build_eval_warehouse", "truncate_raw_input"]
 
 
-def build_eval_warehouse(settings: HomefeedSettings, *, raw_dir: Path, warehouse: Path, as_of: datetime,
-                         fingerprint: str, rebuild: bool = False, selection: str | None = None) -> None:
+def build_eval_warehouse(
+    settings: HomefeedSettings,
+    *,
+    raw_dir: Path,
+    warehouse: Path,
+    as_of: datetime,
+    fingerprint: str,
+    rebuild: bool = False,
+    selection: str | None = None,
+) -> None:
     """Build every asset (or `selection`) from `raw_dir` into `warehouse` as of `as_of`, unless the
     warehouse's marker says it was built from the same input (`fingerprint`) already."""
     fingerprint = fingerprint if selection is None else f"{fingerprint}:{selection}"

@@ -31,15 +31,27 @@ from orchestration.training_examples import (
     training_set_summary,
 )
 
-__all__ = ["TRAINING_TABLE", "build_training_set", "prepare_training_examples", "representations_dir",
-           "training_set_params"]
+__all__ = [
+    "TRAINING_TABLE",
+    "build_training_set",
+    "prepare_training_examples",
+    "representations_dir",
+    "training_set_params",
+]
 
 TRAINING_SELECTION = dg.AssetSelection.assets(TRAINING_TABLE)
 _DAY = timedelta(days=1)
 
 
-def build_training_set(settings: HomefeedSettings, spark: SparkSession, *, window: TrainingWindow, daily: bool = True,
-                       rebuild: bool = False, instance: dg.DagsterInstance | None = None) -> dict:
+def build_training_set(
+    settings: HomefeedSettings,
+    spark: SparkSession,
+    *,
+    window: TrainingWindow,
+    daily: bool = True,
+    rebuild: bool = False,
+    instance: dg.DagsterInstance | None = None,
+) -> dict:
     """Build and write `training_examples` for `window`; return a summary (its provenance, and rows,
     users and positive rates per split). `daily`: one representation snapshot per snapshot day (else
     one, at the window's start); `rebuild`: rebuild them even if current; `instance`: where the runs
@@ -48,34 +60,49 @@ def build_training_set(settings: HomefeedSettings, spark: SparkSession, *, windo
     instance = instance or dg.DagsterInstance.ephemeral()
     build_time, params = training_set_params(window, daily=daily, rebuild=rebuild)
     run_settings = settings.model_copy(update={"as_of": build_time})
-    build_representation_snapshots(run_settings, representation_cuts(window, daily=daily).values(),
-                                   instance=instance, rebuild=rebuild)
-    outcome = materialize_assets(run_settings, TRAINING_SELECTION, instance=instance, checks=False,
-                                 asset_config={TRAINING_TABLE: params.model_dump()})
+    build_representation_snapshots(
+        run_settings, representation_cuts(window, daily=daily).values(), instance=instance, rebuild=rebuild
+    )
+    outcome = materialize_assets(
+        run_settings,
+        TRAINING_SELECTION,
+        instance=instance,
+        checks=False,
+        asset_config={TRAINING_TABLE: params.model_dump()},
+    )
     if not outcome.success:
         raise RuntimeError(f"building {TRAINING_TABLE} failed: {outcome.failure_text()}")
     return training_set_summary(spark, settings.tables_dir)
 
 
-def prepare_training_examples(settings: HomefeedSettings, config: Mapping, *, instance: dg.DagsterInstance,
-                              log_level: str = "INFO") -> None:
+def prepare_training_examples(
+    settings: HomefeedSettings, config: Mapping, *, instance: dg.DagsterInstance, log_level: str = "INFO"
+) -> None:
     """Before a run that materializes `training_examples` with run config `config`: build the
     representation snapshots of its window that are not current."""
     params = TrainingSetParams(**config)
     require_bronze_inputs(settings.tables_dir, settings.warehouse)
     spark = resources_from_settings(settings)["spark"].get_session()
     window = params.window(training_build_time(spark, settings.tables_dir, settings.as_of))
-    build_representation_snapshots(settings, representation_cuts(window, daily=params.daily_representations).values(),
-                                   instance=instance, rebuild=params.rebuild_representations, log_level=log_level)
+    build_representation_snapshots(
+        settings,
+        representation_cuts(window, daily=params.daily_representations).values(),
+        instance=instance,
+        rebuild=params.rebuild_representations,
+        log_level=log_level,
+    )
 
 
 def training_set_params(window: TrainingWindow, *, daily: bool, rebuild: bool) -> tuple[datetime, TrainingSetParams]:
     """The build time and the asset's config whose window is `window` (one `TrainingWindow.ending_at` gives)."""
     build_time = window.end + LabelConfig.label_window
-    params = TrainingSetParams(days=(window.end - window.start) / _DAY,
-                               validation_days=(window.test_start - window.validation_start) / _DAY,
-                               test_days=(window.end - window.test_start) / _DAY,
-                               daily_representations=daily, rebuild_representations=rebuild)
+    params = TrainingSetParams(
+        days=(window.end - window.start) / _DAY,
+        validation_days=(window.test_start - window.validation_start) / _DAY,
+        test_days=(window.end - window.test_start) / _DAY,
+        daily_representations=daily,
+        rebuild_representations=rebuild,
+    )
     if params.window(build_time) != window:
         raise ValueError(f"the window {window.as_dict()} does not end one label window before a build time")
     return build_time, params

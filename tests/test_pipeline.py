@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from deltalake import DeltaTable
+from raw_world import AS_OF, at, tiny_world, write_world
 
+from cli.main import main
 from core.contract import RAW_TABLES
 from jobs.delta_io import rows_in_table
 from jobs.duckdb_catalog import connect_warehouse
-from cli.main import main
 from orchestration.run import run_assets
-from raw_world import AS_OF, at, tiny_world, write_world
 
 BROKEN_FOLLOW = dict(follower_id=3, followee_id=3, created_at=at(0))
 DANGLING_ENGAGEMENT = dict(user_id=1, tweet_id=4242, action="like", created_at=at(1), dwell_ms=None)
@@ -55,8 +55,17 @@ def test_every_asset_materializes(built):
     assert expected <= set(outcome.materialized)
     assert {f"ingest_{t.name}" for t in RAW_TABLES} <= set(outcome.step_seconds)
     # The default build reaches the feature tables; the training set runs on its own.
-    assert {"realgraph", "simclusters_interested_in", "twhin_user_embeddings", "candidates", "user_features",
-            "author_features", "tweet_features", "user_author_features", "user_tweet_features"} <= set(outcome.materialized)
+    assert {
+        "realgraph",
+        "simclusters_interested_in",
+        "twhin_user_embeddings",
+        "candidates",
+        "user_features",
+        "author_features",
+        "tweet_features",
+        "user_author_features",
+        "user_tweet_features",
+    } <= set(outcome.materialized)
     assert "training_examples" not in outcome.materialized
 
 
@@ -139,14 +148,23 @@ def test_a_cli_run_is_recorded_in_the_dagster_instance_the_ui_opens(settings, tm
         assert event is not None and event.run_id == run.run_id, table.name
         assert event.asset_materialization.metadata["dagster/row_count"].value == len(world[table.name]), table.name
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey(table.name), "quality")])
+            [dg.AssetCheckKey(dg.AssetKey(table.name), "quality")]
+        )
         assert check[dg.AssetCheckKey(dg.AssetKey(table.name), "quality")].status.value == "SUCCEEDED", table.name
 
 
 def test_sql_command_prints_json_rows(built, capsys):
     run_settings, _ = built
-    code = main(["sql", "SELECT user_id, handle FROM users ORDER BY user_id",
-                     "--warehouse", str(run_settings.warehouse), "--format", "json"])
+    code = main(
+        [
+            "sql",
+            "SELECT user_id, handle FROM users ORDER BY user_id",
+            "--warehouse",
+            str(run_settings.warehouse),
+            "--format",
+            "json",
+        ]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out) == [
         {"user_id": u["user_id"], "handle": u["handle"]} for u in tiny_world()["users"]
@@ -181,9 +199,12 @@ def test_definitions_load_with_resources():
     assert {"users", "follows", "tweets", "engagements", "quarantine_users"} <= keys
     assert dg.AssetKey("users") in graph.get(dg.AssetKey("engagements")).parent_keys
     build_all = definitions.resolve_job_def("build_all")
-    assert {"candidates", "user_tweet_features"} <= {k.to_user_string() for k in build_all.asset_layer.executable_asset_keys}
+    assert {"candidates", "user_tweet_features"} <= {
+        k.to_user_string() for k in build_all.asset_layer.executable_asset_keys
+    }
     assert not {"training_examples", "rankers", "ranked_feeds"} & {
-        k.to_user_string() for k in build_all.asset_layer.executable_asset_keys}
+        k.to_user_string() for k in build_all.asset_layer.executable_asset_keys
+    }
     training = definitions.resolve_job_def("training_set")
     assert {k.to_user_string() for k in training.asset_layer.executable_asset_keys} == {"training_examples", "rankers"}
     ranking = definitions.resolve_job_def("rank_feeds")
@@ -193,11 +214,15 @@ def test_definitions_load_with_resources():
 def test_a_spark_failure_is_reported_by_its_exception_lines_without_the_jvm_frames():
     from orchestration.errors import without_jvm_frames
 
-    head = ("An error occurred while calling o412.save.\n: org.apache.spark.SparkException: Job aborted due to stage "
-            "failure: Task 3 in stage 41.0 failed 1 times: java.lang.OutOfMemoryError: Java heap space")
-    message = (f"{head}\n\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)\n"
-               "\tat org.apache.spark.sql.execution.Sort$$anon$1.apply(Sort.scala:12)\n\t... 17 more\n"
-               "Caused by: java.lang.OutOfMemoryError: Java heap space\n\tat org.apache.A$B.<init>(A.scala:5)\n")
+    head = (
+        "An error occurred while calling o412.save.\n: org.apache.spark.SparkException: Job aborted due to stage "
+        "failure: Task 3 in stage 41.0 failed 1 times: java.lang.OutOfMemoryError: Java heap space"
+    )
+    message = (
+        f"{head}\n\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)\n"
+        "\tat org.apache.spark.sql.execution.Sort$$anon$1.apply(Sort.scala:12)\n\t... 17 more\n"
+        "Caused by: java.lang.OutOfMemoryError: Java heap space\n\tat org.apache.A$B.<init>(A.scala:5)\n"
+    )
     assert without_jvm_frames(message) == f"{head}\nCaused by: java.lang.OutOfMemoryError: Java heap space"
     # Lines of other messages that only start like a frame stay.
     assert without_jvm_frames("bad value\n  at position 3") == "bad value\n  at position 3"
@@ -255,7 +280,7 @@ def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path
     (raw / "users").mkdir(parents=True)
     (raw / "users" / "part-0.parquet").write_bytes(b"first")
     landing, cursor = evaluate(None)
-    assert isinstance(landing, dg.SkipReason) and "settle" in landing.skip_message   # seen once: may still be landing
+    assert isinstance(landing, dg.SkipReason) and "settle" in landing.skip_message  # seen once: may still be landing
     settled, cursor = evaluate(cursor)
     assert isinstance(settled, dg.RunRequest) and settled.run_key == f"raw-input-{raw_input_fingerprint(raw)}"
     unchanged, same = evaluate(cursor)
@@ -266,7 +291,7 @@ def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path
     assert isinstance(landing, dg.SkipReason)
     (raw / "engagements" / "part-0.parquet").write_bytes(b"a new day, still growing")
     growing, cursor = evaluate(cursor)
-    assert isinstance(growing, dg.SkipReason)                # changed again: wait again
+    assert isinstance(growing, dg.SkipReason)  # changed again: wait again
     landed, cursor = evaluate(cursor)
     assert isinstance(landed, dg.RunRequest) and landed.run_key != settled.run_key
     # While a daily build runs, new input waits for it (the cursor is kept) instead of starting another.
@@ -276,8 +301,9 @@ def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path
     running = instance.add_run(dg.DagsterRun(job_name="daily_build", status=dg.DagsterRunStatus.STARTED))
     waiting, kept = evaluate(cursor)
     assert isinstance(waiting, dg.SkipReason) and running.run_id in waiting.skip_message and kept == cursor
-    instance.handle_run_event(running.run_id, dg.DagsterEvent(
-        event_type_value=dg.DagsterEventType.RUN_SUCCESS.value, job_name="daily_build"))
+    instance.handle_run_event(
+        running.run_id, dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_SUCCESS.value, job_name="daily_build")
+    )
     after, cursor = evaluate(cursor)
     assert isinstance(after, dg.RunRequest)
     # A file rewritten in place (same name and size, another time) is new input too.
@@ -288,15 +314,18 @@ def test_raw_input_sensor_requests_a_build_when_input_lands_and_settles(tmp_path
 
 
 def test_daily_build_job_and_schedule_cover_ingest_to_ranked_feeds():
-    from orchestration.definitions import build_definitions
     from core.settings import load_settings
+    from orchestration.definitions import build_definitions
 
     definitions = build_definitions(load_settings())
     daily = definitions.resolve_job_def("daily_build")
     keys = {k.to_user_string() for k in daily.asset_layer.executable_asset_keys}
     assert {"users", "engagements", "candidates", "user_tweet_features", "ranked_feeds"} <= keys
     assert not keys & {"training_examples", "rankers"}
-    assert {k.asset_key.to_user_string() for k in daily.asset_layer.asset_graph.asset_check_keys} >= {"ranked_feeds", "users"}
+    assert {k.asset_key.to_user_string() for k in daily.asset_layer.asset_graph.asset_check_keys} >= {
+        "ranked_feeds",
+        "users",
+    }
     (schedule,) = definitions.schedules
     assert schedule.cron_schedule == "0 4 * * *" and schedule.job_name == "daily_build"
     with dg.instance_for_test() as instance:
@@ -307,5 +336,5 @@ def test_daily_build_job_and_schedule_cover_ingest_to_ranked_feeds():
         # A run left "started" by a process that died a day ago holds nothing back.
         from orchestration.schedules import STALE_RUN_AFTER, build_in_progress
 
-        later = datetime.now(timezone.utc) + STALE_RUN_AFTER + timedelta(minutes=1)
+        later = datetime.now(UTC) + STALE_RUN_AFTER + timedelta(minutes=1)
         assert build_in_progress(instance) == running.run_id and build_in_progress(instance, now=later) is None

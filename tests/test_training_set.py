@@ -29,18 +29,26 @@ FOLLOWS = [(1, 2, -10), (2, 1, -9), (1, 3, 30)]
 # tweet, author, created (hours), deleted (hours or None)
 TWEETS = [(10, 2, 20, None), (11, 3, 26, None), (12, 2, 40, None), (13, 4, -5, None)]
 ENGAGEMENTS = [
-    (3, 10, "like", 20.5, None), (4, 10, "impression", 20.7, 300), (4, 10, "like", 20.8, None),
-    (1, 10, "impression", 21, 900), (1, 10, "like", 21.1, None),
-    (1, 11, "impression", 28, 500), (1, 11, "click", 28.1, 12_000),
-    (3, 13, "like", 10, None), (1, 13, "like", 2, None),
+    (3, 10, "like", 20.5, None),
+    (4, 10, "impression", 20.7, 300),
+    (4, 10, "like", 20.8, None),
+    (1, 10, "impression", 21, 900),
+    (1, 10, "like", 21.1, None),
+    (1, 11, "impression", 28, 500),
+    (1, 11, "click", 28.1, 12_000),
+    (3, 13, "like", 10, None),
+    (1, 13, "like", 2, None),
     (1, 13, "impression", 30, 100),
     (1, 12, "impression", 44, 100),
 ]
 # Events after CUT: none of them may change a feature of an impression before CUT.
 CUT = at(29.5)
 LATER_ENGAGEMENTS = [
-    (3, 12, "like", 43.5, None), (4, 12, "like", 43.6, None),
-    (1, 10, "like", 30.5, None), (4, 11, "retweet", 31, None), (1, 11, "like", 29.9, None),
+    (3, 12, "like", 43.5, None),
+    (4, 12, "like", 43.6, None),
+    (1, 10, "like", 30.5, None),
+    (4, 11, "retweet", 31, None),
+    (1, 11, "like", 29.9, None),
     (2, 13, "impression", 33, 50),
 ]
 LATER_FOLLOWS = [(1, 4, 31), (3, 2, 32)]
@@ -55,22 +63,40 @@ def _rows(*, later: bool) -> dict[str, list[dict]]:
     engagements = ENGAGEMENTS + (LATER_ENGAGEMENTS if later else [])
     social = LATER_SOCIAL if later else []
     return dict(
-        users=[dict(user_id=u, handle=f"u{u}", created_at=at(-1000), is_verified=u == 2, allow_nsfw=False, lang=None)
-               for u in USERS],
+        users=[
+            dict(user_id=u, handle=f"u{u}", created_at=at(-1000), is_verified=u == 2, allow_nsfw=False, lang=None)
+            for u in USERS
+        ],
         follows=[dict(follower_id=a, followee_id=b, created_at=at(h)) for a, b, h in follows],
-        tweets=[dict(tweet_id=t, author_id=a, created_at=at(h), text="x" * t, in_reply_to_tweet_id=None,
-                     quoted_tweet_id=None, retweet_of_tweet_id=None, has_media=t == 12, has_video=False,
-                     is_nsfw=False, lang="en", deleted_at=None if d is None else at(d))
-                for t, a, h, d in tweets],
-        engagements=[dict(user_id=u, tweet_id=t, action=a, created_at=at(h), dwell_ms=d)
-                     for u, t, a, h, d in engagements],
+        tweets=[
+            dict(
+                tweet_id=t,
+                author_id=a,
+                created_at=at(h),
+                text="x" * t,
+                in_reply_to_tweet_id=None,
+                quoted_tweet_id=None,
+                retweet_of_tweet_id=None,
+                has_media=t == 12,
+                has_video=False,
+                is_nsfw=False,
+                lang="en",
+                deleted_at=None if d is None else at(d),
+            )
+            for t, a, h, d in tweets
+        ],
+        engagements=[
+            dict(user_id=u, tweet_id=t, action=a, created_at=at(h), dwell_ms=d) for u, t, a, h, d in engagements
+        ],
         social_actions=[dict(user_id=u, target_user_id=t, action=a, created_at=at(h)) for u, t, a, h in social],
     )
 
 
 def _frames(spark, *, later: bool):
-    frames = {table: spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME[table]))
-              for table, rows in _rows(later=later).items()}
+    frames = {
+        table: spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME[table]))
+        for table, rows in _rows(later=later).items()
+    }
     frames["mutual_follows"] = mutual_follows(frames["follows"])
     return frames
 
@@ -78,20 +104,31 @@ def _frames(spark, *, later: bool):
 def _representations(spark, as_of=WINDOW.start) -> Representations:
     return Representations(
         as_of=as_of,
-        realgraph=spark.createDataFrame([(1, 2, 0.7, 1), (1, 4, 0.2, 2)],
-                                        "user_id bigint, author_id bigint, score double, rank int"),
-        simclusters_interested_in=spark.createDataFrame([(1, 5, 1.0), (3, 5, 0.5), (4, 5, 0.8)],
-                                                        "user_id bigint, cluster_id int, score double"),
+        realgraph=spark.createDataFrame(
+            [(1, 2, 0.7, 1), (1, 4, 0.2, 2)], "user_id bigint, author_id bigint, score double, rank int"
+        ),
+        simclusters_interested_in=spark.createDataFrame(
+            [(1, 5, 1.0), (3, 5, 0.5), (4, 5, 0.8)], "user_id bigint, cluster_id int, score double"
+        ),
         twhin_user_embeddings=spark.createDataFrame([(1, [1.0, 0.0])], "user_id bigint, embedding array<float>"),
-        twhin_tweet_embeddings=spark.createDataFrame([(10, [1.0, 1.0]), (12, [0.0, 2.0])],
-                                                     "tweet_id bigint, embedding array<float>"),
+        twhin_tweet_embeddings=spark.createDataFrame(
+            [(10, [1.0, 1.0]), (12, [0.0, 2.0])], "tweet_id bigint, embedding array<float>"
+        ),
     )
 
 
 def _examples(spark, *, later: bool) -> dict[tuple, dict]:
     f = _frames(spark, later=later)
-    df = training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
-                           f["social_actions"], _representations(spark), window=WINDOW)
+    df = training_examples(
+        f["users"],
+        f["follows"],
+        f["mutual_follows"],
+        f["tweets"],
+        f["engagements"],
+        f["social_actions"],
+        _representations(spark),
+        window=WINDOW,
+    )
     assert df.columns == [*EXAMPLE_KEYS, *HEADS, *[feature.qualified_name for feature in FEATURES]]
     return {(r["user_id"], r["tweet_id"], as_utc(r["impression_time"])): r.asDict() for r in df.collect()}
 
@@ -124,7 +161,7 @@ def test_features_are_as_of_the_impression(examples):
     assert first["tweet__age_hours"] == pytest.approx(1.0)
     assert first["tweet__text_length"] == 10
     assert first["tweet__author_is_verified"] is True
-    assert first["tweet__author_follower_count"] == 1.0          # user 1 (follows before midnight 0)
+    assert first["tweet__author_follower_count"] == 1.0  # user 1 (follows before midnight 0)
     # As of the snapshot at hour 0: user 1 follows 2 (its follow of 3 is at hour 30).
     assert first["user__followee_count"] == 1.0
     assert first["user_author__follows_author"] is True
@@ -146,7 +183,7 @@ def test_features_are_as_of_the_impression(examples):
     expected = 1.0 * (0.5 * 0.5 ** (14 / SC_HALF_LIFE_HOURS) + 1.0 * 0.5 ** (22 / SC_HALF_LIFE_HOURS))
     assert old["user_tweet__simclusters_dot"] == pytest.approx(expected)
     assert old["tweet__age_hours"] == pytest.approx(35.0)
-    assert old["user__likes_given_7d"] == 2.0                     # hours 2 and 21.1, both before hour 24
+    assert old["user__likes_given_7d"] == 2.0  # hours 2 and 21.1, both before hour 24
 
 
 def test_no_feature_of_an_earlier_impression_sees_later_events(spark, examples):
@@ -165,8 +202,16 @@ def test_no_feature_of_an_earlier_impression_sees_later_events(spark, examples):
 
 def _build(spark, representations):
     f = _frames(spark, later=False)
-    return training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
-                             f["social_actions"], representations, window=WINDOW)
+    return training_examples(
+        f["users"],
+        f["follows"],
+        f["mutual_follows"],
+        f["tweets"],
+        f["engagements"],
+        f["social_actions"],
+        representations,
+        window=WINDOW,
+    )
 
 
 def test_representations_built_after_the_impressions_they_serve_are_refused(spark):
@@ -183,24 +228,31 @@ def test_each_snapshot_day_reads_its_own_representations(spark):
     second_day = _representations(spark, as_of=at(24))
     second_day = Representations(
         as_of=second_day.as_of,
-        realgraph=spark.createDataFrame([(1, 2, 0.1, 1), (1, 4, 0.9, 2)],
-                                        "user_id bigint, author_id bigint, score double, rank int"),
+        realgraph=spark.createDataFrame(
+            [(1, 2, 0.1, 1), (1, 4, 0.9, 2)], "user_id bigint, author_id bigint, score double, rank int"
+        ),
         simclusters_interested_in=second_day.simclusters_interested_in,
         twhin_user_embeddings=second_day.twhin_user_embeddings,
         twhin_tweet_embeddings=spark.createDataFrame([(13, [3.0, 0.0])], "tweet_id bigint, embedding array<float>"),
     )
-    rows = {(r["tweet_id"], as_utc(r["impression_time"])): r
-            for r in _build(spark, {at(0): _representations(spark), at(24): second_day}).collect()}
-    assert rows[(10, at(21))]["user_author__realgraph_score"] == 0.7          # day 1: the first build
-    assert rows[(13, at(30))]["user_author__realgraph_score"] == 0.9          # day 2: its own build
+    rows = {
+        (r["tweet_id"], as_utc(r["impression_time"])): r
+        for r in _build(spark, {at(0): _representations(spark), at(24): second_day}).collect()
+    }
+    assert rows[(10, at(21))]["user_author__realgraph_score"] == 0.7  # day 1: the first build
+    assert rows[(13, at(30))]["user_author__realgraph_score"] == 0.9  # day 2: its own build
     assert rows[(13, at(30))]["user_tweet__twhin_cosine"] == pytest.approx(1.0)
-    assert rows[(12, at(44))]["user_tweet__has_twhin_embedding"] is False    # not in the second build
+    assert rows[(12, at(44))]["user_tweet__has_twhin_embedding"] is False  # not in the second build
 
 
 def test_window_ending_at_leaves_a_full_label_window_and_checks_its_order():
     window = TrainingWindow.ending_at(at(200), days=6, validation_days=1, test_days=2)
     assert (window.start, window.validation_start, window.test_start, window.end) == (
-        at(200 - 24 - 144), at(200 - 24 - 72), at(200 - 24 - 48), at(176))
+        at(200 - 24 - 144),
+        at(200 - 24 - 72),
+        at(200 - 24 - 48),
+        at(176),
+    )
     with pytest.raises(ValueError):
         TrainingWindow(start=at(10), end=at(20), validation_start=at(15), test_start=at(12))
     with pytest.raises(ValueError):
@@ -209,8 +261,7 @@ def test_window_ending_at_leaves_a_full_label_window_and_checks_its_order():
     assert snapshot_days(at(24), at(48.5)) == [at(24), at(48)]
 
 
-def test_a_build_records_each_representation_snapshot_and_the_table_in_the_dagster_instance(settings, spark,
-                                                                                             tmp_path):
+def test_a_build_records_each_representation_snapshot_and_the_table_in_the_dagster_instance(settings, spark, tmp_path):
     """The hand-made log through `build_training_set`: training_examples refuses to run before the
     snapshots of its cuts exist, naming them; the build materializes every snapshot asset once per cut
     (partitions of `representations_as_of`) and then the table, all recorded in a persistent
@@ -234,8 +285,13 @@ def test_a_build_records_each_representation_snapshot_and_the_table_in_the_dagst
     instance = local_instance(tmp_path / "dagster_home")
 
     config = {"days": 30 / 24, "validation_days": 13 / 24, "test_days": 8 / 24}
-    refused = materialize_assets(run_settings, dg.AssetSelection.assets("training_examples"), instance=instance,
-                                 checks=False, asset_config={"training_examples": config})
+    refused = materialize_assets(
+        run_settings,
+        dg.AssetSelection.assets("training_examples"),
+        instance=instance,
+        checks=False,
+        asset_config={"training_examples": config},
+    )
     assert not refused.success
     (failure,) = refused.failures
     assert all(key in failure.message for key in partitions) and "homefeed training-set" in failure.message
@@ -247,14 +303,22 @@ def test_a_build_records_each_representation_snapshot_and_the_table_in_the_dagst
 
     def materialized(key: dg.AssetKey, partition: str | None = None) -> int:
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=10)
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=10
+        )
         return len(records.records)
 
     snapshot_keys = [key for asset in REPRESENTATION_SNAPSHOT_ASSETS for key in asset.keys]
-    assert {"as_of/raw_input", "as_of/engagements", "as_of/realgraph", "as_of/simclusters_interested_in",
-            "as_of/twhin_user_embeddings", "as_of/twhin_tweet_embeddings"} <= {k.to_user_string() for k in snapshot_keys}
+    assert {
+        "as_of/raw_input",
+        "as_of/engagements",
+        "as_of/realgraph",
+        "as_of/simclusters_interested_in",
+        "as_of/twhin_user_embeddings",
+        "as_of/twhin_tweet_embeddings",
+    } <= {k.to_user_string() for k in snapshot_keys}
     assert {(key.to_user_string(), p): materialized(key, p) for key in snapshot_keys for p in partitions} == {
-        (key.to_user_string(), p): 1 for key in snapshot_keys for p in partitions}
+        (key.to_user_string(), p): 1 for key in snapshot_keys for p in partitions
+    }
     assert materialized(dg.AssetKey("training_examples")) == 1  # the refused run recorded none
 
     assert build_training_set(run_settings, spark, window=window, instance=instance)["rows"] == summary["rows"]
@@ -281,13 +345,30 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     config = WorldConfig(n_users=80, seed=5)
     generate_world(config, out_dir=tmp_path / "world")
     raw, warehouse = tmp_path / "world" / "raw", tmp_path / "warehouse"
-    built = run_assets(settings.model_copy(update={"raw_input": raw, "warehouse": warehouse, "as_of": config.end_time}),
-                       selection="group:bronze or key:mutual_follows")
+    built = run_assets(
+        settings.model_copy(update={"raw_input": raw, "warehouse": warehouse, "as_of": config.end_time}),
+        selection="group:bronze or key:mutual_follows",
+    )
     assert built.success, built.failures
 
-    code = main(["training-set", "--input", str(raw), "--warehouse", str(warehouse), "--json",
-                     "--as-of", config.end_time.isoformat(), "--days", "2", "--validation-days", "0.5",
-                     "--test-days", "0.5"])
+    code = main(
+        [
+            "training-set",
+            "--input",
+            str(raw),
+            "--warehouse",
+            str(warehouse),
+            "--json",
+            "--as-of",
+            config.end_time.isoformat(),
+            "--days",
+            "2",
+            "--validation-days",
+            "0.5",
+            "--test-days",
+            "0.5",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     summary = json.loads(out)
@@ -300,11 +381,14 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
     engagements = pq.read_table(raw / "engagements").to_pandas()
     tweets = pq.read_table(raw / "tweets", columns=["tweet_id", "author_id"]).to_pandas()
     shown = engagements[engagements.action == "impression"].merge(tweets, on="tweet_id")
-    shown = shown[(shown.user_id != shown.author_id) & (shown.created_at >= window.start)
-                  & (shown.created_at < window.end)].drop_duplicates(["user_id", "tweet_id", "created_at"])
+    shown = shown[
+        (shown.user_id != shown.author_id) & (shown.created_at >= window.start) & (shown.created_at < window.end)
+    ].drop_duplicates(["user_id", "tweet_id", "created_at"])
     expected_rows = {
         "train": int((shown.created_at < window.validation_start).sum()),
-        "validation": int(((shown.created_at >= window.validation_start) & (shown.created_at < window.test_start)).sum()),
+        "validation": int(
+            ((shown.created_at >= window.validation_start) & (shown.created_at < window.test_start)).sum()
+        ),
         "test": int((shown.created_at >= window.test_start).sum()),
     }
     assert summary["rows"] == expected_rows and min(expected_rows.values()) > 0
@@ -318,9 +402,11 @@ def test_training_set_command_on_a_generated_world(settings, spark, tmp_path, ca
 
     # The Dagster job `training_set` (group `training`), its window given as run config: the same two
     # daily builds, both reused; then the rankers train on the table and the first versions are promoted.
-    asset_run = run_assets(settings.model_copy(update={"raw_input": raw, "warehouse": warehouse,
-                                                       "as_of": config.end_time}), selection="group:training",
-                           asset_config={"training_examples": {"days": 2.0, "validation_days": 0.5, "test_days": 0.5}})
+    asset_run = run_assets(
+        settings.model_copy(update={"raw_input": raw, "warehouse": warehouse, "as_of": config.end_time}),
+        selection="group:training",
+        asset_config={"training_examples": {"days": 2.0, "validation_days": 0.5, "test_days": 0.5}},
+    )
     assert asset_run.success, asset_run.failures
     assert asset_run.materialized == ("rankers", "training_examples")
     assert asset_run.checks_passed == ("training_examples",)  # its blocking data-quality check ran first
@@ -341,8 +427,16 @@ def test_a_broken_training_set_fails_its_suite(spark, tmp_path):
     from data_quality.validation import check_table
 
     f = _frames(spark, later=False)
-    table = training_examples(f["users"], f["follows"], f["mutual_follows"], f["tweets"], f["engagements"],
-                              f["social_actions"], _representations(spark), window=WINDOW).cache()
+    table = training_examples(
+        f["users"],
+        f["follows"],
+        f["mutual_follows"],
+        f["tweets"],
+        f["engagements"],
+        f["social_actions"],
+        _representations(spark),
+        window=WINDOW,
+    ).cache()
     read = {"users": f["users"], "tweets": f["tweets"]}.__getitem__
     spec = TABLE_SPECS["training_examples"]
     assert check_table(table, spec, read, as_of=WINDOW.end).success

@@ -10,6 +10,9 @@ def written_table_result(warehouse: AssetWarehouse, name: str, **metadata) -> dg
     """The result of an asset that just wrote Delta table `name`: its row count, path and `metadata`."""
     path = warehouse.table_path(name)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows_written_by_last_commit(path), "path": dg.MetadataValue.path(str(path)),
-                  **metadata}
+        metadata={
+            "dagster/row_count": rows_written_by_last_commit(path),
+            "path": dg.MetadataValue.path(str(path)),
+            **metadata,
+        }
     )

@@ -21,7 +21,8 @@ KINDS = {"spark", "delta"}
 def _write(warehouse: WarehouseResource, name: str, table, as_of) -> dg.MaterializeResult:
     overwrite_delta(table, warehouse.table_path(name))
     return written_table_result(
-        warehouse, name,
+        warehouse,
+        name,
         as_of=as_of.isoformat(),
         features=len(features_of_asset(name)),
         registry_hash=registry_hash(),
@@ -33,28 +34,45 @@ def _reader(spark: SparkResource, warehouse: WarehouseResource):
     return lambda name: read_delta(session, warehouse.table_path(name))
 
 
-@dg.asset(name="user_features", group_name=FEATURES_GROUP, kinds=KINDS,
-          deps=["users", "follows", "mutual_follows", "tweets", "engagements", "social_actions"])
+@dg.asset(
+    name="user_features",
+    group_name=FEATURES_GROUP,
+    kinds=KINDS,
+    deps=["users", "follows", "mutual_follows", "tweets", "engagements", "social_actions"],
+)
 def user_features_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per user: account, follow-graph and recent activity features (engagement given, rates, recency)."""
     read, as_of = _reader(spark, warehouse), warehouse.now()
-    table = user_features(read("users"), read("follows"), read("mutual_follows"), read("tweets"),
-                          read("engagements"), read("social_actions"), as_of=as_of)
+    table = user_features(
+        read("users"),
+        read("follows"),
+        read("mutual_follows"),
+        read("tweets"),
+        read("engagements"),
+        read("social_actions"),
+        as_of=as_of,
+    )
     return _write(warehouse, "user_features", table, as_of)
 
 
-@dg.asset(name="author_features", group_name=FEATURES_GROUP, kinds=KINDS,
-          deps=["users", "follows", "tweets", "engagements", "social_actions"])
+@dg.asset(
+    name="author_features",
+    group_name=FEATURES_GROUP,
+    kinds=KINDS,
+    deps=["users", "follows", "tweets", "engagements", "social_actions"],
+)
 def author_features_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per author: audience, posting rate, engagement received and its rates, reputation, blocks and mutes."""
     read, as_of = _reader(spark, warehouse), warehouse.now()
-    table = author_features(read("users"), read("follows"), read("tweets"), read("engagements"),
-                            read("social_actions"), as_of=as_of)
+    table = author_features(
+        read("users"), read("follows"), read("tweets"), read("engagements"), read("social_actions"), as_of=as_of
+    )
     return _write(warehouse, "author_features", table, as_of)
 
 
-@dg.asset(name="tweet_features", group_name=FEATURES_GROUP, kinds=KINDS,
-          deps=["users", "follows", "tweets", "engagements"])
+@dg.asset(
+    name="tweet_features", group_name=FEATURES_GROUP, kinds=KINDS, deps=["users", "follows", "tweets", "engagements"]
+)
 def tweet_features_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per recent live tweet: content flags, age, engagement counts in the last 1, 6 and 24 hours."""
     read, as_of = _reader(spark, warehouse), warehouse.now()
@@ -62,8 +80,12 @@ def tweet_features_asset(spark: SparkResource, warehouse: WarehouseResource) -> 
     return _write(warehouse, "tweet_features", table, as_of)
 
 
-@dg.asset(name="user_author_features", group_name=FEATURES_GROUP, kinds=KINDS,
-          deps=["follows", "tweets", "engagements", "realgraph"])
+@dg.asset(
+    name="user_author_features",
+    group_name=FEATURES_GROUP,
+    kinds=KINDS,
+    deps=["follows", "tweets", "engagements", "realgraph"],
+)
 def user_author_features_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per related (user, author): RealGraph score, follow edges, windowed and decayed interaction counts."""
     read, as_of = _reader(spark, warehouse), warehouse.now()
@@ -71,9 +93,21 @@ def user_author_features_asset(spark: SparkResource, warehouse: WarehouseResourc
     return _write(warehouse, "user_author_features", table, as_of)
 
 
-@dg.asset(name="user_tweet_features", group_name=FEATURES_GROUP, kinds=KINDS,
-          deps=["candidates", "simclusters_interested_in", "simclusters_tweet_embeddings",
-                "twhin_user_embeddings", "twhin_tweet_embeddings", "tweets", "engagements", "follows"])
+@dg.asset(
+    name="user_tweet_features",
+    group_name=FEATURES_GROUP,
+    kinds=KINDS,
+    deps=[
+        "candidates",
+        "simclusters_interested_in",
+        "simclusters_tweet_embeddings",
+        "twhin_user_embeddings",
+        "twhin_tweet_embeddings",
+        "tweets",
+        "engagements",
+        "follows",
+    ],
+)
 def user_tweet_features_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per candidate (user, tweet): SimClusters, TwHIN, content and topic similarity, source flags and scores, pool rank."""
     read, as_of = _reader(spark, warehouse), warehouse.now()

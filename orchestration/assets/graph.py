@@ -41,12 +41,18 @@ def follow_graph_two_hop_asset(
 def mutual_follows_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Pairs who follow each other, one row per direction."""
     session = spark.get_session()
-    overwrite_delta(mutual_follows(read_delta(session, warehouse.table_path("follows"))),
-                    warehouse.table_path("mutual_follows"))
+    overwrite_delta(
+        mutual_follows(read_delta(session, warehouse.table_path("follows"))), warehouse.table_path("mutual_follows")
+    )
     return written_table_result(warehouse, "mutual_follows")
 
 
-@dg.asset(name="user_follow_counts", group_name=GRAPH_GROUP, kinds={"spark", "delta"}, deps=["users", "follows", "mutual_follows"])
+@dg.asset(
+    name="user_follow_counts",
+    group_name=GRAPH_GROUP,
+    kinds={"spark", "delta"},
+    deps=["users", "follows", "mutual_follows"],
+)
 def user_follow_counts_asset(spark: SparkResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per user: accounts followed, followers, mutual follows."""
     session = spark.get_session()
@@ -76,8 +82,13 @@ def _interactions_and_follows(session, warehouse: AssetWarehouse, config: RealGr
 
 
 def build_realgraph_features_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
-    @dg.asset(key=variant.key("realgraph_features"), group_name=variant.group(GRAPH_GROUP), kinds={"spark", "delta"},
-              deps=variant.keys(["engagements", "tweets", "follows"]), partitions_def=variant.partitions_def)
+    @dg.asset(
+        key=variant.key("realgraph_features"),
+        group_name=variant.group(GRAPH_GROUP),
+        kinds={"spark", "delta"},
+        deps=variant.keys(["engagements", "tweets", "follows"]),
+        partitions_def=variant.partitions_def,
+    )
     def realgraph_features(
         context: dg.AssetExecutionContext, config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
@@ -94,9 +105,13 @@ def build_realgraph_features_asset(variant: AssetVariant = MAIN) -> dg.AssetsDef
 
 
 def build_realgraph_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
-    @dg.asset(key=variant.key("realgraph"), group_name=variant.group(GRAPH_GROUP), kinds={"spark", "xgboost", "delta"},
-              deps=variant.keys(["realgraph_features", "engagements", "tweets", "follows"]),
-              partitions_def=variant.partitions_def)
+    @dg.asset(
+        key=variant.key("realgraph"),
+        group_name=variant.group(GRAPH_GROUP),
+        kinds={"spark", "xgboost", "delta"},
+        deps=variant.keys(["realgraph_features", "engagements", "tweets", "follows"]),
+        partitions_def=variant.partitions_def,
+    )
     def realgraph(
         context: dg.AssetExecutionContext, config: RealGraphParams, spark: SparkResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
@@ -106,13 +121,15 @@ def build_realgraph_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
         rg_config = config.to_dataclass()
         interactions, follows = _interactions_and_follows(session, warehouse, rg_config)
         interactions = interactions.cache()
-        model = train_on_recent_periods(interactions, follows, as_of=warehouse.now(), config=rg_config,
-                                        seed=config.seed)
+        model = train_on_recent_periods(
+            interactions, follows, as_of=warehouse.now(), config=rg_config, seed=config.seed
+        )
         interactions.unpersist()
         scored = score_pairs(read_delta(session, warehouse.table_path("realgraph_features")), model)
         overwrite_delta(top_k_per_user(scored, k=rg_config.top_k), warehouse.table_path("realgraph"))
         return written_table_result(
-            warehouse, "realgraph",
+            warehouse,
+            "realgraph",
             train_rows=model.train_rows,
             train_positive_rate=round(model.positive_rate, 4),
             top_features=dg.MetadataValue.json(model.feature_importance),
@@ -122,6 +139,9 @@ def build_realgraph_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
 
 
 graph_assets = [
-    follow_graph_two_hop_asset, mutual_follows_asset, user_follow_counts_asset,
-    build_realgraph_features_asset(), build_realgraph_asset(),
+    follow_graph_two_hop_asset,
+    mutual_follows_asset,
+    user_follow_counts_asset,
+    build_realgraph_features_asset(),
+    build_realgraph_asset(),
 ]

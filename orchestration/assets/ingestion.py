@@ -1,7 +1,6 @@
 """Bronze assets: one per data-contract table, each with its quarantine beside it (and, for the
 tables the representations read, their snapshots: `orchestration.asset_variants`)."""
 
-
 import dagster as dg
 
 from core.contract import RAW_TABLES, RawTable
@@ -62,9 +61,7 @@ def build_ingestion_asset(table: RawTable, variant: AssetVariant = MAIN) -> dg.A
 
         valid_rows = rows_written_by_last_commit(table_path)
         quarantined_rows = sum(by_rule.values())
-        context.log.info(
-            f"{table.name}: {valid_rows} valid rows, {quarantined_rows} quarantined {by_rule or ''}"
-        )
+        context.log.info(f"{table.name}: {valid_rows} valid rows, {quarantined_rows} quarantined {by_rule or ''}")
         yield dg.MaterializeResult(
             asset_key=variant.key(table.name),
             metadata={

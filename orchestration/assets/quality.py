@@ -33,9 +33,13 @@ def quality_check_metadata(result) -> dict:
 def table_quality_check(table: str) -> dg.AssetChecksDefinition:
     spec = TABLE_SPECS[table]
 
-    @dg.asset_check(asset=table, name=QUALITY_CHECK, blocking=True,
-                    description=f"The Great Expectations suites of `{table}` (data_quality.specs): schema, "
-                                "keys, values, references, distributions, freshness.")
+    @dg.asset_check(
+        asset=table,
+        name=QUALITY_CHECK,
+        blocking=True,
+        description=f"The Great Expectations suites of `{table}` (data_quality.specs): schema, "
+        "keys, values, references, distributions, freshness.",
+    )
     def _check(spark: SparkResource, warehouse: WarehouseResource, quality: QualityResource) -> dg.AssetCheckResult:
         session = spark.get_session()
 
@@ -43,8 +47,9 @@ def table_quality_check(table: str) -> dg.AssetChecksDefinition:
             return read_delta(session, warehouse.table_path(name))
 
         result = check_table(read(table), spec, read, as_of=warehouse.now(), bounds=quality.bounds())
-        return dg.AssetCheckResult(passed=result.success, severity=dg.AssetCheckSeverity.ERROR,
-                                   metadata=quality_check_metadata(result))
+        return dg.AssetCheckResult(
+            passed=result.success, severity=dg.AssetCheckSeverity.ERROR, metadata=quality_check_metadata(result)
+        )
 
     return _check
 

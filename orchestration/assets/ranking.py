@@ -53,34 +53,44 @@ class RankedFeedsParams(config_from_dataclass(FeedHeuristics)):
     head_weights: dict[str, float] = dict(DEFAULT_HEAD_WEIGHTS)
 
     def to_config(self) -> RankingConfig:
-        return RankingConfig(light_keep=self.light_keep, head_weights=dict(self.head_weights),
-                             heuristics=self.to_dataclass())
+        return RankingConfig(
+            light_keep=self.light_keep, head_weights=dict(self.head_weights), heuristics=self.to_dataclass()
+        )
 
 
 @dg.asset(name="rankers", group_name=TRAINING_GROUP, kinds={"xgboost", "pytorch"}, deps=[TRAINING_TABLE])
 def rankers_asset(config: RankersParams, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The light (xgboost) and heavy (torch multi-task) rankers, registered and promoted when not worse."""
     summary = train_rankers(
-        warehouse.root, models_dir=warehouse.models_dir,
+        warehouse.root,
+        models_dir=warehouse.models_dir,
         light_config=LightRankerConfig(seed=config.seed, max_rounds=config.light_max_rounds),
-        heavy_config=HeavyRankerConfig(seed=config.seed, max_epochs=config.heavy_max_epochs,
-                                       num_threads=config.heavy_threads),
+        heavy_config=HeavyRankerConfig(
+            seed=config.seed, max_epochs=config.heavy_max_epochs, num_threads=config.heavy_threads
+        ),
     )
     models = summary["models"]
-    return dg.MaterializeResult(metadata={
-        "training_window": dg.MetadataValue.json(summary["training_window"] or {}),
-        **{f"{name}_version": models[name]["version"] for name in models},
-        **{f"{name}_promoted": models[name]["promoted"] for name in models},
-        **{f"{name}_decision": models[name]["reason"] for name in models},
-        "heavy_validation_logloss": models[HEAVY_RANKER]["metrics"].get("validation_logloss"),
-        "light_validation_auc": models[LIGHT_RANKER]["metrics"].get("validation_auc"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "training_window": dg.MetadataValue.json(summary["training_window"] or {}),
+            **{f"{name}_version": models[name]["version"] for name in models},
+            **{f"{name}_promoted": models[name]["promoted"] for name in models},
+            **{f"{name}_decision": models[name]["reason"] for name in models},
+            "heavy_validation_logloss": models[HEAVY_RANKER]["metrics"].get("validation_logloss"),
+            "light_validation_auc": models[LIGHT_RANKER]["metrics"].get("validation_auc"),
+        }
+    )
 
 
-@dg.asset(name="ranked_feeds", group_name=RANKING_GROUP, kinds={"spark", "delta"},
-          deps=["candidates", *FEATURE_TABLES, "engagements", "tweets", "rankers"])
-def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource,
-                       warehouse: WarehouseResource) -> dg.MaterializeResult:
+@dg.asset(
+    name="ranked_feeds",
+    group_name=RANKING_GROUP,
+    kinds={"spark", "delta"},
+    deps=["candidates", *FEATURE_TABLES, "engagements", "tweets", "rankers"],
+)
+def ranked_feeds_asset(
+    config: RankedFeedsParams, spark: SparkResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     """Each user's ranked For You feed (up to 200 rows): light-ranker prune, heavy-ranker scores, heuristics."""
     session = spark.get_session()
     read = lambda name: read_delta(session, warehouse.table_path(name))  # noqa: E731
@@ -88,21 +98,42 @@ def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource,
     (light_dir, light_features), (heavy_dir, heavy_features) = models[LIGHT_RANKER], models[HEAVY_RANKER]
     as_of, ranking = warehouse.now(), config.to_config()
     candidates, tables = read("candidates"), {name: read(name) for name in FEATURE_TABLES}
-    models = dict(light_model_dir=light_dir, light_features=light_features, heavy_model_dir=heavy_dir,
-                  heavy_features=heavy_features)
-    joins = ranking_joins(tables, [*light_features, *heavy_features], config=ranking,
-                          driver_memory=driver_memory_bytes(session),
-                          partitions=int(session.conf.get("spark.sql.shuffle.partitions")))
-    built_with = {"as_of": as_of.isoformat(), "light_ranker": f"{light_dir.parent.name}/{light_dir.name}",
-                  "heavy_ranker": f"{heavy_dir.parent.name}/{heavy_dir.name}", "feature_registry": registry_hash()}
+    models = dict(
+        light_model_dir=light_dir,
+        light_features=light_features,
+        heavy_model_dir=heavy_dir,
+        heavy_features=heavy_features,
+    )
+    joins = ranking_joins(
+        tables,
+        [*light_features, *heavy_features],
+        config=ranking,
+        driver_memory=driver_memory_bytes(session),
+        partitions=int(session.conf.get("spark.sql.shuffle.partitions")),
+    )
+    built_with = {
+        "as_of": as_of.isoformat(),
+        "light_ranker": f"{light_dir.parent.name}/{light_dir.name}",
+        "heavy_ranker": f"{heavy_dir.parent.name}/{heavy_dir.name}",
+        "feature_registry": registry_hash(),
+    }
     with session_conf(session, RANKING_SPARK_CONF):
-        table = ranked_feeds(candidates, tables, fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
-                             **models, config=ranking, joins=joins)
+        table = ranked_feeds(
+            candidates,
+            tables,
+            fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
+            **models,
+            config=ranking,
+            joins=joins,
+        )
         overwrite_delta(table, warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
     recall = light_ranker_recall(candidates, tables, **models, weights=ranking.weights(), keep=ranking.light_keep)
     return written_table_result(
-        warehouse, "ranked_feeds", as_of=as_of.isoformat(),
-        light_ranker=f"{light_dir.parent.name} {light_dir.name}", heavy_ranker=f"{heavy_dir.parent.name} {heavy_dir.name}",
+        warehouse,
+        "ranked_feeds",
+        as_of=as_of.isoformat(),
+        light_ranker=f"{light_dir.parent.name} {light_dir.name}",
+        heavy_ranker=f"{heavy_dir.parent.name} {heavy_dir.name}",
         light_ranker_recall_of_heavy_top_100=dg.MetadataValue.json(recall),
     )
 

@@ -5,7 +5,6 @@ assets up to InterestedIn are declared by factories, for the main build and the 
 representation snapshots (`orchestration.asset_variants`).
 """
 
-
 import dagster as dg
 
 from jobs import simclusters as sc
@@ -19,8 +18,13 @@ CONFIG = sc.DEFAULTS
 
 
 def build_producer_similarity_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
-    @dg.asset(key=variant.key("simclusters_producer_similarity"), group_name=variant.group(SIMCLUSTERS_GROUP),
-              kinds={"spark", "delta"}, deps=variant.keys(["follows"]), partitions_def=variant.partitions_def)
+    @dg.asset(
+        key=variant.key("simclusters_producer_similarity"),
+        group_name=variant.group(SIMCLUSTERS_GROUP),
+        kinds={"spark", "delta"},
+        deps=variant.keys(["follows"]),
+        partitions_def=variant.partitions_def,
+    )
     def simclusters_producer_similarity(
         context: dg.AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
@@ -50,9 +54,13 @@ def build_producer_similarity_asset(variant: AssetVariant = MAIN) -> dg.AssetsDe
 
 
 def build_known_for_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
-    @dg.asset(key=variant.key("simclusters_known_for"), group_name=variant.group(SIMCLUSTERS_GROUP),
-              kinds={"spark", "delta"}, deps=variant.keys(["simclusters_producer_similarity"]),
-              partitions_def=variant.partitions_def)
+    @dg.asset(
+        key=variant.key("simclusters_known_for"),
+        group_name=variant.group(SIMCLUSTERS_GROUP),
+        kinds={"spark", "delta"},
+        deps=variant.keys(["simclusters_producer_similarity"]),
+        partitions_def=variant.partitions_def,
+    )
     def simclusters_known_for(
         context: dg.AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
@@ -66,16 +74,21 @@ def build_known_for_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
         path = warehouse.table_path("simclusters_known_for")
         overwrite_delta(known_for, path)
         clusters = read_delta(session, path).select("cluster_id").distinct().count()
-        return written_table_result(warehouse, "simclusters_known_for", k=CONFIG.k, nonempty_clusters=clusters,
-                                    seed=CONFIG.seed)
+        return written_table_result(
+            warehouse, "simclusters_known_for", k=CONFIG.k, nonempty_clusters=clusters, seed=CONFIG.seed
+        )
 
     return simclusters_known_for
 
 
 def build_interested_in_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
-    @dg.asset(key=variant.key("simclusters_interested_in"), group_name=variant.group(SIMCLUSTERS_GROUP),
-              kinds={"spark", "delta"}, deps=variant.keys(["follows", "simclusters_known_for"]),
-              partitions_def=variant.partitions_def)
+    @dg.asset(
+        key=variant.key("simclusters_interested_in"),
+        group_name=variant.group(SIMCLUSTERS_GROUP),
+        kinds={"spark", "delta"},
+        deps=variant.keys(["follows", "simclusters_known_for"]),
+        partitions_def=variant.partitions_def,
+    )
     def simclusters_interested_in(
         context: dg.AssetExecutionContext, spark: SparkResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:

@@ -43,12 +43,14 @@ class TrainingSetParams(dg.Config):
     rebuild_representations: bool = False
 
     def window(self, build_time: datetime) -> TrainingWindow:
-        return TrainingWindow.ending_at(build_time, days=self.days, validation_days=self.validation_days,
-                                       test_days=self.test_days)
+        return TrainingWindow.ending_at(
+            build_time, days=self.days, validation_days=self.validation_days, test_days=self.test_days
+        )
 
 
-def missing_snapshots_message(keys: list[str], warehouse: WarehouseResource, build_time: datetime,
-                              config: TrainingSetParams) -> str:
+def missing_snapshots_message(
+    keys: list[str], warehouse: WarehouseResource, build_time: datetime, config: TrainingSetParams
+) -> str:
     """Which partitions are missing, and the command that builds them (and then this table)."""
     representations = "" if config.daily_representations else " --representations window-start"
     return (
@@ -61,10 +63,17 @@ def missing_snapshots_message(keys: list[str], warehouse: WarehouseResource, bui
     )
 
 
-@dg.asset(name=TRAINING_TABLE, group_name=TRAINING_GROUP, kinds={"spark", "delta"},
-          deps=[*BRONZE_INPUTS, *SNAPSHOT.keys(SNAPSHOT_READS)])
+@dg.asset(
+    name=TRAINING_TABLE,
+    group_name=TRAINING_GROUP,
+    kinds={"spark", "delta"},
+    deps=[*BRONZE_INPUTS, *SNAPSHOT.keys(SNAPSHOT_READS)],
+)
 def training_examples_asset(
-    context: dg.AssetExecutionContext, config: TrainingSetParams, spark: SparkResource, warehouse: WarehouseResource,
+    context: dg.AssetExecutionContext,
+    config: TrainingSetParams,
+    spark: SparkResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """One row per impression of the window: its labels and every registered feature as of the
     impression; time split into train / validation / test."""
@@ -78,20 +87,26 @@ def training_examples_asset(
     if missing:
         raise FileNotFoundError(missing_snapshots_message(missing, warehouse, build_time, config))
     built = {cut: read_representations(session, warehouse.root, cut) for cut in sorted(set(cuts.values()))}
-    provenance = write_training_examples(session, warehouse.tables_dir, window=window,
-                                         daily=config.daily_representations,
-                                         representations={day: built[cut] for day, cut in cuts.items()})
+    provenance = write_training_examples(
+        session,
+        warehouse.tables_dir,
+        window=window,
+        daily=config.daily_representations,
+        representations={day: built[cut] for day, cut in cuts.items()},
+    )
     summary = split_summary(read_delta(session, warehouse.table_path(TRAINING_TABLE)))
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": sum(summary["rows"].values()),
-        "path": dg.MetadataValue.path(str(warehouse.table_path(TRAINING_TABLE))),
-        "window": dg.MetadataValue.json(provenance["window"]),
-        "rows_per_split": dg.MetadataValue.json(summary["rows"]),
-        "positive_rate": dg.MetadataValue.json(summary["positive_rate"]),
-        "representations_as_of": dg.MetadataValue.json(provenance["representations_as_of"]),
-        "registry_hash": provenance["registry_hash"],
-        "features": provenance["features"],
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(summary["rows"].values()),
+            "path": dg.MetadataValue.path(str(warehouse.table_path(TRAINING_TABLE))),
+            "window": dg.MetadataValue.json(provenance["window"]),
+            "rows_per_split": dg.MetadataValue.json(summary["rows"]),
+            "positive_rate": dg.MetadataValue.json(summary["positive_rate"]),
+            "representations_as_of": dg.MetadataValue.json(provenance["representations_as_of"]),
+            "registry_hash": provenance["registry_hash"],
+            "features": provenance["features"],
+        }
+    )
 
 
 TRAINING_ASSETS = [training_examples_asset]

@@ -6,7 +6,6 @@ trains (models/twhin) and writes `twhin_user_embeddings`, `twhin_tweet_embedding
 the training set's representation snapshots (`orchestration.asset_variants`).
 """
 
-
 import dagster as dg
 
 from models.twhin import TwhinConfig, build_edges, train_twhin
@@ -27,23 +26,29 @@ TWHIN_KINDS = {"pytorch", "delta"}
 
 _DESCRIPTIONS = {
     USER_EMBEDDINGS_TABLE: "TwHIN user embeddings (user_id, embedding array<float>): follower, "
-                           "followee and engager in one vector.",
+    "followee and engager in one vector.",
     TWEET_EMBEDDINGS_TABLE: "TwHIN tweet embeddings (tweet_id, embedding array<float>).",
     RELATIONS_TABLE: "TwHIN relation translation vectors: score = dot(lhs, rhs + translation).",
 }
 
 
 def twhin_config(twhin: TwhinResource) -> TwhinConfig:
-    return TwhinConfig(dim=twhin.dim, epochs=twhin.epochs, seed=twhin.seed, device=twhin.device,
-                       num_threads=twhin.threads)
+    return TwhinConfig(
+        dim=twhin.dim, epochs=twhin.epochs, seed=twhin.seed, device=twhin.device, num_threads=twhin.threads
+    )
 
 
 def build_twhin_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=variant.op_name("twhin_embeddings"),
         specs=[
-            dg.AssetSpec(variant.key(name), deps=variant.keys(TWHIN_INPUTS), group_name=variant.group(TWHIN_GROUP),
-                         kinds=TWHIN_KINDS, description=text)
+            dg.AssetSpec(
+                variant.key(name),
+                deps=variant.keys(TWHIN_INPUTS),
+                group_name=variant.group(TWHIN_GROUP),
+                kinds=TWHIN_KINDS,
+                description=text,
+            )
             for name, text in _DESCRIPTIONS.items()
         ],
         partitions_def=variant.partitions_def,
@@ -54,14 +59,17 @@ def build_twhin_asset(variant: AssetVariant = MAIN) -> dg.AssetsDefinition:
         tables = read_training_tables({name: warehouse.table_path(name) for name in INPUT_COLUMNS})
         edges = build_edges(tables["follows"], tables["engagements"], tables["tweets"])
         del tables
-        context.log.info(f"twhin: {edges.num_edges} edges {edges.edges_per_relation()}, "
-                         f"{ {t: edges.num_nodes(t) for t in edges.node_ids} } nodes")
+        context.log.info(
+            f"twhin: {edges.num_edges} edges {edges.edges_per_relation()}, "
+            f"{ {t: edges.num_nodes(t) for t in edges.node_ids} } nodes"
+        )
         result = train_twhin(edges, config, log=context.log.info)
         paths = {name: warehouse.table_path(name) for name in _DESCRIPTIONS}
         rows = write_twhin_tables(result, paths)
         for name in _DESCRIPTIONS:
-            yield dg.MaterializeResult(asset_key=variant.key(name), metadata=_table_metadata(name, result, config,
-                                                                                              rows[name], paths[name]))
+            yield dg.MaterializeResult(
+                asset_key=variant.key(name), metadata=_table_metadata(name, result, config, rows[name], paths[name])
+            )
 
     return twhin_embeddings
 
