@@ -32,8 +32,15 @@ def answers(base_url: str) -> bool:
         return False
 
 
-def start_api(*, port: int, environment: dict[str, str], log_path: Path | None = None, host: str = "127.0.0.1",
-              timeout_seconds: float = 60.0, detach: bool = False) -> ApiServer:
+def start_api(
+    *,
+    port: int,
+    environment: dict[str, str],
+    log_path: Path | None = None,
+    host: str = "127.0.0.1",
+    timeout_seconds: float = 60.0,
+    detach: bool = False,
+) -> ApiServer:
     """`homefeed serve` on `host:port` with `environment` (HOMEFEED_* variables) over this process's,
     ready when it returns; its output goes to `log_path` (else discarded). `detach`: a session of its
     own, left running after this process exits (the demo's)."""
@@ -41,7 +48,11 @@ def start_api(*, port: int, environment: dict[str, str], log_path: Path | None =
     sink = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the server's output
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--host", host, "--port", str(port)],
-        env={**os.environ, **environment}, stdout=sink, stderr=subprocess.STDOUT, start_new_session=detach)
+        env={**os.environ, **environment},
+        stdout=sink,
+        stderr=subprocess.STDOUT,
+        start_new_session=detach,
+    )
     server = ApiServer(process, base)
     deadline = time.monotonic() + timeout_seconds
     while not answers(base):

@@ -48,8 +48,9 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def mint_token(user_id: int, secret: str, *, now: float, ttl_seconds: int = DEFAULT_TOKEN_SECONDS,
-               admin: bool = False) -> str:
+def mint_token(
+    user_id: int, secret: str, *, now: float, ttl_seconds: int = DEFAULT_TOKEN_SECONDS, admin: bool = False
+) -> str:
     payload = f"{TOKEN_VERSION}.{int(user_id)}.{int(now) + ttl_seconds}.{ROLES[admin]}"
     return f"{payload}.{_b64(_signature(secret, 'token', payload.encode()))}"
 

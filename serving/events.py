@@ -18,16 +18,17 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core import redis_layout as rl
 from core.contract import EARLIEST_VALID_TIME, ENGAGEMENTS, FOLLOWS, SOCIAL_ACTIONS_TABLE, TWEETS, arrow_schema
 from core.storage import is_object_store
-from core import redis_layout as rl
+from serving.store import SEEN_LIMIT, Store
 
 EVENT_LOG = f"{rl.PREFIX}:{{events}}:log"
 MAX_EVENTS_PER_REQUEST = 100
@@ -42,14 +43,15 @@ ARCHIVE_DIR = "_client_events"
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid")
     created_at: datetime | None = Field(
-        None, description="When it happened (ISO-8601, UTC when no zone); default: when the server receives it.")
+        None, description="When it happened (ISO-8601, UTC when no zone); default: when the server receives it."
+    )
 
     @field_validator("created_at")
     @classmethod
     def _plausible_time(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
         if value < EARLIEST_VALID_TIME:
             raise ValueError("created_at is before 2006-03-21")
         if value.timestamp() > time.time() + FUTURE_SLACK_SECONDS:
@@ -130,8 +132,11 @@ def log_records(viewer_id: int, events: list[_Event], tweets: dict[int, dict], *
     posted_here: dict[int, int] = {}
     for index, event in enumerate(events):
         created_ms = int(event.created_at.timestamp() * 1000) if event.created_at else now_ms
-        record = {**event.model_dump(exclude={"created_at"}, exclude_none=True), "user_id": viewer_id,
-                  "created_at_ms": created_ms}
+        record = {
+            **event.model_dump(exclude={"created_at"}, exclude_none=True),
+            "user_id": viewer_id,
+            "created_at_ms": created_ms,
+        }
         if isinstance(event, UserEvent):
             if event.target_user_id == viewer_id:
                 raise EventError(index, 422, f"a user cannot {event.type} themselves")
@@ -145,7 +150,9 @@ def log_records(viewer_id: int, events: list[_Event], tweets: dict[int, dict], *
             posted_here[event.tweet_id] = viewer_id
             record["author_id"] = viewer_id
         else:
-            author = tweets[event.tweet_id]["author_id"] if event.tweet_id in tweets else posted_here.get(event.tweet_id)
+            author = (
+                tweets[event.tweet_id]["author_id"] if event.tweet_id in tweets else posted_here.get(event.tweet_id)
+            )
             if author is None:
                 raise EventError(index, 404, f"tweet {event.tweet_id} does not exist (or was deleted)")
             if isinstance(event, DeleteTweetEvent):
@@ -186,10 +193,12 @@ def queue_event(pipe, record: dict, *, ttl_seconds: int = rl.REALTIME_TTL_SECOND
         pipe.srem(user_key(removed), record["target_user_id"])
         touch(user_key(added))
     elif kind == "tweet":
-        tweet = {name: None for name in rl.TWEETS.fields} | {"has_media": False, "has_video": False,
-                                                             "is_nsfw": False} | record
-        pipe.set(rl.realtime_tweet_key(record["tweet_id"]),
-                 rl.encode_record([tweet[name] for name in rl.TWEETS.fields]), ex=ttl_seconds)
+        tweet = dict.fromkeys(rl.TWEETS.fields) | {"has_media": False, "has_video": False, "is_nsfw": False} | record
+        pipe.set(
+            rl.realtime_tweet_key(record["tweet_id"]),
+            rl.encode_record([tweet[name] for name in rl.TWEETS.fields]),
+            ex=ttl_seconds,
+        )
         pipe.zadd(user_key("tweets"), {record["tweet_id"]: ms})
         touch(user_key("tweets"))
         pipe.zadd(rl.ACTIVE_AUTHORS, {user: ms})
@@ -206,7 +215,26 @@ def queue_log_append(pipe, record: dict) -> None:
     pipe.xadd(EVENT_LOG, {"e": msgpack.packb(record, use_bin_type=True)})
 
 
+async def apply_events(
+    store: Store, viewer_id: int, events: list[_Event], *, now_ms: int
+) -> tuple[list[dict], list[str]]:
+    """The viewer's `events`, checked against the tweets that exist now (`log_records`: EventError
+    for the first that cannot be applied, and nothing is written), appended to the event log and
+    applied to the request-time state in one pipeline: (their log records, their log entry ids)."""
+    version = await store.version()
+    tweets = await store.tweets(version, referenced_tweet_ids(events))
+    records = log_records(viewer_id, events, tweets, now_ms=now_ms)
+    pipe = store.client.pipeline(transaction=False)
+    for record in records:  # the log first: a failure after it loses nothing (the drain dedupes by key)
+        queue_log_append(pipe, record)
+    for record in records:
+        queue_event(pipe, record, seen_limit=SEEN_LIMIT)
+    results = await pipe.execute()
+    return records, [r.decode() for r in results[: len(records)]]
+
+
 # --- draining the log into raw input ----------------------------------------------------------
+
 
 @dataclass
 class DrainResult:
@@ -217,29 +245,49 @@ class DrainResult:
 
 def contract_rows(records: list[dict]) -> dict[str, list[dict]]:
     """Rows of the raw-input contract tables for a run of log records (module docstring)."""
-    rows: dict[str, list[dict]] = {ENGAGEMENTS.name: [], SOCIAL_ACTIONS_TABLE.name: [], FOLLOWS.name: [],
-                                   TWEETS.name: []}
+    rows: dict[str, list[dict]] = {
+        ENGAGEMENTS.name: [],
+        SOCIAL_ACTIONS_TABLE.name: [],
+        FOLLOWS.name: [],
+        TWEETS.name: [],
+    }
     deleted_ms = {r["tweet_id"]: r["created_at_ms"] for r in records if r["type"] == "delete_tweet"}
     for r in records:
         at = _datetime(r["created_at_ms"])
         if r["type"] in ENGAGEMENT_EVENTS:
-            rows[ENGAGEMENTS.name].append({"user_id": r["user_id"], "tweet_id": r["tweet_id"], "action": r["type"],
-                                           "created_at": at, "dwell_ms": r.get("dwell_ms")})
+            rows[ENGAGEMENTS.name].append(
+                {
+                    "user_id": r["user_id"],
+                    "tweet_id": r["tweet_id"],
+                    "action": r["type"],
+                    "created_at": at,
+                    "dwell_ms": r.get("dwell_ms"),
+                }
+            )
         elif r["type"] in ("block", "mute"):
-            rows[SOCIAL_ACTIONS_TABLE.name].append({"user_id": r["user_id"], "target_user_id": r["target_user_id"],
-                                                    "action": r["type"], "created_at": at})
+            rows[SOCIAL_ACTIONS_TABLE.name].append(
+                {"user_id": r["user_id"], "target_user_id": r["target_user_id"], "action": r["type"], "created_at": at}
+            )
         elif r["type"] == "follow":
-            rows[FOLLOWS.name].append({"follower_id": r["user_id"], "followee_id": r["target_user_id"],
-                                       "created_at": at})
+            rows[FOLLOWS.name].append(
+                {"follower_id": r["user_id"], "followee_id": r["target_user_id"], "created_at": at}
+            )
         elif r["type"] == "tweet":
             deleted = deleted_ms.get(r["tweet_id"])
-            rows[TWEETS.name].append({
-                "tweet_id": r["tweet_id"], "author_id": r["user_id"], "created_at": at, "text": r.get("text"),
-                **{name: r.get(name) for name in ("in_reply_to_tweet_id", "quoted_tweet_id", "retweet_of_tweet_id",
-                                                  "lang")},
-                **{name: bool(r.get(name, False)) for name in ("has_media", "has_video", "is_nsfw")},
-                "deleted_at": _datetime(deleted) if deleted is not None else None,
-            })
+            rows[TWEETS.name].append(
+                {
+                    "tweet_id": r["tweet_id"],
+                    "author_id": r["user_id"],
+                    "created_at": at,
+                    "text": r.get("text"),
+                    **{
+                        name: r.get(name)
+                        for name in ("in_reply_to_tweet_id", "quoted_tweet_id", "retweet_of_tweet_id", "lang")
+                    },
+                    **{name: bool(r.get(name, False)) for name in ("has_media", "has_video", "is_nsfw")},
+                    "deleted_at": _datetime(deleted) if deleted is not None else None,
+                }
+            )
     return {name: table_rows for name, table_rows in rows.items() if table_rows}
 
 
@@ -263,8 +311,15 @@ def drain_event_log(client, raw_dir: Path, *, batch_events: int = 50_000) -> Dra
 
 
 def _archive_rows(records: list[dict]) -> list[dict]:
-    return [{"type": r["type"], "user_id": r["user_id"], "created_at": _datetime(r["created_at_ms"]),
-             "event": msgpack.packb(r, use_bin_type=True)} for r in records]
+    return [
+        {
+            "type": r["type"],
+            "user_id": r["user_id"],
+            "created_at": _datetime(r["created_at_ms"]),
+            "event": msgpack.packb(r, use_bin_type=True),
+        }
+        for r in records
+    ]
 
 
 def _write_parquet(path: Path, rows: list[dict], schema) -> Path:
@@ -288,4 +343,4 @@ def _write_parquet(path: Path, rows: list[dict], schema) -> Path:
 
 
 def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

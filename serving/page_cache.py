@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class CachedPage:
-    body: bytes                                  # the response body as first served
+    body: bytes  # the response body as first served
     filtered: dict[str, int] = field(default_factory=dict)  # filter -> candidates removed on the page
     fallback_reason: str | None = None
-    shows_who_to_follow: bool = False            # serving it again marks the module shown again
+    shows_who_to_follow: bool = False  # serving it again marks the module shown again
 
 
 class RecentPages:

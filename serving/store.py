@@ -10,6 +10,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import msgpack
 import numpy as np
@@ -71,15 +72,15 @@ class PublishedCache:
 
     def __init__(self, max_entries: int = 200_000):
         self.max_entries = max_entries
-        self._values: dict[tuple[str, int, int], object] = {}
+        self.values: dict[tuple[str, int, int], object] = {}  # read it directly in a loop: .get(key, _MISSING)
 
     def get(self, key: tuple[str, int, int]):
-        return self._values.get(key, _MISSING)
+        return self.values.get(key, _MISSING)
 
     def put(self, key: tuple[str, int, int], value) -> None:
-        self._values[key] = value
-        while len(self._values) > self.max_entries:
-            del self._values[next(iter(self._values))]
+        self.values[key] = value
+        while len(self.values) > self.max_entries:
+            del self.values[next(iter(self.values))]
 
 
 # A read: (command, key, *arguments), e.g. ("ZRANGE", key, 0, -1, "WITHSCORES").
@@ -118,10 +119,10 @@ class DeletedTweets:
     def __init__(self, max_entries: int = rl.DELETION_LOG_MAX_ENTRIES):
         self.max_entries = max_entries
         self.after = b"0-0"
-        self._ids: dict[int, None] = {}  # in the log's order, so the oldest go first past max_entries
+        self.ids: dict[int, None] = {}  # in the log's order, so the oldest go first past max_entries
 
     def __contains__(self, tweet_id: int) -> bool:
-        return tweet_id in self._ids
+        return tweet_id in self.ids
 
     def read(self) -> Read:
         """The read of the entries past the last one read."""
@@ -130,12 +131,12 @@ class DeletedTweets:
     def apply(self, entries: list) -> None:
         """Take in the raw XRANGE reply: [[id, [field, value, ...]], ...]."""
         for entry_id, fields in entries:
-            self._ids[int(dict(zip(fields[::2], fields[1::2]))[b"t"])] = None
+            self.ids[int(dict(zip(fields[::2], fields[1::2]))[b"t"])] = None
             # Concurrent requests may read overlapping entries: the cursor only moves forward.
             if _stream_id(entry_id) > _stream_id(self.after):
                 self.after = entry_id
-        while len(self._ids) > self.max_entries:
-            del self._ids[next(iter(self._ids))]
+        while len(self.ids) > self.max_entries:
+            del self.ids[next(iter(self.ids))]
 
 
 def _stream_id(entry_id: bytes) -> tuple[int, int]:
@@ -148,6 +149,14 @@ def version_of(pointer: dict | None) -> int:
     if not pointer or "version" not in pointer:
         raise NotPublished("no published version in Redis yet: run `homefeed publish`")
     return int(pointer["version"])
+
+
+def built_at_ms(pointer: dict) -> float:
+    """When the version a pointer names was built (epoch ms; 0 when it does not say)."""
+    value = pointer.get("built_as_of") or pointer.get("as_of") or pointer.get("published_at")
+    if not value:
+        return 0.0
+    return datetime.fromisoformat(value).astimezone(UTC).timestamp() * 1000
 
 
 @dataclass
@@ -172,8 +181,9 @@ class Store:
     async def version(self) -> int:
         return version_of(await self.pointer())
 
-    async def user_state(self, version: int, user_id: int, *, with_feed: bool = True,
-                         posted_since_ms: float | None = None) -> UserState:
+    async def user_state(
+        self, version: int, user_id: int, *, with_feed: bool = True, posted_since_ms: float | None = None
+    ) -> UserState:
         """The user's feed, profile, follow set, blocks and mutes as published, merged with what
         the events since then changed, and the deletions since the last read: one round trip
         (`read_all`), less what the published cache holds. `posted_since_ms`: also read who
@@ -191,20 +201,24 @@ class Store:
                 published[space.name] = cached
         if with_feed:
             reads.append(("GET", rl.FEEDS.key(version, user_id)))
-        reads += [("SMEMBERS", rl.realtime_user_key(user_id, what)) for what in ("blocked", "muted", "followed", "unfollowed")]
-        reads += [("ZRANGE", rl.realtime_user_key(user_id, "seen"), 0, SEEN_LIMIT - 1, "REV"),
-                  ("ZRANGE", rl.realtime_user_key(user_id, "not_interested"), 0, -1, "WITHSCORES"),
-                  ("GET", rl.realtime_user_key(user_id, "who_to_follow_shown"))]
+        reads += [
+            ("SMEMBERS", rl.realtime_user_key(user_id, what)) for what in ("blocked", "muted", "followed", "unfollowed")
+        ]
+        reads += [
+            ("ZRANGE", rl.realtime_user_key(user_id, "seen"), 0, SEEN_LIMIT - 1, "REV"),
+            ("ZRANGE", rl.realtime_user_key(user_id, "not_interested"), 0, -1, "WITHSCORES"),
+            ("GET", rl.realtime_user_key(user_id, "who_to_follow_shown")),
+        ]
         if posted_since_ms is not None:
             reads.append(("ZRANGE", rl.ACTIVE_AUTHORS, posted_since_ms, "+inf", "BYSCORE"))
         reads.append(self.deleted.read())
         replies = await self.read_all(reads)
         # The deletion read (the last) is left out: the position it moves the store to stands for it.
-        fingerprint = hashlib.blake2b(msgpack.packb(replies[len(fetched):-1]), digest_size=16)
+        fingerprint = hashlib.blake2b(msgpack.packb(replies[len(fetched) : -1]), digest_size=16)
         for (space, key), value in zip(fetched, replies):
             published[space.name] = space.decode(value) if value else None
             self.cache.put(key, published[space.name])
-        rest = iter(replies[len(fetched):])
+        rest = iter(replies[len(fetched) :])
         feed = next(rest) if with_feed else None
         blocked, muted, followed, unfollowed, seen, not_interested, wtf_shown = (next(rest) for _ in range(7))
         active = _ints(next(rest)) if posted_since_ms is not None else None
@@ -281,13 +295,19 @@ class Store:
         values posted since the build of those not published."""
         if not deletions_read:
             await self.read_deletions()
-        ids = [t for t in dict.fromkeys(int(t) for t in tweet_ids) if t not in self.deleted]
-        tweets = rl.TWEETS.name
-        published = {t: self.cache.get((tweets, version, t)) for t in ids}
+        deleted = self.deleted.ids
+        ids = [t for t in dict.fromkeys(int(t) for t in tweet_ids) if t not in deleted]
+        tweets, cached = rl.TWEETS.name, self.cache.values
+        published = {t: cached.get((tweets, version, t), _MISSING) for t in ids}
         uncached = [t for t in ids if published[t] is _MISSING]
         unpublished = [t for t in ids if published[t] is None or published[t] is _MISSING]  # maybe posted since
-        values = iter(await self.get_many([rl.TWEETS.key(version, t) for t in uncached]
-                                          + [rl.realtime_tweet_key(t) for t in unpublished]))
+        values = iter(
+            await self.get_many(
+                [rl.TWEETS.key(version, t) for t in uncached] + [rl.realtime_tweet_key(t) for t in unpublished]
+            )
+            if unpublished
+            else ()
+        )
         for tweet_id in uncached:
             value = next(values)
             published[tweet_id] = {"tweet_id": tweet_id, **rl.TWEETS.decode(value)} if value else None
@@ -318,8 +338,9 @@ class Store:
                 found[id_] = record
         return found
 
-    async def new_tweets_of(self, author_ids: Iterable[int], *, since_ms: float,
-                            posted_since: set[int] | None = None) -> list[tuple[int, int, float]]:
+    async def new_tweets_of(
+        self, author_ids: Iterable[int], *, since_ms: float, posted_since: set[int] | None = None
+    ) -> list[tuple[int, int, float]]:
         """(tweet_id, author_id, created ms) of the tweets the authors posted since `since_ms`
         (request-time state written by the events endpoint): one read of who posted since then,
         then one of each such author's new tweets."""

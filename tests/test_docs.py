@@ -29,17 +29,17 @@ def test_contract_doc_lists_every_action():
 
 
 def test_serving_doc_names_every_endpoint_filter_event_type_and_key_space():
+    from core.filters import REQUEST_FILTERS
     from core.redis_layout import KEY_SPACES
     from core.settings import load_settings
     from serving.api import create_app
     from serving.events import ENGAGEMENT_EVENTS, USER_EVENTS
-    from serving.timelines import FILTERS
 
     serving_doc = (REPO_ROOT / "docs" / "serving.md").read_text()
     layout_doc = (REPO_ROOT / "docs" / "redis_layout.md").read_text()
     for path in create_app(load_settings(env="development")).openapi()["paths"]:
         assert f"`GET {path}" in serving_doc or f"`POST {path}" in serving_doc, path
-    for name in (*FILTERS, *ENGAGEMENT_EVENTS, *USER_EVENTS, "tweet", "delete_tweet"):
+    for name in (*REQUEST_FILTERS, *ENGAGEMENT_EVENTS, *USER_EVENTS, "tweet", "delete_tweet"):
         assert f"`{name}`" in serving_doc, name
     for space in KEY_SPACES:
         assert f"| {space.name} | `hf:v<N>:{{{space.tag}" in layout_doc, space.name

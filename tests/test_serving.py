@@ -14,21 +14,29 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from conftest import start_test_api
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from core import redis_layout as rl
+from core.redis_server import free_port
 from serving.auth import mint_token
 from serving.events import ARCHIVE_DIR, EVENT_LOG
-from core.redis_server import free_port
-from conftest import start_test_api
 
 SECRET = "test-secret-" + uuid.uuid4().hex
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "build" / "test-artifacts"
 
 
-def api_server(redis_url: str, tmp_path: Path, *, secret: str = SECRET, env: str = "production",
-               environment: dict[str, str] | None = None):
+def api_server(
+    redis_url: str,
+    tmp_path: Path,
+    *,
+    secret: str = SECRET,
+    env: str = "production",
+    environment: dict[str, str] | None = None,
+):
     return start_test_api(redis_url, tmp_path, secret=secret, env=env, environment=environment)
 
 
@@ -134,8 +142,8 @@ def test_out_of_network_tweets_never_come_three_in_a_row(api):
         for page in all_pages(client, f"/v1/users/{user}/timelines/for_you", auth(user), count=35):
             flags = [item["in_network"] for item in ranked_tweets(page["items"])]
             for i in range(len(flags) - 2):
-                if any(flags[i + 3:]):  # while in-network tweets remain, no three out-of-network in a row
-                    assert any(flags[i:i + 3]), (user, flags)
+                if any(flags[i + 3 :]):  # while in-network tweets remain, no three out-of-network in a row
+                    assert any(flags[i : i + 3]), (user, flags)
         clear_request_state(r)
 
 
@@ -145,12 +153,25 @@ def test_blocks_impressions_and_deletions_posted_as_events_apply_at_once(api):
     first = ranked_tweets(client.get(f"/v1/users/{user}/timelines/for_you", headers=auth(user)).json()["items"])
     blocked_author = int(first[0]["author"]["user_id"])
     seen = next(t for t in first[1:] if int(t["author"]["user_id"]) != blocked_author)
-    deleted = next(t for t in first[1:] if int(t["author"]["user_id"]) not in (blocked_author, int(seen["author"]["user_id"])))
-    assert post_events(client, user, [{"type": "block", "target_user_id": blocked_author},
-                                      {"type": "impression", "tweet_id": int(seen["tweet_id"]), "dwell_ms": 1200}]
-                       ).status_code == 202
+    deleted = next(
+        t for t in first[1:] if int(t["author"]["user_id"]) not in (blocked_author, int(seen["author"]["user_id"]))
+    )
+    assert (
+        post_events(
+            client,
+            user,
+            [
+                {"type": "block", "target_user_id": blocked_author},
+                {"type": "impression", "tweet_id": int(seen["tweet_id"]), "dwell_ms": 1200},
+            ],
+        ).status_code
+        == 202
+    )
     deleter = int(deleted["author"]["user_id"])
-    assert post_events(client, deleter, [{"type": "delete_tweet", "tweet_id": int(deleted["tweet_id"])}]).status_code == 202
+    assert (
+        post_events(client, deleter, [{"type": "delete_tweet", "tweet_id": int(deleted["tweet_id"])}]).status_code
+        == 202
+    )
     pages = all_pages(client, f"/v1/users/{user}/timelines/for_you", auth(user), count=35)
     served = [t for page in pages for entry in page["items"] for t in entry_tweets(entry)]
     assert blocked_author not in {int(t["author"]["user_id"]) for t in served}
@@ -165,7 +186,10 @@ def test_not_interested_drops_the_author_for_the_fatigue_window(api):
     user = feed_users(r, version)[2]
     first = ranked_tweets(client.get(f"/v1/users/{user}/timelines/for_you", headers=auth(user)).json()["items"])
     author = int(first[0]["author"]["user_id"])
-    assert post_events(client, user, [{"type": "not_interested", "tweet_id": int(first[0]["tweet_id"])}]).status_code == 202
+    assert (
+        post_events(client, user, [{"type": "not_interested", "tweet_id": int(first[0]["tweet_id"])}]).status_code
+        == 202
+    )
     authors_left = [item["author_id"] for item in feed_of(r, version, user) if item["author_id"] == author]
     pages = all_pages(client, f"/v1/users/{user}/timelines/for_you", auth(user), count=35)
     assert author not in {int(t["author"]["user_id"]) for p in pages for t in ranked_tweets(p["items"])}
@@ -178,12 +202,21 @@ def test_a_followees_new_tweet_reaches_following_and_for_you_and_leaves_on_delet
     user = feed_users(r, version)[3]
     following = set(published(r, rl.FOLLOWING, version, user)["followee_ids"])
     profiles = [u for u in range(1, 400) if published(r, rl.PROFILES, version, u)]
-    newcomer = next(u for u in profiles if u not in following and u != user
-                    and u not in (published(r, rl.BLOCKED_MUTED, version, user) or {"blocked_ids": []})["blocked_ids"])
+    newcomer = next(
+        u
+        for u in profiles
+        if u not in following
+        and u != user
+        and u not in (published(r, rl.BLOCKED_MUTED, version, user) or {"blocked_ids": []})["blocked_ids"]
+    )
     tweet_id = 9_000_000_000 + int(time.time())
     assert post_events(client, user, [{"type": "follow", "target_user_id": newcomer}]).status_code == 202
-    assert post_events(client, newcomer, [{"type": "tweet", "tweet_id": tweet_id, "text": "fresh from the oven"}]
-                       ).status_code == 202
+    assert (
+        post_events(
+            client, newcomer, [{"type": "tweet", "tweet_id": tweet_id, "text": "fresh from the oven"}]
+        ).status_code
+        == 202
+    )
     page = client.get(f"/v1/users/{user}/timelines/following", headers=auth(user)).json()
     assert page["items"][0]["tweet_id"] == str(tweet_id) and page["items"][0]["text"] == "fresh from the oven"
     pages = all_pages(client, f"/v1/users/{user}/timelines/for_you", auth(user), count=35)
@@ -194,8 +227,10 @@ def test_a_followees_new_tweet_reaches_following_and_for_you_and_leaves_on_delet
     page = client.get(f"/v1/users/{user}/timelines/following", headers=auth(user)).json()
     assert str(tweet_id) not in {item["tweet_id"] for item in page["items"]}
     assert post_events(client, user, [{"type": "unfollow", "target_user_id": newcomer}]).status_code == 202
-    assert newcomer not in {int(i["author"]["user_id"]) for i in
-                            client.get(f"/v1/users/{user}/timelines/following", headers=auth(user)).json()["items"]}
+    assert newcomer not in {
+        int(i["author"]["user_id"])
+        for i in client.get(f"/v1/users/{user}/timelines/following", headers=auth(user)).json()["items"]
+    }
 
 
 def page_cache_counts(client, pipeline: str = "for_you") -> dict[str, float]:
@@ -209,9 +244,11 @@ def page_cache_counts(client, pipeline: str = "for_you") -> dict[str, float]:
 
 def without_scores(page: dict) -> dict:
     """The page with each tweet's score dropped (it decays with the clock between two requests)."""
+
     def strip(item: dict) -> dict:
         item = {k: v for k, v in item.items() if k != "score"}
         return item | ({"tweets": [strip(t) for t in item["tweets"]]} if "tweets" in item else {})
+
     return page | {"items": [strip(item) for item in page["items"]]}
 
 
@@ -237,8 +274,10 @@ def test_a_page_is_served_again_only_while_nothing_it_was_computed_from_changed(
             # The viewer's impression, and another user's deletion of a tweet on the page: computed anew.
             top = ranked_tweets(again["items"])
             seen, deleted = top[0], next(t for t in top[1:] if t["author"]["user_id"] != top[0]["author"]["user_id"])
-            for poster, event in ((user, {"type": "impression", "tweet_id": int(seen["tweet_id"])}),
-                                  (int(deleted["author"]["user_id"]), {"type": "delete_tweet", "tweet_id": int(deleted["tweet_id"])})):
+            for poster, event in (
+                (user, {"type": "impression", "tweet_id": int(seen["tweet_id"])}),
+                (int(deleted["author"]["user_id"]), {"type": "delete_tweet", "tweet_id": int(deleted["tweet_id"])}),
+            ):
                 assert post_events(client, poster, [event]).status_code == 202
                 before = page_cache_counts(client)
                 page = client.get(path, headers=auth(user)).json()
@@ -246,7 +285,10 @@ def test_a_page_is_served_again_only_while_nothing_it_was_computed_from_changed(
                 assert event["tweet_id"] not in {int(t["tweet_id"]) for t in ranked_tweets(page["items"])}
                 assert without_scores(page) == without_scores(fresh_client.get(path, headers=auth(user)).json())
             # Another viewer's events leave this viewer's page as it was.
-            assert post_events(client, other, [{"type": "impression", "tweet_id": int(top[2]["tweet_id"])}]).status_code == 202
+            assert (
+                post_events(client, other, [{"type": "impression", "tweet_id": int(top[2]["tweet_id"])}]).status_code
+                == 202
+            )
             before = page_cache_counts(client)
             assert client.get(path, headers=auth(user)).json() == page
             assert page_cache_counts(client)["hit"] == before["hit"] + 1
@@ -260,7 +302,10 @@ def test_a_page_is_served_again_only_while_nothing_it_was_computed_from_changed(
             assert page_cache_counts(client, "following") == {"hit": before["hit"] + 1, "miss": before["miss"] + 1}
             followee = int(newest["items"][0]["author"]["user_id"])
             tweet_id = 9_100_000_000 + int(time.time())
-            assert post_events(client, followee, [{"type": "tweet", "tweet_id": tweet_id, "text": "news"}]).status_code == 202
+            assert (
+                post_events(client, followee, [{"type": "tweet", "tweet_id": tweet_id, "text": "news"}]).status_code
+                == 202
+            )
             assert client.get(following, headers=auth(user)).json()["items"][0]["tweet_id"] == str(tweet_id)
             assert page_cache_counts(client, "following")["miss"] == before["miss"] + 2
     finally:
@@ -271,19 +316,30 @@ def test_events_are_validated_and_a_refused_batch_changes_nothing(api):
     client, r, version = api
     user = feed_users(r, version)[0]
     tweet = feed_of(r, version, user)[0]
-    assert client.post("/v1/events", json={"events": [{"type": "like", "tweet_id": tweet["tweet_id"]}]}).status_code == 401
+    assert (
+        client.post("/v1/events", json={"events": [{"type": "like", "tweet_id": tweet["tweet_id"]}]}).status_code == 401
+    )
     assert post_events(client, user, [{"type": "poke", "tweet_id": 1}]).status_code == 422
     assert post_events(client, user, [{"type": "like"}]).status_code == 422
     assert post_events(client, user, []).status_code == 422
     assert post_events(client, user, [{"type": "like", "tweet_id": tweet["tweet_id"]}] * 101).status_code == 422
-    assert post_events(client, user, [{"type": "like", "tweet_id": tweet["tweet_id"],
-                                       "created_at": "2031-01-01T00:00:00Z"}]).status_code == 422
+    assert (
+        post_events(
+            client, user, [{"type": "like", "tweet_id": tweet["tweet_id"], "created_at": "2031-01-01T00:00:00Z"}]
+        ).status_code
+        == 422
+    )
     assert post_events(client, user, [{"type": "follow", "target_user_id": user}]).status_code == 422
     assert post_events(client, user, [{"type": "tweet", "tweet_id": tweet["tweet_id"]}]).status_code == 409
-    huge = client.post("/v1/events", content=b"{" + b" " * 300_000 + b"}", headers=auth(user) | {"content-type": "application/json"})
+    huge = client.post(
+        "/v1/events", content=b"{" + b" " * 300_000 + b"}", headers=auth(user) | {"content-type": "application/json"}
+    )
     assert huge.status_code == 413
-    refused = post_events(client, user, [{"type": "block", "target_user_id": tweet["author_id"]},
-                                         {"type": "like", "tweet_id": 8_999_999_999_999}])
+    refused = post_events(
+        client,
+        user,
+        [{"type": "block", "target_user_id": tweet["author_id"]}, {"type": "like", "tweet_id": 8_999_999_999_999}],
+    )
     assert refused.status_code == 404 and "events[1]" in refused.json()["detail"]
     assert r.xlen(EVENT_LOG) == 0 and not r.exists(rl.realtime_user_key(user, "blocked"))
 
@@ -295,14 +351,16 @@ def test_the_event_log_drains_into_raw_input_of_the_contract(api, tmp_path):
     client, r, version = api
     user, other = feed_users(r, version)[:2]
     tweet = feed_of(r, version, user)[0]
-    posted = [{"type": "impression", "tweet_id": tweet["tweet_id"], "dwell_ms": 900, "created_at": "2026-01-02T03:04:05Z"},
-              {"type": "like", "tweet_id": tweet["tweet_id"]},
-              {"type": "mute", "target_user_id": other},
-              {"type": "follow", "target_user_id": other},
-              {"type": "unfollow", "target_user_id": other},
-              {"type": "tweet", "tweet_id": 7_000_000_001, "text": "hello", "in_reply_to_tweet_id": tweet["tweet_id"]},
-              {"type": "tweet", "tweet_id": 7_000_000_002, "text": "oops"},
-              {"type": "delete_tweet", "tweet_id": 7_000_000_002}]
+    posted = [
+        {"type": "impression", "tweet_id": tweet["tweet_id"], "dwell_ms": 900, "created_at": "2026-01-02T03:04:05Z"},
+        {"type": "like", "tweet_id": tweet["tweet_id"]},
+        {"type": "mute", "target_user_id": other},
+        {"type": "follow", "target_user_id": other},
+        {"type": "unfollow", "target_user_id": other},
+        {"type": "tweet", "tweet_id": 7_000_000_001, "text": "hello", "in_reply_to_tweet_id": tweet["tweet_id"]},
+        {"type": "tweet", "tweet_id": 7_000_000_002, "text": "oops"},
+        {"type": "delete_tweet", "tweet_id": 7_000_000_002},
+    ]
     response = post_events(client, user, posted)
     assert response.status_code == 202 and response.json()["accepted"] == len(posted)
     raw = tmp_path / "raw"
@@ -317,12 +375,17 @@ def test_the_event_log_drains_into_raw_input_of_the_contract(api, tmp_path):
 
     engagements = rows("engagements")
     assert [(e["user_id"], e["tweet_id"], e["action"], e["dwell_ms"]) for e in engagements] == [
-        (user, tweet["tweet_id"], "impression", 900), (user, tweet["tweet_id"], "like", None)]
+        (user, tweet["tweet_id"], "impression", 900),
+        (user, tweet["tweet_id"], "like", None),
+    ]
     assert engagements[0]["created_at"].isoformat() == "2026-01-02T03:04:05+00:00"
     assert [(s["user_id"], s["target_user_id"], s["action"]) for s in rows("social_actions")] == [(user, other, "mute")]
     assert [(f["follower_id"], f["followee_id"]) for f in rows("follows")] == [(user, other)]
     tweets = {t["tweet_id"]: t for t in rows("tweets")}
-    assert tweets[7_000_000_001]["in_reply_to_tweet_id"] == tweet["tweet_id"] and tweets[7_000_000_001]["deleted_at"] is None
+    assert (
+        tweets[7_000_000_001]["in_reply_to_tweet_id"] == tweet["tweet_id"]
+        and tweets[7_000_000_001]["deleted_at"] is None
+    )
     assert tweets[7_000_000_002]["deleted_at"] is not None
     assert [a["type"] for a in rows(ARCHIVE_DIR)] == [e["type"] for e in posted]  # every event, unfollow included
     assert drain_event_log(r, raw).events == 0
@@ -342,8 +405,9 @@ def test_who_to_follow_promoted_slots_and_conversation_modules(api):
         hidden = set(hidden["blocked_ids"]) | set(hidden["muted_ids"])
         entries = client.get(f"/v1/users/{user}/timelines/for_you", headers=auth(user)).json()["items"]
         suggestions = published(r, rl.WHO_TO_FOLLOW, version, user)
-        expected_users = [u for u in (suggestions or {"user_ids": []})["user_ids"]
-                          if u not in following | hidden | {user}][:3]
+        expected_users = [
+            u for u in (suggestions or {"user_ids": []})["user_ids"] if u not in following | hidden | {user}
+        ][:3]
         if expected_users:
             assert entries[4]["type"] == "who_to_follow"
             assert [int(u["user_id"]) for u in entries[4]["users"]] == expected_users
@@ -351,8 +415,11 @@ def test_who_to_follow_promoted_slots_and_conversation_modules(api):
             assert "who_to_follow" not in {e["type"] for e in again}, "shown again within the interval"
             checked["who_to_follow"] += 1
         organic = {int(t["tweet_id"]) for e in entries if e["type"] != "promoted" for t in entry_tweets(e)}
-        expected_ads = [t for t, a in zip(inventory["tweet_ids"], inventory["advertiser_ids"])
-                        if t not in organic and a != user and a not in hidden][:2]
+        expected_ads = [
+            t
+            for t, a in zip(inventory["tweet_ids"], inventory["advertiser_ids"])
+            if t not in organic and a != user and a not in hidden
+        ][:2]
         ads = [(i + 1, int(e["tweet_id"])) for i, e in enumerate(entries) if e["type"] == "promoted"]
         assert ads == list(zip((3, 15), expected_ads))
         checked["promoted"] += bool(ads)
@@ -373,7 +440,9 @@ def test_social_context_names_the_proof(api):
     found = 0
     for user in feed_users(r, version)[:30]:
         feed = {i["tweet_id"]: i for i in feed_of(r, version, user)}
-        for item in ranked_tweets(client.get(f"/v1/users/{user}/timelines/for_you", headers=auth(user)).json()["items"]):
+        for item in ranked_tweets(
+            client.get(f"/v1/users/{user}/timelines/for_you", headers=auth(user)).json()["items"]
+        ):
             proof = feed[int(item["tweet_id"])]["social_proof_user_ids"]
             if proof:
                 handle = published(r, rl.PROFILES, version, proof[0])["handle"]
@@ -419,12 +488,18 @@ def test_an_unreadable_feed_fails_open_to_the_fallback(api):
 
 def test_following_is_newest_first_from_followees_and_pages_do_not_overlap(api):
     client, r, version = api
-    user = max(feed_users(r, version),
-               key=lambda u: len((published(r, rl.FOLLOWING, version, u) or {"followee_ids": []})["followee_ids"]))
+    user = max(
+        feed_users(r, version),
+        key=lambda u: len((published(r, rl.FOLLOWING, version, u) or {"followee_ids": []})["followee_ids"]),
+    )
     followees = set(published(r, rl.FOLLOWING, version, user)["followee_ids"])
     timelines = [published(r, rl.AUTHOR_TWEETS, version, a) for a in followees]
-    newest_first = [t for _, t in sorted(((c, t) for rec in timelines if rec
-                                          for t, c in zip(rec["tweet_ids"], rec["created_at_ms"])), reverse=True)]
+    newest_first = [
+        t
+        for _, t in sorted(
+            ((c, t) for rec in timelines if rec for t, c in zip(rec["tweet_ids"], rec["created_at_ms"])), reverse=True
+        )
+    ]
     pages = all_pages(client, f"/v1/users/{user}/timelines/following", auth(user), count=10)
     served = [int(item["tweet_id"]) for page in pages for item in page["items"]]
     removed = sum(sum(page["filtered"].values()) for page in pages)
@@ -481,9 +556,16 @@ def test_readiness_metrics_and_openapi(api):
     assert 'homefeed_requests_total{endpoint="/v1/users/{user_id}/timelines/for_you",status="200"}' in metrics
     assert "homefeed_stage_seconds_bucket" in metrics and "homefeed_filtered_candidates_total" in metrics
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/users/{user_id}/timelines/for_you", "/v1/users/{user_id}/timelines/following",
-            "/v1/lists/{list_id}/timeline", "/v1/events", "/debug/users/{user_id}/for_you", "/healthz", "/readyz",
-            "/metrics"} <= set(paths)
+    assert {
+        "/v1/users/{user_id}/timelines/for_you",
+        "/v1/users/{user_id}/timelines/following",
+        "/v1/lists/{list_id}/timeline",
+        "/v1/events",
+        "/debug/users/{user_id}/for_you",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(paths)
 
 
 def test_the_explain_page_renders_in_headless_chromium(api, tmp_path):
@@ -498,15 +580,27 @@ def test_the_explain_page_renders_in_headless_chromium(api, tmp_path):
     response = client.get(f"/debug/users/{user}/for_you", params={"access_token": admin})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     html = response.text
-    assert f'<tr><td>seen</td><td>{feed[0]["tweet_id"]}</td>' in html  # the removed candidate, with its filter
+    assert f"<tr><td>seen</td><td>{feed[0]['tweet_id']}</td>" in html  # the removed candidate, with its filter
     first_page = client.get(f"/v1/users/{user}/timelines/for_you", headers=auth(user)).json()["items"]
     for item in ranked_tweets(first_page)[:5]:
         assert f"<td>{item['tweet_id']}</td>" in html
     screenshot = tmp_path / "explain.png"
     url = f"{client.base_url}/debug/users/{user}/for_you?access_token={admin}"
-    subprocess.run([str(ensure_chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={screenshot}", "--window-size=1400,1000", url],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            str(ensure_chromium()),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={screenshot}",
+            "--window-size=1400,1000",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     png = screenshot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a rendered table, not a blank page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -524,10 +618,16 @@ def test_invariants_no_blocked_author_and_no_repeat_across_pages(api, data):
     count = data.draw(st.integers(min_value=1, max_value=50), label="count")
     try:
         if blocked:
-            kinds = data.draw(st.lists(st.sampled_from(["block", "mute"]), min_size=len(blocked),
-                                       max_size=len(blocked)), label="kinds")
-            assert post_events(client, user, [{"type": k, "target_user_id": a} for k, a in zip(kinds, blocked)]
-                               ).status_code == 202
+            kinds = data.draw(
+                st.lists(st.sampled_from(["block", "mute"]), min_size=len(blocked), max_size=len(blocked)),
+                label="kinds",
+            )
+            assert (
+                post_events(
+                    client, user, [{"type": k, "target_user_id": a} for k, a in zip(kinds, blocked)]
+                ).status_code
+                == 202
+            )
         pages = all_pages(client, f"/v1/users/{user}/timelines/for_you", auth(user), count=count)
         shown = shown_ids(pages)
         assert len(shown) == len(set(shown))
@@ -554,19 +654,22 @@ def test_redis_down_is_a_quick_503_and_the_default_secret_is_refused_in_producti
 
 
 def test_the_token_command_mints_a_token_the_api_accepts_and_refuses_the_default_secret(api, monkeypatch, capsys):
-    from orchestration import cli
+    from cli.main import main
     from serving.auth import verify_token
 
     client, r, version = api
     user = feed_users(r, version)[0]
     monkeypatch.setenv("HOMEFEED_SECRET", SECRET)
-    assert cli.main(["token", str(user), "--days", "1"]) == 0
+    assert main(["token", str(user), "--days", "1"]) == 0
     token = capsys.readouterr().out.strip()
     assert verify_token(token, SECRET, now=time.time()).user_id == user
-    assert client.get(f"/v1/users/{user}/timelines/for_you", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        client.get(f"/v1/users/{user}/timelines/for_you", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
     monkeypatch.delenv("HOMEFEED_SECRET")
     monkeypatch.setenv("HOMEFEED_ENV", "production")
-    assert cli.main(["token", str(user)]) == 2
+    assert main(["token", str(user)]) == 2
     assert "HOMEFEED_SECRET" in capsys.readouterr().err
 
 
@@ -575,14 +678,14 @@ def test_the_demos_serving_step_starts_the_api_and_shows_a_for_you_page(publishe
     import re
     import signal
 
-    from orchestration import cli
+    from cli.demo import _serve_demo
     from core.settings import load_settings
 
     server, version = published_redis
     port = free_port()
     monkeypatch.delenv("HOMEFEED_SECRET", raising=False)
     settings = load_settings(redis_url=server.url)
-    assert cli._serve_demo(settings, tmp_path, port=port) == 0
+    assert _serve_demo(settings, tmp_path, port=port) == 0
     out = capsys.readouterr().out
     pid = int(re.search(r"started the API \(pid (\d+)", out).group(1))
     try:
