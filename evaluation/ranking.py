@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.delta_commits import last_commit_metadata
@@ -300,12 +301,7 @@ def evaluate_ranking(
     test, inputs = test_table.to_pandas(), ranker_inputs(test_table)
     logits = heavy.logits(inputs)
     calibrated, uncalibrated = heavy.calibrated(logits), sigmoid(logits)
-    train_labels = split_of(table, "train").select(["reply", "reply_engaged_by_author"]).to_pandas()
-    reply_engaged_rate = float(train_labels["reply_engaged_by_author"].sum() / max(train_labels["reply"].sum(), 1))
-    truth = read_truth(world_dir, test)
-    true_probabilities = true_head_probabilities(
-        truth, truth["quality"].to_numpy(np.float64), reply_engaged_rate=reply_engaged_rate
-    )
+    true_probabilities = _true_probabilities(world_dir, test, split_of(table, "train"))
     heads, calibration = head_report(inputs.labels, calibrated, uncalibrated, true_probabilities)
 
     weights = dict(DEFAULT_HEAD_WEIGHTS)
@@ -371,3 +367,12 @@ def _ratios(feed: dict) -> dict:
         return round(ranked / other, 4) if other else None
 
     return {f"ranked_ndcg_over_{method}": ratio(method) for method in METHODS if method != "ranked"}
+
+
+def _true_probabilities(world_dir: Path, test: pd.DataFrame, train: pa.Table) -> pd.DataFrame:
+    """The world's true probability of each head for the test rows; reply_engaged_by_author's from
+    the train split's share of replies the author engaged back with."""
+    train_labels = train.select(["reply", "reply_engaged_by_author"]).to_pandas()
+    reply_engaged_rate = float(train_labels["reply_engaged_by_author"].sum() / max(train_labels["reply"].sum(), 1))
+    truth = read_truth(world_dir, test)
+    return true_head_probabilities(truth, truth["quality"].to_numpy(np.float64), reply_engaged_rate=reply_engaged_rate)
