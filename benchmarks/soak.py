@@ -113,7 +113,6 @@ async def paced_load(
 def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: float, n_users: int, seed: int) -> dict:
     import redis
 
-    from core import redis_layout as rl
     from core.redis_server import free_port
     from serving.auth import mint_token
 
@@ -125,14 +124,7 @@ def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: floa
     secret = secrets.token_urlsafe(32)
     tokens = {user: mint_token(user, secret, now=time.time() + minutes * 60) for user in users}
     port = free_port()
-    first_tweets = {
-        u: rl.decode_feed_columns(client.get(rl.FEEDS.key(version, u)))["tweet_id"][:20].tolist() for u in users
-    }
-    requests = {
-        kind: [http_request(endpoint_path(kind, u, count=35), port=port, token=tokens[u]) for u in users]
-        for kind in ("for_you", "following")
-    }
-    requests["events"] = [event_request(u, t, port=port, token=tokens[u]) for u in users for t in first_tweets[u]]
+    requests = soak_requests(client, version, users, tokens, port=port)
     with (
         tempfile.TemporaryDirectory(prefix="hf-soak-") as log_dir,
         running_server(
@@ -150,28 +142,75 @@ def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: floa
         )
         capacity = probe.statuses["200"] / probe.duration_s
         rate = max(1.0, capacity * fraction)
-        samples: list[dict] = []
+        outcome, samples = asyncio.run(
+            sampled_paced_load(
+                requests, port=port, rate=rate, minutes=minutes, seed=seed, pid=server.pid, client=client
+            )
+        )
+    per_kind = figures_per_kind(outcome)
+    return {
+        "benchmark": "soak",
+        "version": version,
+        "users": len(users),
+        "minutes": minutes,
+        "capacity_rps": round(capacity, 1),
+        "target_rps": round(rate, 1),
+        "fraction": fraction,
+        "achieved_rps": round(sum(k["requests"] for k in per_kind.values()) / (minutes * 60), 1),
+        "errors": sum(k["errors"] for k in per_kind.values()),
+        "kinds": per_kind,
+        "rss_mb": rss_growth(samples),
+        "samples": samples,
+        "machine": {"cpu_count": os.cpu_count()},
+    }
 
-        async def run() -> dict:
-            async def sample() -> None:
-                began = time.perf_counter()
-                while time.perf_counter() - began < minutes * 60 + 1:
-                    samples.append(
-                        {
-                            "t_s": round(time.perf_counter() - began, 1),
-                            "rss_mb": round(rss_mb(server.pid), 1),
-                            "redis_used_mb": round(client.info("memory")["used_memory"] / 2**20, 1),
-                        }
-                    )
-                    await asyncio.sleep(SAMPLE_SECONDS)
 
-            sampler = asyncio.ensure_future(sample())
-            outcome = await paced_load(requests, port=port, rate=rate, seconds=minutes * 60, connections=16, seed=seed)
-            sampler.cancel()
-            return outcome
+def soak_requests(
+    client, version: int, users: list[int], tokens: dict[int, str], *, port: int
+) -> dict[str, list[bytes]]:
+    """The requests of each kind of MIX: a For You and a Following page per user, and an event
+    request for each of the first 20 tweets of the user's feed."""
+    from core import redis_layout as rl
 
-        outcome = asyncio.run(run())
-    warm = [s for s in samples if s["t_s"] >= 60] or samples
+    first_tweets = {
+        u: rl.decode_feed_columns(client.get(rl.FEEDS.key(version, u)))["tweet_id"][:20].tolist() for u in users
+    }
+    requests = {
+        kind: [http_request(endpoint_path(kind, u, count=35), port=port, token=tokens[u]) for u in users]
+        for kind in ("for_you", "following")
+    }
+    requests["events"] = [event_request(u, t, port=port, token=tokens[u]) for u in users for t in first_tweets[u]]
+    return requests
+
+
+async def sampled_paced_load(
+    requests: dict[str, list[bytes]], *, port: int, rate: float, minutes: float, seed: int, pid: int, client
+) -> tuple[dict, list[dict]]:
+    """`paced_load` over 16 connections for `minutes`, sampling every SAMPLE_SECONDS the server's
+    resident memory and Redis's used memory: the load's outcome and the samples."""
+    samples: list[dict] = []
+
+    async def sample() -> None:
+        began = time.perf_counter()
+        while time.perf_counter() - began < minutes * 60 + 1:
+            samples.append(
+                {
+                    "t_s": round(time.perf_counter() - began, 1),
+                    "rss_mb": round(rss_mb(pid), 1),
+                    "redis_used_mb": round(client.info("memory")["used_memory"] / 2**20, 1),
+                }
+            )
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    sampler = asyncio.ensure_future(sample())
+    outcome = await paced_load(requests, port=port, rate=rate, seconds=minutes * 60, connections=16, seed=seed)
+    sampler.cancel()
+    return outcome, samples
+
+
+def figures_per_kind(outcome: dict) -> dict[str, dict]:
+    """Per request kind: the requests, their statuses, the errors (neither 200 nor 202) and the
+    requests, p50 and p99 of each minute."""
     per_kind = {}
     for kind, statuses in outcome["statuses"].items():
         minutes_figures = {}
@@ -188,26 +227,19 @@ def soak(*, redis_url: str, minutes: float, fraction: float, probe_seconds: floa
             "errors": sum(n for s, n in statuses.items() if s not in ("200", "202")),
             "per_minute": minutes_figures,
         }
+    return per_kind
+
+
+def rss_growth(samples: list[dict]) -> dict[str, float]:
+    """The server's resident memory: first, after the first minute (caches warm), last, max, and
+    the growth between the end of the first minute and the end."""
+    warm = [s for s in samples if s["t_s"] >= 60] or samples
     return {
-        "benchmark": "soak",
-        "version": version,
-        "users": len(users),
-        "minutes": minutes,
-        "capacity_rps": round(capacity, 1),
-        "target_rps": round(rate, 1),
-        "fraction": fraction,
-        "achieved_rps": round(sum(k["requests"] for k in per_kind.values()) / (minutes * 60), 1),
-        "errors": sum(k["errors"] for k in per_kind.values()),
-        "kinds": per_kind,
-        "rss_mb": {
-            "first": samples[0]["rss_mb"],
-            "after_first_minute": warm[0]["rss_mb"],
-            "last": samples[-1]["rss_mb"],
-            "max": max(s["rss_mb"] for s in samples),
-            "growth_after_first_minute": round(samples[-1]["rss_mb"] - warm[0]["rss_mb"], 1),
-        },
-        "samples": samples,
-        "machine": {"cpu_count": os.cpu_count()},
+        "first": samples[0]["rss_mb"],
+        "after_first_minute": warm[0]["rss_mb"],
+        "last": samples[-1]["rss_mb"],
+        "max": max(s["rss_mb"] for s in samples),
+        "growth_after_first_minute": round(samples[-1]["rss_mb"] - warm[0]["rss_mb"], 1),
     }
 
 

@@ -4,8 +4,9 @@
                                [--models-from WAREHOUSE] [--out benchmarks/results/latest.json] [--resume]
     python -m benchmarks.suite --combine RUN.json RUN.json ... [--out FILE]
 
-Each benchmark runs as its own subprocess (`python -m benchmarks.<module>`), in dependency order,
-on one generated and built world per size kept in the work folder (`DIR/world-N`):
+Each benchmark runs as its own subprocess (`python -m benchmarks.<module>`, run and measured by
+benchmarks/suite_run.py), in dependency order, on one generated and built world per size kept in
+the work folder (`DIR/world-N`):
 
     generate_ingest     generate and ingest each size (the worlds the others reuse)
     graph_jobs          graph, candidate and feature jobs on those worlds (--reuse-worlds)
@@ -55,9 +56,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -65,13 +63,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.generate_ingest import AS_OF, homefeed_command
-from benchmarks.measure import benchmark_workdir, tree_rss_bytes
+from benchmarks.measure import benchmark_workdir
+from benchmarks.suite_run import REPO, failed_record, python_module, run_benchmark
 from benchmarks.suite_summary import combined_document, summary_rows, summary_table
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = (10_000, 100_000)
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "latest.json"
-STDERR_TAIL_CHARS = 3000
 RANKERS = ("heavy_ranker", "light_ranker")
 
 DEFAULT_GROUPS = ("generate_ingest", "graph_jobs", "ranking_inference", "ranking_batch", "publish", "serve")
@@ -79,7 +76,7 @@ EXTRA_GROUPS = ("generate_world", "twhin", "ranking_training", "quality", "soak"
 KNOWN_GROUPS = (*DEFAULT_GROUPS, "train_rankers", *EXTRA_GROUPS)
 
 
-# --- running one benchmark ---------------------------------------------------------------------------
+# --- the steps ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -88,103 +85,6 @@ class Step:
     group: str  # what --only selects
     run: Callable[[], dict]  # returns the step's record
     requires: tuple[str, ...] = ()  # steps whose failure in the same run makes this one pointless
-
-
-def parse_benchmark_output(stdout: str) -> dict:
-    """The one JSON document a benchmark prints; anything printed before it is ignored."""
-    text = stdout.strip()
-    starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n" and text[i + 1 : i + 2] == "{"]
-    for start in starts:
-        try:
-            document = json.loads(text[start:])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(document, dict):
-            return document
-    raise ValueError(f"no JSON document at the end of the output: {text[-300:]!r}")
-
-
-def failed_record(command: list[str], seconds: float, returncode: int | None, stderr_tail: str) -> dict:
-    return {
-        "status": "failed",
-        "command": shlex.join(command),
-        "seconds": seconds,
-        "returncode": returncode,
-        "stderr_tail": stderr_tail[-STDERR_TAIL_CHARS:],
-    }
-
-
-def run_benchmark(
-    command: list[str],
-    *,
-    users: int | None = None,
-    env: dict[str, str] | None = None,
-    read_result: Callable[[str], dict] = parse_benchmark_output,
-) -> dict:
-    """Run `command` from the repository root, its stderr passed through as it comes, its stdout read
-    into the record's "result" by `read_result`; wall time and the peak resident memory of its
-    process tree are measured here."""
-    started = time.monotonic()
-    try:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env={**os.environ, **(env or {})},
-            encoding="utf-8",
-            errors="replace",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    except OSError as error:
-        return failed_record(command, 0.0, None, f"could not start: {error}")
-    stderr_lines: deque[str] = deque(maxlen=200)
-    peak_bytes = 0
-    done = threading.Event()
-
-    def pass_stderr_through() -> None:
-        for line in process.stderr:
-            sys.stderr.write(line)
-            stderr_lines.append(line)
-
-    def sample_memory() -> None:
-        nonlocal peak_bytes
-        while not done.is_set():
-            peak_bytes = max(peak_bytes, tree_rss_bytes(process.pid))
-            done.wait(0.25)
-
-    threads = [
-        threading.Thread(target=pass_stderr_through, daemon=True),
-        threading.Thread(target=sample_memory, daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    stdout = process.stdout.read()
-    process.wait()
-    done.set()
-    for thread in threads:
-        thread.join()
-    seconds = round(time.monotonic() - started, 2)
-    stderr_tail = "".join(stderr_lines)
-    if process.returncode != 0:
-        return failed_record(command, seconds, process.returncode, stderr_tail)
-    try:
-        result = read_result(stdout)
-    except (ValueError, OSError, KeyError) as error:
-        return failed_record(command, seconds, process.returncode, f"{stderr_tail}\n{error}")
-    record = {
-        "status": "ok",
-        "command": shlex.join(command),
-        "seconds": seconds,
-        "peak_rss_mb": round(peak_bytes / 2**20, 1),
-    }
-    return {**record, **({"users": users} if users is not None else {}), "result": result}
-
-
-def python_module(module: str, *args: object) -> list[str]:
-    return [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)]
-
-
-# --- the steps ---------------------------------------------------------------------------------------
 
 
 def world_dir(workdir: Path, users: int) -> Path:
@@ -277,32 +177,40 @@ def plan_steps(
 ) -> list[Step]:
     """Every step the suite knows, in dependency order; with `resume`, graph_jobs keeps the jobs an
     interrupted run of it measured on the same worlds."""
-    smallest, largest = sizes[0], sizes[-1]
     worlds = {n: world_dir(workdir, n) for n in sizes}
-    models_home = models_from or workdir / "rankers"
-    steps = [
+    return [
+        *world_steps(sizes, workdir, worlds, resume=resume),
+        *ranking_steps(sizes, worlds, models_from=models_from, models_home=models_from or workdir / "rankers"),
+        *publish_steps(sizes, worlds),
+        *quality_and_serving_steps(sizes, worlds, published),
+    ]
+
+
+def world_steps(sizes: list[int], workdir: Path, worlds: dict[int, Path], *, resume: bool) -> list[Step]:
+    """Generating worlds (alone, and generated and ingested into `workdir`), the graph jobs on them
+    and TwHIN."""
+    graph_jobs = python_module(
+        "graph_jobs", "--sizes", *sizes, "--workdir", workdir, "--reuse-worlds", *(["--resume"] if resume else [])
+    )
+    return [
         Step("generate_world", "generate_world", lambda: run_benchmark(python_module("bench_generate", *sizes))),
         Step(
             "generate_ingest",
             "generate_ingest",
             lambda: run_benchmark(python_module("generate_ingest", "--sizes", *sizes, "--workdir", workdir)),
         ),
-        Step(
-            "graph_jobs",
-            "graph_jobs",
-            lambda: run_benchmark(
-                python_module(
-                    "graph_jobs",
-                    "--sizes",
-                    *sizes,
-                    "--workdir",
-                    workdir,
-                    "--reuse-worlds",
-                    *(["--resume"] if resume else []),
-                )
-            ),
-        ),
+        Step("graph_jobs", "graph_jobs", lambda: run_benchmark(graph_jobs)),
         Step("twhin", "twhin", lambda: run_benchmark(python_module("bench_twhin", "--worlds", *worlds.values()))),
+    ]
+
+
+def ranking_steps(
+    sizes: list[int], worlds: dict[int, Path], *, models_from: Path | None, models_home: Path
+) -> list[Step]:
+    """The rankers' inference and training benchmarks; training rankers on the smallest world when
+    there are none to copy (`models_from`); ranked_feeds on each size with the rankers of `models_home`."""
+    smallest = sizes[0]
+    steps = [
         Step("ranking_inference", "ranking_inference", lambda: run_benchmark(python_module("ranking", "inference"))),
         Step("ranking_training", "ranking_training", lambda: run_benchmark(python_module("ranking", "training"))),
     ]
@@ -329,18 +237,27 @@ def plan_steps(
                 ),
             )
         )
-    for n in sizes:
-        steps.append(
-            Step(
-                f"publish@{n}",
-                "publish",
-                requires=(f"ranking_batch@{n}",),
-                run=lambda n=n: run_benchmark(
-                    python_module("publish", "--warehouse", worlds[n] / "warehouse"), users=n
-                ),
-            )
+    return steps
+
+
+def publish_steps(sizes: list[int], worlds: dict[int, Path]) -> list[Step]:
+    """Each size's publication of its ranked feeds."""
+    return [
+        Step(
+            f"publish@{n}",
+            "publish",
+            requires=(f"ranking_batch@{n}",),
+            run=lambda n=n: run_benchmark(python_module("publish", "--warehouse", worlds[n] / "warehouse"), users=n),
         )
-    steps += [
+        for n in sizes
+    ]
+
+
+def quality_and_serving_steps(sizes: list[int], worlds: dict[int, Path], published: PublishedRedis) -> list[Step]:
+    """The data quality checks on the smallest world; the API benchmark and the soak against the
+    largest size's publication."""
+    smallest, largest = sizes[0], sizes[-1]
+    return [
         Step(
             "quality",
             "quality",
@@ -362,7 +279,6 @@ def plan_steps(
             run=lambda: against_published_redis(published, "soak", users=largest),
         ),
     ]
-    return steps
 
 
 def select_steps(steps: list[Step], only: Iterable[str] | None, *, models_available: bool) -> list[Step]:
@@ -477,8 +393,6 @@ def write_document(document: dict, out: Path) -> None:
     partial.write_text(json.dumps(document, indent=2) + "\n")
     partial.replace(out)
 
-
-# --- summary rows: one extractor per benchmark's JSON ------------------------------------------------
 
 # --- main --------------------------------------------------------------------------------------------
 

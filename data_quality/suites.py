@@ -48,37 +48,65 @@ def rows_suite(
     """The `rows` suite over the table plus its `derived` check columns (`views.rows_view`); for an
     `empty` table, without the checks of means and minima (undefined over no rows: the row count says
     whether the table may be empty)."""
-    array_columns = {c.name for c in spec.columns if c.dtype.startswith("array<")}
+    expectations = [
+        *_table_expectations(spec, bounds, derived=derived),
+        *_column_expectations(spec),
+        *_value_expectations(spec),
+        *_relation_expectations(spec),
+    ]
+    if not empty:
+        expectations += _aggregate_expectations(spec, bounds)
     suite = gx.ExpectationSuite(name=f"{spec.name}.rows")
-    add = suite.add_expectation
-    add(
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    return suite
+
+
+def _table_expectations(spec: TableSpec, bounds: QualityBounds, *, derived: list[str]) -> list[gxe.Expectation]:
+    """Exactly the declared (and derived) columns; at least min_rows rows where the table may not be empty."""
+    expectations: list[gxe.Expectation] = [
         gxe.ExpectTableColumnsToMatchSet(
             column_set=[*spec.column_names, *derived],
             exact_match=True,
             description=f"{spec.name} has exactly its declared columns",
         )
-    )
+    ]
     if spec.non_empty:
-        add(
+        expectations.append(
             gxe.ExpectTableRowCountToBeBetween(
                 min_value=int(bounds.min_rows),
                 description=f"{spec.name} has at least {bounds.min_rows:g} rows (min_rows)",
             )
         )
+    return expectations
+
+
+def _column_expectations(spec: TableSpec) -> list[gxe.Expectation]:
+    """Each column's type and, where not nullable, no nulls; then the key's uniqueness."""
+    expectations: list[gxe.Expectation] = []
     for column in spec.columns:
-        add(
+        expectations.append(
             gxe.ExpectColumnValuesToBeOfType(
                 column=column.name, type_=gx_type(column.dtype), description=f"{column.name} is {column.dtype}"
             )
         )
         if not column.nullable:
-            add(gxe.ExpectColumnValuesToNotBeNull(column=column.name, description=f"{column.name} is never null"))
+            expectations.append(
+                gxe.ExpectColumnValuesToNotBeNull(column=column.name, description=f"{column.name} is never null")
+            )
     if spec.key:
         key = spec.key[0] if len(spec.key) == 1 else f"({', '.join(spec.key)})"
-        add(_null(duplicate_key_column(spec.key), f"{key} is unique"))
+        expectations.append(_null(duplicate_key_column(spec.key), f"{key} is unique"))
+    return expectations
+
+
+def _value_expectations(spec: TableSpec) -> list[gxe.Expectation]:
+    """Values within their bounds, then values (or every element of an array) in their allowed set."""
+    array_columns = {c.name for c in spec.columns if c.dtype.startswith("array<")}
+    expectations: list[gxe.Expectation] = []
     for bound in spec.bounds:
         rows = "" if bound.mostly == 1.0 else f" for at least {bound.mostly:.1%} of rows"
-        add(
+        expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column=bound.column,
                 min_value=bound.min,
@@ -90,30 +118,45 @@ def rows_suite(
     for in_set in spec.sets:
         values = ", ".join(map(str, in_set.values))
         if in_set.column in array_columns:
-            add(_null(unknown_elements_column(in_set), f"every element of {in_set.column} is one of {values}"))
+            expectations.append(
+                _null(unknown_elements_column(in_set), f"every element of {in_set.column} is one of {values}")
+            )
         else:
-            add(
+            expectations.append(
                 gxe.ExpectColumnValuesToBeInSet(
                     column=in_set.column,
                     value_set=list(in_set.values),
                     description=f"{in_set.column} is one of {values}",
                 )
             )
+    return expectations
+
+
+def _relation_expectations(spec: TableSpec) -> list[gxe.Expectation]:
+    """References to other tables (or their absence), ranks counting 1, 2, 3... within their group,
+    and pairs of columns that must differ."""
+    expectations: list[gxe.Expectation] = []
     for ref in spec.references:
         target = f"{ref.table}({', '.join(ref.target_columns)})" + (
             f" where {ref.target_filter}" if ref.target_filter else ""
         )
         verb = "matches no row of" if ref.forbidden else "exists in"
-        add(_null(reference_column(ref), f"({', '.join(ref.columns)}) {verb} {target}"))
+        expectations.append(_null(reference_column(ref), f"({', '.join(ref.columns)}) {verb} {target}"))
     for rank in spec.ranks:
-        add(_null(rank_column(rank), f"{rank.rank} counts 1, 2, 3... within each ({', '.join(rank.group)})"))
+        expectations.append(
+            _null(rank_column(rank), f"{rank.rank} counts 1, 2, 3... within each ({', '.join(rank.group)})")
+        )
     for a, b in spec.distinct_columns:
-        add(_null(distinct_column((a, b)), f"{a} differs from {b}"))
-    if empty:
-        return suite
+        expectations.append(_null(distinct_column((a, b)), f"{a} differs from {b}"))
+    return expectations
+
+
+def _aggregate_expectations(spec: TableSpec, bounds: QualityBounds) -> list[gxe.Expectation]:
+    """The means and minima over all rows: shares of rows within their bounds, then freshness."""
+    expectations: list[gxe.Expectation] = []
     for share in spec.shares:
         low, high = bounds.pair(share.bound)
-        add(
+        expectations.append(
             gxe.ExpectColumnMeanToBeBetween(
                 column=share_column(share),
                 min_value=low,
@@ -124,14 +167,14 @@ def rows_suite(
         )
     for fresh in spec.freshness:
         hours = bounds.pair(fresh.bound)[0]
-        add(
+        expectations.append(
             gxe.ExpectColumnMinToBeBetween(
                 column=age_column(fresh.column),
                 max_value=hours,
                 description=f"the newest {fresh.column} is at most {hours:g} h before the build time ({fresh.bound})",
             )
         )
-    return suite
+    return expectations
 
 
 def groups_suite(spec: TableSpec, index: int, bounds: QualityBounds) -> gx.ExpectationSuite:

@@ -158,33 +158,7 @@ def user_features(
         .groupBy(F.col("author_id").alias("user_id"))
         .agg(_count(in_last(as_of, 24), "tweets_1d"), F.count(F.lit(1)).alias("tweets_7d"))
     )
-    age = _age_hours(as_of)
-    last_7d = in_last(as_of, 7 * 24)
-    positive = is_action(*POSITIVE_ACTIONS)
-    # One bit per 24-hour bucket back from as_of (0 = the last day); days_active counts the bits set.
-    day_bit = F.pow(F.lit(2.0), F.least(F.floor(age / 24.0), F.lit(6))).cast("long")
-    dwell = last_7d & is_action("impression", "click") & F.col("dwell_ms").isNotNull()
-    acted = (
-        before(engagements, as_of)
-        .groupBy("user_id")
-        .agg(
-            _count(is_action("impression") & in_last(as_of, 24), "impressions_1d"),
-            _count(is_action("impression") & last_7d, "impressions_7d"),
-            _count(is_action("like") & last_7d, "likes_given_7d"),
-            _count(is_action("retweet") & last_7d, "retweets_given_7d"),
-            _count(is_action("reply") & last_7d, "replies_given_7d"),
-            _count(is_action("quote") & last_7d, "quotes_given_7d"),
-            _count(is_action("click") & last_7d, "clicks_7d"),
-            _count(is_action("profile_click") & last_7d, "profile_clicks_7d"),
-            _count(is_action("not_interested") & last_7d, "not_interested_7d"),
-            _count(is_action("report") & last_7d, "reports_7d"),
-            _count(positive & last_7d, "_engagements_7d"),
-            F.sum(F.when(dwell, F.col("dwell_ms").cast("double"))).alias("_dwell_ms_7d"),
-            _count(dwell, "_dwells_7d"),
-            F.bit_count(F.bit_or(F.when(positive & last_7d, day_bit))).alias("days_active_7d"),
-            F.min(F.when(positive, age)).alias("hours_since_last_engagement"),
-        )
-    )
+    acted = _engagements_given(engagements, as_of=as_of)
     blocked = (
         before(social_actions, as_of)
         .groupBy("user_id")
@@ -205,6 +179,39 @@ def user_features(
             (F.try_divide("_dwell_ms_7d", "_dwells_7d") / 1000.0).alias("avg_dwell_seconds_7d"),
         ),
         "user_features",
+    )
+
+
+def _engagements_given(engagements: DataFrame, *, as_of: datetime) -> DataFrame:
+    """Per user, what they did before as_of: impressions and engagements given by action over the
+    last day and week, dwell, active days of the last week and the hours since their last
+    engagement (the `_`-prefixed columns are the parts of rates computed by the caller)."""
+    age = _age_hours(as_of)
+    last_7d = in_last(as_of, 7 * 24)
+    positive = is_action(*POSITIVE_ACTIONS)
+    # One bit per 24-hour bucket back from as_of (0 = the last day); days_active counts the bits set.
+    day_bit = F.pow(F.lit(2.0), F.least(F.floor(age / 24.0), F.lit(6))).cast("long")
+    dwell = last_7d & is_action("impression", "click") & F.col("dwell_ms").isNotNull()
+    return (
+        before(engagements, as_of)
+        .groupBy("user_id")
+        .agg(
+            _count(is_action("impression") & in_last(as_of, 24), "impressions_1d"),
+            _count(is_action("impression") & last_7d, "impressions_7d"),
+            _count(is_action("like") & last_7d, "likes_given_7d"),
+            _count(is_action("retweet") & last_7d, "retweets_given_7d"),
+            _count(is_action("reply") & last_7d, "replies_given_7d"),
+            _count(is_action("quote") & last_7d, "quotes_given_7d"),
+            _count(is_action("click") & last_7d, "clicks_7d"),
+            _count(is_action("profile_click") & last_7d, "profile_clicks_7d"),
+            _count(is_action("not_interested") & last_7d, "not_interested_7d"),
+            _count(is_action("report") & last_7d, "reports_7d"),
+            _count(positive & last_7d, "_engagements_7d"),
+            F.sum(F.when(dwell, F.col("dwell_ms").cast("double"))).alias("_dwell_ms_7d"),
+            _count(dwell, "_dwells_7d"),
+            F.bit_count(F.bit_or(F.when(positive & last_7d, day_bit))).alias("days_active_7d"),
+            F.min(F.when(positive, age)).alias("hours_since_last_engagement"),
+        )
     )
 
 
@@ -418,40 +425,7 @@ def user_author_features(
         before(tweets, as_of),
         actions=tuple(sorted(set(POSITIVE_ACTIONS) | set(_PAIR_ACTIONS.values()))),
     )
-    columns = ["user_id", "author_id", "action", "created_at", "score"]
-    no_score = F.lit(None).cast("double").alias("score")
-    edges = before(follows, as_of)
-    events = (
-        interactions.select("user_id", "author_id", "action", "created_at", no_score)
-        .unionByName(
-            edges.select(
-                F.col("follower_id").alias("user_id"),
-                F.col("followee_id").alias("author_id"),
-                F.lit(_FOLLOWS).alias("action"),
-                "created_at",
-                no_score,
-            )
-        )
-        .unionByName(
-            edges.select(
-                F.col("followee_id").alias("user_id"),
-                F.col("follower_id").alias("author_id"),
-                F.lit(_FOLLOWED_BY).alias("action"),
-                "created_at",
-                no_score,
-            )
-        )
-        .unionByName(
-            realgraph.select(
-                "user_id",
-                "author_id",
-                F.lit(_REALGRAPH).alias("action"),
-                F.lit(None).cast("timestamp").alias("created_at"),
-                F.col("score").cast("double").alias("score"),
-            )
-        )
-        .select(*columns)
-    )
+    events = _user_author_events(interactions, before(follows, as_of), realgraph)
     age = _age_hours(as_of)
     decay = _decay(as_of, config.half_life_days)
     last_7d = in_last(as_of, 7 * 24)
@@ -475,4 +449,43 @@ def user_author_features(
     return registered(
         pairs.select("*", (F.col("follows_author") & F.col("author_follows_user")).alias("is_mutual")),
         "user_author_features",
+    )
+
+
+def _user_author_events(interactions: DataFrame, follows: DataFrame, realgraph: DataFrame) -> DataFrame:
+    """One event list (user_id, author_id, action, created_at, score) of the user's interactions with
+    the author, the follows either way (actions _FOLLOWS, _FOLLOWED_BY) and the RealGraph scores
+    (action _REALGRAPH, no time)."""
+    columns = ["user_id", "author_id", "action", "created_at", "score"]
+    no_score = F.lit(None).cast("double").alias("score")
+    return (
+        interactions.select("user_id", "author_id", "action", "created_at", no_score)
+        .unionByName(
+            follows.select(
+                F.col("follower_id").alias("user_id"),
+                F.col("followee_id").alias("author_id"),
+                F.lit(_FOLLOWS).alias("action"),
+                "created_at",
+                no_score,
+            )
+        )
+        .unionByName(
+            follows.select(
+                F.col("followee_id").alias("user_id"),
+                F.col("follower_id").alias("author_id"),
+                F.lit(_FOLLOWED_BY).alias("action"),
+                "created_at",
+                no_score,
+            )
+        )
+        .unionByName(
+            realgraph.select(
+                "user_id",
+                "author_id",
+                F.lit(_REALGRAPH).alias("action"),
+                F.lit(None).cast("timestamp").alias("created_at"),
+                F.col("score").cast("double").alias("score"),
+            )
+        )
+        .select(*columns)
     )

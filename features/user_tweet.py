@@ -335,15 +335,7 @@ def user_tweet_features(
         user_vectors = F.broadcast(user_vectors)  # then the pairs are shuffled once, slim, by tweet_id
     candidate_rows = _with_candidate_columns(pairs).select("user_id", "tweet_id", *CANDIDATE_COLUMNS)
     joined = candidate_rows.join(tweet_vectors, on="tweet_id", how="left").join(user_vectors, on="user_id", how="left")
-    # ",innetwork,uteg," : one normalised string per row, then a substring test per source.
-    names = F.concat(
-        F.lit(","), F.lower(F.regexp_replace(F.array_join(F.col("sources"), ","), "[_\\- ]", "")), F.lit(",")
-    )
-    flags = {
-        source: F.coalesce(names.contains("," + source.replace("_", "") + ","), F.lit(False))
-        | F.col(f"{source}_score").isNotNull()
-        for source in CANDIDATE_SOURCES
-    }
+    flags = _source_flags()
     scored = joined.select(
         *keys_of_asset("user_tweet_features"),
         _sparse_dot("_user_sc", "_tweet_sc", tweet_length).alias("simclusters_dot"),
@@ -356,6 +348,26 @@ def user_tweet_features(
         *[sides.values[name].alias(name) for name in PAIR_VALUE_NAMES],
         *TWHIN_VECTORS,
     )
+    return registered(_with_twhin_cosine(scored), "user_tweet_features")
+
+
+def _source_flags() -> dict[str, Column]:
+    """Per candidate source, whether a row came from it: `sources` names it (case, `_`, `-` and
+    spaces ignored) or its score is not null."""
+    # ",innetwork,uteg," : one normalised string per row, then a substring test per source.
+    names = F.concat(
+        F.lit(","), F.lower(F.regexp_replace(F.array_join(F.col("sources"), ","), "[_\\- ]", "")), F.lit(",")
+    )
+    return {
+        source: F.coalesce(names.contains("," + source.replace("_", "") + ","), F.lit(False))
+        | F.col(f"{source}_score").isNotNull()
+        for source in CANDIDATE_SOURCES
+    }
+
+
+def _with_twhin_cosine(scored: DataFrame) -> DataFrame:
+    """`scored` with its two TwHIN vectors (TWHIN_VECTORS) replaced by twhin_cosine and
+    has_twhin_embedding, computed with numpy on Arrow batches."""
     with_cosine = T.StructType(
         [T.StructField(f.name, f.dataType, True) for f in scored.schema.fields if f.name not in TWHIN_VECTORS]
         + [
@@ -363,5 +375,4 @@ def user_tweet_features(
             T.StructField("has_twhin_embedding", T.BooleanType(), True),
         ]
     )
-    with_cosine_rows = scored.mapInArrow(_twhin_cosine_batches, with_cosine)
-    return registered(with_cosine_rows, "user_tweet_features")
+    return scored.mapInArrow(_twhin_cosine_batches, with_cosine)

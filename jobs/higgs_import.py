@@ -263,25 +263,10 @@ def build_engagements(*, activity: pd.DataFrame) -> tuple[pa.Table, pa.Table, di
     b = activity["user_b"].to_numpy(np.int64)
     t = activity["ts"].to_numpy(np.int64)
     kind = activity["type"].to_numpy(object)
-    dropped: dict[str, int] = {}
 
-    is_mt = kind == "MT"
-    keep = np.ones(len(a), dtype=bool)
-    for twin_type, reason in (("RE", "engagements_mention_in_reply"), ("RT", "engagements_mention_in_retweet")):
-        twin = kind == twin_type
-        in_twin = np.zeros(len(a), dtype=bool)
-        in_twin[is_mt] = _row_keys(a[is_mt], b[is_mt], t[is_mt]).isin(_row_keys(a[twin], b[twin], t[twin]))
-        # A mention twinned with both a reply and a retweet is counted once, under reply.
-        dropped[reason] = int(np.count_nonzero(in_twin & keep))
-        keep &= ~in_twin
+    keep, dropped = _mentions_not_twinned(a=a, b=b, t=t, kind=kind)
     a, b, t, kind = a[keep], b[keep], t[keep], kind[keep]
-
-    actions = np.array(sorted(set(ACTION_BY_TYPE.values())), dtype=object)
-    # Vectorised type -> action: each distinct type maps to its action's index in `actions`.
-    type_codes, type_index = np.unique(kind.astype(str), return_inverse=True)
-    code_by_type = np.searchsorted(actions, [ACTION_BY_TYPE[c] for c in type_codes])
-    action_code = np.asarray(code_by_type, dtype=np.int64)[type_index]
-
+    actions, action_code = _action_codes(kind)
     tweet_id = pseudo_post_id(b, t)
 
     # Contract key (user_id, tweet_id, action, created_at); output order: time, then key.
@@ -295,30 +280,67 @@ def build_engagements(*, activity: pd.DataFrame) -> tuple[pa.Table, pa.Table, di
     a, b, t, tweet_id, action_code = (x[first] for x in (a, b, t, tweet_id, action_code))
     self_engagements = int(np.count_nonzero(a == b))
 
-    n = len(a)
-    engagements = _table(
+    engagements = _engagements_table(user_id=a, tweet_id=tweet_id, action_code=action_code, actions=actions, ts=t)
+    tweets = _pseudo_posts_table(tweet_id=tweet_id, author_id=b, ts=t)
+    return tweets, engagements, dropped, self_engagements
+
+
+def _mentions_not_twinned(
+    *, a: np.ndarray, b: np.ndarray, t: np.ndarray, kind: np.ndarray
+) -> tuple[np.ndarray, dict[str, int]]:
+    """The events to keep: all but the mentions at the same (A, B, second) as a reply or retweet
+    of A to B; and the dropped mentions per reason."""
+    dropped: dict[str, int] = {}
+    is_mt = kind == "MT"
+    keep = np.ones(len(a), dtype=bool)
+    for twin_type, reason in (("RE", "engagements_mention_in_reply"), ("RT", "engagements_mention_in_retweet")):
+        twin = kind == twin_type
+        in_twin = np.zeros(len(a), dtype=bool)
+        in_twin[is_mt] = _row_keys(a[is_mt], b[is_mt], t[is_mt]).isin(_row_keys(a[twin], b[twin], t[twin]))
+        # A mention twinned with both a reply and a retweet is counted once, under reply.
+        dropped[reason] = int(np.count_nonzero(in_twin & keep))
+        keep &= ~in_twin
+    return keep, dropped
+
+
+def _action_codes(kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The contract actions (sorted) and, per event, the index of its action among them."""
+    actions = np.array(sorted(set(ACTION_BY_TYPE.values())), dtype=object)
+    # Vectorised type -> action: each distinct type maps to its action's index in `actions`.
+    type_codes, type_index = np.unique(kind.astype(str), return_inverse=True)
+    code_by_type = np.searchsorted(actions, [ACTION_BY_TYPE[c] for c in type_codes])
+    return actions, np.asarray(code_by_type, dtype=np.int64)[type_index]
+
+
+def _engagements_table(
+    *, user_id: np.ndarray, tweet_id: np.ndarray, action_code: np.ndarray, actions: np.ndarray, ts: np.ndarray
+) -> pa.Table:
+    """The engagements contract table, one row per event, in the given order."""
+    return _table(
         ENGAGEMENTS,
         {
-            "user_id": pa.array(a, type=pa.int64()),
+            "user_id": pa.array(user_id, type=pa.int64()),
             "tweet_id": pa.array(tweet_id, type=pa.int64()),
             "action": pa.DictionaryArray.from_arrays(
                 pa.array(action_code.astype(np.int32)), pa.array(actions, type=pa.string())
             ).cast(pa.string()),
-            "created_at": _ts_array(t),
-            "dwell_ms": pa.nulls(n, pa.int32()),
+            "created_at": _ts_array(ts),
+            "dwell_ms": pa.nulls(len(user_id), pa.int32()),
         },
     )
 
-    # Pseudo-posts: one per distinct tweet_id, created at its first engagement.
-    post_order = np.lexsort((t, tweet_id))
+
+def _pseudo_posts_table(*, tweet_id: np.ndarray, author_id: np.ndarray, ts: np.ndarray) -> pa.Table:
+    """Pseudo-posts: one per distinct tweet_id, created at its first engagement; sorted by id."""
+    post_order = np.lexsort((ts, tweet_id))
     sorted_ids = tweet_id[post_order]
     starts = np.ones(len(sorted_ids), dtype=bool)
     starts[1:] = sorted_ids[1:] != sorted_ids[:-1]
     post_ids = sorted_ids[starts]
-    post_created = t[post_order][starts]
-    post_author = b[post_order][starts]
+    post_created = ts[post_order][starts]
+    post_author = author_id[post_order][starts]
     m = len(post_ids)
-    tweets = _table(
+    return _table(
         TWEETS,
         {
             "tweet_id": pa.array(post_ids, type=pa.int64()),
@@ -335,7 +357,6 @@ def build_engagements(*, activity: pd.DataFrame) -> tuple[pa.Table, pa.Table, di
             "deleted_at": pa.nulls(m, pa.timestamp("us", tz="UTC")),
         },
     )
-    return tweets, engagements, dropped, self_engagements
 
 
 # --------------------------------------------------------------------------------------- writing

@@ -113,7 +113,11 @@ def check_columns_present(raw: DataFrame, table: RawTable) -> DataFrame:
     return raw
 
 
-def _first_violation(checks: list[tuple[SparkColumn, str, SparkColumn]]) -> tuple[SparkColumn, SparkColumn]:
+# A row rule: (true where a row breaks it, the rule's name, the detail saying why).
+_Check = tuple[SparkColumn, str, SparkColumn]
+
+
+def _first_violation(checks: list[_Check]) -> tuple[SparkColumn, SparkColumn]:
     """(rule, detail) of the first check whose condition is true, else nulls."""
     rule = F.lit(None).cast(T.StringType())
     detail = F.lit(None).cast(T.StringType())
@@ -134,7 +138,30 @@ def apply_row_rules(raw: DataFrame, *, table: RawTable, now: datetime) -> DataFr
     record = _row_json([raw_cols[c.name].cast("string").alias(c.name) for c in table.columns])
     typed = {c.name: _try_cast(raw_cols[c.name], source_types[c.name], c.dtype) for c in table.columns}
 
-    checks: list[tuple[SparkColumn, str, SparkColumn]] = []
+    checks = [
+        *_type_checks(table, raw_cols=raw_cols, source_types=source_types, typed=typed),
+        *_required_checks(table, typed=typed),
+        *_value_checks(table, typed=typed, now=now),
+        *_cross_column_checks(table, typed=typed),
+    ]
+    rule, detail = _first_violation(checks)
+    return raw.select(
+        *[typed[c.name].alias(c.name) for c in table.columns],
+        rule.alias(_RULE),
+        detail.alias(_DETAIL),
+        record.alias(_RECORD),
+    )
+
+
+def _type_checks(
+    table: RawTable,
+    *,
+    raw_cols: dict[str, SparkColumn],
+    source_types: dict[str, T.DataType],
+    typed: dict[str, SparkColumn],
+) -> list[_Check]:
+    """A non-blank value that cannot be read as its column's contract type."""
+    checks: list[_Check] = []
     for c in table.columns:
         if source_types[c.name] == SPARK_TYPES[c.dtype]:
             continue
@@ -146,42 +173,63 @@ def apply_row_rules(raw: DataFrame, *, table: RawTable, now: datetime) -> DataFr
                 F.concat(F.lit(f"cannot read as {c.dtype}: "), F.substring(value, 1, 80)),
             )
         )
+    return checks
+
+
+def _required_checks(table: RawTable, *, typed: dict[str, SparkColumn]) -> list[_Check]:
+    """A null in a key column or another non-nullable column."""
+    checks: list[_Check] = []
     for c in table.columns:
         if not c.nullable:
             name = "null_key" if c.name in table.key else "null_required"
             checks.append((typed[c.name].isNull(), f"{name}:{c.name}", F.lit(f"{c.name} is null")))
+    return checks
+
+
+def _value_checks(table: RawTable, *, typed: dict[str, SparkColumn], now: datetime) -> list[_Check]:
+    """Per column, in column order: a value outside the allowed values, under the minimum, or a
+    timestamp before EARLIEST_VALID_TIME or after `now`."""
+    checks: list[_Check] = []
     for c in table.columns:
+        value = typed[c.name]
         if c.allowed_values is not None:
             checks.append(
                 (
-                    typed[c.name].isNotNull() & ~typed[c.name].isin(*c.allowed_values),
+                    value.isNotNull() & ~value.isin(*c.allowed_values),
                     f"invalid_value:{c.name}",
-                    F.concat(F.lit(f"{c.name} not in {list(c.allowed_values)}: "), typed[c.name]),
+                    F.concat(F.lit(f"{c.name} not in {list(c.allowed_values)}: "), value),
                 )
             )
         if c.min_value is not None:
             checks.append(
                 (
-                    typed[c.name] < F.lit(c.min_value),
+                    value < F.lit(c.min_value),
                     f"out_of_range:{c.name}",
-                    F.concat(F.lit(f"{c.name} < {c.min_value}: "), typed[c.name].cast("string")),
+                    F.concat(F.lit(f"{c.name} < {c.min_value}: "), value.cast("string")),
                 )
             )
         if c.dtype == "timestamp":
             checks.append(
                 (
-                    typed[c.name] < F.lit(EARLIEST_VALID_TIME),
+                    value < F.lit(EARLIEST_VALID_TIME),
                     f"timestamp_before_2006:{c.name}",
-                    F.concat(F.lit(f"{c.name} before {EARLIEST_VALID_TIME.date()}: "), typed[c.name].cast("string")),
+                    F.concat(F.lit(f"{c.name} before {EARLIEST_VALID_TIME.date()}: "), value.cast("string")),
                 )
             )
             checks.append(
                 (
-                    typed[c.name] > F.lit(now),
+                    value > F.lit(now),
                     f"timestamp_in_future:{c.name}",
-                    F.concat(F.lit(f"{c.name} after {now.isoformat()}: "), typed[c.name].cast("string")),
+                    F.concat(F.lit(f"{c.name} after {now.isoformat()}: "), value.cast("string")),
                 )
             )
+    return checks
+
+
+def _cross_column_checks(table: RawTable, *, typed: dict[str, SparkColumn]) -> list[_Check]:
+    """Two columns that must differ but are equal (a self reference), then two timestamps in the
+    wrong order."""
+    checks: list[_Check] = []
     for left, right in table.distinct_columns:
         checks.append(
             (
@@ -198,14 +246,7 @@ def apply_row_rules(raw: DataFrame, *, table: RawTable, now: datetime) -> DataFr
                 F.concat(F.lit(f"{later} precedes {earlier}: "), typed[later].cast("string")),
             )
         )
-
-    rule, detail = _first_violation(checks)
-    return raw.select(
-        *[typed[c.name].alias(c.name) for c in table.columns],
-        rule.alias(_RULE),
-        detail.alias(_DETAIL),
-        record.alias(_RECORD),
-    )
+    return checks
 
 
 def _row_json(columns: list[SparkColumn]) -> SparkColumn:

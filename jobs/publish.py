@@ -159,96 +159,44 @@ def publish_version(
     current ones), as a new version and make it current (module docstring). `as_of`: the moment the
     datasets describe (default now). `metadata` (what the feeds were built with) goes into the
     version's manifest and the pointer."""
-    import redis
-
-    metadata = dict(metadata or {})
-    clash = sorted(set(metadata) & {*POINTER_FIELDS, "state", "rolled_back_from"})
-    if clash:
-        raise ValueError(f"metadata may not set the pointer's own fields {clash}")
+    metadata = _checked_metadata(metadata)
     started = time.monotonic()
     as_of = as_of or datetime.now(UTC)
     previous = version = None
-    size = total = 0
+    # Filled while writing, so a failed publication knows which keys to delete.
     written: dict[str, tuple[KeySpace, array]] = {d.space.name: (d.space, array("q")) for d in datasets}
     try:
         source_versions = {**_source_versions(sources), **(versions or {})}
         con = source_connection(sources, versions=source_versions, as_of=as_of, config=config)
-        items = con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0] if FEEDS_TABLE in sources else 0
-        if not items:
-            raise PublishError(f"{sources.get(FEEDS_TABLE)} holds no feed")
+        items = _feed_items(con, sources)
         expire_old_versions(client, keep=set(), grace_seconds=grace_seconds)  # what killed publications left
-        pointer = current_pointer(client)
-        previous = int(pointer["version"]) if pointer.get("version") else None
-        version = int(client.incr(VERSION_COUNTER))
-        client.sadd(LIVE, version)
-        client.hset(manifest_key(version), mapping={"state": "writing", "started_at": _now()})
-        pipe = client.pipeline(transaction=False)
-        pending = 0
-        for dataset in datasets:
-            ids = written[dataset.space.name][1]
-            for id_, value in dataset.records(con, as_of, config):
-                key = dataset.space.key(version, id_)
-                pipe.set(key, value)
-                ids.append(id_)
-                size, total, pending = size + len(value), total + _digest(key, value), pending + 1
-                if pending == batch_keys:
-                    pipe.execute()
-                    pending = 0
-        pipe.execute()
+        previous = _current_version(client)
+        version = _open_version(client)
+        size, total = _write_datasets(
+            client, version, datasets, written, con=con, as_of=as_of, config=config, batch_keys=batch_keys
+        )
         users = len(written[FEEDS.name][1]) if FEEDS.name in written else 0
         keys = sum(len(ids) for _, ids in written.values())
         checksum = _checksum(total)
         verify_version(client, version, _keys_written(version, written), checksum=checksum, batch_keys=batch_keys)
         published_at = _now()
-        counts = {f"keys_{name}": len(ids) for name, (_, ids) in written.items()}
-        client.hset(
-            manifest_key(version),
-            mapping={
-                "state": "verified",
-                "users": users,
-                "items": items,
-                "keys": keys,
-                "bytes": size,
-                "checksum": checksum,
-                "as_of": as_of.isoformat(),
-                "sources": json.dumps(source_versions, sort_keys=True),
-                "layout": LAYOUT_VERSION,
-                "datasets": ",".join(written),
-                **counts,
-                **metadata,
-            },
+        summary = {"users": users, "items": items, "keys": keys}
+        manifest = _verified_manifest(
+            summary, size=size, checksum=checksum, as_of=as_of, source_versions=source_versions, written=written
         )
-        _switch(
-            client,
-            expected=previous,
-            version=version,
-            fields={
-                "version": version,
-                "previous": "" if previous is None else previous,
-                "published_at": published_at,
-                "users": users,
-                "items": items,
-                "keys": keys,
-                "checksum": checksum,
-                "layout": LAYOUT_VERSION,
-                "datasets": ",".join(written),
-                **metadata,
-            },
+        client.hset(manifest_key(version), mapping={**manifest, **metadata})
+        pointer = _pointer_fields(
+            version, previous, published_at=published_at, summary=summary, checksum=checksum, written=written
         )
+        _switch(client, expected=previous, version=version, fields={**pointer, **metadata})
     except BaseException as exc:
         # Before the switch returned: the pointer still names `previous` (or another publisher's version).
         if version is not None:
             _delete_unserved(client, version, _keys_written(version, written))
         if not isinstance(exc, (*REDIS_ERRORS, PublishError)) or (isinstance(exc, PublishError) and version is None):
             raise
-        served = f"version {previous} is still served" if previous is not None else "nothing was published before"
-        done = sum(len(ids) for _, ids in written.values())
-        if isinstance(exc, redis.exceptions.OutOfMemoryError):
-            raise PublishError(
-                f"Redis is out of memory (maxmemory) after {done} keys of version {version}: "
-                f"the version is discarded; {served}"
-            ) from exc
-        raise PublishError(f"publication of version {version} failed after {done} keys ({exc}); {served}") from exc
+        keys_done = sum(len(ids) for _, ids in written.values())
+        raise _publication_failed(exc, version=version, previous=previous, keys_done=keys_done) from exc
     expire_old_versions(client, keep={version, previous}, grace_seconds=grace_seconds)
     return PublishResult(
         version,
@@ -262,6 +210,126 @@ def publish_version(
         published_at,
         {name: len(ids) for name, (_, ids) in written.items()},
     )
+
+
+def _checked_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+    """A copy of `metadata`, refused if it would overwrite a field of the pointer or manifest."""
+    metadata = dict(metadata or {})
+    clash = sorted(set(metadata) & {*POINTER_FIELDS, "state", "rolled_back_from"})
+    if clash:
+        raise ValueError(f"metadata may not set the pointer's own fields {clash}")
+    return metadata
+
+
+def _feed_items(con, sources: dict[str, Path]) -> int:
+    """The number of feed items to publish; a publication without any is refused."""
+    items = con.sql(f"SELECT count(*) FROM {FEEDS_TABLE}").fetchall()[0][0] if FEEDS_TABLE in sources else 0
+    if not items:
+        raise PublishError(f"{sources.get(FEEDS_TABLE)} holds no feed")
+    return items
+
+
+def _current_version(client) -> int | None:
+    """The version the pointer names now, None before the first publication."""
+    pointer = current_pointer(client)
+    return int(pointer["version"]) if pointer.get("version") else None
+
+
+def _open_version(client) -> int:
+    """A new version number, registered as live with a manifest in state 'writing'."""
+    version = int(client.incr(VERSION_COUNTER))
+    client.sadd(LIVE, version)
+    client.hset(manifest_key(version), mapping={"state": "writing", "started_at": _now()})
+    return version
+
+
+def _write_datasets(
+    client,
+    version: int,
+    datasets: Sequence[Dataset],
+    written: dict[str, tuple[KeySpace, array]],
+    *,
+    con,
+    as_of: datetime,
+    config: PublicationConfig,
+    batch_keys: int,
+) -> tuple[int, int]:
+    """Write every record of `datasets` under `version`, `batch_keys` keys per pipeline, appending each
+    id to `written` as it goes: the bytes written and the sum of the key/value digests."""
+    size = total = 0
+    pipe = client.pipeline(transaction=False)
+    pending = 0
+    for dataset in datasets:
+        ids = written[dataset.space.name][1]
+        for id_, value in dataset.records(con, as_of, config):
+            key = dataset.space.key(version, id_)
+            pipe.set(key, value)
+            ids.append(id_)
+            size, total, pending = size + len(value), total + _digest(key, value), pending + 1
+            if pending == batch_keys:
+                pipe.execute()
+                pending = 0
+    pipe.execute()
+    return size, total
+
+
+def _verified_manifest(
+    summary: dict[str, int],
+    *,
+    size: int,
+    checksum: str,
+    as_of: datetime,
+    source_versions: dict[str, int],
+    written: dict[str, tuple[KeySpace, array]],
+) -> dict:
+    """The manifest fields of a version whose keys were read back and match the tables."""
+    return {
+        "state": "verified",
+        **summary,
+        "bytes": size,
+        "checksum": checksum,
+        "as_of": as_of.isoformat(),
+        "sources": json.dumps(source_versions, sort_keys=True),
+        "layout": LAYOUT_VERSION,
+        "datasets": ",".join(written),
+        **{f"keys_{name}": len(ids) for name, (_, ids) in written.items()},
+    }
+
+
+def _pointer_fields(
+    version: int,
+    previous: int | None,
+    *,
+    published_at: str,
+    summary: dict[str, int],
+    checksum: str,
+    written: dict[str, tuple[KeySpace, array]],
+) -> dict:
+    """The current-version pointer's fields (POINTER_FIELDS) for `version`."""
+    return {
+        "version": version,
+        "previous": "" if previous is None else previous,
+        "published_at": published_at,
+        **summary,
+        "checksum": checksum,
+        "layout": LAYOUT_VERSION,
+        "datasets": ",".join(written),
+    }
+
+
+def _publication_failed(
+    exc: BaseException, *, version: int | None, previous: int | None, keys_done: int
+) -> PublishError:
+    """The PublishError for a publication that failed before its switch: what is served now."""
+    import redis
+
+    served = f"version {previous} is still served" if previous is not None else "nothing was published before"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return PublishError(
+            f"Redis is out of memory (maxmemory) after {keys_done} keys of version {version}: "
+            f"the version is discarded; {served}"
+        )
+    return PublishError(f"publication of version {version} failed after {keys_done} keys ({exc}); {served}")
 
 
 def _keys_written(version: int, written: dict[str, tuple[KeySpace, array]]) -> Iterator[str]:

@@ -18,11 +18,10 @@ from benchmarks.suite import (
     exit_status,
     kept_records,
     main,
-    parse_benchmark_output,
-    run_benchmark,
     run_steps,
     select_steps,
 )
+from benchmarks.suite_run import parse_benchmark_output, run_benchmark
 from benchmarks.suite_summary import combined_document, summary_rows, summary_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -14,11 +14,9 @@ from models.report import (
     histogram,
     reliability_bins,
     render_ranking_report,
-    svg_bar_chart,
-    svg_histogram,
-    svg_line_chart,
     write_ranking_report,
 )
+from models.svg_charts import svg_bar_chart, svg_histogram, svg_line_chart
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 SVG_XMLNS = "http://www.w3.org/2000/svg"

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from jobs import simclusters as sc
+from jobs.simclusters_known_for import seed_producers, undirected
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -76,12 +77,12 @@ def test_seeds_are_numbered_by_tier_then_key(spark):
         [(1, 2, 1.0), (1, 3, 1.0), (10, 11, 0.5), (10, 12, 0.5)],
         "producer_id bigint, neighbor_id bigint, cosine double",
     )
-    graph = sc._undirected(similarity)
+    graph = undirected(similarity)
     degrees = graph.groupBy(graph.src.alias("producer_id")).agg({"w": "sum"}).withColumnRenamed("sum(w)", "degree")
-    assert _rows(sc._seed_producers(graph, degrees, k=2, seed=7), "producer_id", "cluster_id") == [(1, 0), (10, 1)]
-    assert _rows(sc._seed_producers(graph, degrees, k=1, seed=7), "producer_id", "cluster_id") == [(1, 0)]
+    assert _rows(seed_producers(graph, degrees, k=2, seed=7), "producer_id", "cluster_id") == [(1, 0), (10, 1)]
+    assert _rows(seed_producers(graph, degrees, k=1, seed=7), "producer_id", "cluster_id") == [(1, 0)]
     # Then the rest by key: 2 and 3 (degree 1) before 11 and 12 (0.5), in hash order.
-    four = dict(_rows(sc._seed_producers(graph, degrees, k=4, seed=7), "producer_id", "cluster_id"))
+    four = dict(_rows(seed_producers(graph, degrees, k=4, seed=7), "producer_id", "cluster_id"))
     assert four[1] == 0 and four[10] == 1 and set(four) == {1, 10, 2, 3} and {four[2], four[3]} == {2, 3}
 
 

@@ -165,17 +165,53 @@ class Users:
 
 
 def make_users(cfg: WorldConfig, com: Communities) -> Users:
+    """The accounts, drawn from the users stream in a fixed order: creation times, interests,
+    popularity, activity, verification, NSFW flags, languages."""
     rng = stream(cfg.seed, STAGE_USERS)
-    n, k = cfg.n_users, com.k
+    n = cfg.n_users
+    created = _creation_times(rng, cfg, n)
+    home, interest_idx, interest_w = _interests(rng, cfg, com, n)
+    fitness, is_celebrity = _popularity(rng, cfg, created)
+    post_activity, consume_activity, propensity, skill = _activity(rng, cfg, fitness, is_celebrity)
+    is_verified = _verified(rng, cfg, fitness, is_celebrity)
+    is_nsfw_poster = (rng.random(n) < cfg.share_nsfw_posters) & ~is_celebrity
+    allow_nsfw = (rng.random(n) < cfg.share_allow_nsfw) | is_nsfw_poster
+    lang, utc_offset_h = _languages(rng, cfg, com, home)
+    return Users(
+        n=n,
+        ids=np.arange(1, n + 1, dtype=np.int64),
+        created_us=created,
+        home=home,
+        interest_idx=interest_idx,
+        interest_w=interest_w,
+        fitness=fitness,
+        is_celebrity=is_celebrity,
+        post_activity=post_activity,
+        consume_activity=consume_activity,
+        propensity=propensity,
+        skill=skill,
+        is_verified=is_verified,
+        allow_nsfw=allow_nsfw,
+        is_nsfw_poster=is_nsfw_poster,
+        lang=lang,
+        utc_offset_h=utc_offset_h,
+    )
 
-    # Creation times: growth accelerates, so recent accounts are more common. Sorted => ids
-    # increase with account age like real ids do.
+
+def _creation_times(rng: np.random.Generator, cfg: WorldConfig, n: int) -> np.ndarray:
+    """Account creation times: growth accelerates, so recent accounts are more common. Sorted =>
+    ids increase with account age like real ids do."""
     first = to_us(FIRST_ACCOUNT_TIME)
     last = cfg.tweet_start_us - US_PER_DAY
-    created = np.sort(first + np.floor(rng.random(n) ** 0.7 * (last - first)).astype(np.int64))
-    ids = np.arange(1, n + 1, dtype=np.int64)
+    return np.sort(first + np.floor(rng.random(n) ** 0.7 * (last - first)).astype(np.int64))
 
-    # Interests: a home community plus up to two others, sparse weights (home dominates).
+
+def _interests(
+    rng: np.random.Generator, cfg: WorldConfig, com: Communities, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A home community plus up to two others, sparse weights (home dominates): the home, the
+    (n, 3) interest communities and their (n, 3) weights."""
+    k = com.k
     home = rng.choice(k, size=n, p=com.share).astype(np.int32)
     m = rng.choice(3, size=n, p=np.asarray(cfg.interests_per_user_probs)) + 1
     idx = np.empty((n, 3), dtype=np.int32)
@@ -186,8 +222,12 @@ def make_users(cfg: WorldConfig, com: Communities) -> Users:
     w[:, 1][idx[:, 1] == idx[:, 0]] = 0.0
     w[:, 2][(idx[:, 2] == idx[:, 0]) | (idx[:, 2] == idx[:, 1])] = 0.0
     w /= w.sum(axis=1, keepdims=True)
+    return home, idx, w
 
-    # Popularity: heavy tailed, older accounts a bit more popular; a few celebrities.
+
+def _popularity(rng: np.random.Generator, cfg: WorldConfig, created: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fitness, heavy tailed, older accounts a bit more popular; and the few celebrities."""
+    n = len(created)
     age_years = (cfg.tweet_start_us - created) / (365.25 * US_PER_DAY)
     fitness = lognormal_mean1(rng, cfg.fitness_sigma, n) * (1.0 + age_years / 10.0)
     is_celebrity = np.zeros(n, dtype=bool)
@@ -197,7 +237,15 @@ def make_users(cfg: WorldConfig, com: Communities) -> Users:
         celebs = rng.choice(n // 2, size=n_celeb, replace=False)
         is_celebrity[celebs] = True
         fitness[celebs] = np.maximum(fitness[celebs], np.quantile(fitness, 0.995))
+    return fitness, is_celebrity
 
+
+def _activity(
+    rng: np.random.Generator, cfg: WorldConfig, fitness: np.ndarray, is_celebrity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Posting and consumption activity (correlated, mean 1), engagement propensity and author
+    skill."""
+    n = len(fitness)
     z_post = rng.normal(size=n)
     z_cons = 0.5 * z_post + np.sqrt(0.75) * rng.normal(size=n)
     s = cfg.posting_sigma
@@ -210,44 +258,32 @@ def make_users(cfg: WorldConfig, com: Communities) -> Users:
     consume /= max(consume.mean(), 1e-12)
     propensity = rng.normal(0.0, 0.6, size=n) + 0.3 * z_cons
     skill = rng.normal(0.0, 0.5, size=n) + 0.15 * np.log(fitness)
+    return post_activity, consume, propensity, skill
 
-    # Verified: the most popular accounts (with noise) plus all celebrities.
+
+def _verified(rng: np.random.Generator, cfg: WorldConfig, fitness: np.ndarray, is_celebrity: np.ndarray) -> np.ndarray:
+    """Verified: the most popular accounts (with noise) plus all celebrities."""
+    n = len(fitness)
     n_ver = int(round(cfg.share_verified * n))
     score = np.log(fitness) + rng.gumbel(size=n)
     is_verified = np.zeros(n, dtype=bool)
     if n_ver:
         is_verified[np.argsort(-score, kind="stable")[:n_ver]] = True
-    is_verified |= is_celebrity
+    return is_verified | is_celebrity
 
-    is_nsfw_poster = (rng.random(n) < cfg.share_nsfw_posters) & ~is_celebrity
-    allow_nsfw = (rng.random(n) < cfg.share_allow_nsfw) | is_nsfw_poster
 
-    # Language: mostly the home community's, some drawn globally, some unknown.
+def _languages(
+    rng: np.random.Generator, cfg: WorldConfig, com: Communities, home: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Language, mostly the home community's, some drawn globally, some unknown (-1); and the UTC
+    offset, the home community's give or take an hour."""
+    n = len(home)
     lang = com.lang[home].astype(np.int16)
     other = rng.random(n) < 0.15
     lang[other] = rng.choice(len(LANGS), size=int(other.sum()), p=LANG_P)
     lang[rng.random(n) < cfg.share_null_lang] = -1
     utc = com.utc_offset_h[home] + rng.choice([-1.0, 0.0, 0.0, 1.0], size=n)
-
-    return Users(
-        n=n,
-        ids=ids,
-        created_us=created,
-        home=home,
-        interest_idx=idx,
-        interest_w=w,
-        fitness=fitness,
-        is_celebrity=is_celebrity,
-        post_activity=post_activity,
-        consume_activity=consume,
-        propensity=propensity,
-        skill=skill,
-        is_verified=is_verified,
-        allow_nsfw=allow_nsfw,
-        is_nsfw_poster=is_nsfw_poster,
-        lang=lang,
-        utc_offset_h=utc,
-    )
+    return lang, utc
 
 
 def sample_interest(rng: np.random.Generator, users: Users, rows: np.ndarray) -> np.ndarray:

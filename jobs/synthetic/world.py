@@ -10,15 +10,17 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from core.contract import RAW_TABLES, RAW_TABLES_BY_NAME, arrow_schema
 from jobs.synthetic import tables
 from jobs.synthetic.config import STAGE_IMPRESSIONS, GenerationSummary, WorldConfig, stream
 from jobs.synthetic.engagements import draw_engagements, merge_sorted, unlogged_likes
-from jobs.synthetic.graph import CommunitySampler, make_follows
+from jobs.synthetic.graph import CommunitySampler, Follows, make_follows
 from jobs.synthetic.impressions import (
     SOURCE_NAMES,
     build_context,
@@ -27,7 +29,7 @@ from jobs.synthetic.impressions import (
     sample_impressions,
 )
 from jobs.synthetic.model import model_json, probabilities
-from jobs.synthetic.social import make_lists, make_social_actions
+from jobs.synthetic.social import Lists, SocialActions, make_lists, make_social_actions
 from jobs.synthetic.truth import (
     IMPRESSIONS_SCHEMA,
     communities_truth,
@@ -38,8 +40,8 @@ from jobs.synthetic.truth import (
     users_truth,
     write_metadata,
 )
-from jobs.synthetic.tweets import author_index, make_tweets
-from jobs.synthetic.users import make_communities, make_users
+from jobs.synthetic.tweets import Tweets, author_index, make_tweets
+from jobs.synthetic.users import Communities, Users, make_communities, make_users
 from jobs.synthetic.writer import PartWriter, reset_dir, write_single
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,20 @@ CHUNK_ROWS = 5_000_000  # rows converted to Arrow at a time for the big static t
 
 def _writer(raw: Path, name: str, cfg: WorldConfig) -> PartWriter:
     return PartWriter(raw / name, arrow_schema(RAW_TABLES_BY_NAME[name]), cfg)
+
+
+def _chunks(n_rows: int) -> Iterator[tuple[int, int]]:
+    """(lo, hi) row ranges of at most CHUNK_ROWS rows covering n_rows."""
+    for lo in range(0, n_rows, CHUNK_ROWS):
+        yield lo, min(lo + CHUNK_ROWS, n_rows)
+
+
+def _write_raw_table(raw: Path, name: str, cfg: WorldConfig, parts: Iterable[pa.Table]) -> int:
+    """Write the parts of raw table `name` in order; the rows written."""
+    w = _writer(raw, name, cfg)
+    for part in parts:
+        w.write(part)
+    return w.close()
 
 
 def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
@@ -70,28 +86,17 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
     com = make_communities(cfg)
     users = make_users(cfg, com)
     handles = users.handles(cfg.seed)
-    w = _writer(raw, "users", cfg)
-    w.write(tables.users_table(users, handles))
-    rows["users"] = w.close()
+    rows["users"] = _write_raw_table(raw, "users", cfg, [tables.users_table(users, handles)])
     done("users")
 
     sampler = CommunitySampler(users, com.k)
     follows = make_follows(cfg, users, sampler)
-    w = _writer(raw, "follows", cfg)
-    for lo in range(0, len(follows), CHUNK_ROWS):
-        w.write(tables.follows_table(users, follows, lo, min(lo + CHUNK_ROWS, len(follows))))
-    rows["follows"] = w.close()
+    follow_parts = (tables.follows_table(users, follows, lo, hi) for lo, hi in _chunks(len(follows)))
+    rows["follows"] = _write_raw_table(raw, "follows", cfg, follow_parts)
     done("follows")
 
     tweets = make_tweets(cfg, users, com, handles)
-    w = _writer(raw, "tweets", cfg)
-    tw_truth = PartWriter(truth / "tweets", tweets_truth(tweets, 0, 0).schema, cfg)
-    for lo in range(0, tweets.n, CHUNK_ROWS):
-        hi = min(lo + CHUNK_ROWS, tweets.n)
-        w.write(tables.tweets_table(users, tweets, lo, hi))
-        tw_truth.write(tweets_truth(tweets, lo, hi))
-    rows["tweets"] = w.close()
-    truth_rows["tweets"] = tw_truth.close()
+    rows["tweets"], truth_rows["tweets"] = _write_tweets(cfg, raw, truth, users, tweets)
     tweets.text = None  # the largest array; not needed any more
     del handles
     gc.collect()
@@ -108,22 +113,10 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
         cfg, raw, truth, ctx, users, tweets, done
     )
 
-    for name, table in (
-        ("social_actions", tables.social_actions_table(users, social)),
-        ("lists", tables.lists_table(users, lists)),
-        ("list_members", tables.list_members_table(users, lists)),
-    ):
-        w = _writer(raw, name, cfg)
-        w.write(table)
-        rows[name] = w.close()
-
-    truth_rows["communities"] = write_single(truth / "communities.parquet", communities_truth(com), cfg)
-    truth_rows["users"] = write_single(truth / "users.parquet", users_truth(users, com.k, follows.in_degree()), cfg)
-    truth_rows["lists"] = write_single(truth / "lists.parquet", lists_truth(lists), cfg)
+    rows.update(_write_social_tables(cfg, raw, users, social, lists))
+    truth_rows.update(_write_world_truth(cfg, truth, com, users, follows, lists))
     rows = {t.name: rows[t.name] for t in RAW_TABLES}
-    policy = policy_json(cfg)
-    total = max(int(source_counts.sum()), 1)
-    policy["measured_source_share"] = {name: round(int(c) / total, 4) for name, c in zip(SOURCE_NAMES, source_counts)}
+    policy = _policy_with_measured_shares(cfg, source_counts)
     write_metadata(truth / "metadata.json", metadata(cfg, com, policy, model_json(), rows, truth_rows))
     return GenerationSummary(
         out_dir=out_dir,
@@ -133,6 +126,49 @@ def generate_world(config: WorldConfig, out_dir: Path) -> GenerationSummary:
         n_communities=com.k,
         config=cfg,
     )
+
+
+def _write_tweets(cfg: WorldConfig, raw: Path, truth: Path, users: Users, tweets: Tweets) -> tuple[int, int]:
+    """The tweets raw table and its truth, chunk by chunk: the raw rows and truth rows written."""
+    w = _writer(raw, "tweets", cfg)
+    tw_truth = PartWriter(truth / "tweets", tweets_truth(tweets, 0, 0).schema, cfg)
+    for lo, hi in _chunks(tweets.n):
+        w.write(tables.tweets_table(users, tweets, lo, hi))
+        tw_truth.write(tweets_truth(tweets, lo, hi))
+    return w.close(), tw_truth.close()
+
+
+def _write_social_tables(
+    cfg: WorldConfig, raw: Path, users: Users, social: SocialActions, lists: Lists
+) -> dict[str, int]:
+    """The social_actions, lists and list_members raw tables: the rows written per table."""
+    return {
+        name: _write_raw_table(raw, name, cfg, [table])
+        for name, table in (
+            ("social_actions", tables.social_actions_table(users, social)),
+            ("lists", tables.lists_table(users, lists)),
+            ("list_members", tables.list_members_table(users, lists)),
+        )
+    }
+
+
+def _write_world_truth(
+    cfg: WorldConfig, truth: Path, com: Communities, users: Users, follows: Follows, lists: Lists
+) -> dict[str, int]:
+    """The single-file truth tables (communities, users, lists): the rows written per table."""
+    return {
+        "communities": write_single(truth / "communities.parquet", communities_truth(com), cfg),
+        "users": write_single(truth / "users.parquet", users_truth(users, com.k, follows.in_degree()), cfg),
+        "lists": write_single(truth / "lists.parquet", lists_truth(lists), cfg),
+    }
+
+
+def _policy_with_measured_shares(cfg: WorldConfig, source_counts: np.ndarray) -> dict:
+    """The policy description with the share of impressions each source really served."""
+    policy = policy_json(cfg)
+    total = max(int(source_counts.sum()), 1)
+    policy["measured_source_share"] = {name: round(int(c) / total, 4) for name, c in zip(SOURCE_NAMES, source_counts)}
+    return policy
 
 
 def _write_engagements(
