@@ -452,6 +452,17 @@ def user_author_features(
     )
 
 
+def _follow_events(follows: DataFrame, *, user: str, author: str, action: str) -> DataFrame:
+    """The follow edges as (user_id, author_id, action, created_at, score) events, one direction."""
+    return follows.select(
+        F.col(user).alias("user_id"),
+        F.col(author).alias("author_id"),
+        F.lit(action).alias("action"),
+        "created_at",
+        F.lit(None).cast("double").alias("score"),
+    )
+
+
 def _user_author_events(interactions: DataFrame, follows: DataFrame, realgraph: DataFrame) -> DataFrame:
     """One event list (user_id, author_id, action, created_at, score) of the user's interactions with
     the author, the follows either way (actions _FOLLOWS, _FOLLOWED_BY) and the RealGraph scores
@@ -460,24 +471,8 @@ def _user_author_events(interactions: DataFrame, follows: DataFrame, realgraph: 
     no_score = F.lit(None).cast("double").alias("score")
     return (
         interactions.select("user_id", "author_id", "action", "created_at", no_score)
-        .unionByName(
-            follows.select(
-                F.col("follower_id").alias("user_id"),
-                F.col("followee_id").alias("author_id"),
-                F.lit(_FOLLOWS).alias("action"),
-                "created_at",
-                no_score,
-            )
-        )
-        .unionByName(
-            follows.select(
-                F.col("followee_id").alias("user_id"),
-                F.col("follower_id").alias("author_id"),
-                F.lit(_FOLLOWED_BY).alias("action"),
-                "created_at",
-                no_score,
-            )
-        )
+        .unionByName(_follow_events(follows, user="follower_id", author="followee_id", action=_FOLLOWS))
+        .unionByName(_follow_events(follows, user="followee_id", author="follower_id", action=_FOLLOWED_BY))
         .unionByName(
             realgraph.select(
                 "user_id",

@@ -118,17 +118,7 @@ def _representations(spark, as_of=WINDOW.start) -> Representations:
 
 
 def _examples(spark, *, later: bool) -> dict[tuple, dict]:
-    f = _frames(spark, later=later)
-    df = training_examples(
-        f["users"],
-        f["follows"],
-        f["mutual_follows"],
-        f["tweets"],
-        f["engagements"],
-        f["social_actions"],
-        _representations(spark),
-        window=WINDOW,
-    )
+    df = _build(spark, _representations(spark), later=later)
     assert df.columns == [*EXAMPLE_KEYS, *HEADS, *[feature.qualified_name for feature in FEATURES]]
     return {(r["user_id"], r["tweet_id"], as_utc(r["impression_time"])): r.asDict() for r in df.collect()}
 
@@ -200,8 +190,8 @@ def test_no_feature_of_an_earlier_impression_sees_later_events(spark, examples):
     assert later[(1, 11, at(28))]["like"] == 1 and examples[(1, 11, at(28))]["like"] == 0
 
 
-def _build(spark, representations):
-    f = _frames(spark, later=False)
+def _build(spark, representations, *, later: bool = False):
+    f = _frames(spark, later=later)
     return training_examples(
         f["users"],
         f["follows"],
@@ -427,16 +417,7 @@ def test_a_broken_training_set_fails_its_suite(spark, tmp_path):
     from data_quality.validation import check_table
 
     f = _frames(spark, later=False)
-    table = training_examples(
-        f["users"],
-        f["follows"],
-        f["mutual_follows"],
-        f["tweets"],
-        f["engagements"],
-        f["social_actions"],
-        _representations(spark),
-        window=WINDOW,
-    ).cache()
+    table = _build(spark, _representations(spark)).cache()
     read = {"users": f["users"], "tweets": f["tweets"]}.__getitem__
     spec = TABLE_SPECS["training_examples"]
     assert check_table(table, spec, read, as_of=WINDOW.end).success
