@@ -72,7 +72,7 @@ def _as_of(tables_dir: Path) -> datetime:
 
 def main() -> None:
     from core.settings import load_settings
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warehouse", type=Path, required=True)

@@ -272,7 +272,7 @@ def bench_heuristics(users: int, rows_per_user: int) -> dict:
     from core.feed_heuristics import FeedHeuristics
     from core.settings import load_settings
     from jobs.ranking import apply_heuristics
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     spark, heuristics = resources_from_settings(load_settings())["spark"].get_session(), FeedHeuristics()
 

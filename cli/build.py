@@ -148,7 +148,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from data_quality.specs import TABLE_SPECS
     from data_quality.validation import check_tables
     from jobs.delta_io import is_delta_table, read_delta
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     settings = settings_from_args(args)
     tables_dir = settings.tables_dir
@@ -217,7 +217,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     `settings.dagster_home`."""
     from jobs.training_set import TrainingWindow
     from orchestration.instance import local_instance
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
     from orchestration.training_examples import training_build_time
     from orchestration.training_set import build_training_set
 

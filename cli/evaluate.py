@@ -74,7 +74,7 @@ def _eval_higgs_ranking(args: argparse.Namespace) -> int:
     from evaluation.higgs_ranking import evaluate_higgs_ranking
     from evaluation.ranking import REPORT_NAME
     from models.report import render_ranking_report, write_ranking_report
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     imported = Path(args.higgs)
     if not (imported / "raw" / "engagements").is_dir():

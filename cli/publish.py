@@ -16,7 +16,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from core.quality_bounds import QualityBounds
     from jobs.delta_io import is_delta_table
     from orchestration.publication import FEEDS_TABLE, check_published_tables, publish_to_redis
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     settings = settings_from_args(args)
     table = settings.tables_dir / FEEDS_TABLE

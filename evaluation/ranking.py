@@ -198,7 +198,7 @@ def ranked_feed_positions(pool: pd.DataFrame, heavy_score: np.ndarray, heuristic
 def _build(
     settings: HomefeedSettings, world_dir: Path, warehouse: Path, window: TrainingWindow, *, daily: bool, rebuild: bool
 ) -> None:
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     as_of = world_end_time(world_dir)
     fingerprint = hashlib.sha256(f"{world_dir.resolve()}:{as_of.isoformat()}".encode()).hexdigest()[:16]
@@ -285,7 +285,7 @@ def evaluate_ranking(
     heuristics: FeedHeuristics = FeedHeuristics(),
 ) -> dict:
     """Build, train and measure (module docstring); returns the JSON result, whose `report` is the HTML path."""
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     warehouse = (warehouse or world_dir / "eval-ranking" / "warehouse").resolve()
     window = TrainingWindow.ending_at(world_end_time(world_dir), days=days)

@@ -96,6 +96,11 @@ class AssetVariant:
     def keys(self, names: Iterable[str]) -> list[dg.AssetKey]:
         return [self.key(name) for name in names]
 
+    def ins(self, names: Iterable[str]) -> dict[str, dg.AssetIn]:
+        """Upstream tables passed to the body as parameters of the same names (loaded by the
+        `io_manager`, `orchestration.delta_io_manager`)."""
+        return {name: dg.AssetIn(key=self.key(name)) for name in names}
+
     def op_name(self, name: str) -> str:
         """A multi-asset's op name, unique among the variants."""
         return "__".join([*self.key_prefix, name])

@@ -23,7 +23,7 @@ from orchestration.jobs import (
     representation_snapshots_job,
     training_set_job,
 )
-from orchestration.resources import resources_from_settings
+from orchestration.resource_bindings import resources_from_settings
 from orchestration.schedules import daily_build_schedule, raw_input_sensor
 
 MAIN_ASSETS = [

@@ -13,7 +13,7 @@ import dagster as dg
 from core.settings import HomefeedSettings
 from orchestration.definitions import ALL_ASSETS, ALL_CHECKS
 from orchestration.errors import without_jvm_frames
-from orchestration.resources import resources_from_settings
+from orchestration.resource_bindings import resources_from_settings
 
 
 @dataclass(frozen=True)

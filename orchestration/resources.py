@@ -1,4 +1,4 @@
-"""Dagster resources, configured from the one settings object."""
+"""Dagster resources: Spark, the warehouse, TwHIN training, data-quality bounds, Redis (built from the settings by `orchestration.resource_bindings`)."""
 
 import json
 from datetime import UTC, datetime
@@ -7,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 from pyspark.sql import SparkSession
 
-from core.settings import HomefeedSettings
 from core.storage import models_root, storage_path
 from jobs.spark_session import build_spark_session
 
@@ -98,27 +97,3 @@ class QualityResource(dg.ConfigurableResource):
         from core.quality_bounds import QualityBounds
 
         return QualityBounds.with_overrides(json.loads(self.bounds_json))
-
-
-def resources_from_settings(settings: HomefeedSettings) -> dict[str, dg.ConfigurableResource]:
-    return {
-        "spark": SparkResource(
-            master=settings.spark_master,
-            cache_dir=str(settings.cache_dir),
-            driver_memory=settings.spark_driver_memory,
-            shuffle_partitions=settings.spark_shuffle_partitions,
-            object_storage_conf=settings.object_storage_conf,
-            extra_conf=dict(settings.spark_conf),
-        ),
-        "warehouse": WarehouseResource(
-            path=str(settings.warehouse),
-            raw_input=str(settings.raw_input),
-            as_of=settings.as_of.isoformat() if settings.as_of else None,
-            models=str(settings.models_dir) if settings.models_dir else None,
-        ),
-        "twhin": TwhinResource(device=settings.twhin_device, threads=settings.twhin_threads),
-        "quality": QualityResource(bounds_json=json.dumps(settings.dq_bounds)),
-        "redis": RedisResource(
-            url=settings.redis_url, grace_seconds=settings.publish_grace_seconds, cluster=settings.redis_cluster
-        ),
-    }

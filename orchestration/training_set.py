@@ -21,7 +21,7 @@ from jobs.training_set import TrainingWindow
 from orchestration.asset_variants import snapshot_dir as representations_dir
 from orchestration.assets.training import TrainingSetParams
 from orchestration.materialize import materialize_assets
-from orchestration.resources import resources_from_settings
+from orchestration.resource_bindings import resources_from_settings
 from orchestration.snapshot_builds import build_representation_snapshots
 from orchestration.training_examples import (
     TRAINING_TABLE,

@@ -625,7 +625,7 @@ def test_asset_materializes_on_a_tiny_warehouse(spark, settings, tmp_path):
     from jobs.delta_io import read_delta
     from models.twhin.export import embeddings_table, write_delta
     from orchestration.assets.candidates import CANDIDATE_ASSETS
-    from orchestration.resources import resources_from_settings
+    from orchestration.resource_bindings import resources_from_settings
 
     run_settings = settings.model_copy(update={"warehouse": tmp_path, "as_of": AS_OF})
     tables = run_settings.tables_dir

@@ -630,12 +630,14 @@ def test_feature_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_pat
 
     from jobs.delta_io import read_delta
     from orchestration.assets.features import FEATURE_ASSETS
-    from orchestration.resources import resources_from_settings
+    from orchestration.definitions import ALL_ASSETS
+    from orchestration.resource_bindings import resources_from_settings
 
     run_settings = settings.model_copy(update={"warehouse": tmp_path, "as_of": AS_OF})
     for name, df in world.items():  # deltalake writes the inputs without a Spark job each
         write_deltalake(str(run_settings.tables_dir / name), df.toArrow())
-    result = dg.materialize(FEATURE_ASSETS, resources=resources_from_settings(run_settings))
+    # The upstream tables load through the IO manager: the graph names them, the selection builds only these.
+    result = dg.materialize(ALL_ASSETS, selection=FEATURE_ASSETS, resources=resources_from_settings(run_settings))
     assert result.success
     events = {
         e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()

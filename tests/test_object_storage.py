@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from core.settings import HomefeedSettings
 from core.storage import is_object_store, models_root, s3a_spark_conf, storage_path
 from jobs.spark_session import hadoop_version
-from orchestration.resources import resources_from_settings
+from orchestration.resource_bindings import resources_from_settings
 
 
 def test_a_warehouse_is_a_local_path_or_an_s3_url(tmp_path, monkeypatch):

@@ -287,7 +287,8 @@ def test_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_path):
     """Two communities of followers, each following its own three producers; one liked tweet."""
     from jobs.delta_io import overwrite_delta, read_delta
     from orchestration.assets.simclusters import simclusters_assets
-    from orchestration.resources import resources_from_settings
+    from orchestration.definitions import ALL_ASSETS
+    from orchestration.resource_bindings import resources_from_settings
 
     run_settings = settings.model_copy(update={"warehouse": tmp_path, "as_of": AS_OF})
     tables = run_settings.tables_dir
@@ -313,7 +314,7 @@ def test_assets_materialize_on_a_tiny_warehouse(spark, settings, tmp_path):
         ),
         tables / "engagements",
     )
-    result = dg.materialize(simclusters_assets, resources=resources_from_settings(run_settings))
+    result = dg.materialize(ALL_ASSETS, selection=simclusters_assets, resources=resources_from_settings(run_settings))
     assert result.success
     counts = {
         e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value

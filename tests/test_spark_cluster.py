@@ -26,7 +26,7 @@ from jobs.spark_cluster import (
     worker_command,
 )
 from jobs.spark_session import driver_address_conf
-from orchestration.resources import resources_from_settings
+from orchestration.resource_bindings import resources_from_settings
 
 NAN = float("nan")
 
