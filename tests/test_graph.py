@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from datetime import timedelta
 
 import numpy as np
@@ -17,6 +18,7 @@ from features.realgraph import (
     next_period_labels,
     user_author_interactions,
 )
+from jobs import follow_graph
 from jobs.follow_graph import TwoHopConfig, follow_graph_two_hop, mutual_follows, user_follow_counts
 from jobs.ingest import spark_schema
 
@@ -64,6 +66,133 @@ def test_two_hop_caps_bound_the_fan_out(spark):
         for u in (1, 2, 3)
     }
     assert len(sampled) == 1  # every follower of the celebrity sees the same sample
+
+
+def test_two_hop_ranks_ties_on_count_by_candidate_id(spark):
+    # 1 follows 2 and 3; both follow 40 and 50 (two proofs each), 2 also follows 10, 3 also 30.
+    pairs = [(1, 2), (1, 3), (2, 50), (2, 40), (2, 10), (3, 50), (3, 40), (3, 30)]
+    rows = follow_graph_two_hop(_follows(spark, pairs), config=TwoHopConfig(top_k=3)).where("user_id = 1").collect()
+    ranked = sorted((r["rank"], r["candidate_id"], r["social_proof_count"], list(r["proof_user_ids"])) for r in rows)
+    assert ranked == [(1, 40, 2, [2, 3]), (2, 50, 2, [2, 3]), (3, 10, 1, [2])]  # 30 ties with 10, ranks 4th
+
+
+def _random_follows(spark, users: int, seed: int, hubs: int = 10):
+    """A skewed random graph: heavy-tailed out-degrees, popular accounts (the first ids), the `hubs`
+    most popular following a few of each other, ids of any sign, and follow times on a coarse grid
+    (ties in recency)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(2**40, size=users, replace=False).astype(np.int64) - 2**39
+    degrees = np.minimum(rng.pareto(1.2, size=users) * 4 + 1, users - 1).astype(int)
+    popularity = 1.0 / np.arange(1, users + 1) ** 0.9
+    popularity /= popularity.sum()
+    edges = set()
+    for follower, degree in enumerate(degrees):
+        if follower < hubs:
+            chosen = rng.choice(hubs, size=rng.integers(2, 8), replace=False)
+        else:
+            chosen = rng.choice(users, size=degree, replace=False, p=popularity)
+        edges.update((int(ids[follower]), int(ids[followee])) for followee in chosen if followee != follower)
+    rows = [dict(follower_id=a, followee_id=b, created_at=at(int(rng.integers(0, 40)))) for a, b in sorted(edges)]
+    return spark.createDataFrame(rows, schema=spark_schema(RAW_TABLES_BY_NAME["follows"]))
+
+
+def _two_hop_reference(edges: list, config: TwoHopConfig) -> set[tuple]:
+    """The documented semantics in plain Python, from (follower, followee, created_at, hash) rows
+    (the hash is Spark's xxhash64 of the pair): {(user, candidate, count, proofs, rank)}."""
+    followees = defaultdict(list)
+    for edge in edges:
+        followees[edge[0]].append(edge)
+    sample = {
+        v: [w for _, w, _, _ in sorted(out, key=lambda e: (e[3], e[1]))[: config.max_followees_per_intermediate]]
+        for v, out in followees.items()
+    }
+    expected = set()
+    for user, out in followees.items():
+        by_followee = sorted(out, key=lambda e: e[1])
+        recent = [v for _, v, _, _ in sorted(by_followee, key=lambda e: e[2], reverse=True)]  # stable: ties by id
+        proofs = defaultdict(list)
+        for v in recent[: config.max_intermediates_per_user]:
+            for w in sample.get(v, []):
+                proofs[w].append(v)
+        followed = {v for _, v, _, _ in out}
+        counted = [
+            (-len(via), w, sorted(via)[: config.max_proofs])
+            for w, via in proofs.items()
+            if w != user and w not in followed and len(via) >= config.min_social_proof
+        ]
+        for rank, (count, w, proof) in enumerate(sorted(counted)[: config.top_k], start=1):
+            expected.add((user, w, -count, tuple(proof), rank))
+    return expected
+
+
+@pytest.mark.parametrize(("min_social_proof", "block_users"), [(1, 7), (2, follow_graph.BLOCK_USERS)])
+def test_two_hop_matches_a_reference_on_a_random_graph(spark, monkeypatch, min_social_proof, block_users):
+    from pyspark.sql import functions as F
+
+    monkeypatch.setattr(follow_graph, "BLOCK_USERS", block_users)  # 7: many blocks per Arrow batch
+
+    follows = _random_follows(spark, users=300, seed=11)
+    edges = [
+        tuple(r)
+        for r in follows.select(
+            "follower_id", "followee_id", "created_at", F.xxhash64("follower_id", "followee_id")
+        ).collect()
+    ]
+    config = TwoHopConfig(
+        max_intermediates_per_user=5,
+        max_followees_per_intermediate=4,
+        max_proofs=3,
+        top_k=7,
+        min_social_proof=min_social_proof,
+    )
+    result = follow_graph_two_hop(follows, config=config)
+    assert result.schema.simpleString() == (
+        "struct<user_id:bigint,candidate_id:bigint,social_proof_count:int,proof_user_ids:array<bigint>,rank:int>"
+    )
+    assert [(f.nullable, getattr(f.dataType, "containsNull", None)) for f in result.schema.fields] == [
+        (False, None),
+        (False, None),
+        (False, None),
+        (False, False),
+        (False, None),
+    ]
+    got = [(r[0], r[1], r[2], tuple(r[3]), r[4]) for r in result.collect()]
+    expected = _two_hop_reference(edges, config)
+    assert len(got) == len(set(got))
+    assert set(got) == expected
+    # The caps bind: some user follows more accounts than it expands through, some intermediate
+    # more than its sample, some candidate has more proofs than are kept, some user more candidates.
+    out_degrees = Counter(e[0] for e in edges)
+    assert max(out_degrees.values()) > config.max_followees_per_intermediate + config.max_intermediates_per_user
+    assert max(count for _, _, count, _, _ in expected) > config.max_proofs
+    assert min_social_proof > 1 or max(Counter(u for u, *_ in expected).values()) == config.top_k
+    assert min_social_proof == 1 or min(count for _, _, count, _, _ in expected) == min_social_proof
+
+
+def test_two_hop_kernel_is_the_same_for_ids_anywhere_in_int64():
+    # Small ids pack (row, candidate) into one key directly; ids spread over the whole int64 range
+    # do not, and go through their ranks: the same rows, in the same order, either way.
+    from jobs.two_hop_kernel import Paths, two_hop_block
+
+    rng = np.random.default_rng(5)
+    rows, via, candidates = np.sort(rng.integers(0, 6, 400)), rng.integers(0, 40, 400), rng.integers(0, 40, 400)
+    followed_rows, followed = np.repeat(np.arange(6), 3), rng.integers(0, 40, 18)
+    user_ids = np.arange(6) * 7
+
+    def spread(ids):
+        return ids.astype(np.int64) * 2**57 - 2**62
+
+    caps = dict(max_proofs=3, top_k=5, min_social_proof=1)
+    small = two_hop_block(user_ids, Paths(rows, via, candidates), followed_rows, followed, **caps)
+    large = two_hop_block(
+        spread(user_ids), Paths(rows, spread(via), spread(candidates)), followed_rows, spread(followed), **caps
+    )
+    assert len(small) == len(large) > 10
+    for name in ("rows", "counts", "ranks", "proof_offsets"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(large, name))
+    np.testing.assert_array_equal(spread(small.candidates), large.candidates)
+    np.testing.assert_array_equal(spread(small.proof_ids), large.proof_ids)
+    assert small.counts.max() > 3  # some proofs lists are cut
 
 
 def test_mutuals_and_counts(spark):
