@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-TWEET_TOKENS = "_tokens"
+from features.pair_kernel import TWEET_TOKENS
 
 
 def tweet_token_lists(tweets: DataFrame) -> DataFrame:

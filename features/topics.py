@@ -24,7 +24,7 @@ Per user and topic, three views of interest (`user_topic_profiles`):
   user's own rate over all topics, (E_u + m·r̄) / (I_u + m), r̄ the rate over all users.
 
 `topic_sides` gives the features' two sides: per tweet its topic, per user a map topic -> values;
-a (user, tweet) row joined with both reads its values at the tweet's topic (`topic_value_columns`,
+a (user, tweet) row joined with both reads its values at the tweet's topic (`features.pair_kernel`,
 `with_topic_features`). Everything reads only rows stamped strictly before as_of (the
 point-in-time rule of `features.tables`).
 """
@@ -38,11 +38,13 @@ from datetime import datetime, timedelta
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from scipy.sparse import csr_matrix
 
+from features.pair_kernel import TOPIC_PRIOR_RATE, TOPIC_VALUES
+from features.pair_rows import with_pair_features
 from features.realgraph import POSITIVE_ACTIONS
 from features.tokens import tweet_tokens
 
@@ -312,7 +314,6 @@ def user_topic_profiles(
 
 
 TOPIC_FEATURE_NAMES = ("topic_confidence", "topic_authored_share", "topic_followee_share", "topic_engagement_rate")
-TOPIC_VALUES, TOPIC_PRIOR_RATE = "_topic_values", "_topic_prior_rate"
 
 
 @dataclass(frozen=True)
@@ -320,11 +321,11 @@ class TopicSides:
     """`tweets`: (tweet_id, topic, topic_confidence); `users`: (user_id, _topic_values,
     _topic_prior_rate), the user's values per topic as a map topic -> (authored_share,
     followee_share, rate) and the rate of a topic without data (the user's own, else r̄);
-    `values`: TOPIC_FEATURE_NAMES as expressions over a row joined with both."""
+    `overall_rate`: r̄. `features.pair_kernel` reads TOPIC_FEATURE_NAMES from a row joined with both."""
 
     tweets: DataFrame
     users: DataFrame
-    values: dict[str, Column]
+    overall_rate: float
 
 
 def user_topic_values(profiles: TopicProfiles, overall_rate: float, config: TopicConfig) -> DataFrame:
@@ -347,21 +348,6 @@ def user_topic_values(profiles: TopicProfiles, overall_rate: float, config: Topi
     )
 
 
-def topic_value_columns(overall_rate: float) -> dict[str, Column]:
-    """TOPIC_FEATURE_NAMES over a row with the tweet's topic and its user's topic values: the shares
-    are 0 without data, the rate falls back to the user's own rate, then to the overall one; all four
-    are null for a tweet without a topic."""
-    at_topic = F.try_element_at(F.col(TOPIC_VALUES), F.col("topic"))
-    has_topic = F.col("topic").isNotNull()
-    values = {
-        "topic_confidence": F.col("topic_confidence"),
-        "topic_authored_share": F.coalesce(at_topic["authored_share"], F.lit(0.0)),
-        "topic_followee_share": F.coalesce(at_topic["followee_share"], F.lit(0.0)),
-        "topic_engagement_rate": F.coalesce(at_topic["rate"], F.col(TOPIC_PRIOR_RATE), F.lit(overall_rate)),
-    }
-    return {name: F.when(has_topic, value) for name, value in values.items()}
-
-
 def topic_sides(
     tweets: DataFrame,
     follows: DataFrame,
@@ -375,9 +361,7 @@ def topic_sides(
     topics = tweet_topics(tweets, as_of=as_of, config=config)
     profiles = user_topic_profiles(topics, tweets, follows, engagements, as_of=as_of, config=config)
     overall_rate = float(profiles.overall_rate.first()[0])
-    return TopicSides(
-        tweets=topics, users=user_topic_values(profiles, overall_rate, config), values=topic_value_columns(overall_rate)
-    )
+    return TopicSides(tweets=topics, users=user_topic_values(profiles, overall_rate, config), overall_rate=overall_rate)
 
 
 def with_topic_features(
@@ -389,12 +373,10 @@ def with_topic_features(
     as_of: datetime,
     config: TopicConfig = DEFAULT_TOPIC_CONFIG,
 ) -> DataFrame:
-    """`rows` (with user_id and tweet_id) plus TOPIC_FEATURE_NAMES, read at the tweet's topic
-    (`topic_value_columns`). The rows are joined once with each side, never grouped or
-    deduplicated."""
+    """`rows` (with user_id and tweet_id) plus TOPIC_FEATURE_NAMES, read at the tweet's topic by
+    `features.pair_kernel`: the shares are 0 without data, the rate falls back to the user's own
+    rate, then to r̄; all four are null for a tweet without a topic. The rows are joined once with
+    each side, never grouped or deduplicated."""
     sides = topic_sides(tweets, follows, engagements, as_of=as_of, config=config)
-    return (
-        rows.join(sides.tweets, on="tweet_id", how="left")
-        .join(sides.users, on="user_id", how="left")
-        .select(*rows.columns, *[value.alias(name) for name, value in sides.values.items()])
-    )
+    joined = rows.join(sides.tweets, on="tweet_id", how="left").join(sides.users, on="user_id", how="left")
+    return with_pair_features(joined, overall_rate=sides.overall_rate, names=TOPIC_FEATURE_NAMES)

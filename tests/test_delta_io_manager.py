@@ -54,7 +54,9 @@ def test_an_asset_reads_its_inputs_and_its_output_is_written_with_its_row_count(
 
     run_settings = settings.model_copy(update={"warehouse": tmp_path / "warehouse"})
     _write_follows(spark, run_settings.tables_dir / "follows", FOLLOWS)
-    result = dg.materialize(ALL_ASSETS, selection=[mutual_follows_asset], resources=resources_from_settings(run_settings))
+    result = dg.materialize(
+        ALL_ASSETS, selection=[mutual_follows_asset], resources=resources_from_settings(run_settings)
+    )
     assert result.success
     [event] = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
