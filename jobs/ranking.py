@@ -1,7 +1,7 @@
 """Batch ranking: candidates -> feature vectors -> light ranker prune -> heavy ranker -> feed heuristics.
 
 Everything a model runs on moves through Arrow batches (`mapInArrow`, `applyInPandas`), never a
-row-wise Python UDF. A model is loaded once per Python worker process (`_loaded`, keyed by its
+row-wise Python UDF. A model is loaded once per Python worker process (`loaded_model`, keyed by its
 directory and manifest hash): Spark reuses its Python workers across tasks, so an executor reads
 the weights once, not once per partition.
 """
@@ -164,7 +164,7 @@ def broadcast_rows_max(config: RankingConfig, feature_count: int, driver_memory:
 _MODELS: dict[tuple[str, str], object] = {}
 
 
-def _loaded(kind: str, directory: str):
+def loaded_model(kind: str, directory: str):
     """The model in `directory`, loaded at most once per process (and torch limited to one thread:
     Spark already runs one task per core)."""
     manifest = Path(directory) / "manifest.json"
@@ -196,7 +196,7 @@ def light_scores(vectors: DataFrame, *, model_dir: Path, feature_names: Sequence
     schema = T.StructType(vectors.schema.fields + [T.StructField("light_score", T.DoubleType(), False)])
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        model = _loaded("light", directory)
+        model = loaded_model("light", directory)
         for batch in batches:
             scores = model.predict(_matrix(batch, names)).astype(np.float64)
             yield batch.append_column("light_score", pa.array(scores))
@@ -223,7 +223,7 @@ def heavy_scores(
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from models.heavy_ranker import RankerInputs, final_scores
 
-        model = _loaded("heavy", directory)
+        model = loaded_model("heavy", directory)
         for batch in batches:
             inputs = RankerInputs(
                 dense=_matrix(batch, names),

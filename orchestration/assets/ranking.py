@@ -13,23 +13,16 @@ import dagster as dg
 
 from core.feed_heuristics import FeedHeuristics
 from features.registry import registry_hash
-from features.user_tweet import driver_memory_bytes
+from jobs.candidates.config import CandidateInputs
 from jobs.delta_io import overwrite_delta, read_delta
-from jobs.ranking import (
-    FEATURE_TABLES,
-    RANKING_SPARK_CONF,
-    RankingConfig,
-    fatigue_days,
-    light_ranker_recall,
-    ranked_feeds,
-    ranking_joins,
-)
-from jobs.spark_session import session_conf
+from jobs.feed_pass.pipeline import PassInputs, ranked_feeds_in_one_pass
+from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, light_ranker_recall
 from jobs.train_rankers import current_models, train_rankers
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRankerConfig
 from models.light_ranker import LightRankerConfig
 from models.registry import HEAVY_RANKER, LIGHT_RANKER
 from orchestration.assets import written_table_result
+from orchestration.assets.candidates import CANDIDATE_INPUT_TABLES, CandidatesParams
 from orchestration.assets.training import TRAINING_GROUP
 from orchestration.dataclass_config import config_from_dataclass
 from orchestration.resources import SparkResource, WarehouseResource
@@ -46,11 +39,14 @@ class RankersParams(dg.Config):
 
 
 class RankedFeedsParams(config_from_dataclass(FeedHeuristics)):
-    """`core.feed_heuristics.FeedHeuristics`, and of `jobs.ranking.RankingConfig` the heavy ranker's
-    share of the pool and the head weights (all of them, the defaults filled in)."""
+    """`core.feed_heuristics.FeedHeuristics`, of `jobs.ranking.RankingConfig` the heavy ranker's
+    share of the pool and the head weights (all of them, the defaults filled in), and the
+    candidate sources' `jobs.candidates.config.CandidatesConfig`."""
 
     light_keep: int = RankingConfig.light_keep
     head_weights: dict[str, float] = dict(DEFAULT_HEAD_WEIGHTS)
+    # The candidate sources' settings the pass retrieves with (the `candidates` asset's).
+    candidates: CandidatesParams = CandidatesParams()
 
     def to_config(self) -> RankingConfig:
         return RankingConfig(
@@ -82,34 +78,36 @@ def rankers_asset(config: RankersParams, warehouse: WarehouseResource) -> dg.Mat
     )
 
 
+# What the per-user pass reads beyond the candidate inputs (`jobs.feed_pass.pipeline.PassInputs`).
+PASS_TABLES = (
+    "user_features",
+    "author_features",
+    "tweet_features",
+    "user_author_features",
+    "simclusters_tweet_embeddings",
+)
+
+
 @dg.asset(
     name="ranked_feeds",
     group_name=RANKING_GROUP,
     kinds={"spark", "delta"},
-    deps=["candidates", *FEATURE_TABLES, "engagements", "tweets", "rankers"],
+    deps=[*CANDIDATE_INPUT_TABLES, *PASS_TABLES, "candidates", "user_tweet_features", "rankers"],
 )
 def ranked_feeds_asset(
     config: RankedFeedsParams, spark: SparkResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    """Each user's ranked For You feed (up to 200 rows): light-ranker prune, heavy-ranker scores, heuristics."""
+    """Each user's ranked For You feed (up to 200 rows), in one pass per block of users: the six
+    sources, the light ranker's cut, the heavy ranker on the survivors, the heuristics."""
     session = spark.get_session()
     read = lambda name: read_delta(session, warehouse.table_path(name))  # noqa: E731
     models = current_models(warehouse.root, models_dir=warehouse.models_dir)
     (light_dir, light_features), (heavy_dir, heavy_features) = models[LIGHT_RANKER], models[HEAVY_RANKER]
     as_of, ranking = warehouse.now(), config.to_config()
-    candidates, tables = read("candidates"), {name: read(name) for name in FEATURE_TABLES}
-    models = dict(
-        light_model_dir=light_dir,
-        light_features=light_features,
-        heavy_model_dir=heavy_dir,
-        heavy_features=heavy_features,
-    )
-    joins = ranking_joins(
-        tables,
-        [*light_features, *heavy_features],
-        config=ranking,
-        driver_memory=driver_memory_bytes(session),
-        partitions=int(session.conf.get("spark.sql.shuffle.partitions")),
+    inputs = PassInputs(
+        candidates=CandidateInputs(**{name: read(name) for name in CANDIDATE_INPUT_TABLES}),
+        **{name: read(name) for name in PASS_TABLES},
+        fatigue=fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
     )
     built_with = {
         "as_of": as_of.isoformat(),
@@ -117,17 +115,29 @@ def ranked_feeds_asset(
         "heavy_ranker": f"{heavy_dir.parent.name}/{heavy_dir.name}",
         "feature_registry": registry_hash(),
     }
-    with session_conf(session, RANKING_SPARK_CONF):
-        table = ranked_feeds(
-            candidates,
-            tables,
-            fatigue_days(read("engagements"), read("tweets"), as_of=as_of),
-            **models,
-            config=ranking,
-            joins=joins,
-        )
-        overwrite_delta(table, warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
-    recall = light_ranker_recall(candidates, tables, **models, weights=ranking.weights(), keep=ranking.light_keep)
+    table = ranked_feeds_in_one_pass(
+        inputs,
+        as_of=as_of,
+        light_model_dir=light_dir,
+        light_features=light_features,
+        heavy_model_dir=heavy_dir,
+        heavy_features=heavy_features,
+        config=ranking,
+        candidates_config=config.candidates.to_dataclass(),
+    )
+    overwrite_delta(table, warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
+    # On a sample of users whose whole pools the heavy ranker scores (the candidate tables).
+    tables = {name: read(name) for name in FEATURE_TABLES}
+    recall = light_ranker_recall(
+        read("candidates"),
+        tables,
+        light_model_dir=light_dir,
+        light_features=light_features,
+        heavy_model_dir=heavy_dir,
+        heavy_features=heavy_features,
+        weights=ranking.weights(),
+        keep=ranking.light_keep,
+    )
     return written_table_result(
         warehouse,
         "ranked_feeds",

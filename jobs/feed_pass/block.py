@@ -1,0 +1,161 @@
+"""One block of users from requests to ranked feeds, in numpy and Arrow: the six sources and their
+merge (`jobs.candidates`), the light ranker on every kept candidate, each user's best
+`light_keep`, the heavy ranker on those with the pair features computed for them alone, the
+fatigue, and the feed heuristics (`jobs.ranking.feeds_of_whole_users`). No (user, candidate) row
+leaves the block but the feed's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.feed_heuristics import FeedHeuristics
+from core.heads import HEADS
+from features.pair_kernel import PAIR_FEATURE_TYPES, list_entries, lookup, pair_features
+from jobs.candidates.blocks import RequestBlock
+from jobs.candidates.config import CandidatesConfig
+from jobs.candidates.indexes import CandidateIndexes
+from jobs.candidates.merge import merge_block
+from jobs.candidates.sources import retrieve_block
+from jobs.feed_pass.hydration import KeyedTable, features_named, taken, user_author_columns
+from jobs.ranking import CARRIED, RANKED_FEEDS_ARROW, feeds_of_whole_users, loaded_model
+
+# The per-user list of (author_id, fatigue_days_since) in a request row.
+FATIGUE_ROWS = "_fatigue_rows"
+IS_REPLY = "tweet__is_reply"
+PAIR_FEATURE_NAMES = frozenset(f"user_tweet__{name}" for name in PAIR_FEATURE_TYPES)
+
+
+@dataclass(frozen=True)
+class PassTables:
+    """What every task of the pass reads besides its request rows: the candidate indexes, the
+    author and tweet features, the tweet side of the pair kernel, and r̄ for its topic rate."""
+
+    indexes: CandidateIndexes
+    authors: KeyedTable
+    tweets: KeyedTable
+    tweet_sides: KeyedTable
+    overall_rate: float | None
+
+
+@dataclass(frozen=True)
+class PassModels:
+    light_dir: str
+    light_features: tuple[str, ...]
+    heavy_dir: str
+    heavy_features: tuple[str, ...]
+    weights: Mapping[str, float]
+    light_keep: int
+    heuristics: FeedHeuristics
+
+
+def hydrate(
+    requests: pa.Table, tables: PassTables, pairs: pa.Table, user_rows: np.ndarray, names: Sequence[str]
+) -> pa.Table:
+    """The named features (qualified) of `pairs` (tweet_id, author_id), user `user_rows` of `requests`."""
+    tweet_ids = pairs.column("tweet_id").to_numpy().astype(np.int64)
+    author_ids = pairs.column("author_id").to_numpy().astype(np.int64)
+    columns = {
+        **taken(requests, user_rows, features_named(names, "user")),
+        **taken(tables.authors.columns, tables.authors.rows_of(author_ids), features_named(names, "author")),
+        **taken(tables.tweets.columns, tables.tweets.rows_of(tweet_ids), features_named(names, "tweet")),
+    }
+    user_author = features_named(names, "user_author")
+    if user_author:
+        entries, rows = user_author_columns(requests, user_rows, author_ids)
+        columns.update(taken(entries, rows, user_author))
+    pair = features_named(names, "user_tweet")
+    if pair:
+        values = pair_features(
+            requests,
+            tables.tweet_sides.columns,
+            user_rows,
+            tables.tweet_sides.rows_of(tweet_ids),
+            overall_rate=tables.overall_rate,
+        )
+        computed = pa.table({f.qualified_name: values[f.name] for f in pair})
+        columns.update(taken(computed, np.arange(len(user_rows)), pair))
+    return pa.table({name: columns[name] for name in dict.fromkeys(names)})
+
+
+def _best_per_user(user_rows: np.ndarray, scores: np.ndarray, tweet_ids: np.ndarray, keep: int) -> np.ndarray:
+    """Indices of each user's `keep` highest scores (ties: smaller tweet id first)."""
+    order = np.lexsort((tweet_ids, -scores, user_rows))
+    ordered_users = user_rows[order]
+    starts = np.r_[0, np.flatnonzero(ordered_users[1:] != ordered_users[:-1]) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return np.sort(order[rank < keep])
+
+
+def _fatigue_days(requests: pa.Table, user_rows: np.ndarray, author_ids: np.ndarray) -> np.ndarray:
+    column = requests.column(FATIGUE_ROWS).combine_chunks()
+    offsets, keys, values = list_entries(column, "author_id", "fatigue_days_since")
+    at = lookup(offsets, keys.to_numpy(zero_copy_only=False).astype(np.int64), user_rows, author_ids)
+    days = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False) if len(values) else np.zeros(0)
+    return np.where(at >= 0, days[np.maximum(at, 0)] if len(days) else np.nan, np.nan)
+
+
+def kept_candidates(batch: pa.RecordBatch, indexes: CandidateIndexes, config: CandidatesConfig) -> tuple:
+    """(the block's kept candidates, by user then tweet, with their user's row in `batch`)."""
+    block = RequestBlock.from_arrow(batch)
+    tagged = pa.Table.from_batches([merge_block(block, retrieve_block(block, indexes, config), indexes.tweets, config)])
+    kept = tagged.filter(pc.is_null(tagged.column("filtered_by")))
+    order = np.argsort(block.user_ids, kind="stable")
+    users = kept.column("user_id").to_numpy().astype(np.int64)
+    return kept, order[np.searchsorted(block.user_ids[order], users)]
+
+
+def scored_rows(
+    kept: pa.Table,
+    light: np.ndarray,
+    heavy: pa.Table,
+    probabilities: np.ndarray,
+    heads: Sequence[str],
+    weights: Mapping[str, float],
+) -> pa.Table:
+    """The survivors' columns the heuristics read (`jobs.ranking.apply_heuristics`' input)."""
+    from models.heavy_ranker import final_scores
+
+    created = pa.array(kept.column("created_us").to_numpy(), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    columns = {name: kept.column(name) for name in CARRIED if name != "tweet_created_at"}
+    columns["tweet_created_at"] = created
+    columns["light_score"] = pa.array(light, type=pa.float64())
+    by_head = dict(zip(heads, probabilities.T, strict=True))
+    for head in HEADS:
+        columns[f"p_{head}"] = pa.array(by_head[head].astype(np.float64))
+    columns["heavy_score"] = pa.array(final_scores(probabilities, heads, weights))
+    columns["is_reply"] = pc.cast(heavy.column(IS_REPLY), pa.bool_())
+    return pa.table(columns)
+
+
+def feeds_of_block(batch: pa.RecordBatch, tables: PassTables, models: PassModels, config: CandidatesConfig) -> pa.Table:
+    """The ranked feeds (RANKED_FEEDS_ARROW) of the block's users."""
+    from models.heavy_ranker import RankerInputs
+    from models.ranker_features import feature_matrix
+
+    light_model, heavy_model = loaded_model("light", models.light_dir), loaded_model("heavy", models.heavy_dir)
+    requests = pa.Table.from_batches([batch])
+    kept, user_rows = kept_candidates(batch, tables.indexes, config)
+    if kept.num_rows == 0:
+        return RANKED_FEEDS_ARROW.empty_table()
+    light_input = hydrate(requests, tables, kept, user_rows, models.light_features)
+    light = light_model.predict(feature_matrix(light_input, models.light_features)).astype(np.float64)
+    tweet_ids = kept.column("tweet_id").to_numpy().astype(np.int64)
+    best = _best_per_user(user_rows, light, tweet_ids, models.light_keep)
+    survivors, survivor_rows, light = kept.take(pa.array(best)), user_rows[best], light[best]
+    heavy = hydrate(requests, tables, survivors, survivor_rows, [*models.heavy_features, IS_REPLY])
+    author_ids = survivors.column("author_id").to_numpy().astype(np.int64)
+    inputs = RankerInputs(
+        dense=feature_matrix(heavy, models.heavy_features),
+        user_ids=survivors.column("user_id").to_numpy(),
+        author_ids=author_ids,
+    )
+    probabilities = heavy_model.probabilities(inputs)
+    rows = scored_rows(survivors, light, heavy, probabilities, heavy_model.heads, models.weights)
+    rows = rows.append_column("fatigue_days_since", pa.array(_fatigue_days(requests, survivor_rows, author_ids)))
+    rows = rows.take(pa.array(np.argsort(rows.column("user_id").to_numpy(), kind="stable")))
+    return feeds_of_whole_users(rows, models.heuristics).cast(RANKED_FEEDS_ARROW)
