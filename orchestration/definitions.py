@@ -16,6 +16,7 @@ from orchestration.assets.training import TRAINING_ASSETS
 from orchestration.assets.twhin import twhin_assets
 from orchestration.jobs import (
     build_all_job,
+    candidate_tables_job,
     daily_build_job,
     ingest_job,
     publish_job,
@@ -49,6 +50,7 @@ def build_definitions(settings: HomefeedSettings) -> dg.Definitions:
         jobs=[
             ingest_job,
             build_all_job,
+            candidate_tables_job,
             representation_snapshots_job,
             training_set_job,
             ranked_feeds_job,

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from orchestration.asset_variants import SNAPSHOT_GROUP
+from orchestration.assets.candidates import CANDIDATE_TABLES_GROUP
 from orchestration.assets.ingestion import INGESTION_GROUP
 from orchestration.assets.publication import PUBLICATION_GROUP
 from orchestration.assets.ranking import RANKING_GROUP
@@ -11,10 +12,13 @@ from orchestration.assets.training import TRAINING_GROUP
 # What a plain build materializes: everything up to the feature tables. The training set reads the
 # representations rebuilt as of its window (the partitioned snapshots, a second pass over the graph
 # jobs per cut) and the rankers train on it; the ranked feeds need a promoted model. Those run on
-# their own.
-NOT_IN_DEFAULT_BUILD = (TRAINING_GROUP, SNAPSHOT_GROUP, RANKING_GROUP, PUBLICATION_GROUP)
+# their own. The full user x candidate tables are built on demand only (`ranked_feeds` does not
+# read them).
+NOT_IN_DEFAULT_BUILD = (TRAINING_GROUP, SNAPSHOT_GROUP, RANKING_GROUP, PUBLICATION_GROUP, CANDIDATE_TABLES_GROUP)
 DEFAULT_BUILD = dg.AssetSelection.all() - dg.AssetSelection.groups(*NOT_IN_DEFAULT_BUILD)
 DEFAULT_BUILD_SELECTION = " and ".join(f"not group:{group}" for group in NOT_IN_DEFAULT_BUILD)
+# The default build and the full candidate tables (what `homefeed eval candidates` reads).
+WITH_CANDIDATE_TABLES_SELECTION = f"({DEFAULT_BUILD_SELECTION}) or group:{CANDIDATE_TABLES_GROUP}"
 
 
 def _in_process_job(name: str, selection: dg.AssetSelection, description: str):
@@ -49,10 +53,17 @@ representation_snapshots_job = _in_process_job(
     "the raw input as known at the cut, and the bronze, RealGraph, SimClusters and TwHIN tables built from it "
     "as of the cut, in <warehouse>/as_of/<cut>/.",
 )
+candidate_tables_job = _in_process_job(
+    "candidate_tables",
+    dg.AssetSelection.groups(CANDIDATE_TABLES_GROUP),
+    "The full user x candidate tables, candidates and user_tweet_features, on demand: for debugging and "
+    "`homefeed eval candidates` (ranked_feeds retrieves and scores in one pass without them).",
+)
 ranked_feeds_job = _in_process_job(
     "rank_feeds",
     dg.AssetSelection.groups(RANKING_GROUP),
-    "Every user's ranked For You feed, from the candidates and the promoted rankers.",
+    "Every user's ranked For You feed, in one pass per block of users with the promoted rankers, and a sample "
+    "of users in full (ranked_feeds_sample).",
 )
 publish_job = _in_process_job(
     "publish",

@@ -52,11 +52,13 @@ class RunOutcome:
 
 
 def selection_from_string(selection: str) -> dg.AssetSelection:
-    """Dagster's parser of a selection string; its `group:` terms pass the beta `include_sources`
-    parameter of `AssetSelection.groups` themselves, which would warn on every such run."""
+    """Dagster's parser of a selection string, with the other tables of a selected multi-asset that
+    cannot run alone (`key:ranked_feeds` brings `ranked_feeds_sample`, `key:follows` its
+    quarantine). Its `group:` terms pass the beta `include_sources` parameter of
+    `AssetSelection.groups` themselves, which would warn on every such run."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
-        return dg.AssetSelection.from_string(selection)
+        return dg.AssetSelection.from_string(selection).required_multi_asset_neighbors()
 
 
 def materialize_assets(

@@ -54,10 +54,12 @@ def spark(settings):
 
 @pytest.fixture(scope="session")
 def generated_build(settings, spark, tmp_path_factory):
-    """A 300-user generated world through the default build (every asset up to the feature tables,
-    each with its data-quality check) as of the world's end: (run settings, outcome, generation summary)."""
+    """A 300-user generated world through the default build and the full candidate tables (every
+    asset up to the feature tables, each with its data-quality check) as of the world's end: (run
+    settings, outcome, generation summary)."""
     from evaluation.worlds import world_end_time
     from jobs.synthetic import WorldConfig, generate_world
+    from orchestration.jobs import WITH_CANDIDATE_TABLES_SELECTION
     from orchestration.run import run_assets
 
     world = tmp_path_factory.mktemp("generated") / "world"
@@ -69,7 +71,7 @@ def generated_build(settings, spark, tmp_path_factory):
             "as_of": world_end_time(world),
         }
     )
-    return run_settings, run_assets(run_settings), summary
+    return run_settings, run_assets(run_settings, selection=WITH_CANDIDATE_TABLES_SELECTION), summary
 
 
 @pytest.fixture(scope="session")

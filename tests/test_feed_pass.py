@@ -74,3 +74,41 @@ def test_the_pass_gives_every_user_the_same_feed(both_feeds):
     assert len(moved) <= 0.001 * one_pass.num_rows
     scores = one_pass.column("final_score").to_numpy(), three_steps.column("final_score").to_numpy()
     assert np.all(np.abs(scores[0][moved] - scores[1][moved]) <= 1e-4)
+
+
+def test_the_sample_holds_every_candidate_of_its_users_and_why_it_is_not_in_the_feed(spark, ranked_build):
+    from jobs.delta_io import read_delta
+    from jobs.feed_pass.sample import HEURISTICS, LIGHT_RANKER_CUT, light_ranker_recall
+    from jobs.ranking import RankingConfig
+    from models.ranker_features import HEAVY_RANKER_FEATURES
+
+    settings, _ = ranked_build
+    sample = read_delta(spark, settings.tables_dir / "ranked_feeds_sample")
+    rows = sample.toPandas()
+    feeds = read_delta(spark, settings.tables_dir / "ranked_feeds").toPandas()
+    keep = RankingConfig().light_keep
+    assert rows["user_id"].nunique() == 200  # min_users of a 300-user world, the same users every run
+    kept = rows[rows["filtered_by"].isna()]
+    assert rows.loc[rows["filtered_by"].notna(), "light_score"].isna().all()
+    assert (
+        rows.loc[rows["filtered_by"].notna(), "dropped_by"] == rows.loc[rows["filtered_by"].notna(), "filtered_by"]
+    ).all()
+    assert kept["dropped_by"].isna().eq(kept["feed_rank"].notna()).all()
+    assert (kept.loc[kept["dropped_by"] == LIGHT_RANKER_CUT, "light_rank"] > keep).all()
+    assert (kept.loc[kept["dropped_by"] != LIGHT_RANKER_CUT, "light_rank"] <= keep).all()
+    assert (kept["dropped_by"] == HEURISTICS).any()
+    assert set(kept["features"].iloc[0]) == set(HEAVY_RANKER_FEATURES)
+    # The sampled users' feeds are the table's (up to near-ties of the float32 heavy scores).
+    in_feed = kept[kept["feed_rank"].notna()]
+    mine = set(zip(in_feed["user_id"], in_feed["tweet_id"], in_feed["feed_rank"].astype(int), strict=True))
+    theirs = feeds[feeds["user_id"].isin(set(rows["user_id"]))]
+    theirs = set(zip(theirs["user_id"], theirs["tweet_id"], theirs["rank"], strict=True))
+    assert len(mine ^ theirs) <= 0.002 * len(theirs)
+    # Recall of the heavy top 100 within the light ranker's cut, counted here with pandas.
+    top = kept.sort_values(["user_id", "heavy_score", "tweet_id"], ascending=[True, False, True])
+    top = top.groupby("user_id").head(100)
+    per_user = (top["light_rank"] <= keep).groupby(top["user_id"]).mean()
+    recall = light_ranker_recall(sample, keep=keep)
+    assert recall["users"] == per_user.size
+    assert recall["mean_user_recall"] == round(float(per_user.mean()), 4)
+    assert recall["pair_recall"] == round(float((top["light_rank"] <= keep).mean()), 4)

@@ -54,19 +54,18 @@ def test_every_asset_materializes(built):
     expected = {t.name for t in RAW_TABLES} | {f"quarantine_{t.name}" for t in RAW_TABLES}
     assert expected <= set(outcome.materialized)
     assert {f"ingest_{t.name}" for t in RAW_TABLES} <= set(outcome.step_seconds)
-    # The default build reaches the feature tables; the training set runs on its own.
+    # The default build reaches the feature tables; the training set runs on its own, and the full
+    # user x candidate tables only on demand (ranked_feeds retrieves and scores in one pass).
     assert {
         "realgraph",
         "simclusters_interested_in",
         "twhin_user_embeddings",
-        "candidates",
         "user_features",
         "author_features",
         "tweet_features",
         "user_author_features",
-        "user_tweet_features",
     } <= set(outcome.materialized)
-    assert "training_examples" not in outcome.materialized
+    assert not {"training_examples", "candidates", "user_tweet_features"} & set(outcome.materialized)
 
 
 def test_tables_hold_the_valid_rows_and_quarantine_the_rest(built, spark):
@@ -198,17 +197,21 @@ def test_definitions_load_with_resources():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"users", "follows", "tweets", "engagements", "quarantine_users"} <= keys
     assert dg.AssetKey("users") in graph.get(dg.AssetKey("engagements")).parent_keys
-    build_all = definitions.resolve_job_def("build_all")
-    assert {"candidates", "user_tweet_features"} <= {
-        k.to_user_string() for k in build_all.asset_layer.executable_asset_keys
-    }
-    assert not {"training_examples", "rankers", "ranked_feeds"} & {
-        k.to_user_string() for k in build_all.asset_layer.executable_asset_keys
+    build_all = {k.to_user_string() for k in definitions.resolve_job_def("build_all").asset_layer.executable_asset_keys}
+    assert {"user_features", "user_author_features", "follow_graph_two_hop"} <= build_all
+    assert not {"training_examples", "rankers", "ranked_feeds", "candidates", "user_tweet_features"} & build_all
+    on_demand = definitions.resolve_job_def("candidate_tables")
+    assert {k.to_user_string() for k in on_demand.asset_layer.executable_asset_keys} == {
+        "candidates",
+        "user_tweet_features",
     }
     training = definitions.resolve_job_def("training_set")
     assert {k.to_user_string() for k in training.asset_layer.executable_asset_keys} == {"training_examples", "rankers"}
     ranking = definitions.resolve_job_def("rank_feeds")
-    assert {k.to_user_string() for k in ranking.asset_layer.executable_asset_keys} == {"ranked_feeds"}
+    assert {k.to_user_string() for k in ranking.asset_layer.executable_asset_keys} == {
+        "ranked_feeds",
+        "ranked_feeds_sample",
+    }
 
 
 def test_a_spark_failure_is_reported_by_its_exception_lines_without_the_jvm_frames():
@@ -320,8 +323,8 @@ def test_daily_build_job_and_schedule_cover_ingest_to_ranked_feeds():
     definitions = build_definitions(load_settings())
     daily = definitions.resolve_job_def("daily_build")
     keys = {k.to_user_string() for k in daily.asset_layer.executable_asset_keys}
-    assert {"users", "engagements", "candidates", "user_tweet_features", "ranked_feeds"} <= keys
-    assert not keys & {"training_examples", "rankers"}
+    assert {"users", "engagements", "user_features", "ranked_feeds", "ranked_feeds_sample"} <= keys
+    assert not keys & {"training_examples", "rankers", "candidates", "user_tweet_features"}
     assert {k.asset_key.to_user_string() for k in daily.asset_layer.asset_graph.asset_check_keys} >= {
         "ranked_feeds",
         "users",

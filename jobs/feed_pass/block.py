@@ -82,7 +82,7 @@ def hydrate(
     return pa.table({name: columns[name] for name in dict.fromkeys(names)})
 
 
-def _best_per_user(user_rows: np.ndarray, scores: np.ndarray, tweet_ids: np.ndarray, keep: int) -> np.ndarray:
+def best_per_user(user_rows: np.ndarray, scores: np.ndarray, tweet_ids: np.ndarray, keep: int) -> np.ndarray:
     """Indices of each user's `keep` highest scores (ties: smaller tweet id first)."""
     order = np.lexsort((tweet_ids, -scores, user_rows))
     ordered_users = user_rows[order]
@@ -99,14 +99,25 @@ def _fatigue_days(requests: pa.Table, user_rows: np.ndarray, author_ids: np.ndar
     return np.where(at >= 0, days[np.maximum(at, 0)] if len(days) else np.nan, np.nan)
 
 
+def tagged_candidates(batch: pa.RecordBatch, indexes: CandidateIndexes, config: CandidatesConfig) -> pa.Table:
+    """Every merged candidate of the block's users, by user then tweet, `filtered_by` set on those
+    a filter or the total cap removed (`jobs.candidates.merge.merge_block`)."""
+    block = RequestBlock.from_arrow(batch)
+    return pa.Table.from_batches([merge_block(block, retrieve_block(block, indexes, config), indexes.tweets, config)])
+
+
+def rows_of_users(batch: pa.RecordBatch, user_ids: np.ndarray) -> np.ndarray:
+    """Each of `user_ids`' row in the block."""
+    users = batch.column("user_id").to_numpy().astype(np.int64)
+    order = np.argsort(users, kind="stable")
+    return order[np.searchsorted(users[order], user_ids)]
+
+
 def kept_candidates(batch: pa.RecordBatch, indexes: CandidateIndexes, config: CandidatesConfig) -> tuple:
     """(the block's kept candidates, by user then tweet, with their user's row in `batch`)."""
-    block = RequestBlock.from_arrow(batch)
-    tagged = pa.Table.from_batches([merge_block(block, retrieve_block(block, indexes, config), indexes.tweets, config)])
+    tagged = tagged_candidates(batch, indexes, config)
     kept = tagged.filter(pc.is_null(tagged.column("filtered_by")))
-    order = np.argsort(block.user_ids, kind="stable")
-    users = kept.column("user_id").to_numpy().astype(np.int64)
-    return kept, order[np.searchsorted(block.user_ids[order], users)]
+    return kept, rows_of_users(batch, kept.column("user_id").to_numpy().astype(np.int64))
 
 
 def scored_rows(
@@ -132,30 +143,51 @@ def scored_rows(
     return pa.table(columns)
 
 
-def feeds_of_block(batch: pa.RecordBatch, tables: PassTables, models: PassModels, config: CandidatesConfig) -> pa.Table:
-    """The ranked feeds (RANKED_FEEDS_ARROW) of the block's users."""
+def light_scores(requests: pa.Table, tables: PassTables, models: PassModels, kept: pa.Table, user_rows) -> np.ndarray:
+    """The light ranker's score of each kept candidate."""
+    from models.ranker_features import feature_matrix
+
+    light_input = hydrate(requests, tables, kept, user_rows, models.light_features)
+    model = loaded_model("light", models.light_dir)
+    return model.predict(feature_matrix(light_input, models.light_features)).astype(np.float64)
+
+
+def heavy_scored(
+    requests: pa.Table, tables: PassTables, models: PassModels, rows: pa.Table, user_rows, light: np.ndarray
+) -> tuple[pa.Table, pa.Table]:
+    """(the rows the heuristics read, with the heavy ranker's heads and score and the fatigue; the
+    heavy ranker's input features) of candidate `rows` of users `user_rows`."""
     from models.heavy_ranker import RankerInputs
     from models.ranker_features import feature_matrix
 
-    light_model, heavy_model = loaded_model("light", models.light_dir), loaded_model("heavy", models.heavy_dir)
+    heavy_model = loaded_model("heavy", models.heavy_dir)
+    heavy = hydrate(requests, tables, rows, user_rows, [*models.heavy_features, IS_REPLY])
+    author_ids = rows.column("author_id").to_numpy().astype(np.int64)
+    inputs = RankerInputs(
+        dense=feature_matrix(heavy, models.heavy_features),
+        user_ids=rows.column("user_id").to_numpy(),
+        author_ids=author_ids,
+    )
+    probabilities = heavy_model.probabilities(inputs)
+    scored = scored_rows(rows, light, heavy, probabilities, heavy_model.heads, models.weights)
+    fatigue = pa.array(_fatigue_days(requests, user_rows, author_ids))
+    return scored.append_column("fatigue_days_since", fatigue), heavy
+
+
+def feeds_of_scored(scored: pa.Table, heuristics: FeedHeuristics) -> pa.Table:
+    """The feeds (RANKED_FEEDS_ARROW) of whole users' scored rows."""
+    ordered = scored.take(pa.array(np.argsort(scored.column("user_id").to_numpy(), kind="stable")))
+    return feeds_of_whole_users(ordered, heuristics).cast(RANKED_FEEDS_ARROW)
+
+
+def feeds_of_block(batch: pa.RecordBatch, tables: PassTables, models: PassModels, config: CandidatesConfig) -> pa.Table:
+    """The ranked feeds (RANKED_FEEDS_ARROW) of the block's users."""
     requests = pa.Table.from_batches([batch])
     kept, user_rows = kept_candidates(batch, tables.indexes, config)
     if kept.num_rows == 0:
         return RANKED_FEEDS_ARROW.empty_table()
-    light_input = hydrate(requests, tables, kept, user_rows, models.light_features)
-    light = light_model.predict(feature_matrix(light_input, models.light_features)).astype(np.float64)
+    light = light_scores(requests, tables, models, kept, user_rows)
     tweet_ids = kept.column("tweet_id").to_numpy().astype(np.int64)
-    best = _best_per_user(user_rows, light, tweet_ids, models.light_keep)
-    survivors, survivor_rows, light = kept.take(pa.array(best)), user_rows[best], light[best]
-    heavy = hydrate(requests, tables, survivors, survivor_rows, [*models.heavy_features, IS_REPLY])
-    author_ids = survivors.column("author_id").to_numpy().astype(np.int64)
-    inputs = RankerInputs(
-        dense=feature_matrix(heavy, models.heavy_features),
-        user_ids=survivors.column("user_id").to_numpy(),
-        author_ids=author_ids,
-    )
-    probabilities = heavy_model.probabilities(inputs)
-    rows = scored_rows(survivors, light, heavy, probabilities, heavy_model.heads, models.weights)
-    rows = rows.append_column("fatigue_days_since", pa.array(_fatigue_days(requests, survivor_rows, author_ids)))
-    rows = rows.take(pa.array(np.argsort(rows.column("user_id").to_numpy(), kind="stable")))
-    return feeds_of_whole_users(rows, models.heuristics).cast(RANKED_FEEDS_ARROW)
+    best = best_per_user(user_rows, light, tweet_ids, models.light_keep)
+    scored, _ = heavy_scored(requests, tables, models, kept.take(pa.array(best)), user_rows[best], light[best])
+    return feeds_of_scored(scored, models.heuristics)

@@ -10,7 +10,8 @@ product twice (91M rows each at 100K users), read it back and shuffled it about 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from jobs.candidates.indexes import CandidateIndexes, collect_indexes
 from jobs.candidates.requests import candidate_requests
 from jobs.feed_pass.block import FATIGUE_ROWS, IS_REPLY, PAIR_FEATURE_NAMES, PassModels, PassTables, feeds_of_block
 from jobs.feed_pass.hydration import USER_AUTHOR_ROWS, KeyedTable, features_named
+from jobs.feed_pass.sample import SAMPLE_SCHEMA, sample_of_block
 from jobs.ranking import RANKED_FEEDS_SCHEMA, RankingConfig
 
 
@@ -107,7 +109,50 @@ def pass_tables(
     )
 
 
-def ranked_feeds_in_one_pass(
+@dataclass(frozen=True)
+class PreparedPass:
+    """The pass, ready to run: the request rows (one per user, partitioned by user), what every
+    task reads, the models and the candidate sources' settings."""
+
+    rows: DataFrame
+    tables: PassTables
+    models: PassModels
+    candidates_config: CandidatesConfig
+
+    def feeds(self) -> DataFrame:
+        """The `ranked_feeds` table (RANKED_FEEDS_SCHEMA)."""
+        return self.rows.mapInArrow(self._per_block(feeds_of_block), RANKED_FEEDS_SCHEMA)
+
+    def sample(self, *, share: float = 0.01, min_users: int = 200) -> DataFrame:
+        """`ranked_feeds_sample` (SAMPLE_SCHEMA) of the first max(`min_users`, `share` of the users)
+        in xxhash64 order: the same users every run."""
+        users = self.rows.select("user_id")
+        count = max(min_users, math.ceil(share * users.count()))
+        sampled = users.orderBy(F.xxhash64("user_id"), "user_id").limit(count)
+        rows = self.rows.join(sampled, on="user_id", how="left_semi")
+        return rows.mapInArrow(self._per_block(sample_of_block), SAMPLE_SCHEMA)
+
+    def _per_block(self, per_block: Callable):
+        """The function `mapInArrow` runs on a partition's request rows: `per_block` per block."""
+        tables, models, config = self.tables, self.models, self.candidates_config
+
+        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # one Spark task per core
+            local = writable(tables)
+            try:
+                for batch in batches:
+                    for start in range(0, batch.num_rows, config.block_users):
+                        yield from per_block(batch.slice(start, config.block_users), local, models, config).to_batches()
+            finally:
+                torch.set_num_threads(threads)
+
+        return run
+
+
+def prepare_pass(
     inputs: PassInputs,
     *,
     as_of: datetime,
@@ -118,9 +163,9 @@ def ranked_feeds_in_one_pass(
     config: RankingConfig = RankingConfig(),
     candidates_config: CandidatesConfig | None = None,
     feature_config: FeatureConfig = DEFAULT_CONFIG,
-) -> DataFrame:
-    """The `ranked_feeds` table (RANKED_FEEDS_SCHEMA) in one pass per block of users: the same feeds
-    as `jobs.ranking.ranked_feeds` over the `candidates` and `user_tweet_features` tables."""
+) -> PreparedPass:
+    """The pass over `inputs` as of `as_of` with the given rankers: Spark jobs run here to collect
+    the candidate indexes and the tables every task reads."""
     from jobs.candidates.config import DEFAULTS
 
     candidates_config = candidates_config or DEFAULTS
@@ -139,7 +184,6 @@ def ranked_feeds_in_one_pass(
         config=feature_config,
     )
     indexes = collect_indexes(c, as_of=as_of, config=candidates_config)
-    tables = pass_tables(inputs, tweet_side, names, indexes, sides.overall_rate)
     models = PassModels(
         light_dir=str(light_model_dir),
         light_features=tuple(light_features),
@@ -149,29 +193,18 @@ def ranked_feeds_in_one_pass(
         light_keep=config.light_keep,
         heuristics=config.heuristics,
     )
-    rows = request_rows(inputs, user_side, names, as_of=as_of, config=candidates_config)
-    return rows.mapInArrow(block_function(tables, models, candidates_config), RANKED_FEEDS_SCHEMA)
+    return PreparedPass(
+        rows=request_rows(inputs, user_side, names, as_of=as_of, config=candidates_config),
+        tables=pass_tables(inputs, tweet_side, names, indexes, sides.overall_rate),
+        models=models,
+        candidates_config=candidates_config,
+    )
 
 
-def block_function(tables: PassTables, models: PassModels, config: CandidatesConfig):
-    """The function `mapInArrow` runs on a partition's request rows: `feeds_of_block` per block."""
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # one Spark task per core
-        local = writable(tables)
-        try:
-            for batch in batches:
-                for start in range(0, batch.num_rows, config.block_users):
-                    yield from feeds_of_block(
-                        batch.slice(start, config.block_users), local, models, config
-                    ).to_batches()
-        finally:
-            torch.set_num_threads(threads)
-
-    return run
+def ranked_feeds_in_one_pass(inputs: PassInputs, **settings) -> DataFrame:
+    """The `ranked_feeds` table in one pass per block of users (`prepare_pass`' arguments): the same
+    feeds as `jobs.ranking.ranked_feeds` over the `candidates` and `user_tweet_features` tables."""
+    return prepare_pass(inputs, **settings).feeds()
 
 
 def writable(tables: PassTables) -> PassTables:

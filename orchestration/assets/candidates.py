@@ -19,7 +19,10 @@ from orchestration.assets import written_table_result
 from orchestration.dataclass_config import config_from_dataclass
 from orchestration.resources import SparkResource, WarehouseResource
 
-CANDIDATES_GROUP = "candidates"
+# The full user x candidate tables (`candidates`, `user_tweet_features`): not in the default build,
+# whose `ranked_feeds` retrieves and scores in one pass; built on demand (job `candidate_tables`)
+# for debugging and `homefeed eval candidates`.
+CANDIDATE_TABLES_GROUP = "candidate_tables"
 # `CandidateInputs` fields are named as the tables they hold.
 CANDIDATE_INPUT_TABLES = [field.name for field in dataclasses.fields(CandidateInputs)]
 
@@ -28,7 +31,7 @@ class CandidatesParams(config_from_dataclass(CandidatesConfig)):
     """`jobs.candidates.config.CandidatesConfig`, settable in the launchpad."""
 
 
-@dg.asset(name="candidates", group_name=CANDIDATES_GROUP, kinds={"spark", "delta"}, deps=CANDIDATE_INPUT_TABLES)
+@dg.asset(name="candidates", group_name=CANDIDATE_TABLES_GROUP, kinds={"spark", "delta"}, deps=CANDIDATE_INPUT_TABLES)
 def candidates_asset(
     context: dg.AssetExecutionContext, config: CandidatesParams, spark: SparkResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:

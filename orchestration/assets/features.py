@@ -11,6 +11,7 @@ from features.tables import (
     user_features,
 )
 from features.user_tweet import user_tweet_features
+from orchestration.assets.candidates import CANDIDATE_TABLES_GROUP
 from orchestration.resources import WarehouseResource
 
 FEATURES_GROUP = "features"
@@ -72,7 +73,7 @@ def user_author_features_asset(
     return _feature_table("user_author_features", table, as_of)
 
 
-@dg.asset(name="user_tweet_features", group_name=FEATURES_GROUP, kinds=KINDS)
+@dg.asset(name="user_tweet_features", group_name=CANDIDATE_TABLES_GROUP, kinds=KINDS)
 def user_tweet_features_asset(
     warehouse: WarehouseResource,
     candidates: DataFrame,

@@ -15,13 +15,14 @@ from core.feed_heuristics import FeedHeuristics
 from features.registry import registry_hash
 from jobs.candidates.config import CandidateInputs
 from jobs.delta_io import overwrite_delta, read_delta
-from jobs.feed_pass.pipeline import PassInputs, ranked_feeds_in_one_pass
-from jobs.ranking import FEATURE_TABLES, RankingConfig, fatigue_days, light_ranker_recall
+from jobs.feed_pass.pipeline import PassInputs, prepare_pass
+from jobs.feed_pass.sample import light_ranker_recall
+from jobs.ranking import RankingConfig, fatigue_days
 from jobs.train_rankers import current_models, train_rankers
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, HeavyRankerConfig
 from models.light_ranker import LightRankerConfig
 from models.registry import HEAVY_RANKER, LIGHT_RANKER
-from orchestration.assets import written_table_result
+from orchestration.assets import table_result
 from orchestration.assets.candidates import CANDIDATE_INPUT_TABLES, CandidatesParams
 from orchestration.assets.training import TRAINING_GROUP
 from orchestration.dataclass_config import config_from_dataclass
@@ -29,6 +30,7 @@ from orchestration.resources import SparkResource, WarehouseResource
 from orchestration.training_examples import TRAINING_TABLE
 
 RANKING_GROUP = "ranking"
+SAMPLE_TABLE = "ranked_feeds_sample"
 
 
 class RankersParams(dg.Config):
@@ -88,17 +90,32 @@ PASS_TABLES = (
 )
 
 
-@dg.asset(
+RANKED_FEEDS_DEPS = [*CANDIDATE_INPUT_TABLES, *PASS_TABLES, "rankers"]
+
+
+@dg.multi_asset(
     name="ranked_feeds",
-    group_name=RANKING_GROUP,
-    kinds={"spark", "delta"},
-    deps=[*CANDIDATE_INPUT_TABLES, *PASS_TABLES, "candidates", "user_tweet_features", "rankers"],
+    specs=[
+        dg.AssetSpec(
+            "ranked_feeds",
+            deps=RANKED_FEEDS_DEPS,
+            group_name=RANKING_GROUP,
+            kinds={"spark", "delta"},
+            description="Each user's ranked For You feed (up to 200 rows), in one pass per block of users: the "
+            "six sources, the light ranker's cut, the heavy ranker on the survivors, the heuristics.",
+        ),
+        dg.AssetSpec(
+            SAMPLE_TABLE,
+            deps=RANKED_FEEDS_DEPS,
+            group_name=RANKING_GROUP,
+            kinds={"spark", "delta"},
+            description="What the pass did for a fixed sample of users, in full: every merged candidate, the "
+            "filter that removed it, its light and heavy scores and ranks, its features, its feed rank.",
+        ),
+    ],
 )
-def ranked_feeds_asset(
-    config: RankedFeedsParams, spark: SparkResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Each user's ranked For You feed (up to 200 rows), in one pass per block of users: the six
-    sources, the light ranker's cut, the heavy ranker on the survivors, the heuristics."""
+def ranked_feeds_asset(config: RankedFeedsParams, spark: SparkResource, warehouse: WarehouseResource):
+    """`ranked_feeds` and `ranked_feeds_sample` from one prepared pass (jobs/feed_pass)."""
     session = spark.get_session()
     read = lambda name: read_delta(session, warehouse.table_path(name))  # noqa: E731
     models = current_models(warehouse.root, models_dir=warehouse.models_dir)
@@ -115,7 +132,7 @@ def ranked_feeds_asset(
         "heavy_ranker": f"{heavy_dir.parent.name}/{heavy_dir.name}",
         "feature_registry": registry_hash(),
     }
-    table = ranked_feeds_in_one_pass(
+    prepared = prepare_pass(
         inputs,
         as_of=as_of,
         light_model_dir=light_dir,
@@ -125,20 +142,10 @@ def ranked_feeds_asset(
         config=ranking,
         candidates_config=config.candidates.to_dataclass(),
     )
-    overwrite_delta(table, warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
-    # On a sample of users whose whole pools the heavy ranker scores (the candidate tables).
-    tables = {name: read(name) for name in FEATURE_TABLES}
-    recall = light_ranker_recall(
-        read("candidates"),
-        tables,
-        light_model_dir=light_dir,
-        light_features=light_features,
-        heavy_model_dir=heavy_dir,
-        heavy_features=heavy_features,
-        weights=ranking.weights(),
-        keep=ranking.light_keep,
-    )
-    return written_table_result(
+    overwrite_delta(prepared.feeds(), warehouse.table_path("ranked_feeds"), user_metadata=json.dumps(built_with))
+    overwrite_delta(prepared.sample(), warehouse.table_path(SAMPLE_TABLE), user_metadata=json.dumps(built_with))
+    recall = light_ranker_recall(read(SAMPLE_TABLE), keep=ranking.light_keep)
+    yield table_result(
         warehouse,
         "ranked_feeds",
         as_of=as_of.isoformat(),
@@ -146,6 +153,7 @@ def ranked_feeds_asset(
         heavy_ranker=f"{heavy_dir.parent.name} {heavy_dir.name}",
         light_ranker_recall_of_heavy_top_100=dg.MetadataValue.json(recall),
     )
+    yield table_result(warehouse, SAMPLE_TABLE, users=recall["users"])
 
 
 RANKING_ASSETS = [rankers_asset, ranked_feeds_asset]
