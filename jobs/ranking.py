@@ -1,4 +1,7 @@
-"""Batch ranking: candidates -> feature vectors -> light ranker prune -> heavy ranker -> feed heuristics.
+"""Batch ranking's parts: feature vectors, the light and heavy rankers on Spark rows, the fatigue,
+the feed heuristics on whole users' rows (`feeds_of_whole_users`, which the per-user pass of
+`jobs.feed_pass` calls per block), the `ranked_feeds` schema, and the three-step reference over the
+full tables (`ranked_feeds`).
 
 Everything a model runs on moves through Arrow batches (`mapInArrow`, `applyInPandas`), never a
 row-wise Python UDF. A model is loaded once per Python worker process (`loaded_model`, keyed by its
@@ -70,11 +73,6 @@ class RankingConfig:
     light_keep: int = 500  # candidates per user the heavy ranker scores
     head_weights: Mapping[str, float] = field(default_factory=dict)  # {} = DEFAULT_HEAD_WEIGHTS
     heuristics: FeedHeuristics = FeedHeuristics()
-    # The per-user, per-author and per-tweet feature tables are broadcast when their estimated hash
-    # map fits this share of the driver's memory (`broadcast_rows_max`), and shuffled otherwise.
-    broadcast_rows_max: int | None = None  # a fixed row limit instead of the estimate
-    broadcast_bytes_per_value: int = 16  # 8-byte values, doubled for the map's growth
-    broadcast_driver_memory_share: float = 1 / 8
 
     def __post_init__(self) -> None:
         if self.light_keep < 1:
@@ -89,45 +87,15 @@ class RankingConfig:
         return {**DEFAULT_HEAD_WEIGHTS, **self.head_weights}
 
 
-@dataclass(frozen=True)
-class FeatureJoins:
-    """How the feature tables meet the candidate rows. `broadcast`: assets sent whole to every task
-    (no shuffle of the rows). `user_partitions`: when set, every per-user table not broadcast is
-    hash-partitioned by user_id into that many partitions, to join rows partitioned the same way
-    (`by_user`) without moving them; planned with RANKING_SPARK_CONF. The default, neither: plain
-    joins, each free to shuffle both sides (fine for small inputs: tests, a recall sample)."""
-
-    broadcast: frozenset[str] = frozenset()
-    user_partitions: int | None = None
-
-
-# A join on (user_id, tweet_id) of two sides both hash-partitioned by user_id alone needs no
-# shuffle, but Spark reshuffles both unless told that a partitioning on some of the keys will do.
-RANKING_SPARK_CONF = {"spark.sql.requireAllClusterKeysForCoPartition": "false"}
-
-
-def by_user(rows: DataFrame, joins: FeatureJoins) -> DataFrame:
-    """`rows` hash-partitioned by user_id the way `joins` partitions the per-user tables."""
-    return rows if joins.user_partitions is None else rows.repartition(joins.user_partitions, "user_id")
-
-
-def feature_tables(
-    tables: Mapping[str, DataFrame], feature_names: Sequence[str], joins: FeatureJoins = FeatureJoins()
-) -> dict[str, DataFrame]:
+def feature_tables(tables: Mapping[str, DataFrame], feature_names: Sequence[str]) -> dict[str, DataFrame]:
     """Each feature table that holds one of `feature_names`: its keys and those features (qualified
-    names), broadcast or partitioned by user as `joins` says (`join_features` reads them)."""
+    names), as `join_features` reads them."""
     wanted = set(feature_names)
     prepared = {}
     for asset, (entity, keys) in FEATURE_TABLES.items():
         columns = [f.qualified_name for f in features_for(entity) if f.qualified_name in wanted]
-        if not columns:
-            continue
-        table = qualified(tables[asset], asset, entity).select(*keys, *columns)
-        if asset in joins.broadcast:
-            table = F.broadcast(table)
-        elif joins.user_partitions is not None and "user_id" in keys:
-            table = table.repartition(joins.user_partitions, "user_id")
-        prepared[asset] = table
+        if columns:
+            prepared[asset] = qualified(tables[asset], asset, entity).select(*keys, *columns)
     return prepared
 
 
@@ -149,16 +117,6 @@ def feature_vectors(pairs: DataFrame, tables: Mapping[str, DataFrame], feature_n
     """`pairs` (user_id, tweet_id, author_id, ...) with the named features (qualified names) joined from
     the feature tables, missing rows at the declared defaults."""
     return join_features(pairs, feature_tables(tables, feature_names), feature_names)
-
-
-def broadcast_rows_max(config: RankingConfig, feature_count: int, driver_memory: int) -> int:
-    """The most rows of a feature table that `ranked_feeds` broadcasts when it reads `feature_count`
-    of its features: an estimated hash-map size (RankingConfig.broadcast_bytes_per_value per value,
-    keys included) within `broadcast_driver_memory_share` of the driver's memory, which builds it."""
-    if config.broadcast_rows_max is not None:
-        return config.broadcast_rows_max
-    row_bytes = (feature_count + 2) * config.broadcast_bytes_per_value
-    return int(driver_memory * config.broadcast_driver_memory_share) // row_bytes
 
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -322,80 +280,6 @@ def apply_heuristics(scored: DataFrame, *, heuristics: FeedHeuristics) -> DataFr
     return rows.mapInArrow(rank, RANKED_FEEDS_SCHEMA)
 
 
-def light_ranker_recall(
-    candidates: DataFrame,
-    tables: Mapping[str, DataFrame],
-    *,
-    light_model_dir: Path,
-    light_features: Sequence[str],
-    heavy_model_dir: Path,
-    heavy_features: Sequence[str],
-    weights: Mapping[str, float],
-    keep: int,
-    top: int = 100,
-    sample_users: int = 200,
-) -> dict:
-    """How much of the heavy ranker's top `top` per user survives the light ranker's cut to `keep`,
-    on a sample of users (hash order, so the same users each run) whose whole pools the heavy ranker
-    scores: the share of (user, top tweet) pairs kept, and the mean over users."""
-    pairs = candidates.select(*CARRIED)
-    users = pairs.select("user_id").distinct().orderBy(F.xxhash64("user_id"), "user_id").limit(sample_users)
-    sample = pairs.join(users, on="user_id", how="left_semi")
-    # Only the sampled users' rows of the per-user tables take part in the joins.
-    tables = {
-        asset: table.join(users, on="user_id", how="left_semi") if "user_id" in FEATURE_TABLES[asset][1] else table
-        for asset, table in tables.items()
-    }
-    light = light_scores(
-        feature_vectors(sample, tables, light_features), model_dir=light_model_dir, feature_names=light_features
-    )
-    heavy = heavy_scores(
-        join_features(light, feature_tables(tables, heavy_features), heavy_features),
-        model_dir=heavy_model_dir,
-        feature_names=heavy_features,
-        weights=weights,
-    )
-    by = lambda column: Window.partitionBy("user_id").orderBy(F.col(column).desc(), F.col("tweet_id"))  # noqa: E731
-    ranked = (
-        heavy.withColumn("_light", F.row_number().over(by("light_score")))
-        .withColumn("_heavy", F.row_number().over(by("heavy_score")))
-        .where(F.col("_heavy") <= top)
-        .groupBy("user_id")
-        .agg(
-            F.avg((F.col("_light") <= keep).cast("double")).alias("_recall"),
-            F.sum((F.col("_light") <= keep).cast("long")).alias("_kept"),
-            F.count(F.lit(1)).alias("_top"),
-        )
-    )
-    row = ranked.agg(F.avg("_recall"), F.sum("_kept"), F.sum("_top"), F.count(F.lit(1))).first()
-    return {
-        "mean_user_recall": None if row[0] is None else round(float(row[0]), 4),
-        "pair_recall": None if not row[2] else round(int(row[1]) / int(row[2]), 4),
-        "users": int(row[3]),
-        "keep": keep,
-        "top": top,
-    }
-
-
-def ranking_joins(
-    tables: Mapping[str, DataFrame],
-    feature_names: Sequence[str],
-    *,
-    config: RankingConfig,
-    driver_memory: int,
-    partitions: int,
-) -> FeatureJoins:
-    """The joins `ranked_feeds` plans: the rows and the per-(user, x) tables partitioned by user into
-    `partitions`; each single-key table (users, authors, tweets) that holds one of `feature_names`
-    broadcast when its row count is within `broadcast_rows_max` (counting it reads only the Delta log)."""
-    wanted, broadcast = set(feature_names), set()
-    for asset, (entity, keys) in FEATURE_TABLES.items():
-        read = sum(1 for f in features_for(entity) if f.qualified_name in wanted)
-        if len(keys) == 1 and read and tables[asset].count() <= broadcast_rows_max(config, read, driver_memory):
-            broadcast.add(asset)
-    return FeatureJoins(broadcast=frozenset(broadcast), user_partitions=partitions)
-
-
 def ranked_feeds(
     candidates: DataFrame,
     tables: Mapping[str, DataFrame],
@@ -406,25 +290,20 @@ def ranked_feeds(
     heavy_model_dir: Path,
     heavy_features: Sequence[str],
     config: RankingConfig = RankingConfig(),
-    joins: FeatureJoins = FeatureJoins(),
 ) -> DataFrame:
-    """The `ranked_feeds` table: every user's pool cut to `config.light_keep` by the light ranker,
-    scored by the heavy ranker, shaped by the heuristics (at most `heuristics.max_rows` per user).
-
-    With `joins` from `ranking_joins` and RANKING_SPARK_CONF set, no join moves the candidate rows:
-    they are partitioned by user once, the small tables are broadcast and the per-(user, x) tables
-    partitioned the same way. What moves then is what Spark cannot know stays in place (a model's
-    output is new columns): the prune's survivors (each partition's top `light_keep` per user,
-    narrow) and the scored rows into the per-user heuristics (docs/ranking.md). Each model's
-    features are joined just before it and dropped after it; the fatigue joins the survivors while
-    they are partitioned by user."""
+    """The feeds from the full tables, in three steps: every user's pool (the `candidates` table) cut
+    to `config.light_keep` by the light ranker, scored by the heavy ranker over the
+    `user_tweet_features` table, shaped by the heuristics. The build makes `ranked_feeds` in one
+    pass per block of users instead (`jobs.feed_pass`); this is the reference it is tested against
+    (tests/test_feed_pass.py) and what `benchmarks/feed_pass.py` times it against. Each model's
+    features are joined just before it (plain joins, each free to shuffle)."""
     reply = ["tweet__is_reply"]
-    prepared = feature_tables(tables, [*light_features, *heavy_features, *reply], joins)
-    pairs = by_user(candidates.select(*CARRIED), joins)
+    prepared = feature_tables(tables, [*light_features, *heavy_features, *reply])
+    pairs = candidates.select(*CARRIED)
     light = light_scores(
         join_features(pairs, prepared, light_features), model_dir=light_model_dir, feature_names=light_features
     ).select(*CARRIED, "light_score")
-    survivors = with_fatigue(keep_best(light, column="light_score", keep=config.light_keep), by_user(fatigue, joins))
+    survivors = with_fatigue(keep_best(light, column="light_score", keep=config.light_keep), fatigue)
     heavy = heavy_scores(
         join_features(survivors, prepared, [*heavy_features, *reply]),
         model_dir=heavy_model_dir,

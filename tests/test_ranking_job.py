@@ -17,17 +17,11 @@ from jobs.candidates.config import CANDIDATES_SCHEMA
 from jobs.delta_io import overwrite_delta
 from jobs.ranking import (
     FEATURE_TABLES,
-    RANKING_SPARK_CONF,
     RankingConfig,
     fatigue_days,
     feature_vectors,
-    heavy_scores,
-    light_ranker_recall,
-    light_scores,
     ranked_feeds,
-    ranking_joins,
 )
-from jobs.spark_session import session_conf
 from jobs.train_rankers import current_models
 from models.fixed_rankers import register_fixed_rankers
 from models.heavy_ranker import DEFAULT_HEAD_WEIGHTS, RankerInputs, final_scores
@@ -178,48 +172,8 @@ def test_batch_scoring_refuses_a_model_trained_on_other_features(tmp_path):
         current_models(tmp_path / "empty")
 
 
-def test_light_ranker_recall_of_the_heavy_top(spark, warehouse):
-    path, _ = warehouse
-    models = current_models(path)
-    light_dir, light_features = models[LIGHT_RANKER]
-    heavy_dir, heavy_features = models[HEAVY_RANKER]
-    candidates, tables = _read(spark, path, "candidates"), {a: _read(spark, path, a) for a in FEATURE_TABLES}
-    # Both models' scores of every candidate, then the recall worked out here with pandas.
-    pairs = candidates.select("user_id", "tweet_id", "author_id")
-    light = light_scores(
-        feature_vectors(pairs, tables, light_features), model_dir=light_dir, feature_names=light_features
-    ).select("user_id", "tweet_id", "light_score")
-    heavy = heavy_scores(
-        feature_vectors(pairs, tables, heavy_features),
-        model_dir=heavy_dir,
-        feature_names=heavy_features,
-        weights=DEFAULT_HEAD_WEIGHTS,
-    ).select("user_id", "tweet_id", "heavy_score")
-    scores = light.join(heavy, on=["user_id", "tweet_id"], how="inner").toPandas()
-    keep, top = 4, 3
-    expected_pairs = kept = 0
-    for _, rows in scores.groupby("user_id"):
-        best_light = set(rows.sort_values(["light_score", "tweet_id"], ascending=[False, True])["tweet_id"][:keep])
-        best_heavy = rows.sort_values(["heavy_score", "tweet_id"], ascending=[False, True])["tweet_id"][:top]
-        kept += sum(t in best_light for t in best_heavy)
-        expected_pairs += top
-    got = light_ranker_recall(
-        candidates,
-        tables,
-        light_model_dir=light_dir,
-        light_features=light_features,
-        heavy_model_dir=heavy_dir,
-        heavy_features=heavy_features,
-        weights=DEFAULT_HEAD_WEIGHTS,
-        keep=keep,
-        top=top,
-    )
-    assert got["pair_recall"] == pytest.approx(kept / expected_pairs, abs=1e-4) and got["users"] == 2
-    assert 0 < kept < expected_pairs  # the planted case discriminates: neither all nor nothing is kept
-
-
 # A world whose five feature tables all hold seeded random rows (a few keys left out, so defaults
-# show), for the co-partitioned plan that ranked_feeds runs at scale.
+# show), for the three-step reference the per-user pass is compared with (tests/test_feed_pass.py).
 RICH_USERS, RICH_CANDIDATES, RICH_AUTHORS, RICH_KEEP = (11, 12, 13), 12, (70, 71, 72, 73), 7
 FATIGUED = (12, 71)  # user 12 said "not interested" to author 71 two days ago
 
@@ -310,53 +264,30 @@ def rich_warehouse(spark, tmp_path_factory):
     return path, triples, rows_by_asset
 
 
-def _co_partitioned_feeds(spark, path, *, broadcast_rows_max=None):
-    """ranked_feeds as the asset plans it (ranking_joins, RANKING_SPARK_CONF) with Spark's own
-    broadcasting of small tables off, as on tables too large for it, and 3 partitions by user."""
+def _reference_feeds(spark, path):
+    """jobs.ranking.ranked_feeds over the rich world's candidates and feature tables."""
     read = lambda name: _read(spark, path, name)  # noqa: E731
     (light_dir, light_features), (heavy_dir, heavy_features) = (
         current_models(path)[n] for n in (LIGHT_RANKER, HEAVY_RANKER)
     )
-    tables, config = (
-        {a: read(a) for a in FEATURE_TABLES},
-        RankingConfig(light_keep=RICH_KEEP, broadcast_rows_max=broadcast_rows_max),
-    )
-    joins = ranking_joins(
-        tables, [*light_features, *heavy_features], config=config, driver_memory=1 << 30, partitions=3
-    )
-    return joins, ranked_feeds(
+    return ranked_feeds(
         read("candidates"),
-        tables,
+        {a: read(a) for a in FEATURE_TABLES},
         fatigue_days(read("engagements"), read("tweets"), as_of=AS_OF),
         light_model_dir=light_dir,
         light_features=light_features,
         heavy_model_dir=heavy_dir,
         heavy_features=heavy_features,
-        config=config,
-        joins=joins,
+        config=RankingConfig(light_keep=RICH_KEEP),
     )
 
 
-PLANNED_AT_SCALE = {
-    **RANKING_SPARK_CONF,
-    "spark.sql.autoBroadcastJoinThreshold": "-1",
-    "spark.sql.adaptive.enabled": "false",
-}
-
-
-@pytest.mark.parametrize("broadcast_rows_max", [None, 2])  # every single-key table broadcast; only user_features
-def test_co_partitioned_ranked_feeds_match_vectors_built_row_by_row(spark, rich_warehouse, broadcast_rows_max):
+def test_reference_ranked_feeds_match_vectors_built_row_by_row(spark, rich_warehouse):
     from models.light_ranker import LightRanker
 
     path, triples, rows_by_asset = rich_warehouse
     models = current_models(path)
-    with session_conf(spark, PLANNED_AT_SCALE):
-        joins, feeds = _co_partitioned_feeds(spark, path, broadcast_rows_max=broadcast_rows_max)
-        feeds = feeds.toPandas()
-    expected_broadcast = (
-        {"user_features", "author_features", "tweet_features"} if broadcast_rows_max is None else {"user_features"}
-    )  # rows for 2 of the 3 users; 3 authors and 35 tweets are over 2
-    assert joins.broadcast == expected_broadcast and joins.user_partitions == 3
+    feeds = _reference_feeds(spark, path).toPandas()
     light = LightRanker.load(models[LIGHT_RANKER][0])
     light_scores_expected = light.predict(expected_vectors(triples, rows_by_asset, list(models[LIGHT_RANKER][1])))
     by_pair = {(u, t): (a, s) for (u, t, a), s in zip(triples, light_scores_expected)}
@@ -385,34 +316,6 @@ def heavy_ranker_of(path):
     from models.heavy_ranker import HeavyRanker
 
     return HeavyRanker.load(current_models(path)[HEAVY_RANKER][0])
-
-
-def _shuffles_over(node, table_path: str) -> int:
-    """Shuffle exchanges in the physical plan under `node` whose input includes a scan of `table_path`."""
-    children = [node.children().apply(i) for i in range(node.children().length())]
-    count = sum(_shuffles_over(child, table_path) for child in children)
-    if node.getClass().getSimpleName() == "ShuffleExchangeExec" and _reads(node, table_path):
-        count += 1
-    return count
-
-
-def _reads(node, table_path: str) -> bool:
-    if node.children().length() == 0:
-        return table_path in node.toString()
-    return any(_reads(node.children().apply(i), table_path) for i in range(node.children().length()))
-
-
-def test_the_candidate_rows_are_shuffled_three_times(spark, rich_warehouse):
-    """Once by user at the start, the prune's survivors, and the scored rows into the heuristics:
-    the feature joins move none of them (they used to: five more shuffles at 100K users)."""
-    path, _, _ = rich_warehouse
-    with session_conf(spark, PLANNED_AT_SCALE):
-        _, feeds = _co_partitioned_feeds(spark, path)
-        plan = feeds._jdf.queryExecution().executedPlan()
-    assert _shuffles_over(plan, f"{path}/tables/candidates]") == 3
-    with session_conf(spark, {**PLANNED_AT_SCALE, **dict.fromkeys(RANKING_SPARK_CONF, "true")}):
-        _, feeds = _co_partitioned_feeds(spark, path)
-        assert _shuffles_over(feeds._jdf.queryExecution().executedPlan(), f"{path}/tables/candidates]") > 3
 
 
 def test_feeds_of_sorted_batches_equal_each_users_own_feed():
