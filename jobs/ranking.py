@@ -42,6 +42,9 @@ CARRIED = (
     "social_proof_count",
 )
 
+# The tweet feature the heuristics read as `is_reply` (ranked_feeds' column).
+IS_REPLY = "tweet__is_reply"
+
 RANKED_FEEDS_SCHEMA = T.StructType(
     [
         T.StructField("user_id", T.LongType(), False),
@@ -267,7 +270,7 @@ def apply_heuristics(scored: DataFrame, *, heuristics: FeedHeuristics) -> DataFr
             "light_score",
             *HEAD_COLUMNS,
             "heavy_score",
-            F.col("tweet__is_reply").cast("boolean").alias("is_reply"),
+            F.col(IS_REPLY).cast("boolean").alias("is_reply"),
             F.coalesce(F.col("fatigue_days_since"), F.lit(float("nan"))).alias("fatigue_days_since"),
         )
         .repartition("user_id")
@@ -297,7 +300,7 @@ def ranked_feeds(
     pass per block of users instead (`jobs.feed_pass`); this is the reference it is tested against
     (tests/test_feed_pass.py) and what `benchmarks/feed_pass.py` times it against. Each model's
     features are joined just before it (plain joins, each free to shuffle)."""
-    reply = ["tweet__is_reply"]
+    reply = [IS_REPLY]
     prepared = feature_tables(tables, [*light_features, *heavy_features, *reply])
     pairs = candidates.select(*CARRIED)
     light = light_scores(

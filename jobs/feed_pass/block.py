@@ -19,14 +19,14 @@ from features.pair_kernel import PAIR_FEATURE_TYPES, list_entries, lookup, pair_
 from jobs.candidates.blocks import RequestBlock
 from jobs.candidates.config import CandidatesConfig
 from jobs.candidates.indexes import CandidateIndexes
+from jobs.candidates.kernels import ranks_within
 from jobs.candidates.merge import merge_block
 from jobs.candidates.sources import retrieve_block
 from jobs.feed_pass.hydration import KeyedTable, features_named, taken, user_author_columns
-from jobs.ranking import CARRIED, RANKED_FEEDS_ARROW, feeds_of_whole_users, loaded_model
+from jobs.ranking import CARRIED, IS_REPLY, RANKED_FEEDS_ARROW, feeds_of_whole_users, loaded_model
 
 # The per-user list of (author_id, fatigue_days_since) in a request row.
 FATIGUE_ROWS = "_fatigue_rows"
-IS_REPLY = "tweet__is_reply"
 PAIR_FEATURE_NAMES = frozenset(f"user_tweet__{name}" for name in PAIR_FEATURE_TYPES)
 
 
@@ -82,13 +82,17 @@ def hydrate(
     return pa.table({name: columns[name] for name in dict.fromkeys(names)})
 
 
+def ranks_within_users(users: np.ndarray, scores: np.ndarray, tweet_ids: np.ndarray) -> np.ndarray:
+    """1-based rank of each row among its user's rows by score (ties: smaller tweet id first)."""
+    order = np.lexsort((tweet_ids, -scores, users))
+    ranks = np.empty(len(order), dtype=np.int32)
+    ranks[order] = ranks_within(users[order])
+    return ranks
+
+
 def best_per_user(user_rows: np.ndarray, scores: np.ndarray, tweet_ids: np.ndarray, keep: int) -> np.ndarray:
-    """Indices of each user's `keep` highest scores (ties: smaller tweet id first)."""
-    order = np.lexsort((tweet_ids, -scores, user_rows))
-    ordered_users = user_rows[order]
-    starts = np.r_[0, np.flatnonzero(ordered_users[1:] != ordered_users[:-1]) + 1]
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    return np.sort(order[rank < keep])
+    """Indices (ascending) of each user's `keep` highest scores (ties: smaller tweet id first)."""
+    return np.flatnonzero(ranks_within_users(user_rows, scores, tweet_ids) <= keep)
 
 
 def _fatigue_days(requests: pa.Table, user_rows: np.ndarray, author_ids: np.ndarray) -> np.ndarray:
@@ -99,7 +103,7 @@ def _fatigue_days(requests: pa.Table, user_rows: np.ndarray, author_ids: np.ndar
     return np.where(at >= 0, days[np.maximum(at, 0)] if len(days) else np.nan, np.nan)
 
 
-def tagged_candidates(batch: pa.RecordBatch, indexes: CandidateIndexes, config: CandidatesConfig) -> pa.Table:
+def tagged_of_block(batch: pa.RecordBatch, indexes: CandidateIndexes, config: CandidatesConfig) -> pa.Table:
     """Every merged candidate of the block's users, by user then tweet, `filtered_by` set on those
     a filter or the total cap removed (`jobs.candidates.merge.merge_block`)."""
     block = RequestBlock.from_arrow(batch)
@@ -115,7 +119,7 @@ def rows_of_users(batch: pa.RecordBatch, user_ids: np.ndarray) -> np.ndarray:
 
 def kept_candidates(batch: pa.RecordBatch, indexes: CandidateIndexes, config: CandidatesConfig) -> tuple:
     """(the block's kept candidates, by user then tweet, with their user's row in `batch`)."""
-    tagged = tagged_candidates(batch, indexes, config)
+    tagged = tagged_of_block(batch, indexes, config)
     kept = tagged.filter(pc.is_null(tagged.column("filtered_by")))
     return kept, rows_of_users(batch, kept.column("user_id").to_numpy().astype(np.int64))
 

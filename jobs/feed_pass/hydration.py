@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark.sql.pandas.types import to_arrow_type
 
 from features.pair_kernel import list_entries, lookup
-from features.registry import FEATURES, Feature
+from features.registry import FEATURES, SPARK_TYPES, Feature
+from jobs.candidates.kernels import lookup as lookup_sorted
 
-ARROW_TYPES = {"double": pa.float64(), "int": pa.int32(), "bigint": pa.int64(), "boolean": pa.bool_()}
+ARROW_TYPES = {dtype: to_arrow_type(spark_type) for dtype, spark_type in SPARK_TYPES.items()}
 BY_NAME: dict[str, Feature] = {f.qualified_name: f for f in FEATURES}
 # The per-user list of (author_id, user_author features) in a request row.
 USER_AUTHOR_ROWS = "_user_author_rows"
@@ -67,10 +69,10 @@ class KeyedTable:
 
     def rows_of(self, keys: np.ndarray) -> np.ndarray:
         """Each key's row, -1 where there is none."""
-        if not len(self.keys):
-            return np.full(len(keys), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return np.where(self.keys[at] == keys, at, -1)
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        positions, found = lookup_sorted(self.keys, keys)
+        rows[found] = positions
+        return rows
 
 
 def user_author_columns(requests: pa.Table, user_rows: np.ndarray, author_ids: np.ndarray) -> tuple:

@@ -19,27 +19,23 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from core.heads import HEAD_COLUMNS
-from jobs.candidates.config import CandidatesConfig
+from jobs.candidates.config import CANDIDATES_SCHEMA, CandidatesConfig
 from jobs.feed_pass.block import (
     PassModels,
     PassTables,
-    best_per_user,
     feeds_of_scored,
     heavy_scored,
     light_scores,
+    ranks_within_users,
     rows_of_users,
-    tagged_candidates,
+    tagged_of_block,
 )
 
 LIGHT_RANKER_CUT, HEURISTICS = "light_ranker", "heuristics"
+CANDIDATE_FIELDS = ("user_id", "tweet_id", "author_id", "tweet_created_at", "sources", "is_in_network")
 SAMPLE_SCHEMA = T.StructType(
     [
-        T.StructField("user_id", T.LongType(), False),
-        T.StructField("tweet_id", T.LongType(), False),
-        T.StructField("author_id", T.LongType(), False),
-        T.StructField("tweet_created_at", T.TimestampType(), False),
-        T.StructField("sources", T.ArrayType(T.StringType()), False),
-        T.StructField("is_in_network", T.BooleanType(), False),
+        *[CANDIDATES_SCHEMA[name] for name in CANDIDATE_FIELDS],
         T.StructField("pool_rank", T.IntegerType(), True),
         T.StructField("filtered_by", T.StringType(), True),
         T.StructField("light_score", T.DoubleType(), True),
@@ -54,16 +50,6 @@ SAMPLE_SCHEMA = T.StructType(
     ]
 )
 SAMPLE_ARROW = to_arrow_schema(SAMPLE_SCHEMA, timezone="UTC")
-
-
-def ranks_within_users(users: np.ndarray, scores: np.ndarray, tweet_ids: np.ndarray) -> np.ndarray:
-    """1-based rank of each row among its user's rows by score (ties: smaller tweet id first)."""
-    order = np.lexsort((tweet_ids, -scores, users))
-    ordered = users[order]
-    starts = np.r_[0, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1]
-    ranks = np.empty(len(order), dtype=np.int32)
-    ranks[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)])) + 1
-    return ranks
 
 
 def _features_map(heavy: pa.Table, names) -> pa.Array:
@@ -89,7 +75,7 @@ def sample_of_block(
 ) -> pa.Table:
     """Every merged candidate of the block's (sampled) users, as SAMPLE_ARROW."""
     requests = pa.Table.from_batches([batch])
-    tagged = tagged_candidates(batch, tables.indexes, config)
+    tagged = tagged_of_block(batch, tables.indexes, config)
     kept_at = np.flatnonzero(pc.is_null(tagged.column("filtered_by")).to_numpy(zero_copy_only=False))
     kept = tagged.take(pa.array(kept_at))
     if kept.num_rows == 0:
@@ -99,7 +85,8 @@ def sample_of_block(
     light = light_scores(requests, tables, models, kept, user_rows)
     scored, heavy = heavy_scored(requests, tables, models, kept, user_rows, light)
     heavy_score = scored.column("heavy_score").to_numpy()
-    best = best_per_user(user_rows, light, tweets, models.light_keep)
+    light_rank = ranks_within_users(users, light, tweets)
+    best = np.flatnonzero(light_rank <= models.light_keep)  # best_per_user, from the ranks at hand
     feeds = feeds_of_scored(scored.take(pa.array(best)), models.heuristics)
     in_feed = dict(
         zip(
@@ -120,7 +107,7 @@ def sample_of_block(
         "tweet_created_at": created,
         **{name: tagged.column(name) for name in ("sources", "is_in_network", "pool_rank", "filtered_by")},
         "light_score": _full(n, kept_at, light, pa.float64()),
-        "light_rank": _full(n, kept_at, ranks_within_users(users, light, tweets), pa.int32()),
+        "light_rank": _full(n, kept_at, light_rank, pa.int32()),
         "heavy_score": _full(n, kept_at, heavy_score, pa.float64()),
         "heavy_rank": _full(n, kept_at, ranks_within_users(users, heavy_score, tweets), pa.int32()),
         **{c: _full(n, kept_at, scored.column(c).to_numpy(), pa.float64()) for c in HEAD_COLUMNS},
